@@ -1,0 +1,1 @@
+"""sim: Monte Carlo capacity planner for self-hosted LLM inference."""
