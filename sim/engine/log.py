@@ -1,0 +1,49 @@
+"""Per-request timestamps written by the replica engines (plain lists: cheapest to append/set).
+
+Requests are identified by their index `rid` into the workload arrays. Times are seconds since
+the start of the plan; NaN means "has not happened (yet)". `records.requests_frame` turns a log
+into a polars frame once, at the end.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+
+class RequestLog:
+    """Inputs (arrival, lengths) and outcomes (timestamps, preemptions, replica) of every request."""
+
+    __slots__ = (
+        "arrival_s",
+        "finish_s",
+        "first_scheduled_s",
+        "first_token_s",
+        "input_tokens",
+        "output_tokens",
+        "preemptions",
+        "rejected",
+        "replica",
+    )
+
+    def __init__(
+        self,
+        arrival_s: Sequence[float],
+        input_tokens: Sequence[int],
+        output_tokens: Sequence[int],
+    ) -> None:
+        n = len(arrival_s)
+        if len(input_tokens) != n or len(output_tokens) != n:
+            raise ValueError("arrival_s, input_tokens and output_tokens must have equal lengths")
+        self.arrival_s: list[float] = [float(x) for x in arrival_s]
+        self.input_tokens: list[int] = [int(x) for x in input_tokens]
+        self.output_tokens: list[int] = [int(x) for x in output_tokens]
+        self.first_scheduled_s: list[float] = [math.nan] * n
+        self.first_token_s: list[float] = [math.nan] * n
+        self.finish_s: list[float] = [math.nan] * n
+        self.preemptions: list[int] = [0] * n
+        self.replica: list[int] = [-1] * n
+        self.rejected: list[bool] = [False] * n
+
+    def __len__(self) -> int:
+        return len(self.arrival_s)

@@ -1,0 +1,169 @@
+"""The reference replica: vLLM (V1 scheduler) continuous batching, one iteration at a time.
+
+This is the slow, obviously-correct engine. It keeps one record per sequence and replays the
+scheduler literally every step; `sim.model` drives it with one SimPy event per iteration. The
+event-skipping engine (`sim.engine.fast`) must reproduce its per-request timestamps exactly;
+tests and `bench/engine.py` compare the two.
+
+Scheduler semantics (vLLM V1 `Scheduler.schedule`, recompute preemption):
+1. Running sequences, in admission order, each get min(uncomputed tokens, remaining budget)
+   tokens. A decoding sequence has exactly one uncomputed token. Before a sequence is scheduled
+   its KV blocks are allocated; if the cache is full the newest running sequence is preempted
+   (KV freed, computed tokens reset to 0, back to the head of the waiting queue), repeatedly,
+   until the allocation succeeds or the sequence preempted itself.
+2. If nothing was preempted this step, waiting sequences are admitted FCFS while the budget,
+   `max_num_seqs` and free blocks allow; the first that does not fit stops admission.
+3. At the end of the step, a sequence whose known tokens are all computed samples one token.
+   Its first sampled token stops TTFT; the last one (output_tokens) finishes it and frees KV.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+from sim.engine.log import RequestLog
+from sim.engine.steptime import EngineLimits, StepTimeModel, prefill_pairs
+
+
+@dataclass(slots=True)
+class _Seq:
+    rid: int
+    input_tokens: int
+    output_tokens: int
+    generated: int = 0
+    computed: int = 0
+    blocks: int = 0
+
+    @property
+    def known_tokens(self) -> int:
+        return self.input_tokens + self.generated
+
+
+class ReferenceReplica:
+    """One replica's scheduler state, advanced one step at a time by its owner.
+
+    Protocol: `begin_step(now)` decides the batch and returns the step duration (or None when
+    there is nothing to run); `end_step(end)` applies the step's results at its end time.
+    """
+
+    def __init__(
+        self, index: int, limits: EngineLimits, step_time: StepTimeModel, log: RequestLog
+    ) -> None:
+        self.index = index
+        self.limits = limits
+        self.step_time = step_time
+        self.log = log
+        self.waiting: deque[_Seq] = deque()
+        self.running: list[_Seq] = []
+        self.free_blocks = limits.kv_blocks
+        self.outstanding_tokens = 0
+        self.steps = 0
+        self._scheduled: list[tuple[_Seq, int]] = []
+
+    def submit(self, rid: int) -> None:
+        """Queue request `rid` (the caller has checked `limits.accepts`)."""
+        p = self.log.input_tokens[rid]
+        o = self.log.output_tokens[rid]
+        self.log.replica[rid] = self.index
+        self.waiting.append(_Seq(rid, p, o))
+        self.outstanding_tokens += p + o - 1
+
+    def remaining_tokens(self) -> int:
+        """Tokens still to compute for every request on this replica (the router's load signal)."""
+        return self.outstanding_tokens
+
+    def has_work(self) -> bool:
+        return bool(self.running or self.waiting)
+
+    def _blocks_needed(self, seq: _Seq, new_tokens: int) -> int:
+        bs = self.limits.block_size
+        return -(-(seq.computed + new_tokens) // bs) - seq.blocks
+
+    def _preempt_last(self) -> _Seq:
+        victim = self.running.pop()
+        self.free_blocks += victim.blocks
+        self.outstanding_tokens += victim.computed
+        victim.blocks = 0
+        victim.computed = 0
+        self.log.preemptions[victim.rid] += 1
+        self.waiting.appendleft(victim)
+        return victim
+
+    def begin_step(self, now: float) -> float | None:
+        """Schedule one iteration starting at `now`; return its duration in seconds."""
+        budget = self.limits.max_num_batched_tokens
+        scheduled: list[tuple[_Seq, int]] = []
+        preempted = False
+        i = 0
+        while i < len(self.running) and budget > 0:
+            seq = self.running[i]
+            new = min(seq.known_tokens - seq.computed, budget)
+            ok = True
+            while True:
+                need = self._blocks_needed(seq, new)
+                if need <= self.free_blocks:
+                    self.free_blocks -= need
+                    seq.blocks += need
+                    break
+                victim = self._preempt_last()
+                preempted = True
+                if victim is seq:
+                    ok = False
+                    break
+            if not ok:
+                break
+            scheduled.append((seq, new))
+            budget -= new
+            i += 1
+        if not preempted:
+            while (
+                self.waiting and budget > 0 and len(self.running) < self.limits.max_num_seqs
+            ):
+                seq = self.waiting[0]
+                new = min(seq.known_tokens - seq.computed, budget)
+                need = self._blocks_needed(seq, new)
+                if need > self.free_blocks:
+                    break
+                self.waiting.popleft()
+                self.free_blocks -= need
+                seq.blocks += need
+                self.running.append(seq)
+                if self.log.first_scheduled_s[seq.rid] != self.log.first_scheduled_s[seq.rid]:
+                    self.log.first_scheduled_s[seq.rid] = now
+                scheduled.append((seq, new))
+                budget -= new
+        self._scheduled = scheduled
+        if not scheduled:
+            return None
+        tokens = 0
+        decode_ctx = 0
+        pairs = 0
+        for seq, new in scheduled:
+            tokens += new
+            if new == 1:
+                decode_ctx += seq.computed + 1
+            else:
+                pairs += prefill_pairs(new, seq.computed)
+        self.steps += 1
+        return self.step_time.step_s(tokens, decode_ctx, pairs)
+
+    def end_step(self, end: float) -> None:
+        """Apply the scheduled step's results at time `end`."""
+        log = self.log
+        finished = False
+        for seq, new in self._scheduled:
+            seq.computed += new
+            self.outstanding_tokens -= new
+            if seq.computed == seq.known_tokens:
+                seq.generated += 1
+                if seq.generated == 1:
+                    log.first_token_s[seq.rid] = end
+                if seq.generated == seq.output_tokens:
+                    log.finish_s[seq.rid] = end
+                    self.free_blocks += seq.blocks
+                    seq.blocks = 0
+                    finished = True
+        if finished:
+            self.running = [s for s in self.running if s.generated < s.output_tokens]
+        self._scheduled = []
