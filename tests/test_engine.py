@@ -1,0 +1,162 @@
+"""The replica engines: a hand-computed event log, and fast == reference on random workloads."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sim.engine import EngineLimits, RequestLog, StepTimeModel, prefill_pairs
+from sim.model import FleetPhase, ReplicaSpec, simulate
+
+STEP = StepTimeModel(
+    overhead_s=0.004, flat_s=0.006, knee_tokens=64, per_token_s=2e-5,
+    decode_attn_s_per_token=1e-7, prefill_attn_s_per_pair=1e-10,
+)
+
+
+def _run(arrivals, inputs, outputs, limits, step, replicas=1, engine="fast"):
+    log = RequestLog(arrivals, inputs, outputs)
+    specs = [ReplicaSpec("p", "g", limits, step)] * replicas
+    result = simulate(log, specs, [FleetPhase(0.0, tuple(range(replicas)))], engine)
+    return log, result
+
+
+def test_single_request_event_log_by_hand() -> None:
+    """One request on an idle replica: prefill step, then output−1 decode steps."""
+    limits = EngineLimits(max_num_seqs=8, max_num_batched_tokens=512, kv_blocks=100,
+                          max_model_len=1000)
+    p, o = 100, 4
+    log, result = _run([1.0], [p], [o], limits, STEP)
+    prefill = STEP.step_s(p, 0, prefill_pairs(p, 0))
+    assert log.first_scheduled_s[0] == 1.0
+    assert log.first_token_s[0] == pytest.approx(1.0 + prefill, abs=1e-12)
+    decodes = sum(STEP.step_s(1, p + 1 + i, 0) for i in range(o - 1))
+    assert log.finish_s[0] == pytest.approx(1.0 + prefill + decodes, abs=1e-12)
+    assert result.busy_periods == [[(1.0, log.finish_s[0])]]
+
+
+def test_chunked_prefill_ttft_at_end_of_last_chunk() -> None:
+    limits = EngineLimits(max_num_seqs=4, max_num_batched_tokens=64, kv_blocks=100,
+                          max_model_len=1000)
+    log, _ = _run([0.0], [150], [2], limits, STEP)
+    chunks = [(64, 0), (64, 64), (22, 128)]
+    t = sum(STEP.step_s(c, 0, prefill_pairs(c, cached)) for c, cached in chunks)
+    assert log.first_token_s[0] == pytest.approx(t, abs=1e-12)
+    assert log.finish_s[0] == pytest.approx(t + STEP.step_s(1, 151, 0), abs=1e-12)
+
+
+def test_arrival_during_decode_run_is_admitted_at_next_step_boundary() -> None:
+    limits = EngineLimits(max_num_seqs=8, max_num_batched_tokens=512, kv_blocks=100,
+                          max_model_len=1000)
+    step = StepTimeModel(1.0, 0.0, 0.0, 0.0, 0.0, 0.0)  # every step takes exactly 1 s
+    log, _ = _run([0.0, 3.5], [10, 10], [10, 3], limits, step)
+    assert log.first_scheduled_s[1] == 4.0  # the step in progress at 3.5 s ends at 4 s
+    assert log.first_token_s[1] == 5.0
+    assert log.finish_s[1] == 7.0
+    assert log.finish_s[0] == 10.0
+
+
+def test_kv_exhaustion_preempts_newest_and_recomputes() -> None:
+    # 4 blocks of 4 tokens: two sequences of 6 prompt tokens need 2 blocks each, then a third
+    # block each at 8 tokens: the newest is preempted and recomputed after the first finishes.
+    limits = EngineLimits(max_num_seqs=4, max_num_batched_tokens=64, kv_blocks=4,
+                          max_model_len=16, block_size=4)
+    step = StepTimeModel(1.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    log, _ = _run([0.0, 0.0], [6, 6], [6, 6], limits, step)
+    ref, _ = _run([0.0, 0.0], [6, 6], [6, 6], limits, step, engine="reference")
+    assert log.preemptions == [0, 1]
+    assert ref.preemptions == [0, 1]
+    assert log.finish_s == ref.finish_s
+    assert log.finish_s[0] < log.finish_s[1]
+
+
+def test_request_longer_than_max_model_len_is_rejected_and_counted() -> None:
+    limits = EngineLimits(max_num_seqs=4, max_num_batched_tokens=64, kv_blocks=100,
+                          max_model_len=100)
+    log, result = _run([0.0, 1.0], [90, 10], [20, 5], limits, STEP)
+    assert log.rejected == [True, False]
+    assert math.isnan(log.finish_s[0]) and not math.isnan(log.finish_s[1])
+    assert result.routed == 1
+
+
+@st.composite
+def workloads(draw: st.DrawFn) -> dict:
+    n = draw(st.integers(1, 40))
+    nice = draw(st.booleans())  # integer-valued times provoke exact ties at step boundaries
+    if nice:
+        gaps = draw(st.lists(st.integers(0, 5), min_size=n, max_size=n))
+    else:
+        gaps = draw(st.lists(st.floats(0.0, 2.0), min_size=n, max_size=n))
+    arrivals = np.cumsum(np.asarray(gaps, dtype=float)).tolist()
+    block = draw(st.sampled_from([1, 4, 16]))
+    max_len = 200
+    inputs = draw(st.lists(st.integers(1, 150), min_size=n, max_size=n))
+    outputs = [draw(st.integers(1, max_len - p)) for p in inputs]
+    seqs = draw(st.integers(1, 12))
+    budget = draw(st.integers(seqs, seqs + 300))
+    kv_blocks = draw(st.integers(-(-max_len // block), -(-max_len // block) * 4))
+    if nice:
+        step = StepTimeModel(float(draw(st.integers(1, 3))), 0.0, 0.0, 0.0, 0.0, 0.0)
+    else:
+        step = StepTimeModel(
+            overhead_s=draw(st.floats(1e-3, 0.05)), flat_s=draw(st.floats(0.0, 0.05)),
+            knee_tokens=draw(st.floats(0.0, 128.0)), per_token_s=draw(st.floats(0.0, 1e-3)),
+            decode_attn_s_per_token=draw(st.floats(0.0, 1e-4)),
+            prefill_attn_s_per_pair=draw(st.floats(0.0, 1e-6)),
+        )
+    return {
+        "arrivals": arrivals, "inputs": inputs, "outputs": outputs, "step": step,
+        "limits": EngineLimits(seqs, budget, kv_blocks, max_len, block),
+        "replicas": draw(st.integers(1, 3)),
+    }
+
+
+def _assert_same(a: RequestLog, b: RequestLog) -> None:
+    for name in ("first_scheduled_s", "first_token_s", "finish_s"):
+        x, y = np.asarray(getattr(a, name)), np.asarray(getattr(b, name))
+        assert np.array_equal(np.isnan(x), np.isnan(y)), name
+        ok = ~np.isnan(x)
+        assert np.max(np.abs(x[ok] - y[ok]), initial=0.0) <= 1e-9, name
+    assert a.preemptions == b.preemptions
+    assert a.replica == b.replica
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(workloads())
+def test_fast_engine_equals_reference(w: dict) -> None:
+    fast, _ = _run(w["arrivals"], w["inputs"], w["outputs"], w["limits"], w["step"],
+                   w["replicas"], "fast")
+    ref, _ = _run(w["arrivals"], w["inputs"], w["outputs"], w["limits"], w["step"],
+                  w["replicas"], "reference")
+    _assert_same(fast, ref)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_fast_engine_equals_reference_under_heavy_preemption(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = 3000
+    arrivals = np.cumsum(rng.exponential(1 / 40.0, n)).tolist()
+    inputs = rng.integers(1, 500, n).tolist()
+    outputs = rng.integers(1, 300, n).tolist()
+    limits = EngineLimits(64, 512, 60, 800)
+    fast, rf = _run(arrivals, inputs, outputs, limits, STEP, 2, "fast")
+    ref, rr = _run(arrivals, inputs, outputs, limits, STEP, 2, "reference")
+    assert sum(fast.preemptions) > 100  # the case does exercise preemption
+    _assert_same(fast, ref)
+    for x, y in zip(rf.busy_periods, rr.busy_periods, strict=True):
+        assert len(x) == len(y)
+        assert np.allclose(np.asarray(x), np.asarray(y), rtol=0.0, atol=1e-9)
+
+
+def test_fast_engine_uses_at_most_one_simpy_event_per_request() -> None:
+    rng = np.random.default_rng(7)
+    n = 5000
+    arrivals = np.cumsum(rng.exponential(1 / 20.0, n)).tolist()
+    limits = EngineLimits(256, 4096, 20000, 4096)
+    _, result = _run(arrivals, rng.integers(1, 2000, n).tolist(),
+                     rng.integers(1, 400, n).tolist(), limits, STEP, 4)
+    assert result.simpy_events <= n
