@@ -16,7 +16,6 @@ later phase receive nothing new and finish what they hold.
 
 from __future__ import annotations
 
-import bisect
 import math
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field

@@ -29,7 +29,7 @@ class Stream(IntEnum):
 
 
 def stream(stream_id: Stream, replication: int, seed: int, *extra: int) -> np.random.Generator:
-    """The generator for one named stream of one replication (optionally sub-keyed, e.g. by month)."""
+    """The generator of one named stream of one replication (optionally sub-keyed: month)."""
     if replication < 0 or seed < 0:
         raise ValueError(f"replication and seed must be >= 0, got {replication}, {seed}")
     return np.random.default_rng([int(stream_id), replication, seed, *extra])

@@ -13,8 +13,12 @@ from sim.engine import EngineLimits, RequestLog, StepTimeModel, prefill_pairs
 from sim.model import FleetPhase, ReplicaSpec, simulate
 
 STEP = StepTimeModel(
-    overhead_s=0.004, flat_s=0.006, knee_tokens=64, per_token_s=2e-5,
-    decode_attn_s_per_token=1e-7, prefill_attn_s_per_pair=1e-10,
+    overhead_s=0.004,
+    flat_s=0.006,
+    knee_tokens=64,
+    per_token_s=2e-5,
+    decode_attn_s_per_token=1e-7,
+    prefill_attn_s_per_pair=1e-10,
 )
 
 
@@ -27,8 +31,9 @@ def _run(arrivals, inputs, outputs, limits, step, replicas=1, engine="fast"):
 
 def test_single_request_event_log_by_hand() -> None:
     """One request on an idle replica: prefill step, then output−1 decode steps."""
-    limits = EngineLimits(max_num_seqs=8, max_num_batched_tokens=512, kv_blocks=100,
-                          max_model_len=1000)
+    limits = EngineLimits(
+        max_num_seqs=8, max_num_batched_tokens=512, kv_blocks=100, max_model_len=1000
+    )
     p, o = 100, 4
     log, result = _run([1.0], [p], [o], limits, STEP)
     prefill = STEP.step_s(p, 0, prefill_pairs(p, 0))
@@ -40,8 +45,9 @@ def test_single_request_event_log_by_hand() -> None:
 
 
 def test_chunked_prefill_ttft_at_end_of_last_chunk() -> None:
-    limits = EngineLimits(max_num_seqs=4, max_num_batched_tokens=64, kv_blocks=100,
-                          max_model_len=1000)
+    limits = EngineLimits(
+        max_num_seqs=4, max_num_batched_tokens=64, kv_blocks=100, max_model_len=1000
+    )
     log, _ = _run([0.0], [150], [2], limits, STEP)
     chunks = [(64, 0), (64, 64), (22, 128)]
     t = sum(STEP.step_s(c, 0, prefill_pairs(c, cached)) for c, cached in chunks)
@@ -50,8 +56,9 @@ def test_chunked_prefill_ttft_at_end_of_last_chunk() -> None:
 
 
 def test_arrival_during_decode_run_is_admitted_at_next_step_boundary() -> None:
-    limits = EngineLimits(max_num_seqs=8, max_num_batched_tokens=512, kv_blocks=100,
-                          max_model_len=1000)
+    limits = EngineLimits(
+        max_num_seqs=8, max_num_batched_tokens=512, kv_blocks=100, max_model_len=1000
+    )
     step = StepTimeModel(1.0, 0.0, 0.0, 0.0, 0.0, 0.0)  # every step takes exactly 1 s
     log, _ = _run([0.0, 3.5], [10, 10], [10, 3], limits, step)
     assert log.first_scheduled_s[1] == 4.0  # the step in progress at 3.5 s ends at 4 s
@@ -63,8 +70,9 @@ def test_arrival_during_decode_run_is_admitted_at_next_step_boundary() -> None:
 def test_kv_exhaustion_preempts_newest_and_recomputes() -> None:
     # 4 blocks of 4 tokens: two sequences of 6 prompt tokens need 2 blocks each, then a third
     # block each at 8 tokens: the newest is preempted and recomputed after the first finishes.
-    limits = EngineLimits(max_num_seqs=4, max_num_batched_tokens=64, kv_blocks=4,
-                          max_model_len=16, block_size=4)
+    limits = EngineLimits(
+        max_num_seqs=4, max_num_batched_tokens=64, kv_blocks=4, max_model_len=16, block_size=4
+    )
     step = StepTimeModel(1.0, 0.0, 0.0, 0.0, 0.0, 0.0)
     log, _ = _run([0.0, 0.0], [6, 6], [6, 6], limits, step)
     ref, _ = _run([0.0, 0.0], [6, 6], [6, 6], limits, step, engine="reference")
@@ -75,8 +83,9 @@ def test_kv_exhaustion_preempts_newest_and_recomputes() -> None:
 
 
 def test_request_longer_than_max_model_len_is_rejected_and_counted() -> None:
-    limits = EngineLimits(max_num_seqs=4, max_num_batched_tokens=64, kv_blocks=100,
-                          max_model_len=100)
+    limits = EngineLimits(
+        max_num_seqs=4, max_num_batched_tokens=64, kv_blocks=100, max_model_len=100
+    )
     log, result = _run([0.0, 1.0], [90, 10], [20, 5], limits, STEP)
     assert log.rejected == [True, False]
     assert math.isnan(log.finish_s[0]) and not math.isnan(log.finish_s[1])
@@ -103,13 +112,18 @@ def workloads(draw: st.DrawFn) -> dict:
         step = StepTimeModel(float(draw(st.integers(1, 3))), 0.0, 0.0, 0.0, 0.0, 0.0)
     else:
         step = StepTimeModel(
-            overhead_s=draw(st.floats(1e-3, 0.05)), flat_s=draw(st.floats(0.0, 0.05)),
-            knee_tokens=draw(st.floats(0.0, 128.0)), per_token_s=draw(st.floats(0.0, 1e-3)),
+            overhead_s=draw(st.floats(1e-3, 0.05)),
+            flat_s=draw(st.floats(0.0, 0.05)),
+            knee_tokens=draw(st.floats(0.0, 128.0)),
+            per_token_s=draw(st.floats(0.0, 1e-3)),
             decode_attn_s_per_token=draw(st.floats(0.0, 1e-4)),
             prefill_attn_s_per_pair=draw(st.floats(0.0, 1e-6)),
         )
     return {
-        "arrivals": arrivals, "inputs": inputs, "outputs": outputs, "step": step,
+        "arrivals": arrivals,
+        "inputs": inputs,
+        "outputs": outputs,
+        "step": step,
         "limits": EngineLimits(seqs, budget, kv_blocks, max_len, block),
         "replicas": draw(st.integers(1, 3)),
     }
@@ -128,10 +142,12 @@ def _assert_same(a: RequestLog, b: RequestLog) -> None:
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(workloads())
 def test_fast_engine_equals_reference(w: dict) -> None:
-    fast, _ = _run(w["arrivals"], w["inputs"], w["outputs"], w["limits"], w["step"],
-                   w["replicas"], "fast")
-    ref, _ = _run(w["arrivals"], w["inputs"], w["outputs"], w["limits"], w["step"],
-                  w["replicas"], "reference")
+    fast, _ = _run(
+        w["arrivals"], w["inputs"], w["outputs"], w["limits"], w["step"], w["replicas"], "fast"
+    )
+    ref, _ = _run(
+        w["arrivals"], w["inputs"], w["outputs"], w["limits"], w["step"], w["replicas"], "reference"
+    )
     _assert_same(fast, ref)
 
 
@@ -157,6 +173,12 @@ def test_fast_engine_uses_at_most_one_simpy_event_per_request() -> None:
     n = 5000
     arrivals = np.cumsum(rng.exponential(1 / 20.0, n)).tolist()
     limits = EngineLimits(256, 4096, 20000, 4096)
-    _, result = _run(arrivals, rng.integers(1, 2000, n).tolist(),
-                     rng.integers(1, 400, n).tolist(), limits, STEP, 4)
+    _, result = _run(
+        arrivals,
+        rng.integers(1, 2000, n).tolist(),
+        rng.integers(1, 400, n).tolist(),
+        limits,
+        STEP,
+        4,
+    )
     assert result.simpy_events <= n

@@ -39,13 +39,18 @@ def simulated_wait(rho: float, c: int, n: int, seed: int) -> tuple[float, float]
     arrivals = np.cumsum(rng.exponential(1 / lam, n))
     outputs = rng.geometric(1 / MEAN_TOKENS, n)
     log = RequestLog(arrivals.tolist(), [1] * n, outputs.tolist())
-    limits = EngineLimits(max_num_seqs=1, max_num_batched_tokens=1, kv_blocks=10**6,
-                          max_model_len=10**6, block_size=16)
+    limits = EngineLimits(
+        max_num_seqs=1,
+        max_num_batched_tokens=1,
+        kv_blocks=10**6,
+        max_model_len=10**6,
+        block_size=16,
+    )
     step = StepTimeModel(STEP_S, 0.0, 0.0, 0.0, 0.0, 0.0)
     specs = [ReplicaSpec("p", "g", limits, step)] * c
     simulate(log, specs, [FleetPhase(0.0, tuple(range(c)))])
     wait = np.asarray(log.first_scheduled_s) - arrivals
-    wait = wait[n // 10:]
+    wait = wait[n // 10 :]
     batches = np.array_split(wait, 20)
     means = np.array([b.mean() for b in batches])
     return float(wait.mean()), float(means.std(ddof=1) / math.sqrt(len(means)))
@@ -94,6 +99,6 @@ def test_littles_law_on_the_real_engine() -> None:
     sojourn = np.asarray(log.finish_s) - arrivals
     warm = arrivals > arrivals[-1] * 0.1
     lam = n / arrivals[-1]
-    big_l = float(np.mean(counts[len(counts) // 10:]))
+    big_l = float(np.mean(counts[len(counts) // 10 :]))
     assert sojourn.mean() > 1.0  # real queueing and batching in the case
     assert big_l == pytest.approx(lam * sojourn[warm].mean(), rel=0.03)

@@ -190,16 +190,19 @@ class FastReplica:
         n = self._n_dec
         free = self._kv_blocks - self._used
         need = self._counts[(-g) % self._bs] if n else 0
-        if self._tail < 0 and need <= free:
-            if not (self.waiting and self._head_fits(self.waiting[0], free - need, n)):
-                if n == 0:
-                    if self.waiting:
-                        raise RuntimeError("replica idle with an unadmittable queue head")
-                    self._state = _IDLE
-                    self.busy_periods.append((self.busy_since, s))
-                    return
-                self._plan_run(s, free)
+        if (
+            self._tail < 0
+            and need <= free
+            and not (self.waiting and self._head_fits(self.waiting[0], free - need, n))
+        ):
+            if n == 0:
+                if self.waiting:
+                    raise RuntimeError("replica idle with an unadmittable queue head")
+                self._state = _IDLE
+                self.busy_periods.append((self.busy_since, s))
                 return
+            self._plan_run(s, free)
+            return
         self._mixed_step(s)
 
     def _plan_run(self, s: float, free: int) -> None:
@@ -223,11 +226,7 @@ class FastReplica:
                     break
             k = min(k, j)
         self._n = n
-        self._a = (
-            self._ov
-            + self.step_time.linear_s(n)
-            + self._d * (self._sum_off + n * (g + 1))
-        )
+        self._a = self._ov + self.step_time.linear_s(n) + self._d * (self._sum_off + n * (g + 1))
         self._b = self._d * n
         self._s0 = s
         self._k = k

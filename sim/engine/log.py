@@ -1,8 +1,8 @@
-"""Per-request timestamps written by the replica engines (plain lists: cheapest to append/set).
+"""Per-request timestamps written by the replica engines (plain lists: cheapest to set).
 
 Requests are identified by their index `rid` into the workload arrays. Times are seconds since
-the start of the plan; NaN means "has not happened (yet)". `records.requests_frame` turns a log
-into a polars frame once, at the end.
+the start of the plan; NaN means "has not happened (yet)". `sim.runner` turns a log into numpy
+arrays once, at the end.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 
 class RequestLog:
-    """Inputs (arrival, lengths) and outcomes (timestamps, preemptions, replica) of every request."""
+    """Inputs (arrival, lengths) and outcomes (timestamps, preemptions, replica) of requests."""
 
     __slots__ = (
         "arrival_s",

@@ -117,9 +117,7 @@ class ReferenceReplica:
             budget -= new
             i += 1
         if not preempted:
-            while (
-                self.waiting and budget > 0 and len(self.running) < self.limits.max_num_seqs
-            ):
+            while self.waiting and budget > 0 and len(self.running) < self.limits.max_num_seqs:
                 seq = self.waiting[0]
                 new = min(seq.known_tokens - seq.computed, budget)
                 need = self._blocks_needed(seq, new)

@@ -1,8 +1,8 @@
 """Step-time model of one continuous-batching iteration (DESIGN §4).
 
     step_time_s = overhead_s
-                + flat_s + per_token_s · max(0, T − knee_tokens)     (GEMMs etc.: roofline-shaped in T)
-                + decode_attn_s_per_token · Σ_decode context_tokens   (decode attention reads the KV)
+                + flat_s + per_token_s · max(0, T − knee_tokens)     (GEMMs etc.: roofline in T)
+                + decode_attn_s_per_token · Σ_decode context_tokens   (decode attention, KV reads)
                 + prefill_attn_s_per_pair · Σ_chunks (c·p + c(c+1)/2) (causal query-key pairs)
 
 `T` is the number of tokens computed in the step; a decode entry computes one token whose
@@ -107,6 +107,8 @@ class EngineLimits:
 
     def accepts(self, input_tokens: int, output_tokens: int) -> bool:
         """Whether a request fits the model length (vLLM rejects longer ones)."""
-        return input_tokens >= 1 and output_tokens >= 1 and (
-            input_tokens + output_tokens <= self.max_model_len
+        return (
+            input_tokens >= 1
+            and output_tokens >= 1
+            and (input_tokens + output_tokens <= self.max_model_len)
         )

@@ -1,0 +1,296 @@
+"""Monte Carlo: replications of one experiment, seeded by name, in a process pool.
+
+Replication k draws every random number from `sim.rng.stream(Stream.X, k, seed[, month])`:
+workers receive integers (the experiment and k), never generators, so the tables are the same
+whatever the number of workers, and the plan is not part of any key (common random numbers:
+replication k of every fleet plan sees the same traffic). Results are sorted by (plan,
+replication) before they are concatenated.
+
+A replication that raises is recorded in `Results.errors` (the others go on). Ctrl-C stops the
+pool and returns the replications finished so far, flagged `interrupted`.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from importlib import metadata
+
+import numpy as np
+import polars as pl
+
+from sim.config import ExperimentSpec
+from sim.cost import pool_cost
+from sim.engine import EngineLimits, RequestLog, StepTimeModel
+from sim.experiment import Experiment
+from sim.model import Engine, FleetPhase, ReplicaSpec, simulate
+from sim.rng import Stream, stream
+from sim.stats import (
+    MonthCost,
+    RequestArrays,
+    busy_by_hour,
+    hourly_frame,
+    month_rows,
+    months_frame,
+    summarise,
+)
+from sim.workload import (
+    HOURS_PER_MONTH,
+    SECONDS_PER_MONTH,
+    WorkloadModel,
+    month_rngs,
+    sample_month,
+    sample_monthly_growth,
+)
+
+PLAN = "main"  # one plan per experiment until `[[plans]]` arrives (issue #5)
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """The replicas a plan ever uses, which of them each month routes to, and what it costs."""
+
+    replicas: tuple[ReplicaSpec, ...]
+    phases: tuple[FleetPhase, ...]
+    costs: tuple[MonthCost, ...]
+
+
+def build_fleet(spec: ExperimentSpec) -> Fleet:
+    """Replica k of a pool keeps its identity across months; a smaller month drains the rest."""
+    index: dict[tuple[str, str, int], int] = {}
+    replicas: list[ReplicaSpec] = []
+    phases: list[FleetPhase] = []
+    costs: list[MonthCost] = []
+    e = spec.engine
+    for m, plan in enumerate(spec.fleet):
+        active: list[int] = []
+        gpu_hours = 0.0
+        gpu_usd = 0.0
+        for pool in plan.pools:
+            st = spec.step_time(pool.gpu)
+            for k in range(pool.count):
+                key = (pool.name, pool.gpu, k)
+                if key not in index:
+                    index[key] = len(replicas)
+                    replicas.append(
+                        ReplicaSpec(
+                            pool=pool.name,
+                            gpu=pool.gpu,
+                            limits=EngineLimits(
+                                max_num_seqs=e.max_num_seqs,
+                                max_num_batched_tokens=e.max_num_batched_tokens,
+                                kv_blocks=spec.kv_blocks_for(pool.gpu),
+                                max_model_len=e.max_model_len,
+                                block_size=e.block_size,
+                            ),
+                            step_time=StepTimeModel(
+                                st.overhead_s,
+                                st.flat_s,
+                                st.knee_tokens,
+                                st.per_token_s,
+                                st.decode_attn_s_per_token,
+                                st.prefill_attn_s_per_pair,
+                            ),
+                        )
+                    )
+                active.append(index[key])
+            c = pool_cost(pool.count, e.tp, HOURS_PER_MONTH, spec.cost.price(pool.gpu))
+            gpu_hours += c.gpu_hours
+            gpu_usd += c.gpu_usd
+        phases.append(FleetPhase(m * SECONDS_PER_MONTH, tuple(active)))
+        costs.append(MonthCost(len(active), gpu_hours, gpu_usd, spec.cost.ops_usd_per_month))
+    return Fleet(tuple(replicas), tuple(phases), tuple(costs))
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One replication's requests over the whole horizon."""
+
+    arrival_s: np.ndarray
+    input_tokens: np.ndarray
+    output_tokens: np.ndarray
+    growth: np.ndarray
+
+
+def sample_workload(exp: Experiment, replication: int) -> Workload:
+    """Draw one replication's traffic: growth, then each month from its own streams."""
+    spec = exp.spec
+    w = spec.workload
+    growth = sample_monthly_growth(
+        stream(Stream.GROWTH, replication, spec.seed),
+        spec.months,
+        w.growth.mean_monthly,
+        w.growth.sd_log,
+    )
+    model = WorkloadModel(w.base_requests_per_day / 86_400.0, exp.profile, exp.burst, exp.lengths)
+    months = [
+        sample_month(model, m, float(growth[m - 1]), month_rngs(replication, spec.seed, m))
+        for m in range(1, spec.months + 1)
+    ]
+    return Workload(
+        np.concatenate([r.arrival_s for r in months]),
+        np.concatenate([r.input_tokens for r in months]),
+        np.concatenate([r.output_tokens for r in months]),
+        growth,
+    )
+
+
+@dataclass(frozen=True)
+class ReplicationOutput:
+    replication: int
+    months: list[dict[str, object]]
+    hourly: list[dict[str, object]]
+    requests: int
+    simpy_events: int
+    wall_s: float
+    error: str | None = None
+
+
+def run_replication(
+    exp: Experiment, replication: int, engine: Engine = "fast"
+) -> ReplicationOutput:
+    """Simulate replication `replication` of `exp` and reduce it to KPI rows."""
+    t0 = time.perf_counter()
+    spec = exp.spec
+    fleet = build_fleet(spec)
+    wl = sample_workload(exp, replication)
+    log = RequestLog(wl.arrival_s.tolist(), wl.input_tokens.tolist(), wl.output_tokens.tolist())
+    result = simulate(log, fleet.replicas, fleet.phases, engine)
+    hours = spec.months * HOURS_PER_MONTH
+    busy = [busy_by_hour(p, hours) for p in result.busy_periods]
+    arrays = RequestArrays(
+        arrival_s=wl.arrival_s,
+        first_token_s=np.asarray(log.first_token_s),
+        finish_s=np.asarray(log.finish_s),
+        input_tokens=wl.input_tokens.astype(np.int64),
+        output_tokens=wl.output_tokens.astype(np.int64),
+        rejected=np.asarray(log.rejected, dtype=bool),
+        preemptions=np.asarray(log.preemptions, dtype=np.int64),
+    )
+    rows, hourly = month_rows(
+        plan=PLAN,
+        replication=replication,
+        requests=arrays,
+        month_s=float(SECONDS_PER_MONTH),
+        months=spec.months,
+        busy_hours=busy,
+        active=[p.replicas for p in fleet.phases],
+        costs=fleet.costs,
+        growth=wl.growth.tolist(),
+        slo_ttft_s=spec.slo.ttft_s,
+        slo_tpot_s=spec.slo.tpot_s,
+    )
+    return ReplicationOutput(
+        replication, rows, hourly, len(log), result.simpy_events, time.perf_counter() - t0
+    )
+
+
+def _safe_replication(exp: Experiment, replication: int) -> ReplicationOutput:
+    try:
+        return run_replication(exp, replication)
+    except Exception as err:  # recorded per replication, as desmod does; the run goes on
+        detail = "".join(traceback.format_exception_only(type(err), err)).strip()
+        return ReplicationOutput(replication, [], [], 0, 0, 0.0, error=detail)
+
+
+@dataclass
+class Results:
+    """Everything a run produced: tables, the manifest facts, errors, and whether it finished."""
+
+    spec: ExperimentSpec
+    months: pl.DataFrame
+    hourly: pl.DataFrame
+    summary: pl.DataFrame
+    replications_done: list[int]
+    replications_requested: int
+    wall_s: float
+    requests: int
+    errors: dict[int, str] = field(default_factory=dict)
+    interrupted: bool = False
+
+    def manifest(self) -> dict[str, object]:
+        """Self-describing facts for manifest.json (the resolved config comes from the CLI)."""
+        return {
+            "experiment": self.spec.name,
+            "file": self.spec.file,
+            "seed": self.spec.seed,
+            "version": version(),
+            "replications_requested": self.replications_requested,
+            "replications_done": self.replications_done,
+            "interrupted": self.interrupted,
+            "wall_s": round(self.wall_s, 3),
+            "simulated_requests": self.requests,
+            "errors": {str(k): v for k, v in sorted(self.errors.items())},
+            "slo_ttft_s": self.spec.slo.ttft_s,
+            "slo_tpot_s": self.spec.slo.tpot_s,
+            "horizon": "full",
+        }
+
+
+def version() -> str:
+    try:
+        return metadata.version("sim")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+ProgressFn = Callable[[ReplicationOutput, int, int], None]
+
+
+def run_experiment(
+    exp: Experiment,
+    *,
+    replications: int | None = None,
+    jobs: int = 1,
+    progress: ProgressFn | None = None,
+) -> Results:
+    """Run `replications` (default: the experiment's) replications on `jobs` processes."""
+    n = exp.spec.replications if replications is None else replications
+    if n < 1 or jobs < 1:
+        raise ValueError("replications and jobs must be >= 1")
+    t0 = time.perf_counter()
+    outputs: dict[int, ReplicationOutput] = {}
+    interrupted = False
+
+    def done(out: ReplicationOutput) -> None:
+        outputs[out.replication] = out
+        if progress is not None:
+            progress(out, len(outputs), n)
+
+    try:
+        if jobs == 1:
+            for k in range(n):
+                done(_safe_replication(exp, k))
+        else:
+            with ProcessPoolExecutor(max_workers=jobs) as pool:
+                futures: list[Future[ReplicationOutput]] = [
+                    pool.submit(_safe_replication, exp, k) for k in range(n)
+                ]
+                try:
+                    for fut in as_completed(futures):
+                        done(fut.result())
+                except KeyboardInterrupt:
+                    for fut in futures:
+                        fut.cancel()
+                    raise
+    except KeyboardInterrupt:
+        interrupted = True
+    ok = sorted(k for k, o in outputs.items() if o.error is None)
+    month_list = [row for k in ok for row in outputs[k].months]
+    hourly_list = [row for k in ok for row in outputs[k].hourly]
+    months = months_frame(month_list)
+    return Results(
+        spec=exp.spec,
+        months=months,
+        hourly=hourly_frame(hourly_list),
+        summary=summarise(months, exp.spec.slo.ttft_s),
+        replications_done=ok,
+        replications_requested=n,
+        wall_s=time.perf_counter() - t0,
+        requests=sum(o.requests for o in outputs.values()),
+        errors={k: o.error for k, o in outputs.items() if o.error is not None},
+        interrupted=interrupted,
+    )

@@ -1,0 +1,213 @@
+"""Per-month KPIs of one replication, and their distribution across replications.
+
+Percentiles within a month are exact (numpy's linear interpolation over every request of the
+month, no streaming sketch): a full-horizon month holds at most a few hundred thousand requests,
+so exactness costs little. Definitions of every KPI are in docs/glossary.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+
+from sim.records import HOURLY_SCHEMA, MONTH_SCHEMA, SUMMARY_METRICS, SUMMARY_SCHEMA
+
+FloatArray = npt.NDArray[np.float64]
+HOUR_S = 3600.0
+HOURS_PER_WEEK = 168
+
+
+@dataclass(frozen=True)
+class MonthCost:
+    """What the plan pays in one month (from the plan, not from the simulation)."""
+
+    replicas: int
+    gpu_hours: float
+    gpu_cost_usd: float
+    ops_cost_usd: float
+
+
+@dataclass(frozen=True)
+class RequestArrays:
+    """Per-request inputs and outcomes of one replication, as numpy arrays (NaN = never)."""
+
+    arrival_s: FloatArray
+    first_token_s: FloatArray
+    finish_s: FloatArray
+    input_tokens: npt.NDArray[np.int64]
+    output_tokens: npt.NDArray[np.int64]
+    rejected: npt.NDArray[np.bool_]
+    preemptions: npt.NDArray[np.int64]
+
+
+def _pct(values: FloatArray, q: float) -> float:
+    return float(np.percentile(values, q)) if values.size else float("nan")
+
+
+def busy_by_hour(periods: Sequence[tuple[float, float]], hours: int) -> FloatArray:
+    """Busy seconds of one replica in each hour [h·3600, (h+1)·3600) for h < `hours`.
+
+    `periods` are disjoint busy intervals in time order. Uses the cumulative busy time
+    F(x) = Σ_i clip(x − s_i, 0, e_i − s_i) evaluated at the hour edges.
+    """
+    edges = np.arange(hours + 1, dtype=np.float64) * HOUR_S
+    if not periods:
+        return np.zeros(hours)
+    arr = np.asarray(periods, dtype=np.float64)
+    starts, ends = arr[:, 0], arr[:, 1]
+    cum = np.concatenate(([0.0], np.cumsum(ends - starts)))
+    done = np.searchsorted(ends, edges, side="right")  # periods fully before each edge
+    partial = np.zeros_like(edges)
+    inside = done < len(starts)
+    idx = done[inside]
+    partial[inside] = np.clip(edges[inside] - starts[idx], 0.0, None)
+    busy_to_edge = cum[done] + partial
+    return np.diff(busy_to_edge)
+
+
+def month_rows(
+    *,
+    plan: str,
+    replication: int,
+    requests: RequestArrays,
+    month_s: float,
+    months: int,
+    busy_hours: Sequence[FloatArray],
+    active: Sequence[Sequence[int]],
+    costs: Sequence[MonthCost],
+    growth: Sequence[float],
+    slo_ttft_s: float,
+    slo_tpot_s: float,
+) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+    """KPI rows (one per month) and hour-of-week utilisation rows of one replication.
+
+    `busy_hours[r]` is replica r's busy seconds per hour of the horizon; `active[m]` lists the
+    replicas that month m (0-based) routes to; utilisation is their busy share of that month.
+    """
+    horizon_s = months * month_s
+    arrival = requests.arrival_s
+    month_of = np.minimum((arrival // month_s).astype(np.int64), months - 1)
+    accepted = ~requests.rejected
+    ttft = requests.first_token_s - arrival
+    e2e = requests.finish_s - arrival
+    multi = requests.output_tokens > 1
+    tpot = np.full(arrival.shape, np.nan)
+    tpot[multi] = (requests.finish_s[multi] - requests.first_token_s[multi]) / (
+        requests.output_tokens[multi] - 1
+    )
+    meets = accepted & (ttft <= slo_ttft_s) & (~multi | (tpot <= slo_tpot_s))
+    hours_per_month = round(month_s / HOUR_S)
+    rows: list[dict[str, object]] = []
+    hourly: list[dict[str, object]] = []
+    for m in range(months):
+        sel = month_of == m
+        acc = sel & accepted
+        n = int(sel.sum())
+        tokens_in = int(requests.input_tokens[acc].sum())
+        tokens_out = int(requests.output_tokens[acc].sum())
+        finished = int((acc & (requests.finish_s <= horizon_s)).sum())
+        ttft_m = ttft[acc]
+        tpot_m = tpot[acc & multi]
+        e2e_m = e2e[acc]
+        reps = list(active[m])
+        h0, h1 = m * hours_per_month, (m + 1) * hours_per_month
+        busy = np.zeros(hours_per_month)
+        for r in reps:
+            busy += busy_hours[r][h0:h1]
+        capacity_s = len(reps) * month_s
+        cost = costs[m]
+        total = cost.gpu_cost_usd + cost.ops_cost_usd
+        rows.append(
+            {
+                "plan": plan,
+                "replication": replication,
+                "month": m + 1,
+                "requests": n,
+                "finished": finished,
+                "rejected": int((sel & requests.rejected).sum()),
+                "in_flight_at_end": int(acc.sum()) - finished,
+                "preemptions": int(requests.preemptions[sel].sum()),
+                "ttft_p50_s": _pct(ttft_m, 50),
+                "ttft_p95_s": _pct(ttft_m, 95),
+                "ttft_p99_s": _pct(ttft_m, 99),
+                "tpot_p50_s": _pct(tpot_m, 50),
+                "tpot_p95_s": _pct(tpot_m, 95),
+                "e2e_p50_s": _pct(e2e_m, 50),
+                "e2e_p95_s": _pct(e2e_m, 95),
+                "e2e_p99_s": _pct(e2e_m, 99),
+                "slo_attainment": float(meets[sel].mean()) if n else float("nan"),
+                "gpu_utilisation": float(busy.sum() / capacity_s),
+                "replicas": cost.replicas,
+                "gpu_hours": cost.gpu_hours,
+                "gpu_cost_usd": cost.gpu_cost_usd,
+                "ops_cost_usd": cost.ops_cost_usd,
+                "cost_usd": total,
+                "usd_per_million_tokens": total / (tokens_in + tokens_out) * 1e6
+                if tokens_in + tokens_out
+                else float("nan"),
+                "input_tokens": tokens_in,
+                "output_tokens": tokens_out,
+                "growth_factor": float(growth[m]),
+            }
+        )
+        how = np.arange(h0, h1) % HOURS_PER_WEEK
+        busy_how = np.bincount(how, weights=busy, minlength=HOURS_PER_WEEK)
+        hours_how = np.bincount(how, minlength=HOURS_PER_WEEK).astype(np.float64)
+        util = busy_how / (hours_how * HOUR_S * len(reps))
+        for h in range(HOURS_PER_WEEK):
+            hourly.append(
+                {
+                    "plan": plan,
+                    "replication": replication,
+                    "month": m + 1,
+                    "hour_of_week": h,
+                    "utilisation": float(util[h]),
+                }
+            )
+    return rows, hourly
+
+
+def months_frame(rows: list[dict[str, object]]) -> pl.DataFrame:
+    """Rows → the `months` table, sorted by (plan, replication, month)."""
+    return pl.DataFrame(rows, schema=MONTH_SCHEMA).sort("plan", "replication", "month")
+
+
+def hourly_frame(rows: list[dict[str, object]]) -> pl.DataFrame:
+    return pl.DataFrame(rows, schema=HOURLY_SCHEMA).sort(
+        "plan", "replication", "month", "hour_of_week"
+    )
+
+
+def summarise(months: pl.DataFrame, slo_ttft_s: float) -> pl.DataFrame:
+    """Mean and p5/p50/p95 across replications of every KPI, per (plan, month).
+
+    Adds the metric `p_ttft_p95_above_slo`: the share of replications whose month p95 TTFT
+    exceeds the SLO (an estimate of P(p95 TTFT > SLO) for that month).
+    """
+    long = months.unpivot(
+        index=["plan", "replication", "month"], on=list(SUMMARY_METRICS), variable_name="metric"
+    ).with_columns(pl.col("value").cast(pl.Float64))
+    q = pl.col("value")
+    summary = long.group_by("plan", "month", "metric").agg(
+        q.mean().alias("mean"),
+        q.quantile(0.05, "linear").alias("p5"),
+        q.quantile(0.50, "linear").alias("p50"),
+        q.quantile(0.95, "linear").alias("p95"),
+    )
+    risk = (
+        months.group_by("plan", "month")
+        .agg((pl.col("ttft_p95_s") > slo_ttft_s).cast(pl.Float64).mean().alias("mean"))
+        .with_columns(
+            pl.lit("p_ttft_p95_above_slo").alias("metric"),
+            pl.col("mean").alias("p5"),
+            pl.col("mean").alias("p50"),
+            pl.col("mean").alias("p95"),
+        )
+    )
+    out = pl.concat([summary, risk.select(summary.columns)])
+    out = out.select(list(SUMMARY_SCHEMA)).cast(SUMMARY_SCHEMA)  # type: ignore[arg-type]
+    return out.sort("plan", "month", "metric")

@@ -1,0 +1,62 @@
+"""Workload domain model (DESIGN §2): arrivals, bursts, growth and request lengths.
+
+Pure numpy (no SimPy); every stochastic function takes a `numpy.random.Generator`.
+
+    rate(t) = base_rate_per_s × growth(month) × profile(hour_of_week(t)) × burst(t)   [req/s]
+
+- `clock`: plan time in seconds, `hour_of_week`, the 730-hour month.
+- `WeeklyProfile`: 168 hour-of-week multipliers with mean 1.
+- `MarkovBurst` / `NoBurst`: a stationary rate multiplier with mean 1 (variance, not volume);
+  `AZURE_CONV_BURST` is fitted to the Azure 2023 conversation trace.
+- `sample_arrivals`: exact piecewise sampling of the resulting Poisson process (no thinning bound,
+  no clipping of gaps); `expected_arrivals` its mean.
+- `sample_monthly_growth`: compounded log-normal monthly volume factors with exact mean.
+- `EmpiricalLengths`: joint bootstrap of real (input, output) token pairs.
+- `WorkloadModel`, `sample_month`, `month_rngs`: one month of requests from per-month streams.
+"""
+
+from sim.workload.arrivals import (
+    expected_arrivals,
+    piecewise_rate,
+    sample_arrivals,
+    sample_piecewise_poisson,
+)
+from sim.workload.burst import AZURE_CONV_BURST, BurstProcess, MarkovBurst, NoBurst
+from sim.workload.clock import (
+    HOURS_PER_MONTH,
+    HOURS_PER_WEEK,
+    SECONDS_PER_HOUR,
+    SECONDS_PER_MONTH,
+    hour_of_week,
+    month_window_s,
+)
+from sim.workload.growth import growth_moments, sample_monthly_growth
+from sim.workload.lengths import EmpiricalLengths
+from sim.workload.month import MonthRequests, MonthRngs, WorkloadModel, month_rngs, sample_month
+from sim.workload.profile import WeeklyProfile
+
+__all__ = [
+    "AZURE_CONV_BURST",
+    "HOURS_PER_MONTH",
+    "HOURS_PER_WEEK",
+    "SECONDS_PER_HOUR",
+    "SECONDS_PER_MONTH",
+    "BurstProcess",
+    "EmpiricalLengths",
+    "MarkovBurst",
+    "MonthRequests",
+    "MonthRngs",
+    "NoBurst",
+    "WeeklyProfile",
+    "WorkloadModel",
+    "expected_arrivals",
+    "growth_moments",
+    "hour_of_week",
+    "month_rngs",
+    "month_window_s",
+    "piecewise_rate",
+    "sample_arrivals",
+    "sample_month",
+    "sample_monthly_growth",
+    "sample_piecewise_poisson",
+]

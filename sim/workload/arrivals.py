@@ -1,0 +1,112 @@
+"""Exact sampling of the non-homogeneous Poisson arrival process.
+
+    rate(t) = base_rate_per_s × profile(hour_of_week(t)) × burst(t)      [req/s]
+
+(the caller folds the month's growth factor into `base_rate_per_s`). Given a burst path, the
+rate is piecewise constant on the pieces cut by whole hours and by the burst breakpoints, so the
+process is sampled exactly, piece by piece: the count on a piece of length `L` at rate `λ` is
+Poisson(λL), and given the count the arrival times are i.i.d. uniform on the piece (the order
+statistics of uniforms). There is no thinning bound to choose and no clipping of gaps: Vidur's
+generator clips inter-arrival gaps at 3× their mean, which silently adds about 5% arrivals and
+removes the long gaps; this one does neither.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from sim.workload.burst import BurstProcess
+from sim.workload.clock import FloatArray, hour_edges
+from sim.workload.profile import WeeklyProfile
+
+
+def piecewise_rate(
+    start_s: float,
+    end_s: float,
+    base_rate_per_s: float,
+    profile: WeeklyProfile,
+    burst_breakpoints_s: FloatArray,
+    burst_multipliers: FloatArray,
+) -> tuple[FloatArray, FloatArray]:
+    """The rate on `[start_s, end_s)` as `(edges_s, rates_per_s)`, constant on each piece.
+
+    `edges_s` holds the window ends, every whole hour and every burst breakpoint inside the
+    window (sorted, unique); `rates_per_s[i]` holds on `[edges_s[i], edges_s[i + 1])`. The burst
+    path must cover the window.
+    """
+    _check_rate(base_rate_per_s)
+    bp = np.asarray(burst_breakpoints_s, dtype=np.float64)
+    mult = np.asarray(burst_multipliers, dtype=np.float64)
+    if bp.ndim != 1 or mult.shape != (bp.size - 1,) or bp.size < 2:
+        raise ValueError("burst path needs n + 1 breakpoints for n multipliers (n >= 1)")
+    if bp[0] > start_s or bp[-1] < end_s:
+        raise ValueError(f"burst path [{bp[0]}, {bp[-1]}) does not cover [{start_s}, {end_s})")
+    inner = bp[(bp > start_s) & (bp < end_s)]
+    edges = np.union1d(hour_edges(start_s, end_s), inner)
+    left = edges[:-1]
+    piece = np.searchsorted(bp, left, side="right") - 1
+    rates = base_rate_per_s * profile.at(left) * mult[piece]
+    return edges, rates.astype(np.float64)
+
+
+def sample_piecewise_poisson(
+    rng: np.random.Generator, edges_s: FloatArray, rates_per_s: FloatArray
+) -> FloatArray:
+    """Sorted arrival times (s) of a Poisson process with piecewise-constant rate (exact)."""
+    lengths = np.diff(edges_s)
+    counts = rng.poisson(rates_per_s * lengths)
+    total = int(counts.sum())
+    starts = np.repeat(edges_s[:-1], counts)
+    times = starts + rng.random(total) * np.repeat(lengths, counts)
+    # NOTE: pieces are disjoint and in order, so one global sort equals sorting each piece; it
+    # costs about 1 s per 10^7 arrivals and keeps the code free of per-piece loops.
+    times.sort()
+    return times
+
+
+def sample_arrivals(
+    rng: np.random.Generator,
+    start_s: float,
+    end_s: float,
+    base_rate_per_s: float,
+    profile: WeeklyProfile,
+    burst: BurstProcess,
+    *,
+    burst_rng: np.random.Generator | None = None,
+) -> FloatArray:
+    """Sorted arrival times (float64 plan seconds) on `[start_s, end_s)`, sampled exactly.
+
+    The burst path is drawn first, from `burst_rng` if given (keep it a separate stream, e.g.
+    `Stream.BURSTS`, so that changing the burst model leaves the arrival stream aligned), else
+    from `rng`; then the counts and the uniform positions from `rng`.
+    """
+    _check_rate(base_rate_per_s)
+    breakpoints, multipliers = burst.sample_path(
+        rng if burst_rng is None else burst_rng, start_s, end_s
+    )
+    edges, rates = piecewise_rate(
+        start_s, end_s, base_rate_per_s, profile, breakpoints, multipliers
+    )
+    return sample_piecewise_poisson(rng, edges, rates)
+
+
+def expected_arrivals(
+    start_s: float,
+    end_s: float,
+    base_rate_per_s: float,
+    profile: WeeklyProfile,
+    burst: BurstProcess,
+) -> float:
+    """E[number of arrivals on `[start_s, end_s)`] = base × ∫ profile dt × E[burst] (requests).
+
+    The burst path is independent of the profile and stationary with mean `burst.mean()` (1).
+    """
+    _check_rate(base_rate_per_s)
+    return base_rate_per_s * profile.integral_s(start_s, end_s) * burst.mean()
+
+
+def _check_rate(base_rate_per_s: float) -> None:
+    if not (math.isfinite(base_rate_per_s) and base_rate_per_s >= 0.0):
+        raise ValueError(f"base_rate_per_s must be a finite number >= 0, got {base_rate_per_s!r}")
