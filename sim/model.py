@@ -102,8 +102,7 @@ def _simulate_fast(
             best = pool[0]
             best_load = -1
             for rep in pool:
-                rep.advance_to(t)
-                load = rep.remaining_tokens_at(t)
+                load = rep.load_at(t)
                 if best_load < 0 or load < best_load:
                     best, best_load = rep, load
         best.submit(rid, t)

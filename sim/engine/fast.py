@@ -68,7 +68,9 @@ class FastReplica:
         self._goff: dict[int, int] = {}
         self._fin_key: dict[int, int] = {}
         self._heap: list[tuple[int, int, int]] = []  # (finish step, key, rid), lazily deleted
-        self._counts = [0] * self._bs
+        # _need[j] = members needing a new KV block in a step whose counter ≡ j (mod block
+        # size); stored twice over so that a window of steps is one slice.
+        self._need = [0] * (2 * self._bs)
         self._sum_off = 0
         self._n_dec = 0
         self._key = 0
@@ -115,6 +117,18 @@ class FastReplica:
         elif state == _RUN and was_empty and self._t > t:
             self._maybe_cut_run(rid, t)
 
+    def load_at(self, t: float) -> int:
+        """`advance_to(t)`, then `remaining_tokens_at(t)`: the router's one call per replica."""
+        # NOTE: fused and inlined because routing calls it for every replica on every arrival;
+        # it made the 4-replica benchmark ~15% faster than two method calls.
+        state = self._state
+        if state != _IDLE and self._t <= t:
+            self.advance_to(t)
+            state = self._state
+        if state == _RUN and t > self._s0:
+            return self.outstanding_tokens - self._n * self._steps_done_by(t - self._s0)
+        return self.outstanding_tokens
+
     def remaining_tokens_at(self, t: float) -> int:
         """Tokens still to compute for this replica's requests after the steps ended by `t`."""
         if self._state == _RUN and t > self._s0:
@@ -156,9 +170,9 @@ class FastReplica:
         else:
             h = a - 0.5 * b
             k = int((-h + math.sqrt(h * h + 2.0 * b * delta)) / b)
-        while k > 0 and self._span(k) > delta:
+        while k > 0 and k * (a + b * (k - 1) * 0.5) > delta:
             k -= 1
-        while self._span(k + 1) <= delta:
+        while (k + 1) * (a + b * k * 0.5) <= delta:
             k += 1
         return k
 
@@ -166,13 +180,11 @@ class FastReplica:
         """KV blocks the decode group needs over the k steps g0 .. g0+k-1."""
         if k <= 0:
             return 0
-        bs = self._bs
-        full, rem = divmod(k, bs)
-        total = full * self._n_dec
-        counts = self._counts
-        for i in range(rem):
-            total += counts[(-(g0 + i)) % bs]
-        return total
+        full, rem = divmod(k, self._bs)
+        if rem:
+            s = g0 % self._bs
+            return full * self._n_dec + sum(self._need[s : s + rem])
+        return full * self._n_dec
 
     # ------------------------------------------------------------------ decisions
     def _head_fits(self, rid: int, free_after_decodes: int, n_running: int) -> bool:
@@ -189,7 +201,7 @@ class FastReplica:
         g = self.steps
         n = self._n_dec
         free = self._kv_blocks - self._used
-        need = self._counts[(-g) % self._bs] if n else 0
+        need = self._need[g % self._bs] if n else 0
         if (
             self._tail < 0
             and need <= free
@@ -218,9 +230,9 @@ class FastReplica:
             full = free // n
             j = full * bs
             total = full * n
-            counts = self._counts
-            for i in range(bs):
-                total += counts[(-(g + j + i)) % bs]
+            start = (g + j) % bs
+            for i, count in enumerate(self._need[start : start + bs]):
+                total += count
                 if total > free:
                     j += i
                     break
@@ -244,14 +256,19 @@ class FastReplica:
             h = a - 0.5 * b
             k = math.ceil((-h + math.sqrt(h * h + 2.0 * b * delta)) / b)
         k = max(k, 0)
-        while k > 0 and self._span(k - 1) >= delta:
+        while k > 0 and (k - 1) * (a + b * (k - 2) * 0.5) >= delta:
             k -= 1
-        while self._span(k) < delta:
+        while k * (a + b * (k - 1) * 0.5) < delta:
             k += 1
         if k >= self._k:
             return
-        free = self._kv_blocks - self._used - self._cum_need(self.steps, k + 1)
-        if self._head_fits(rid, free, self._n):
+        free = self._kv_blocks - self._used
+        n = self._n
+        # Cheap bound first (a member needs at most one block per block_size steps); the exact
+        # count only when the bound is not enough.
+        if self._head_fits(rid, free - n * (-(-(k + 1) // self._bs)), n) or self._head_fits(
+            rid, free - self._cum_need(self.steps, k + 1), n
+        ):
             self._k = k
             self._t = self._s0 + self._span(k)
 
@@ -276,7 +293,7 @@ class FastReplica:
                 continue
             off = self._off.pop(rid)
             del self._goff[rid], fin_key[rid], self.running[rid]
-            self._counts[off % bs] -= 1
+            self._unneed(off)
             self._sum_off -= off
             self._n_dec -= 1
             self._used -= -(-(off + g) // bs)
@@ -292,9 +309,16 @@ class FastReplica:
         self._key += 1
         self._fin_key[rid] = self._key
         heapq.heappush(self._heap, (self.log.output_tokens[rid] - 1 - goff, self._key, rid))
-        self._counts[off % self._bs] += 1
+        j = (-off) % self._bs
+        self._need[j] += 1
+        self._need[j + self._bs] += 1
         self._sum_off += off
         self._n_dec += 1
+
+    def _unneed(self, off: int) -> None:
+        j = (-off) % self._bs
+        self._need[j] -= 1
+        self._need[j + self._bs] -= 1
 
     def _preempt_newest(self) -> int:
         """Preempt the newest running sequence (recompute): free its KV, requeue it at the head."""
@@ -308,7 +332,7 @@ class FastReplica:
             off = self._off.pop(rid)
             goff = self._goff.pop(rid)
             del self._fin_key[rid]
-            self._counts[off % bs] -= 1
+            self._unneed(off)
             self._sum_off -= off
             self._n_dec -= 1
             computed = off + g
@@ -324,7 +348,7 @@ class FastReplica:
         bs = self._bs
         g = self.steps
         preempted = False
-        need = self._counts[(-g) % bs] if self._n_dec else 0
+        need = self._need[g % bs] if self._n_dec else 0
         if need <= self._kv_blocks - self._used:
             self._used += need
         else:  # rare: KV exhausted by decodes; replay V1's allocation order member by member

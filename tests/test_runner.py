@@ -1,0 +1,140 @@
+"""Monte Carlo runner: seeds, worker counts, common random numbers, conservation."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from sim.config import MonthPlan, PoolSpec
+from sim.experiment import Experiment, load_experiment
+from sim.runner import run_experiment, run_replication, sample_workload
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny(
+    requests_per_day: float = 3000.0, slow: float = 1.0, replicas: int = 1, months: int = 1
+) -> Experiment:
+    """growth20pct cut to `months` months, optionally on a GPU `slow` times slower."""
+    exp = load_experiment(ROOT / "experiments" / "growth20pct.toml")
+    spec = exp.spec
+    step_times = tuple(
+        (
+            gpu,
+            dataclasses.replace(
+                st,
+                flat_s=st.flat_s * slow,
+                per_token_s=st.per_token_s * slow,
+                decode_attn_s_per_token=st.decode_attn_s_per_token * slow,
+                prefill_attn_s_per_pair=st.prefill_attn_s_per_pair * slow,
+            ),
+        )
+        for gpu, st in spec.step_times
+    )
+    plan = MonthPlan((PoolSpec("base", "a100-80gb", replicas),))
+    spec = dataclasses.replace(
+        spec,
+        months=months,
+        fleet=(plan,) * months,
+        step_times=step_times,
+        workload=dataclasses.replace(spec.workload, base_requests_per_day=requests_per_day),
+    )
+    return dataclasses.replace(exp, spec=spec)
+
+
+def test_same_seed_same_tables_whatever_the_number_of_workers() -> None:
+    exp = tiny(months=2)
+    one = run_experiment(exp, replications=3, jobs=1)
+    two = run_experiment(exp, replications=3, jobs=2)
+    assert one.replications_done == two.replications_done == [0, 1, 2]
+    assert one.months.equals(two.months)
+    assert one.hourly.equals(two.hourly)
+    assert one.summary.equals(two.summary)
+    # and the replications really differ from each other (streams are per replication)
+    counts = one.months.filter(pl.col("month") == 1)["requests"].to_list()
+    assert len(set(counts)) == 3
+
+
+def test_different_seed_different_traffic() -> None:
+    exp = tiny()
+    other = dataclasses.replace(exp, spec=dataclasses.replace(exp.spec, seed=exp.spec.seed + 1))
+    a = sample_workload(exp, 0)
+    b = sample_workload(other, 0)
+    assert a.arrival_s.size != b.arrival_s.size or not np.array_equal(a.arrival_s, b.arrival_s)
+
+
+def test_plan_is_not_in_the_seed_common_random_numbers() -> None:
+    """Two fleets see exactly the same requests in replication k."""
+    small, big = tiny(replicas=1), tiny(replicas=3)
+    a, b = sample_workload(small, 4), sample_workload(big, 4)
+    assert np.array_equal(a.arrival_s, b.arrival_s)
+    assert np.array_equal(a.input_tokens, b.input_tokens)
+    assert np.array_equal(a.output_tokens, b.output_tokens)
+
+
+def test_bigger_fleet_never_has_worse_p95_under_common_random_numbers() -> None:
+    # a GPU 25x slower than an A100 makes 3,000 requests/day a real load for one replica
+    results = {
+        n: run_experiment(tiny(slow=25.0, replicas=n), replications=3, jobs=1) for n in (1, 2, 3)
+    }
+    for metric in ("ttft_p95_s", "e2e_p95_s"):
+        values = {n: r.months.sort("replication")[metric].to_numpy() for n, r in results.items()}
+        assert np.all(values[2] <= values[1]), metric
+        assert np.all(values[3] <= values[2]), metric
+    # the case has queueing in it: one replica is worse than three in every replication
+    assert results[1].months["ttft_p95_s"].min() > results[3].months["ttft_p95_s"].max()
+
+
+def test_conservation_bounds_and_costs() -> None:
+    out = run_replication(tiny(slow=25.0), 0)
+    assert out.error is None
+    for row in out.months:
+        assert row["requests"] == row["finished"] + row["rejected"] + row["in_flight_at_end"]
+        assert 0.0 <= row["gpu_utilisation"] <= 1.0
+        assert 0.0 <= row["slo_attainment"] <= 1.0
+        assert row["cost_usd"] >= 0.0
+        assert row["cost_usd"] == pytest.approx(row["gpu_cost_usd"] + row["ops_cost_usd"])
+    hourly = np.array([h["utilisation"] for h in out.hourly])
+    assert hourly.size == 168 and np.all((hourly >= 0) & (hourly <= 1))
+    assert hourly.max() > 0.2  # the slow GPU is busy at peak hours
+
+
+def test_interrupt_keeps_finished_replications(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sim.runner as runner
+
+    real = runner._safe_replication
+    calls = []
+
+    def flaky(exp: Experiment, k: int) -> runner.ReplicationOutput:
+        calls.append(k)
+        if k == 2:
+            raise KeyboardInterrupt
+        return real(exp, k)
+
+    monkeypatch.setattr(runner, "_safe_replication", flaky)
+    res = run_experiment(tiny(), replications=4, jobs=1)
+    assert res.interrupted
+    assert res.replications_done == [0, 1]
+    assert res.months["replication"].unique().sort().to_list() == [0, 1]
+
+
+def test_failed_replication_is_recorded_and_the_rest_go_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sim.runner as runner
+
+    real = runner.run_replication
+
+    def broken(exp: Experiment, k: int, engine: str = "fast") -> runner.ReplicationOutput:
+        if k == 1:
+            raise RuntimeError("boom")
+        return real(exp, k)
+
+    monkeypatch.setattr(runner, "run_replication", broken)
+    res = run_experiment(tiny(), replications=3, jobs=1)
+    assert res.replications_done == [0, 2]
+    assert res.errors == {1: "RuntimeError: boom"}
