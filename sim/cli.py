@@ -23,7 +23,6 @@ from sim.output import write_results
 from sim.runner import ReplicationOutput, Results, run_experiment
 
 F = TypeVar("F", bound=Callable[..., Any])
-err_console = Console(stderr=True)
 
 TABLE_METRICS = (
     ("ttft_p95_s", "p95 TTFT (s)", "{:.3f}"),

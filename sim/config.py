@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -324,6 +325,9 @@ def _workload(ctx: _Ctx, t: _Table, base_dir: Path) -> WorkloadSpec:
         )
     else:
         burst = BurstSpec(kind="none")
+        if b.data.get("kind", "none") != "none":
+            # A misspelt kind is reported above; its markov parameters are not unknown keys.
+            b.seen.update(("mean_calm_s", "mean_burst_s", "burst_ratio"))
     b.close()
     t.close()
     return WorkloadSpec(rate, profile_file, profile_values, lengths_file or "", growth, burst)
@@ -417,8 +421,11 @@ def _fleet(ctx: _Ctx, t: _Table, months: int) -> tuple[MonthPlan, ...]:
                         )
                     )
                     pt.close()
-                total = sum(p.count for p in pools if isinstance(p.count, int))
-                if total < 1:
+                counts = [p.count for p in pools]
+                valid = all(isinstance(c, int) and c >= 0 for c in counts)
+                total = sum(counts) if valid else 0
+                # Only when every count is valid: a bad count is already reported on its own.
+                if valid and total < 1:
                     ctx.add(f"{mt.path}.pools", "must hold at least one replica", total)
             mt.close()
             plans.append(MonthPlan(tuple(pools)))
@@ -468,6 +475,7 @@ def _kv_blocks(ctx: _Ctx, engine: EngineSpec, gpus_used: list[str]) -> tuple[tup
     for gpu in gpus_used:
         if engine.kv_blocks is not None:
             blocks = engine.kv_blocks
+            tokens = float(blocks * engine.block_size)
         else:
             tokens = kv_capacity_tokens(
                 shape,
@@ -482,7 +490,8 @@ def _kv_blocks(ctx: _Ctx, engine: EngineSpec, gpus_used: list[str]) -> tuple[tup
         capacity = blocks * engine.block_size
         if capacity < engine.max_model_len:
             per_token = shape.kv_bytes_per_token(engine.dtype, engine.tp)
-            short_gb = (engine.max_model_len - capacity) * per_token / 1e9
+            # Negative `tokens` (weights and activations alone exceed the budget) count too.
+            short_gb = (engine.max_model_len - min(capacity, tokens)) * per_token / 1e9
             ctx.add(
                 "engine",
                 f"{engine.model} ({engine.dtype}, tp {engine.tp}) on {gpu}: "
@@ -523,6 +532,10 @@ def parse_experiment(text: str, file: str) -> ExperimentSpec:
         raise ConfigError([Problem(file, "", f"not valid TOML: {err}", has_value=False)]) from None
     top = _Table(ctx, data, "")
     name = top.string("name", Path(file).stem)
+    if isinstance(name, str) and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+        ctx.add(
+            "name", "must be letters, digits, '.', '_' or '-' (it names the report folder)", name
+        )
     seed = top.integer("seed", check=_non_negative, rule=">= 0")
     months = top.integer("months", 6, check=lambda x: 1 <= x <= 36, rule="between 1 and 36")
     mc = top.table("monte_carlo")

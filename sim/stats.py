@@ -200,7 +200,14 @@ def summarise(months: pl.DataFrame, slo_ttft_s: float) -> pl.DataFrame:
     )
     risk = (
         months.group_by("plan", "month")
-        .agg((pl.col("ttft_p95_s") > slo_ttft_s).cast(pl.Float64).mean().alias("mean"))
+        # months without an accepted request (p95 is NaN) have no p95 to compare: left out
+        .agg(
+            (pl.col("ttft_p95_s") > slo_ttft_s)
+            .filter(~pl.col("ttft_p95_s").is_nan())
+            .cast(pl.Float64)
+            .mean()
+            .alias("mean")
+        )
         .with_columns(
             pl.lit("p_ttft_p95_above_slo").alias("metric"),
             pl.col("mean").alias("p5"),

@@ -138,3 +138,22 @@ def test_failed_replication_is_recorded_and_the_rest_go_on(
     res = run_experiment(tiny(), replications=3, jobs=1)
     assert res.replications_done == [0, 2]
     assert res.errors == {1: "RuntimeError: boom"}
+
+
+def test_slo_breach_probability_ignores_months_without_requests() -> None:
+    from sim.records import MONTH_SCHEMA
+    from sim.stats import summarise
+
+    base = dict.fromkeys(MONTH_SCHEMA, 0.0) | {"plan": "p", "month": 1}
+    rows = [
+        base | {"replication": 0, "ttft_p95_s": 2.0},
+        base | {"replication": 1, "ttft_p95_s": 1.0},
+        base | {"replication": 2, "ttft_p95_s": float("nan")},
+    ]
+    for row in rows:
+        for k, dtype in MONTH_SCHEMA.items():
+            if dtype == pl.Int64:
+                row[k] = int(row[k])
+    summary = summarise(pl.DataFrame(rows, schema=MONTH_SCHEMA), slo_ttft_s=1.5)
+    risk = summary.filter(pl.col("metric") == "p_ttft_p95_above_slo")["mean"].item()
+    assert risk == 0.5
