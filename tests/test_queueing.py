@@ -64,7 +64,7 @@ def test_mean_wait_matches_erlang_c(rho: float, c: int) -> None:
     # for c = 1 by Pollaczek–Khinchine, Allen–Cunneen's approximation for c > 1: 0.25% here)
     cv2 = 1 - 1 / MEAN_TOKENS
     expected = erlang_c_wait(rho * c * mu, mu, c) * (1 + cv2) / 2
-    n = 300_000 if rho < 0.7 else 600_000
+    n = 300_000 if rho < 0.7 else 1_500_000
     got, se = simulated_wait(rho, c, n, seed=11 + c)
     assert abs(got / expected - 1) < 0.03, (got, expected, se)
 
