@@ -17,7 +17,7 @@ later phase receive nothing new and finish what they hold.
 from __future__ import annotations
 
 import math
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -86,15 +86,11 @@ def _simulate_fast(
 ) -> SimulationResult:
     env = simpy.Environment()
     reps = [FastReplica(i, s.limits, s.step_time, log) for i, s in enumerate(specs)]
-    starts = [p.start_s for p in phases]
     active = [[reps[i] for i in p.replicas] for p in phases]
     counters = {"events": 0, "routed": 0}
 
-    def route(rid: int, t: float, pool: list[FastReplica]) -> None:
-        lim = specs[pool[0].index].limits
-        if not lim.accepts(log.input_tokens[rid], log.output_tokens[rid]):
-            log.rejected[rid] = True
-            return
+    def route(rid: int, t: float, phase: int) -> None:
+        pool = active[phase]
         if len(pool) == 1:
             best = pool[0]
             best.advance_to(t)
@@ -106,26 +102,8 @@ def _simulate_fast(
                 if best_load < 0 or load < best_load:
                     best, best_load = rep, load
         best.submit(rid, t)
-        counters["routed"] += 1
 
-    def arrivals() -> Generator[simpy.Event, Any, None]:
-        times = log.arrival_s
-        n = len(times)
-        i = 0
-        phase = 0
-        while i < n:
-            t = times[i]
-            if t > env.now:
-                yield env.timeout(t - env.now)
-                counters["events"] += 1
-            while phase + 1 < len(starts) and starts[phase + 1] <= t:
-                phase += 1
-            pool = active[phase]
-            while i < n and times[i] == t:
-                route(i, t, pool)
-                i += 1
-
-    env.process(arrivals())
+    env.process(_arrivals(env, log, specs, phases, route, counters))
     env.run()
     for rep in reps:
         rep.flush()
@@ -137,6 +115,42 @@ def _simulate_fast(
         segments=sum(r.segments for r in reps),
         routed=counters["routed"],
     )
+
+
+def _arrivals(
+    env: simpy.Environment,
+    log: RequestLog,
+    specs: Sequence[ReplicaSpec],
+    phases: Sequence[FleetPhase],
+    route: Callable[[int, float, int], None],
+    counters: dict[str, int],
+) -> Generator[simpy.Event, Any, None]:
+    """The arrival process: one SimPy event per distinct arrival instant.
+
+    Requests of one instant are routed together, in order, by `route(rid, t, phase)`; a
+    request longer than the phase's `max_model_len` is rejected (vLLM refuses it) and counted.
+    """
+    times = log.arrival_s
+    starts = [p.start_s for p in phases]
+    limits = [specs[p.replicas[0]].limits for p in phases]
+    n = len(times)
+    i = 0
+    phase = 0
+    while i < n:
+        t = times[i]
+        if t > env.now:
+            yield env.timeout(t - env.now)
+            counters["events"] += 1
+        while phase + 1 < len(starts) and starts[phase + 1] <= t:
+            phase += 1
+        accepts = limits[phase].accepts
+        while i < n and times[i] == t:
+            if accepts(log.input_tokens[i], log.output_tokens[i]):
+                route(i, t, phase)
+                counters["routed"] += 1
+            else:
+                log.rejected[i] = True
+            i += 1
 
 
 def _urgent_timeout(env: simpy.Environment, delay: float) -> simpy.Event:
@@ -156,7 +170,6 @@ def _simulate_reference(
     reps = [ReferenceReplica(i, s.limits, s.step_time, log) for i, s in enumerate(specs)]
     wake: list[simpy.Event | None] = [None] * len(reps)
     busy: list[list[tuple[float, float]]] = [[] for _ in reps]
-    starts = [p.start_s for p in phases]
     active = [[reps[i] for i in p.replicas] for p in phases]
     counters = {"events": 0, "routed": 0}
 
@@ -184,35 +197,16 @@ def _simulate_reference(
             yield env.timeout(0)  # let this instant's arrivals in before deciding
             counters["events"] += 2
 
-    def arrivals() -> Generator[simpy.Event, Any, None]:
-        times = log.arrival_s
-        n = len(times)
-        i = 0
-        phase = 0
-        while i < n:
-            t = times[i]
-            if t > env.now:
-                yield env.timeout(t - env.now)
-                counters["events"] += 1
-            while phase + 1 < len(starts) and starts[phase + 1] <= t:
-                phase += 1
-            pool = active[phase]
-            while i < n and times[i] == t:
-                lim = specs[pool[0].index].limits
-                if lim.accepts(log.input_tokens[i], log.output_tokens[i]):
-                    best = min(pool, key=lambda r: (r.remaining_tokens(), r.index))
-                    best.submit(i)
-                    counters["routed"] += 1
-                    ev = wake[best.index]
-                    if ev is not None and not ev.triggered:
-                        ev.succeed()
-                else:
-                    log.rejected[i] = True
-                i += 1
+    def route(rid: int, t: float, phase: int) -> None:
+        best = min(active[phase], key=lambda r: (r.remaining_tokens(), r.index))
+        best.submit(rid)
+        ev = wake[best.index]
+        if ev is not None and not ev.triggered:
+            ev.succeed()
 
     for i in range(len(reps)):
         env.process(replica_process(i))
-    env.process(arrivals())
+    env.process(_arrivals(env, log, specs, phases, route, counters))
     env.run()
     return SimulationResult(
         log=log,
