@@ -7,6 +7,7 @@ input (the message names file, key path and value; no traceback).
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
@@ -20,7 +21,8 @@ from rich.table import Table
 from sim.errors import SimError
 from sim.experiment import load_experiment
 from sim.output import write_results
-from sim.runner import ReplicationOutput, Results, run_experiment
+from sim.runner import ReplicationOutput, Results, run_experiment, version
+from sim.store import PartStore, fingerprint
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -84,12 +86,43 @@ def check(file: Path) -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Output folder [default: reports/<experiment name>].",
 )
+@click.option("--resume", is_flag=True, help="Complete an interrupted run from its parts folder.")
+@click.option("--fresh", is_flag=True, help="Discard the parts of an earlier unfinished run.")
+@click.option(
+    "--backend",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="Where replications run: local processes, or Ray (pip install 'sim[ray]').",
+)
+@click.option("--address", help="Ray cluster address (e.g. ray://host:10001) [default: local].")
 @user_errors
-def run(file: Path, replications: int | None, jobs: int, out: Path | None) -> None:
-    """Run the experiment in FILE and write its report folder."""
+def run(
+    file: Path,
+    replications: int | None,
+    jobs: int,
+    out: Path | None,
+    resume: bool,
+    fresh: bool,
+    backend: str,
+    address: str | None,
+) -> None:
+    """Run the experiment in FILE and write its report folder.
+
+    Each finished replication is kept in <out>.parts/ until the report is written, so an
+    interrupted run (Ctrl-C, crash, kill -9) loses nothing: run again with --resume.
+    """
+    if resume and fresh:
+        raise click.UsageError("--resume and --fresh exclude each other")
+    if address is not None and backend != "ray":
+        raise click.UsageError("--address needs --backend ray")
     exp = load_experiment(file)
     total = replications or exp.spec.replications
+    target = out or Path("reports") / exp.spec.name
+    parts = target.with_name(target.name + ".parts")
+    store = PartStore.open(parts, fingerprint(exp.spec, version()), resume=resume, fresh=fresh)
     console = Console()
+    started = time.perf_counter()
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -101,18 +134,29 @@ def run(file: Path, replications: int | None, jobs: int, out: Path | None) -> No
         transient=False,
     ) as bar:
         task = bar.add_task(exp.spec.name, total=total, rate="")
-        sim_requests = [0, 0.0]
+        simulated = [0]
 
         def progress(o: ReplicationOutput, done: int, n: int) -> None:
-            sim_requests[0] += o.requests
-            sim_requests[1] += o.wall_s
-            rate = sim_requests[0] / sim_requests[1] if sim_requests[1] else 0.0
-            bar.update(task, completed=done, rate=f"{rate:,.0f} req/s per worker")
+            simulated[0] += o.requests
+            rate = simulated[0] / max(time.perf_counter() - started, 1e-9)
+            bar.update(task, completed=done, rate=f"{rate:,.0f} simulated req/s")
 
-        results = run_experiment(exp, replications=total, jobs=jobs, progress=progress)
-    target = out or Path("reports") / exp.spec.name
+        results = run_experiment(
+            exp,
+            replications=total,
+            jobs=jobs,
+            progress=progress,
+            store=store,
+            backend="ray" if backend == "ray" else "local",
+            address=address,
+        )
     if results.interrupted:
-        target = target.with_name(target.name + ".interrupted")
+        click.echo(
+            f"interrupted: {len(results.replications_done)} finished replications kept in "
+            f"{parts}/; run the same command with --resume to complete the run",
+            err=True,
+        )
+        sys.exit(1)
     if results.replications_done:
         write_results(results, target)
     print_summary(console, results)
@@ -123,13 +167,12 @@ def run(file: Path, replications: int | None, jobs: int, out: Path | None) -> No
         )
     for k, message in sorted(results.errors.items()):
         click.echo(f"error: replication {k}: {message}", err=True)
-    if results.interrupted:
+    if results.errors:
         click.echo(
-            f"interrupted: kept {len(results.replications_done)} finished replications in {target}",
-            err=True,
+            f"failed replications can be retried with --resume (parts in {parts}/)", err=True
         )
-    if results.errors or results.interrupted:
         sys.exit(1)
+    store.remove()
 
 
 def print_summary(console: Console, results: Results) -> None:

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from importlib import metadata
+from typing import Literal
 
 import numpy as np
 import polars as pl
@@ -25,6 +26,7 @@ import polars as pl
 from sim.config import ExperimentSpec
 from sim.cost import pool_cost
 from sim.engine import EngineLimits, RequestLog, StepTimeModel
+from sim.errors import SimError
 from sim.experiment import Experiment
 from sim.model import Engine, FleetPhase, ReplicaSpec, simulate
 from sim.rng import Stream, stream
@@ -37,6 +39,7 @@ from sim.stats import (
     months_frame,
     summarise,
 )
+from sim.store import PartStore
 from sim.workload import (
     HOURS_PER_MONTH,
     SECONDS_PER_MONTH,
@@ -238,6 +241,61 @@ def version() -> str:
 
 
 ProgressFn = Callable[[ReplicationOutput, int, int], None]
+Backend = Literal["local", "ray"]
+
+
+def _local_outputs(exp: Experiment, todo: list[int], jobs: int) -> Iterator[ReplicationOutput]:
+    """Replications in this process (jobs = 1) or a process pool, as they finish."""
+    if jobs == 1:
+        for k in todo:
+            yield _safe_replication(exp, k)
+        return
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        futures: list[Future[ReplicationOutput]] = [
+            pool.submit(_safe_replication, exp, k) for k in todo
+        ]
+        try:
+            for fut in as_completed(futures):
+                yield fut.result()
+        finally:  # Ctrl-C or an error: drop what has not started
+            for fut in futures:
+                fut.cancel()
+
+
+def _ray_outputs(
+    exp: Experiment, todo: list[int], jobs: int, address: str | None
+) -> Iterator[ReplicationOutput]:
+    """Replications as Ray tasks (a local cluster of `jobs` CPUs, or the one at `address`).
+
+    The same `_safe_replication` runs in every worker, so results do not depend on where they
+    ran. Workers need the `sim` package importable (installed on every node of a cluster).
+    """
+    try:
+        import ray
+    except ImportError:
+        raise BackendError(
+            "the ray backend needs the optional extra: pip install 'sim[ray]'"
+        ) from None
+    if not ray.is_initialized():
+        if address is None:
+            ray.init(num_cpus=jobs, include_dashboard=False, log_to_driver=False)
+        else:
+            ray.init(address=address, log_to_driver=False)
+    task = ray.remote(_safe_replication)
+    shared = ray.put(exp)
+    pending = [task.remote(shared, k) for k in todo]
+    try:
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            for ref in ready:
+                yield ray.get(ref)
+    finally:
+        for ref in pending:
+            ray.cancel(ref)
+
+
+class BackendError(SimError):
+    """A backend that cannot run here (missing extra, unreachable cluster)."""
 
 
 def run_experiment(
@@ -246,36 +304,57 @@ def run_experiment(
     replications: int | None = None,
     jobs: int = 1,
     progress: ProgressFn | None = None,
+    store: PartStore | None = None,
+    backend: Backend = "local",
+    address: str | None = None,
 ) -> Results:
-    """Run `replications` (default: the experiment's) replications on `jobs` processes."""
+    """Run `replications` (default: the experiment's) replications on `jobs` workers.
+
+    With a `store`, replications already finished there are loaded instead of rerun, and each
+    new one is saved the moment it finishes (so an interruption of any kind loses at most the
+    replications under way). Ctrl-C returns what is finished, flagged `interrupted`.
+    """
     n = exp.spec.replications if replications is None else replications
     if n < 1 or jobs < 1:
         raise ValueError("replications and jobs must be >= 1")
     t0 = time.perf_counter()
     outputs: dict[int, ReplicationOutput] = {}
+    if store is not None:
+        for k in store.finished():
+            if k < n:
+                months, hourly, info = store.load(k)
+                outputs[k] = ReplicationOutput(
+                    k,
+                    months.to_dicts(),
+                    hourly.to_dicts(),
+                    int(info["requests"]),
+                    int(info["simpy_events"]),
+                    float(info["wall_s"]),
+                )
+    todo = [k for k in range(n) if k not in outputs]
     interrupted = False
 
     def done(out: ReplicationOutput) -> None:
         outputs[out.replication] = out
+        if store is not None and out.error is None:
+            store.save(
+                out.replication,
+                months_frame(out.months),
+                hourly_frame(out.hourly),
+                {"requests": out.requests, "simpy_events": out.simpy_events, "wall_s": out.wall_s},
+            )
         if progress is not None:
             progress(out, len(outputs), n)
 
     try:
-        if jobs == 1:
-            for k in range(n):
-                done(_safe_replication(exp, k))
+        if backend == "ray":
+            stream_of = _ray_outputs(exp, todo, jobs, address)
+        elif backend == "local":
+            stream_of = _local_outputs(exp, todo, jobs)
         else:
-            with ProcessPoolExecutor(max_workers=jobs) as pool:
-                futures: list[Future[ReplicationOutput]] = [
-                    pool.submit(_safe_replication, exp, k) for k in range(n)
-                ]
-                try:
-                    for fut in as_completed(futures):
-                        done(fut.result())
-                except KeyboardInterrupt:
-                    for fut in futures:
-                        fut.cancel()
-                    raise
+            raise ValueError(f"unknown backend {backend!r}")
+        for out in stream_of:
+            done(out)
     except KeyboardInterrupt:
         interrupted = True
     ok = sorted(k for k, o in outputs.items() if o.error is None)
