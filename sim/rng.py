@@ -26,6 +26,8 @@ class Stream(IntEnum):
     CALIBRATION = 5  # step-time calibration multiplier
     SPOT = 6  # spot preemptions
     API = 7  # API latency
+    HORIZON = 8  # which hours a sampled horizon simulates (per month)
+    WINDOW = 9  # the traffic of one sampled window (sub-keyed by month and window)
 
 
 def stream(stream_id: Stream, replication: int, seed: int, *extra: int) -> np.random.Generator:
