@@ -125,6 +125,24 @@ class SloSpec:
 
 
 @dataclass(frozen=True)
+class HorizonSpec:
+    """How much of each month is simulated (`sim.horizon` documents the estimator).
+
+    mode "full" simulates every request; "sampled" a stratified sample of one-hour windows;
+    "auto" (default) picks "sampled" when a replication's expected requests exceed
+    `auto_max_requests` (default 300,000: a full replication then takes more than ~5 s at the
+    ~70k simulated requests/s bench/engine.py measures, and a 200-replication run minutes).
+    """
+
+    mode: str = "auto"
+    auto_max_requests: int = 300_000
+    warmup_s: float = 900.0  # 15 min: the slowest queue in the validation runs drains in < 5 min
+    peak_hours: int = 12  # the 12 busiest hour-of-week slots, simulated every month
+    strata: int = 4
+    windows_per_stratum: int = 4
+
+
+@dataclass(frozen=True)
 class ExperimentSpec:
     """A whole experiment, resolved: every default filled, every reference checked."""
 
@@ -140,6 +158,7 @@ class ExperimentSpec:
     fleet: tuple[MonthPlan, ...]
     cost: CostSpec
     slo: SloSpec
+    horizon: HorizonSpec = HorizonSpec()
 
     def step_time(self, gpu: str) -> StepTimeSpec:
         return dict(self.step_times)[gpu]
@@ -551,6 +570,18 @@ def parse_experiment(text: str, file: str) -> ExperimentSpec:
         tpot_s=slo_t.number("tpot_s", check=_positive, rule="> 0", expected="a number of seconds"),
     )
     slo_t.close()
+    h = top.table("horizon")
+    horizon = HorizonSpec(
+        mode=h.string("mode", "auto", choices=("auto", "full", "sampled")),
+        auto_max_requests=h.integer("auto_max_requests", 300_000, check=_positive, rule="> 0"),
+        warmup_s=h.number("warmup_s", 900.0, check=_non_negative, rule=">= 0"),
+        peak_hours=h.integer("peak_hours", 12, check=lambda x: 0 <= x <= 168, rule="in 0..168"),
+        strata=h.integer("strata", 4, check=lambda x: 1 <= x <= 156, rule="in 1..156"),
+        windows_per_stratum=h.integer(
+            "windows_per_stratum", 4, check=lambda x: x >= 2, rule=">= 2 (for the error)"
+        ),
+    )
+    h.close()
     top.close()
     step_times: tuple[tuple[str, StepTimeSpec], ...] = ()
     kv: tuple[tuple[str, int], ...] = ()
@@ -572,6 +603,7 @@ def parse_experiment(text: str, file: str) -> ExperimentSpec:
         fleet=fleet,
         cost=cost,
         slo=slo,
+        horizon=horizon,
     )
 
 

@@ -37,6 +37,10 @@ MONTH_SCHEMA: dict[str, type[pl.DataType] | pl.DataType] = {
     "input_tokens": pl.Int64,
     "output_tokens": pl.Int64,
     "growth_factor": pl.Float64,
+    # standard errors of the sampled-horizon estimator (NaN when the month was fully simulated)
+    "ttft_p95_se_s": pl.Float64,
+    "slo_attainment_se": pl.Float64,
+    "gpu_utilisation_se": pl.Float64,
 }
 
 HOURLY_SCHEMA: dict[str, type[pl.DataType] | pl.DataType] = {

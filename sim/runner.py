@@ -39,10 +39,12 @@ from sim.stats import (
     months_frame,
     summarise,
 )
+from sim.horizon import Window, WindowResult, choose_windows, sampled_month_rows, strata_of_slots
 from sim.store import PartStore
 from sim.workload import (
     HOURS_PER_MONTH,
     SECONDS_PER_MONTH,
+    MonthRngs,
     WorkloadModel,
     month_rngs,
     sample_month,
@@ -152,6 +154,22 @@ class ReplicationOutput:
     error: str | None = None
 
 
+def horizon_mode(spec: ExperimentSpec) -> tuple[str, str]:
+    """("full" | "sampled", the reason in words) for `spec`'s horizon setting."""
+    h = spec.horizon
+    w = spec.workload
+    factors = [(1.0 + w.growth.mean_monthly) ** m for m in range(spec.months)]
+    expected = w.base_requests_per_day * HOURS_PER_MONTH / 24.0 * sum(factors)
+    if h.mode != "auto":
+        return h.mode, f"{h.mode} (set in the experiment)"
+    if expected > h.auto_max_requests:
+        return "sampled", (
+            f"sampled (auto: {expected:,.0f} expected requests per replication > "
+            f'{h.auto_max_requests:,}; set horizon.mode = "full" to simulate every request)'
+        )
+    return "full", f"full (auto: {expected:,.0f} expected requests per replication)"
+
+
 def run_replication(
     exp: Experiment, replication: int, engine: Engine = "fast"
 ) -> ReplicationOutput:
@@ -159,6 +177,8 @@ def run_replication(
     t0 = time.perf_counter()
     spec = exp.spec
     fleet = build_fleet(spec)
+    if horizon_mode(spec)[0] == "sampled":
+        return _sampled_replication(exp, replication, fleet, engine, t0)
     wl = sample_workload(exp, replication)
     log = RequestLog(wl.arrival_s.tolist(), wl.input_tokens.tolist(), wl.output_tokens.tolist())
     result = simulate(log, fleet.replicas, fleet.phases, engine)
@@ -189,6 +209,116 @@ def run_replication(
     return ReplicationOutput(
         replication, rows, hourly, len(log), result.simpy_events, time.perf_counter() - t0
     )
+
+
+def _sampled_replication(
+    exp: Experiment, replication: int, fleet: Fleet, engine: Engine, t0: float
+) -> ReplicationOutput:
+    """One replication on the sampled horizon (`sim.horizon`): windows of each month."""
+    spec = exp.spec
+    h = spec.horizon
+    w = spec.workload
+    growth = sample_monthly_growth(
+        stream(Stream.GROWTH, replication, spec.seed),
+        spec.months,
+        w.growth.mean_monthly,
+        w.growth.sd_log,
+    )
+    model = WorkloadModel(w.base_requests_per_day / 86_400.0, exp.profile, exp.burst, exp.lengths)
+    slot_stratum = strata_of_slots(exp.profile.array, h.peak_hours, h.strata)
+    rows: list[dict[str, object]] = []
+    hourly: list[dict[str, object]] = []
+    requests = events = 0
+    for month in range(1, spec.months + 1):
+        windows = choose_windows(
+            stream(Stream.HORIZON, replication, spec.seed, month),
+            month,
+            HOURS_PER_MONTH,
+            slot_stratum,
+            h.windows_per_stratum,
+        )
+        active = fleet.phases[month - 1].replicas
+        results = []
+        for i, window in enumerate(windows):
+            keys = (replication, spec.seed, month)
+            rngs = MonthRngs(
+                stream(Stream.WINDOW, *keys, 3 * i),
+                stream(Stream.WINDOW, *keys, 3 * i + 1),
+                stream(Stream.WINDOW, *keys, 3 * i + 2),
+            )
+            result, n, ev = _simulate_window(
+                exp, fleet, active, window, float(growth[month - 1]), model, rngs, engine
+            )
+            results.append(result)
+            requests += n
+            events += ev
+        row, hours = sampled_month_rows(
+            plan=PLAN,
+            replication=replication,
+            month=month,
+            results=results,
+            slot_stratum=slot_stratum,
+            month_s=float(SECONDS_PER_MONTH),
+            cost=fleet.costs[month - 1],
+            growth=float(growth[month - 1]),
+            rng=stream(Stream.HORIZON, replication, spec.seed, month, 1),
+        )
+        rows.append(row)
+        hourly.extend(hours)
+    return ReplicationOutput(replication, rows, hourly, requests, events, time.perf_counter() - t0)
+
+
+def _simulate_window(
+    exp: Experiment,
+    fleet: Fleet,
+    active: tuple[int, ...],
+    window: Window,
+    growth: float,
+    model: WorkloadModel,
+    rngs: MonthRngs,
+    engine: Engine,
+) -> tuple[WindowResult, int, int]:
+    """Simulate one window from an empty fleet warmed up before it; measure inside it."""
+    spec = exp.spec
+    month_start = (window.month - 1) * SECONDS_PER_MONTH
+    start = window.start_s
+    end = start + 3600.0
+    t0 = max(float(month_start), start - spec.horizon.warmup_s)
+    req = sample_month(
+        model, window.month, growth, rngs, offset_s=t0 - month_start, duration_s=end - t0
+    )
+    log = RequestLog(req.arrival_s.tolist(), req.input_tokens.tolist(), req.output_tokens.tolist())
+    res = simulate(log, fleet.replicas, [FleetPhase(t0, active)], engine)
+    inside = req.arrival_s >= start
+    rejected = np.asarray(log.rejected, dtype=bool)
+    acc = inside & ~rejected
+    first = np.asarray(log.first_token_s)
+    finish = np.asarray(log.finish_s)
+    out = req.output_tokens
+    multi = acc & (out > 1)
+    ttft = first - req.arrival_s
+    tpot = np.full(out.shape, np.nan)
+    tpot[multi] = (finish[multi] - first[multi]) / (out[multi] - 1)
+    met = acc & (ttft <= spec.slo.ttft_s) & ((out == 1) | (tpot <= spec.slo.tpot_s))
+    busy = 0.0
+    for r in active:
+        for s, e in res.busy_periods[r]:
+            busy += max(0.0, min(e, end) - max(s, start))
+    result = WindowResult(
+        window=window,
+        requests=int(inside.sum()),
+        rejected=int((inside & rejected).sum()),
+        ttft_s=ttft[acc],
+        tpot_s=tpot[multi],
+        e2e_s=(finish - req.arrival_s)[acc],
+        met=int(met.sum()),
+        input_tokens=int(req.input_tokens[acc].sum()),
+        output_tokens=int(out[acc].sum()),
+        preemptions=int(np.asarray(log.preemptions)[inside].sum()),
+        busy_s=busy,
+        replicas=len(active),
+    )
+    return result, len(log), res.simpy_events
 
 
 def _safe_replication(exp: Experiment, replication: int) -> ReplicationOutput:
@@ -229,7 +359,7 @@ class Results:
             "errors": {str(k): v for k, v in sorted(self.errors.items())},
             "slo_ttft_s": self.spec.slo.ttft_s,
             "slo_tpot_s": self.spec.slo.tpot_s,
-            "horizon": "full",
+            "horizon": horizon_mode(self.spec)[1],
         }
 
 

@@ -152,6 +152,9 @@ def month_rows(
                 "input_tokens": tokens_in,
                 "output_tokens": tokens_out,
                 "growth_factor": float(growth[m]),
+                "ttft_p95_se_s": float("nan"),
+                "slo_attainment_se": float("nan"),
+                "gpu_utilisation_se": float("nan"),
             }
         )
         how = np.arange(h0, h1) % HOURS_PER_WEEK
