@@ -28,6 +28,7 @@ from sim.cost import pool_cost
 from sim.engine import EngineLimits, RequestLog, StepTimeModel
 from sim.errors import SimError
 from sim.experiment import Experiment
+from sim.horizon import Window, WindowResult, choose_windows, sampled_month_rows, strata_of_slots
 from sim.model import Engine, FleetPhase, ReplicaSpec, simulate
 from sim.rng import Stream, stream
 from sim.stats import (
@@ -39,7 +40,6 @@ from sim.stats import (
     months_frame,
     summarise,
 )
-from sim.horizon import Window, WindowResult, choose_windows, sampled_month_rows, strata_of_slots
 from sim.store import PartStore
 from sim.workload import (
     HOURS_PER_MONTH,
