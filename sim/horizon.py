@@ -1,4 +1,4 @@
-"""Sampled horizon: month-level KPIs from a stratified sample of one-hour windows (DESIGN §7).
+"""Sampled horizon: month-level KPIs from a stratified sample of short windows (DESIGN §7).
 
 Why: a full 6-month replication of growth20pct is ~1.5M requests; planners want hundreds of
 replications. Latency, SLO attainment and utilisation are averages over the month's hours, so
@@ -11,12 +11,13 @@ The design, per month and replication:
   other slots are split, in order of load, into `strata` groups of equal size.
 * **Sample**: every peak slot is simulated once, in one representative week drawn at random;
   from each other stratum, `windows_per_stratum` hours of the month are drawn uniformly without
-  replacement. Each sampled hour `i` stands for `w_i` hours of the month: the number of times its
-  slot occurs in the month (peak), or N_k / n_k (stratum k: N_k hours of the month, n_k drawn).
-  The weights sum to the month's 730 hours.
-* **Window**: the hour is simulated on an empty fleet started `warmup_s` earlier with the real
-  rate of that time (the first hour of a month gets what warm-up the month allows); only
-  requests arriving inside the hour are measured, and busy time inside the hour.
+  replacement. Inside each drawn hour one window of `window_s` seconds (a divisor of an hour) is
+  drawn uniformly. Window `i` stands for `w_i` windows of the month: (3600 / window_s) × the
+  number of times its slot occurs in the month (peak), or × N_k / n_k (stratum k: N_k hours of
+  the month, n_k drawn). The weights × window_s sum to the month's 730 hours.
+* **Window**: it is simulated on an empty fleet started `warmup_s` earlier with the real rate
+  of that time (the first window of a month gets what warm-up the month allows); only requests
+  arriving inside the window are measured, and busy time inside it.
 * **Estimators**: every measured request carries its window's weight. Month percentiles are
   weighted quantiles (inverted weighted CDF); SLO attainment is the weighted share of requests
   meeting the SLO; utilisation = Σ w_i busy_i / (replicas × month seconds); request and token
@@ -49,9 +50,10 @@ class Window:
 
     month: int  # 1-based
     start_s: float  # plan seconds
+    length_s: float
     hour_of_week: int
     stratum: int  # 0 = peak slots
-    weight_hours: float
+    weight: float  # windows of the month this one stands for
 
 
 def strata_of_slots(profile: FloatArray, peak_hours: int, strata: int) -> npt.NDArray[np.int64]:
@@ -71,8 +73,12 @@ def choose_windows(
     hours_per_month: int,
     slot_stratum: npt.NDArray[np.int64],
     windows_per_stratum: int,
+    window_s: float,
 ) -> list[Window]:
-    """The sampled hours of 1-based `month` (see the module docstring)."""
+    """The sampled windows of 1-based `month` (see the module docstring)."""
+    per_hour = round(HOUR_S / window_s)
+    if per_hour < 1 or per_hour * window_s != HOUR_S:
+        raise ValueError(f"window_s must divide an hour, got {window_s}")
     first = (month - 1) * hours_per_month
     hours = np.arange(first, first + hours_per_month)
     slots = hours % HOURS_PER_WEEK
@@ -86,18 +92,20 @@ def choose_windows(
         occurrences = np.flatnonzero(slots == slot)
         in_week = [h for h in hours[occurrences] if week_start <= h < week_start + HOURS_PER_WEEK]
         hour = in_week[0] if in_week else int(hours[occurrences[0]])
-        windows.append(Window(month, float(hour) * HOUR_S, int(slot), 0, float(occurrences.size)))
+        start = float(hour) * HOUR_S + int(rng.integers(0, per_hour)) * window_s
+        weight = float(occurrences.size * per_hour)
+        windows.append(Window(month, start, window_s, int(slot), 0, weight))
     for k in range(1, int(slot_stratum.max()) + 1):
         members = hours[stratum == k]
         if members.size == 0:
             continue
         n = min(windows_per_stratum, members.size)
         picked = np.sort(rng.choice(members, size=n, replace=False))
-        weight = members.size / n
-        for hour in picked.tolist():
-            windows.append(
-                Window(month, float(hour) * HOUR_S, int(hour % HOURS_PER_WEEK), k, weight)
-            )
+        offsets = rng.integers(0, per_hour, size=n)
+        weight = members.size / n * per_hour
+        for hour, offset in zip(picked.tolist(), offsets.tolist(), strict=True):
+            start = float(hour) * HOUR_S + offset * window_s
+            windows.append(Window(month, start, window_s, int(hour % HOURS_PER_WEEK), k, weight))
     return windows
 
 
@@ -131,14 +139,14 @@ def weighted_quantile(values: FloatArray, weights: FloatArray, q: float) -> floa
 
 def _pooled(results: Sequence[WindowResult], field: str) -> tuple[FloatArray, FloatArray]:
     arrays = [getattr(r, field) for r in results]
-    weights = [np.full(a.size, r.window.weight_hours) for a, r in zip(arrays, results, strict=True)]
+    weights = [np.full(a.size, r.window.weight) for a, r in zip(arrays, results, strict=True)]
     if not arrays:
         return np.empty(0), np.empty(0)
     return np.concatenate(arrays), np.concatenate(weights)
 
 
 def _estimates(results: Sequence[WindowResult], month_s: float) -> dict[str, float]:
-    w = np.array([r.window.weight_hours for r in results])
+    w = np.array([r.window.weight for r in results])
     n = np.array([r.requests for r in results], dtype=np.float64)
     ttft, wt = _pooled(results, "ttft_s")
     replicas = results[0].replicas
@@ -181,7 +189,7 @@ def sampled_month_rows(
     rng: np.random.Generator,
 ) -> tuple[dict[str, object], list[dict[str, object]]]:
     """One month's KPI row and its 168 hour-of-week utilisation rows, from its windows."""
-    w = np.array([r.window.weight_hours for r in results])
+    w = np.array([r.window.weight for r in results])
     ttft, wt = _pooled(results, "ttft_s")
     tpot, wp = _pooled(results, "tpot_s")
     e2e, we = _pooled(results, "e2e_s")
@@ -230,10 +238,12 @@ def sampled_month_rows(
     }
     share = {r.window.hour_of_week: [] for r in results}  # type: dict[int, list[float]]
     for r in results:
-        share[r.window.hour_of_week].append(r.busy_s / (HOUR_S * r.replicas))
+        share[r.window.hour_of_week].append(r.busy_s / (r.window.length_s * r.replicas))
     by_stratum: dict[int, list[float]] = {}
     for r in results:
-        by_stratum.setdefault(r.window.stratum, []).append(r.busy_s / (HOUR_S * r.replicas))
+        by_stratum.setdefault(r.window.stratum, []).append(
+            r.busy_s / (r.window.length_s * r.replicas)
+        )
     hourly = []
     for slot in range(HOURS_PER_WEEK):
         values = share.get(slot) or by_stratum.get(int(slot_stratum[slot]), [float("nan")])

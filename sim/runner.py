@@ -236,6 +236,7 @@ def _sampled_replication(
             HOURS_PER_MONTH,
             slot_stratum,
             h.windows_per_stratum,
+            h.window_s,
         )
         active = fleet.phases[month - 1].replicas
         results = []
@@ -282,7 +283,7 @@ def _simulate_window(
     spec = exp.spec
     month_start = (window.month - 1) * SECONDS_PER_MONTH
     start = window.start_s
-    end = start + 3600.0
+    end = start + window.length_s
     t0 = max(float(month_start), start - spec.horizon.warmup_s)
     req = sample_month(
         model, window.month, growth, rngs, offset_s=t0 - month_start, duration_s=end - t0
