@@ -21,7 +21,7 @@ from rich.table import Table
 from sim.errors import SimError
 from sim.experiment import load_experiment
 from sim.output import write_results
-from sim.runner import ReplicationOutput, Results, run_experiment, version
+from sim.runner import ReplicationOutput, Results, horizon_mode, run_experiment, version
 from sim.store import PartStore, fingerprint
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -30,7 +30,7 @@ TABLE_METRICS = (
     ("ttft_p95_s", "p95 TTFT (s)", "{:.3f}"),
     ("tpot_p95_s", "p95 TPOT (s)", "{:.4f}"),
     ("e2e_p95_s", "p95 E2E (s)", "{:.2f}"),
-    ("slo_attainment", "SLO attain.", "{:.2%}"),
+    ("slo_attainment", "SLO attain.", "{:.1%}"),
     ("gpu_utilisation", "GPU util.", "{:.1%}"),
     ("cost_usd", "cost ($)", "{:,.0f}"),
 )
@@ -122,6 +122,7 @@ def run(
     parts = target.with_name(target.name + ".parts")
     store = PartStore.open(parts, fingerprint(exp.spec, version()), resume=resume, fresh=fresh)
     console = Console()
+    console.print(f"horizon: {horizon_mode(exp.spec)[1]}")
     started = time.perf_counter()
     with Progress(
         TextColumn("[bold]{task.description}"),
@@ -198,6 +199,9 @@ def print_summary(console: Console, results: Results) -> None:
                 f"{fmt.format(q['p50'])}\n[dim]{fmt.format(q['p5'])}–{fmt.format(q['p95'])}[/dim]"
             )
         table.add_row(*row)
+    se = [cell[("ttft_p95_se_s", m)]["p50"] for m in months]
+    if not all(x != x for x in se):  # sampled horizon: the estimator's own error
+        table.add_row("p95 TTFT s.e. (s)", *(f"±{x:.2g}" for x in se))
     slo = results.spec.slo.ttft_s
     table.add_row(
         f"P(p95 TTFT > {slo:g} s)",
