@@ -45,6 +45,8 @@ P_ABOVE_SLO: Final = "p_ttft_p95_above_slo"
 # (metric, column heading, kind) of the SLO-risk table; kind picks the number format.
 RISK_METRICS: Final = (
     ("ttft_p95_s", "p95 TTFT (s)", "seconds"),
+    # the sampled horizon's own error (shown only when some month was sampled)
+    ("ttft_p95_se_s", "s.e. of p95 TTFT (s)", "seconds"),
     ("tpot_p95_s", "p95 TPOT (s)", "seconds"),
     ("e2e_p95_s", "p95 E2E latency (s)", "seconds"),
     ("slo_attainment", "SLO attainment", "share"),
@@ -383,7 +385,12 @@ def summary_table_html(summary: pl.DataFrame, slo_ttft_s: float | None = None) -
     replications of each of ``RISK_METRICS`` and P(p95 TTFT > SLO), shaded by risk
     (≥ 50 % red, ≥ 10 % amber, > 0 yellow)."""
     table = slo_risk_table(summary)
-    shown = [m for m in RISK_METRICS if f"{m[0]}_p50" in table.columns]
+    shown = [
+        m
+        for m in RISK_METRICS
+        if f"{m[0]}_p50" in table.columns
+        and not table[f"{m[0]}_p50"].fill_nan(None).is_null().all()
+    ]
     slo_text = "SLO" if slo_ttft_s is None else f"SLO {slo_ttft_s:g} s"
     head1 = ['<th rowspan="2">Plan</th>', '<th rowspan="2">Month</th>']
     head1 += [f'<th colspan="3">{html.escape(title)}</th>' for _, title, _ in shown]

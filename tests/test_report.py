@@ -24,6 +24,7 @@ Frames = tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]  # months, summary, hou
 KPIS = (
     "ttft_p50_s",
     "ttft_p95_s",
+    "ttft_p95_se_s",
     "ttft_p99_s",
     "tpot_p50_s",
     "tpot_p95_s",
@@ -61,6 +62,7 @@ def make_months(seed: int = 7) -> pl.DataFrame:
                         "rejected": 10,
                         "ttft_p50_s": ttft95 / 3,
                         "ttft_p95_s": ttft95,
+                        "ttft_p95_se_s": ttft95 * 0.01,  # as if on the sampled horizon
                         "ttft_p99_s": ttft95 * 1.5,
                         "tpot_p50_s": 0.03,
                         "tpot_p95_s": 0.05 * growth,
@@ -412,3 +414,18 @@ def test_wall_time_formatting() -> None:
     assert report._wall_time(12.34) == "12.3 s"
     assert report._wall_time(125) == "2 min 5 s"
     assert report._wall_time(None) == "—"
+
+
+def test_summary_table_shows_the_estimator_error_only_when_sampled(frames: Frames) -> None:
+    _, summary, _ = frames
+    assert "s.e. of p95 TTFT" in report.summary_table_html(summary, SLO_TTFT_S)
+    full = summary.with_columns(
+        [
+            pl.when(pl.col("metric") == "ttft_p95_se_s")
+            .then(float("nan"))
+            .otherwise(pl.col(q))
+            .alias(q)
+            for q in ("mean", "p5", "p50", "p95")
+        ]
+    )
+    assert "s.e. of p95 TTFT" not in report.summary_table_html(full, SLO_TTFT_S)
