@@ -38,7 +38,7 @@ import math
 from collections import deque
 
 from sim.engine.log import RequestLog
-from sim.engine.steptime import EngineLimits, StepTimeModel, prefill_pairs
+from sim.engine.steptime import EngineLimits, StepTimeModel
 
 _IDLE, _RUN, _STEP, _PENDING = 0, 1, 2, 3
 
@@ -62,6 +62,7 @@ class FastReplica:
         self._flat = step_time.flat_s
         self._knee = step_time.knee_tokens
         self._per_token = step_time.per_token_s
+        self._p = step_time.prefill_attn_s_per_pair
         # Queues.
         self.waiting: deque[int] = deque()
         self.running: dict[int, None] = {}  # admission order; popitem() yields the newest
@@ -400,19 +401,24 @@ class FastReplica:
             waiting = self.waiting
             running = self.running
             first_scheduled = log.first_scheduled_s
-            while waiting and budget > 0 and len(running) < self._max_seqs:
+            inputs = log.input_tokens
+            gen = self._gen
+            free = self._kv_blocks - self._used
+            max_seqs = self._max_seqs
+            while waiting and budget > 0 and len(running) < max_seqs:
                 rid = waiting[0]
-                new = min(log.input_tokens[rid] + self._gen[rid], budget)
+                new = min(inputs[rid] + gen[rid], budget)
                 blocks = -(-new // bs)
-                if blocks > self._kv_blocks - self._used:
+                if blocks > free:
                     break
                 waiting.popleft()
-                self._used += blocks
+                free -= blocks
                 running[rid] = None
                 if first_scheduled[rid] != first_scheduled[rid]:
                     first_scheduled[rid] = s
                 entries.append((rid, new, 0))
                 budget -= new
+            self._used = self._kv_blocks - free
         tokens = n_dec
         ctx = self._sum_off + n_dec * (g + 1)
         pairs = 0
@@ -421,10 +427,13 @@ class FastReplica:
             if new == 1:
                 ctx += c + 1
             else:
-                pairs += prefill_pairs(new, c)
+                pairs += new * c + new * (new + 1) // 2  # prefill_pairs(new, c), inlined
         self._entries = entries
         self._step_dec = n_dec
-        self._t = s + self.step_time.step_s(tokens, ctx, pairs)
+        # StepTimeModel.step_s, inlined (same expression order)
+        extra = tokens - self._knee
+        linear = self._flat + self._per_token * extra if extra > 0.0 else self._flat
+        self._t = s + (self._ov + linear + self._d * ctx + self._p * pairs)
         self._state = _STEP
         self.segments += 1
 
