@@ -431,8 +431,8 @@ class FastReplica:
         self._entries = entries
         self._step_dec = n_dec
         # StepTimeModel.step_s, inlined (same expression order)
-        extra = tokens - self._knee
-        linear = self._flat + self._per_token * extra if extra > 0.0 else self._flat
+        over = tokens - self._knee
+        linear = self._flat + self._per_token * over if over > 0.0 else self._flat
         self._t = s + (self._ov + linear + self._d * ctx + self._p * pairs)
         self._state = _STEP
         self.segments += 1
