@@ -10,9 +10,16 @@ Schema (units in names: `_s` seconds, `_usd` dollars, `_per_day` per 24 h):
 
     name, seed, months
     [monte_carlo]  replications
-    [workload]     base_requests_per_day, weekly_profile (file or 168 numbers), lengths (file)
+    [workload]     kind = "generated" (default) | "replay", or include = "workload.toml"
+      generated:   base_requests_per_day, weekly_profile (file or 168 numbers),
+                   lengths (trace file, or {file, format, smoothing_log_sd})
+      replay:      trace, format, rate_scale | base_requests_per_day, time_scale, offset_s,
+                   loop, period_s, lengths (optional: resample instead of the trace's own)
+      include:     a workload file's [workload] (from `sim trace fit`); only
+                   base_requests_per_day and [workload.growth] may be given beside it
     [workload.growth] mean_monthly, sd_log
-    [workload.burst]  kind = "none" | "markov", mean_calm_s, mean_burst_s, burst_ratio
+    [workload.burst]  kind = "none" | "markov" (mean_calm_s, mean_burst_s, burst_ratio)
+                   | "ou" (sigma, correlation_time_s, step_s) | "product" (layers = [...])
     [engine]       model, dtype, tp, max_num_seqs, max_num_batched_tokens, max_model_len,
                    gpu_memory_utilization, block_size, kv_blocks (optional override)
     [[fleet.months]] pools = [{name, gpu, count}]   (one entry per month)
@@ -22,6 +29,7 @@ Schema (units in names: `_s` seconds, `_usd` dollars, `_per_day` per 24 h):
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 import re
@@ -38,6 +46,20 @@ from sim.hardware import DTYPE_BYTES, gpus, kv_capacity_tokens, models
 T = TypeVar("T")
 _MISSING: Any = object()
 
+WORKLOAD_KINDS = ("generated", "replay")
+BURST_KINDS = ("none", "markov", "ou", "product")
+# The trace formats `sim.traces.read_trace` reads (named here so config can check them).
+TRACE_FORMATS = (
+    "azure",
+    "mooncake",
+    "servegen",
+    "vidur",
+    "vllm-bench",
+    "llmservingsim",
+    "generic",
+    "rates",
+)
+
 
 @dataclass(frozen=True)
 class GrowthSpec:
@@ -48,23 +70,73 @@ class GrowthSpec:
 
 
 @dataclass(frozen=True)
-class BurstSpec:
-    """Burst modulation of the arrival rate (kind "none" or a 2-state Markov "markov")."""
+class BurstLayerSpec:
+    """One burst layer: "markov" (two-state: calm ↔ burst) or "ou" (log-normal OU log-rate)."""
 
     kind: str
     mean_calm_s: float = 0.0
     mean_burst_s: float = 0.0
     burst_ratio: float = 1.0
+    sigma: float = 0.0
+    correlation_time_s: float = 0.0
+    step_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class BurstSpec:
+    """Burst modulation of the arrival rate: kind "none"; one layer "markov" or "ou" (its keys
+    in the table); or "product" of `layers` (independent layers multiplied)."""
+
+    kind: str
+    layers: tuple[BurstLayerSpec, ...] = ()
+
+
+@dataclass(frozen=True)
+class ReplaySpec:
+    """`workload.kind = "replay"`: a trace replayed on the plan clock (`sim.workload.replay`).
+
+    `rate_scale` None means: from `WorkloadSpec.base_requests_per_day` if that is > 0, else 1.
+    `own_lengths`: the requests keep the trace's own token pairs (else `lengths` are resampled).
+    """
+
+    trace_file: str
+    format: str | None = None
+    rate_scale: float | None = None
+    time_scale: float = 1.0
+    offset_s: float = 0.0
+    loop: bool = True
+    period_s: float | None = None
+    own_lengths: bool = True
 
 
 @dataclass(frozen=True)
 class WorkloadSpec:
+    """The `[workload]` section. `kind` "generated" (default) or "replay" (`replay` set).
+
+    `base_requests_per_day` is the month-1 mean volume (a replay may leave it 0: its volume
+    then follows `replay.rate_scale`). `lengths_file` is the file the (input, output) pairs come
+    from (a replay's own trace when `replay.own_lengths`); `lengths_format` None = detected.
+    `source_file` names the workload file an `include` read, if any.
+    """
+
     base_requests_per_day: float
     weekly_profile_file: str | None
     weekly_profile_values: tuple[float, ...] | None
     lengths_file: str
     growth: GrowthSpec
     burst: BurstSpec
+    kind: str = "generated"
+    lengths_format: str | None = None
+    lengths_smoothing: float = 0.0
+    replay: ReplaySpec | None = None
+    source_file: str | None = None
+
+    def data_files(self) -> tuple[str, ...]:
+        """Every data file (or folder) the workload reads, for fingerprints."""
+        files = [self.weekly_profile_file, self.lengths_file, self.source_file]
+        if self.replay is not None:
+            files.append(self.replay.trace_file)
+        return tuple(dict.fromkeys(f for f in files if f))
 
 
 @dataclass(frozen=True)
@@ -249,6 +321,9 @@ class _Table:
     ) -> int:
         return self._get(key, default, _as_int, "an integer", check, rule)
 
+    def boolean(self, key: str, default: Any = _MISSING) -> bool:
+        return self._get(key, default, _as_bool, "true or false", None, "")
+
     def string(
         self, key: str, default: Any = _MISSING, choices: tuple[str, ...] | None = None
     ) -> str:
@@ -288,6 +363,10 @@ def _as_int(v: Any) -> int | None:
     return v
 
 
+def _as_bool(v: Any) -> bool | None:
+    return v if isinstance(v, bool) else None
+
+
 def _as_str(v: Any) -> str | None:
     return v if isinstance(v, str) else None
 
@@ -301,7 +380,40 @@ def _non_negative(x: float) -> bool:
 
 
 # ---------------------------------------------------------------------------- sections
-def _workload(ctx: _Ctx, t: _Table, base_dir: Path) -> WorkloadSpec:
+def _workload(
+    ctx: _Ctx, t: _Table, base_dir: Path, *, growth_required: bool = True
+) -> WorkloadSpec:
+    """The `[workload]` table: generated (default), replay, or `include` of a workload file."""
+    include = t.raw("include")
+    if include is not _MISSING:
+        return _included_workload(ctx, t, base_dir, include)
+    kind = t.string("kind", "generated", choices=WORKLOAD_KINDS)
+    growth = _growth(t, required=growth_required)
+    if kind == "replay":
+        spec = _replay_workload(ctx, t, base_dir, growth)
+    elif kind == "generated":
+        spec = _generated_workload(ctx, t, base_dir, growth)
+    else:  # a misspelt kind is reported above; do not pile errors on the keys it would use
+        t.seen.update(t.data)
+        spec = WorkloadSpec(0.0, None, None, "", growth, BurstSpec("none"), kind=kind)
+    t.close()
+    return spec
+
+
+def _growth(t: _Table, *, required: bool) -> GrowthSpec:
+    if not required and t.data.get("growth", _MISSING) is _MISSING:
+        t.seen.add("growth")
+        return GrowthSpec(0.0, 0.0)
+    g = t.table("growth")
+    growth = GrowthSpec(
+        mean_monthly=g.number("mean_monthly", check=lambda x: x > -1, rule="> -1"),
+        sd_log=g.number("sd_log", 0.0, check=_non_negative, rule=">= 0"),
+    )
+    g.close()
+    return growth
+
+
+def _generated_workload(ctx: _Ctx, t: _Table, base_dir: Path, growth: GrowthSpec) -> WorkloadSpec:
     rate = t.number("base_requests_per_day", check=_positive, rule="> 0")
     profile_raw = t.raw("weekly_profile")
     profile_file: str | None = None
@@ -323,40 +435,250 @@ def _workload(ctx: _Ctx, t: _Table, base_dir: Path) -> WorkloadSpec:
             profile_values = tuple(v for v in values if v is not None)
     else:
         ctx.add(where, "must be a file path or a list of 168 numbers", profile_raw)
-    lengths_raw = t.string("lengths")
-    lengths_file = (
-        _existing_file(ctx, _join(t.path, "lengths"), lengths_raw, base_dir)
-        if isinstance(lengths_raw, str)
+    lengths = _lengths(ctx, t, base_dir, required=True)
+    burst = _burst(ctx, t)
+    file, fmt, smoothing = lengths or ("", None, 0.0)
+    return WorkloadSpec(
+        rate, profile_file, profile_values, file, growth, burst, "generated", fmt, smoothing
+    )
+
+
+def _replay_workload(ctx: _Ctx, t: _Table, base_dir: Path, growth: GrowthSpec) -> WorkloadSpec:
+    trace_raw = t.string("trace")
+    trace = (
+        _existing_file(ctx, _join(t.path, "trace"), trace_raw, base_dir, folder_ok=True)
+        if isinstance(trace_raw, str)
         else None
     )
-    g = t.table("growth")
-    growth = GrowthSpec(
-        mean_monthly=g.number("mean_monthly", check=lambda x: x > -1, rule="> -1"),
-        sd_log=g.number("sd_log", 0.0, check=_non_negative, rule=">= 0"),
+    fmt = t.string("format", None, choices=TRACE_FORMATS)
+    rate_scale = t.number("rate_scale", None, check=_positive, rule="> 0")
+    volume = t.number("base_requests_per_day", None, check=_positive, rule="> 0")
+    if rate_scale is not None and volume is not None:
+        ctx.add(
+            _join(t.path, "rate_scale"),
+            "give either rate_scale or base_requests_per_day (the volume it implies), not both",
+            rate_scale,
+        )
+    time_scale = t.number("time_scale", 1.0, check=_positive, rule="> 0")
+    offset_s = t.number("offset_s", 0.0, expected="a number of seconds")
+    loop = t.boolean("loop", True)
+    period_s = t.number(
+        "period_s", None, check=_positive, rule="> 0", expected="a number of seconds"
     )
-    g.close()
+    for key in ("weekly_profile", "burst"):
+        if key in t.data:
+            t.seen.add(key)
+            ctx.add(
+                _join(t.path, key),
+                'not used with kind = "replay" (the trace gives the shape of traffic)',
+                has_value=False,
+            )
+    lengths = _lengths(ctx, t, base_dir, required=False)
+    replay = ReplaySpec(
+        trace_file=trace or "",
+        format=fmt,
+        rate_scale=rate_scale,
+        time_scale=time_scale,
+        offset_s=offset_s,
+        loop=loop,
+        period_s=period_s,
+        own_lengths=lengths is None,
+    )
+    file, lfmt, smoothing = lengths or (trace or "", fmt, 0.0)
+    return WorkloadSpec(
+        volume or 0.0,
+        None,
+        None,
+        file,
+        growth,
+        BurstSpec("none"),
+        "replay",
+        lfmt,
+        smoothing,
+        replay,
+    )
+
+
+def _lengths(
+    ctx: _Ctx, t: _Table, base_dir: Path, *, required: bool
+) -> tuple[str, str | None, float] | None:
+    """`lengths = "file"` or `[workload.lengths] file, format, smoothing_log_sd`."""
+    raw = t.raw("lengths")
+    where = _join(t.path, "lengths")
+    if raw is _MISSING:
+        if required:
+            ctx.add(
+                where,
+                "is required (a trace file to resample (input, output) pairs from)",
+                has_value=False,
+            )
+        return None
+    if isinstance(raw, str):
+        file = _existing_file(ctx, where, raw, base_dir, folder_ok=True)
+        return (file, None, 0.0) if file else None
+    if not isinstance(raw, dict):
+        ctx.add(where, "must be a trace file or a table {file, format, smoothing_log_sd}", raw)
+        return None
+    lt = _Table(ctx, raw, where)
+    name = lt.string("file")
+    file = (
+        _existing_file(ctx, _join(where, "file"), name, base_dir, folder_ok=True)
+        if isinstance(name, str)
+        else None
+    )
+    fmt = lt.string("format", None, choices=TRACE_FORMATS)
+    smoothing = lt.number("smoothing_log_sd", 0.0, check=lambda x: 0 <= x <= 2, rule="in [0, 2]")
+    lt.close()
+    return (file, fmt, smoothing) if file else None
+
+
+def _burst(ctx: _Ctx, t: _Table) -> BurstSpec:
     b = t.table("burst")
-    kind = b.string("kind", "none", choices=("none", "markov"))
+    kind = b.string("kind", "none", choices=BURST_KINDS)
+    if kind in ("markov", "ou"):
+        spec = BurstSpec(kind, (_burst_layer(b, kind),))
+    elif kind == "product":
+        raw = b.raw("layers")
+        where = _join(b.path, "layers")
+        layers: list[BurstLayerSpec] = []
+        if not isinstance(raw, list) or len(raw) < 2:
+            ctx.add(
+                where,
+                'must list at least 2 layer tables ({kind = "markov" | "ou", ...})',
+                None if raw is _MISSING else raw,
+                has_value=raw is not _MISSING,
+            )
+        else:
+            for i, layer in enumerate(raw):
+                lt = _Table(ctx, layer, f"{where}[{i}]")
+                layer_kind = lt.string("kind", choices=("markov", "ou"))
+                if layer_kind in ("markov", "ou"):
+                    layers.append(_burst_layer(lt, layer_kind))
+                else:
+                    lt.seen.update(lt.data)
+                lt.close()
+        spec = BurstSpec(kind, tuple(layers))
+    else:
+        spec = BurstSpec("none")
+        if kind != "none":
+            # A misspelt kind is reported above; its parameters are not unknown keys.
+            b.seen.update(b.data)
+    b.close()
+    return spec
+
+
+def _burst_layer(b: _Table, kind: str) -> BurstLayerSpec:
     if kind == "markov":
-        burst = BurstSpec(
-            kind=kind,
+        return BurstLayerSpec(
+            kind,
             mean_calm_s=b.number("mean_calm_s", check=_positive, rule="> 0"),
             mean_burst_s=b.number("mean_burst_s", check=_positive, rule="> 0"),
             burst_ratio=b.number("burst_ratio", check=lambda x: x >= 1, rule=">= 1"),
         )
+    sigma = b.number("sigma", check=lambda x: 0 <= x <= 5, rule="in [0, 5]")
+    tau = b.number("correlation_time_s", check=_positive, rule="> 0")
+    default_step = min(60.0, tau / 5.0) if isinstance(tau, float) and tau > 0 else 60.0
+    return BurstLayerSpec(
+        kind,
+        sigma=sigma,
+        correlation_time_s=tau,
+        step_s=b.number("step_s", default_step, check=_positive, rule="> 0"),
+    )
+
+
+_OVERRIDABLE = ("include", "base_requests_per_day", "growth")
+
+
+def _included_workload(ctx: _Ctx, t: _Table, base_dir: Path, include: Any) -> WorkloadSpec:
+    """`include = "file.toml"`: the workload of a workload file (e.g. from `sim trace fit`),
+    with this experiment's `base_requests_per_day` and `[workload.growth]` taking precedence."""
+    where = _join(t.path, "include")
+    path: str | None = None
+    if isinstance(include, str):
+        path = _existing_file(ctx, where, include, base_dir)
     else:
-        burst = BurstSpec(kind="none")
-        if b.data.get("kind", "none") != "none":
-            # A misspelt kind is reported above; its markov parameters are not unknown keys.
-            b.seen.update(("mean_calm_s", "mean_burst_s", "burst_ratio"))
-    b.close()
+        ctx.add(where, "must be a workload file path", include)
+    for key in t.data:
+        if key not in _OVERRIDABLE:
+            t.seen.add(key)
+            ctx.add(
+                _join(t.path, key),
+                f"not allowed with include (set it in {include}; only "
+                "base_requests_per_day and [workload.growth] may be given here)",
+                has_value=False,
+            )
+    volume = t.number("base_requests_per_day", None, check=_positive, rule="> 0")
+    given_growth = "growth" in t.data
+    growth = _growth(t, required=False)
     t.close()
-    return WorkloadSpec(rate, profile_file, profile_values, lengths_file or "", growth, burst)
+    fallback = WorkloadSpec(0.0, None, None, "", growth, BurstSpec("none"))
+    if path is None:
+        return fallback
+    inner = _parse_workload_file(ctx, Path(path), nested=True)
+    if inner is None:
+        return fallback
+    spec, had_growth = inner
+    if not (given_growth or had_growth):
+        ctx.add(_join(t.path, "growth.mean_monthly"), "is required (a number)", has_value=False)
+    replay = spec.replay
+    if volume is not None and replay is not None:
+        replay = dataclasses.replace(replay, rate_scale=None)
+    return dataclasses.replace(
+        spec,
+        base_requests_per_day=volume if volume is not None else spec.base_requests_per_day,
+        growth=growth if given_growth else spec.growth,
+        replay=replay,
+        source_file=path,
+    )
 
 
-def _existing_file(ctx: _Ctx, where: str, value: str, base_dir: Path) -> str | None:
+def _parse_workload_file(
+    ctx: _Ctx, path: Path, *, nested: bool
+) -> tuple[WorkloadSpec, bool] | None:
+    """A workload file: one `[workload]` table. Problems are reported against that file."""
+    file = str(path)
+    sub = _Ctx(file)
+    sub.problems = ctx.problems  # one list: every problem of every file, reported at once
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        sub.add("", f"cannot read file: {err.strerror}", has_value=False)
+        return None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        sub.add("", f"not valid TOML: {err}", has_value=False)
+        return None
+    top = _Table(sub, data, "")
+    raw = top.raw("workload")
+    if raw is _MISSING:
+        sub.add(
+            "workload", "is required (a workload file holds one [workload] table)", has_value=False
+        )
+    table = _Table(sub, raw, "workload")
+    if nested and "include" in table.data:
+        table.seen.add("include")
+        sub.add("workload.include", "a workload file cannot include another", has_value=False)
+        table.data = {k: v for k, v in table.data.items() if k != "include"}
+    had_growth = "growth" in table.data
+    spec = _workload(sub, table, path.resolve().parent, growth_required=False)
+    top.close()
+    return spec, had_growth
+
+
+def parse_workload_file(path: str | Path) -> WorkloadSpec:
+    """Read and validate a standalone workload file (one `[workload]` table, growth optional:
+    default none); raise ConfigError with every problem."""
+    ctx = _Ctx(str(path))
+    parsed = _parse_workload_file(ctx, Path(path), nested=False)
+    if ctx.problems or parsed is None:
+        raise ConfigError(ctx.problems)
+    return parsed[0]
+
+
+def _existing_file(
+    ctx: _Ctx, where: str, value: str, base_dir: Path, *, folder_ok: bool = False
+) -> str | None:
     path = (base_dir / value).resolve()
-    if not path.is_file():
+    if not (path.is_file() or (folder_ok and path.is_dir())):
         ctx.add(where, f"file not found ({path})", value)
         return None
     return str(path)

@@ -2,69 +2,88 @@
 
 `load_experiment(path)` is the one place where an experiment's files are read; every problem
 surfaces as a located `ConfigError` or `TraceError` before any simulation starts.
+`experiment_traffic(exp)` and `sample_month_requests` give the traffic of the experiment's
+workload, generated or replayed, so callers need not know which.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sim.config import ExperimentSpec, load_experiment_spec
-from sim.errors import ConfigError, Problem, TraceError
-from sim.traces import read_azure_trace, read_weekly_profile
+from sim.traces.build import LoadedWorkload, load_workload, make_traffic
 from sim.workload import (
+    SECONDS_PER_MONTH,
     BurstProcess,
     EmpiricalLengths,
-    MarkovBurst,
-    NoBurst,
+    MonthRequests,
+    RateReplay,
+    RequestReplay,
+    Traffic,
     WeeklyProfile,
+    month_rngs,
+    sample_month,
 )
 
 
 @dataclass(frozen=True)
 class Experiment:
-    """The spec and its loaded inputs (picklable: sent as-is to worker processes)."""
+    """The spec and its loaded inputs (picklable: sent as-is to worker processes).
+
+    For a replay, `replay` holds the trace, `profile` its hour-of-week shape on the plan clock
+    and `burst` is `NoBurst`. `notes` are facts about the data read (skipped rows and the like).
+    """
 
     spec: ExperimentSpec
     profile: WeeklyProfile
     lengths: EmpiricalLengths
     burst: BurstProcess
+    replay: RequestReplay | RateReplay | None = field(default=None, repr=False)
+    notes: tuple[str, ...] = ()
 
 
 def build_experiment(spec: ExperimentSpec) -> Experiment:
     """Load the files `spec` names; located errors for anything malformed."""
-    w = spec.workload
-    if w.weekly_profile_file is not None:
-        profile = read_weekly_profile(w.weekly_profile_file)
-    elif w.weekly_profile_values is not None:
-        try:
-            profile = WeeklyProfile.from_values(w.weekly_profile_values)
-        except ValueError as err:
-            raise ConfigError(
-                [Problem(spec.file, "workload.weekly_profile", str(err), has_value=False)]
-            ) from None
-    else:  # config validation guarantees one of the two
-        raise ConfigError(
-            [Problem(spec.file, "workload.weekly_profile", "missing", has_value=False)]
-        )
-    frame = read_azure_trace(w.lengths_file)
-    if frame.height == 0:
-        raise TraceError(w.lengths_file, None, None, 0, "no requests to resample lengths from")
-    lengths = EmpiricalLengths.from_arrays(
-        frame["input_tokens"].to_numpy(), frame["output_tokens"].to_numpy()
+    horizon_s = float(spec.months * SECONDS_PER_MONTH)
+    loaded = load_workload(spec.workload, spec.file, horizon_s)
+    return Experiment(
+        spec=spec,
+        profile=loaded.profile,
+        lengths=loaded.lengths,
+        burst=loaded.burst,
+        replay=loaded.replay,
+        notes=loaded.notes,
     )
-    burst: BurstProcess
-    if w.burst.kind == "markov":
-        burst = MarkovBurst(
-            mean_calm_s=w.burst.mean_calm_s,
-            mean_burst_s=w.burst.mean_burst_s,
-            burst_ratio=w.burst.burst_ratio,
-        )
-    else:
-        burst = NoBurst()
-    return Experiment(spec=spec, profile=profile, lengths=lengths, burst=burst)
 
 
 def load_experiment(path: str | Path) -> Experiment:
     """Read, validate and load an experiment file."""
     return build_experiment(load_experiment_spec(path))
+
+
+def experiment_traffic(exp: Experiment) -> Traffic:
+    """The experiment's traffic model, built from its spec (so a changed spec takes effect)."""
+    loaded = LoadedWorkload(exp.profile, exp.burst, exp.lengths, exp.replay, exp.notes)
+    return make_traffic(exp.spec.workload, loaded)
+
+
+def sample_month_requests(
+    exp: Experiment,
+    replication: int,
+    month: int,
+    growth_factor: float,
+    *,
+    offset_s: float = 0.0,
+    duration_s: float = SECONDS_PER_MONTH,
+) -> MonthRequests:
+    """The requests of 1-based `month` (or a window of it) of replication `replication`, at
+    volume `growth_factor`, from the month's own streams (`month_rngs`)."""
+    return sample_month(
+        experiment_traffic(exp),
+        month,
+        growth_factor,
+        month_rngs(replication, exp.spec.seed, month),
+        offset_s=offset_s,
+        duration_s=duration_s,
+    )

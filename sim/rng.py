@@ -28,6 +28,7 @@ class Stream(IntEnum):
     API = 7  # API latency
     HORIZON = 8  # which hours a sampled horizon simulates (per month)
     WINDOW = 9  # the traffic of one sampled window (sub-keyed by month and window)
+    TRACE_SAMPLE = 10  # `sim trace fit/compare` samples (sub-keyed: copy of the span, part)
 
 
 def stream(stream_id: Stream, replication: int, seed: int, *extra: int) -> np.random.Generator:

@@ -27,7 +27,7 @@ from sim.config import ExperimentSpec
 from sim.cost import pool_cost
 from sim.engine import EngineLimits, RequestLog, StepTimeModel
 from sim.errors import SimError
-from sim.experiment import Experiment
+from sim.experiment import Experiment, experiment_traffic, sample_month_requests
 from sim.horizon import Window, WindowResult, choose_windows, sampled_month_rows, strata_of_slots
 from sim.model import Engine, FleetPhase, ReplicaSpec, simulate
 from sim.rng import Stream, stream
@@ -45,8 +45,7 @@ from sim.workload import (
     HOURS_PER_MONTH,
     SECONDS_PER_MONTH,
     MonthRngs,
-    WorkloadModel,
-    month_rngs,
+    Traffic,
     sample_month,
     sample_monthly_growth,
 )
@@ -130,9 +129,8 @@ def sample_workload(exp: Experiment, replication: int) -> Workload:
         w.growth.mean_monthly,
         w.growth.sd_log,
     )
-    model = WorkloadModel(w.base_requests_per_day / 86_400.0, exp.profile, exp.burst, exp.lengths)
     months = [
-        sample_month(model, m, float(growth[m - 1]), month_rngs(replication, spec.seed, m))
+        sample_month_requests(exp, replication, m, float(growth[m - 1]))
         for m in range(1, spec.months + 1)
     ]
     return Workload(
@@ -154,12 +152,22 @@ class ReplicationOutput:
     error: str | None = None
 
 
-def horizon_mode(spec: ExperimentSpec) -> tuple[str, str]:
-    """("full" | "sampled", the reason in words) for `spec`'s horizon setting."""
+def horizon_mode(exp: Experiment) -> tuple[str, str]:
+    """("full" | "sampled", the reason in words) for the experiment's horizon setting.
+
+    The volume is the traffic model's own expectation (generated or replayed), at the mean
+    growth of every month.
+    """
+    spec = exp.spec
     h = spec.horizon
-    w = spec.workload
-    factors = [(1.0 + w.growth.mean_monthly) ** m for m in range(spec.months)]
-    expected = w.base_requests_per_day * HOURS_PER_MONTH / 24.0 * sum(factors)
+    traffic = experiment_traffic(exp)
+    g = spec.workload.growth.mean_monthly
+    expected = sum(
+        traffic.expected_arrivals(
+            float(m * SECONDS_PER_MONTH), float((m + 1) * SECONDS_PER_MONTH), (1.0 + g) ** m
+        )
+        for m in range(spec.months)
+    )
     if h.mode != "auto":
         return h.mode, f"{h.mode} (set in the experiment)"
     if expected > h.auto_max_requests:
@@ -177,7 +185,7 @@ def run_replication(
     t0 = time.perf_counter()
     spec = exp.spec
     fleet = build_fleet(spec)
-    if horizon_mode(spec)[0] == "sampled":
+    if horizon_mode(exp)[0] == "sampled":
         return _sampled_replication(exp, replication, fleet, engine, t0)
     wl = sample_workload(exp, replication)
     log = RequestLog(wl.arrival_s.tolist(), wl.input_tokens.tolist(), wl.output_tokens.tolist())
@@ -224,7 +232,7 @@ def _sampled_replication(
         w.growth.mean_monthly,
         w.growth.sd_log,
     )
-    model = WorkloadModel(w.base_requests_per_day / 86_400.0, exp.profile, exp.burst, exp.lengths)
+    model = experiment_traffic(exp)  # generated or replayed
     slot_stratum = strata_of_slots(exp.profile.array, h.peak_hours, h.strata)
     rows: list[dict[str, object]] = []
     hourly: list[dict[str, object]] = []
@@ -275,7 +283,7 @@ def _simulate_window(
     active: tuple[int, ...],
     window: Window,
     growth: float,
-    model: WorkloadModel,
+    model: Traffic,
     rngs: MonthRngs,
     engine: Engine,
 ) -> tuple[WindowResult, int, int]:
@@ -344,6 +352,7 @@ class Results:
     requests: int
     errors: dict[int, str] = field(default_factory=dict)
     interrupted: bool = False
+    horizon: str = ""
 
     def manifest(self) -> dict[str, object]:
         """Self-describing facts for manifest.json (the resolved config comes from the CLI)."""
@@ -360,7 +369,7 @@ class Results:
             "errors": {str(k): v for k, v in sorted(self.errors.items())},
             "slo_ttft_s": self.spec.slo.ttft_s,
             "slo_tpot_s": self.spec.slo.tpot_s,
-            "horizon": horizon_mode(self.spec)[1],
+            "horizon": self.horizon,
         }
 
 
@@ -503,4 +512,5 @@ def run_experiment(
         requests=sum(o.requests for o in outputs.values()),
         errors={k: o.error for k, o in outputs.items() if o.error is not None},
         interrupted=interrupted,
+        horizon=horizon_mode(exp)[1],
     )

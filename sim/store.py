@@ -34,10 +34,11 @@ def fingerprint(spec: ExperimentSpec, version: str) -> str:
     digest = hashlib.sha256()
     digest.update(json.dumps(resolved, sort_keys=True, default=str).encode())
     digest.update(version.encode())
-    w = spec.workload
-    for path in (w.weekly_profile_file, w.lengths_file):
-        if path:
-            digest.update(Path(path).read_bytes())
+    for name in spec.workload.data_files():
+        path = Path(name)
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for file in files:
+            digest.update(file.read_bytes())
     return digest.hexdigest()[:16]
 
 

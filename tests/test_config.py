@@ -183,8 +183,8 @@ BAD_FILES = [
     pytest.param(
         sub('kind = "markov"', 'kind = "markv"'),
         [
-            "{f}: workload.burst.kind: must be one of none, markov (did you mean 'markov'?), "
-            "got 'markv'"
+            "{f}: workload.burst.kind: must be one of none, markov, ou, product "
+            "(did you mean 'markov'?), got 'markv'"
         ],
         id="burst-kind-typo",
     ),
@@ -192,6 +192,78 @@ BAD_FILES = [
         sub("burst_ratio = 2.0", "burst_ratio = 0.5"),
         ["{f}: workload.burst.burst_ratio: must be >= 1, got 0.5"],
         id="burst-ratio-below-one",
+    ),
+    pytest.param(
+        sub("[workload]\n", '[workload]\nkind = "replai"\n'),
+        [
+            "{f}: workload.kind: must be one of generated, replay (did you mean 'replay'?), "
+            "got 'replai'"
+        ],
+        id="workload-kind-typo",
+    ),
+    pytest.param(
+        sub(
+            'kind = "markov"\nmean_calm_s = 480.0                 # calm level 0.6x, burst level '
+            "1.2x the mean rate\nmean_burst_s = 960.0\nburst_ratio = 2.0",
+            'kind = "ou"\nsigma = 7.0\ncorrelation_time_s = 0',
+        ),
+        [
+            "{f}: workload.burst.sigma: must be in [0, 5], got 7.0",
+            "{f}: workload.burst.correlation_time_s: must be > 0, got 0",
+        ],
+        id="ou-burst-out-of-range",
+    ),
+    pytest.param(
+        sub(
+            'kind = "markov"\nmean_calm_s = 480.0                 # calm level 0.6x, burst level '
+            "1.2x the mean rate\nmean_burst_s = 960.0\nburst_ratio = 2.0",
+            'kind = "product"\nlayers = [{ kind = "ou", sigma = 0.3, correlation_time_s = 60.0 }]',
+        ),
+        [
+            '{f}: workload.burst.layers: must list at least 2 layer tables ({{kind = "markov" | '
+            "\"ou\", ...}}), got [{{'kind': 'ou', 'sigma': 0.3, 'correlation_time_s': 60.0}}]"
+        ],
+        id="product-burst-one-layer",
+    ),
+    pytest.param(
+        sub(
+            'kind = "markov"\nmean_calm_s = 480.0                 # calm level 0.6x, burst level '
+            "1.2x the mean rate\nmean_burst_s = 960.0\nburst_ratio = 2.0",
+            'kind = "product"\nlayers = [{ kind = "ou", sigma = 0.3, correlation_time_s = 60.0 },'
+            ' { kind = "markv" }]',
+        ),
+        [
+            "{f}: workload.burst.layers[1].kind: must be one of markov, ou "
+            "(did you mean 'markov'?), got 'markv'"
+        ],
+        id="product-burst-layer-kind-typo",
+    ),
+    pytest.param(
+        sub(
+            f'lengths = "{TRACES.as_posix()}/azure_conv_2023.csv"',
+            f'lengths = {{ file = "{TRACES.as_posix()}/azure_conv_2023.csv", format = "azur", '
+            "smoothing_log_sd = 3.0, smooth = 1 }",
+        ),
+        [
+            "{f}: workload.lengths.format: must be one of azure, mooncake, servegen, vidur, "
+            "vllm-bench, llmservingsim, generic, rates (did you mean 'azure'?), got 'azur'",
+            "{f}: workload.lengths.smoothing_log_sd: must be in [0, 2], got 3.0",
+            "{f}: workload.lengths.smooth: unknown key",
+        ],
+        id="lengths-table-errors",
+    ),
+    pytest.param(
+        sub("[workload]\n", '[workload]\ninclude = "missing.toml"\n'),
+        [
+            "{f}: workload.include: file not found ({d}/missing.toml), got 'missing.toml'",
+            "{f}: workload.weekly_profile: not allowed with include (set it in missing.toml; "
+            "only base_requests_per_day and [workload.growth] may be given here)",
+            "{f}: workload.lengths: not allowed with include (set it in missing.toml; "
+            "only base_requests_per_day and [workload.growth] may be given here)",
+            "{f}: workload.burst: not allowed with include (set it in missing.toml; "
+            "only base_requests_per_day and [workload.growth] may be given here)",
+        ],
+        id="include-missing-file-and-extra-keys",
     ),
     pytest.param(
         sub("\n[slo]\n", "\n[slos]\n"),

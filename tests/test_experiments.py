@@ -104,7 +104,12 @@ def test_experiment_runs_small(path: Path) -> None:
     assert row["cost_usd"] >= 0.0
     tokens = row["input_tokens"] + row["output_tokens"]
     assert row["usd_per_million_tokens"] == pytest.approx(row["cost_usd"] / tokens * 1e6)
-    assert all(math.isfinite(v) for v in row.values() if isinstance(v, float))
+    # the *_se columns are the sampled horizon's errors: NaN by definition on a full run
+    assert all(
+        math.isfinite(v)
+        for k, v in row.items()
+        if isinstance(v, float) and not k.endswith("_se") and not k.endswith("_se_s")
+    )
 
 
 def test_glossary_defines_every_output() -> None:

@@ -68,15 +68,16 @@ def test_weighted_quantile() -> None:
 
 
 def test_auto_rule() -> None:
-    spec = load_experiment(ROOT / "experiments" / "growth20pct.toml").spec
-    mode, why = horizon_mode(spec)
+    exp = load_experiment(ROOT / "experiments" / "growth20pct.toml")
+    spec = exp.spec
+    mode, why = horizon_mode(exp)
     assert mode == "sampled" and "300,000" in why
     small = dataclasses.replace(
         spec, workload=dataclasses.replace(spec.workload, base_requests_per_day=500.0)
     )
-    assert horizon_mode(small)[0] == "full"
+    assert horizon_mode(dataclasses.replace(exp, spec=small))[0] == "full"
     forced = dataclasses.replace(spec, horizon=HorizonSpec(mode="full"))
-    assert horizon_mode(forced)[0] == "full"
+    assert horizon_mode(dataclasses.replace(exp, spec=forced))[0] == "full"
 
 
 @pytest.mark.slow

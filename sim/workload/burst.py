@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+from scipy.signal import lfilter
 
 from sim.workload.clock import FloatArray
 
@@ -152,6 +153,114 @@ class MarkovBurst:
         breakpoints = np.concatenate(([start_s], ends[: n_pieces - 1], [end_s]))
         states = (first + np.arange(n_pieces)) % 2
         return breakpoints.astype(np.float64), levels[states].astype(np.float64)
+
+
+@dataclass(frozen=True)
+class LogNormalOU:
+    """Log-normal multiplier driven by an Ornstein–Uhlenbeck log-rate, held on a time grid.
+
+    `X` is a stationary OU process with mean 0, variance `sigma²` and autocorrelation
+    `exp(−|τ| / correlation_time_s)`; the multiplier is `m = exp(X − sigma² / 2)`, so that
+    `E[m] = 1` exactly at every instant. `X` is sampled exactly (AR(1) transition
+    `X_{k+1} = φ X_k + sigma √(1 − φ²) Z`, `φ = exp(−step_s / correlation_time_s)`) at
+    `start_s + k · step_s` and held constant until the next grid point — an explicit
+    discretisation (`step_s`), not an approximation hidden in the sampler. Theory on the grid:
+
+        mean     = 1
+        variance = exp(sigma²) − 1
+        corr(k steps) = (exp(sigma² φ^k) − 1) / (exp(sigma²) − 1)
+
+    Unlike the two-state `MarkovBurst`, the multiplier is continuous-valued, so a smooth ramp of
+    traffic (the Azure conversation hour) is representable without a bimodal per-minute rate.
+    """
+
+    sigma: float
+    correlation_time_s: float
+    step_s: float
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.sigma) and 0.0 <= self.sigma <= 5.0):
+            raise ValueError(f"sigma must be a finite number in [0, 5], got {self.sigma!r}")
+        for name in ("correlation_time_s", "step_s"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0.0):
+                raise ValueError(f"{name} must be a finite number > 0 seconds, got {value!r}")
+
+    @property
+    def phi(self) -> float:
+        """Lag-one (one grid step) autocorrelation of the log-rate `X`."""
+        return math.exp(-self.step_s / self.correlation_time_s)
+
+    def mean(self) -> float:
+        """Stationary mean of the multiplier: 1."""
+        return 1.0
+
+    def variance(self) -> float:
+        """Stationary variance of the multiplier: exp(sigma²) − 1."""
+        return math.expm1(self.sigma**2)
+
+    def autocorrelation(self, steps: int) -> float:
+        """Correlation of the multiplier `steps` grid steps apart (1 for steps = 0)."""
+        if steps < 0:
+            raise ValueError(f"steps must be >= 0, got {steps}")
+        if self.sigma == 0.0:
+            return 1.0
+        return math.expm1(self.sigma**2 * self.phi**steps) / math.expm1(self.sigma**2)
+
+    def sample_path(
+        self, rng: np.random.Generator, start_s: float, end_s: float
+    ) -> tuple[FloatArray, FloatArray]:
+        """A stationary path on `[start_s, end_s)`: grid `start_s + k · step_s`, the last piece
+        cut at `end_s`."""
+        _check_window(start_s, end_s)
+        n = max(1, math.ceil((end_s - start_s) / self.step_s))
+        phi = self.phi
+        shocks = rng.standard_normal(n)
+        shocks[0] *= self.sigma
+        shocks[1:] *= self.sigma * math.sqrt(
+            -math.expm1(-2.0 * self.step_s / self.correlation_time_s)
+        )
+        log_rate = lfilter([1.0], [1.0, -phi], shocks)
+        breakpoints = start_s + self.step_s * np.arange(n + 1, dtype=np.float64)
+        breakpoints[-1] = end_s
+        levels = np.exp(log_rate - self.sigma**2 / 2.0)
+        return breakpoints, np.asarray(levels, dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class ProductBurst:
+    """The product of independent stationary mean-1 multipliers (e.g. a slow and a fast layer).
+
+    Independence makes the product stationary with mean exactly 1 and variance
+    `∏ (1 + v_i) − 1`. Layers draw their paths from the generator in order.
+    """
+
+    layers: tuple[BurstProcess, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.layers) < 1:
+            raise ValueError("a product burst needs at least one layer")
+
+    def mean(self) -> float:
+        """Stationary mean: the product of the layers' means (1)."""
+        return math.prod(layer.mean() for layer in self.layers)
+
+    def variance(self) -> float:
+        """Stationary variance: ∏ (1 + v_i) − 1 for independent mean-1 layers."""
+        return math.prod(1.0 + layer.variance() for layer in self.layers) - 1.0
+
+    def sample_path(
+        self, rng: np.random.Generator, start_s: float, end_s: float
+    ) -> tuple[FloatArray, FloatArray]:
+        """Every layer's path on the window, multiplied on the union of their breakpoints."""
+        _check_window(start_s, end_s)
+        paths = [layer.sample_path(rng, start_s, end_s) for layer in self.layers]
+        edges = np.unique(np.concatenate([bp for bp, _ in paths]))
+        left = edges[:-1]
+        levels = np.ones(left.size, dtype=np.float64)
+        for bp, mult in paths:
+            levels *= mult[np.searchsorted(bp, left, side="right") - 1]
+        return edges.astype(np.float64), levels
 
 
 def _check_window(start_s: float, end_s: float) -> None:

@@ -4,16 +4,40 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
 from sim.rng import Stream, stream
-from sim.workload.arrivals import sample_arrivals
+from sim.workload.arrivals import expected_arrivals, sample_arrivals
 from sim.workload.burst import BurstProcess
 from sim.workload.clock import SECONDS_PER_MONTH, FloatArray, IntArray, month_window_s
 from sim.workload.lengths import EmpiricalLengths
 from sim.workload.profile import WeeklyProfile
+
+
+class MonthRngs(NamedTuple):
+    """The three generators one month of workload draws from."""
+
+    arrivals: np.random.Generator
+    bursts: np.random.Generator
+    lengths: np.random.Generator
+
+
+class Traffic(Protocol):
+    """Anything that can draw the requests of a window of plan time: a generated
+    `WorkloadModel` or a `sim.workload.replay.ReplayTraffic`."""
+
+    def sample(
+        self, rngs: MonthRngs, start_s: float, end_s: float, growth_factor: float
+    ) -> tuple[FloatArray, IntArray, IntArray]:
+        """`(arrival_s, input_tokens, output_tokens)` of the requests arriving in the window,
+        at volume `growth_factor` (month 1 = 1.0), arrivals sorted in plan seconds."""
+        ...
+
+    def expected_arrivals(self, start_s: float, end_s: float, growth_factor: float) -> float:
+        """E[number of requests arriving in the window] at volume `growth_factor`."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -28,6 +52,29 @@ class WorkloadModel:
     profile: WeeklyProfile
     burst: BurstProcess
     lengths: EmpiricalLengths
+
+    def sample(
+        self, rngs: MonthRngs, start_s: float, end_s: float, growth_factor: float
+    ) -> tuple[FloatArray, IntArray, IntArray]:
+        """Arrivals (burst path from `rngs.bursts`, the rest from `rngs.arrivals`), then
+        jointly resampled lengths from `rngs.lengths`."""
+        arrival_s = sample_arrivals(
+            rngs.arrivals,
+            start_s,
+            end_s,
+            self.base_rate_per_s * growth_factor,
+            self.profile,
+            self.burst,
+            burst_rng=rngs.bursts,
+        )
+        input_tokens, output_tokens = self.lengths.sample(rngs.lengths, arrival_s.size)
+        return arrival_s, input_tokens, output_tokens
+
+    def expected_arrivals(self, start_s: float, end_s: float, growth_factor: float) -> float:
+        """base × growth × ∫ profile dt × E[burst] over the window (requests)."""
+        return expected_arrivals(
+            start_s, end_s, self.base_rate_per_s * growth_factor, self.profile, self.burst
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -46,14 +93,6 @@ class MonthRequests:
         return int(self.arrival_s.size)
 
 
-class MonthRngs(NamedTuple):
-    """The three generators one month of workload draws from."""
-
-    arrivals: np.random.Generator
-    bursts: np.random.Generator
-    lengths: np.random.Generator
-
-
 def month_rngs(replication: int, seed: int, month: int) -> MonthRngs:
     """Streams `(ARRIVALS, BURSTS, LENGTHS)` of one replication, sub-keyed by the 1-based month.
 
@@ -68,7 +107,7 @@ def month_rngs(replication: int, seed: int, month: int) -> MonthRngs:
 
 
 def sample_month(
-    workload: WorkloadModel,
+    workload: Traffic,
     month: int,
     growth_factor: float,
     rngs: MonthRngs,
@@ -91,14 +130,7 @@ def sample_month(
         )
     window_start_s = start_s + offset_s
     window_end_s = min(window_start_s + duration_s, end_s)
-    arrival_s = sample_arrivals(
-        rngs.arrivals,
-        window_start_s,
-        window_end_s,
-        workload.base_rate_per_s * growth_factor,
-        workload.profile,
-        workload.burst,
-        burst_rng=rngs.bursts,
+    arrival_s, input_tokens, output_tokens = workload.sample(
+        rngs, window_start_s, window_end_s, growth_factor
     )
-    input_tokens, output_tokens = workload.lengths.sample(rngs.lengths, arrival_s.size)
     return MonthRequests(month, arrival_s, input_tokens, output_tokens)

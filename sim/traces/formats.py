@@ -1,0 +1,99 @@
+"""Which reader a file needs: `read_trace(path, format=None)` with format detection."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sim.errors import TraceError
+from sim.traces._io import base_suffix, read_bytes, read_header
+from sim.traces.model import RateTrace, RequestTrace
+from sim.traces.rates import (
+    RATE_COLUMNS,
+    SERVEGEN_FILE,
+    rate_csv_trace,
+    servegen_trace,
+)
+from sim.traces.readers import (
+    azure_trace,
+    detect_request_format,
+    generic_csv_trace,
+    generic_jsonl_trace,
+    generic_parquet_trace,
+    llmservingsim_trace,
+    mooncake_trace,
+    vidur_trace,
+    vllm_bench_trace,
+)
+
+FORMATS = (
+    "azure",
+    "mooncake",
+    "servegen",
+    "vidur",
+    "vllm-bench",
+    "llmservingsim",
+    "generic",
+    "rates",
+)
+
+
+def detect_format(path: str | Path) -> str:
+    """The format of `path` from its name and first line (see `read_trace`)."""
+    p = Path(path)
+    if p.is_dir() or SERVEGEN_FILE.search(p.name):
+        return "servegen"
+    if not p.exists():
+        raise TraceError(str(p), None, None, str(p), "cannot read file (No such file or directory)")
+    suffix = base_suffix(p)
+    header = None
+    if suffix in (".csv", ".txt", ""):
+        data = read_bytes(p) if p.suffix.lower() in (".gz", ".xz") else None
+        header = read_header(p, data)
+        if header is not None and set(RATE_COLUMNS) <= set(header):
+            return "rates"
+    found = detect_request_format(p, header)
+    if found is None:
+        raise TraceError(
+            str(p),
+            None,
+            None,
+            header if header is not None else suffix,
+            f"cannot tell the trace format; name one of {', '.join(FORMATS)}",
+        )
+    return found
+
+
+def read_trace(path: str | Path, format: str | None = None) -> RequestTrace | RateTrace:
+    """Read any supported trace: `format` one of `FORMATS`, or None to detect it.
+
+    Detection: a folder or a `chunk-<n>-trace.csv` file is ServeGen; `.json` is a `vllm bench`
+    result; `.parquet` the generic schema; JSON lines by the keys of their first object; a CSV by
+    its header (Azure, Vidur, generic requests, generic rates). `.gz` / `.xz` are decompressed.
+    """
+    fmt = detect_format(path) if format is None else format
+    match fmt:
+        case "azure":
+            return azure_trace(path)
+        case "mooncake":
+            return mooncake_trace(path)
+        case "servegen":
+            return servegen_trace(path)
+        case "vidur":
+            return vidur_trace(path)
+        case "vllm-bench":
+            return vllm_bench_trace(path)
+        case "llmservingsim":
+            return llmservingsim_trace(path)
+        case "generic":
+            suffix = base_suffix(path)
+            if suffix == ".parquet":
+                return generic_parquet_trace(path)
+            if suffix in (".jsonl", ".ndjson"):
+                return generic_jsonl_trace(path)
+            return generic_csv_trace(path)
+        case "rates":
+            return rate_csv_trace(path)
+        case _:
+            raise TraceError(
+                str(path), None, None, fmt, f"unknown trace format; one of {', '.join(FORMATS)}"
+            )
