@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from sim.stats import HOUR_S, HOURS_PER_WEEK, MonthCost
+from sim.stats import HOUR_S, HOURS_PER_WEEK, MonthCost, cost_fields
 
 FloatArray = npt.NDArray[np.float64]
 BOOTSTRAP = 40  # resamples for the standard errors: ±11% relative precision on the SE itself
@@ -199,7 +199,6 @@ def sampled_month_rows(
     tokens_out = round(float(np.dot(w, [r.output_tokens for r in results])))
     est = _estimates(results, month_s)
     se = _bootstrap_se(results, month_s, rng)
-    total = cost.gpu_cost_usd + cost.ops_cost_usd
     n_req = round(requests)
     n_rej = round(rejected)
     row: dict[str, object] = {
@@ -221,16 +220,7 @@ def sampled_month_rows(
         "e2e_p99_s": weighted_quantile(e2e, we, 0.99),
         "slo_attainment": est["slo_attainment"],
         "gpu_utilisation": est["gpu_utilisation"],
-        "replicas": cost.replicas,
-        "gpu_hours": cost.gpu_hours,
-        "gpu_cost_usd": cost.gpu_cost_usd,
-        "ops_cost_usd": cost.ops_cost_usd,
-        "cost_usd": total,
-        "usd_per_million_tokens": total / (tokens_in + tokens_out) * 1e6
-        if tokens_in + tokens_out
-        else float("nan"),
-        "input_tokens": tokens_in,
-        "output_tokens": tokens_out,
+        **cost_fields(cost, tokens_in, tokens_out),
         "growth_factor": growth,
         "ttft_p95_se_s": se["ttft_p95_s_se"],
         "slo_attainment_se": se["slo_attainment_se"],

@@ -119,16 +119,18 @@ class Workload:
     growth: np.ndarray
 
 
+def sample_growth(spec: ExperimentSpec, replication: int) -> np.ndarray:
+    """Replication's cumulative monthly volume factors (the same for every plan and horizon)."""
+    g = spec.workload.growth
+    return sample_monthly_growth(
+        stream(Stream.GROWTH, replication, spec.seed), spec.months, g.mean_monthly, g.sd_log
+    )
+
+
 def sample_workload(exp: Experiment, replication: int) -> Workload:
     """Draw one replication's traffic: growth, then each month from its own streams."""
     spec = exp.spec
-    w = spec.workload
-    growth = sample_monthly_growth(
-        stream(Stream.GROWTH, replication, spec.seed),
-        spec.months,
-        w.growth.mean_monthly,
-        w.growth.sd_log,
-    )
+    growth = sample_growth(spec, replication)
     months = [
         sample_month_requests(exp, replication, m, float(growth[m - 1]))
         for m in range(1, spec.months + 1)
@@ -225,13 +227,7 @@ def _sampled_replication(
     """One replication on the sampled horizon (`sim.horizon`): windows of each month."""
     spec = exp.spec
     h = spec.horizon
-    w = spec.workload
-    growth = sample_monthly_growth(
-        stream(Stream.GROWTH, replication, spec.seed),
-        spec.months,
-        w.growth.mean_monthly,
-        w.growth.sd_log,
-    )
+    growth = sample_growth(spec, replication)
     model = experiment_traffic(exp)  # generated or replayed
     slot_stratum = strata_of_slots(exp.profile.array, h.peak_hours, h.strata)
     rows: list[dict[str, object]] = []

@@ -44,6 +44,22 @@ class RequestArrays:
     preemptions: npt.NDArray[np.int64]
 
 
+def cost_fields(cost: MonthCost, input_tokens: int, output_tokens: int) -> dict[str, object]:
+    """The cost columns of a month row (they come from the plan, whatever the horizon)."""
+    total = cost.gpu_cost_usd + cost.ops_cost_usd
+    tokens = input_tokens + output_tokens
+    return {
+        "replicas": cost.replicas,
+        "gpu_hours": cost.gpu_hours,
+        "gpu_cost_usd": cost.gpu_cost_usd,
+        "ops_cost_usd": cost.ops_cost_usd,
+        "cost_usd": total,
+        "usd_per_million_tokens": total / tokens * 1e6 if tokens else float("nan"),
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+    }
+
+
 def _pct(values: FloatArray, q: float) -> float:
     return float(np.percentile(values, q)) if values.size else float("nan")
 
@@ -120,7 +136,6 @@ def month_rows(
             busy += busy_hours[r][h0:h1]
         capacity_s = len(reps) * month_s
         cost = costs[m]
-        total = cost.gpu_cost_usd + cost.ops_cost_usd
         rows.append(
             {
                 "plan": plan,
@@ -141,16 +156,7 @@ def month_rows(
                 "e2e_p99_s": _pct(e2e_m, 99),
                 "slo_attainment": float(meets[sel].mean()) if n else float("nan"),
                 "gpu_utilisation": float(busy.sum() / capacity_s),
-                "replicas": cost.replicas,
-                "gpu_hours": cost.gpu_hours,
-                "gpu_cost_usd": cost.gpu_cost_usd,
-                "ops_cost_usd": cost.ops_cost_usd,
-                "cost_usd": total,
-                "usd_per_million_tokens": total / (tokens_in + tokens_out) * 1e6
-                if tokens_in + tokens_out
-                else float("nan"),
-                "input_tokens": tokens_in,
-                "output_tokens": tokens_out,
+                **cost_fields(cost, tokens_in, tokens_out),
                 "growth_factor": float(growth[m]),
                 "ttft_p95_se_s": float("nan"),
                 "slo_attainment_se": float("nan"),
