@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sim.config import TRACE_FORMATS
 from sim.errors import TraceError
 from sim.traces._io import base_suffix, read_bytes, read_header
 from sim.traces.model import RateTrace, RequestTrace
@@ -25,16 +26,7 @@ from sim.traces.readers import (
     vllm_bench_trace,
 )
 
-FORMATS = (
-    "azure",
-    "mooncake",
-    "servegen",
-    "vidur",
-    "vllm-bench",
-    "llmservingsim",
-    "generic",
-    "rates",
-)
+FORMATS = TRACE_FORMATS  # one list: config validates `format` keys against the same names
 
 
 def detect_format(path: str | Path) -> str:
