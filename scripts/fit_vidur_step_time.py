@@ -12,6 +12,7 @@ describes the method; this script is its executable form, and the numbers there 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,9 @@ from sim.calibrate import (
     piecewise_linear,
     wape,
 )
+from sim.hardware import GpuSpec, RooflineFactors, gpus, models
+from sim.hardware import ModelShape as HfShape
+from sim.hardware.roofline import roofline_coefficients
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -305,6 +309,7 @@ class LinearFit:
     per_token_s: float
     heldout_mape: float
     heldout_max_ape: float
+    heldout_sd_log: float  # SD of log(profile / fit) on the held-out token counts
     n_train: int
     n_heldout: int
     band_errors: str  # MAPE and max APE by token band, all rows
@@ -347,6 +352,9 @@ def fit_linear(tokens: FloatArray, target_s: FloatArray) -> LinearFit:
         per_token_s=fit.per_token_s,
         heldout_mape=float(np.mean(ape[mask])),
         heldout_max_ape=float(np.max(ape[mask])),
+        heldout_sd_log=float(
+            np.std(np.log(target_s[mask] / piecewise_linear(tokens[mask], *fit)), ddof=1)
+        ),
         n_train=int((~mask).sum()),
         n_heldout=int(mask.sum()),
         band_errors="; ".join(bands),
@@ -429,11 +437,13 @@ def scale_attention(
 
 def check_transfer_leave_one_out(
     data: Path, ref_a100: OpTable, ref_h100: OpTable
-) -> list[tuple[str, float]]:
+) -> tuple[list[tuple[str, float]], float]:
     """The per-op transfer applied to every other Vidur model with both A100 and H100 profiles:
     predicted vs measured H100 per-layer time over all common token counts.
-    Returns (description, MAPE) per model and TP."""
+    Returns (description, MAPE) per model and TP, and the SD of log(predicted / measured) pooled
+    over all of them (the transfer's own spread)."""
     out = []
+    logs: list[FloatArray] = []
     for name in (
         "meta-llama/Llama-2-70b-hf",
         "codellama/CodeLlama-34b-Instruct-hf",
@@ -450,6 +460,7 @@ def check_transfer_leave_one_out(
                 - 1
             )
             err = float(np.mean(np.abs(e)))
+            logs.append(np.log1p(e))
             out.append(
                 (
                     f"{name} TP{tp}: MAPE {err:.1%}, median bias {np.median(e):+.1%},"
@@ -457,7 +468,7 @@ def check_transfer_leave_one_out(
                     err,
                 )
             )
-    return out
+    return out, float(np.std(np.concatenate(logs), ddof=1))
 
 
 def check_llmservingsim_8b(data: Path, derived: OpTable) -> list[str]:
@@ -527,6 +538,7 @@ class Shared:
     overhead: OverheadFit
     h100_checks: list[str]
     transfer_checks: list[tuple[str, float]]  # (description, MAPE)
+    transfer_sd_log: float  # pooled SD of log(transferred / measured) over transfer_checks
 
 
 @dataclass(frozen=True)
@@ -544,6 +556,7 @@ class Entry:
     decode_attn_s_per_token: float
     prefill_attn_s_per_pair: float
     heldout_mape: float
+    residual_sd_log: float
     source: str
     notes: tuple[str, ...]
     heldout_max_ape: float
@@ -558,6 +571,7 @@ def fit_shared(data: Path, ref: ModelShape) -> Shared:
     )
     a100 = fit_attention(rows)
     h100 = attention_on_h100(a100, speedups)
+    transfer_checks, transfer_sd_log = check_transfer_leave_one_out(data, ref_a100, ref_h100)
     return Shared(
         ref_a100=ref_a100,
         ref_h100=ref_h100,
@@ -566,7 +580,8 @@ def fit_shared(data: Path, ref: ModelShape) -> Shared:
         attn={"a100": a100, "h100": h100},
         overhead=fit_overhead(data),
         h100_checks=check_llmservingsim_attention(data, h100, rows),
-        transfer_checks=check_transfer_leave_one_out(data, ref_a100, ref_h100),
+        transfer_checks=transfer_checks,
+        transfer_sd_log=transfer_sd_log,
     )
 
 
@@ -606,7 +621,7 @@ def fit_entry(data: Path, tgt: Target, sh: Shared) -> Entry:
         + (" -- DERIVED from A100 (Vidur has no H100 profile)" if tgt.derived_from_a100 else ""),
         f"linear: fitted on {lin.n_train} token counts, {lin.n_heldout} held out (every"
         f" {HOLDOUT_EVERY}th): held-out MAPE {lin.heldout_mape:.2%}, max APE"
-        f" {lin.heldout_max_ape:.1%}",
+        f" {lin.heldout_max_ape:.1%}, SD of log(profile / fit) {lin.heldout_sd_log:.4f}",
         f"linear MAPE by token band, all rows: {lin.band_errors}",
         f"linear = {shape.num_layers} x (9 per-layer ops + attention floor"
         f" {attn.floor_s * 1e6:.2f} us) + emb + final norm + lm_head {lm_head_ms:.3f} ms"
@@ -624,12 +639,15 @@ def fit_entry(data: Path, tgt: Target, sh: Shared) -> Entry:
             f" {sp.compute_bound:.3f}x (prefill), {sp.small_kernel:.3f}x (floor)"
         )
         notes += sh.h100_checks
+    residual_sd_log = lin.heldout_sd_log
     if tgt.derived_from_a100:
+        residual_sd_log = float(np.hypot(lin.heldout_sd_log, sh.transfer_sd_log))
         mapes = [m for _, m in sh.transfer_checks]
         notes.append(
             f"transfer error, NOT in heldout_mape: leave-one-model-out per-layer MAPE"
             f" {min(mapes):.1%}..{max(mapes):.1%} (median {float(np.median(mapes)):.1%}) over"
-            f" {len(mapes)} Vidur model/TP cases"
+            f" {len(mapes)} Vidur model/TP cases; residual_sd_log = hypot(held-out"
+            f" {lin.heldout_sd_log:.4f}, transfer {sh.transfer_sd_log:.4f})"
         )
         notes += check_llmservingsim_8b(data, ops)
     return Entry(
@@ -644,6 +662,7 @@ def fit_entry(data: Path, tgt: Target, sh: Shared) -> Entry:
         decode_attn_s_per_token=dec,
         prefill_attn_s_per_pair=pre,
         heldout_mape=lin.heldout_mape,
+        residual_sd_log=residual_sd_log,
         source=source,
         notes=tuple(notes),
         heldout_max_ape=lin.heldout_max_ape,
@@ -681,6 +700,248 @@ def check_published_tpot(data: Path, entries: Sequence[Entry]) -> list[str]:
     return lines
 
 
+# ============================================================================ roofline
+
+# Steps the roofline is judged on: decode batches of B sequences with 1024 tokens of context
+# each, and single fresh prefill chunks of C tokens (the regimes a serving step spends time in).
+GRID_DECODE_BATCHES = (1, 8, 32, 64, 128, 256)
+GRID_DECODE_CONTEXT = 1024
+GRID_PREFILL_CHUNKS = (128, 512, 2048, 8192)
+
+
+@dataclass(frozen=True)
+class Coefs:
+    """The six step-time coefficients, from a fitted entry or from the roofline."""
+
+    overhead_s: float
+    flat_s: float
+    knee_tokens: float
+    per_token_s: float
+    decode_attn_s_per_token: float
+    prefill_attn_s_per_pair: float
+
+
+def grid_step_s(c: Coefs) -> FloatArray:
+    """Step times (s) of `c` on the judging grid (decode steps, then prefill steps)."""
+    out = []
+    for b in GRID_DECODE_BATCHES:
+        lin = c.flat_s + c.per_token_s * max(0.0, b - c.knee_tokens)
+        out.append(c.overhead_s + lin + c.decode_attn_s_per_token * b * GRID_DECODE_CONTEXT)
+    for ch in GRID_PREFILL_CHUNKS:
+        lin = c.flat_s + c.per_token_s * max(0.0, ch - c.knee_tokens)
+        out.append(c.overhead_s + lin + c.prefill_attn_s_per_pair * ch * (ch + 1) / 2)
+    return np.array(out)
+
+
+@dataclass(frozen=True)
+class AllReduceFit:
+    topo: str
+    workers: int
+    latency_s: float
+    bus_bytes_per_s: float  # NCCL bus bandwidth: algbw x 2(n-1)/n
+    link_efficiency: float  # bus bandwidth / datasheet interconnect bandwidth
+
+
+def fit_allreduce(data: Path, topo: str, gpu: GpuSpec, workers: int) -> AllReduceFit:
+    """`time = latency + bytes / algbw` on Vidur's single-node all-reduce medians, 2 KB-64 MB."""
+    df = (
+        pl.read_csv(data / "vidur-profiling/network" / topo / "all_reduce.csv")
+        .filter((pl.col("num_workers") == workers) & (pl.col("devices_per_node") == workers))
+        .group_by("size")
+        .agg(pl.col("time_stats.all_reduce.median").median())
+        .sort("size")
+    )
+    size = df["size"].to_numpy().astype(np.float64)
+    t = df["time_stats.all_reduce.median"].to_numpy().astype(np.float64) * MS
+    aff = fit_affine(size, t)
+    bus = (1.0 / aff.slope) * 2 * (workers - 1) / workers
+    return AllReduceFit(topo, workers, aff.intercept, bus, bus / (gpu.interconnect_gb_per_s * 1e9))
+
+
+@dataclass(frozen=True)
+class RooflineResult:
+    factors: RooflineFactors
+    allreduce: list[AllReduceFit]
+    per_entry: list[str]  # report lines
+    per_entry_mape: dict[tuple[str, str, int], float]  # leave-one-out step-time MAPE
+    coef_ratios: list[str]
+
+
+def _comm_terms(shape: HfShape, tp: int, ar: AllReduceFit | None) -> tuple[float, float]:
+    """(fixed s, s per token) of 2 all-reduces per layer with a measured all-reduce fit."""
+    if tp == 1 or ar is None:
+        return 0.0, 0.0
+    algbw = ar.bus_bytes_per_s * tp / (2 * (tp - 1))
+    return 2 * shape.layers * ar.latency_s, 2 * shape.layers * shape.hidden * 2.0 / algbw
+
+
+def _measure_factors(
+    rows: Sequence[tuple[Entry, HfShape, GpuSpec, AllReduceFit | None]],
+    link_eff: float,
+    latency_s: float,
+    overhead_s: float,
+) -> tuple[float, float, float, float, float, float]:
+    """(mem_eff, layer_floor_s, flop_eff, attn_mem_eff, attn_flop_eff, knee_fraction) from the
+    fitted entries.
+
+    flat - measured comm = weight_bytes / (bw x mem_eff) + layers x floor: two-coefficient NNLS on
+    relative error; the other efficiencies are medians of ideal / fitted.
+    """
+    design, target, flop_e, dec_e, pre_e, ridge = [], [], [], [], [], []
+    for e, shape, gpu, ar in rows:
+        bw = gpu.memory_bandwidth_gb_per_s * 1e9
+        fixed, per_tok = _comm_terms(shape, e.tp, ar)
+        flat_mem = e.flat_s - fixed
+        design.append([shape.weight_bytes("fp16") / e.tp / bw / flat_mem, shape.layers / flat_mem])
+        target.append(1.0)
+        ideal_pt = 2 * shape.active_params() / e.tp / (gpu.fp16_dense_tflops * 1e12)
+        flop_e.append(ideal_pt / (e.per_token_s - per_tok))
+        ridge.append((shape, gpu, e, fixed))
+        dec_e.append(shape.kv_bytes_per_token("fp16", e.tp) / bw / e.decode_attn_s_per_token)
+        q = shape.heads * shape.head_dim / e.tp
+        ideal_pre = 4 * shape.layers * q / (gpu.fp16_dense_tflops * 1e12)
+        pre_e.append(ideal_pre / e.prefill_attn_s_per_pair)
+    from scipy.optimize import nnls
+
+    (inv_eff, floor), _ = nnls(np.array(design), np.array(target))
+    # The ideal ridge with the measured efficiencies: weight-read time / per-token time.
+    knee_frac = [
+        e.knee_tokens / ((e.flat_s - fixed - shape.layers * floor) / e.per_token_s)
+        for shape, _, e, fixed in ridge
+    ]
+    return (
+        1.0 / inv_eff,
+        float(floor),
+        float(np.median(flop_e)),
+        float(np.median(dec_e)),
+        float(np.median(pre_e)),
+        float(np.median(knee_frac)),
+    )
+
+
+def calibrate_roofline(data: Path, entries: Sequence[Entry], overhead_s: float) -> RooflineResult:
+    """Measure the roofline's constants against the fitted entries, and its leave-one-out error."""
+    hw_gpus, hw_models = gpus(), models()
+    ars = {}
+    for g, topo in (("a100-80gb", "a100_dgx"), ("h100-80gb", "h100_dgx")):
+        for n in (2, 4, 8):
+            ars[(g, n)] = fit_allreduce(data, topo, hw_gpus[g], n)
+    link_eff = float(np.median([a.link_efficiency for a in ars.values()]))
+    latency = float(np.median([a.latency_s for a in ars.values()]))
+    rows = [
+        (e, hw_models[e.model], hw_gpus[e.gpu], ars.get((e.gpu, e.tp)) if e.tp > 1 else None)
+        for e in entries
+    ]
+
+    def factors(
+        sub: Sequence[tuple[Entry, HfShape, GpuSpec, AllReduceFit | None]],
+        sd: float = 0.0,
+        loo: float = 0.0,
+    ) -> RooflineFactors:
+        mem, floor, flop, dec, pre, knee = _measure_factors(sub, link_eff, latency, overhead_s)
+        return RooflineFactors(
+            mem_efficiency=mem,
+            flop_efficiency=flop,
+            attn_mem_efficiency=dec,
+            attn_flop_efficiency=pre,
+            knee_fraction=knee,
+            layer_floor_s=floor,
+            allreduce_latency_s=latency,
+            link_efficiency=link_eff,
+            overhead_s=overhead_s,
+            residual_sd_log=sd,
+            leave_one_out_mape=loo,
+            source="",
+        )
+
+    def coefs_of(e: Entry) -> Coefs:
+        return Coefs(
+            e.overhead_s,
+            e.flat_s,
+            e.knee_tokens,
+            e.per_token_s,
+            e.decode_attn_s_per_token,
+            e.prefill_attn_s_per_pair,
+        )
+
+    def roof(f: RooflineFactors, shape: HfShape, gpu: GpuSpec, tp: int) -> Coefs:
+        r = roofline_coefficients(
+            shape, gpu, tp=tp, weight_dtype="fp16", kv_dtype="fp16", factors=f
+        )
+        return Coefs(
+            r.overhead_s,
+            r.flat_s,
+            r.knee_tokens,
+            r.per_token_s,
+            r.decode_attn_s_per_token,
+            r.prefill_attn_s_per_pair,
+        )
+
+    logs, lines, mapes = [], [], {}
+    for i, (e, shape, gpu, _) in enumerate(rows):
+        f = factors([r for j, r in enumerate(rows) if j != i])
+        fit, pred = grid_step_s(coefs_of(e)), grid_step_s(roof(f, shape, gpu, e.tp))
+        lr = np.log(fit / pred)
+        logs.append(lr)
+        mapes[(e.model, e.gpu, e.tp)] = float(np.mean(np.abs(pred / fit - 1)))
+        lines.append(
+            f"{e.model} {e.gpu} TP{e.tp}: leave-one-out step-time MAPE"
+            f" {mapes[(e.model, e.gpu, e.tp)]:.1%} (decode B=1 {pred[0] / fit[0] - 1:+.0%},"
+            f" B=256 {pred[5] / fit[5] - 1:+.0%}; prefill 2048 {pred[8] / fit[8] - 1:+.0%})"
+        )
+    # The roofline is judged against the fits, which carry their own error against the
+    # profiles: the spread it gets combines both (in quadrature, with the entries' median).
+    sd_vs_fit = float(np.std(np.concatenate(logs), ddof=1))
+    sd = float(np.hypot(sd_vs_fit, np.median([e.residual_sd_log for e in entries])))
+    lines.append(
+        f"pooled SD of log(fit / roofline) {sd_vs_fit:.4f}; residual_sd_log = hypot(that,"
+        f" median entry residual_sd_log) = {sd:.4f}"
+    )
+    loo = float(np.mean(list(mapes.values())))
+    full = factors(rows, sd, loo)
+    ratios = []
+    for e, shape, gpu, _ in rows:
+        r = roof(full, shape, gpu, e.tp)
+        ratios.append(
+            f"{e.model} {e.gpu} TP{e.tp}: roofline / fit  flat {r.flat_s / e.flat_s:.2f}"
+            f"  per_token {r.per_token_s / e.per_token_s:.2f}  knee {r.knee_tokens:.0f} vs"
+            f" {e.knee_tokens:.0f}  decode_attn"
+            f" {r.decode_attn_s_per_token / e.decode_attn_s_per_token:.2f}"
+            f"  prefill_attn {r.prefill_attn_s_per_pair / e.prefill_attn_s_per_pair:.2f}"
+        )
+    source = (
+        f"Measured by scripts/fit_vidur_step_time.py against the {len(rows)} fitted entries"
+        f" (A100/H100 datasheet peaks in sim/data/gpus.toml, shapes in sim/data/models.toml) and"
+        f" Vidur network/{{a100,h100}}_dgx/all_reduce.csv (TP 2/4/8); error = leave-one-entry-out"
+        f" over {len(GRID_DECODE_BATCHES)} decode and {len(GRID_PREFILL_CHUNKS)} prefill steps"
+        f" per entry. See docs/catalog.md."
+    )
+    return RooflineResult(
+        dataclasses.replace(full, source=source), list(ars.values()), lines, mapes, ratios
+    )
+
+
+def render_roofline(r: RooflineResult) -> list[str]:
+    f = r.factors
+    lines = [
+        "",
+        "# Roofline fallback for pairs with no entry (sim.hardware.roofline): constants MEASURED",
+        "# against the entries above; leave-one-entry-out step-time error per entry:",
+        *(f"#   {ln}" for ln in r.per_entry),
+        "# all-reduce fits (latency + bytes / algbw) on Vidur's profiles:",
+        *(
+            f"#   {a.topo} x{a.workers}: latency {a.latency_s * 1e6:.1f} us, bus bandwidth"
+            f" {a.bus_bytes_per_s / 1e9:.0f} GB/s = {a.link_efficiency:.2f} x datasheet"
+            for a in r.allreduce
+        ),
+        "[roofline]",
+    ]
+    for fld in dataclasses.fields(f):
+        v = getattr(f, fld.name)
+        lines.append(f"{fld.name} = {_toml_str(v) if isinstance(v, str) else _toml_float(v)}")
+    return lines
+
+
 # ============================================================================ output
 
 TOML_FLOATS = (
@@ -691,6 +952,7 @@ TOML_FLOATS = (
     "decode_attn_s_per_token",
     "prefill_attn_s_per_pair",
     "heldout_mape",
+    "residual_sd_log",
 )
 
 
@@ -703,7 +965,7 @@ def _toml_str(s: str) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def render_toml(entries: Sequence[Entry]) -> str:
+def render_toml(entries: Sequence[Entry], roof: RooflineResult) -> str:
     lines = [
         "# Step-time coefficients of one vLLM replica step, per (model, gpu, tp, dtype).",
         "# GENERATED by scripts/fit_vidur_step_time.py: do not edit by hand, rerun the script.",
@@ -726,6 +988,7 @@ def render_toml(entries: Sequence[Entry]) -> str:
         lines += [f"tp = {e.tp}", f"dtype = {_toml_str(e.dtype)}"]
         lines += [f"{k} = {_toml_float(getattr(e, k))}" for k in TOML_FLOATS]
         lines.append(f"source = {_toml_str(e.source)}")
+    lines += render_roofline(roof)
     return "\n".join(lines) + "\n"
 
 
@@ -787,6 +1050,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     l3 = load_shape(data, "llama-3-8b", "meta-llama/Meta-Llama-3-8B")
     l2_7 = load_shape(data, "llama-2-7b", "meta-llama/Llama-2-7b-hf")
     l2_70 = load_shape(data, "llama-2-70b", "meta-llama/Llama-2-70b-hf")
+    l3_70 = load_shape(data, "llama-3-70b", "meta-llama/Meta-Llama-3-70B")
+    cl34 = load_shape(data, "codellama-34b", "codellama/CodeLlama-34b-Instruct-hf")
+    q72 = load_shape(data, "qwen-72b", "Qwen/Qwen-72B")
     targets = [
         Target(l3, "a100-80gb", 1, derived_from_a100=False),
         Target(l3, "h100-80gb", 1, derived_from_a100=True),
@@ -794,16 +1060,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         Target(l2_7, "h100-80gb", 1, derived_from_a100=False),
         Target(l2_70, "a100-80gb", 4, derived_from_a100=False),
         Target(l2_70, "h100-80gb", 4, derived_from_a100=False),
+        Target(l3_70, "a100-80gb", 4, derived_from_a100=False),
+        Target(cl34, "a100-80gb", 2, derived_from_a100=False),
+        Target(cl34, "h100-80gb", 2, derived_from_a100=False),
+        Target(q72, "a100-80gb", 4, derived_from_a100=False),
+        Target(q72, "h100-80gb", 4, derived_from_a100=False),
     ]
     shared = fit_shared(data, l2_7)
     entries = [fit_entry(data, t, shared) for t in targets]
     print_report(shared, entries)
+    roof = calibrate_roofline(data, entries, shared.overhead.at_ref_s)
+    f = roof.factors
+    print(
+        f"\nRoofline constants: mem_eff {f.mem_efficiency:.3f}, layer floor"
+        f" {f.layer_floor_s * 1e6:.1f} us, flop_eff {f.flop_efficiency:.3f}, attn mem_eff"
+        f" {f.attn_mem_efficiency:.3f}, attn flop_eff {f.attn_flop_efficiency:.3f}, knee fraction"
+        f" {f.knee_fraction:.3f}, all-reduce"
+        f" latency {f.allreduce_latency_s * 1e6:.1f} us, link_eff {f.link_efficiency:.3f}"
+    )
+    for line in roof.per_entry + roof.coef_ratios:
+        print("  " + line)
+    print(
+        f"  pooled: leave-one-out MAPE {f.leave_one_out_mape:.1%}, residual_sd_log"
+        f" {f.residual_sd_log:.4f}"
+    )
     print("\nAgainst published light-load vLLM TPOT (shared/data/vllm-published-benchmarks):")
     for line in check_published_tpot(data, entries):
         print("  " + line)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_suffix(".toml.tmp")
-    tmp.write_text(render_toml(entries))
+    tmp.write_text(render_toml(entries, roof))
     tmp.replace(args.out)  # atomic: a failed run never leaves a half-written catalog
     print(f"\nwrote {args.out}")
     return 0

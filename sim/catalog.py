@@ -48,6 +48,9 @@ class StepTimeEntry:
     prefill_attn_s_per_pair: attention seconds per causal query-key pair of a prefill chunk.
     heldout_mape: held-out mean absolute percentage error of the flat/knee/per_token fit, as a
         fraction (0.03 = 3 %); it excludes transfer error for derived entries (see `source`).
+    residual_sd_log: standard deviation of log(measured / predicted) on the held-out rows (for
+        entries derived by transfer, combined in quadrature with the transfer's own spread):
+        the model error a Monte Carlo replication can sample as a step-time multiplier.
     source: provenance: data files, commits and method.
     """
 
@@ -62,6 +65,7 @@ class StepTimeEntry:
     decode_attn_s_per_token: float
     prefill_attn_s_per_pair: float
     heldout_mape: float
+    residual_sd_log: float
     source: str
 
     @property
@@ -79,8 +83,13 @@ _FLOAT_FIELDS = (
     "decode_attn_s_per_token",
     "prefill_attn_s_per_pair",
     "heldout_mape",
+    "residual_sd_log",
 )
 _FIELD_NAMES = tuple(f.name for f in fields(StepTimeEntry))
+_OPTIONAL = ("residual_sd_log",)
+SD_PER_MAPE = math.sqrt(math.pi / 2)
+"""For log-residuals ~ N(0, sd²) with small sd, E|residual| = sd·sqrt(2/π): an entry written
+without `residual_sd_log` (e.g. by an older `sim calibrate`) gets heldout_mape × sqrt(π/2)."""
 
 
 def parse_step_time_catalog(
@@ -88,11 +97,14 @@ def parse_step_time_catalog(
 ) -> dict[CatalogKey, StepTimeEntry]:
     """Validate a parsed catalog document (`[[entry]]` tables) and index it by key.
 
+    A `[roofline]` table beside the entries (the roofline's measured constants) is read by
+    `sim.hardware.roofline`, not here.
+
     Every problem (missing or unknown key, wrong type, negative or non-finite number, duplicate
     key) is collected and raised at once as a `ConfigError` naming `file` and the key path.
     """
     problems: list[Problem] = []
-    unknown_top = sorted(set(doc) - {"entry"})
+    unknown_top = sorted(set(doc) - {"entry", "roofline"})
     for k in unknown_top:
         problems.append(Problem(file, k, "unknown top-level key", has_value=False))
     raw_entries = doc.get("entry", [])
@@ -110,7 +122,7 @@ def parse_step_time_catalog(
         for k in sorted(set(raw) - set(_FIELD_NAMES)):
             problems.append(Problem(file, f"{path}.{k}", "unknown key", has_value=False))
         for k in _FIELD_NAMES:
-            if k not in raw:
+            if k not in raw and k not in _OPTIONAL:
                 problems.append(Problem(file, f"{path}.{k}", "missing", has_value=False))
         for k in _STR_FIELDS:
             if k in raw and (not isinstance(raw[k], str) or not raw[k].strip()):
@@ -135,7 +147,8 @@ def parse_step_time_catalog(
             tp=raw["tp"],
             dtype=raw["dtype"],
             source=raw["source"],
-            **{k: float(raw[k]) for k in _FLOAT_FIELDS},
+            **{k: float(raw[k]) for k in _FLOAT_FIELDS if k not in _OPTIONAL},
+            residual_sd_log=float(raw.get("residual_sd_log", raw["heldout_mape"] * SD_PER_MAPE)),
         )
         if entry.key in out:
             problems.append(Problem(file, path, "duplicate (model, gpu, tp, dtype)", entry.key))

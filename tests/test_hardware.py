@@ -1,0 +1,320 @@
+"""GPU/model tables, KV capacity against vLLM-reported block counts, and the roofline fallback."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from pathlib import Path
+
+import pytest
+
+from sim.catalog import load_step_time_catalog
+from sim.config import parse_experiment
+from sim.errors import ConfigError
+from sim.hardware import (
+    GpuSpec,
+    gpus,
+    kv_capacity_tokens,
+    load_roofline_factors,
+    models,
+    parse_gpus,
+    roofline_coefficients,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "sim" / "data"
+REQUIRED_GPUS = (
+    "a10g",
+    "l4",
+    "l40s",
+    "a40",
+    "a100-40gb",
+    "a100-80gb",
+    "h100-80gb",
+    "h200",
+    "b200",
+    "mi300x",
+)
+
+
+# ---------------------------------------------------------------------------- catalog integrity
+
+
+def test_every_required_gpu_has_specs_and_sourced_prices() -> None:
+    table = gpus()
+    for name in REQUIRED_GPUS:
+        g = table[name]
+        assert g.memory_bandwidth_gb_per_s > 0 and g.fp16_dense_tflops > 0, name
+        assert g.price_usd_per_hour > 0 and g.price_source.strip(), name
+        assert g.spec_source.strip() and g.interconnect, name
+        # spot price and its source come together, and spot is never above on-demand
+        assert (g.spot_price_usd_per_hour is None) == (g.spot_price_source is None), name
+        if g.spot_price_usd_per_hour is not None:
+            assert g.spot_price_usd_per_hour < g.price_usd_per_hour, name
+
+
+def test_gpus_without_a_listed_spot_price_say_so() -> None:
+    # L4, A40 (RunPod, no spot listed), B200 and MI300X (web list prices only): absent, not guessed
+    for name in ("l4", "a40", "b200", "mi300x"):
+        assert not gpus()[name].has_spot_price
+    assert gpus()["h100-80gb"].has_spot_price
+
+
+def test_existing_price_keys_still_work() -> None:
+    a100 = gpus()["a100-80gb"]
+    assert a100.alt_price_usd_per_hour == 1.64  # experiments/growth20pct.toml uses it
+    assert a100.price_usd_per_hour == 5.12
+
+
+def test_every_number_in_the_gpu_and_model_tables_has_a_source() -> None:
+    """A number carries an inline comment, or a `<name>_source` string names its origin (prices);
+    model shapes are cited once per row (`hf_id`) and field by field in the file header."""
+    cited_by_header = {
+        "layers",
+        "hidden",
+        "heads",
+        "kv_heads",
+        "head_dim",
+        "vocab",
+        "experts",
+        "experts_per_token",
+        "intermediate",
+        "max_position",
+    }
+    for file in ("gpus.toml", "models.toml"):
+        text = (DATA / file).read_text()
+        for block in re.split(r"^\[", text, flags=re.M)[1:]:
+            keys = {ln.split("=")[0].strip() for ln in block.splitlines() if "=" in ln}
+            for ln in block.splitlines():
+                m = re.match(r"^(\w+) = ([0-9.e+-]+)\s*(#.*)?$", ln)
+                if m is None or m.group(1) in cited_by_header:
+                    continue
+                price_key = m.group(1).removesuffix("_usd_per_hour")
+                has_source = f"{price_key}_source" in keys or f"{m.group(1)}_source" in keys
+                assert m.group(3) or has_source, f"{file}: {ln!r} has no source"
+
+
+def test_model_params_match_the_shapes() -> None:
+    for m in models().values():
+        assert m.param_count() == int(m.params), m.name
+    moe = models()["qwen3-30b-a3b"]
+    assert 3.2e9 < moe.active_params() < 3.4e9  # model card: 3.3B activated
+
+
+def test_gpu_table_rejects_a_spot_price_without_source() -> None:
+    row = {
+        "memory_gb": 80.0,
+        "price_usd_per_hour": 1.0,
+        "price_source": "x",
+        "memory_bandwidth_gb_per_s": 1.0,
+        "fp16_dense_tflops": 1.0,
+        "interconnect": "pcie4",
+        "interconnect_gb_per_s": 64.0,
+        "spec_source": "x",
+        "spot_price_usd_per_hour": 0.5,
+    }
+    with pytest.raises(ConfigError, match=r"g\.spot_price_usd_per_hour: needs spot_price_source"):
+        parse_gpus({"g": row})
+
+
+# ---------------------------------------------------------------------------- KV capacity
+
+# vLLM-reported KV-cache sizes with the full engine configuration known:
+# (label, model, device memory GB as the datasheet states it, max_num_batched_tokens,
+#  max_num_seqs, reported GPU blocks of 16 tokens)
+VLLM_REPORTED = (
+    # shared/data/llmservingsim/examples/RTX4090/Llama-3.1-8B/vllm/meta.json: vLLM 0.19.0,
+    # bf16, gpu_memory_utilization 0.9, num_gpu_blocks 2588 (41,408 tokens)
+    ("RTX 4090, vLLM 0.19", "llama-3.1-8b", 24.0, 2048, 256, 2588),
+    # github.com/vllm-project/vllm/issues/10517 (RTX 3090, Llama-3.1-8B-Instruct, 0.9,
+    # V0 engine: the profiling step is max_model_len tokens): 20000 -> 1952, 29000 -> 1478 blocks
+    ("RTX 3090, max_model_len 20000", "llama-3.1-8b", 24.0, 20000, 256, 1952),
+    ("RTX 3090, max_model_len 29000", "llama-3.1-8b", 24.0, 29000, 256, 1478),
+)
+
+
+def _consumer_gpu(memory_gb: float) -> GpuSpec:
+    return GpuSpec(name="consumer", memory_gb=memory_gb, price_usd_per_hour=1.0, price_source="-")
+
+
+@pytest.mark.parametrize("case", VLLM_REPORTED, ids=[c[0] for c in VLLM_REPORTED])
+def test_kv_capacity_against_vllm_reported_blocks(case: tuple) -> None:
+    _, model, mem_gb, mnbt, seqs, reported = case
+    tokens = kv_capacity_tokens(
+        models()[model],
+        _consumer_gpu(mem_gb),
+        dtype="bf16",
+        tp=1,
+        gpu_memory_utilization=0.9,
+        max_num_batched_tokens=mnbt,
+        max_num_seqs=seqs,
+    )
+    err = (tokens // 16) / reported - 1
+    # measured: -3.7 %, -11.8 %, -9.8 % (conservative: never more blocks than vLLM finds)
+    assert -0.13 < err < 0.0, f"{err:+.1%}"
+
+
+def test_weights_precision_is_separate_from_kv_dtype() -> None:
+    m, g = models()["llama-3-8b"], gpus()["l4"]
+    kw = {
+        "tp": 1,
+        "gpu_memory_utilization": 0.9,
+        "max_num_batched_tokens": 2048,
+        "max_num_seqs": 64,
+    }
+    fp16 = kv_capacity_tokens(m, g, dtype="fp16", **kw)
+    awq = kv_capacity_tokens(m, g, dtype="fp16", weight_dtype="int4", **kw)
+    awq_fp8kv = kv_capacity_tokens(m, g, dtype="fp8", weight_dtype="int4", **kw)
+    # AWQ Llama-3-8B: 6.98e9 linear weights x (0.5 + 2.5/128) B + 1.05e9 16-bit embedding/lm_head
+    assert m.weight_bytes("int4") == pytest.approx(5.73e9, rel=0.01)
+    per_token = m.kv_bytes_per_token("fp16", 1)
+    assert awq - fp16 == pytest.approx((m.weight_bytes("fp16") - 5.73e9) / per_token, rel=0.01)
+    assert awq_fp8kv == pytest.approx(2 * awq)  # same bytes, half per token
+
+
+EXPERIMENT = """
+seed = 1
+months = 1
+[workload]
+base_requests_per_day = 1000
+weekly_profile = {profile}
+lengths = "{lengths}"
+[workload.growth]
+mean_monthly = 0.0
+sd_log = 0.0
+[engine]
+model = "{model}"
+tp = {tp}
+max_num_seqs = 64
+max_num_batched_tokens = 2048
+max_model_len = {max_len}
+{extra}
+[[fleet.months]]
+pools = [{{ gpu = "{gpu}", count = 1 }}]
+[cost]
+ops_usd_per_month = 0.0
+[slo]
+ttft_s = 1.0
+tpot_s = 0.1
+"""
+
+
+def _experiment(model: str, gpu: str, tp: int = 1, max_len: int = 4096, extra: str = "") -> str:
+    return EXPERIMENT.format(
+        profile=[1.0] * 168,
+        lengths=ROOT / "traces" / "azure_conv_2023.csv",
+        model=model,
+        gpu=gpu,
+        tp=tp,
+        max_len=max_len,
+        extra=extra,
+    )
+
+
+def test_model_that_does_not_fit_names_the_shortfall_in_gb() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_experiment(_experiment("llama-3-70b", "l40s", tp=1), str(ROOT / "x.toml"))
+    msg = str(err.value)
+    short = re.search(r"short by ([0-9.]+) GB per GPU", msg)
+    assert short is not None, msg
+    # 141.1 GB of fp16 weights + activations vs 43.2 GB usable on a 48 GB L40S at 0.9
+    assert 95.0 < float(short.group(1)) < 105.0
+
+
+def test_awq_weights_make_the_same_model_fit() -> None:
+    # 70B in fp16 needs two H100s; AWQ int4 weights (~38 GB) fit on one
+    with pytest.raises(ConfigError, match="short by"):
+        parse_experiment(_experiment("llama-3-70b", "h100-80gb"), str(ROOT / "x.toml"))
+    spec = parse_experiment(
+        _experiment("llama-3-70b", "h100-80gb", extra='quantization = "awq"'),
+        str(ROOT / "x.toml"),
+    )
+    assert spec.engine.weight_dtype == "int4" and spec.engine.dtype == "fp16"
+    assert dict(spec.kv_blocks)["h100-80gb"] > 4096 // 16
+    ((_, st),) = spec.step_times
+    assert not st.calibrated  # no fitted entry for int4 weights: the roofline, flagged
+
+
+def test_contradicting_quantization_and_weight_dtype_is_an_error() -> None:
+    extra = 'quantization = "awq"\nweight_dtype = "fp8"'
+    with pytest.raises(ConfigError, match=r"engine\.weight_dtype: contradicts quantization"):
+        parse_experiment(_experiment("llama-3-8b", "h100-80gb", extra=extra), "x.toml")
+
+
+# ---------------------------------------------------------------------------- roofline
+
+
+def test_uncatalogued_pair_gets_an_uncalibrated_roofline() -> None:
+    spec = parse_experiment(_experiment("llama-3-8b", "l40s"), str(ROOT / "x.toml"))
+    ((gpu, st),) = spec.step_times
+    assert gpu == "l40s" and not st.calibrated and st.provenance == "uncalibrated"
+    assert "UNCALIBRATED" in st.source and "llama-3-8b/a100-80gb/tp1/fp16" in st.source
+    assert st.residual_sd_log == load_roofline_factors().residual_sd_log > 0
+    # weight-read floor: 16.06 GB over the L40S's 864 GB/s is 18.6 ms at 100 % efficiency
+    assert st.flat_s > 16.06e9 / 864e9
+
+
+def test_catalogued_pair_stays_calibrated() -> None:
+    spec = parse_experiment(_experiment("llama-3-8b", "a100-80gb"), str(ROOT / "x.toml"))
+    ((_, st),) = spec.step_times
+    e = load_step_time_catalog()[("llama-3-8b", "a100-80gb", 1, "fp16")]
+    assert st.calibrated and st.flat_s == e.flat_s and st.residual_sd_log == e.residual_sd_log
+
+
+def test_unknown_model_or_gpu_lists_what_is_catalogued() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_experiment(_experiment("llama-9-1t", "h100-80gb"), "x.toml")
+    assert "engine.model" in str(err.value) and "llama-3-8b" in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        parse_experiment(_experiment("llama-3-8b", "tpu-v5"), "x.toml")
+    assert "a100-80gb" in str(err.value) and "mi300x" in str(err.value)
+
+
+def test_roofline_is_close_to_every_fitted_entry() -> None:
+    """In-sample check of the shipped constants (the leave-one-out error is in the TOML)."""
+    f = load_roofline_factors()
+    for (model, gpu, tp, _), e in load_step_time_catalog().items():
+        r = roofline_coefficients(
+            models()[model], gpus()[gpu], tp=tp, weight_dtype="fp16", kv_dtype="fp16", factors=f
+        )
+        for batch in (1, 64, 256):
+            fit = e.flat_s + e.per_token_s * max(0.0, batch - e.knee_tokens)
+            fit += e.decode_attn_s_per_token * batch * 1024
+            roof = r.flat_s + r.per_token_s * max(0.0, batch - r.knee_tokens)
+            roof += r.decode_attn_s_per_token * batch * 1024
+            assert abs(math.log(roof / fit)) < 0.15, (model, gpu, tp, batch)
+    assert 0 < f.leave_one_out_mape < 0.10
+    assert 0.3 < f.mem_efficiency <= 1.0 and 0.3 < f.flop_efficiency <= 1.0
+
+
+def test_roofline_scales_with_the_hardware() -> None:
+    f, m = load_roofline_factors(), models()["llama-3-8b"]
+
+    def coef(gpu: str, wd: str = "fp16", tp: int = 1) -> float:
+        return roofline_coefficients(
+            m, gpus()[gpu], tp=tp, weight_dtype=wd, kv_dtype="fp16", factors=f
+        ).flat_s
+
+    assert coef("h200") < coef("h100-80gb") < coef("a100-80gb") < coef("l40s") < coef("l4")
+    assert coef("h100-80gb", "fp8") < coef("h100-80gb")  # half the weight bytes
+    fp8 = roofline_coefficients(
+        m, gpus()["a100-80gb"], tp=1, weight_dtype="fp8", kv_dtype="fp16", factors=f
+    )
+    fp16 = roofline_coefficients(
+        m, gpus()["a100-80gb"], tp=1, weight_dtype="fp16", kv_dtype="fp16", factors=f
+    )
+    assert fp8.per_token_s == fp16.per_token_s  # no FP8 tensor cores on Ampere
+    tp2 = roofline_coefficients(
+        m, gpus()["l40s"], tp=2, weight_dtype="fp16", kv_dtype="fp16", factors=f
+    )
+    assert tp2.flat_s > coef("l40s") / 2  # the all-reduce latency is not free
+
+
+def test_roofline_factors_are_validated() -> None:
+    from sim.hardware import parse_roofline_factors
+
+    good = dataclasses.asdict(load_roofline_factors())
+    assert parse_roofline_factors({"roofline": good}, "x.toml") == load_roofline_factors()
+    with pytest.raises(ConfigError, match=r"x\.toml: roofline\.mem_efficiency: must be a finite"):
+        parse_roofline_factors({"roofline": {**good, "mem_efficiency": -1.0}}, "x.toml")
