@@ -461,3 +461,291 @@ def _stem(path: Path) -> str:
     for suffix in (".gz", ".xz"):
         name = name.removesuffix(suffix)
     return Path(name).stem or "trace"
+
+
+# ------------------------------------------------------------------ calibrate and validate
+# (sim/calibrate_profiles.py, sim/calibrate_runs.py, sim/validate.py; docs/validation.md)
+
+
+def _catalog_key(text: str, option: str) -> tuple[str, str, int, str]:
+    parts = text.split("/")
+    if len(parts) != 4 or not parts[2].isdigit():
+        raise click.BadParameter(f"need model/gpu/tp/dtype, got {text!r}", param_hint=option)
+    return (parts[0], parts[1], int(parts[2]), parts[3])
+
+
+def _write_entries(out: Path | None, entries: list[Any], header: str) -> None:
+    from sim.calibrate_profiles import render_entries
+
+    text = render_entries(entries, header)
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(out)
+    click.echo(f"wrote {out}", err=True)
+
+
+@main.group()
+def calibrate() -> None:
+    """Fit step-time catalog entries from operator profiles or from measured vLLM runs."""
+
+
+@calibrate.command()
+@click.argument("source", type=click.Choice(["vidur", "llmservingsim", "splitwise", "distserve"]))
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option(
+    "--model", help="vidur: org/name; splitwise: llama2-70b; distserve: facebook/opt-13b."
+)
+@click.option(
+    "--gpu", help="vidur: a100|h100|a40; splitwise: a100-80gb|h100-80gb; else catalog GPU."
+)
+@click.option("--tp", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option(
+    "--layers", type=click.IntRange(min=1), help="llmservingsim: layers [default: catalog]."
+)
+@click.option("--base", help="Entry model/gpu/tp/dtype for missing terms [default: closest].")
+@click.option("--dtype", default="fp16", show_default=True)
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), help="TOML [default: stdout]"
+)
+@user_errors
+def profiles(
+    source: str,
+    path: Path,
+    model: str | None,
+    gpu: str | None,
+    tp: int,
+    layers: int | None,
+    base: str | None,
+    dtype: str,
+    out: Path | None,
+) -> None:
+    """Refit one step-time entry from an operator profile PATH; print its held-out error."""
+    from sim.calibrate_profiles import (
+        StepSamples,
+        base_entry_for,
+        catalog_model_name,
+        distserve_samples,
+        fit_profile,
+        llmservingsim_samples,
+        splitwise_samples,
+        vidur_samples,
+    )
+    from sim.catalog import load_step_time_catalog
+    from sim.hardware import models
+
+    def need(value: str | None, option: str) -> str:
+        if value is None:
+            raise click.UsageError(f"{source} needs {option}")
+        return value
+
+    samples: StepSamples
+    match source:
+        case "vidur":
+            samples = vidur_samples(path, need(gpu, "--gpu"), need(model, "--model"), tp)
+        case "llmservingsim":
+            name = catalog_model_name(path.parent.parent.name)
+            n_layers = layers or (models()[name].layers if name in models() else None)
+            if n_layers is None:
+                raise click.UsageError(f"{name} is not in the model catalog: pass --layers")
+            samples = llmservingsim_samples(path, n_layers, gpu or "h100-80gb")
+        case "splitwise":
+            samples = splitwise_samples(path, need(model, "--model"), need(gpu, "--gpu"), tp)
+        case _:
+            samples = distserve_samples(path, need(model, "--model"), tp)
+    catalog = load_step_time_catalog()
+    key = (samples.model, samples.gpu, samples.tp, dtype)
+    base_entry = catalog.get(_catalog_key(base, "--base")) if base else base_entry_for(catalog, key)
+    if base and base_entry is None:
+        raise click.BadParameter(f"{base} is not in the catalog", param_hint="--base")
+    try:
+        result = fit_profile(samples, base_entry, dtype)
+    except ValueError as err:
+        raise click.UsageError(str(err)) from None
+    f = result.fit
+    click.echo(
+        f"{source}: {samples.model} on {samples.gpu} tp{samples.tp}: held-out MAPE "
+        f"{f.heldout_mape:.2%} (max {f.heldout_max_ape:.1%}) on {f.n_heldout} of "
+        f"{f.n_train + f.n_heldout} samples; training MAPE {f.train_mape:.2%}",
+        err=True,
+    )
+    _write_entries(out, [result.entry], f"Fitted by `sim calibrate profiles {source}` from {path}")
+
+
+@calibrate.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--model", required=True, help="Catalog model name of the runs, e.g. llama-3.1-8b.")
+@click.option("--gpu", required=True, help="GPU name of the runs, e.g. rtx-4090.")
+@click.option("--tp", type=click.IntRange(min=1), help="[default: from the run, else 1]")
+@click.option("--dtype", default="fp16", show_default=True)
+@click.option("--base", help="Starting entry model/gpu/tp/dtype [default: the runs' own key].")
+@click.option("--max-num-seqs", type=click.IntRange(min=1), help="[default: from the run]")
+@click.option("--max-num-batched-tokens", type=click.IntRange(min=1), help="[default: the run's]")
+@click.option("--max-model-len", type=click.IntRange(min=1), help="[default: from the run]")
+@click.option(
+    "--kv-blocks", type=click.IntRange(min=1), help="[default: the run's, else estimated]"
+)
+@click.option("--replicas", type=click.IntRange(min=1), help="Data-parallel engines [default: 1].")
+@click.option("--fit", "fit_terms", default="overhead,linear,attention", show_default=True)
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), help="TOML [default: stdout]"
+)
+@user_errors
+def runs(
+    files: tuple[Path, ...],
+    model: str,
+    gpu: str,
+    tp: int | None,
+    dtype: str,
+    base: str | None,
+    max_num_seqs: int | None,
+    max_num_batched_tokens: int | None,
+    max_model_len: int | None,
+    kv_blocks: int | None,
+    replicas: int | None,
+    fit_terms: str,
+    out: Path | None,
+) -> None:
+    """Fit overhead/linear/attention scale factors to measured runs FILES by replay."""
+    from sim.calibrate_runs import FACTOR_NAMES, RunCase, fit_runs, read_measured_run
+    from sim.catalog import load_step_time_catalog
+    from sim.validate import EngineSetup
+
+    terms = tuple(t.strip() for t in fit_terms.split(",") if t.strip())
+    if not terms or set(terms) - set(FACTOR_NAMES):
+        raise click.BadParameter(f"choose from {', '.join(FACTOR_NAMES)}", param_hint="--fit")
+    cases = []
+    for file in files:
+        run, hints = read_measured_run(file)
+        seqs = max_num_seqs or hints.max_num_seqs
+        budget = max_num_batched_tokens or hints.max_num_batched_tokens
+        if seqs is None or budget is None:
+            raise TraceError(
+                str(file),
+                None,
+                None,
+                None,
+                "engine limits not recorded: pass --max-num-seqs and --max-num-batched-tokens",
+            )
+        longest = int((run.input_tokens + run.output_tokens).max())
+        engine = EngineSetup(
+            model=model,
+            gpu=gpu,
+            tp=tp or hints.tp or 1,
+            dtype=dtype,
+            max_num_seqs=seqs,
+            max_num_batched_tokens=budget,
+            max_model_len=max_model_len or hints.max_model_len or longest,
+            kv_blocks=kv_blocks or hints.kv_blocks,
+            gpu_memory_utilization=hints.gpu_memory_utilization or 0.9,
+        )
+        cases.append(RunCase(run, engine, replicas or hints.replicas or 1))
+    key = (model, gpu, cases[0].engine.tp, dtype)
+    catalog = load_step_time_catalog()
+    start = catalog.get(_catalog_key(base, "--base") if base else key)
+    if start is None:
+        have = ", ".join("/".join(map(str, k)) for k in sorted(catalog))
+        raise click.UsageError(
+            f"no catalog entry {'/'.join(map(str, key))} to start from: pass --base (one of {have})"
+        )
+    names = ", ".join(str(f) for f in files)
+    result = fit_runs(
+        start,
+        cases,
+        fit=terms,
+        model=model,
+        gpu=gpu,
+        tp=key[2],
+        dtype=dtype,
+        source=f"sim calibrate runs: scale factors of {'/'.join(map(str, start.key))} fitted "
+        f"to TTFT/TPOT/E2E p50/p95 of {names}; heldout_mape here is the in-sample mean |error|.",
+    )
+    table = Table(title="percentile error before → after (simulated / measured − 1)")
+    for col in ("run", "metric", "measured (s)", "before", "after"):
+        table.add_column(col, justify="left" if col in ("run", "metric") else "right")
+    joined = result.before.join(result.after, on=["run", "metric"], suffix="_after")
+    for row in joined.iter_rows(named=True):
+        table.add_row(
+            row["run"],
+            row["metric"],
+            f"{row['measured_s']:.4g}",
+            f"{row['error']:+.1%}",
+            f"{row['error_after']:+.1%}",
+        )
+    console = Console(stderr=True)
+    console.print(table)
+    factors = ", ".join(f"{n} ×{v:.3f}" for n, v in zip(FACTOR_NAMES, result.factors, strict=True))
+    console.print(f"factors: {factors} ({result.evaluations} replays)", highlight=False)
+    _write_entries(out, [result.entry], f"Fitted by `sim calibrate runs` from {names}")
+
+
+@main.command()
+@click.option("--all", "show_all", is_flag=True, help="Also list published numbers not reproduced.")
+@click.option("--case", "names", multiple=True, help="Only these cases (repeatable).")
+@click.option(
+    "--catalog",
+    "catalog_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Extra step-time entries (TOML, e.g. from `sim calibrate`) over the packaged catalog.",
+)
+@user_errors
+def validate(show_all: bool, names: tuple[str, ...], catalog_file: Path | None) -> None:
+    """Replay the packaged validation cases; exit 1 if a gated case misses its target."""
+    import tomllib
+
+    from sim.catalog import load_step_time_catalog, parse_step_time_catalog
+    from sim.validate import GATE_MAX_LOAD, load_cases, load_unreproduced, validate_all
+
+    catalog = dict(load_step_time_catalog())
+    if catalog_file is not None:
+        try:
+            doc = tomllib.loads(catalog_file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
+            message = str(err).splitlines()[0][:80] if str(err) else type(err).__name__
+            raise TraceError(str(catalog_file), None, None, message, "cannot read TOML") from None
+        catalog.update(parse_step_time_catalog(doc, str(catalog_file)))
+    cases = load_cases()
+    if names:
+        known = {c.name for c in cases}
+        for n in names:
+            if n not in known:
+                raise click.BadParameter(f"unknown case {n!r}; cases: {', '.join(sorted(known))}")
+        cases = tuple(c for c in cases if c.name in names)
+    results = validate_all(cases, catalog)
+    console = Console(width=max(Console().width, 130))
+    table = Table(title=f"validation (targets gated at load <= {GATE_MAX_LOAD:.0%})")
+    for col in ("case", "load", "metric", "measured", "simulated", "error", "target", "verdict"):
+        table.add_column(col, justify="left" if col in ("case", "metric") else "right")
+    for r in results:
+        for row in r.rows.iter_rows(named=True):
+            ok = row["ok"]
+            verdict = "report" if ok is None else ("pass" if ok else "[red]FAIL[/red]")
+            target = "" if row["target"] is None else f"±{row['target']:.0%}"
+            table.add_row(
+                row["case"],
+                f"{row['load']:.0%}",
+                row["metric"].removesuffix("_s"),
+                f"{row['measured_s'] * 1e3:,.1f} ms",
+                f"{row['simulated_s'] * 1e3:,.1f} ms",
+                f"{row['error']:+.1%}",
+                target,
+                verdict,
+            )
+    console.print(table)
+    for r in results:
+        if r.skipped:
+            console.print(f"not replayed: {r.case.name}: {r.skipped}", highlight=False)
+        elif not r.case.gate:
+            console.print(f"not gated: {r.case.name}: {r.case.note}", highlight=False)
+        elif not r.gated:
+            console.print(f"not gated: {r.case.name}: load {r.load:.0%} > 85%", highlight=False)
+    if show_all:
+        for item in load_unreproduced():
+            console.print(f"not reproducible: {item.name}: {item.reason}", highlight=False)
+    failed = [r.case.name for r in results if not r.passed]
+    if failed:
+        console.print(f"[red]missed targets:[/red] {', '.join(failed)}")
+        sys.exit(1)

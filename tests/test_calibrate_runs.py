@@ -1,0 +1,160 @@
+"""The fitters recover known coefficients from synthetic data (issue #3)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from sim.calibrate import causal_pairs, fit_step_time, holdout_mask
+from sim.calibrate_profiles import StepSamples, fit_profile, render_entries
+from sim.calibrate_runs import RunCase, fit_runs, read_measured_run, scaled_entry
+from sim.catalog import StepTimeEntry, parse_step_time_catalog
+from sim.cli import main
+from sim.validate import EngineSetup, MeasuredRun, replay, step_time_model
+
+TRUE = dict(
+    flat_s=0.008,
+    knee_tokens=96.0,
+    per_token_s=25e-6,
+    decode_attn_s_per_token=5e-8,
+    prefill_attn_s_per_pair=2e-9,
+)
+
+
+def _base() -> StepTimeEntry:
+    return StepTimeEntry(
+        model="m",
+        gpu="g",
+        tp=1,
+        dtype="fp16",
+        overhead_s=0.002,
+        heldout_mape=0.0,
+        residual_sd_log=0.0,
+        source="synthetic",
+        **TRUE,
+    )
+
+
+def test_fit_step_time_recovers_known_coefficients() -> None:
+    rng = np.random.default_rng(7)
+    n = 600
+    tokens = rng.integers(1, 4096, n).astype(float)
+    ctx = np.where(rng.random(n) < 0.5, tokens * rng.integers(64, 2048, n), 0.0)
+    pairs = np.where(ctx == 0, causal_pairs(tokens, rng.integers(0, 2048, n)), 0.0)
+    t = TRUE
+    y = (
+        t["flat_s"]
+        + t["per_token_s"] * np.maximum(0.0, tokens - t["knee_tokens"])
+        + t["decode_attn_s_per_token"] * ctx
+        + t["prefill_attn_s_per_pair"] * pairs
+    )
+    y = y * np.exp(rng.normal(0.0, 0.002, n))  # 0.2 % measurement noise
+    fit = fit_step_time(tokens, ctx, pairs, y, holdout_mask(tokens))
+    for name, value in TRUE.items():
+        assert getattr(fit, name) == pytest.approx(value, rel=0.03), name
+    assert fit.heldout_mape < 0.005
+
+
+def test_fit_profile_takes_unidentified_terms_from_base_and_renders_valid_toml() -> None:
+    tokens = np.arange(1.0, 2049.0)
+    y = TRUE["flat_s"] + TRUE["per_token_s"] * np.maximum(0.0, tokens - TRUE["knee_tokens"])
+    zero = np.zeros_like(tokens)
+    samples = StepSamples("m2", "g", 1, tokens, zero, zero, y, tokens, False, "synthetic")
+    result = fit_profile(samples, _base())
+    e = result.entry
+    assert e.per_token_s == pytest.approx(TRUE["per_token_s"], rel=1e-3)
+    assert e.decode_attn_s_per_token == _base().decode_attn_s_per_token
+    assert e.overhead_s == _base().overhead_s
+    import tomllib
+
+    parsed = parse_step_time_catalog(tomllib.loads(render_entries([e], "test")), "x.toml")
+    back = parsed[("m2", "g", 1, "fp16")]
+    assert back.source == e.source
+    assert back.per_token_s == pytest.approx(e.per_token_s, rel=1e-5)  # 6 significant digits
+    with pytest.raises(ValueError, match="base entry"):
+        fit_profile(samples, None)
+
+
+def _synthetic_run(entry: StepTimeEntry, engine: EngineSetup) -> MeasuredRun:
+    rng = np.random.default_rng(3)
+    n = 240
+    arrival = np.cumsum(rng.exponential(1 / 6.0, n))
+    inp = rng.integers(50, 1500, n)
+    out = rng.integers(20, 400, n)
+    base = MeasuredRun("syn", "syn", arrival - arrival[0], inp, out)
+    sim = replay(base, engine.limits(), step_time_model(entry))
+    return MeasuredRun("syn", "syn", base.arrival_s, inp, out, sim.ttft_s, sim.e2e_s)
+
+
+def test_fit_runs_recovers_a_known_scale_factor() -> None:
+    engine = EngineSetup("m", "g", 1, "fp16", 64, 2048, 4096, kv_blocks=4000)
+    run = _synthetic_run(scaled_entry(_base(), (1.0, 1.3, 1.0)), engine)
+    result = fit_runs(_base(), [RunCase(run, engine)], fit=("linear",))
+    assert result.before["error"].abs().max() > 0.05
+    assert result.factors[1] == pytest.approx(1.3, rel=0.02)
+    assert result.factors[0] == result.factors[2] == 1.0
+
+
+def test_fit_runs_recovers_known_step_times() -> None:
+    """Three factors: overhead and the flat part are both constant per step, so only their sum
+    is well identified; what must come back is the step time of the batches the run had."""
+    engine = EngineSetup("m", "g", 1, "fp16", 64, 2048, 4096, kv_blocks=4000)
+    truth = scaled_entry(_base(), (1.3, 0.8, 1.6))
+    run = _synthetic_run(truth, engine)
+    result = fit_runs(_base(), [RunCase(run, engine)])
+    assert result.before["error"].abs().max() > 0.05
+    assert result.after["error"].abs().max() < 0.02
+    want, got = step_time_model(truth), step_time_model(result.entry)
+    for tokens, ctx, pairs in ((1, 500, 0), (32, 32 * 800, 0), (40, 30 * 600, 10 * 1200 * 7)):
+        assert got.step_s(tokens, ctx, pairs) == pytest.approx(
+            want.step_s(tokens, ctx, pairs), rel=0.05
+        )
+
+
+def test_read_llmservingsim_run_with_meta(tmp_path: Path) -> None:
+    folder = tmp_path / "GPU" / "Model" / "vllm"
+    folder.mkdir(parents=True)
+    rows = [
+        {"input_toks": 10, "output_toks": 5, "queued_ts": 100.0, "first_token_ts": 100.2,
+         "last_token_ts": 101.0},
+        {"input_toks": 20, "output_toks": 3, "queued_ts": 100.5, "first_token_ts": 100.9,
+         "last_token_ts": 101.5},
+    ]  # fmt: skip
+    (folder / "requests.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    meta = {"engine_kwargs": {"max_num_seqs": 8, "max_num_batched_tokens": 512},
+            "kv_cache": {"num_gpu_blocks": 100}}  # fmt: skip
+    (folder / "meta.json").write_text(json.dumps(meta))
+    run, hints = read_measured_run(folder / "requests.jsonl")
+    assert run.name == "GPU/Model"
+    assert run.arrival_s.tolist() == [0.0, 0.5]
+    assert run.ttft_s is not None and run.ttft_s.tolist() == pytest.approx([0.2, 0.4])
+    assert run.e2e_s is not None and run.e2e_s.tolist() == pytest.approx([1.0, 1.0])
+    assert (hints.max_num_seqs, hints.max_num_batched_tokens, hints.kv_blocks) == (8, 512, 100)
+
+
+def test_cli_calibrate_runs_writes_a_catalog_entry(tmp_path: Path) -> None:
+    path = tmp_path / "run.csv"
+    engine = EngineSetup("m", "g", 1, "fp16", 64, 2048, 4096, kv_blocks=4000)
+    run = _synthetic_run(scaled_entry(_base(), (1.2, 1.1, 1.0)), engine)
+    assert run.ttft_s is not None and run.e2e_s is not None
+    lines = ["arrival_s,input_tokens,output_tokens,ttft_s,e2e_s"] + [
+        f"{a},{i},{o},{t},{e}"
+        for a, i, o, t, e in zip(
+            run.arrival_s, run.input_tokens, run.output_tokens, run.ttft_s, run.e2e_s, strict=True
+        )
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "fitted.toml"
+    args = ["calibrate", "runs", str(path), "--model", "llama-3-8b", "--gpu", "a100-80gb"]
+    args += ["--max-num-seqs", "64", "--max-num-batched-tokens", "2048", "--kv-blocks", "4000"]
+    result = CliRunner().invoke(main, [*args, "--max-model-len", "4096", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "before" in result.output and "after" in result.output
+    import tomllib
+
+    parsed = parse_step_time_catalog(tomllib.loads(out.read_text()), str(out))
+    assert ("llama-3-8b", "a100-80gb", 1, "fp16") in parsed
