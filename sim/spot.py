@@ -1,0 +1,503 @@
+"""Spot markets: when each spot instance is reclaimed, and when its replacement serves again.
+
+Concepts (all times in seconds from the start of the simulated horizon, rates per instance-hour):
+
+* A **spot market** (`SpotMarket`, one table of `sim/data/spot_markets.toml`) says how often a
+  running spot instance is reclaimed, how much notice the provider gives, how long a replacement
+  takes to obtain, and the spot/on-demand price ratio. Two kinds:
+  - ``"rate"``: a Poisson process per running instance, its rate taken from an AWS Spot Advisor
+    interruption bucket (`rate_from_advisor_bucket`);
+  - ``"trace"``: the reclaim instants of a real spot fleet (Bamboo, NSDI'23), block-bootstrapped
+    over the horizon. At an instant where the trace fleet lost k of its N running instances, each of
+    our running instances is reclaimed with probability k/N, so correlated reclaim waves hit several
+    of our instances at once, as they did in the trace.
+* A **slot** is one spot instance position of a pool: it starts serving at 0, and each
+  preemption is an `Outage`: notice (the router stops sending), the instance is gone `notice_s`
+  later (in-flight work is evicted), and a replacement serves again after the availability delay
+  plus the cold start. Optionally the slot falls back to on-demand when no spot instance is found
+  within `fallback_after_s`; an on-demand replacement is never preempted.
+* **Common random numbers**: every number comes from `sim.rng.stream(Stream.SPOT, replication,
+  seed, ...)` keyed by the market name (shared reclaim waves) or by (pool name, slot) (a slot's own
+  draws). The plan is not in the key: slot k of pool P in replication r is the same whatever the
+  other pools, the pool's size, or the plan.
+
+This is a leaf module: it imports only `sim.rng` and `sim.errors` (and numpy). docs/spot.md gives
+the sources and derivations of every default.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import tomllib
+import zlib
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import numpy as np
+
+from sim.errors import ConfigError, Problem
+from sim.rng import Stream, stream
+
+MARKETS_FILE = "data/spot_markets.toml"
+HOURS_PER_MONTH = 730.0
+"""Hours in the billing month used throughout sim (sim.cost) and to convert Advisor buckets."""
+
+ADVISOR_BUCKET_FRACTION = {
+    "<5%": 0.025,
+    "5-10%": 0.075,
+    "10-15%": 0.125,
+    "15-20%": 0.175,
+    ">20%": 0.20,
+}
+"""Monthly reclaimed fraction standing for each Spot Advisor bucket: the midpoint of a closed
+bucket, the lower edge of the open `>20%` bucket (so that bucket's rate is a lower bound)."""
+
+# Cold start defaults (docs/spot.md, "Cold start").
+DEFAULT_LOAD_GB_PER_S = 0.33
+"""Weights load bandwidth, GB/s: vLLM's default safetensors loader read Llama-3-8B (16.06 GB in
+bf16) from an AWS gp3 EBS volume in 47.99 s (Run:ai Model Streamer benchmarks, NVIDIA/Run:ai
+2024: g5.12xlarge). The Run:ai streamer reached 14.34 s on gp3 and 7.53 s on io2 (1.1-2.1 GB/s)."""
+DEFAULT_ENGINE_INIT_S = 60.0
+"""vLLM process start to first served request, excluding the weights, s: vllm-project/vllm#20264
+logs 34.1 s of engine init (torch.compile from cache, CUDA-graph capture) and a first response 59 s
+after start with 0.9 s of weight loading; vllm#11005 logs 14.2 s (no compile) to 39.3 s (-O3) of
+engine init for Llama-3-8B alone."""
+
+
+@dataclass(frozen=True)
+class DelayDistribution:
+    """How long until a replacement spot instance is obtained, as an empirical quantile function.
+
+    Sampling draws u ~ U(0, 1) and interpolates linearly between the (probability, quantile)
+    knots; the mean is that of the piecewise-linear quantile function (`mean_s`).
+
+    name: key in spot_markets.toml [delays].
+    probabilities: increasing knots from 0 to 1.
+    quantiles_s: delay at each knot, seconds, non-decreasing.
+    samples: number of observed delays behind the table.
+    source: data and derivation.
+    """
+
+    name: str
+    probabilities: tuple[float, ...]
+    quantiles_s: tuple[float, ...]
+    samples: int
+    source: str
+
+    def __post_init__(self) -> None:
+        p, q = np.asarray(self.probabilities), np.asarray(self.quantiles_s)
+        if (
+            p.size < 2
+            or p.size != q.size
+            or p[0] != 0.0
+            or p[-1] != 1.0
+            or np.any(np.diff(p) <= 0)
+            or np.any(np.diff(q) < 0)
+            or q[0] < 0
+        ):
+            raise ValueError(f"delay {self.name!r}: bad quantile table {self.probabilities}")
+
+    @property
+    def mean_s(self) -> float:
+        """Mean delay, s (exact for the piecewise-linear quantile function)."""
+        p, q = np.asarray(self.probabilities), np.asarray(self.quantiles_s)
+        return float(np.sum(np.diff(p) * (q[1:] + q[:-1]) / 2))
+
+    def quantile_s(self, u: float | np.ndarray) -> Any:
+        """Delay at probability u (scalar or array), s."""
+        return np.interp(u, self.probabilities, self.quantiles_s)
+
+    @classmethod
+    def constant(cls, delay_s: float) -> DelayDistribution:
+        """A fixed delay (tests, what-if experiments)."""
+        return cls(f"constant-{delay_s:g}s", (0.0, 1.0), (delay_s, delay_s), 0, "constant")
+
+
+@dataclass(frozen=True)
+class ReclaimTrace:
+    """Reclaim instants of a real spot fleet, the input of the block bootstrap.
+
+    times_s: instants (s from the trace start, in [0, span_s]) where the fleet lost instances.
+    reclaimed: instances lost at each instant (k).
+    running_before: instances running just before each instant (N >= k).
+    span_s: length of the trace, s (treated as circular by the bootstrap).
+    block_s: bootstrap block length, s.
+    """
+
+    times_s: tuple[float, ...]
+    reclaimed: tuple[int, ...]
+    running_before: tuple[int, ...]
+    span_s: float
+    block_s: float
+
+    def __post_init__(self) -> None:
+        n = len(self.times_s)
+        if not (n == len(self.reclaimed) == len(self.running_before)) or n == 0:
+            raise ValueError("reclaim trace: times, reclaimed and running_before differ in length")
+        if self.span_s <= 0 or self.block_s <= 0:
+            raise ValueError("reclaim trace: span_s and block_s must be > 0")
+        if any(not 0 < k <= r for k, r in zip(self.reclaimed, self.running_before, strict=True)):
+            raise ValueError("reclaim trace: need 0 < reclaimed <= running_before")
+
+    @property
+    def always_up_rate_per_hour(self) -> float:
+        """Expected preemptions per hour of an instance that is always running: sum(k/N) / span."""
+        fractions = np.asarray(self.reclaimed) / np.asarray(self.running_before)
+        return float(fractions.sum() / (self.span_s / 3600.0))
+
+
+@dataclass(frozen=True)
+class SpotMarket:
+    """One spot market (a table of sim/data/spot_markets.toml).
+
+    name: e.g. "aws-advisor-5-10pct", "bamboo-g4dn", "bamboo-p3", "bamboo-gcp-a100".
+    kind: "rate" (Poisson per running instance) or "trace" (block bootstrap of `trace`).
+    provider: "aws" or "gcp".
+    preemptions_per_instance_hour: the configured (rate) or measured (trace: removals / running
+        instance-hours of the trace fleet) mean preemption rate.
+    notice_s: reclaim notice, s: AWS 120 (EC2 docs, Spot Instance interruption notices), GCP 30
+        (GCE Scheduling.skipGuestOsShutdown: 30 s between soft and hard off for Spot VMs).
+    availability_delay: time from the notice until a replacement spot instance is obtained.
+    spot_ratio: spot / on-demand price, or None when no data (the experiment must set it).
+    advisor_bucket: the Spot Advisor bucket of a "rate" market, else None.
+    trace: the reclaim instants of a "trace" market, else None.
+    source: provenance.
+    """
+
+    name: str
+    kind: str
+    provider: str
+    preemptions_per_instance_hour: float
+    notice_s: float
+    availability_delay: DelayDistribution
+    spot_ratio: float | None
+    advisor_bucket: str | None
+    trace: ReclaimTrace | None
+    source: str
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("rate", "trace"):
+            raise ValueError(f"market {self.name!r}: kind must be 'rate' or 'trace'")
+        if (self.kind == "trace") != (self.trace is not None):
+            raise ValueError(f"market {self.name!r}: a trace market needs a trace, and only it")
+        if self.preemptions_per_instance_hour < 0 or self.notice_s < 0:
+            raise ValueError(f"market {self.name!r}: rate and notice must be >= 0")
+        if self.spot_ratio is not None and not 0 < self.spot_ratio <= 1:
+            raise ValueError(f"market {self.name!r}: spot_ratio must be in (0, 1]")
+
+
+@dataclass(frozen=True)
+class Outage:
+    """One preemption of one spot slot (seconds from the start of the horizon).
+
+    notice_s: the reclaim notice: from here the router sends the slot no new requests.
+    down_s: notice_s + the market's notice period: the instance is gone, in-flight work evicted.
+    up_s: the replacement serves again (>= down_s); math.inf if not within the horizon.
+    fallback: True if the replacement is on-demand (no spot instance within `fallback_after_s`);
+        an on-demand replacement is never preempted, so it is the slot's last outage.
+    """
+
+    notice_s: float
+    down_s: float
+    up_s: float
+    fallback: bool
+
+
+# ---------------------------------------------------------------- conversions and cold start
+
+
+def rate_from_advisor_bucket(bucket: str) -> float:
+    """Preemptions per instance-hour standing for a Spot Advisor interruption bucket.
+
+    AWS defines the bucket as the rate at which Spot reclaimed capacity during the trailing month.
+    Convention: the bucket's monthly fraction f (`ADVISOR_BUCKET_FRACTION`: midpoint, or 20% for the
+    open `>20%`, a lower bound) is read as P(an instance is reclaimed within a month) under a
+    Poisson process, so rate = -ln(1 - f) / 730 h. E.g. "<5%" -> 3.47e-5 /h, ">20%" -> 3.06e-4 /h.
+    """
+    try:
+        fraction = ADVISOR_BUCKET_FRACTION[bucket]
+    except KeyError:
+        raise ValueError(
+            f"unknown Spot Advisor bucket {bucket!r}; one of {list(ADVISOR_BUCKET_FRACTION)}"
+        ) from None
+    return -math.log1p(-fraction) / HOURS_PER_MONTH
+
+
+def cold_start_s(
+    weights_gb: float,
+    load_gb_per_s: float = DEFAULT_LOAD_GB_PER_S,
+    engine_init_s: float = DEFAULT_ENGINE_INIT_S,
+) -> float:
+    """Seconds from an obtained instance to a serving replica: weights / bandwidth + engine init.
+
+    weights_gb: bytes of the replica's weights / 1e9 (e.g. 16.06 for Llama-3-8B in bf16).
+    load_gb_per_s: storage-to-GPU load bandwidth (default: vLLM default loader from gp3 EBS).
+    engine_init_s: vLLM start, profiling, KV-cache allocation, compile and CUDA-graph capture.
+    Not included: VM boot and container image pull (no public measurement found; add them to
+    `engine_init_s` if known). With the defaults, Llama-3-8B takes 16.06 / 0.33 + 60 = 109 s.
+    """
+    if weights_gb < 0 or load_gb_per_s <= 0 or engine_init_s < 0:
+        raise ValueError("weights_gb and engine_init_s must be >= 0, load_gb_per_s > 0")
+    return weights_gb / load_gb_per_s + engine_init_s
+
+
+# ---------------------------------------------------------------- the packaged markets
+
+
+def _problem(key: str, message: str, value: object = None) -> ConfigError:
+    return ConfigError([Problem(f"sim/{MARKETS_FILE}", key, message, value)])
+
+
+def _delay(name: str, table: dict[str, Any]) -> DelayDistribution:
+    try:
+        return DelayDistribution(
+            name,
+            tuple(float(x) for x in table["probabilities"]),
+            tuple(float(x) for x in table["quantiles_s"]),
+            int(table["samples"]),
+            str(table["source"]),
+        )
+    except (KeyError, TypeError, ValueError) as err:
+        raise _problem(f"delays.{name}", f"bad delay table ({err})") from None
+
+
+def _market(name: str, table: dict[str, Any], delays: dict[str, DelayDistribution]) -> SpotMarket:
+    try:
+        delay = delays[table["availability_delay"]]
+        trace = None
+        if table["kind"] == "trace":
+            trace = ReclaimTrace(
+                tuple(float(x) for x in table["reclaim_times_s"]),
+                tuple(int(x) for x in table["reclaimed"]),
+                tuple(int(x) for x in table["running_before"]),
+                float(table["span_s"]),
+                float(table["block_s"]),
+            )
+        ratio = table.get("spot_ratio")
+        return SpotMarket(
+            name=name,
+            kind=str(table["kind"]),
+            provider=str(table["provider"]),
+            preemptions_per_instance_hour=float(table["preemptions_per_instance_hour"]),
+            notice_s=float(table["notice_s"]),
+            availability_delay=delay,
+            spot_ratio=None if ratio is None else float(ratio),
+            advisor_bucket=table.get("advisor_bucket"),
+            trace=trace,
+            source=str(table["source"]),
+        )
+    except (KeyError, TypeError, ValueError) as err:
+        raise _problem(f"markets.{name}", f"bad market ({err!r})") from None
+
+
+@functools.cache
+def _load() -> tuple[dict[str, SpotMarket], dict[str, DelayDistribution], dict[str, float]]:
+    text = resources.files("sim").joinpath(MARKETS_FILE).read_text(encoding="utf-8")
+    doc = tomllib.loads(text)
+    delays = {k: _delay(k, v) for k, v in doc["delays"].items()}
+    markets = {k: _market(k, v, delays) for k, v in doc["markets"].items()}
+    price = {k: float(v) for k, v in doc["price"].items() if k != "source"}
+    return markets, delays, price
+
+
+def markets() -> dict[str, SpotMarket]:
+    """The packaged spot markets by name (sim/data/spot_markets.toml)."""
+    return dict(_load()[0])
+
+
+def availability_delays() -> dict[str, DelayDistribution]:
+    """The packaged availability-delay distributions by name (to swap into a market)."""
+    return dict(_load()[1])
+
+
+def market(name: str) -> SpotMarket:
+    """One packaged market; a ValueError naming the known ones if unknown."""
+    found = _load()[0]
+    if name not in found:
+        raise ValueError(f"unknown spot market {name!r}; known: {sorted(found)}")
+    return found[name]
+
+
+# ---------------------------------------------------------------- schedules
+
+
+def _key(name: str) -> int:
+    """A stable 32-bit stream key for a name (zlib.crc32 is the same in every process)."""
+    return zlib.crc32(name.encode("utf-8"))
+
+
+def reclaim_waves(
+    market: SpotMarket, *, seed: int, replication: int, horizon_s: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """A trace market's bootstrapped reclaim instants over [0, horizon_s) and their k/N fractions.
+
+    Circular block bootstrap: the horizon is cut into blocks of `block_s`; block b replays the trace
+    from a uniform random offset (wrapping around its span). It depends only on (seed, replication,
+    market name), so every pool on this market sees the same waves. Each block is an unbiased draw
+    of the trace's time average, so E[sum of fractions] / hour = the trace's always-up rate.
+    """
+    trace = market.trace
+    if trace is None:
+        raise ValueError(f"market {market.name!r} is not a trace market")
+    rng = stream(Stream.SPOT, replication, seed, 0, _key(market.name))
+    times = np.asarray(trace.times_s)
+    fractions = np.asarray(trace.reclaimed) / np.asarray(trace.running_before)
+    n_blocks = max(0, math.ceil(horizon_s / trace.block_s))
+    offsets = rng.uniform(0.0, trace.span_s, size=n_blocks)
+    out_t, out_f = [], []
+    for b, start in enumerate(offsets):
+        rel = (times - start) % trace.span_s  # position after the block start, circular
+        inside = rel < trace.block_s
+        order = np.argsort(rel[inside], kind="stable")
+        out_t.append(b * trace.block_s + rel[inside][order])
+        out_f.append(fractions[inside][order])
+    if not out_t:
+        return np.empty(0), np.empty(0)
+    t, f = np.concatenate(out_t), np.concatenate(out_f)
+    keep = t < horizon_s
+    return t[keep], f[keep]
+
+
+def spot_schedule(
+    market: SpotMarket,
+    *,
+    seed: int,
+    replication: int,
+    pool: str,
+    slots: int,
+    horizon_s: float,
+    cold_start_s: float,
+    fallback_after_s: float | None,
+    rate_per_instance_hour: float | None = None,
+) -> list[list[Outage]]:
+    """Outages of each of `slots` spot slots of `pool` over [0, horizon_s), sorted by time.
+
+    Every slot serves from 0. While a slot's spot instance serves, it is preempted at the market's
+    rate ("rate") or by the bootstrapped waves ("trace"). A preemption at t gives the notice at t,
+    the instance is gone at t + notice_s; the replacement is requested at the notice and serves at
+    max(down, t + availability delay + cold_start_s). If the delay exceeds `fallback_after_s`, an
+    on-demand instance is started at t + fallback_after_s instead (serving at
+    max(down, t + fallback_after_s + cold_start_s)) and never preempted again.
+
+    rate_per_instance_hour overrides the market's mean rate: a "rate" market uses it as is; a
+    "trace" market scales every reclaim probability by rate / market rate (capped at 1). A rate of
+    0 gives no outages at all.
+
+    seed, replication: the Monte Carlo keys (sim.rng). pool: the pool's name (stream key).
+    cold_start_s: seconds from an obtained instance to serving (`cold_start_s()`).
+    """
+    if slots < 0 or horizon_s < 0 or cold_start_s < 0:
+        raise ValueError("slots, horizon_s and cold_start_s must be >= 0")
+    if fallback_after_s is not None and fallback_after_s < 0:
+        raise ValueError("fallback_after_s must be >= 0 or None")
+    rate = market.preemptions_per_instance_hour
+    if rate_per_instance_hour is not None:
+        if rate_per_instance_hour < 0:
+            raise ValueError("rate_per_instance_hour must be >= 0")
+        rate = rate_per_instance_hour
+    if rate == 0.0 or slots == 0 or horizon_s == 0:
+        return [[] for _ in range(slots)]
+
+    waves: tuple[np.ndarray, np.ndarray] | None = None
+    if market.kind == "trace":
+        t, f = reclaim_waves(market, seed=seed, replication=replication, horizon_s=horizon_s)
+        if market.preemptions_per_instance_hour > 0:
+            f = np.minimum(1.0, f * (rate / market.preemptions_per_instance_hour))
+        waves = (t, f)
+
+    pool_key = _key(pool)
+    out = []
+    for slot in range(slots):
+        hazard = stream(Stream.SPOT, replication, seed, 1, pool_key, slot)
+        delays = stream(Stream.SPOT, replication, seed, 2, pool_key, slot)
+        out.append(
+            _slot_outages(
+                market, waves, rate, hazard, delays, horizon_s, cold_start_s, fallback_after_s
+            )
+        )
+    return out
+
+
+def _slot_outages(
+    market: SpotMarket,
+    waves: tuple[np.ndarray, np.ndarray] | None,
+    rate_per_hour: float,
+    hazard: np.random.Generator,
+    delays: np.random.Generator,
+    horizon_s: float,
+    cold_start: float,
+    fallback_after_s: float | None,
+) -> list[Outage]:
+    outages: list[Outage] = []
+    up_since = 0.0
+    if waves is not None:
+        # One uniform per wave for this slot, drawn whether or not the slot is up then, so the
+        # slot's draws do not depend on its own history (tighter coupling between plans).
+        hit = hazard.random(waves[0].size) < waves[1]
+        candidates = waves[0][hit]
+        idx = 0
+    while True:
+        if waves is None:
+            notice = up_since + hazard.exponential(3600.0 / rate_per_hour)
+        else:
+            # NOTE: a wave exactly at the moment the replacement starts serving counts (>=).
+            idx += int(np.searchsorted(candidates[idx:], up_since, side="left"))
+            if idx >= candidates.size:
+                break
+            notice = float(candidates[idx])
+            idx += 1
+        if notice >= horizon_s:
+            break
+        down = notice + market.notice_s
+        delay = float(market.availability_delay.quantile_s(delays.random()))
+        fallback = fallback_after_s is not None and delay > fallback_after_s
+        wait = fallback_after_s if fallback and fallback_after_s is not None else delay
+        up = max(down, notice + wait + cold_start)
+        outages.append(Outage(notice, down, up if up < horizon_s else math.inf, fallback))
+        if fallback or up >= horizon_s:
+            break
+        up_since = up
+    return outages
+
+
+# ---------------------------------------------------------------- prices
+
+
+def spot_price_path(
+    rng: np.random.Generator,
+    hours: int,
+    on_demand_usd_per_hour: float,
+    spot_ratio: float,
+    *,
+    change_probability_per_week: float | None = None,
+    level_log_sd: float | None = None,
+) -> np.ndarray:
+    """Hourly spot price, USD per hour, around `spot_ratio` x the on-demand price.
+
+    Model (fitted to AWS spot.js weekly snapshots, July 2022; spot_markets.toml [price]): the price
+    is piecewise constant; at each hour it changes with the probability that makes a weekly change
+    probability of `change_probability_per_week` (0.106 measured); a new level is drawn
+    independently as ratio x on-demand x exp(X), X ~ Normal(-s^2/2, s^2) with s = `level_log_sd`
+    (0.110 measured: the rms weekly log change when a price changed, 0.155, over sqrt 2), so the
+    mean price is exactly ratio x on-demand. Prices are capped at the on-demand price (AWS never
+    charges more for spot).
+    """
+    if hours < 0 or on_demand_usd_per_hour < 0 or not 0 < spot_ratio <= 1:
+        raise ValueError("hours and on_demand_usd_per_hour must be >= 0, spot_ratio in (0, 1]")
+    defaults = _load()[2]
+    p_week = (
+        defaults["change_probability_per_week"]
+        if change_probability_per_week is None
+        else change_probability_per_week
+    )
+    sd = defaults["level_log_sd"] if level_log_sd is None else level_log_sd
+    if not 0 <= p_week <= 1 or sd < 0:
+        raise ValueError("change_probability_per_week must be in [0, 1], level_log_sd >= 0")
+    p_hour = 1.0 - (1.0 - p_week) ** (1.0 / 168.0)
+    changes = rng.random(hours) < p_hour
+    changes[:1] = True  # the first hour starts at a stationary level
+    levels = rng.normal(-(sd**2) / 2, sd, size=int(changes.sum()))
+    x = levels[np.cumsum(changes) - 1] if hours else np.empty(0)
+    return np.minimum(on_demand_usd_per_hour, on_demand_usd_per_hour * spot_ratio * np.exp(x))
