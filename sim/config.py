@@ -41,7 +41,17 @@ from typing import Any, TypeVar
 
 from sim.catalog import load_step_time_catalog
 from sim.errors import ConfigError, Problem
-from sim.hardware import DTYPE_BYTES, gpus, kv_capacity_tokens, models
+from sim.hardware import (
+    DTYPE_BYTES,
+    QUANTIZATION_WEIGHT_DTYPE,
+    gpus,
+    kv_capacity_tokens,
+    load_roofline_factors,
+    models,
+    roofline_coefficients,
+)
+from sim.providers import api_providers
+from sim.spot import markets as spot_markets
 
 T = TypeVar("T")
 _MISSING: Any = object()
@@ -141,7 +151,15 @@ class WorkloadSpec:
 
 @dataclass(frozen=True)
 class StepTimeSpec:
-    """Step-time coefficients (seconds) for one GPU type; see `sim.engine.steptime`."""
+    """Step-time coefficients (seconds) for one GPU type; see `sim.engine.steptime`.
+
+    calibrated: False when no fitted catalogue entry exists and the coefficients come from the
+        roofline of the GPU's specs (`sim.hardware.roofline`); outputs must then say
+        "uncalibrated".
+    residual_sd_log: SD of log(measured / predicted) step time for these coefficients (held-out
+        profile rows for fitted entries, the roofline's measured spread otherwise); a
+        replication may scale step times by exp(N(0, residual_sd_log²)).
+    """
 
     overhead_s: float
     flat_s: float
@@ -150,10 +168,24 @@ class StepTimeSpec:
     decode_attn_s_per_token: float
     prefill_attn_s_per_pair: float
     source: str
+    calibrated: bool = True
+    residual_sd_log: float = 0.0
+
+    @property
+    def provenance(self) -> str:
+        """The label "calibrated" or "uncalibrated", for every output showing step times."""
+        return "calibrated" if self.calibrated else "uncalibrated"
 
 
 @dataclass(frozen=True)
 class EngineSpec:
+    """The `[engine]` section (vLLM's engine arguments).
+
+    dtype: KV-cache dtype, and the weights' unless `weight_dtype` says otherwise.
+    weight_dtype: precision of the linear-layer weights (`[engine] weight_dtype`, or implied by
+        `quantization` = "awq" | "gptq" → int4, "fp8" → fp8, "int8" → int8); None = `dtype`.
+    """
+
     model: str
     dtype: str
     tp: int
@@ -163,13 +195,26 @@ class EngineSpec:
     gpu_memory_utilization: float
     block_size: int
     kv_blocks: int | None
+    weight_dtype: str | None = None
+
+    @property
+    def weights(self) -> str:
+        """The weights' dtype (`weight_dtype`, else `dtype`)."""
+        return self.weight_dtype or self.dtype
+
+
+MARKETS = ("on_demand", "spot")
+ON_LIMIT = ("retry", "drop")
 
 
 @dataclass(frozen=True)
 class PoolSpec:
+    """`count` replicas of `gpu` bought on `market` ("on_demand" or "spot")."""
+
     name: str
     gpu: str
     count: int
+    market: str = "on_demand"
 
 
 @dataclass(frozen=True)
@@ -182,12 +227,83 @@ class MonthPlan:
 
 
 @dataclass(frozen=True)
+class PlanSpec:
+    """One fleet plan of an experiment: its months, and whether it may spill to the API."""
+
+    name: str
+    fleet: tuple[MonthPlan, ...]
+    api: bool = True
+
+
+@dataclass(frozen=True)
+class SpotSpec:
+    """How spot pools are reclaimed and replaced (`sim.spot` has the markets and their data).
+
+    market: a row of sim/data/spot_markets.toml (its rate or trace, notice, availability delay).
+    preemptions_per_instance_hour: overrides the market's rate (rate markets only).
+    notice_s: overrides the market's reclaim notice.
+    cold_start_s: from instance start to serving (weights load + engine start); None = derived
+        from the model's weight bytes (`sim.spot.cold_start_s`).
+    fallback_after_s: replace by an on-demand instance when no spot one is available after this
+        wait; None = always wait for spot.
+    """
+
+    market: str
+    preemptions_per_instance_hour: float | None = None
+    notice_s: float | None = None
+    cold_start_s: float | None = None
+    fallback_after_s: float | None = None
+
+
+@dataclass(frozen=True)
+class SpillSpec:
+    """When the router sends a request to the API instead of a GPU replica (any rule fires).
+
+    max_wait_s: predicted queueing before prefill on the least-loaded replica exceeds this
+        (queued prompt tokens ÷ the replica's full-budget prefill rate); None = rule off.
+    queue_over: every healthy replica has more than this many requests waiting; None = off.
+    when_no_replica: no healthy replica at all (all reclaimed); otherwise such requests wait at
+        the router until one is back.
+    """
+
+    max_wait_s: float | None = None
+    queue_over: int | None = None
+    when_no_replica: bool = True
+
+
+@dataclass(frozen=True)
+class ApiSpec:
+    """The paid API used for overflow (`sim.api` models it; prices per million tokens)."""
+
+    provider: str
+    input_usd_per_million: float
+    output_usd_per_million: float
+    ttft_median_s: float
+    ttft_p95_s: float
+    output_tokens_per_s_median: float
+    output_tokens_per_s_p5: float
+    rpm: int | None  # requests per minute
+    tpm: int | None  # input + output tokens per minute (OpenAI's TPM)
+    input_tpm: int | None  # input tokens per minute (Anthropic's ITPM)
+    output_tpm: int | None  # output tokens per minute (Anthropic's OTPM)
+    on_limit: str
+    max_retry_wait_s: float
+    spill: SpillSpec
+    source: str
+
+
+@dataclass(frozen=True)
 class CostSpec:
     ops_usd_per_month: float
     gpu_usd_per_hour: tuple[tuple[str, float], ...]
+    spot_usd_per_hour: tuple[tuple[str, float], ...] = ()
+    budget_usd_per_month: float | None = None
 
     def price(self, gpu: str) -> float:
         return dict(self.gpu_usd_per_hour)[gpu]
+
+    def spot_price(self, gpu: str) -> float:
+        return dict(self.spot_usd_per_hour)[gpu]
 
 
 @dataclass(frozen=True)
@@ -233,6 +349,13 @@ class ExperimentSpec:
     cost: CostSpec
     slo: SloSpec
     horizon: HorizonSpec = HorizonSpec()
+    plans: tuple[PlanSpec, ...] = ()  # empty: one plan, "main", of `fleet`
+    spot: SpotSpec | None = None
+    api: ApiSpec | None = None
+
+    def all_plans(self) -> tuple[PlanSpec, ...]:
+        """The plans to simulate: `[[plans]]`, or the single `[fleet]` plan named "main"."""
+        return self.plans or (PlanSpec("main", self.fleet),)
 
     def step_time(self, gpu: str) -> StepTimeSpec:
         return dict(self.step_times)[gpu]
@@ -241,7 +364,7 @@ class ExperimentSpec:
         return dict(self.kv_blocks)[gpu]
 
     def gpus_used(self) -> tuple[str, ...]:
-        return tuple(sorted({p.gpu for m in self.fleet for p in m.pools}))
+        return tuple(sorted({p.gpu for pl in self.all_plans() for m in pl.fleet for p in m.pools}))
 
 
 # ---------------------------------------------------------------------------- machinery
@@ -687,6 +810,17 @@ def _existing_file(
 def _engine(ctx: _Ctx, t: _Table) -> EngineSpec:
     model = t.string("model", choices=tuple(sorted(models())))
     dtype = t.string("dtype", "fp16", choices=tuple(DTYPE_BYTES))
+    weight_dtype = t.string("weight_dtype", None, choices=tuple(DTYPE_BYTES))
+    quantization = t.string("quantization", None, choices=tuple(QUANTIZATION_WEIGHT_DTYPE))
+    if isinstance(quantization, str):
+        implied = QUANTIZATION_WEIGHT_DTYPE[quantization]
+        if isinstance(weight_dtype, str) and weight_dtype != implied:
+            ctx.add(
+                _join(t.path, "weight_dtype"),
+                f"contradicts quantization = {quantization!r} (weights {implied})",
+                weight_dtype,
+            )
+        weight_dtype = implied
     spec = EngineSpec(
         model=model,
         dtype=dtype,
@@ -701,6 +835,7 @@ def _engine(ctx: _Ctx, t: _Table) -> EngineSpec:
         ),
         block_size=t.integer("block_size", 16, check=lambda x: x >= 1, rule=">= 1"),
         kv_blocks=t.integer("kv_blocks", None, check=lambda x: x >= 1, rule=">= 1"),
+        weight_dtype=weight_dtype if weight_dtype != dtype else None,
     )
     if (
         isinstance(spec.max_num_seqs, int)
@@ -728,86 +863,252 @@ def _engine(ctx: _Ctx, t: _Table) -> EngineSpec:
 
 
 def _fleet(ctx: _Ctx, t: _Table, months: int) -> tuple[MonthPlan, ...]:
+    """`[fleet]` (or one `[[plans]]` entry): `months = [{pools}, ...]`, or `pools` for all."""
+    fleet = _months(ctx, t, months)
+    t.close()
+    return fleet
+
+
+def _months(ctx: _Ctx, t: _Table, months: int) -> tuple[MonthPlan, ...]:
+    if "pools" in t.data and "months" not in t.data:
+        plan = _month(ctx, t, t.path)
+        return (plan,) * months if isinstance(months, int) else (plan,)
     raw = t.raw("months")
     where = _join(t.path, "months")
     plans: list[MonthPlan] = []
     if not isinstance(raw, list) or not raw:
         ctx.add(
             where,
-            "must be a list of [[fleet.months]] tables, one per month",
+            "must be a list of [[fleet.months]] tables, one per month (or give `pools` for all)",
             None if raw is _MISSING else raw,
             has_value=raw is not _MISSING,
         )
-    else:
-        if isinstance(months, int) and len(raw) != months:
-            ctx.add(where, f"must have one entry per month ({months})", f"{len(raw)} entries")
-        known_gpus = tuple(sorted(gpus()))
-        for i, month in enumerate(raw):
-            mt = _Table(ctx, month, f"{where}[{i}]")
-            pools_raw = mt.raw("pools")
-            pools: list[PoolSpec] = []
-            if not isinstance(pools_raw, list) or not pools_raw:
-                ctx.add(
-                    f"{mt.path}.pools",
-                    "must be a non-empty list of pools",
-                    None if pools_raw is _MISSING else pools_raw,
-                    has_value=pools_raw is not _MISSING,
-                )
-            else:
-                for j, pool in enumerate(pools_raw):
-                    pt = _Table(ctx, pool, f"{mt.path}.pools[{j}]")
-                    pools.append(
-                        PoolSpec(
-                            name=pt.string("name", f"pool{j}"),
-                            gpu=pt.string("gpu", choices=known_gpus),
-                            count=pt.integer("count", check=_non_negative, rule=">= 0"),
-                        )
-                    )
-                    pt.close()
-                counts = [p.count for p in pools]
-                valid = all(isinstance(c, int) and c >= 0 for c in counts)
-                total = sum(counts) if valid else 0
-                # Only when every count is valid: a bad count is already reported on its own.
-                if valid and total < 1:
-                    ctx.add(f"{mt.path}.pools", "must hold at least one replica", total)
-            mt.close()
-            plans.append(MonthPlan(tuple(pools)))
-    t.close()
+        return ()
+    if isinstance(months, int) and len(raw) != months:
+        ctx.add(where, f"must have one entry per month ({months})", f"{len(raw)} entries")
+    for i, month in enumerate(raw):
+        mt = _Table(ctx, month, f"{where}[{i}]")
+        plans.append(_month(ctx, mt, mt.path))
+        mt.close()
     return tuple(plans)
+
+
+def _month(ctx: _Ctx, mt: _Table, path: str) -> MonthPlan:
+    known_gpus = tuple(sorted(gpus()))
+    pools_raw = mt.raw("pools")
+    pools: list[PoolSpec] = []
+    if not isinstance(pools_raw, list) or not pools_raw:
+        ctx.add(
+            f"{path}.pools",
+            "must be a non-empty list of pools",
+            None if pools_raw is _MISSING else pools_raw,
+            has_value=pools_raw is not _MISSING,
+        )
+        return MonthPlan(())
+    for j, pool in enumerate(pools_raw):
+        pt = _Table(ctx, pool, f"{path}.pools[{j}]")
+        pools.append(
+            PoolSpec(
+                name=pt.string("name", f"pool{j}"),
+                gpu=pt.string("gpu", choices=known_gpus),
+                count=pt.integer("count", check=_non_negative, rule=">= 0"),
+                market=pt.string("market", "on_demand", choices=MARKETS),
+            )
+        )
+        pt.close()
+    names = [p.name for p in pools]
+    for j, name in enumerate(names):
+        if name in names[:j]:
+            ctx.add(f"{path}.pools[{j}].name", "is used by another pool of this month", name)
+    counts = [p.count for p in pools]
+    valid = all(isinstance(c, int) and c >= 0 for c in counts)
+    total = sum(counts) if valid else 0
+    # Only when every count is valid: a bad count is already reported on its own.
+    if valid and total < 1:
+        ctx.add(f"{path}.pools", "must hold at least one replica", total)
+    return MonthPlan(tuple(pools))
+
+
+def _plans(ctx: _Ctx, top: _Table, months: int) -> tuple[PlanSpec, ...]:
+    """`[[plans]]`: several fleet plans compared with common random numbers (or none)."""
+    raw = top.raw("plans")
+    if raw is _MISSING:
+        return ()
+    if not isinstance(raw, list) or not raw:
+        ctx.add("plans", "must be a list of [[plans]] tables", raw)
+        return ()
+    out: list[PlanSpec] = []
+    for i, item in enumerate(raw):
+        pt = _Table(ctx, item, f"plans[{i}]")
+        name = pt.string("name")
+        if isinstance(name, str) and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]*", name):
+            ctx.add(f"{pt.path}.name", "must be letters, digits, '.', '_', '+' or '-'", name)
+        if name in [p.name for p in out]:
+            ctx.add(f"{pt.path}.name", "is used by another plan", name)
+        api = pt.boolean("api", True)
+        fleet = _months(ctx, pt, months)
+        pt.close()
+        out.append(PlanSpec(name, fleet, api))
+    return tuple(out)
+
+
+def _spot(ctx: _Ctx, top: _Table, plans: tuple[PlanSpec, ...]) -> SpotSpec | None:
+    uses_spot = any(p.market == "spot" for pl in plans for m in pl.fleet for p in m.pools)
+    if "spot" not in top.data:
+        top.seen.add("spot")
+        if uses_spot:
+            ctx.add("spot", 'is required: a pool has market = "spot"', has_value=False)
+        return None
+    t = top.table("spot")
+    known = spot_markets()
+    spec = SpotSpec(
+        market=t.string("market", choices=tuple(sorted(known))),
+        preemptions_per_instance_hour=t.number(
+            "preemptions_per_instance_hour", None, check=_non_negative, rule=">= 0"
+        ),
+        notice_s=t.number("notice_s", None, check=_non_negative, rule=">= 0 (seconds)"),
+        cold_start_s=t.number("cold_start_s", None, check=_non_negative, rule=">= 0 (seconds)"),
+        fallback_after_s=t.number(
+            "fallback_after_s", None, check=_non_negative, rule=">= 0 (seconds)"
+        ),
+    )
+    market = known.get(spec.market) if isinstance(spec.market, str) else None
+    if (
+        market is not None
+        and spec.preemptions_per_instance_hour is not None
+        and market.kind != "rate"
+    ):
+        ctx.add(
+            "spot.preemptions_per_instance_hour",
+            f"applies to rate markets only; {spec.market} replays a trace",
+            spec.preemptions_per_instance_hour,
+        )
+    t.close()
+    return spec
+
+
+def _api(ctx: _Ctx, top: _Table) -> ApiSpec | None:
+    if "api" not in top.data:
+        top.seen.add("api")
+        return None
+    t = top.table("api")
+    table = api_providers()
+    provider = t.string("provider", choices=tuple(sorted(table)))
+    row = table.get(provider) if isinstance(provider, str) else None
+
+    def num(key: str, check: Callable[[float], bool], rule: str) -> float:
+        default = row.get(key, _MISSING) if row is not None else None
+        if default is _MISSING:  # the provider table has no published figure: must be given
+            value = t.number(key, None, check=check, rule=rule)
+            if value is None and key not in t.data:
+                ctx.add(
+                    _join(t.path, key),
+                    f"is required: no published figure for {provider} in sim/data/api.toml",
+                    has_value=False,
+                )
+            return value
+        return t.number(key, default, check=check, rule=rule)
+
+    def limit(key: str, table_key: str) -> int | None:
+        default = row.get(table_key) if row is not None else None
+        return t.integer(key, default, check=_positive, rule="> 0 (per minute)")
+
+    ttft_median = num("ttft_median_s", _positive, "> 0 (seconds)")
+    ttft_p95 = num("ttft_p95_s", _positive, "> 0 (seconds)")
+    speed_median = num("output_tokens_per_s_median", _positive, "> 0 (tokens/s)")
+    speed_p5 = num("output_tokens_per_s_p5", _positive, "> 0 (tokens/s)")
+    if _floats(ttft_median, ttft_p95) and ttft_p95 < ttft_median:
+        ctx.add(f"{t.path}.ttft_p95_s", f"must be >= ttft_median_s ({ttft_median})", ttft_p95)
+    if _floats(speed_median, speed_p5) and speed_p5 > speed_median:
+        ctx.add(
+            f"{t.path}.output_tokens_per_s_p5",
+            f"must be <= output_tokens_per_s_median ({speed_median})",
+            speed_p5,
+        )
+    sp = t.table("spill")
+    spill = SpillSpec(
+        max_wait_s=sp.number("max_wait_s", None, check=_non_negative, rule=">= 0 (seconds)"),
+        queue_over=sp.integer("queue_over", None, check=_non_negative, rule=">= 0"),
+        when_no_replica=sp.boolean("when_no_replica", True),
+    )
+    sp.close()
+    spec = ApiSpec(
+        provider=provider,
+        input_usd_per_million=num("input_usd_per_million", _non_negative, ">= 0"),
+        output_usd_per_million=num("output_usd_per_million", _non_negative, ">= 0"),
+        ttft_median_s=ttft_median,
+        ttft_p95_s=ttft_p95,
+        output_tokens_per_s_median=speed_median,
+        output_tokens_per_s_p5=speed_p5,
+        rpm=limit("rpm", "requests_per_minute"),
+        tpm=limit("tpm", "tokens_per_minute"),
+        input_tpm=limit("input_tpm", "input_tokens_per_minute"),
+        output_tpm=limit("output_tpm", "output_tokens_per_minute"),
+        on_limit=t.string("on_limit", "retry", choices=ON_LIMIT),
+        # One rate-limit window: a throttled request waits at most until a minute has passed.
+        max_retry_wait_s=t.number("max_retry_wait_s", 60.0, check=_non_negative, rule=">= 0"),
+        spill=spill,
+        source="; ".join(
+            str(row[k]) for k in ("price_source", "rate_limit_source") if row and k in row
+        ),
+    )
+    t.close()
+    return spec
+
+
+def _floats(*values: object) -> bool:
+    return all(isinstance(v, float | int) and not isinstance(v, bool) for v in values)
 
 
 def _step_times(
     ctx: _Ctx, engine: EngineSpec, fleet: tuple[MonthPlan, ...]
 ) -> tuple[tuple[str, StepTimeSpec], ...]:
+    """Step-time coefficients per GPU used: the fitted catalogue entry for (model, gpu, tp,
+    dtype) when there is one, else the roofline of the specs (flagged uncalibrated)."""
     catalog = load_step_time_catalog()
     used = sorted({p.gpu for m in fleet for p in m.pools if isinstance(p.gpu, str)})
     out: list[tuple[str, StepTimeSpec]] = []
     for gpu in used:
         key = (engine.model, gpu, engine.tp, engine.dtype)
-        entry = catalog.get(key)
-        if entry is None:
+        # Fitted entries are for unquantised weights: a separate weight dtype has no entry.
+        entry = catalog.get(key) if engine.weight_dtype is None else None
+        if entry is not None:
+            spec = StepTimeSpec(
+                overhead_s=entry.overhead_s,
+                flat_s=entry.flat_s,
+                knee_tokens=entry.knee_tokens,
+                per_token_s=entry.per_token_s,
+                decode_attn_s_per_token=entry.decode_attn_s_per_token,
+                prefill_attn_s_per_pair=entry.prefill_attn_s_per_pair,
+                source=entry.source,
+                calibrated=True,
+                residual_sd_log=entry.residual_sd_log,
+            )
+        else:
+            shape, hw = models().get(engine.model), gpus().get(gpu)
+            if shape is None or hw is None:  # already reported by _engine / _fleet
+                continue
+            r = roofline_coefficients(
+                shape,
+                hw,
+                tp=engine.tp,
+                weight_dtype=engine.weights,
+                kv_dtype=engine.dtype,
+                factors=load_roofline_factors(),
+            )
             have = ", ".join(f"{m}/{g}/tp{tp}/{d}" for (m, g, tp, d) in sorted(catalog))
-            ctx.add(
-                "engine",
-                f"no step-time calibration for {engine.model} on {gpu} at tp "
-                f"{engine.tp} {engine.dtype}; catalogued: {have}",
-                f"{engine.model}/{gpu}",
+            spec = StepTimeSpec(
+                overhead_s=r.overhead_s,
+                flat_s=r.flat_s,
+                knee_tokens=r.knee_tokens,
+                per_token_s=r.per_token_s,
+                decode_attn_s_per_token=r.decode_attn_s_per_token,
+                prefill_attn_s_per_pair=r.prefill_attn_s_per_pair,
+                source=f"{r.source}. Fitted entries: {have}",
+                calibrated=False,
+                residual_sd_log=r.residual_sd_log,
             )
-            continue
-        out.append(
-            (
-                gpu,
-                StepTimeSpec(
-                    overhead_s=entry.overhead_s,
-                    flat_s=entry.flat_s,
-                    knee_tokens=entry.knee_tokens,
-                    per_token_s=entry.per_token_s,
-                    decode_attn_s_per_token=entry.decode_attn_s_per_token,
-                    prefill_attn_s_per_pair=entry.prefill_attn_s_per_pair,
-                    source=entry.source,
-                ),
-            )
-        )
+        out.append((gpu, spec))
     return tuple(out)
 
 
@@ -824,6 +1125,7 @@ def _kv_blocks(ctx: _Ctx, engine: EngineSpec, gpus_used: list[str]) -> tuple[tup
                 shape,
                 gpus()[gpu],
                 dtype=engine.dtype,
+                weight_dtype=engine.weight_dtype,
                 tp=engine.tp,
                 gpu_memory_utilization=engine.gpu_memory_utilization,
                 max_num_batched_tokens=engine.max_num_batched_tokens,
@@ -832,12 +1134,15 @@ def _kv_blocks(ctx: _Ctx, engine: EngineSpec, gpus_used: list[str]) -> tuple[tup
             blocks = max(0, int(tokens // engine.block_size))
         capacity = blocks * engine.block_size
         if capacity < engine.max_model_len:
+            precision = engine.dtype
+            if engine.weight_dtype is not None:
+                precision = f"weights {engine.weight_dtype}, KV {engine.dtype}"
             per_token = shape.kv_bytes_per_token(engine.dtype, engine.tp)
             # Negative `tokens` (weights and activations alone exceed the budget) count too.
             short_gb = (engine.max_model_len - min(capacity, tokens)) * per_token / 1e9
             ctx.add(
                 "engine",
-                f"{engine.model} ({engine.dtype}, tp {engine.tp}) on {gpu}: "
+                f"{engine.model} ({precision}, tp {engine.tp}) on {gpu}: "
                 f"KV cache holds {capacity} tokens, less than max_model_len "
                 f"{engine.max_model_len}; short by {short_gb:.2f} GB per GPU",
                 f"{engine.model}/{gpu}",
@@ -846,24 +1151,53 @@ def _kv_blocks(ctx: _Ctx, engine: EngineSpec, gpus_used: list[str]) -> tuple[tup
     return tuple(out)
 
 
-def _cost(ctx: _Ctx, t: _Table, fleet: tuple[MonthPlan, ...]) -> CostSpec:
+def _cost(ctx: _Ctx, t: _Table, plans: tuple[PlanSpec, ...]) -> CostSpec:
     ops = t.number("ops_usd_per_month", check=_non_negative, rule=">= 0")
-    prices_table = t.table("gpu_usd_per_hour")
+    budget = t.number("budget_usd_per_month", None, check=_positive, rule="> 0")
     known = gpus()
-    prices: dict[str, float] = {name: g.price_usd_per_hour for name, g in known.items()}
-    for key in list(prices_table.data):
+    prices = _price_table(
+        ctx, t.table("gpu_usd_per_hour"), {n: g.price_usd_per_hour for n, g in known.items()}
+    )
+    spot_defaults = {
+        n: g.spot_price_usd_per_hour
+        for n, g in known.items()
+        if g.spot_price_usd_per_hour is not None
+    }
+    spot = _price_table(ctx, t.table("spot_usd_per_hour"), spot_defaults)
+    for plan in plans:
+        for m, month in enumerate(plan.fleet):
+            for pool in month.pools:
+                if pool.market == "spot" and pool.gpu in known and pool.gpu not in spot:
+                    ctx.add(
+                        "cost.spot_usd_per_hour",
+                        f"needs a spot price for {pool.gpu} (the GPU catalog has none; "
+                        f"used by plan {plan.name}, month {m + 1}, pool {pool.name})",
+                        has_value=False,
+                    )
+                    spot[pool.gpu] = math.nan  # reported once
+    t.close()
+    return CostSpec(
+        ops,
+        tuple(sorted(prices.items())),
+        tuple(sorted((k, v) for k, v in spot.items() if v == v)),
+        budget,
+    )
+
+
+def _price_table(ctx: _Ctx, table: _Table, defaults: dict[str, float]) -> dict[str, float]:
+    """Per-GPU $/h: catalog defaults, overridden by the experiment's table."""
+    known = gpus()
+    prices = dict(defaults)
+    for key in list(table.data):
         if key not in known:
-            prices_table.seen.add(key)
+            table.seen.add(key)
             ctx.add(
-                _join(prices_table.path, key),
-                f"unknown GPU{_hint(key, tuple(known))}",
-                has_value=False,
+                _join(table.path, key), f"unknown GPU{_hint(key, tuple(known))}", has_value=False
             )
             continue
-        prices[key] = prices_table.number(key, check=_non_negative, rule=">= 0")
-    prices_table.close()
-    t.close()
-    return CostSpec(ops, tuple(sorted(prices.items())))
+        prices[key] = table.number(key, check=_non_negative, rule=">= 0")
+    table.close()
+    return prices
 
 
 def parse_experiment(text: str, file: str) -> ExperimentSpec:
@@ -886,8 +1220,22 @@ def parse_experiment(text: str, file: str) -> ExperimentSpec:
     mc.close()
     workload = _workload(ctx, top.table("workload"), Path(file).resolve().parent)
     engine = _engine(ctx, top.table("engine"))
-    fleet = _fleet(ctx, top.table("fleet"), months)
-    cost = _cost(ctx, top.table("cost"), fleet)
+    plans = _plans(ctx, top, months)
+    if plans:
+        if "fleet" in top.data:
+            ctx.add("fleet", "give either [fleet] or [[plans]], not both", has_value=False)
+            top.seen.add("fleet")
+        fleet = plans[0].fleet
+    else:
+        fleet = _fleet(ctx, top.table("fleet"), months)
+    all_plans = plans or (PlanSpec("main", fleet),)
+    spot = _spot(ctx, top, all_plans)
+    api = _api(ctx, top)
+    if api is None:
+        for i, plan in enumerate(plans):
+            if "api" in _raw_plan_keys(data, i):
+                ctx.add(f"plans[{i}].api", "needs an [api] section to spill to", plan.api)
+    cost = _cost(ctx, top.table("cost"), all_plans)
     slo_t = top.table("slo")
     slo = SloSpec(
         ttft_s=slo_t.number("ttft_s", check=_positive, rule="> 0", expected="a number of seconds"),
@@ -916,7 +1264,7 @@ def parse_experiment(text: str, file: str) -> ExperimentSpec:
     step_times: tuple[tuple[str, StepTimeSpec], ...] = ()
     kv: tuple[tuple[str, int], ...] = ()
     if not ctx.problems:
-        step_times = _step_times(ctx, engine, fleet)
+        step_times = _step_times(ctx, engine, tuple(m for pl in all_plans for m in pl.fleet))
         kv = _kv_blocks(ctx, engine, [g for g, _ in step_times])
     if ctx.problems:
         raise ConfigError(ctx.problems)
@@ -934,7 +1282,18 @@ def parse_experiment(text: str, file: str) -> ExperimentSpec:
         cost=cost,
         slo=slo,
         horizon=horizon,
+        plans=plans,
+        spot=spot,
+        api=api,
     )
+
+
+def _raw_plan_keys(data: dict[str, Any], i: int) -> tuple[str, ...]:
+    """Keys written in the raw TOML of `[[plans]]` entry i (to tell a default from a choice)."""
+    plans = data.get("plans")
+    if isinstance(plans, list) and i < len(plans) and isinstance(plans[i], dict):
+        return tuple(plans[i])
+    return ()
 
 
 def load_experiment_spec(path: str | Path) -> ExperimentSpec:

@@ -38,7 +38,16 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from sim.stats import HOUR_S, HOURS_PER_WEEK, MonthCost, cost_fields
+from sim.stats import (
+    HOUR_S,
+    HOURS_PER_WEEK,
+    NO_API,
+    NO_SPOT,
+    ApiUse,
+    MonthCost,
+    SpotBill,
+    cost_fields,
+)
 
 FloatArray = npt.NDArray[np.float64]
 BOOTSTRAP = 40  # resamples for the standard errors: ±11% relative precision on the SE itself
@@ -125,6 +134,8 @@ class WindowResult:
     preemptions: int
     busy_s: float  # summed over the month's replicas
     replicas: int
+    requeued: int = 0  # evictions by spot reclaims
+    api: ApiUse = NO_API  # traffic spilled to the API
 
 
 def weighted_quantile(values: FloatArray, weights: FloatArray, q: float) -> float:
@@ -187,8 +198,14 @@ def sampled_month_rows(
     cost: MonthCost,
     growth: float,
     rng: np.random.Generator,
+    spot: SpotBill = NO_SPOT,
+    api_prices: tuple[float, float] | None = None,
 ) -> tuple[dict[str, object], list[dict[str, object]]]:
-    """One month's KPI row and its 168 hour-of-week utilisation rows, from its windows."""
+    """One month's KPI row and its 168 hour-of-week utilisation rows, from its windows.
+
+    Counts (requests, tokens, re-queued, API traffic) are weighted sums over the windows; the
+    spot bill and reclaim count come from the whole month's schedule, not from windows.
+    """
     w = np.array([r.window.weight for r in results])
     ttft, wt = _pooled(results, "ttft_s")
     tpot, wp = _pooled(results, "tpot_s")
@@ -201,15 +218,27 @@ def sampled_month_rows(
     se = _bootstrap_se(results, month_s, rng)
     n_req = round(requests)
     n_rej = round(rejected)
+
+    def total(values: list[int]) -> int:
+        return round(float(np.dot(w, values)))
+
+    api = ApiUse(
+        requests=total([r.api.requests for r in results]),
+        dropped=total([r.api.dropped for r in results]),
+        throttled=total([r.api.throttled for r in results]),
+        input_tokens=total([r.api.input_tokens for r in results]),
+        output_tokens=total([r.api.output_tokens for r in results]),
+    )
     row: dict[str, object] = {
         "plan": plan,
         "replication": replication,
         "month": month,
         "requests": n_req,
-        "finished": n_req - n_rej,
+        "finished": n_req - n_rej - api.dropped,
         "rejected": n_rej,
         "in_flight_at_end": 0,
         "preemptions": round(float(np.dot(w, [r.preemptions for r in results]))),
+        "requeued": total([r.requeued for r in results]),
         "ttft_p50_s": weighted_quantile(ttft, wt, 0.50),
         "ttft_p95_s": est["ttft_p95_s"],
         "ttft_p99_s": weighted_quantile(ttft, wt, 0.99),
@@ -220,7 +249,7 @@ def sampled_month_rows(
         "e2e_p99_s": weighted_quantile(e2e, we, 0.99),
         "slo_attainment": est["slo_attainment"],
         "gpu_utilisation": est["gpu_utilisation"],
-        **cost_fields(cost, tokens_in, tokens_out),
+        **cost_fields(cost, tokens_in, tokens_out, spot, api, api_prices),
         "growth_factor": growth,
         "ttft_p95_se_s": se["ttft_p95_s_se"],
         "slo_attainment_se": se["slo_attainment_se"],

@@ -17,7 +17,14 @@ MONTH_SCHEMA: dict[str, type[pl.DataType] | pl.DataType] = {
     "finished": pl.Int64,
     "rejected": pl.Int64,
     "in_flight_at_end": pl.Int64,
-    "preemptions": pl.Int64,
+    "preemptions": pl.Int64,  # KV-cache recompute preemptions inside vLLM (not spot)
+    "spot_preemptions": pl.Int64,  # spot reclaims of the plan's instances in the month
+    "requeued": pl.Int64,  # requests taken off a reclaimed replica and routed again
+    "api_requests": pl.Int64,  # requests spilled to the API (dropped ones included)
+    "api_dropped": pl.Int64,  # dropped by the API's rate limit
+    "api_throttled": pl.Int64,  # got a 429 at least once
+    "api_input_tokens": pl.Int64,
+    "api_output_tokens": pl.Int64,
     "ttft_p50_s": pl.Float64,
     "ttft_p95_s": pl.Float64,
     "ttft_p99_s": pl.Float64,
@@ -31,8 +38,13 @@ MONTH_SCHEMA: dict[str, type[pl.DataType] | pl.DataType] = {
     "replicas": pl.Int64,
     "gpu_hours": pl.Float64,
     "gpu_cost_usd": pl.Float64,
+    "gpu_cost_on_demand_usd": pl.Float64,
+    "gpu_cost_spot_usd": pl.Float64,
     "ops_cost_usd": pl.Float64,
-    "cost_usd": pl.Float64,
+    "api_cost_usd": pl.Float64,
+    "cost_usd": pl.Float64,  # GPU + operations + API
+    "all_api_cost_usd": pl.Float64,  # the same month's tokens, all on the API (NaN: no [api])
+    "savings_vs_all_api_usd": pl.Float64,
     "usd_per_million_tokens": pl.Float64,
     "input_tokens": pl.Int64,
     "output_tokens": pl.Int64,

@@ -23,16 +23,17 @@ from typing import Literal
 import numpy as np
 import polars as pl
 
-from sim.config import ExperimentSpec
-from sim.cost import pool_cost
-from sim.engine import EngineLimits, RequestLog, StepTimeModel
+from sim.config import ExperimentSpec, PlanSpec
+from sim.engine import RequestLog
 from sim.errors import SimError
 from sim.experiment import Experiment, experiment_traffic, sample_month_requests
+from sim.fleet import Fleet, build_fleet, hybrid_for, spot_bill, spot_outages
 from sim.horizon import Window, WindowResult, choose_windows, sampled_month_rows, strata_of_slots
-from sim.model import Engine, FleetPhase, ReplicaSpec, simulate
+from sim.model import Engine, FleetPhase, SimulationResult, simulate
 from sim.rng import Stream, stream
+from sim.spot import Outage as SpotOutage
 from sim.stats import (
-    MonthCost,
+    ApiUse,
     RequestArrays,
     busy_by_hour,
     hourly_frame,
@@ -49,64 +50,6 @@ from sim.workload import (
     sample_month,
     sample_monthly_growth,
 )
-
-PLAN = "main"  # one plan per experiment until `[[plans]]` arrives (issue #5)
-
-
-@dataclass(frozen=True)
-class Fleet:
-    """The replicas a plan ever uses, which of them each month routes to, and what it costs."""
-
-    replicas: tuple[ReplicaSpec, ...]
-    phases: tuple[FleetPhase, ...]
-    costs: tuple[MonthCost, ...]
-
-
-def build_fleet(spec: ExperimentSpec) -> Fleet:
-    """Replica k of a pool keeps its identity across months; a smaller month drains the rest."""
-    index: dict[tuple[str, str, int], int] = {}
-    replicas: list[ReplicaSpec] = []
-    phases: list[FleetPhase] = []
-    costs: list[MonthCost] = []
-    e = spec.engine
-    for m, plan in enumerate(spec.fleet):
-        active: list[int] = []
-        gpu_hours = 0.0
-        gpu_usd = 0.0
-        for pool in plan.pools:
-            st = spec.step_time(pool.gpu)
-            for k in range(pool.count):
-                key = (pool.name, pool.gpu, k)
-                if key not in index:
-                    index[key] = len(replicas)
-                    replicas.append(
-                        ReplicaSpec(
-                            pool=pool.name,
-                            gpu=pool.gpu,
-                            limits=EngineLimits(
-                                max_num_seqs=e.max_num_seqs,
-                                max_num_batched_tokens=e.max_num_batched_tokens,
-                                kv_blocks=spec.kv_blocks_for(pool.gpu),
-                                max_model_len=e.max_model_len,
-                                block_size=e.block_size,
-                            ),
-                            step_time=StepTimeModel(
-                                st.overhead_s,
-                                st.flat_s,
-                                st.knee_tokens,
-                                st.per_token_s,
-                                st.decode_attn_s_per_token,
-                                st.prefill_attn_s_per_pair,
-                            ),
-                        )
-                    )
-                active.append(index[key])
-            c = pool_cost(pool.count, e.tp, HOURS_PER_MONTH, spec.cost.price(pool.gpu))
-            gpu_hours += c.gpu_hours
-            gpu_usd += c.gpu_usd
-        phases.append(FleetPhase(m * SECONDS_PER_MONTH, tuple(active)))
-        costs.append(MonthCost(len(active), gpu_hours, gpu_usd, spec.cost.ops_usd_per_month))
-    return Fleet(tuple(replicas), tuple(phases), tuple(costs))
 
 
 @dataclass(frozen=True)
@@ -183,30 +126,85 @@ def horizon_mode(exp: Experiment) -> tuple[str, str]:
 def run_replication(
     exp: Experiment, replication: int, engine: Engine = "fast"
 ) -> ReplicationOutput:
-    """Simulate replication `replication` of `exp` and reduce it to KPI rows."""
+    """Simulate replication `replication` of every plan of `exp`; reduce it to KPI rows.
+
+    Every plan sees the same traffic, spot reclaims (per pool name and slot) and API latency
+    draws (per request): common random numbers, so plan differences are paired.
+    """
     t0 = time.perf_counter()
     spec = exp.spec
-    fleet = build_fleet(spec)
-    if horizon_mode(exp)[0] == "sampled":
-        return _sampled_replication(exp, replication, fleet, engine, t0)
-    wl = sample_workload(exp, replication)
-    log = RequestLog(wl.arrival_s.tolist(), wl.input_tokens.tolist(), wl.output_tokens.tolist())
-    result = simulate(log, fleet.replicas, fleet.phases, engine)
-    hours = spec.months * HOURS_PER_MONTH
-    busy = [busy_by_hour(p, hours) for p in result.busy_periods]
-    arrays = RequestArrays(
-        arrival_s=wl.arrival_s,
+    rows: list[dict[str, object]] = []
+    hourly: list[dict[str, object]] = []
+    requests = events = 0
+    sampled = horizon_mode(exp)[0] == "sampled"
+    wl = None if sampled else sample_workload(exp, replication)
+    for plan in spec.all_plans():
+        fleet = build_fleet(spec, plan)
+        outages = spot_outages(spec, fleet, replication)
+        if wl is None:
+            r, h, n, ev = _sampled_replication(exp, replication, plan, fleet, outages, engine)
+        else:
+            r, h, n, ev = _full_replication(exp, replication, plan, fleet, outages, wl, engine)
+        rows.extend(r)
+        hourly.extend(h)
+        requests += n
+        events += ev
+    return ReplicationOutput(replication, rows, hourly, requests, events, time.perf_counter() - t0)
+
+
+Rows = tuple[list[dict[str, object]], list[dict[str, object]], int, int]
+
+
+def _api_prices(spec: ExperimentSpec) -> tuple[float, float] | None:
+    if spec.api is None:
+        return None
+    return spec.api.input_usd_per_million, spec.api.output_usd_per_million
+
+
+def request_arrays(
+    log: RequestLog,
+    arrival_s: np.ndarray,
+    input_tokens: np.ndarray,
+    output_tokens: np.ndarray,
+    result: SimulationResult,
+) -> RequestArrays:
+    """A simulated log as numpy arrays (spot and API outcomes included)."""
+    throttled = np.zeros(len(log), dtype=bool)
+    throttled[list(result.extra.get("api_throttled_rids", ()))] = True
+    return RequestArrays(
+        arrival_s=arrival_s,
         first_token_s=np.asarray(log.first_token_s),
         finish_s=np.asarray(log.finish_s),
-        input_tokens=wl.input_tokens.astype(np.int64),
-        output_tokens=wl.output_tokens.astype(np.int64),
+        input_tokens=input_tokens.astype(np.int64),
+        output_tokens=output_tokens.astype(np.int64),
         rejected=np.asarray(log.rejected, dtype=bool),
         preemptions=np.asarray(log.preemptions, dtype=np.int64),
+        evictions=np.asarray(log.evictions, dtype=np.int64),
+        api=np.asarray(log.api, dtype=bool),
+        dropped=np.asarray(log.dropped, dtype=bool),
+        throttled=throttled,
     )
+
+
+def _full_replication(
+    exp: Experiment,
+    replication: int,
+    plan: PlanSpec,
+    fleet: Fleet,
+    outages: dict[int, tuple[SpotOutage, ...]],
+    wl: Workload,
+    engine: Engine,
+) -> Rows:
+    spec = exp.spec
+    log = RequestLog(wl.arrival_s.tolist(), wl.input_tokens.tolist(), wl.output_tokens.tolist())
+    hybrid = hybrid_for(spec, plan, outages, replication, len(log))
+    result = simulate(log, fleet.replicas, fleet.phases, engine, hybrid)
+    hours = spec.months * HOURS_PER_MONTH
+    busy = [busy_by_hour(p, hours) for p in result.busy_periods]
     rows, hourly = month_rows(
-        plan=PLAN,
+        plan=plan.name,
         replication=replication,
-        requests=arrays,
+        requests=request_arrays(log, wl.arrival_s, wl.input_tokens, wl.output_tokens, result),
         month_s=float(SECONDS_PER_MONTH),
         months=spec.months,
         busy_hours=busy,
@@ -215,21 +213,32 @@ def run_replication(
         growth=wl.growth.tolist(),
         slo_ttft_s=spec.slo.ttft_s,
         slo_tpot_s=spec.slo.tpot_s,
+        spot=spot_bill(spec, fleet, outages, replication),
+        api_prices=_api_prices(spec),
     )
-    return ReplicationOutput(
-        replication, rows, hourly, len(log), result.simpy_events, time.perf_counter() - t0
-    )
+    return rows, hourly, len(log), result.simpy_events
 
 
 def _sampled_replication(
-    exp: Experiment, replication: int, fleet: Fleet, engine: Engine, t0: float
-) -> ReplicationOutput:
-    """One replication on the sampled horizon (`sim.horizon`): windows of each month."""
+    exp: Experiment,
+    replication: int,
+    plan: PlanSpec,
+    fleet: Fleet,
+    outages: dict[int, tuple[SpotOutage, ...]],
+    engine: Engine,
+) -> Rows:
+    """One plan of a replication on the sampled horizon (`sim.horizon`): windows of each month.
+
+    Windows are the same for every plan (their streams do not name the plan). Each window
+    sees the reclaims that overlap it; the month's spot bill and reclaim count come from the
+    whole schedule.
+    """
     spec = exp.spec
     h = spec.horizon
     growth = sample_growth(spec, replication)
     model = experiment_traffic(exp)  # generated or replayed
     slot_stratum = strata_of_slots(exp.profile.array, h.peak_hours, h.strata)
+    bills = spot_bill(spec, fleet, outages, replication)
     rows: list[dict[str, object]] = []
     hourly: list[dict[str, object]] = []
     requests = events = 0
@@ -252,13 +261,23 @@ def _sampled_replication(
                 stream(Stream.WINDOW, *keys, 3 * i + 2),
             )
             result, n, ev = _simulate_window(
-                exp, fleet, active, window, float(growth[month - 1]), model, rngs, engine
+                exp,
+                plan,
+                fleet,
+                active,
+                window,
+                float(growth[month - 1]),
+                model,
+                rngs,
+                engine,
+                outages,
+                (replication, month, i),
             )
             results.append(result)
             requests += n
             events += ev
         row, hours = sampled_month_rows(
-            plan=PLAN,
+            plan=plan.name,
             replication=replication,
             month=month,
             results=results,
@@ -267,14 +286,29 @@ def _sampled_replication(
             cost=fleet.costs[month - 1],
             growth=float(growth[month - 1]),
             rng=stream(Stream.HORIZON, replication, spec.seed, month, 1),
+            spot=bills[month - 1],
+            api_prices=_api_prices(spec),
         )
         rows.append(row)
         hourly.extend(hours)
-    return ReplicationOutput(replication, rows, hourly, requests, events, time.perf_counter() - t0)
+    return rows, hourly, requests, events
+
+
+def _window_outages(
+    outages: dict[int, tuple[SpotOutage, ...]], t0: float, end: float
+) -> dict[int, tuple[SpotOutage, ...]]:
+    """The reclaims that touch [t0, end] (a replica down at t0 is down from the start)."""
+    out = {}
+    for i, outs in outages.items():
+        near = tuple(o for o in outs if o.notice_s <= end and o.up_s > t0)
+        if near:
+            out[i] = near
+    return out
 
 
 def _simulate_window(
     exp: Experiment,
+    plan: PlanSpec,
     fleet: Fleet,
     active: tuple[int, ...],
     window: Window,
@@ -282,6 +316,8 @@ def _simulate_window(
     model: Traffic,
     rngs: MonthRngs,
     engine: Engine,
+    outages: dict[int, tuple[SpotOutage, ...]],
+    key: tuple[int, int, int],
 ) -> tuple[WindowResult, int, int]:
     """Simulate one window from an empty fleet warmed up before it; measure inside it."""
     spec = exp.spec
@@ -293,35 +329,50 @@ def _simulate_window(
         model, window.month, growth, rngs, offset_s=t0 - month_start, duration_s=end - t0
     )
     log = RequestLog(req.arrival_s.tolist(), req.input_tokens.tolist(), req.output_tokens.tolist())
-    res = simulate(log, fleet.replicas, [FleetPhase(t0, active)], engine)
+    replication, month, i = key
+    hybrid = hybrid_for(
+        spec, plan, _window_outages(outages, t0, end), replication, len(log), month, i
+    )
+    res = simulate(log, fleet.replicas, [FleetPhase(t0, active)], engine, hybrid)
+    arrays = request_arrays(log, req.arrival_s, req.input_tokens, req.output_tokens, res)
     inside = req.arrival_s >= start
-    rejected = np.asarray(log.rejected, dtype=bool)
-    acc = inside & ~rejected
-    first = np.asarray(log.first_token_s)
-    finish = np.asarray(log.finish_s)
-    out = req.output_tokens
-    multi = acc & (out > 1)
+    acc = inside & ~arrays.rejected
+    served = acc & ~np.isnan(arrays.finish_s)
+    first, finish, out = arrays.first_token_s, arrays.finish_s, req.output_tokens
+    multi = served & (out > 1)
     ttft = first - req.arrival_s
     tpot = np.full(out.shape, np.nan)
     tpot[multi] = (finish[multi] - first[multi]) / (out[multi] - 1)
-    met = acc & (ttft <= spec.slo.ttft_s) & ((out == 1) | (tpot <= spec.slo.tpot_s))
+    met = served & (ttft <= spec.slo.ttft_s) & ((out == 1) | (tpot <= spec.slo.tpot_s))
     busy = 0.0
     for r in active:
         for s, e in res.busy_periods[r]:
             busy += max(0.0, min(e, end) - max(s, start))
+    assert arrays.api is not None and arrays.dropped is not None
+    on_api = inside & arrays.api
+    api_served = on_api & ~arrays.dropped
+    assert arrays.throttled is not None and arrays.evictions is not None
     result = WindowResult(
         window=window,
         requests=int(inside.sum()),
-        rejected=int((inside & rejected).sum()),
-        ttft_s=ttft[acc],
+        rejected=int((inside & arrays.rejected).sum()),
+        ttft_s=ttft[served],
         tpot_s=tpot[multi],
-        e2e_s=(finish - req.arrival_s)[acc],
+        e2e_s=(finish - req.arrival_s)[served],
         met=int(met.sum()),
-        input_tokens=int(req.input_tokens[acc].sum()),
-        output_tokens=int(out[acc].sum()),
-        preemptions=int(np.asarray(log.preemptions)[inside].sum()),
+        input_tokens=int(req.input_tokens[served].sum()),
+        output_tokens=int(out[served].sum()),
+        preemptions=int(arrays.preemptions[inside].sum()),
         busy_s=busy,
         replicas=len(active),
+        requeued=int(arrays.evictions[inside].sum()),
+        api=ApiUse(
+            requests=int(on_api.sum()),
+            dropped=int((on_api & arrays.dropped).sum()),
+            throttled=int((on_api & arrays.throttled).sum()),
+            input_tokens=int(req.input_tokens[api_served].sum()),
+            output_tokens=int(out[api_served].sum()),
+        ),
     )
     return result, len(log), res.simpy_events
 

@@ -7,6 +7,7 @@ so exactness costs little. Definitions of every KPI are in docs/glossary.md.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -32,6 +33,32 @@ class MonthCost:
 
 
 @dataclass(frozen=True)
+class SpotBill:
+    """One month of a plan's spot slots: GPU-hours and dollars by market, and reclaims."""
+
+    spot_gpu_hours: float = 0.0
+    spot_usd: float = 0.0
+    fallback_gpu_hours: float = 0.0  # on-demand replacements after `spot.fallback_after_s`
+    fallback_usd: float = 0.0
+    reclaims: int = 0
+
+
+@dataclass(frozen=True)
+class ApiUse:
+    """One month's traffic on the overflow API (weighted sums on a sampled horizon)."""
+
+    requests: int = 0
+    dropped: int = 0
+    throttled: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+NO_SPOT = SpotBill()
+NO_API = ApiUse()
+
+
+@dataclass(frozen=True)
 class RequestArrays:
     """Per-request inputs and outcomes of one replication, as numpy arrays (NaN = never)."""
 
@@ -42,18 +69,52 @@ class RequestArrays:
     output_tokens: npt.NDArray[np.int64]
     rejected: npt.NDArray[np.bool_]
     preemptions: npt.NDArray[np.int64]
+    evictions: npt.NDArray[np.int64] | None = None  # None: no spot in the plan
+    api: npt.NDArray[np.bool_] | None = None  # None: no API in the plan
+    dropped: npt.NDArray[np.bool_] | None = None
+    throttled: npt.NDArray[np.bool_] | None = None
 
 
-def cost_fields(cost: MonthCost, input_tokens: int, output_tokens: int) -> dict[str, object]:
-    """The cost columns of a month row (they come from the plan, whatever the horizon)."""
-    total = cost.gpu_cost_usd + cost.ops_cost_usd
+def cost_fields(
+    cost: MonthCost,
+    input_tokens: int,
+    output_tokens: int,
+    spot: SpotBill = NO_SPOT,
+    api: ApiUse = NO_API,
+    api_prices: tuple[float, float] | None = None,
+) -> dict[str, object]:
+    """The cost and hybrid columns of a month row.
+
+    GPU on-demand cost and operations come from the plan; spot cost from the replication's
+    reclaims; API cost from the spilled tokens at list prices (`api_prices` = input and output
+    USD per million tokens). The all-API bill prices the month's tokens — every accepted
+    request's input and output — on that API.
+    """
+    per_m_in, per_m_out = api_prices if api_prices is not None else (math.nan, math.nan)
+    api_usd = (api.input_tokens * per_m_in + api.output_tokens * per_m_out) / 1e6
+    if api_prices is None:
+        api_usd = 0.0
+    gpu_usd = cost.gpu_cost_usd + spot.spot_usd + spot.fallback_usd
+    total = gpu_usd + cost.ops_cost_usd + api_usd
+    all_api = (input_tokens * per_m_in + output_tokens * per_m_out) / 1e6
     tokens = input_tokens + output_tokens
     return {
+        "spot_preemptions": spot.reclaims,
+        "api_requests": api.requests,
+        "api_dropped": api.dropped,
+        "api_throttled": api.throttled,
+        "api_input_tokens": api.input_tokens,
+        "api_output_tokens": api.output_tokens,
         "replicas": cost.replicas,
-        "gpu_hours": cost.gpu_hours,
-        "gpu_cost_usd": cost.gpu_cost_usd,
+        "gpu_hours": cost.gpu_hours + spot.spot_gpu_hours + spot.fallback_gpu_hours,
+        "gpu_cost_usd": gpu_usd,
+        "gpu_cost_on_demand_usd": cost.gpu_cost_usd + spot.fallback_usd,
+        "gpu_cost_spot_usd": spot.spot_usd,
         "ops_cost_usd": cost.ops_cost_usd,
+        "api_cost_usd": api_usd,
         "cost_usd": total,
+        "all_api_cost_usd": all_api,
+        "savings_vs_all_api_usd": all_api - total,
         "usd_per_million_tokens": total / tokens * 1e6 if tokens else float("nan"),
         "input_tokens": input_tokens,
         "output_tokens": output_tokens,
@@ -98,6 +159,8 @@ def month_rows(
     growth: Sequence[float],
     slo_ttft_s: float,
     slo_tpot_s: float,
+    spot: Sequence[SpotBill] | None = None,
+    api_prices: tuple[float, float] | None = None,
 ) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
     """KPI rows (one per month) and hour-of-week utilisation rows of one replication.
 
@@ -123,12 +186,11 @@ def month_rows(
         sel = month_of == m
         acc = sel & accepted
         n = int(sel.sum())
-        tokens_in = int(requests.input_tokens[acc].sum())
-        tokens_out = int(requests.output_tokens[acc].sum())
         finished = int((acc & (requests.finish_s <= horizon_s)).sum())
-        ttft_m = ttft[acc]
-        tpot_m = tpot[acc & multi]
-        e2e_m = e2e[acc]
+        served = acc & ~np.isnan(requests.finish_s)  # not dropped by the API, not unserved
+        ttft_m = ttft[served]
+        tpot_m = tpot[served & multi]
+        e2e_m = e2e[served]
         reps = list(active[m])
         h0, h1 = m * hours_per_month, (m + 1) * hours_per_month
         busy = np.zeros(hours_per_month)
@@ -136,6 +198,9 @@ def month_rows(
             busy += busy_hours[r][h0:h1]
         capacity_s = len(reps) * month_s
         cost = costs[m]
+        api = _api_use(requests, sel)
+        tokens_in = int(requests.input_tokens[served].sum())
+        tokens_out = int(requests.output_tokens[served].sum())
         rows.append(
             {
                 "plan": plan,
@@ -144,8 +209,11 @@ def month_rows(
                 "requests": n,
                 "finished": finished,
                 "rejected": int((sel & requests.rejected).sum()),
-                "in_flight_at_end": int(acc.sum()) - finished,
+                "in_flight_at_end": int(acc.sum()) - finished - api.dropped,
                 "preemptions": int(requests.preemptions[sel].sum()),
+                "requeued": int(requests.evictions[sel].sum())
+                if requests.evictions is not None
+                else 0,
                 "ttft_p50_s": _pct(ttft_m, 50),
                 "ttft_p95_s": _pct(ttft_m, 95),
                 "ttft_p99_s": _pct(ttft_m, 99),
@@ -156,7 +224,14 @@ def month_rows(
                 "e2e_p99_s": _pct(e2e_m, 99),
                 "slo_attainment": float(meets[sel].mean()) if n else float("nan"),
                 "gpu_utilisation": float(busy.sum() / capacity_s),
-                **cost_fields(cost, tokens_in, tokens_out),
+                **cost_fields(
+                    cost,
+                    tokens_in,
+                    tokens_out,
+                    spot[m] if spot is not None else NO_SPOT,
+                    api,
+                    api_prices,
+                ),
                 "growth_factor": float(growth[m]),
                 "ttft_p95_se_s": float("nan"),
                 "slo_attainment_se": float("nan"),
@@ -178,6 +253,22 @@ def month_rows(
                 }
             )
     return rows, hourly
+
+
+def _api_use(requests: RequestArrays, sel: npt.NDArray[np.bool_]) -> ApiUse:
+    if requests.api is None:
+        return ApiUse()
+    on_api = sel & requests.api
+    dropped = on_api & requests.dropped if requests.dropped is not None else on_api & False
+    served = on_api & ~dropped
+    throttled = on_api & requests.throttled if requests.throttled is not None else dropped
+    return ApiUse(
+        requests=int(on_api.sum()),
+        dropped=int(dropped.sum()),
+        throttled=int(throttled.sum()),
+        input_tokens=int(requests.input_tokens[served].sum()),
+        output_tokens=int(requests.output_tokens[served].sum()),
+    )
 
 
 def months_frame(rows: list[dict[str, object]]) -> pl.DataFrame:

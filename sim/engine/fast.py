@@ -104,13 +104,18 @@ class FastReplica:
     def has_work(self) -> bool:
         return self._state != _IDLE
 
-    def submit(self, rid: int, t: float) -> None:
-        """Queue request `rid` at time `t` (after `advance_to(t)`; `limits.accepts` checked)."""
+    def submit(self, rid: int, t: float, generated: int = 0) -> None:
+        """Queue request `rid` at time `t` (after `advance_to(t)`; `limits.accepts` checked).
+
+        `generated` > 0 resubmits a request evicted from another replica with that many output
+        tokens already sent: its prompt and those tokens are prefilled again (recomputed), then
+        it decodes the rest. Either way the replica computes input + output − 1 tokens for it.
+        """
         log = self.log
         p = log.input_tokens[rid]
         log.replica[rid] = self.index
         self.outstanding_tokens += p + log.output_tokens[rid] - 1
-        self._gen[rid] = 0
+        self._gen[rid] = generated
         was_empty = not self.waiting
         self.waiting.append(rid)
         state = self._state
@@ -120,6 +125,12 @@ class FastReplica:
             self.busy_since = t
         elif state == _RUN and was_empty and self._t > t:
             self._maybe_cut_run(rid, t)
+
+    def queued_prompt_tokens(self) -> int:
+        """Tokens the waiting queue must prefill before its requests decode (call after advance)."""
+        inputs = self.log.input_tokens
+        gen = self._gen
+        return sum(inputs[r] + gen[r] for r in self.waiting)
 
     def load_at(self, t: float) -> int:
         """`advance_to(t)`, then `remaining_tokens_at(t)`: the router's one call per replica."""
@@ -160,6 +171,47 @@ class FastReplica:
     def flush(self) -> None:
         """Run until every queued request has finished."""
         self.advance_to(math.inf)
+
+    def evict(self, t: float) -> list[tuple[int, int]]:
+        """The instance is gone at `t`: take back every unfinished request; empty the replica.
+
+        Steps that end at or before `t` are applied (in a decode run, every whole step done by
+        `t`); the step under way at `t` is lost. Returns (rid, output tokens already generated)
+        for the running sequences in admission order, then the waiting queue in order — the
+        order a router re-queues them in. The replica is left idle and empty (KV freed), ready
+        to serve again when its replacement is up.
+        """
+        self.advance_to(t)
+        if self._state == _RUN and t > self._s0:
+            k = self._steps_done_by(t - self._s0)
+            if k > 0:
+                self._k = k
+                self._t = self._s0 + self._span(k)
+                self._end_run()
+        g = self.steps
+        out: list[tuple[int, int]] = []
+        goff = self._goff
+        for rid in self.running:  # decode members, else the tail or admitted by the lost step
+            out.append((rid, goff[rid] + g if rid in goff else self._gen[rid]))
+        out.extend((rid, self._gen[rid]) for rid in self.waiting)
+        if self._state != _IDLE:
+            self.busy_periods.append((self.busy_since, t))
+        self.waiting.clear()
+        self.running.clear()
+        self._gen.clear()
+        self._off.clear()
+        self._goff.clear()
+        self._fin_key.clear()
+        self._heap.clear()
+        self._need = [0] * (2 * self._bs)
+        self._sum_off = self._n_dec = self._used = self.outstanding_tokens = 0
+        self._tail = -1
+        self._tail_computed = 0
+        self._entries = []
+        self._step_dec = 0
+        self._state = _IDLE
+        self._t = t
+        return out
 
     # ------------------------------------------------------------------ closed forms
     def _span(self, k: int) -> float:

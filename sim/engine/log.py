@@ -12,10 +12,13 @@ from collections.abc import Sequence
 
 
 class RequestLog:
-    """Inputs (arrival, lengths) and outcomes (timestamps, preemptions, replica) of requests."""
+    """Inputs (arrival, lengths) and outcomes (timestamps, preemptions, replica, API) by request."""
 
     __slots__ = (
+        "api",
         "arrival_s",
+        "dropped",
+        "evictions",
         "finish_s",
         "first_scheduled_s",
         "first_token_s",
@@ -44,6 +47,11 @@ class RequestLog:
         self.preemptions: list[int] = [0] * n
         self.replica: list[int] = [-1] * n
         self.rejected: list[bool] = [False] * n
+        # Spot and API outcomes (`sim.model`): times a spot reclaim took the request off a
+        # replica (it was re-queued), served by the paid API, dropped (API rate limit, no retry).
+        self.evictions: list[int] = [0] * n
+        self.api: list[bool] = [False] * n
+        self.dropped: list[bool] = [False] * n
 
     def __len__(self) -> int:
         return len(self.arrival_s)

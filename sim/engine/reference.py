@@ -61,13 +61,36 @@ class ReferenceReplica:
         self.steps = 0
         self._scheduled: list[tuple[_Seq, int]] = []
 
-    def submit(self, rid: int) -> None:
-        """Queue request `rid` (the caller has checked `limits.accepts`)."""
+    def submit(self, rid: int, generated: int = 0) -> None:
+        """Queue request `rid` (the caller has checked `limits.accepts`).
+
+        `generated` > 0: an evicted request that already sent that many tokens (see
+        `FastReplica.submit`); its prompt and those tokens are prefilled again.
+        """
         p = self.log.input_tokens[rid]
         o = self.log.output_tokens[rid]
         self.log.replica[rid] = self.index
-        self.waiting.append(_Seq(rid, p, o))
+        self.waiting.append(_Seq(rid, p, o, generated))
         self.outstanding_tokens += p + o - 1
+
+    def evict(self) -> list[tuple[int, int]]:
+        """Take back every unfinished request (the step under way is lost); empty the replica.
+
+        Returns (rid, output tokens generated) for running sequences in admission order, then
+        waiting ones in queue order, as `FastReplica.evict` does.
+        """
+        out = [(s.rid, s.generated) for s in self.running]
+        out.extend((s.rid, s.generated) for s in self.waiting)
+        self.running = []
+        self.waiting.clear()
+        self.free_blocks = self.limits.kv_blocks
+        self.outstanding_tokens = 0
+        self._scheduled = []
+        return out
+
+    def queued_prompt_tokens(self) -> int:
+        """Tokens the waiting queue must prefill before its requests decode."""
+        return sum(s.known_tokens - s.computed for s in self.waiting)
 
     def remaining_tokens(self) -> int:
         """Tokens still to compute for every request on this replica (the router's load signal)."""
