@@ -90,7 +90,7 @@ class ApiClient:
         s = max(t, self._last_send)  # a throttled request is not overtaken
         sent = self._sent
         while True:
-            while sent and sent[0][0] <= s - WINDOW_S:
+            while sent and sent[0][0] + WINDOW_S <= s:  # (not s - 60: rounding)
                 _, a, b = sent.popleft()
                 self._in -= a
                 self._out -= b

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+import polars as pl
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
@@ -50,6 +51,16 @@ TABLE_METRICS = (
     ("slo_attainment", "SLO attain.", "{:.1%}"),
     ("gpu_utilisation", "GPU util.", "{:.1%}"),
     ("cost_usd", "cost ($)", "{:,.0f}"),
+)
+# Rows shown only when some plan has spot pools / an API (medians across replications).
+HYBRID_METRICS = (
+    ("spot_preemptions", "spot reclaims", "{:,.0f}"),
+    ("requeued", "re-queued", "{:,.0f}"),
+    ("api_requests", "API requests", "{:,.0f}"),
+    ("api_dropped", "API dropped", "{:,.0f}"),
+    ("gpu_cost_spot_usd", "spot GPU ($)", "{:,.0f}"),
+    ("api_cost_usd", "API ($)", "{:,.0f}"),
+    ("savings_vs_all_api_usd", "vs all-API ($)", "{:+,.0f}"),
 )
 
 
@@ -196,36 +207,79 @@ def run(
 
 
 def print_summary(console: Console, results: Results) -> None:
-    """The terminal table: per month, the median across replications and its p5–p95 range."""
+    """Terminal tables: per plan and month, the median across replications [p5–p95]; with
+    several plans, then each plan's paired difference from the first."""
     s = results.summary
     if s.is_empty():
         return
+    spec = results.spec
+    hybrid = spec.spot is not None or spec.api is not None
+    plans = [p.name for p in spec.all_plans() if p.name in set(s["plan"].to_list())]
     months = sorted(s["month"].unique().to_list())
+    for plan in plans:
+        title = f"{spec.name}: median across {len(results.replications_done)} replications"
+        if len(plans) > 1:
+            title = f"{spec.name} — plan {plan}: median across "
+            title += f"{len(results.replications_done)} replications"
+        table = Table(title=f"{title} [p5–p95]", show_lines=True)
+        table.add_column("metric")
+        for month in months:
+            table.add_column(f"month {month}", justify="right")
+        cell = {
+            (r["metric"], r["month"]): r
+            for r in s.filter(pl.col("plan") == plan).iter_rows(named=True)
+        }
+        for metric, name, fmt in TABLE_METRICS + (HYBRID_METRICS if hybrid else ()):
+            row = [name]
+            for month in months:
+                q = cell[(metric, month)]
+                lo, mid, hi = (fmt.format(q[k]) for k in ("p5", "p50", "p95"))
+                row.append(f"{mid}\n[dim]{lo}–{hi}[/dim]")
+            table.add_row(*row)
+        se = [cell[("ttft_p95_se_s", m)]["p50"] for m in months]
+        if not all(x != x for x in se):  # sampled horizon: the estimator's own error
+            table.add_row("p95 TTFT s.e. (s)", *(f"±{x:.2g}" for x in se))
+        table.add_row(
+            f"P(p95 TTFT > {spec.slo.ttft_s:g} s)",
+            *(f"{cell[('p_ttft_p95_above_slo', m)]['mean']:.0%}" for m in months),
+        )
+        console.print(table)
+    if len(plans) > 1 and not results.paired.is_empty():
+        _print_paired(console, results, months)
+
+
+PAIRED_ROWS = (
+    ("cost_usd", "Δ cost ($)", "{:+,.0f}"),
+    ("ttft_p95_s", "Δ p95 TTFT (s)", "{:+.3f}"),
+    ("slo_attainment", "Δ SLO attain. (pp)", "{:+.2%}"),
+    ("ttft_p95_above_slo", "Δ P(p95 TTFT > SLO)", "{:+.0%}"),
+)
+
+
+def _print_paired(console: Console, results: Results, months: list[int]) -> None:
+    p = results.paired
+    base = p["baseline"][0]
     table = Table(
-        title=f"{results.spec.name}: median across {len(results.replications_done)} "
-        "replications [p5–p95]",
+        title=f"paired differences vs {base} (same traffic, reclaims, API latency): "
+        "mean [p5–p95] across replications",
         show_lines=True,
     )
-    table.add_column("metric")
+    table.add_column("plan / metric")
     for month in months:
         table.add_column(f"month {month}", justify="right")
-    cell = {(r["metric"], r["month"]): r for r in s.iter_rows(named=True)}
-    for metric, title, fmt in TABLE_METRICS:
-        row = [title]
-        for month in months:
-            q = cell[(metric, month)]
-            row.append(
-                f"{fmt.format(q['p50'])}\n[dim]{fmt.format(q['p5'])}–{fmt.format(q['p95'])}[/dim]"
-            )
-        table.add_row(*row)
-    se = [cell[("ttft_p95_se_s", m)]["p50"] for m in months]
-    if not all(x != x for x in se):  # sampled horizon: the estimator's own error
-        table.add_row("p95 TTFT s.e. (s)", *(f"±{x:.2g}" for x in se))
-    slo = results.spec.slo.ttft_s
-    table.add_row(
-        f"P(p95 TTFT > {slo:g} s)",
-        *(f"{cell[('p_ttft_p95_above_slo', m)]['mean']:.0%}" for m in months),
-    )
+    cell = {(r["plan"], r["metric"], r["month"]): r for r in p.iter_rows(named=True)}
+    for plan in p["plan"].unique(maintain_order=True).to_list():
+        for metric, name, fmt in PAIRED_ROWS:
+            row = [f"{plan}: {name}"]
+            for month in months:
+                q = cell.get((plan, metric, month))
+                if q is None:
+                    row.append("")
+                    continue
+                row.append(
+                    f"{fmt.format(q['mean'])}\n[dim]{fmt.format(q['p5'])}–{fmt.format(q['p95'])}[/dim]"
+                )
+            table.add_row(*row)
     console.print(table)
 
 

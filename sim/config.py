@@ -9,7 +9,7 @@ by the experiment are loaded (and checked) by `sim.experiment`.
 Schema (units in names: `_s` seconds, `_usd` dollars, `_per_day` per 24 h):
 
     name, seed, months
-    [monte_carlo]  replications
+    [monte_carlo]  replications, calibration_uncertainty (default true)
     [workload]     kind = "generated" (default) | "replay", or include = "workload.toml"
       generated:   base_requests_per_day, weekly_profile (file or 168 numbers),
                    lengths (trace file, or {file, format, smoothing_log_sd})
@@ -352,6 +352,8 @@ class ExperimentSpec:
     plans: tuple[PlanSpec, ...] = ()  # empty: one plan, "main", of `fleet`
     spot: SpotSpec | None = None
     api: ApiSpec | None = None
+    # Sample each replication's step-time scale from the fit's residual spread (issue #3 §4).
+    calibration_uncertainty: bool = True
 
     def all_plans(self) -> tuple[PlanSpec, ...]:
         """The plans to simulate: `[[plans]]`, or the single `[fleet]` plan named "main"."""
@@ -1217,6 +1219,7 @@ def parse_experiment(text: str, file: str) -> ExperimentSpec:
     months = top.integer("months", 6, check=lambda x: 1 <= x <= 36, rule="between 1 and 36")
     mc = top.table("monte_carlo")
     replications = mc.integer("replications", 20, check=lambda x: x >= 1, rule=">= 1")
+    calibration_uncertainty = mc.boolean("calibration_uncertainty", True)
     mc.close()
     workload = _workload(ctx, top.table("workload"), Path(file).resolve().parent)
     engine = _engine(ctx, top.table("engine"))
@@ -1285,6 +1288,7 @@ def parse_experiment(text: str, file: str) -> ExperimentSpec:
         plans=plans,
         spot=spot,
         api=api,
+        calibration_uncertainty=calibration_uncertainty,
     )
 
 

@@ -58,9 +58,34 @@ class Fleet:
         return tuple(s for s in self.slots if s.market == "spot")
 
 
-def build_fleet(spec: ExperimentSpec, plan: PlanSpec | None = None) -> Fleet:
-    """The fleet of `plan` (default: the experiment's first plan)."""
+def step_time_factors(spec: ExperimentSpec, replication: int | None) -> dict[str, float]:
+    """Per GPU, the replication's step-time scale: model error as a Monte Carlo input.
+
+    The step-time fit leaves a residual spread σ = `residual_sd_log` (SD of log(measured /
+    predicted), held-out rows; larger for transferred and roofline entries). Replication k
+    scales every step time on a GPU by exp(σ·Z), Z ~ N(0, 1) from its CALIBRATION stream (one
+    draw per GPU type, the same for every plan), so the fit's uncertainty widens the output
+    distributions. 1.0 everywhere when `calibration_uncertainty` is off or `replication` is None.
+    """
+    out = {}
+    for gpu, st in spec.step_times:
+        factor = 1.0
+        if replication is not None and spec.calibration_uncertainty and st.residual_sd_log > 0:
+            rng = stream(Stream.CALIBRATION, replication, spec.seed, zlib.crc32(gpu.encode()))
+            factor = float(np.exp(st.residual_sd_log * rng.standard_normal()))
+        out[gpu] = factor
+    return out
+
+
+def build_fleet(
+    spec: ExperimentSpec, plan: PlanSpec | None = None, replication: int | None = None
+) -> Fleet:
+    """The fleet of `plan` (default: the experiment's first plan) for one replication.
+
+    `replication` sets the step-time scale drawn for it (`step_time_factors`); None = 1.0.
+    """
     plan = plan or spec.all_plans()[0]
+    factors = step_time_factors(spec, replication)
     index: dict[tuple[str, str, int], int] = {}
     replicas: list[ReplicaSpec] = []
     slots: list[Slot] = []
@@ -95,7 +120,7 @@ def build_fleet(spec: ExperimentSpec, plan: PlanSpec | None = None) -> Fleet:
                                 st.per_token_s,
                                 st.decode_attn_s_per_token,
                                 st.prefill_attn_s_per_pair,
-                            ),
+                            ).scaled(factors[pool.gpu]),
                         )
                     )
                 active.append(index[key])

@@ -77,3 +77,49 @@ SUMMARY_SCHEMA: dict[str, type[pl.DataType] | pl.DataType] = {
 SUMMARY_METRICS: tuple[str, ...] = tuple(
     k for k in MONTH_SCHEMA if k not in ("plan", "replication", "month")
 )
+
+# Paired differences between plans (`[[plans]]`): per replication, plan minus the first plan
+# (the baseline) of the same replication — common random numbers — then quantiles across
+# replications. One row per (plan, month, metric); the baseline has no rows.
+PAIRED_SCHEMA: dict[str, type[pl.DataType] | pl.DataType] = {
+    "plan": pl.String,
+    "baseline": pl.String,
+    "month": pl.Int64,
+    "metric": pl.String,
+    "mean": pl.Float64,
+    "p5": pl.Float64,
+    "p50": pl.Float64,
+    "p95": pl.Float64,
+    "p_better": pl.Float64,  # share of replications in which the plan is better on the metric
+}
+
+PAIRED_METRICS: tuple[tuple[str, int], ...] = (
+    # (metric, +1 if more is better, -1 if less is better)
+    ("cost_usd", -1),
+    ("gpu_cost_usd", -1),
+    ("api_cost_usd", -1),
+    ("ttft_p95_s", -1),
+    ("e2e_p95_s", -1),
+    ("slo_attainment", 1),
+    ("ttft_p95_above_slo", -1),
+)
+
+# One sampled replication around a spot reclaim, for the report's risk page: fleet state
+# every few seconds (replicas healthy, requests waiting/running on them, waiting at the router,
+# cumulative API spills), and the reclaim events themselves.
+TIMELINE_SCHEMA: dict[str, type[pl.DataType] | pl.DataType] = {
+    "plan": pl.String,
+    "t_s": pl.Float64,
+    "healthy_replicas": pl.Int64,
+    "waiting": pl.Int64,
+    "running": pl.Int64,
+    "router_backlog": pl.Int64,
+    "api_spilled": pl.Int64,
+}
+
+TIMELINE_EVENTS_SCHEMA: dict[str, type[pl.DataType] | pl.DataType] = {
+    "plan": pl.String,
+    "replica": pl.Int64,
+    "event": pl.String,  # "notice" | "down" | "up"
+    "t_s": pl.Float64,
+}

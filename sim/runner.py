@@ -30,6 +30,7 @@ from sim.experiment import Experiment, experiment_traffic, sample_month_requests
 from sim.fleet import Fleet, build_fleet, hybrid_for, spot_bill, spot_outages
 from sim.horizon import Window, WindowResult, choose_windows, sampled_month_rows, strata_of_slots
 from sim.model import Engine, FleetPhase, SimulationResult, simulate
+from sim.records import PAIRED_SCHEMA, TIMELINE_EVENTS_SCHEMA, TIMELINE_SCHEMA
 from sim.rng import Stream, stream
 from sim.spot import Outage as SpotOutage
 from sim.stats import (
@@ -39,6 +40,7 @@ from sim.stats import (
     hourly_frame,
     month_rows,
     months_frame,
+    paired_differences,
     summarise,
 )
 from sim.store import PartStore
@@ -139,7 +141,7 @@ def run_replication(
     sampled = horizon_mode(exp)[0] == "sampled"
     wl = None if sampled else sample_workload(exp, replication)
     for plan in spec.all_plans():
-        fleet = build_fleet(spec, plan)
+        fleet = build_fleet(spec, plan, replication)
         outages = spot_outages(spec, fleet, replication)
         if wl is None:
             r, h, n, ev = _sampled_replication(exp, replication, plan, fleet, outages, engine)
@@ -385,6 +387,86 @@ def _safe_replication(exp: Experiment, replication: int) -> ReplicationOutput:
         return ReplicationOutput(replication, [], [], 0, 0, 0.0, error=detail)
 
 
+TIMELINE_PROBE_S = 10.0  # fleet-state sample period of the risk page's timeline
+TIMELINE_MARGIN_S = 900.0  # shown before the reclaim notice and after the replacement
+
+
+def sample_timeline(exp: Experiment, replications: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Fleet state around the first spot reclaim of the first replication that has one.
+
+    Every plan replays the same stretch of that replication's traffic (its month's streams,
+    a window from 15 min before the notice to 15 min after the replacement is up, at most
+    2 h) from an empty fleet warmed up 10 min before, with the same reclaims, so the report
+    can show the queue a reclaim causes and the API spill that absorbs it. Empty tables when
+    no plan has spot pools or no replication has a reclaim.
+    """
+    spec = exp.spec
+    timeline = pl.DataFrame(schema=TIMELINE_SCHEMA)
+    events = pl.DataFrame(schema=TIMELINE_EVENTS_SCHEMA)
+    fleets = [(plan, build_fleet(spec, plan)) for plan in spec.all_plans()]  # reclaim search
+    found = None
+    for k in range(replications):
+        for _, fleet in fleets:
+            outages = spot_outages(spec, fleet, k)
+            downs = [(o.notice_s, i) for i, outs in outages.items() for o in outs]
+            if downs:
+                first = min(downs)
+                if found is None or first[0] < found[1][0]:
+                    found = (k, first, outages[first[1]])
+        if found is not None:
+            break
+    if found is None:
+        return timeline, events
+    k, (notice, _), outs = found
+    reclaim = next(o for o in outs if o.notice_s == notice)
+    up = min(reclaim.up_s, notice + 7200.0 - TIMELINE_MARGIN_S)
+    month = int(notice // SECONDS_PER_MONTH) + 1
+    month_start = float((month - 1) * SECONDS_PER_MONTH)
+    start = max(month_start, notice - TIMELINE_MARGIN_S)
+    end = min(float(month * SECONDS_PER_MONTH), up + TIMELINE_MARGIN_S)
+    t0 = max(month_start, start - spec.horizon.warmup_s)
+    growth = sample_growth(spec, k)
+    keys = (k, spec.seed, month, 1_000_000)
+    rngs = MonthRngs(*(stream(Stream.WINDOW, *keys, j) for j in range(3)))
+    req = sample_month(
+        experiment_traffic(exp),
+        month,
+        float(growth[month - 1]),
+        rngs,
+        offset_s=t0 - month_start,
+        duration_s=end - t0,
+    )
+    frames, event_rows = [], []
+    fleets = [(plan, build_fleet(spec, plan, k)) for plan in spec.all_plans()]
+    for plan, fleet in fleets:
+        if len(req.arrival_s) == 0:
+            break
+        outages = _window_outages(spot_outages(spec, fleet, k), t0, end)
+        log = RequestLog(
+            req.arrival_s.tolist(), req.input_tokens.tolist(), req.output_tokens.tolist()
+        )
+        hybrid = hybrid_for(
+            spec, plan, outages, k, len(log), month, 1_000_000, probe_s=TIMELINE_PROBE_S
+        )
+        res = simulate(
+            log, fleet.replicas, [FleetPhase(t0, fleet.phases[month - 1].replicas)], "fast", hybrid
+        )
+        rows = [r for r in res.extra["timeline"] if start <= r[0] <= end]
+        frames.append(
+            pl.DataFrame([(plan.name, *r) for r in rows], schema=TIMELINE_SCHEMA, orient="row")
+        )
+        for i, outs_i in sorted(outages.items()):
+            for o in outs_i:
+                for name, t in (("notice", o.notice_s), ("down", o.down_s), ("up", o.up_s)):
+                    if start <= t <= end:
+                        event_rows.append((plan.name, i, name, t))
+    if frames:
+        timeline = pl.concat(frames)
+    if event_rows:
+        events = pl.DataFrame(event_rows, schema=TIMELINE_EVENTS_SCHEMA, orient="row")
+    return timeline, events
+
+
 @dataclass
 class Results:
     """Everything a run produced: tables, the manifest facts, errors, and whether it finished."""
@@ -400,6 +482,11 @@ class Results:
     errors: dict[int, str] = field(default_factory=dict)
     interrupted: bool = False
     horizon: str = ""
+    paired: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=PAIRED_SCHEMA))
+    timeline: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=TIMELINE_SCHEMA))
+    timeline_events: pl.DataFrame = field(
+        default_factory=lambda: pl.DataFrame(schema=TIMELINE_EVENTS_SCHEMA)
+    )
 
     def manifest(self) -> dict[str, object]:
         """Self-describing facts for manifest.json (the resolved config comes from the CLI)."""
@@ -417,6 +504,9 @@ class Results:
             "slo_ttft_s": self.spec.slo.ttft_s,
             "slo_tpot_s": self.spec.slo.tpot_s,
             "horizon": self.horizon,
+            "plans": [p.name for p in self.spec.all_plans()],
+            "budget_usd_per_month": self.spec.cost.budget_usd_per_month,
+            "step_times": {gpu: st.provenance for gpu, st in self.spec.step_times},
         }
 
 
@@ -548,6 +638,10 @@ def run_experiment(
     month_list = [row for k in ok for row in outputs[k].months]
     hourly_list = [row for k in ok for row in outputs[k].hourly]
     months = months_frame(month_list)
+    plan_names = [p.name for p in exp.spec.all_plans()]
+    timeline, events = (
+        sample_timeline(exp, n) if ok else (pl.DataFrame(schema=TIMELINE_SCHEMA), None)
+    )
     return Results(
         spec=exp.spec,
         months=months,
@@ -560,4 +654,9 @@ def run_experiment(
         errors={k: o.error for k, o in outputs.items() if o.error is not None},
         interrupted=interrupted,
         horizon=horizon_mode(exp)[1],
+        paired=paired_differences(months, exp.spec.slo.ttft_s, plan_names),
+        timeline=timeline,
+        timeline_events=events
+        if events is not None
+        else pl.DataFrame(schema=TIMELINE_EVENTS_SCHEMA),
     )
