@@ -35,6 +35,11 @@ def write_results(results: Results, out_dir: Path) -> Path:
         results.months.write_parquet(tmp / "months.parquet")
         results.summary.write_parquet(tmp / "summary.parquet")
         results.hourly.write_parquet(tmp / "hourly.parquet")
+        if len(results.spec.all_plans()) > 1:
+            results.paired.write_parquet(tmp / "paired.parquet")
+        if not results.timeline.is_empty():
+            results.timeline.write_parquet(tmp / "timeline.parquet")
+            results.timeline_events.write_parquet(tmp / "timeline_events.parquet")
         meta = {k: v for k, v in manifest.items() if k != "config"} | {
             "replications": len(results.replications_done),
             "config": manifest["config"],

@@ -44,6 +44,8 @@ def shrink(exp: Experiment) -> Experiment:
         months=1,
         replications=1,
         fleet=spec.fleet[:1],
+        # the first plan only, one month (plans are compared in tests/test_hybrid_runner.py)
+        plans=tuple(dataclasses.replace(p, fleet=p.fleet[:1]) for p in spec.plans[:1]),
         workload=dataclasses.replace(spec.workload, base_requests_per_day=SMALL_REQUESTS_PER_DAY),
     )
     return dataclasses.replace(exp, spec=small)

@@ -94,6 +94,9 @@ def test_sampled_agrees_with_full_on_a_small_case() -> None:
         ),
         fleet=(MonthPlan((PoolSpec("base", "a100-80gb", 1),)),) * 2,
         workload=dataclasses.replace(exp.spec.workload, base_requests_per_day=2500.0),
+        # the estimator alone: no step-time draw per replication (it moves this near-saturated
+        # case's SLO attainment by several points and so the median of 8 replications)
+        calibration_uncertainty=False,
     )
     full = run_experiment(
         dataclasses.replace(exp, spec=dataclasses.replace(spec, horizon=HorizonSpec("full"))),
