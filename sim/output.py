@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from sim.report import write_report
+from sim.risk_report import write_risk_report
 from sim.runner import Results
 
 
@@ -45,6 +46,16 @@ def write_results(results: Results, out_dir: Path) -> Path:
             "config": manifest["config"],
         }
         write_report(tmp, results.months, results.summary, results.hourly, meta)
+        if len(results.spec.all_plans()) > 1 or not results.timeline.is_empty():
+            write_risk_report(
+                tmp,
+                results.months,
+                results.summary,
+                results.paired,
+                results.timeline,
+                results.timeline_events,
+                meta,
+            )
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
