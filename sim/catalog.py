@@ -75,16 +75,17 @@ class StepTimeEntry:
 
 
 _STR_FIELDS = ("model", "gpu", "dtype", "source")
-_FLOAT_FIELDS = (
+COEFFICIENTS = (
     "overhead_s",
     "flat_s",
     "knee_tokens",
     "per_token_s",
     "decode_attn_s_per_token",
     "prefill_attn_s_per_pair",
-    "heldout_mape",
-    "residual_sd_log",
 )
+"""The six step-time coefficients, named alike in every record that carries them (catalog
+entries, roofline estimates, an experiment's resolved step times, the engine's model)."""
+_FLOAT_FIELDS = (*COEFFICIENTS, "heldout_mape", "residual_sd_log")
 _FIELD_NAMES = tuple(f.name for f in fields(StepTimeEntry))
 _OPTIONAL = ("residual_sd_log",)
 SD_PER_MAPE = math.sqrt(math.pi / 2)

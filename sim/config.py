@@ -39,11 +39,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sim.catalog import load_step_time_catalog
+from sim.catalog import COEFFICIENTS as STEP_TIME_COEFFICIENTS
+from sim.catalog import StepTimeEntry, load_step_time_catalog
 from sim.errors import ConfigError, Problem
 from sim.hardware import (
     DTYPE_BYTES,
     QUANTIZATION_WEIGHT_DTYPE,
+    RooflineCoefficients,
     gpus,
     kv_capacity_tokens,
     load_roofline_factors,
@@ -1075,17 +1077,7 @@ def _step_times(
         # Fitted entries are for unquantised weights: a separate weight dtype has no entry.
         entry = catalog.get(key) if engine.weight_dtype is None else None
         if entry is not None:
-            spec = StepTimeSpec(
-                overhead_s=entry.overhead_s,
-                flat_s=entry.flat_s,
-                knee_tokens=entry.knee_tokens,
-                per_token_s=entry.per_token_s,
-                decode_attn_s_per_token=entry.decode_attn_s_per_token,
-                prefill_attn_s_per_pair=entry.prefill_attn_s_per_pair,
-                source=entry.source,
-                calibrated=True,
-                residual_sd_log=entry.residual_sd_log,
-            )
+            spec = _step_spec(entry, entry.source, calibrated=True)
         else:
             shape, hw = models().get(engine.model), gpus().get(gpu)
             if shape is None or hw is None:  # already reported by _engine / _fleet
@@ -1099,19 +1091,22 @@ def _step_times(
                 factors=load_roofline_factors(),
             )
             have = ", ".join(f"{m}/{g}/tp{tp}/{d}" for (m, g, tp, d) in sorted(catalog))
-            spec = StepTimeSpec(
-                overhead_s=r.overhead_s,
-                flat_s=r.flat_s,
-                knee_tokens=r.knee_tokens,
-                per_token_s=r.per_token_s,
-                decode_attn_s_per_token=r.decode_attn_s_per_token,
-                prefill_attn_s_per_pair=r.prefill_attn_s_per_pair,
-                source=f"{r.source}. Fitted entries: {have}",
-                calibrated=False,
-                residual_sd_log=r.residual_sd_log,
-            )
+            spec = _step_spec(r, f"{r.source}. Fitted entries: {have}", calibrated=False)
         out.append((gpu, spec))
     return tuple(out)
+
+
+def _step_spec(
+    c: StepTimeEntry | RooflineCoefficients, source: str, *, calibrated: bool
+) -> StepTimeSpec:
+    """A resolved step-time spec from a fitted entry or a roofline estimate (same fields)."""
+    coefficients = {name: getattr(c, name) for name in STEP_TIME_COEFFICIENTS}
+    return StepTimeSpec(
+        **coefficients,
+        source=source,
+        calibrated=calibrated,
+        residual_sd_log=c.residual_sd_log,
+    )
 
 
 def _kv_blocks(ctx: _Ctx, engine: EngineSpec, gpus_used: list[str]) -> tuple[tuple[str, int], ...]:

@@ -113,14 +113,7 @@ def build_fleet(
                                 max_model_len=e.max_model_len,
                                 block_size=e.block_size,
                             ),
-                            step_time=StepTimeModel(
-                                st.overhead_s,
-                                st.flat_s,
-                                st.knee_tokens,
-                                st.per_token_s,
-                                st.decode_attn_s_per_token,
-                                st.prefill_attn_s_per_pair,
-                            ).scaled(factors[pool.gpu]),
+                            step_time=StepTimeModel.of(st).scaled(factors[pool.gpu]),
                         )
                     )
                 active.append(index[key])

@@ -283,14 +283,7 @@ class EngineSetup:
 
 def step_time_model(entry: StepTimeEntry) -> StepTimeModel:
     """The engine's step-time model from a catalog entry."""
-    return StepTimeModel(
-        overhead_s=entry.overhead_s,
-        flat_s=entry.flat_s,
-        knee_tokens=entry.knee_tokens,
-        per_token_s=entry.per_token_s,
-        decode_attn_s_per_token=entry.decode_attn_s_per_token,
-        prefill_attn_s_per_pair=entry.prefill_attn_s_per_pair,
-    )
+    return StepTimeModel.of(entry)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,26 @@ Coefficients are fitted from real profiles (docs/calibration.md).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
+
+from sim.catalog import COEFFICIENTS
+
+
+class Coefficients(Protocol):
+    """Anything holding the six coefficients as attributes (see `COEFFICIENTS`)."""
+
+    @property
+    def overhead_s(self) -> float: ...
+    @property
+    def flat_s(self) -> float: ...
+    @property
+    def knee_tokens(self) -> float: ...
+    @property
+    def per_token_s(self) -> float: ...
+    @property
+    def decode_attn_s_per_token(self) -> float: ...
+    @property
+    def prefill_attn_s_per_pair(self) -> float: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,15 +49,13 @@ class StepTimeModel:
     decode_attn_s_per_token: float
     prefill_attn_s_per_pair: float
 
+    @classmethod
+    def of(cls, c: Coefficients) -> StepTimeModel:
+        """The model of a record carrying the six coefficients (catalog entry, spec, roofline)."""
+        return cls(*(getattr(c, name) for name in COEFFICIENTS))
+
     def __post_init__(self) -> None:
-        for name in (
-            "overhead_s",
-            "flat_s",
-            "knee_tokens",
-            "per_token_s",
-            "decode_attn_s_per_token",
-            "prefill_attn_s_per_pair",
-        ):
+        for name in COEFFICIENTS:
             value = getattr(self, name)
             if not value >= 0.0:
                 raise ValueError(f"{name} must be >= 0, got {value!r}")
