@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from sim.report import write_report
-from sim.risk_report import write_risk_report
 from sim.runner import Results
 
 
@@ -45,17 +44,16 @@ def write_results(results: Results, out_dir: Path) -> Path:
             "replications": len(results.replications_done),
             "config": manifest["config"],
         }
-        write_report(tmp, results.months, results.summary, results.hourly, meta)
-        if len(results.spec.all_plans()) > 1 or not results.timeline.is_empty():
-            write_risk_report(
-                tmp,
-                results.months,
-                results.summary,
-                results.paired,
-                results.timeline,
-                results.timeline_events,
-                meta,
-            )
+        write_report(
+            tmp,
+            results.months,
+            results.summary,
+            results.hourly,
+            meta,
+            paired=results.paired,
+            timeline=results.timeline,
+            timeline_events=results.timeline_events,
+        )
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

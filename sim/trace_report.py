@@ -3,7 +3,7 @@
 Each chart is a pure function of one long frame with a `source` column (the trace, and for a
 comparison the generated sample), so real and generated share every chart. `trace_frames`
 builds those frames from `TraceStats`; `render_trace_html` lays out one self-contained page
-with the Vega bundle and the embedding helpers of `sim.report` (inlined once, no network).
+with the page shell of `sim.report` (Vega bundle inlined once, no network).
 """
 
 from __future__ import annotations
@@ -17,17 +17,7 @@ from typing import Final
 import altair as alt
 import polars as pl
 
-from sim.report import (
-    _CSS,
-    _EMBED_LOOP,
-    _EMBED_OPTIONS,
-    Chart,
-    _atomic_write,
-    _inline,
-    _script_json,
-    _vega_bundle,
-    write_png,
-)
+from sim.report import Chart, _atomic_write, _inline, chart_blocks, html_page, write_png
 from sim.traces.compare import Check
 from sim.traces.stats import TraceStats
 
@@ -260,44 +250,20 @@ def render_trace_html(
     checks: Sequence[Check] | None = None,
 ) -> str:
     """One self-contained page: notes, statistics side by side, checks, charts (offline)."""
-    sections = []
-    for key, chart in trace_charts(stats).items():
-        sections.append(
-            f'<div class="chart" id="chart-{key}"></div>\n'
-            f'<script type="application/json" data-vega-spec="chart-{key}">'
-            f"{_script_json(chart.to_dict())}</script>"
-        )
     notes_html = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
     checks_html = (
         f"<h2>Acceptance (issue #4 tolerances)</h2>\n{checks_table_html(checks)}"
         if checks is not None
         else ""
     )
-    return f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>{html.escape(title)}</title>
-<style>{_CSS}</style>
-<script type="text/javascript">
-{_vega_bundle()}
-</script>
-</head>
-<body>
-<h1>{html.escape(title)}</h1>
+    body = f"""<h1>{html.escape(title)}</h1>
 <ul>{notes_html}</ul>
 <h2>Statistics</h2>
 {stats_table_html(stats)}
 {checks_html}
 <h2>Charts</h2>
-{chr(10).join(sections)}
-<script type="text/javascript">
-var EMBED_OPTIONS = {_script_json(_EMBED_OPTIONS)};
-{_EMBED_LOOP}
-</script>
-</body>
-</html>
-"""
+{chart_blocks(trace_charts(stats))}"""
+    return html_page(title, body)
 
 
 def write_trace_report(
