@@ -8,6 +8,7 @@ plain one; spill rules do what they say.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -24,7 +25,8 @@ STEP = StepTimeModel(0.004, 0.006, 64, 2e-5, 1e-7, 1e-10)
 LIMITS = EngineLimits(max_num_seqs=16, max_num_batched_tokens=256, kv_blocks=200, max_model_len=800)
 
 
-def _api(spill: SpillSpec, n: int, *, rpm: int | None = None, on_limit: str = "retry") -> ApiClient:
+def api_spec(**changes: object) -> ApiSpec:
+    """A test API: $1/$5 per M tokens, 0.5 s TTFT, 100 tokens/s, no limits (override any)."""
     spec = ApiSpec(
         provider="test",
         input_usd_per_million=1.0,
@@ -33,15 +35,20 @@ def _api(spill: SpillSpec, n: int, *, rpm: int | None = None, on_limit: str = "r
         ttft_p95_s=0.5,
         output_tokens_per_s_median=100.0,
         output_tokens_per_s_p5=100.0,
-        rpm=rpm,
+        rpm=None,
         tpm=None,
         input_tpm=None,
         output_tpm=None,
-        on_limit=on_limit,
+        on_limit="retry",
         max_retry_wait_s=60.0,
-        spill=spill,
+        spill=SpillSpec(),
         source="test",
     )
+    return dataclasses.replace(spec, **changes)  # type: ignore[arg-type]
+
+
+def _api(spill: SpillSpec, n: int, *, rpm: int | None = None, on_limit: str = "retry") -> ApiClient:
+    spec = api_spec(spill=spill, rpm=rpm, on_limit=on_limit)
     return ApiClient(spec, np.full(n, 0.5), np.full(n, 100.0))
 
 

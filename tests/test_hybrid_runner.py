@@ -13,6 +13,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from test_hybrid_model import api_spec
 from test_runner import tiny
 
 from sim.config import ApiSpec, MonthPlan, PlanSpec, PoolSpec, SpillSpec, SpotSpec, parse_experiment
@@ -24,25 +25,16 @@ LATENCY_COLUMNS = ("ttft_p50_s", "ttft_p95_s", "tpot_p95_s", "e2e_p95_s", "slo_a
 
 
 def _api(**kw: object) -> ApiSpec:
-    base = dict(
+    """Claude Haiku 4.5's prices with an assumed latency spread."""
+    latency: dict[str, object] = dict(
         provider="claude-haiku-4-5",
-        input_usd_per_million=1.0,
-        output_usd_per_million=5.0,
         ttft_median_s=0.48,
         ttft_p95_s=1.0,
         output_tokens_per_s_median=53.0,
         output_tokens_per_s_p5=30.0,
-        rpm=None,
-        tpm=None,
-        input_tpm=None,
-        output_tpm=None,
-        on_limit="retry",
-        max_retry_wait_s=60.0,
         spill=SpillSpec(max_wait_s=0.5),
-        source="test",
     )
-    base.update(kw)
-    return ApiSpec(**base)  # type: ignore[arg-type]
+    return api_spec(**(latency | kw))
 
 
 def _with_plans(exp, plans, *, spot=None, api=None, months=1):
