@@ -26,7 +26,8 @@ import numpy as np
 import polars as pl
 
 from sim.traces import read_weekly_profile
-from sim.workload import HOURS_PER_WEEK, WeeklyProfile
+from sim.units import HOURS_PER_WEEK
+from sim.workload import WeeklyProfile
 
 SOURCE_DIR = Path("/work/shared/data/servegen-alibaba/trace/language/m-large")
 OUT_CSV = Path("traces/servegen_weekly_profile.csv")

@@ -14,7 +14,8 @@ from sim.traces import read_trace
 from sim.traces.build import load_workload, make_traffic
 from sim.traces.compare import acceptance, generate_like
 from sim.traces.stats import describe
-from sim.workload import SECONDS_PER_MONTH, WorkloadModel
+from sim.units import SECONDS_PER_MONTH
+from sim.workload import WorkloadModel
 
 SHIPPED = [
     ("azure_conv_2023.csv", "azure_conv.toml"),

@@ -23,10 +23,11 @@ from rich.table import Table
 
 from sim.config import TRACE_FORMATS, parse_workload_file
 from sim.errors import SimError, TraceError
-from sim.experiment import load_experiment
+from sim.experiment import load_experiment, load_workload
 from sim.output import write_results
+from sim.replication import ReplicationOutput
 from sim.rng import Stream, stream
-from sim.runner import ReplicationOutput, Results, horizon_mode, run_experiment, version
+from sim.runner import Results, run_experiment, version
 from sim.store import PartStore, fingerprint
 from sim.trace_report import write_trace_report
 from sim.traces import (
@@ -36,11 +37,12 @@ from sim.traces import (
     superposed_interarrival_cv,
     write_weekly_profile,
 )
-from sim.traces.build import load_workload, make_traffic
 from sim.traces.compare import acceptance, generate_like
 from sim.traces.fit import FIT_ARRIVALS, fit_workload, workload_toml
 from sim.traces.stats import TraceStats, describe
-from sim.workload import SECONDS_PER_MONTH, WorkloadModel
+from sim.units import SECONDS_PER_MONTH
+from sim.workload import WorkloadModel
+from sim.workload.from_spec import make_traffic
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -152,7 +154,7 @@ def run(
     parts = target.with_name(target.name + ".parts")
     store = PartStore.open(parts, fingerprint(exp.spec, version()), resume=resume, fresh=fresh)
     console = Console()
-    console.print(f"horizon: {horizon_mode(exp)[1]}")
+    console.print(f"horizon: {exp.horizon()[1]}")
     started = time.perf_counter()
     with Progress(
         TextColumn("[bold]{task.description}"),

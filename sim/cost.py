@@ -1,13 +1,28 @@
-"""Cost of a plan: GPU-hours × price, fixed monthly operations, and unit costs.
+"""Every dollar of a plan: on-demand GPU-hours, spot instance runs, the API, the all-API bill,
+unit costs and break-even.
 
-All money in US dollars, all prices per hour or per million tokens as named. The reference
+All money in US dollars, prices per GPU-hour or per million tokens as named; GPU-hours count
+GPUs (a `tp`-way replica is `tp` GPUs). The on-demand bill follows from the plan alone
+(`plan_month_costs`); the spot bill from the replication's reclaims (`spot_bill`: a spot slot
+is billed while an instance runs — from its start, the replacement's cold start included, to
+its reclaim — at the hour's spot price, a fallback on-demand replacement at the on-demand
+price); the API bill from the spilled tokens at list prices (`cost_fields`). The reference
 calculations of DESIGN §10 (practitioners' break-even sums) are tests of this module.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+
+import numpy as np
+
+from sim.config import ApiSpec, CostSpec, PlanSpec
+from sim.fleet import Fleet, Outage, spot_price_path
+from sim.rng import Streams
+from sim.units import HOURS_PER_MONTH, SECONDS_PER_HOUR, SECONDS_PER_MONTH, Market
+from sim.workload.clock import seconds_by_hour
 
 
 @dataclass(frozen=True)
@@ -53,3 +68,160 @@ def break_even_requests(fixed_usd: float, api_usd_per_request: float) -> float:
     if api_usd_per_request <= 0:
         raise ValueError("api_usd_per_request must be > 0")
     return fixed_usd / api_usd_per_request
+
+
+# ---------------------------------------------------------------- a plan's monthly bill
+@dataclass(frozen=True)
+class MonthCost:
+    """What the plan pays in one month whatever happens (from the plan, not the simulation):
+    its replicas, the on-demand pools' GPU-hours and dollars, and operations."""
+
+    replicas: int
+    gpu_hours: float
+    gpu_cost_usd: float
+    ops_cost_usd: float
+
+
+@dataclass(frozen=True)
+class SpotBill:
+    """One month of a plan's spot slots: GPU-hours and dollars by market, and reclaims."""
+
+    spot_gpu_hours: float = 0.0
+    spot_usd: float = 0.0
+    fallback_gpu_hours: float = 0.0  # on-demand replacements after `spot.fallback_after_s`
+    fallback_usd: float = 0.0
+    reclaims: int = 0
+
+
+@dataclass(frozen=True)
+class ApiUse:
+    """One month's traffic on the overflow API (weighted sums on a sampled horizon)."""
+
+    requests: int = 0
+    dropped: int = 0
+    throttled: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+NO_SPOT = SpotBill()
+NO_API = ApiUse()
+
+
+def plan_month_costs(plan: PlanSpec, tp: int, cost: CostSpec) -> tuple[MonthCost, ...]:
+    """Per month of `plan`: replicas, on-demand GPU-hours and dollars, and operations (spot
+    pools are billed per replication by `spot_bill`)."""
+    out = []
+    for month in plan.fleet:
+        gpu_hours = gpu_usd = 0.0
+        for pool in month.pools:
+            if pool.market == Market.ON_DEMAND:
+                c = pool_cost(pool.count, tp, HOURS_PER_MONTH, cost.price(pool.gpu))
+                gpu_hours += c.gpu_hours
+                gpu_usd += c.gpu_usd
+        out.append(MonthCost(month.replicas, gpu_hours, gpu_usd, cost.ops_usd_per_month))
+    return tuple(out)
+
+
+def spot_bill(
+    fleet: Fleet,
+    outages: Mapping[int, tuple[Outage, ...]],
+    streams: Streams,
+    *,
+    months: int,
+    tp: int,
+    cold_start_s: float,
+    cost: CostSpec,
+) -> list[SpotBill]:
+    """Per month, what the spot slots cost and how often they were reclaimed.
+
+    A slot counts in month m when the plan has it in that month. Its instance runs from the
+    month start (or from a replacement's start, `up_s − cold start`) to the next reclaim
+    (`down_s`); a fallback replacement runs on-demand from then on. Spot prices follow the
+    replication's hourly price path of each GPU type (`Streams.spot_price`).
+    """
+    hours = months * HOURS_PER_MONTH
+    prices: dict[str, np.ndarray] = {}
+    for gpu in sorted({s.gpu for s in fleet.spot_slots()}):
+        on_demand = cost.price(gpu)
+        spot = cost.spot_price(gpu)
+        ratio = min(1.0, spot / on_demand) if on_demand > 0 else 1.0
+        rng = streams.spot_price(gpu)
+        prices[gpu] = spot_price_path(rng, hours, on_demand, ratio) if spot > 0 else np.zeros(hours)
+    bills = [[0.0, 0.0, 0.0, 0.0, 0] for _ in range(months)]
+    for slot in fleet.spot_slots():
+        spot_runs: list[tuple[float, float]] = []
+        od_runs: list[tuple[float, float]] = []
+        start, on_demand = 0.0, False
+        for o in outages.get(slot.index, ()):
+            (od_runs if on_demand else spot_runs).append((start, o.down_s))
+            start, on_demand = max(o.down_s, o.up_s - cold_start_s), o.fallback
+        (od_runs if on_demand else spot_runs).append((start, float(hours * SECONDS_PER_HOUR)))
+        spot_s = seconds_by_hour([r for r in spot_runs if r[1] > r[0]], hours)
+        od_s = seconds_by_hour([r for r in od_runs if r[1] > r[0]], hours)
+        od_price = cost.price(slot.gpu)
+        for m in range(months):
+            if slot.index not in fleet.phases[m].replicas:
+                continue
+            h0, h1 = m * HOURS_PER_MONTH, (m + 1) * HOURS_PER_MONTH
+            b = bills[m]
+            b[0] += tp * float(spot_s[h0:h1].sum()) / SECONDS_PER_HOUR
+            b[1] += tp * float(np.dot(spot_s[h0:h1], prices[slot.gpu][h0:h1])) / SECONDS_PER_HOUR
+            b[2] += tp * float(od_s[h0:h1].sum()) / SECONDS_PER_HOUR
+            b[3] += tp * float(od_s[h0:h1].sum()) / SECONDS_PER_HOUR * od_price
+            m0, m1 = m * SECONDS_PER_MONTH, (m + 1) * SECONDS_PER_MONTH
+            b[4] += sum(1 for o in outages.get(slot.index, ()) if m0 <= o.down_s < m1)
+    return [SpotBill(b[0], b[1], b[2], b[3], int(b[4])) for b in bills]
+
+
+def api_prices(api: ApiSpec | None) -> tuple[float, float] | None:
+    """(input, output) USD per million tokens of the overflow API, or None without one."""
+    if api is None:
+        return None
+    return api.input_usd_per_million, api.output_usd_per_million
+
+
+def cost_fields(
+    cost: MonthCost,
+    input_tokens: int,
+    output_tokens: int,
+    spot: SpotBill = NO_SPOT,
+    api: ApiUse = NO_API,
+    prices: tuple[float, float] | None = None,
+) -> dict[str, object]:
+    """The cost and hybrid columns of a month row.
+
+    GPU on-demand cost and operations come from the plan; spot cost from the replication's
+    reclaims; API cost from the spilled tokens at list prices (`prices` = input and output
+    USD per million tokens). The all-API bill prices the month's tokens — every accepted
+    request's input and output — on that API.
+    """
+    per_m_in, per_m_out = prices if prices is not None else (math.nan, math.nan)
+    api_usd = (api.input_tokens * per_m_in + api.output_tokens * per_m_out) / 1e6
+    if prices is None:
+        api_usd = 0.0
+    gpu_usd = cost.gpu_cost_usd + spot.spot_usd + spot.fallback_usd
+    total = gpu_usd + cost.ops_cost_usd + api_usd
+    all_api = (input_tokens * per_m_in + output_tokens * per_m_out) / 1e6
+    tokens = input_tokens + output_tokens
+    return {
+        "spot_preemptions": spot.reclaims,
+        "api_requests": api.requests,
+        "api_dropped": api.dropped,
+        "api_throttled": api.throttled,
+        "api_input_tokens": api.input_tokens,
+        "api_output_tokens": api.output_tokens,
+        "replicas": cost.replicas,
+        "gpu_hours": cost.gpu_hours + spot.spot_gpu_hours + spot.fallback_gpu_hours,
+        "gpu_cost_usd": gpu_usd,
+        "gpu_cost_on_demand_usd": cost.gpu_cost_usd + spot.fallback_usd,
+        "gpu_cost_spot_usd": spot.spot_usd,
+        "ops_cost_usd": cost.ops_cost_usd,
+        "api_cost_usd": api_usd,
+        "cost_usd": total,
+        "all_api_cost_usd": all_api,
+        "savings_vs_all_api_usd": all_api - total,
+        "usd_per_million_tokens": total / tokens * 1e6 if tokens else float("nan"),
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+    }

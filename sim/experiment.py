@@ -1,57 +1,101 @@
-"""An experiment ready to run: the validated spec plus the data files it names, loaded.
+"""An experiment ready to run: the validated spec, the data files it names (loaded), and the
+engine it resolves to on each GPU type.
 
-`load_experiment(path)` is the one place where an experiment's files are read; every problem
-surfaces as a located `ConfigError` or `TraceError` before any simulation starts.
-`experiment_traffic(exp)` and `sample_month_requests` give the traffic of the experiment's
-workload, generated or replayed, so callers need not know which.
+`load_experiment(path)` is the one place where an experiment's files are read and its derived
+values are resolved; every problem surfaces as a located `ConfigError` or `TraceError` before
+any simulation starts. `Experiment.traffic()` gives the traffic of the experiment's workload,
+generated or replayed, so callers need not know which; `sample_month_requests` one month of it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sim.config import ExperimentSpec, load_experiment_spec
-from sim.traces.build import LoadedWorkload, load_workload, make_traffic
+from sim.config import ExperimentSpec, WorkloadSpec, load_experiment_spec
+from sim.engine import ModelDoesNotFit, ResolvedEngine, resolve_engine
+from sim.errors import ConfigError, Problem, TraceError
+from sim.horizon import horizon_mode
+from sim.rng import Streams
+from sim.traces.formats import read_trace
+from sim.traces.model import RateTrace, RequestTrace
+from sim.traces.profile import read_weekly_profile
+from sim.units import SECONDS_PER_MONTH
 from sim.workload import (
-    SECONDS_PER_MONTH,
     BurstProcess,
     EmpiricalLengths,
     MonthRequests,
+    NoBurst,
     RateReplay,
+    ReplayTraffic,
     RequestReplay,
     Traffic,
     WeeklyProfile,
-    month_rngs,
     sample_month,
 )
+from sim.workload.from_spec import LoadedWorkload, burst_process, make_traffic
 
 
 @dataclass(frozen=True)
 class Experiment:
-    """The spec and its loaded inputs (picklable: sent as-is to worker processes).
+    """The spec, its loaded inputs and its resolved engine (picklable: sent as-is to workers).
 
     For a replay, `replay` holds the trace, `profile` its hour-of-week shape on the plan clock
     and `burst` is `NoBurst`. `notes` are facts about the data read (skipped rows and the like).
+    `engine`: the `[engine]` settings on every GPU type the plans use (step times with their
+    provenance, KV-cache blocks, limits).
     """
 
     spec: ExperimentSpec
     profile: WeeklyProfile
     lengths: EmpiricalLengths
     burst: BurstProcess
+    engine: ResolvedEngine
     replay: RequestReplay | RateReplay | None = field(default=None, repr=False)
     notes: tuple[str, ...] = ()
 
+    def traffic(self) -> Traffic:
+        """The experiment's traffic model, built from its spec (so a changed spec takes effect)."""
+        loaded = LoadedWorkload(self.profile, self.burst, self.lengths, self.replay, self.notes)
+        return make_traffic(self.spec.workload, loaded)
+
+    def horizon(self) -> tuple[str, str]:
+        """("full" | "sampled", the reason in words): `sim.horizon.horizon_mode` of this
+        experiment's horizon setting and traffic."""
+        s = self.spec
+        return horizon_mode(s.horizon, self.traffic(), s.months, s.workload.growth.mean_monthly)
+
+    def with_spec(self, spec: ExperimentSpec) -> Experiment:
+        """The same loaded files under a changed spec (its engine resolved again)."""
+        return dataclasses.replace(self, spec=spec, engine=resolve_experiment_engine(spec))
+
+
+def resolve_experiment_engine(spec: ExperimentSpec) -> ResolvedEngine:
+    """The engine on every GPU type of every plan; a `ConfigError` located at `engine` for each
+    GPU type whose KV cache cannot hold one request of `max_model_len`."""
+    try:
+        return resolve_engine(spec.engine, spec.gpus_used())
+    except ModelDoesNotFit as err:
+        value = f"{spec.engine.model}/"
+        raise ConfigError(
+            [
+                Problem(spec.file, "engine", m, value + g)
+                for g, m in zip(err.gpus, err.messages, strict=True)
+            ]
+        ) from None
+
 
 def build_experiment(spec: ExperimentSpec) -> Experiment:
-    """Load the files `spec` names; located errors for anything malformed."""
-    horizon_s = float(spec.months * SECONDS_PER_MONTH)
-    loaded = load_workload(spec.workload, spec.file, horizon_s)
+    """Load the files `spec` names and resolve its engine; located errors for anything wrong."""
+    engine = resolve_experiment_engine(spec)
+    loaded = load_workload(spec.workload, spec.file, float(spec.months * SECONDS_PER_MONTH))
     return Experiment(
         spec=spec,
         profile=loaded.profile,
         lengths=loaded.lengths,
         burst=loaded.burst,
+        engine=engine,
         replay=loaded.replay,
         notes=loaded.notes,
     )
@@ -62,28 +106,114 @@ def load_experiment(path: str | Path) -> Experiment:
     return build_experiment(load_experiment_spec(path))
 
 
-def experiment_traffic(exp: Experiment) -> Traffic:
-    """The experiment's traffic model, built from its spec (so a changed spec takes effect)."""
-    loaded = LoadedWorkload(exp.profile, exp.burst, exp.lengths, exp.replay, exp.notes)
-    return make_traffic(exp.spec.workload, loaded)
-
-
 def sample_month_requests(
     exp: Experiment,
-    replication: int,
+    streams: Streams,
     month: int,
     growth_factor: float,
     *,
     offset_s: float = 0.0,
     duration_s: float = SECONDS_PER_MONTH,
 ) -> MonthRequests:
-    """The requests of 1-based `month` (or a window of it) of replication `replication`, at
-    volume `growth_factor`, from the month's own streams (`month_rngs`)."""
+    """The requests of 1-based `month` (or a window of it) of one replication at volume
+    `growth_factor`, from the month's own streams (`Streams.month`)."""
     return sample_month(
-        experiment_traffic(exp),
+        exp.traffic(),
         month,
         growth_factor,
-        month_rngs(replication, exp.spec.seed, month),
+        streams.month(month),
         offset_s=offset_s,
         duration_s=duration_s,
     )
+
+
+# ------------------------------------------------------------------ the workload's files
+def load_lengths(
+    file: str, format: str | None, smoothing_log_sd: float
+) -> tuple[EmpiricalLengths, tuple[str, ...]]:
+    """(input, output) pairs of any request trace (arrival times not needed)."""
+    trace = read_trace(file, format)
+    if isinstance(trace, RateTrace):
+        raise TraceError(file, None, None, trace.format, "a rate trace has no token lengths")
+    return trace.lengths(smoothing_log_sd), _notes(trace)
+
+
+def load_workload(spec: WorkloadSpec, file: str, horizon_s: float) -> LoadedWorkload:
+    """Read the files `spec` names (`file`: the experiment, for located errors)."""
+    where = spec.source_file or file
+    if spec.replay is None:
+        profile = _profile(spec, where)
+        lengths, notes = load_lengths(
+            spec.lengths_file, spec.lengths_format, spec.lengths_smoothing
+        )
+        return LoadedWorkload(profile, burst_process(spec.burst), lengths, None, notes)
+    r = spec.replay
+    trace = read_trace(r.trace_file, r.format)
+    notes = _notes(trace)
+    source: RequestReplay | RateReplay
+    if isinstance(trace, RateTrace):
+        if r.period_s is not None:
+            _fail(
+                where,
+                "workload.period_s",
+                "only for request traces (a rate trace's period is its windows)",
+                r.period_s,
+            )
+        if r.own_lengths:
+            _fail(
+                where,
+                "workload.lengths",
+                "is required: a rate trace has no token lengths",
+                None,
+                has_value=False,
+            )
+        source = trace.replay()
+    else:
+        if not trace.has_arrivals:
+            _fail(
+                where,
+                "workload.trace",
+                "has no arrival times (a length-only dataset); "
+                "give it as lengths of a generated workload",
+                r.trace_file,
+            )
+        source = trace.replay(r.period_s)
+    if r.own_lengths:
+        assert isinstance(trace, RequestTrace)
+        lengths = trace.lengths()
+    else:
+        lengths, more = load_lengths(spec.lengths_file, spec.lengths_format, spec.lengths_smoothing)
+        notes += more
+    loaded = LoadedWorkload(WeeklyProfile.flat(), NoBurst(), lengths, source, notes)
+    traffic = make_traffic(spec, loaded)
+    assert isinstance(traffic, ReplayTraffic)
+    if traffic.expected_arrivals(0.0, horizon_s, 1.0) <= 0.0:
+        _fail(
+            where,
+            "workload.offset_s",
+            f"places the trace outside the plan's horizon [0, {horizon_s:g}) s: no traffic at all",
+            r.offset_s,
+        )
+    profile = traffic.hour_of_week_profile(horizon_s)
+    return LoadedWorkload(profile, NoBurst(), lengths, source, notes)
+
+
+def _profile(spec: WorkloadSpec, where: str) -> WeeklyProfile:
+    if spec.weekly_profile_file is not None:
+        return read_weekly_profile(spec.weekly_profile_file)
+    if spec.weekly_profile_values is not None:
+        try:
+            return WeeklyProfile.from_values(spec.weekly_profile_values)
+        except ValueError as err:
+            _fail(where, "workload.weekly_profile", str(err), None, has_value=False)
+    _fail(where, "workload.weekly_profile", "missing", None, has_value=False)
+    raise AssertionError("unreachable")
+
+
+def _fail(file: str, key: str, message: str, value: object, *, has_value: bool = True) -> None:
+    raise ConfigError([Problem(file, key, message, value, has_value)])
+
+
+def _notes(trace: RequestTrace | RateTrace) -> tuple[str, ...]:
+    skipped = tuple(f"{trace.file}: skipped {n:,} rows: {why}" for why, n in trace.skipped)
+    return skipped + tuple(f"{trace.file}: {note}" for note in trace.notes)

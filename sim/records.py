@@ -1,13 +1,45 @@
-"""Schemas of the flat tables a run produces (polars), owned in one place.
+"""The records of a run, owned in one place: per-request outcome arrays and the schemas of the
+flat tables (polars) a run produces.
 
+`Outcomes`: per request of one simulated request set, inputs and what happened to it.
 `months`: one row per (plan, replication, month); `hourly`: GPU utilisation per hour of week;
-`summary`: per (plan, month, metric) quantiles across replications. docs/glossary.md defines
-every column by formula.
+`summary`: per (plan, month, metric) quantiles across replications; `paired`: plan differences;
+`timeline`: fleet state around one reclaim. docs/glossary.md defines every column by formula.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
 import polars as pl
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+
+
+@dataclass(frozen=True)
+class Outcomes:
+    """Per-request inputs and outcomes of one simulated request set (NaN time = never).
+
+    evictions: times the request was taken off a reclaimed replica; api: spilled to the API;
+    dropped: dropped by the API's rate limit; throttled: got a 429 at least once.
+    """
+
+    arrival_s: FloatArray
+    first_token_s: FloatArray
+    finish_s: FloatArray
+    input_tokens: IntArray
+    output_tokens: IntArray
+    rejected: BoolArray
+    preemptions: IntArray
+    evictions: IntArray
+    api: BoolArray
+    dropped: BoolArray
+    throttled: BoolArray
+
 
 MONTH_SCHEMA: dict[str, type[pl.DataType] | pl.DataType] = {
     "plan": pl.String,

@@ -1,17 +1,21 @@
 """Named random streams: no global randomness anywhere in sim.
 
-A stream is identified by (stream id, replication, root seed) and built with
-`numpy.random.default_rng([stream_id, replication, seed])` (numpy's SeedSequence
-entropy pooling, SPEC 7). The plan is deliberately not part of the key: replication k of
-every plan sees the same traffic and the same preemptions (common random numbers), so
-plan comparisons are paired.
+A stream is identified by (stream id, replication, root seed, sub-keys…) and built with
+`numpy.random.default_rng([stream_id, replication, seed, *sub_keys])` (numpy's SeedSequence
+entropy pooling, SPEC 7). The plan is deliberately not part of any key: replication k of every
+plan sees the same traffic and the same preemptions (common random numbers), so plan
+comparisons are paired.
 
-The table below is append-only: changing an id changes every result that used it.
+`Streams(seed, replication)` is built once per replication (desmod's run owns its generator)
+and passed down; each named stream is one method, and every sub-key convention lives here.
+The tables below are append-only: changing an id or a sub-key changes every result that used it.
 """
 
 from __future__ import annotations
 
+import zlib
 from enum import IntEnum
+from typing import NamedTuple
 
 import numpy as np
 
@@ -20,19 +24,129 @@ class Stream(IntEnum):
     """Stream ids. Append new ids at the end; never renumber."""
 
     GROWTH = 1  # monthly growth factors
-    ARRIVALS = 2  # arrival times (per month, see `month_stream`)
-    BURSTS = 3  # burst modulation path
-    LENGTHS = 4  # request (input, output) token lengths
-    CALIBRATION = 5  # step-time calibration multiplier
-    SPOT = 6  # spot preemptions
-    API = 7  # API latency
-    HORIZON = 8  # which hours a sampled horizon simulates (per month)
-    WINDOW = 9  # the traffic of one sampled window (sub-keyed by month and window)
-    TRACE_SAMPLE = 10  # `sim trace fit/compare` samples (sub-keyed: copy of the span, part)
+    ARRIVALS = 2  # arrival times (per month)
+    BURSTS = 3  # burst modulation path (per month)
+    LENGTHS = 4  # request (input, output) token lengths (per month)
+    CALIBRATION = 5  # step-time calibration multiplier (per GPU name)
+    SPOT = 6  # spot preemptions and prices (sub-keyed by `_SpotPart`)
+    API = 7  # API latency (per simulated request set)
+    HORIZON = 8  # which hours a sampled horizon simulates, and its bootstrap (per month)
+    WINDOW = 9  # the traffic of one sampled window (per month and window)
+    TRACE_SAMPLE = 10  # `sim trace fit/compare/inspect` samples
+
+
+class _SpotPart(IntEnum):
+    """Sub-keys of the SPOT stream."""
+
+    WAVES = 0  # a trace market's bootstrapped reclaim waves (per market name)
+    HAZARD = 1  # one slot's reclaim instants (per pool name and slot)
+    DELAYS = 2  # one slot's replacement delays (per pool name and slot)
+    PRICE = 3  # one GPU type's spot price path (per GPU name)
+
+
+TIMELINE_WINDOW = 1_000_000
+"""Window sub-key of the risk page's reclaim timeline (no sampled window has this index)."""
+_BOOTSTRAP = 1  # HORIZON sub-key of a month's bootstrap resamples
+_INSPECT = 2**31  # TRACE_SAMPLE sub-key of `sim trace inspect` (apart from fit/compare copies)
+
+
+def name_key(name: str) -> int:
+    """A stable 32-bit sub-key for a name (zlib.crc32 is the same in every process)."""
+    return zlib.crc32(name.encode("utf-8"))
 
 
 def stream(stream_id: Stream, replication: int, seed: int, *extra: int) -> np.random.Generator:
-    """The generator of one named stream of one replication (optionally sub-keyed: month)."""
+    """The generator of one named stream of one replication (optionally sub-keyed)."""
     if replication < 0 or seed < 0:
         raise ValueError(f"replication and seed must be >= 0, got {replication}, {seed}")
     return np.random.default_rng([int(stream_id), replication, seed, *extra])
+
+
+class MonthRngs(NamedTuple):
+    """The three generators one month (or one window) of workload draws from."""
+
+    arrivals: np.random.Generator
+    bursts: np.random.Generator
+    lengths: np.random.Generator
+
+
+class Streams:
+    """Every random stream of one replication of one experiment (root `seed`).
+
+    Workers receive (seed, replication) integers and build this themselves, so results do not
+    depend on where a replication ran.
+    """
+
+    __slots__ = ("replication", "seed")
+
+    def __init__(self, seed: int, replication: int) -> None:
+        if replication < 0 or seed < 0:
+            raise ValueError(f"replication and seed must be >= 0, got {replication}, {seed}")
+        self.seed = seed
+        self.replication = replication
+
+    def _rng(self, stream_id: Stream, *extra: int) -> np.random.Generator:
+        return stream(stream_id, self.replication, self.seed, *(int(x) for x in extra))
+
+    def growth(self) -> np.random.Generator:
+        """The monthly growth factors of the horizon."""
+        return self._rng(Stream.GROWTH)
+
+    def month(self, month: int) -> MonthRngs:
+        """Arrivals, bursts and lengths of 1-based `month` (a month is the same whether or not
+        earlier months were simulated)."""
+        return MonthRngs(
+            self._rng(Stream.ARRIVALS, month),
+            self._rng(Stream.BURSTS, month),
+            self._rng(Stream.LENGTHS, month),
+        )
+
+    def window(self, month: int, window: int) -> MonthRngs:
+        """The traffic of sampled window `window` of `month` (`TIMELINE_WINDOW`: the timeline's)."""
+        if window == TIMELINE_WINDOW:
+            return MonthRngs(*(self._rng(Stream.WINDOW, month, window, j) for j in range(3)))
+        return MonthRngs(*(self._rng(Stream.WINDOW, month, 3 * window + j) for j in range(3)))
+
+    def horizon(self, month: int) -> np.random.Generator:
+        """Which windows of `month` a sampled horizon simulates."""
+        return self._rng(Stream.HORIZON, month)
+
+    def horizon_bootstrap(self, month: int) -> np.random.Generator:
+        """The bootstrap resamples of `month`'s window estimates."""
+        return self._rng(Stream.HORIZON, month, _BOOTSTRAP)
+
+    def calibration(self, gpu: str) -> np.random.Generator:
+        """The step-time scale of GPU type `gpu` (one draw per type, same for every plan)."""
+        return self._rng(Stream.CALIBRATION, name_key(gpu))
+
+    def spot_waves(self, market: str) -> np.random.Generator:
+        """A trace market's bootstrapped reclaim waves (shared by every pool on it)."""
+        return self._rng(Stream.SPOT, _SpotPart.WAVES, name_key(market))
+
+    def spot_hazard(self, pool: str, slot: int) -> np.random.Generator:
+        """When slot `slot` of pool `pool` is reclaimed."""
+        return self._rng(Stream.SPOT, _SpotPart.HAZARD, name_key(pool), slot)
+
+    def spot_delays(self, pool: str, slot: int) -> np.random.Generator:
+        """How long slot `slot` of pool `pool` waits for a replacement."""
+        return self._rng(Stream.SPOT, _SpotPart.DELAYS, name_key(pool), slot)
+
+    def spot_price(self, gpu: str) -> np.random.Generator:
+        """The hourly spot price path of GPU type `gpu`."""
+        return self._rng(Stream.SPOT, _SpotPart.PRICE, name_key(gpu))
+
+    def api(self, month: int | None = None, window: int | None = None) -> np.random.Generator:
+        """API latency draws of one simulated request set: the whole horizon, or a window."""
+        if month is None or window is None:
+            return self._rng(Stream.API)
+        return self._rng(Stream.API, month, window)
+
+
+def trace_sample_rngs(seed: int, copy: int) -> MonthRngs:
+    """`sim trace fit/compare`: the streams of sampled copy `copy` of a trace's span."""
+    return MonthRngs(*(stream(Stream.TRACE_SAMPLE, 0, seed, copy, j) for j in range(3)))
+
+
+def trace_inspect_rng() -> np.random.Generator:
+    """`sim trace inspect`'s own generator (superposition CVs), apart from fit/compare."""
+    return stream(Stream.TRACE_SAMPLE, 0, 0, _INSPECT)

@@ -18,7 +18,8 @@ from sim.cli import main
 from sim.experiment import Experiment, load_experiment
 from sim.records import HOURLY_SCHEMA, MONTH_SCHEMA, SUMMARY_SCHEMA
 from sim.runner import run_experiment
-from sim.workload import HOURS_PER_MONTH, SECONDS_PER_MONTH, expected_arrivals
+from sim.units import HOURS_PER_MONTH, SECONDS_PER_MONTH
+from sim.workload import expected_arrivals
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = sorted((REPO / "experiments").glob("*.toml"))

@@ -13,7 +13,7 @@ from sim.config import HorizonSpec, MonthPlan, PoolSpec
 from sim.experiment import load_experiment
 from sim.horizon import choose_windows, strata_of_slots, weighted_quantile
 from sim.runner import horizon_mode, run_experiment
-from sim.workload import HOURS_PER_MONTH, SECONDS_PER_MONTH
+from sim.units import HOURS_PER_MONTH, SECONDS_PER_MONTH
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -17,16 +17,11 @@ import pytest
 
 from sim.errors import ConfigError
 from sim.experiment import experiment_traffic, load_experiment, sample_month_requests
+from sim.rng import Streams
 from sim.runner import sample_workload
 from sim.traces import RequestTrace, read_trace
-from sim.workload import (
-    SECONDS_PER_MONTH,
-    EmpiricalLengths,
-    RateReplay,
-    ReplayTraffic,
-    RequestReplay,
-    month_rngs,
-)
+from sim.units import SECONDS_PER_MONTH
+from sim.workload import EmpiricalLengths, RateReplay, ReplayTraffic, RequestReplay
 
 REPO = Path(__file__).resolve().parents[1]
 TRACES = REPO / "traces"
@@ -151,10 +146,10 @@ def toy(n: int = 400, seed: int = 0) -> RequestReplay:
 def test_thinning_keeps_a_subset_with_binomial_count() -> None:
     src = toy()
     traffic = ReplayTraffic(src, rate_scale=0.3)
-    whole = ReplayTraffic(src).sample(month_rngs(0, 1, 1), 0.0, 1010.0, 1.0)
+    whole = ReplayTraffic(src).sample(Streams(1, 0).month(1), 0.0, 1010.0, 1.0)
     counts = []
     for k in range(200):
-        t, _, _ = traffic.sample(month_rngs(k, 1, 1), 0.0, 1010.0, 1.0)
+        t, _, _ = traffic.sample(Streams(1, k).month(1), 0.0, 1010.0, 1.0)
         assert np.isin(t, whole[0]).all()  # thinning only removes arrivals
         counts.append(t.size)
     n, p = whole[0].size, 0.3
@@ -166,8 +161,8 @@ def test_thinning_keeps_a_subset_with_binomial_count() -> None:
 def test_superposition_adds_shifted_copies_and_keeps_copy_zero() -> None:
     src = toy()
     traffic = ReplayTraffic(src, rate_scale=2.5)
-    t, inp, out = traffic.sample(month_rngs(0, 7, 1), 0.0, 1010.0, 1.0)
-    original = ReplayTraffic(src).sample(month_rngs(0, 7, 1), 0.0, 1010.0, 1.0)
+    t, inp, out = traffic.sample(Streams(7, 0).month(1), 0.0, 1010.0, 1.0)
+    original = ReplayTraffic(src).sample(Streams(7, 0).month(1), 0.0, 1010.0, 1.0)
     assert np.isin(original[0], t).all()  # copy 0 is the trace itself
     pairs = set(zip(src.input_tokens.tolist(), src.output_tokens.tolist(), strict=True))
     assert set(zip(inp.tolist(), out.tolist(), strict=True)) <= pairs  # lengths travel along
@@ -177,7 +172,7 @@ def test_superposition_adds_shifted_copies_and_keeps_copy_zero() -> None:
     assert abs(t.size - 2.5 * n) < 4 * math.sqrt(0.25 * n) + 1
     assert traffic.expected_arrivals(0.0, 1010.0, 1.0) == pytest.approx(2.5 * n)
     # Each month draws its own shifts: month 2's copies differ, copy 0 does not.
-    later = traffic.sample(month_rngs(0, 7, 2), 0.0, 1010.0, 1.0)
+    later = traffic.sample(Streams(7, 0).month(2), 0.0, 1010.0, 1.0)
     assert not np.array_equal(later[0], t)
     assert np.isin(original[0], later[0]).all()
 
@@ -185,7 +180,7 @@ def test_superposition_adds_shifted_copies_and_keeps_copy_zero() -> None:
 def test_growth_scales_the_month_by_thinning_or_superposition() -> None:
     src = toy(n=300)
     traffic = ReplayTraffic(src, rate_scale=0.5)
-    grown = [traffic.sample(month_rngs(k, 3, 2), 0.0, 10_100.0, 1.44)[0].size for k in range(60)]
+    grown = [traffic.sample(Streams(3, k).month(2), 0.0, 10_100.0, 1.44)[0].size for k in range(60)]
     expected = traffic.expected_arrivals(0.0, 10_100.0, 1.44)
     assert expected == pytest.approx(0.72 * 300 * 100)
     assert abs(np.mean(grown) - expected) < 4 * math.sqrt(expected * 0.28 * 0.72 / 60) + 1
@@ -194,7 +189,7 @@ def test_growth_scales_the_month_by_thinning_or_superposition() -> None:
 def test_time_scale_offset_and_no_loop() -> None:
     src = toy(n=50)
     slow = ReplayTraffic(src, time_scale=2.0, offset_s=30.0, loop=False)
-    t, _, _ = slow.sample(month_rngs(0, 1, 1), 0.0, 10_000.0, 1.0)
+    t, _, _ = slow.sample(Streams(1, 0).month(1), 0.0, 10_000.0, 1.0)
     assert np.array_equal(t, 30.0 + src.arrival_s * 2.0)  # one pass, stretched, shifted
     assert slow.period_plan_s == 202.0
     assert slow.mean_rate_per_s() == pytest.approx(50 / 202.0)
@@ -209,7 +204,7 @@ def test_rate_replay_is_poisson_with_the_trace_rates() -> None:
     counts = np.array(
         [
             np.histogram(
-                traffic.sample(month_rngs(k, 0, 1), 0.0, 180.0, 1.0)[0], [0, 60, 120, 180]
+                traffic.sample(Streams(0, k).month(1), 0.0, 180.0, 1.0)[0], [0, 60, 120, 180]
             )[0]
             for k in range(300)
         ]

@@ -19,14 +19,15 @@ from click.testing import CliRunner
 
 from sim.cli import main
 from sim.config import parse_workload_file
+from sim.rng import trace_sample_rngs
 from sim.trace_report import render_trace_html, trace_charts
 from sim.traces import RateTrace, RequestTrace, read_trace, read_weekly_profile
 from sim.traces.build import load_workload, make_traffic
-from sim.traces.compare import acceptance, generate_like, window_counts, window_rngs
+from sim.traces.compare import acceptance, generate_like, window_counts
 from sim.traces.fit import fit_profile, fit_workload, workload_toml
 from sim.traces.stats import describe, describe_arrivals, timestamp_quantum
+from sim.units import SECONDS_PER_MONTH
 from sim.workload import (
-    SECONDS_PER_MONTH,
     EmpiricalLengths,
     LogNormalOU,
     MarkovBurst,
@@ -95,8 +96,8 @@ def test_window_counts_match_arrival_counts_in_law() -> None:
     model = WorkloadModel(2.0, WeeklyProfile.flat(), burst, EmpiricalLengths.from_arrays([1], [1]))
     direct, via_counts = [], []
     for k in range(300):
-        direct.append(model.sample(window_rngs(9, k), 0.0, 600.0, 1.0)[0].size)
-        via_counts.append(window_counts(model, window_rngs(10, k), 1, 600.0)[0])
+        direct.append(model.sample(trace_sample_rngs(9, k), 0.0, 600.0, 1.0)[0].size)
+        via_counts.append(window_counts(model, trace_sample_rngs(10, k), 1, 600.0)[0])
     se = math.sqrt(np.var(direct) / 300 + np.var(via_counts) / 300)
     assert abs(np.mean(direct) - np.mean(via_counts)) < 4 * se
     assert np.mean(via_counts) == pytest.approx(1200, rel=0.05)

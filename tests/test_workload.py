@@ -16,12 +16,11 @@ import polars as pl
 import pytest
 
 from sim.errors import TraceError
+from sim.rng import Streams
 from sim.traces import empirical_lengths, read_azure_trace, read_weekly_profile
+from sim.units import HOURS_PER_MONTH, HOURS_PER_WEEK, SECONDS_PER_MONTH
 from sim.workload import (
     AZURE_CONV_BURST,
-    HOURS_PER_MONTH,
-    HOURS_PER_WEEK,
-    SECONDS_PER_MONTH,
     EmpiricalLengths,
     MarkovBurst,
     NoBurst,
@@ -30,7 +29,6 @@ from sim.workload import (
     expected_arrivals,
     growth_moments,
     hour_of_week,
-    month_rngs,
     month_window_s,
     sample_arrivals,
     sample_month,
@@ -305,9 +303,9 @@ def test_sample_month_uses_per_month_streams() -> None:
     lengths = EmpiricalLengths(np.array([10, 20, 30]), np.array([1, 2, 3]), "toy")
     workload = WorkloadModel(0.5, WeeklyProfile.flat(), AZURE_CONV_BURST, lengths)
     week = {"duration_s": WEEK_S}
-    a = sample_month(workload, 2, 1.5, month_rngs(0, 42, 2), **week)
-    b = sample_month(workload, 2, 1.5, month_rngs(0, 42, 2), **week)
-    c = sample_month(workload, 3, 1.5, month_rngs(0, 42, 3), **week)
+    a = sample_month(workload, 2, 1.5, Streams(42, 0).month(2), **week)
+    b = sample_month(workload, 2, 1.5, Streams(42, 0).month(2), **week)
+    c = sample_month(workload, 3, 1.5, Streams(42, 0).month(3), **week)
     assert np.array_equal(a.arrival_s, b.arrival_s)
     assert np.array_equal(a.input_tokens, b.input_tokens)
     assert a.arrival_s.size != c.arrival_s.size
@@ -319,7 +317,7 @@ def test_sample_month_uses_per_month_streams() -> None:
     assert abs(len(a) - expected) < 0.2 * expected
     with pytest.raises(ValueError, match="inside the month"):
         sample_month(
-            workload, 1, 1.0, month_rngs(0, 42, 1), offset_s=SECONDS_PER_MONTH - 1.0, duration_s=2.0
+            workload, 1, 1.0, Streams(42, 0).month(1), offset_s=SECONDS_PER_MONTH - 1.0, duration_s=2.0
         )
 
 

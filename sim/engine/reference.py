@@ -96,6 +96,11 @@ class ReferenceReplica:
         """Tokens still to compute for every request on this replica (the router's load signal)."""
         return self.outstanding_tokens
 
+    def load_at(self, t: float) -> int:
+        """The router's load signal (`FastReplica.load_at`): the replica's owner has already
+        applied every step that ends by `t`, so this is `remaining_tokens()`."""
+        return self.outstanding_tokens
+
     def has_work(self) -> bool:
         return bool(self.running or self.waiting)
 

@@ -16,31 +16,31 @@ Coefficients are fitted from real profiles (docs/calibration.md).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
 
-from sim.catalog import COEFFICIENTS
-
-
-class Coefficients(Protocol):
-    """Anything holding the six coefficients as attributes (see `COEFFICIENTS`)."""
-
-    @property
-    def overhead_s(self) -> float: ...
-    @property
-    def flat_s(self) -> float: ...
-    @property
-    def knee_tokens(self) -> float: ...
-    @property
-    def per_token_s(self) -> float: ...
-    @property
-    def decode_attn_s_per_token(self) -> float: ...
-    @property
-    def prefill_attn_s_per_pair(self) -> float: ...
+COEFFICIENTS = (
+    "overhead_s",
+    "flat_s",
+    "knee_tokens",
+    "per_token_s",
+    "decode_attn_s_per_token",
+    "prefill_attn_s_per_pair",
+)
+"""The six step-time coefficients, in the order of `StepTimeModel`'s fields (and of the flat
+`[[entry]]` tables of `sim/data/step_time.toml`)."""
 
 
 @dataclass(frozen=True, slots=True)
 class StepTimeModel:
-    """Coefficients of the step-time model, all in seconds (per token / per pair where named)."""
+    """The step-time model of one replica: the one type that carries the six coefficients
+    (fitted catalog entries, roofline estimates, fits, the engines all use it).
+
+    overhead_s: per-step CPU cost (schedule, sampling, input preparation, output processing), s.
+    flat_s: non-attention GPU time of a step with T <= knee_tokens (weight-read bound), s.
+    knee_tokens: tokens per step beyond which the non-attention time grows linearly (>= 0).
+    per_token_s: non-attention seconds added per token beyond the knee.
+    decode_attn_s_per_token: attention seconds per context token of each decoding sequence.
+    prefill_attn_s_per_pair: attention seconds per causal query-key pair of a prefill chunk.
+    """
 
     overhead_s: float
     flat_s: float
@@ -48,11 +48,6 @@ class StepTimeModel:
     per_token_s: float
     decode_attn_s_per_token: float
     prefill_attn_s_per_pair: float
-
-    @classmethod
-    def of(cls, c: Coefficients) -> StepTimeModel:
-        """The model of a record carrying the six coefficients (catalog entry, spec, roofline)."""
-        return cls(*(getattr(c, name) for name in COEFFICIENTS))
 
     def __post_init__(self) -> None:
         for name in COEFFICIENTS:

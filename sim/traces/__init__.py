@@ -9,7 +9,7 @@
   profile, token quantiles and correlation.
 - `fit_workload(trace)` → a generated workload (weekly profile, burst model, lengths) whose
   statistics match the trace's; `workload_toml` writes it as a `[workload]` section.
-- `load_workload(spec)`: the files a `WorkloadSpec` names, loaded into a `Traffic`.
+- (the files a `WorkloadSpec` names are loaded by `sim.experiment`)
 
 The historical names `read_azure_trace` (a frame), `read_weekly_profile` and
 `empirical_lengths` are kept.

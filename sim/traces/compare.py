@@ -16,9 +16,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from sim.rng import Stream, stream
+from sim.rng import MonthRngs, trace_sample_rngs
 from sim.traces.stats import TraceStats, describe_arrivals, describe_rates
-from sim.workload import MonthRngs, WorkloadModel, piecewise_rate, sample_by_time_change
+from sim.workload import WorkloadModel, piecewise_rate, sample_by_time_change
 
 # Tolerances of issue #4's acceptance: generated vs real.
 RATE_TOLERANCE = 0.10  # per-minute rate p50 / p95 / p99
@@ -53,16 +53,6 @@ def default_windows(target: TraceStats) -> int:
     return int(min(200, max(3, math.ceil(TARGET_ARRIVALS / max(target.requests, 1.0)))))
 
 
-def window_rngs(seed: int, k: int) -> MonthRngs:
-    """The streams of generated copy `k`: `Stream.TRACE_SAMPLE`, sub-keyed by the copy and the
-    part (arrivals, bursts, lengths); `seed` plays the root seed's role."""
-    return MonthRngs(
-        stream(Stream.TRACE_SAMPLE, 0, seed, k, 0),
-        stream(Stream.TRACE_SAMPLE, 0, seed, k, 1),
-        stream(Stream.TRACE_SAMPLE, 0, seed, k, 2),
-    )
-
-
 def generate_like(
     target: TraceStats,
     model: WorkloadModel,
@@ -80,7 +70,7 @@ def generate_like(
     if target.kind == "rates":
         n_bins = round(target.span_s / target.bin_s)
         counts = [
-            window_counts(model, window_rngs(seed, k), n_bins, target.bin_s)
+            window_counts(model, trace_sample_rngs(seed, k), n_bins, target.bin_s)
             for k in range(k_windows)
         ]
         return at_volume(describe_rates(counts, target.bin_s, name, counts=True), target)
@@ -88,7 +78,7 @@ def generate_like(
     inputs: list[np.ndarray] = []
     outputs: list[np.ndarray] = []
     for k in range(k_windows):
-        rngs = window_rngs(seed, k)
+        rngs = trace_sample_rngs(seed, k)
         t = time_changed_arrivals(model, rngs, target.span_s)
         inp, out = model.lengths.sample(rngs.lengths, t.size)
         arrivals.append(t)

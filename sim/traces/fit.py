@@ -41,9 +41,8 @@ from scipy.optimize import minimize
 from sim.traces.compare import default_windows, generate_like
 from sim.traces.model import RateTrace, RequestTrace
 from sim.traces.stats import TraceStats, describe
+from sim.units import HOURS_PER_WEEK, SECONDS_PER_HOUR
 from sim.workload import (
-    HOURS_PER_WEEK,
-    SECONDS_PER_HOUR,
     BurstProcess,
     EmpiricalLengths,
     LogNormalOU,

@@ -9,7 +9,8 @@ import polars as pl
 
 from sim.errors import TraceError
 from sim.traces._io import fail_first, read_csv_strings
-from sim.workload import HOURS_PER_WEEK, WeeklyProfile
+from sim.units import HOURS_PER_WEEK
+from sim.workload import WeeklyProfile
 
 PROFILE_COLUMNS = ("hour_of_week", "multiplier")
 

@@ -32,7 +32,7 @@ import numpy as np
 import polars as pl
 
 from sim.traces.model import RateTrace, RequestTrace
-from sim.workload import HOURS_PER_WEEK, SECONDS_PER_HOUR
+from sim.units import HOURS_PER_WEEK, SECONDS_PER_HOUR
 
 FloatArray = np.ndarray
 QUANTILES = (50, 95, 99)

@@ -12,7 +12,7 @@ Pure numpy (no SimPy); every stochastic function takes a `numpy.random.Generator
   no clipping of gaps); `expected_arrivals` its mean.
 - `sample_monthly_growth`: compounded log-normal monthly volume factors with exact mean.
 - `EmpiricalLengths`: joint bootstrap of real (input, output) token pairs (optionally smoothed).
-- `WorkloadModel`, `sample_month`, `month_rngs`: one month of requests from per-month streams.
+- `WorkloadModel`, `sample_month`: one month of requests from its streams (`sim.rng.Streams.month`).
 - `ReplayTraffic` over a `RequestReplay` or `RateReplay`: a real trace replayed on the plan
   clock, rate- and time-scaled, looped, grown (`sim.workload.replay` has the exact semantics).
   Both it and `WorkloadModel` are `Traffic`: `sample(rngs, start_s, end_s, growth_factor)`.
@@ -33,22 +33,13 @@ from sim.workload.burst import (
     NoBurst,
     ProductBurst,
 )
-from sim.workload.clock import (
-    HOURS_PER_MONTH,
-    HOURS_PER_WEEK,
-    SECONDS_PER_HOUR,
-    SECONDS_PER_MONTH,
-    hour_of_week,
-    month_window_s,
-)
+from sim.workload.clock import hour_of_week, month_window_s
 from sim.workload.growth import growth_moments, sample_monthly_growth
 from sim.workload.lengths import EmpiricalLengths
 from sim.workload.month import (
     MonthRequests,
-    MonthRngs,
     Traffic,
     WorkloadModel,
-    month_rngs,
     sample_month,
 )
 from sim.workload.profile import WeeklyProfile
@@ -56,16 +47,11 @@ from sim.workload.replay import RateReplay, ReplayTraffic, RequestReplay
 
 __all__ = [
     "AZURE_CONV_BURST",
-    "HOURS_PER_MONTH",
-    "HOURS_PER_WEEK",
-    "SECONDS_PER_HOUR",
-    "SECONDS_PER_MONTH",
     "BurstProcess",
     "EmpiricalLengths",
     "LogNormalOU",
     "MarkovBurst",
     "MonthRequests",
-    "MonthRngs",
     "NoBurst",
     "ProductBurst",
     "RateReplay",
@@ -77,7 +63,6 @@ __all__ = [
     "expected_arrivals",
     "growth_moments",
     "hour_of_week",
-    "month_rngs",
     "month_window_s",
     "piecewise_rate",
     "sample_arrivals",

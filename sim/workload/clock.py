@@ -11,14 +11,12 @@ week always follows the plan's absolute time, never the month's.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
 
-SECONDS_PER_HOUR = 3600
-HOURS_PER_WEEK = 168
-HOURS_PER_MONTH = 730  # 8760 / 12: the cloud-billing month
-SECONDS_PER_MONTH = HOURS_PER_MONTH * SECONDS_PER_HOUR  # 2,628,000 s
+from sim.units import HOURS_PER_WEEK, SECONDS_PER_HOUR, SECONDS_PER_MONTH
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -44,3 +42,25 @@ def hour_edges(start_s: float, end_s: float) -> FloatArray:
     inner = np.arange(first, last, dtype=np.float64) * SECONDS_PER_HOUR
     inner = inner[(inner > start_s) & (inner < end_s)]
     return np.concatenate(([start_s], inner, [end_s])).astype(np.float64)
+
+
+def seconds_by_hour(periods: Sequence[tuple[float, float]], hours: int) -> FloatArray:
+    """Seconds covered by `periods` in each hour [h·3600, (h+1)·3600) for h < `hours`.
+
+    `periods` are disjoint intervals (plan seconds) in time order, e.g. a replica's busy
+    periods or the running time of an instance. Uses the cumulative covered time
+    F(x) = Σ_i clip(x − s_i, 0, e_i − s_i) evaluated at the hour edges.
+    """
+    edges = np.arange(hours + 1, dtype=np.float64) * float(SECONDS_PER_HOUR)
+    if not periods:
+        return np.zeros(hours)
+    arr = np.asarray(periods, dtype=np.float64)
+    starts, ends = arr[:, 0], arr[:, 1]
+    cum = np.concatenate(([0.0], np.cumsum(ends - starts)))
+    done = np.searchsorted(ends, edges, side="right")  # periods fully before each edge
+    partial = np.zeros_like(edges)
+    inside = done < len(starts)
+    idx = done[inside]
+    partial[inside] = np.clip(edges[inside] - starts[idx], 0.0, None)
+    covered_to_edge = cum[done] + partial
+    return np.diff(covered_to_edge)

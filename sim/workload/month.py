@@ -4,24 +4,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol
+from typing import Protocol
 
-import numpy as np
-
-from sim.rng import Stream, stream
+from sim.rng import MonthRngs
+from sim.units import SECONDS_PER_MONTH
 from sim.workload.arrivals import expected_arrivals, sample_arrivals
 from sim.workload.burst import BurstProcess
-from sim.workload.clock import SECONDS_PER_MONTH, FloatArray, IntArray, month_window_s
+from sim.workload.clock import FloatArray, IntArray, month_window_s
 from sim.workload.lengths import EmpiricalLengths
 from sim.workload.profile import WeeklyProfile
-
-
-class MonthRngs(NamedTuple):
-    """The three generators one month of workload draws from."""
-
-    arrivals: np.random.Generator
-    bursts: np.random.Generator
-    lengths: np.random.Generator
 
 
 class Traffic(Protocol):
@@ -91,19 +82,6 @@ class MonthRequests:
 
     def __len__(self) -> int:
         return int(self.arrival_s.size)
-
-
-def month_rngs(replication: int, seed: int, month: int) -> MonthRngs:
-    """Streams `(ARRIVALS, BURSTS, LENGTHS)` of one replication, sub-keyed by the 1-based month.
-
-    Each month draws from its own streams, so month 3 of a replication is the same whether or
-    not months 1–2 were simulated, and changing the rate of one month leaves the others alone.
-    """
-    return MonthRngs(
-        arrivals=stream(Stream.ARRIVALS, replication, seed, month),
-        bursts=stream(Stream.BURSTS, replication, seed, month),
-        lengths=stream(Stream.LENGTHS, replication, seed, month),
-    )
 
 
 def sample_month(

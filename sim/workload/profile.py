@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sim.workload.clock import HOURS_PER_WEEK, FloatArray, hour_edges, hour_of_week
+from sim.units import HOURS_PER_WEEK
+from sim.workload.clock import FloatArray, hour_edges, hour_of_week
 
 _MEAN_TOLERANCE = 1e-9
 

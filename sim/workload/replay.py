@@ -41,10 +41,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from sim.rng import MonthRngs
+from sim.units import HOURS_PER_WEEK, SECONDS_PER_HOUR
 from sim.workload.arrivals import sample_piecewise_poisson
-from sim.workload.clock import HOURS_PER_WEEK, SECONDS_PER_HOUR, FloatArray, IntArray
+from sim.workload.clock import FloatArray, IntArray
 from sim.workload.lengths import EmpiricalLengths
-from sim.workload.month import MonthRngs
 from sim.workload.profile import WeeklyProfile
 
 Requests = tuple[FloatArray, IntArray, IntArray]

@@ -1,4 +1,6 @@
-"""Spot markets: when each spot instance is reclaimed, and when its replacement serves again.
+"""Spot markets: how often instances are reclaimed, with what notice, how fast they come back,
+at what price (the packaged `sim/data/spot_markets.toml`, typed). `sim.fleet.spot` draws the
+reclaims of a plan's slots from them.
 
 Concepts (all times in seconds from the start of the simulated horizon, rates per instance-hour):
 
@@ -21,28 +23,23 @@ Concepts (all times in seconds from the start of the simulated horizon, rates pe
   draws). The plan is not in the key: slot k of pool P in replication r is the same whatever the
   other pools, the pool's size, or the plan.
 
-This is a leaf module: it imports only `sim.rng` and `sim.errors` (and numpy). docs/spot.md gives
-the sources and derivations of every default.
+docs/spot.md gives the sources and derivations of every default.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-import tomllib
-import zlib
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 import numpy as np
 
+from sim.data import read_toml
 from sim.errors import ConfigError, Problem
-from sim.rng import Stream, stream
+from sim.units import HOURS_PER_MONTH, HOURS_PER_WEEK, SECONDS_PER_HOUR
 
-MARKETS_FILE = "data/spot_markets.toml"
-HOURS_PER_MONTH = 730.0
-"""Hours in the billing month used throughout sim (sim.cost) and to convert Advisor buckets."""
+MARKETS_FILE = "spot_markets.toml"
 
 ADVISOR_BUCKET_FRACTION = {
     "<5%": 0.025,
@@ -145,7 +142,7 @@ class ReclaimTrace:
     def always_up_rate_per_hour(self) -> float:
         """Expected preemptions per hour of an instance that is always running: sum(k/N) / span."""
         fractions = np.asarray(self.reclaimed) / np.asarray(self.running_before)
-        return float(fractions.sum() / (self.span_s / 3600.0))
+        return float(fractions.sum() / (self.span_s / SECONDS_PER_HOUR))
 
 
 @dataclass(frozen=True)
@@ -186,23 +183,6 @@ class SpotMarket:
             raise ValueError(f"market {self.name!r}: rate and notice must be >= 0")
         if self.spot_ratio is not None and not 0 < self.spot_ratio <= 1:
             raise ValueError(f"market {self.name!r}: spot_ratio must be in (0, 1]")
-
-
-@dataclass(frozen=True)
-class Outage:
-    """One preemption of one spot slot (seconds from the start of the horizon).
-
-    notice_s: the reclaim notice: from here the router sends the slot no new requests.
-    down_s: notice_s + the market's notice period: the instance is gone, in-flight work evicted.
-    up_s: the replacement serves again (>= down_s); math.inf if not within the horizon.
-    fallback: True if the replacement is on-demand (no spot instance within `fallback_after_s`);
-        an on-demand replacement is never preempted, so it is the slot's last outage.
-    """
-
-    notice_s: float
-    down_s: float
-    up_s: float
-    fallback: bool
 
 
 # ---------------------------------------------------------------- conversions and cold start
@@ -247,7 +227,7 @@ def cold_start_s(
 
 
 def _problem(key: str, message: str, value: object = None) -> ConfigError:
-    return ConfigError([Problem(f"sim/{MARKETS_FILE}", key, message, value)])
+    return ConfigError([Problem(f"sim/data/{MARKETS_FILE}", key, message, value)])
 
 
 def _delay(name: str, table: dict[str, Any]) -> DelayDistribution:
@@ -294,8 +274,7 @@ def _market(name: str, table: dict[str, Any], delays: dict[str, DelayDistributio
 
 @functools.cache
 def _load() -> tuple[dict[str, SpotMarket], dict[str, DelayDistribution], dict[str, float]]:
-    text = resources.files("sim").joinpath(MARKETS_FILE).read_text(encoding="utf-8")
-    doc = tomllib.loads(text)
+    doc = read_toml(MARKETS_FILE)
     delays = {k: _delay(k, v) for k, v in doc["delays"].items()}
     markets = {k: _market(k, v, delays) for k, v in doc["markets"].items()}
     price = {k: float(v) for k, v in doc["price"].items() if k != "source"}
@@ -318,148 +297,6 @@ def market(name: str) -> SpotMarket:
     if name not in found:
         raise ValueError(f"unknown spot market {name!r}; known: {sorted(found)}")
     return found[name]
-
-
-# ---------------------------------------------------------------- schedules
-
-
-def _key(name: str) -> int:
-    """A stable 32-bit stream key for a name (zlib.crc32 is the same in every process)."""
-    return zlib.crc32(name.encode("utf-8"))
-
-
-def reclaim_waves(
-    market: SpotMarket, *, seed: int, replication: int, horizon_s: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """A trace market's bootstrapped reclaim instants over [0, horizon_s) and their k/N fractions.
-
-    Circular block bootstrap: the horizon is cut into blocks of `block_s`; block b replays the trace
-    from a uniform random offset (wrapping around its span). It depends only on (seed, replication,
-    market name), so every pool on this market sees the same waves. Each block is an unbiased draw
-    of the trace's time average, so E[sum of fractions] / hour = the trace's always-up rate.
-    """
-    trace = market.trace
-    if trace is None:
-        raise ValueError(f"market {market.name!r} is not a trace market")
-    rng = stream(Stream.SPOT, replication, seed, 0, _key(market.name))
-    times = np.asarray(trace.times_s)
-    fractions = np.asarray(trace.reclaimed) / np.asarray(trace.running_before)
-    n_blocks = max(0, math.ceil(horizon_s / trace.block_s))
-    offsets = rng.uniform(0.0, trace.span_s, size=n_blocks)
-    out_t, out_f = [], []
-    for b, start in enumerate(offsets):
-        rel = (times - start) % trace.span_s  # position after the block start, circular
-        inside = rel < trace.block_s
-        order = np.argsort(rel[inside], kind="stable")
-        out_t.append(b * trace.block_s + rel[inside][order])
-        out_f.append(fractions[inside][order])
-    if not out_t:
-        return np.empty(0), np.empty(0)
-    t, f = np.concatenate(out_t), np.concatenate(out_f)
-    keep = t < horizon_s
-    return t[keep], f[keep]
-
-
-def spot_schedule(
-    market: SpotMarket,
-    *,
-    seed: int,
-    replication: int,
-    pool: str,
-    slots: int,
-    horizon_s: float,
-    cold_start_s: float,
-    fallback_after_s: float | None,
-    rate_per_instance_hour: float | None = None,
-) -> list[list[Outage]]:
-    """Outages of each of `slots` spot slots of `pool` over [0, horizon_s), sorted by time.
-
-    Every slot serves from 0. While a slot's spot instance serves, it is preempted at the market's
-    rate ("rate") or by the bootstrapped waves ("trace"). A preemption at t gives the notice at t,
-    the instance is gone at t + notice_s; the replacement is requested at the notice and serves at
-    max(down, t + availability delay + cold_start_s). If the delay exceeds `fallback_after_s`, an
-    on-demand instance is started at t + fallback_after_s instead (serving at
-    max(down, t + fallback_after_s + cold_start_s)) and never preempted again.
-
-    rate_per_instance_hour overrides the market's mean rate: a "rate" market uses it as is; a
-    "trace" market scales every reclaim probability by rate / market rate (capped at 1). A rate of
-    0 gives no outages at all.
-
-    seed, replication: the Monte Carlo keys (sim.rng). pool: the pool's name (stream key).
-    cold_start_s: seconds from an obtained instance to serving (`cold_start_s()`).
-    """
-    if slots < 0 or horizon_s < 0 or cold_start_s < 0:
-        raise ValueError("slots, horizon_s and cold_start_s must be >= 0")
-    if fallback_after_s is not None and fallback_after_s < 0:
-        raise ValueError("fallback_after_s must be >= 0 or None")
-    rate = market.preemptions_per_instance_hour
-    if rate_per_instance_hour is not None:
-        if rate_per_instance_hour < 0:
-            raise ValueError("rate_per_instance_hour must be >= 0")
-        rate = rate_per_instance_hour
-    if rate == 0.0 or slots == 0 or horizon_s == 0:
-        return [[] for _ in range(slots)]
-
-    waves: tuple[np.ndarray, np.ndarray] | None = None
-    if market.kind == "trace":
-        t, f = reclaim_waves(market, seed=seed, replication=replication, horizon_s=horizon_s)
-        if market.preemptions_per_instance_hour > 0:
-            f = np.minimum(1.0, f * (rate / market.preemptions_per_instance_hour))
-        waves = (t, f)
-
-    pool_key = _key(pool)
-    out = []
-    for slot in range(slots):
-        hazard = stream(Stream.SPOT, replication, seed, 1, pool_key, slot)
-        delays = stream(Stream.SPOT, replication, seed, 2, pool_key, slot)
-        out.append(
-            _slot_outages(
-                market, waves, rate, hazard, delays, horizon_s, cold_start_s, fallback_after_s
-            )
-        )
-    return out
-
-
-def _slot_outages(
-    market: SpotMarket,
-    waves: tuple[np.ndarray, np.ndarray] | None,
-    rate_per_hour: float,
-    hazard: np.random.Generator,
-    delays: np.random.Generator,
-    horizon_s: float,
-    cold_start: float,
-    fallback_after_s: float | None,
-) -> list[Outage]:
-    outages: list[Outage] = []
-    up_since = 0.0
-    if waves is not None:
-        # One uniform per wave for this slot, drawn whether or not the slot is up then, so the
-        # slot's draws do not depend on its own history (tighter coupling between plans).
-        hit = hazard.random(waves[0].size) < waves[1]
-        candidates = waves[0][hit]
-        idx = 0
-    while True:
-        if waves is None:
-            notice = up_since + hazard.exponential(3600.0 / rate_per_hour)
-        else:
-            # NOTE: a wave exactly at the moment the replacement starts serving counts (>=).
-            idx += int(np.searchsorted(candidates[idx:], up_since, side="left"))
-            if idx >= candidates.size:
-                break
-            notice = float(candidates[idx])
-            idx += 1
-        if notice >= horizon_s:
-            break
-        down = notice + market.notice_s
-        delay = float(market.availability_delay.quantile_s(delays.random()))
-        fallback = fallback_after_s is not None and delay > fallback_after_s
-        wait = fallback_after_s if fallback and fallback_after_s is not None else delay
-        up = max(down, notice + wait + cold_start)
-        outages.append(Outage(notice, down, up if up < horizon_s else math.inf, fallback))
-        if fallback or up >= horizon_s:
-            break
-        up_since = up
-    return outages
 
 
 # ---------------------------------------------------------------- prices
@@ -495,7 +332,7 @@ def spot_price_path(
     sd = defaults["level_log_sd"] if level_log_sd is None else level_log_sd
     if not 0 <= p_week <= 1 or sd < 0:
         raise ValueError("change_probability_per_week must be in [0, 1], level_log_sd >= 0")
-    p_hour = 1.0 - (1.0 - p_week) ** (1.0 / 168.0)
+    p_hour = 1.0 - (1.0 - p_week) ** (1.0 / HOURS_PER_WEEK)
     changes = rng.random(hours) < p_hour
     changes[:1] = True  # the first hour starts at a stationary level
     levels = rng.normal(-(sd**2) / 2, sd, size=int(changes.sum()))

@@ -125,3 +125,15 @@ class ApiClient:
         self.counters.sent += 1
         first = s + float(self._ttft[rid])
         return first, first + (output_tokens - 1) / float(self._speed[rid])
+
+
+def api_client(api: ApiSpec | None, rng: np.random.Generator, n: int) -> ApiClient | None:
+    """The overflow API for one simulated request set of `n` requests (None without an API).
+
+    Latency draws come from `rng` (the replication's API stream for that request set), indexed
+    by request, so every plan that spills request i sees the same API latency for it.
+    """
+    if api is None:
+        return None
+    ttft, speed = latency_draws(api, rng, n)
+    return ApiClient(api, ttft, speed)

@@ -21,7 +21,7 @@ overrides the estimate.
 
 from __future__ import annotations
 
-from sim.hardware.tables import GpuSpec, ModelShape
+from sim.data import GpuSpec, ModelShape
 
 ACTIVATION_BYTES = 2.0
 """Bytes per activation element (fp16/bf16, vLLM's model dtype)."""

@@ -7,12 +7,11 @@ read (a missing or mistyped key is a `ConfigError` naming the file and key), the
 from __future__ import annotations
 
 import math
-import tomllib
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 from typing import Any
 
+from sim.data.loader import read_toml
 from sim.errors import ConfigError, Problem
 
 GIB = 1024**3
@@ -184,11 +183,6 @@ _MODEL_OPTIONAL_INT = ("experts", "experts_per_token")
 _MODEL_OPTIONAL_BOOL = ("qkv_bias", "qk_norm")
 
 
-def _load(name: str) -> dict[str, Any]:
-    text = resources.files("sim").joinpath("data", name).read_text(encoding="utf-8")
-    return tomllib.loads(text)
-
-
 def _positive_number(v: object) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
 
@@ -256,10 +250,10 @@ def parse_models(doc: dict[str, Any], file: str = "sim/data/models.toml") -> dic
 @cache
 def gpus() -> dict[str, GpuSpec]:
     """The GPU table, by catalog name (e.g. ``"a100-80gb"``). Read once; treat as read-only."""
-    return parse_gpus(_load("gpus.toml"))
+    return parse_gpus(read_toml("gpus.toml"))
 
 
 @cache
 def models() -> dict[str, ModelShape]:
     """The model-shape table, by catalog name (e.g. ``"llama-3-8b"``). Read-only, cached."""
-    return parse_models(_load("models.toml"))
+    return parse_models(read_toml("models.toml"))

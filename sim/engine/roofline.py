@@ -1,7 +1,7 @@
 """Step-time coefficients from specs alone, for (model, GPU, TP, dtype) with no fitted entry.
 
 DESIGN §4's fallback. It returns coefficients of the same step-time model the fitted catalogue
-uses (`sim.catalog`), per GPU of a `tp`-way replica, all in seconds:
+uses (`sim.engine.catalog`), per GPU of a `tp`-way replica, all in seconds:
 
     flat_s       = layers × layer_floor_s + weight_bytes ÷ (bandwidth × mem_efficiency)
                    + 2 × layers × allreduce_latency_s                         (tp > 1)
@@ -27,14 +27,13 @@ from __future__ import annotations
 
 import functools
 import math
-import tomllib
 from dataclasses import dataclass, fields
-from importlib import resources
 
+from sim.data import GpuSpec, ModelShape, read_toml
+from sim.engine.steptime import StepTimeModel
 from sim.errors import ConfigError, Problem
-from sim.hardware.tables import GpuSpec, ModelShape
 
-CATALOG_FILE = "data/step_time.toml"
+CATALOG_FILE = "step_time.toml"
 ALLREDUCE_ELEMENT_BYTES = 2.0
 """All-reduced activations are fp16/bf16."""
 
@@ -70,20 +69,6 @@ class RooflineFactors:
     source: str
 
 
-@dataclass(frozen=True)
-class RooflineCoefficients:
-    """Step-time coefficients from the roofline (same meaning as `sim.catalog.StepTimeEntry`)."""
-
-    overhead_s: float
-    flat_s: float
-    knee_tokens: float
-    per_token_s: float
-    decode_attn_s_per_token: float
-    prefill_attn_s_per_pair: float
-    residual_sd_log: float
-    source: str
-
-
 def allreduce_bandwidth_bytes_per_s(gpu: GpuSpec, tp: int, link_efficiency: float) -> float:
     """Algorithm bandwidth of a ring all-reduce over `tp` GPUs (message bytes per second).
 
@@ -93,7 +78,7 @@ def allreduce_bandwidth_bytes_per_s(gpu: GpuSpec, tp: int, link_efficiency: floa
     return bus * tp / (2.0 * (tp - 1))
 
 
-def roofline_coefficients(
+def roofline_step_time(
     model: ModelShape,
     gpu: GpuSpec,
     *,
@@ -101,8 +86,9 @@ def roofline_coefficients(
     weight_dtype: str,
     kv_dtype: str,
     factors: RooflineFactors,
-) -> RooflineCoefficients:
-    """Roofline step-time coefficients for `model` on `tp` GPUs of type `gpu` (see module doc)."""
+) -> tuple[StepTimeModel, str]:
+    """Roofline step times for `model` on `tp` GPUs of type `gpu` (see module doc), and their
+    provenance in words. Their spread is `factors.residual_sd_log`."""
     if tp < 1:
         raise ValueError(f"tp must be >= 1, got {tp}")
     f = factors
@@ -123,20 +109,19 @@ def roofline_coefficients(
     decode = model.kv_bytes_per_token(kv_dtype, tp) / (bw * f.attn_mem_efficiency)
     q_width = model.heads * model.head_dim / tp
     prefill = 4.0 * model.layers * q_width / (fp16_flops * f.attn_flop_efficiency)
-    return RooflineCoefficients(
+    step = StepTimeModel(
         overhead_s=f.overhead_s,
         flat_s=fixed_s + weight_read_s,
         knee_tokens=f.knee_fraction * weight_read_s / per_token_s,
         per_token_s=per_token_s,
         decode_attn_s_per_token=decode,
         prefill_attn_s_per_pair=prefill,
-        residual_sd_log=f.residual_sd_log,
-        source=(
-            f"UNCALIBRATED roofline from specs ({gpu.spec_source}; {model.hf_id} config.json),"
-            f" weights {weight_dtype}, KV {kv_dtype}, TP{tp}; efficiencies measured against the"
-            f" fitted catalogue, leave-one-out step-time MAPE {f.leave_one_out_mape:.0%}"
-            f" (sim/data/step_time.toml [roofline])"
-        ),
+    )
+    return step, (
+        f"UNCALIBRATED roofline from specs ({gpu.spec_source}; {model.hf_id} config.json),"
+        f" weights {weight_dtype}, KV {kv_dtype}, TP{tp}; efficiencies measured against the"
+        f" fitted catalogue, leave-one-out step-time MAPE {f.leave_one_out_mape:.0%}"
+        f" (sim/data/step_time.toml [roofline])"
     )
 
 
@@ -170,5 +155,4 @@ def parse_roofline_factors(doc: dict[str, object], file: str) -> RooflineFactors
 @functools.cache
 def load_roofline_factors() -> RooflineFactors:
     """The measured roofline constants shipped in `sim/data/step_time.toml`. Cached."""
-    text = resources.files("sim").joinpath(CATALOG_FILE).read_text(encoding="utf-8")
-    return parse_roofline_factors(tomllib.loads(text), f"sim/{CATALOG_FILE}")
+    return parse_roofline_factors(read_toml(CATALOG_FILE), f"sim/data/{CATALOG_FILE}")

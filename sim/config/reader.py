@@ -1,0 +1,168 @@
+"""The located-error machinery of the experiment reader.
+
+`Table` wraps one TOML table: typed getters that record a `Problem` (file, dotted key path,
+value) instead of raising, and `close()` reports every key nobody asked for, with a
+"did you mean". A section reader asks for every key it knows (present or not), so the keys a
+table was asked for are exactly the keys it accepts.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sim.errors import Problem
+
+T = TypeVar("T")
+MISSING: Any = object()
+
+
+class Context:
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.problems: list[Problem] = []
+
+    def add(
+        self, key_path: str, message: str, value: object = None, has_value: bool = True
+    ) -> None:
+        self.problems.append(Problem(self.file, key_path, message, value, has_value))
+
+
+def join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+class Table:
+    """One TOML table being read: typed getters, and unknown keys reported when `close`d."""
+
+    def __init__(self, ctx: Context, data: object, path: str) -> None:
+        self.ctx = ctx
+        self.path = path
+        self.ok = isinstance(data, dict)
+        if not self.ok and data is not MISSING:
+            ctx.add(path, "must be a table", data)
+        self.data: dict[str, Any] = data if isinstance(data, dict) else {}
+        self.seen: set[str] = set()
+
+    def raw(self, key: str) -> Any:
+        self.seen.add(key)
+        return self.data.get(key, MISSING)
+
+    def table(self, key: str) -> Table:
+        return Table(self.ctx, self.raw(key), join(self.path, key))
+
+    def _get(
+        self,
+        key: str,
+        default: Any,
+        convert: Callable[[Any], T | None],
+        expected: str,
+        check: Callable[[T], bool] | None,
+        rule: str,
+    ) -> T:
+        value = self.raw(key)
+        where = join(self.path, key)
+        if value is MISSING:
+            if default is MISSING:
+                self.ctx.add(where, f"is required ({expected})", has_value=False)
+            return default  # type: ignore[no-any-return]
+        converted = convert(value)
+        if converted is None:
+            self.ctx.add(where, f"must be {expected}", value)
+            return default if default is not MISSING else None  # type: ignore[return-value]
+        if check is not None and not check(converted):
+            self.ctx.add(where, f"must be {rule}", value)
+        return converted
+
+    def number(
+        self,
+        key: str,
+        default: Any = MISSING,
+        check: Callable[[float], bool] | None = None,
+        rule: str = "",
+        expected: str = "a number",
+    ) -> float:
+        return self._get(key, default, as_float, expected, check, rule)
+
+    def integer(
+        self,
+        key: str,
+        default: Any = MISSING,
+        check: Callable[[int], bool] | None = None,
+        rule: str = "",
+    ) -> int:
+        return self._get(key, default, as_int, "an integer", check, rule)
+
+    def boolean(self, key: str, default: Any = MISSING) -> bool:
+        return self._get(key, default, as_bool, "true or false", None, "")
+
+    def string(
+        self, key: str, default: Any = MISSING, choices: tuple[str, ...] | None = None
+    ) -> str:
+        value: str = self._get(key, default, as_str, "a string", None, "")
+        if choices is not None and isinstance(value, str) and value not in choices:
+            self.ctx.add(
+                join(self.path, key),
+                f"must be one of {', '.join(choices)}{hint(value, choices)}",
+                value,
+            )
+        return value
+
+    def close(self) -> None:
+        known = sorted(self.seen)
+        for key in self.data:
+            if key not in self.seen:
+                self.ctx.add(
+                    join(self.path, key), f"unknown key{hint(key, known)}", has_value=False
+                )
+
+
+def hint(word: str, choices: list[str] | tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def as_float(v: Any) -> float | None:
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return None
+    f = float(v)
+    return f if math.isfinite(f) else None
+
+
+def as_int(v: Any) -> int | None:
+    if isinstance(v, bool) or not isinstance(v, int):
+        return None
+    return v
+
+
+def as_bool(v: Any) -> bool | None:
+    return v if isinstance(v, bool) else None
+
+
+def as_str(v: Any) -> str | None:
+    return v if isinstance(v, str) else None
+
+
+def positive(x: float) -> bool:
+    return x > 0
+
+
+def non_negative(x: float) -> bool:
+    return x >= 0
+
+
+def existing_file(
+    ctx: Context, where: str, value: str, base_dir: Path, *, folder_ok: bool = False
+) -> str | None:
+    path = (base_dir / value).resolve()
+    if not (path.is_file() or (folder_ok and path.is_dir())):
+        ctx.add(where, f"file not found ({path})", value)
+        return None
+    return str(path)
+
+
+def all_numbers(*values: object) -> bool:
+    return all(isinstance(v, float | int) and not isinstance(v, bool) for v in values)

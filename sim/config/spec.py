@@ -1,0 +1,285 @@
+"""The experiment spec: user input only, checked, nothing derived (frozen dataclasses).
+
+`sim.config` builds these from an experiment file; `sim.experiment` loads the files they name
+and resolves what follows from them (KV-cache capacity, step times, their provenance).
+docs/config.md lists every key with its type, unit, default and meaning.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+WORKLOAD_KINDS = ("generated", "replay")
+BURST_KINDS = ("none", "markov", "ou", "product")
+# The trace formats `sim.traces.read_trace` reads (named here so config can check them).
+TRACE_FORMATS = (
+    "azure",
+    "mooncake",
+    "servegen",
+    "vidur",
+    "vllm-bench",
+    "llmservingsim",
+    "generic",
+    "rates",
+)
+
+
+@dataclass(frozen=True)
+class GrowthSpec:
+    """Monthly traffic growth: per-month factors log-normal with mean 1 + mean_monthly."""
+
+    mean_monthly: float
+    sd_log: float
+
+
+@dataclass(frozen=True)
+class BurstLayerSpec:
+    """One burst layer: "markov" (two-state: calm ↔ burst) or "ou" (log-normal OU log-rate)."""
+
+    kind: str
+    mean_calm_s: float = 0.0
+    mean_burst_s: float = 0.0
+    burst_ratio: float = 1.0
+    sigma: float = 0.0
+    correlation_time_s: float = 0.0
+    step_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class BurstSpec:
+    """Burst modulation of the arrival rate: kind "none"; one layer "markov" or "ou" (its keys
+    in the table); or "product" of `layers` (independent layers multiplied)."""
+
+    kind: str
+    layers: tuple[BurstLayerSpec, ...] = ()
+
+
+@dataclass(frozen=True)
+class ReplaySpec:
+    """`workload.kind = "replay"`: a trace replayed on the plan clock (`sim.workload.replay`).
+
+    `rate_scale` None means: from `WorkloadSpec.base_requests_per_day` if that is > 0, else 1.
+    `own_lengths`: the requests keep the trace's own token pairs (else `lengths` are resampled).
+    """
+
+    trace_file: str
+    format: str | None = None
+    rate_scale: float | None = None
+    time_scale: float = 1.0
+    offset_s: float = 0.0
+    loop: bool = True
+    period_s: float | None = None
+    own_lengths: bool = True
+
+
+@dataclass(frozen=True)
+class WorkloadSpec:
+    """The `[workload]` section. `kind` "generated" (default) or "replay" (`replay` set).
+
+    `base_requests_per_day` is the month-1 mean volume (a replay may leave it 0: its volume
+    then follows `replay.rate_scale`). `lengths_file` is the file the (input, output) pairs come
+    from (a replay's own trace when `replay.own_lengths`); `lengths_format` None = detected.
+    `source_file` names the workload file an `include` read, if any.
+    """
+
+    base_requests_per_day: float
+    weekly_profile_file: str | None
+    weekly_profile_values: tuple[float, ...] | None
+    lengths_file: str
+    growth: GrowthSpec
+    burst: BurstSpec
+    kind: str = "generated"
+    lengths_format: str | None = None
+    lengths_smoothing: float = 0.0
+    replay: ReplaySpec | None = None
+    source_file: str | None = None
+
+    def data_files(self) -> tuple[str, ...]:
+        """Every data file (or folder) the workload reads, for fingerprints."""
+        files = [self.weekly_profile_file, self.lengths_file, self.source_file]
+        if self.replay is not None:
+            files.append(self.replay.trace_file)
+        return tuple(dict.fromkeys(f for f in files if f))
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """The `[engine]` section (vLLM's engine arguments).
+
+    dtype: KV-cache dtype, and the weights' unless `weight_dtype` says otherwise.
+    weight_dtype: precision of the linear-layer weights (`[engine] weight_dtype`, or implied by
+        `quantization` = "awq" | "gptq" → int4, "fp8" → fp8, "int8" → int8); None = `dtype`.
+    """
+
+    model: str
+    dtype: str
+    tp: int
+    max_num_seqs: int
+    max_num_batched_tokens: int
+    max_model_len: int
+    gpu_memory_utilization: float
+    block_size: int
+    kv_blocks: int | None
+    weight_dtype: str | None = None
+
+    @property
+    def weights(self) -> str:
+        """The weights' dtype (`weight_dtype`, else `dtype`)."""
+        return self.weight_dtype or self.dtype
+
+
+ON_LIMIT = ("retry", "drop")
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    """`count` replicas of `gpu` bought on `market` ("on_demand" or "spot")."""
+
+    name: str
+    gpu: str
+    count: int
+    market: str = "on_demand"
+
+
+@dataclass(frozen=True)
+class MonthPlan:
+    pools: tuple[PoolSpec, ...]
+
+    @property
+    def replicas(self) -> int:
+        return sum(p.count for p in self.pools)
+
+
+@dataclass(frozen=True)
+class PlanSpec:
+    """One fleet plan of an experiment: its months, and whether it may spill to the API."""
+
+    name: str
+    fleet: tuple[MonthPlan, ...]
+    api: bool = True
+
+
+@dataclass(frozen=True)
+class SpotSpec:
+    """How spot pools are reclaimed and replaced (`sim.spot` has the markets and their data).
+
+    market: a row of sim/data/spot_markets.toml (its rate or trace, notice, availability delay).
+    preemptions_per_instance_hour: overrides the market's rate (rate markets only).
+    notice_s: overrides the market's reclaim notice.
+    cold_start_s: from instance start to serving (weights load + engine start); None = derived
+        from the model's weight bytes (`sim.spot.cold_start_s`).
+    fallback_after_s: replace by an on-demand instance when no spot one is available after this
+        wait; None = always wait for spot.
+    """
+
+    market: str
+    preemptions_per_instance_hour: float | None = None
+    notice_s: float | None = None
+    cold_start_s: float | None = None
+    fallback_after_s: float | None = None
+
+
+@dataclass(frozen=True)
+class SpillSpec:
+    """When the router sends a request to the API instead of a GPU replica (any rule fires).
+
+    max_wait_s: predicted queueing before prefill on the least-loaded replica exceeds this
+        (queued prompt tokens ÷ the replica's full-budget prefill rate); None = rule off.
+    queue_over: every healthy replica has more than this many requests waiting; None = off.
+    when_no_replica: no healthy replica at all (all reclaimed); otherwise such requests wait at
+        the router until one is back.
+    """
+
+    max_wait_s: float | None = None
+    queue_over: int | None = None
+    when_no_replica: bool = True
+
+
+@dataclass(frozen=True)
+class ApiSpec:
+    """The paid API used for overflow (`sim.api` models it; prices per million tokens)."""
+
+    provider: str
+    input_usd_per_million: float
+    output_usd_per_million: float
+    ttft_median_s: float
+    ttft_p95_s: float
+    output_tokens_per_s_median: float
+    output_tokens_per_s_p5: float
+    rpm: int | None  # requests per minute
+    tpm: int | None  # input + output tokens per minute (OpenAI's TPM)
+    input_tpm: int | None  # input tokens per minute (Anthropic's ITPM)
+    output_tpm: int | None  # output tokens per minute (Anthropic's OTPM)
+    on_limit: str
+    max_retry_wait_s: float
+    spill: SpillSpec
+    source: str
+
+
+@dataclass(frozen=True)
+class CostSpec:
+    ops_usd_per_month: float
+    gpu_usd_per_hour: tuple[tuple[str, float], ...]
+    spot_usd_per_hour: tuple[tuple[str, float], ...] = ()
+    budget_usd_per_month: float | None = None
+
+    def price(self, gpu: str) -> float:
+        return dict(self.gpu_usd_per_hour)[gpu]
+
+    def spot_price(self, gpu: str) -> float:
+        return dict(self.spot_usd_per_hour)[gpu]
+
+
+@dataclass(frozen=True)
+class SloSpec:
+    ttft_s: float
+    tpot_s: float
+
+
+@dataclass(frozen=True)
+class HorizonSpec:
+    """How much of each month is simulated (`sim.horizon` documents the estimator).
+
+    mode "full" simulates every request; "sampled" a stratified sample of one-hour windows;
+    "auto" (default) picks "sampled" when a replication's expected requests exceed
+    `auto_max_requests` (default 300,000: a full replication then takes more than ~5 s at the
+    ~70k simulated requests/s bench/engine.py measures, and a 200-replication run minutes).
+    """
+
+    mode: str = "auto"
+    auto_max_requests: int = 300_000
+    # Sample design, validated against full runs by bench/horizon.py (figures in docs/horizon.md):
+    window_s: float = 1800.0  # 30-minute windows (a divisor of the profile's one-hour resolution)
+    warmup_s: float = 600.0  # 10 min of warm-up before each window
+    peak_hours: int = 8  # the 8 busiest hour-of-week slots, simulated every month
+    strata: int = 4
+    windows_per_stratum: int = 3
+
+
+@dataclass(frozen=True)
+class ExperimentSpec:
+    """A whole experiment as the user wrote it: every default filled, every name checked."""
+
+    file: str
+    name: str
+    seed: int
+    months: int
+    replications: int
+    workload: WorkloadSpec
+    engine: EngineSpec
+    fleet: tuple[MonthPlan, ...]
+    cost: CostSpec
+    slo: SloSpec
+    horizon: HorizonSpec = HorizonSpec()
+    plans: tuple[PlanSpec, ...] = ()  # empty: one plan, "main", of `fleet`
+    spot: SpotSpec | None = None
+    api: ApiSpec | None = None
+    # Sample each replication's step-time scale from the fit's residual spread (issue #3 §4).
+    calibration_uncertainty: bool = True
+
+    def all_plans(self) -> tuple[PlanSpec, ...]:
+        """The plans to simulate: `[[plans]]`, or the single `[fleet]` plan named "main"."""
+        return self.plans or (PlanSpec("main", self.fleet),)
+
+    def gpus_used(self) -> tuple[str, ...]:
+        return tuple(sorted({p.gpu for pl in self.all_plans() for m in pl.fleet for p in m.pools}))

@@ -1,0 +1,324 @@
+"""The `[workload]` section: generated, replayed, or included from a workload file."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from sim.config.reader import (
+    MISSING,
+    Context,
+    Table,
+    as_float,
+    existing_file,
+    join,
+    non_negative,
+    positive,
+)
+from sim.config.spec import (
+    BURST_KINDS,
+    TRACE_FORMATS,
+    WORKLOAD_KINDS,
+    BurstLayerSpec,
+    BurstSpec,
+    GrowthSpec,
+    ReplaySpec,
+    WorkloadSpec,
+)
+from sim.errors import ConfigError
+
+
+def workload_section(
+    ctx: Context, t: Table, base_dir: Path, *, growth_required: bool = True
+) -> WorkloadSpec:
+    """The `[workload]` table: generated (default), replay, or `include` of a workload file."""
+    include = t.raw("include")
+    if include is not MISSING:
+        return _included_workload(ctx, t, base_dir, include)
+    kind = t.string("kind", "generated", choices=WORKLOAD_KINDS)
+    growth = _growth(t, required=growth_required)
+    if kind == "replay":
+        spec = _replay_workload(ctx, t, base_dir, growth)
+    elif kind == "generated":
+        spec = _generated_workload(ctx, t, base_dir, growth)
+    else:  # a misspelt kind is reported above; do not pile errors on the keys it would use
+        t.seen.update(t.data)
+        spec = WorkloadSpec(0.0, None, None, "", growth, BurstSpec("none"), kind=kind)
+    t.close()
+    return spec
+
+
+def _growth(t: Table, *, required: bool) -> GrowthSpec:
+    if not required and t.data.get("growth", MISSING) is MISSING:
+        t.seen.add("growth")
+        return GrowthSpec(0.0, 0.0)
+    g = t.table("growth")
+    growth = GrowthSpec(
+        mean_monthly=g.number("mean_monthly", check=lambda x: x > -1, rule="> -1"),
+        sd_log=g.number("sd_log", 0.0, check=non_negative, rule=">= 0"),
+    )
+    g.close()
+    return growth
+
+
+def _generated_workload(ctx: Context, t: Table, base_dir: Path, growth: GrowthSpec) -> WorkloadSpec:
+    rate = t.number("base_requests_per_day", check=positive, rule="> 0")
+    profile_raw = t.raw("weekly_profile")
+    profile_file: str | None = None
+    profile_values: tuple[float, ...] | None = None
+    where = join(t.path, "weekly_profile")
+    if profile_raw is MISSING:
+        ctx.add(where, "is required (a CSV file or a list of 168 numbers)", has_value=False)
+    elif isinstance(profile_raw, str):
+        profile_file = existing_file(ctx, where, profile_raw, base_dir)
+    elif isinstance(profile_raw, list):
+        values = [as_float(x) for x in profile_raw]
+        if len(values) != 168 or any(v is None or v < 0 for v in values):
+            ctx.add(
+                where, "must list 168 numbers >= 0 (one per hour of week)", f"{len(values)} values"
+            )
+        elif sum(v for v in values if v is not None) <= 0:
+            ctx.add(where, "must not be all zero", profile_raw[:3])
+        else:
+            profile_values = tuple(v for v in values if v is not None)
+    else:
+        ctx.add(where, "must be a file path or a list of 168 numbers", profile_raw)
+    lengths = _lengths(ctx, t, base_dir, required=True)
+    burst = _burst(ctx, t)
+    file, fmt, smoothing = lengths or ("", None, 0.0)
+    return WorkloadSpec(
+        rate, profile_file, profile_values, file, growth, burst, "generated", fmt, smoothing
+    )
+
+
+def _replay_workload(ctx: Context, t: Table, base_dir: Path, growth: GrowthSpec) -> WorkloadSpec:
+    trace_raw = t.string("trace")
+    trace = (
+        existing_file(ctx, join(t.path, "trace"), trace_raw, base_dir, folder_ok=True)
+        if isinstance(trace_raw, str)
+        else None
+    )
+    fmt = t.string("format", None, choices=TRACE_FORMATS)
+    rate_scale = t.number("rate_scale", None, check=positive, rule="> 0")
+    volume = t.number("base_requests_per_day", None, check=positive, rule="> 0")
+    if rate_scale is not None and volume is not None:
+        ctx.add(
+            join(t.path, "rate_scale"),
+            "give either rate_scale or base_requests_per_day (the volume it implies), not both",
+            rate_scale,
+        )
+    time_scale = t.number("time_scale", 1.0, check=positive, rule="> 0")
+    offset_s = t.number("offset_s", 0.0, expected="a number of seconds")
+    loop = t.boolean("loop", True)
+    period_s = t.number(
+        "period_s", None, check=positive, rule="> 0", expected="a number of seconds"
+    )
+    for key in ("weekly_profile", "burst"):
+        if key in t.data:
+            t.seen.add(key)
+            ctx.add(
+                join(t.path, key),
+                'not used with kind = "replay" (the trace gives the shape of traffic)',
+                has_value=False,
+            )
+    lengths = _lengths(ctx, t, base_dir, required=False)
+    replay = ReplaySpec(
+        trace_file=trace or "",
+        format=fmt,
+        rate_scale=rate_scale,
+        time_scale=time_scale,
+        offset_s=offset_s,
+        loop=loop,
+        period_s=period_s,
+        own_lengths=lengths is None,
+    )
+    file, lfmt, smoothing = lengths or (trace or "", fmt, 0.0)
+    return WorkloadSpec(
+        volume or 0.0,
+        None,
+        None,
+        file,
+        growth,
+        BurstSpec("none"),
+        "replay",
+        lfmt,
+        smoothing,
+        replay,
+    )
+
+
+def _lengths(
+    ctx: Context, t: Table, base_dir: Path, *, required: bool
+) -> tuple[str, str | None, float] | None:
+    """`lengths = "file"` or `[workload.lengths] file, format, smoothing_log_sd`."""
+    raw = t.raw("lengths")
+    where = join(t.path, "lengths")
+    if raw is MISSING:
+        if required:
+            ctx.add(
+                where,
+                "is required (a trace file to resample (input, output) pairs from)",
+                has_value=False,
+            )
+        return None
+    if isinstance(raw, str):
+        file = existing_file(ctx, where, raw, base_dir, folder_ok=True)
+        return (file, None, 0.0) if file else None
+    if not isinstance(raw, dict):
+        ctx.add(where, "must be a trace file or a table {file, format, smoothing_log_sd}", raw)
+        return None
+    lt = Table(ctx, raw, where)
+    name = lt.string("file")
+    file = (
+        existing_file(ctx, join(where, "file"), name, base_dir, folder_ok=True)
+        if isinstance(name, str)
+        else None
+    )
+    fmt = lt.string("format", None, choices=TRACE_FORMATS)
+    smoothing = lt.number("smoothing_log_sd", 0.0, check=lambda x: 0 <= x <= 2, rule="in [0, 2]")
+    lt.close()
+    return (file, fmt, smoothing) if file else None
+
+
+def _burst(ctx: Context, t: Table) -> BurstSpec:
+    b = t.table("burst")
+    kind = b.string("kind", "none", choices=BURST_KINDS)
+    if kind in ("markov", "ou"):
+        spec = BurstSpec(kind, (_burst_layer(b, kind),))
+    elif kind == "product":
+        raw = b.raw("layers")
+        where = join(b.path, "layers")
+        layers: list[BurstLayerSpec] = []
+        if not isinstance(raw, list) or len(raw) < 2:
+            ctx.add(
+                where,
+                'must list at least 2 layer tables ({kind = "markov" | "ou", ...})',
+                None if raw is MISSING else raw,
+                has_value=raw is not MISSING,
+            )
+        else:
+            for i, layer in enumerate(raw):
+                lt = Table(ctx, layer, f"{where}[{i}]")
+                layer_kind = lt.string("kind", choices=("markov", "ou"))
+                if layer_kind in ("markov", "ou"):
+                    layers.append(_burst_layer(lt, layer_kind))
+                else:
+                    lt.seen.update(lt.data)
+                lt.close()
+        spec = BurstSpec(kind, tuple(layers))
+    else:
+        spec = BurstSpec("none")
+        if kind != "none":
+            # A misspelt kind is reported above; its parameters are not unknown keys.
+            b.seen.update(b.data)
+    b.close()
+    return spec
+
+
+def _burst_layer(b: Table, kind: str) -> BurstLayerSpec:
+    if kind == "markov":
+        return BurstLayerSpec(
+            kind,
+            mean_calm_s=b.number("mean_calm_s", check=positive, rule="> 0"),
+            mean_burst_s=b.number("mean_burst_s", check=positive, rule="> 0"),
+            burst_ratio=b.number("burst_ratio", check=lambda x: x >= 1, rule=">= 1"),
+        )
+    sigma = b.number("sigma", check=lambda x: 0 <= x <= 5, rule="in [0, 5]")
+    tau = b.number("correlation_time_s", check=positive, rule="> 0")
+    default_step = min(60.0, tau / 5.0) if isinstance(tau, float) and tau > 0 else 60.0
+    return BurstLayerSpec(
+        kind,
+        sigma=sigma,
+        correlation_time_s=tau,
+        step_s=b.number("step_s", default_step, check=positive, rule="> 0"),
+    )
+
+
+_OVERRIDABLE = ("include", "base_requests_per_day", "growth")
+
+
+def _included_workload(ctx: Context, t: Table, base_dir: Path, include: Any) -> WorkloadSpec:
+    """`include = "file.toml"`: the workload of a workload file (e.g. from `sim trace fit`),
+    with this experiment's `base_requests_per_day` and `[workload.growth]` taking precedence."""
+    where = join(t.path, "include")
+    path: str | None = None
+    if isinstance(include, str):
+        path = existing_file(ctx, where, include, base_dir)
+    else:
+        ctx.add(where, "must be a workload file path", include)
+    for key in t.data:
+        if key not in _OVERRIDABLE:
+            t.seen.add(key)
+            ctx.add(
+                join(t.path, key),
+                f"not allowed with include (set it in {include}; only "
+                "base_requests_per_day and [workload.growth] may be given here)",
+                has_value=False,
+            )
+    volume = t.number("base_requests_per_day", None, check=positive, rule="> 0")
+    given_growth = "growth" in t.data
+    growth = _growth(t, required=False)
+    t.close()
+    fallback = WorkloadSpec(0.0, None, None, "", growth, BurstSpec("none"))
+    if path is None:
+        return fallback
+    inner = _parse_workload_file(ctx, Path(path), nested=True)
+    if inner is None:
+        return fallback
+    spec, had_growth = inner
+    if not (given_growth or had_growth):
+        ctx.add(join(t.path, "growth.mean_monthly"), "is required (a number)", has_value=False)
+    replay = spec.replay
+    if volume is not None and replay is not None:
+        replay = dataclasses.replace(replay, rate_scale=None)
+    return dataclasses.replace(
+        spec,
+        base_requests_per_day=volume if volume is not None else spec.base_requests_per_day,
+        growth=growth if given_growth else spec.growth,
+        replay=replay,
+        source_file=path,
+    )
+
+
+def _parse_workload_file(
+    ctx: Context, path: Path, *, nested: bool
+) -> tuple[WorkloadSpec, bool] | None:
+    """A workload file: one `[workload]` table. Problems are reported against that file."""
+    file = str(path)
+    sub = Context(file)
+    sub.problems = ctx.problems  # one list: every problem of every file, reported at once
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        sub.add("", f"cannot read file: {err.strerror}", has_value=False)
+        return None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        sub.add("", f"not valid TOML: {err}", has_value=False)
+        return None
+    top = Table(sub, data, "")
+    raw = top.raw("workload")
+    if raw is MISSING:
+        sub.add(
+            "workload", "is required (a workload file holds one [workload] table)", has_value=False
+        )
+    table = Table(sub, raw, "workload")
+    if nested and "include" in table.data:
+        table.seen.add("include")
+        sub.add("workload.include", "a workload file cannot include another", has_value=False)
+        table.data = {k: v for k, v in table.data.items() if k != "include"}
+    had_growth = "growth" in table.data
+    spec = workload_section(sub, table, path.resolve().parent, growth_required=False)
+    top.close()
+    return spec, had_growth
+
+
+def parse_workload_file(path: str | Path) -> WorkloadSpec:
+    """Read and validate a standalone workload file (one `[workload]` table, growth optional:
+    default none); raise ConfigError with every problem."""
+    ctx = Context(str(path))
+    parsed = _parse_workload_file(ctx, Path(path), nested=False)
+    if ctx.problems or parsed is None:
+        raise ConfigError(ctx.problems)
+    return parsed[0]

@@ -1,0 +1,40 @@
+"""The packaged data (TOML tables beside this package, each number with its source) and the
+one loader that reads them. A leaf: imports nothing from `sim` but `sim.errors`.
+
+- `gpus()`, `models()`: the GPU and model-shape tables (`gpus.toml`, `models.toml`).
+- `api_providers()`: dated API list prices and limits (`api.toml`).
+- `spot_market_rows()`: spot markets (`spot_markets.toml`; `sim.fleet.spot` types them).
+- `read_toml(name)`: any packaged table (`step_time.toml` is typed by `sim.engine.catalog`).
+"""
+
+from sim.data.hardware import (
+    DTYPE_BYTES,
+    GIB,
+    QUANTIZATION_WEIGHT_DTYPE,
+    GpuSpec,
+    ModelShape,
+    gpus,
+    models,
+    parse_gpus,
+    parse_models,
+    weight_bytes_per_param,
+)
+from sim.data.loader import api_providers, packaged, read_toml, read_toml_file, spot_market_rows
+
+__all__ = [
+    "DTYPE_BYTES",
+    "GIB",
+    "QUANTIZATION_WEIGHT_DTYPE",
+    "GpuSpec",
+    "ModelShape",
+    "api_providers",
+    "gpus",
+    "models",
+    "packaged",
+    "parse_gpus",
+    "parse_models",
+    "read_toml",
+    "read_toml_file",
+    "spot_market_rows",
+    "weight_bytes_per_param",
+]

@@ -1,0 +1,54 @@
+"""The one reader of the packaged TOML tables beside this file (and of users' TOML data files).
+
+Every packaged table is read once and cached; treat what it returns as read-only.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from functools import cache
+from importlib import resources
+from importlib.abc import Traversable
+from pathlib import Path
+from typing import Any
+
+from sim.errors import ConfigError, Problem
+
+
+def packaged(*parts: str) -> Traversable:
+    """A file shipped in `sim/data/` (e.g. ``packaged("validation", "cases.toml")``)."""
+    return resources.files("sim.data").joinpath(*parts)
+
+
+@cache
+def read_toml(name: str) -> dict[str, Any]:
+    """The packaged table `sim/data/<name>` (e.g. ``"gpus.toml"``), parsed."""
+    return tomllib.loads(packaged(*name.split("/")).read_text(encoding="utf-8"))
+
+
+def read_toml_file(path: str | Path) -> dict[str, Any]:
+    """A user's TOML data file (e.g. a step-time catalog written by `sim calibrate`), parsed;
+    a located `ConfigError` when it cannot be read or is not TOML."""
+    try:
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as err:
+        raise ConfigError(
+            [Problem(str(path), "", f"cannot read file: {err.strerror}", has_value=False)]
+        ) from None
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
+        raise ConfigError(
+            [Problem(str(path), "", f"not valid TOML: {err}", has_value=False)]
+        ) from None
+
+
+def api_providers() -> dict[str, dict[str, Any]]:
+    """Rows of `api.toml`'s `[apis]` by name (e.g. ``"claude-haiku-4-5"``): dated list prices,
+    and published latency and rate-limit figures where a source gives them."""
+    apis: dict[str, dict[str, Any]] = read_toml("api.toml")["apis"]
+    return apis
+
+
+def spot_market_rows() -> dict[str, dict[str, Any]]:
+    """Rows of `spot_markets.toml`'s `[markets]` by name (`sim.fleet.spot` types them)."""
+    rows: dict[str, dict[str, Any]] = read_toml("spot_markets.toml")["markets"]
+    return rows

@@ -1,0 +1,332 @@
+"""One replication of every plan of an experiment, reduced to KPI rows.
+
+Replication k builds `Streams(seed, k)` once and draws every random number from it: growth,
+each month's (or window's) traffic, the calibration error per GPU type, spot reclaims, API
+latencies. The plan is not part of any key, so every plan of replication k sees the same
+traffic, reclaims (per pool name and slot) and API latency draws (per request): common random
+numbers, and plan differences are paired.
+
+On a full horizon every request of every month is simulated; on a sampled one (`sim.horizon`)
+each month's windows are, each from an empty fleet warmed up before it, and the month's KPIs
+are weighted estimates (`sim.stats.sampled`). The bill comes from the whole month's plan.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from sim.config import ExperimentSpec, PlanSpec
+from sim.cost import MonthCost, SpotBill, api_prices, plan_month_costs, spot_bill
+from sim.engine import RequestLog
+from sim.experiment import Experiment
+from sim.fleet import (
+    Fleet,
+    FleetPhase,
+    Outage,
+    api_client,
+    build_fleet,
+    outages_touching,
+    replica_cold_start_s,
+    spot_outages,
+    step_time_factors,
+)
+from sim.horizon import Window, choose_windows, strata_of_slots
+from sim.model import Engine, Hybrid, SimulationResult, simulate
+from sim.records import Outcomes
+from sim.rng import MonthRngs, Streams
+from sim.stats import WindowResult, full_month_rows, sampled_month_rows, window_result
+from sim.units import HOURS_PER_MONTH, SECONDS_PER_MONTH
+from sim.workload import MonthRequests, Traffic, sample_month, sample_monthly_growth
+from sim.workload.clock import seconds_by_hour
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One replication's requests over the whole horizon."""
+
+    arrival_s: np.ndarray
+    input_tokens: np.ndarray
+    output_tokens: np.ndarray
+    growth: np.ndarray
+
+
+@dataclass(frozen=True)
+class ReplicationOutput:
+    """One replication's KPI rows, what it cost to simulate, and its error if it failed."""
+
+    replication: int
+    months: list[dict[str, object]]
+    hourly: list[dict[str, object]]
+    requests: int
+    simpy_events: int
+    wall_s: float
+    error: str | None = None
+
+
+def sample_growth(spec: ExperimentSpec, streams: Streams) -> np.ndarray:
+    """The replication's cumulative monthly volume factors (the same for every plan)."""
+    g = spec.workload.growth
+    return sample_monthly_growth(streams.growth(), spec.months, g.mean_monthly, g.sd_log)
+
+
+def sample_workload(exp: Experiment, streams: Streams) -> Workload:
+    """Draw one replication's traffic: growth, then each month from its own streams."""
+    growth = sample_growth(exp.spec, streams)
+    traffic = exp.traffic()
+    months = [
+        sample_month(traffic, m, float(growth[m - 1]), streams.month(m))
+        for m in range(1, exp.spec.months + 1)
+    ]
+    return Workload(
+        np.concatenate([r.arrival_s for r in months]),
+        np.concatenate([r.input_tokens for r in months]),
+        np.concatenate([r.output_tokens for r in months]),
+        growth,
+    )
+
+
+def outcomes_of(
+    log: RequestLog, requests: MonthRequests | Workload, result: SimulationResult
+) -> Outcomes:
+    """A simulated log as per-request outcome arrays (spot and API outcomes included)."""
+    throttled = np.zeros(len(log), dtype=bool)
+    throttled[result.api_throttled_rids] = True
+    return Outcomes(
+        arrival_s=requests.arrival_s,
+        first_token_s=np.asarray(log.first_token_s),
+        finish_s=np.asarray(log.finish_s),
+        input_tokens=requests.input_tokens.astype(np.int64),
+        output_tokens=requests.output_tokens.astype(np.int64),
+        rejected=np.asarray(log.rejected, dtype=bool),
+        preemptions=np.asarray(log.preemptions, dtype=np.int64),
+        evictions=np.asarray(log.evictions, dtype=np.int64),
+        api=np.asarray(log.api, dtype=bool),
+        dropped=np.asarray(log.dropped, dtype=bool),
+        throttled=throttled,
+    )
+
+
+def request_log(requests: MonthRequests | Workload) -> RequestLog:
+    return RequestLog(
+        requests.arrival_s.tolist(), requests.input_tokens.tolist(), requests.output_tokens.tolist()
+    )
+
+
+@dataclass(frozen=True)
+class PlanRun:
+    """One plan in one replication: its fleet, reclaims, bill and API wiring."""
+
+    plan: PlanSpec
+    fleet: Fleet
+    outages: Mapping[int, tuple[Outage, ...]]
+    costs: tuple[MonthCost, ...]
+    spot: list[SpotBill]
+
+
+def plan_run(exp: Experiment, plan: PlanSpec, streams: Streams) -> PlanRun:
+    """The fleet of `plan` in this replication (its step-time scale drawn), its reclaims and
+    its bill."""
+    spec = exp.spec
+    factors = step_time_factors(exp.engine, streams, enabled=spec.calibration_uncertainty)
+    fleet = build_fleet(plan, exp.engine, factors)
+    cold = replica_cold_start_s(spec.spot, spec.engine)
+    outages = spot_outages(spec.spot, fleet, streams, float(spec.months * SECONDS_PER_MONTH), cold)
+    bill = spot_bill(
+        fleet,
+        outages,
+        streams,
+        months=spec.months,
+        tp=spec.engine.tp,
+        cold_start_s=cold,
+        cost=spec.cost,
+    )
+    return PlanRun(plan, fleet, outages, plan_month_costs(plan, spec.engine.tp, spec.cost), bill)
+
+
+def hybrid_for(
+    exp: Experiment,
+    run: PlanRun,
+    outages: Mapping[int, tuple[Outage, ...]],
+    api_rng: np.random.Generator,
+    n: int,
+    probe_s: float | None = None,
+) -> Hybrid | None:
+    """The model's spot/API wiring for one request set of `n` requests (None: the plain case)."""
+    api = api_client(exp.spec.api if run.plan.api else None, api_rng, n)
+    if not outages and api is None and probe_s is None:
+        return None
+    return Hybrid(outages=outages, api=api, probe_s=probe_s)
+
+
+def run_replication(
+    exp: Experiment, replication: int, engine: Engine = "fast"
+) -> ReplicationOutput:
+    """Simulate replication `replication` of every plan of `exp`; reduce it to KPI rows."""
+    t0 = time.perf_counter()
+    streams = Streams(exp.spec.seed, replication)
+    rows: list[dict[str, object]] = []
+    hourly: list[dict[str, object]] = []
+    requests = events = 0
+    spec = exp.spec
+    sampled = exp.horizon()[0] == "sampled"
+    wl = None if sampled else sample_workload(exp, streams)
+    for plan in spec.all_plans():
+        run = plan_run(exp, plan, streams)
+        if wl is None:
+            r, h, n, ev = _sampled_replication(exp, streams, run, engine)
+        else:
+            r, h, n, ev = _full_replication(exp, streams, run, wl, engine)
+        rows.extend(r)
+        hourly.extend(h)
+        requests += n
+        events += ev
+    return ReplicationOutput(replication, rows, hourly, requests, events, time.perf_counter() - t0)
+
+
+Rows = tuple[list[dict[str, object]], list[dict[str, object]], int, int]
+
+
+def _full_replication(
+    exp: Experiment, streams: Streams, run: PlanRun, wl: Workload, engine: Engine
+) -> Rows:
+    spec = exp.spec
+    log = request_log(wl)
+    hybrid = hybrid_for(exp, run, run.outages, streams.api(), len(log))
+    result = simulate(log, run.fleet.replicas, run.fleet.phases, engine, hybrid)
+    hours = spec.months * HOURS_PER_MONTH
+    rows, hourly = full_month_rows(
+        plan=run.plan.name,
+        replication=streams.replication,
+        outcomes=outcomes_of(log, wl, result),
+        slo=spec.slo,
+        month_s=float(SECONDS_PER_MONTH),
+        months=spec.months,
+        busy_hours=[seconds_by_hour(p, hours) for p in result.busy_periods],
+        active=[p.replicas for p in run.fleet.phases],
+        costs=run.costs,
+        growth=wl.growth.tolist(),
+        spot=run.spot,
+        api_prices=api_prices(spec.api),
+    )
+    return rows, hourly, len(log), result.simpy_events
+
+
+def _sampled_replication(exp: Experiment, streams: Streams, run: PlanRun, engine: Engine) -> Rows:
+    """One plan of a replication on the sampled horizon: windows of each month.
+
+    Windows are the same for every plan (their streams do not name the plan). Each window
+    sees the reclaims that overlap it; the month's spot bill and reclaim count come from the
+    whole schedule.
+    """
+    spec = exp.spec
+    h = spec.horizon
+    growth = sample_growth(spec, streams)
+    traffic = exp.traffic()  # generated or replayed
+    slot_stratum = strata_of_slots(exp.profile.array, h.peak_hours, h.strata)
+    rows: list[dict[str, object]] = []
+    hourly: list[dict[str, object]] = []
+    requests = events = 0
+    for month in range(1, spec.months + 1):
+        windows = choose_windows(
+            streams.horizon(month),
+            month,
+            HOURS_PER_MONTH,
+            slot_stratum,
+            h.windows_per_stratum,
+            h.window_s,
+        )
+        results = []
+        for i, window in enumerate(windows):
+            result, n, ev = _simulate_window(
+                exp,
+                run,
+                window,
+                float(growth[month - 1]),
+                traffic,
+                streams.window(month, i),
+                streams.api(month, i),
+                engine,
+            )
+            results.append(result)
+            requests += n
+            events += ev
+        row, hours = sampled_month_rows(
+            plan=run.plan.name,
+            replication=streams.replication,
+            month=month,
+            results=results,
+            slot_stratum=slot_stratum,
+            month_s=float(SECONDS_PER_MONTH),
+            cost=run.costs[month - 1],
+            growth=float(growth[month - 1]),
+            rng=streams.horizon_bootstrap(month),
+            spot=run.spot[month - 1],
+            api_prices=api_prices(spec.api),
+        )
+        rows.append(row)
+        hourly.extend(hours)
+    return rows, hourly, requests, events
+
+
+def window_requests(
+    traffic: Traffic,
+    month: int,
+    start_s: float,
+    end_s: float,
+    *,
+    warmup_s: float,
+    growth: float,
+    rngs: MonthRngs,
+) -> tuple[float, MonthRequests]:
+    """The requests of [t0, end_s) of 1-based `month`, where t0 is `warmup_s` before `start_s`
+    (but not before the month's start), and t0: a window measured from `start_s` on an empty
+    fleet warmed up from t0."""
+    month_start = float((month - 1) * SECONDS_PER_MONTH)
+    t0 = max(month_start, start_s - warmup_s)
+    req = sample_month(
+        traffic, month, growth, rngs, offset_s=t0 - month_start, duration_s=end_s - t0
+    )
+    return t0, req
+
+
+def _simulate_window(
+    exp: Experiment,
+    run: PlanRun,
+    window: Window,
+    growth: float,
+    traffic: Traffic,
+    rngs: MonthRngs,
+    api_rng: np.random.Generator,
+    engine: Engine,
+) -> tuple[WindowResult, int, int]:
+    """Simulate one window from an empty fleet warmed up before it; measure inside it."""
+    start = window.start_s
+    end = start + window.length_s
+    t0, req = window_requests(
+        traffic,
+        window.month,
+        start,
+        end,
+        warmup_s=exp.spec.horizon.warmup_s,
+        growth=growth,
+        rngs=rngs,
+    )
+    log = request_log(req)
+    active = run.fleet.phases[window.month - 1].replicas
+    hybrid = hybrid_for(exp, run, outages_touching(run.outages, t0, end), api_rng, len(log))
+    res = simulate(log, run.fleet.replicas, [FleetPhase(t0, active)], engine, hybrid)
+    busy = 0.0
+    for r in active:
+        for s, e in res.busy_periods[r]:
+            busy += max(0.0, min(e, end) - max(s, start))
+    inside = req.arrival_s >= start
+    outcome = outcomes_of(log, req, res)
+    return (
+        window_result(window, outcome, inside, exp.spec.slo, busy, len(active)),
+        len(log),
+        res.simpy_events,
+    )
