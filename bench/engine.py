@@ -27,8 +27,7 @@ from pathlib import Path
 import numpy as np
 import simpy
 
-from sim.catalog import load_step_time_catalog
-from sim.engine import EngineLimits, RequestLog, StepTimeModel
+from sim.engine import EngineLimits, RequestLog, StepTimeModel, load_step_time_catalog
 from sim.model import FleetPhase, ReplicaSpec, simulate
 from sim.traces import read_azure_trace
 
@@ -37,15 +36,7 @@ REPEATS = 3
 
 
 def step_model() -> StepTimeModel:
-    e = load_step_time_catalog()[("llama-3-8b", "a100-80gb", 1, "fp16")]
-    return StepTimeModel(
-        e.overhead_s,
-        e.flat_s,
-        e.knee_tokens,
-        e.per_token_s,
-        e.decode_attn_s_per_token,
-        e.prefill_attn_s_per_pair,
-    )
+    return load_step_time_catalog()[("llama-3-8b", "a100-80gb", 1, "fp16")].step
 
 
 def workload(n: int, rate_per_s: float, seed: int) -> tuple[list[float], list[int], list[int]]:

@@ -24,12 +24,12 @@ from rich.table import Table
 from sim.config import TRACE_FORMATS, parse_workload_file
 from sim.errors import SimError, TraceError
 from sim.experiment import load_experiment, load_workload
-from sim.output import write_results
+from sim.report import write_results
 from sim.replication import ReplicationOutput
 from sim.rng import Stream, stream
 from sim.runner import Results, run_experiment, version
 from sim.store import PartStore, fingerprint
-from sim.trace_report import write_trace_report
+from sim.report import write_trace_report
 from sim.traces import (
     RateTrace,
     RequestTrace,

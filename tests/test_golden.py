@@ -17,7 +17,9 @@ GOLDEN = Path(__file__).parent / "golden"
 TABLES = ("months", "summary", "hourly", "paired", "timeline", "timeline_events")
 
 
-@pytest.mark.parametrize("name", ["growth_full", "growth_sampled", "hybrid"])
+@pytest.mark.parametrize(
+    "name", ["growth_full", "growth_sampled", pytest.param("hybrid", marks=pytest.mark.slow)]
+)
 def test_golden_tables_are_identical(name: str) -> None:
     results = run_experiment(load_experiment(GOLDEN / f"{name}.toml"), jobs=1)
     assert not results.errors

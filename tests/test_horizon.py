@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -10,9 +11,10 @@ import polars as pl
 import pytest
 
 from sim.config import HorizonSpec, MonthPlan, PoolSpec
-from sim.experiment import load_experiment
-from sim.horizon import choose_windows, strata_of_slots, weighted_quantile
-from sim.runner import horizon_mode, run_experiment
+from sim.experiment import Experiment, load_experiment
+from sim.horizon import choose_windows, strata_of_slots
+from sim.runner import run_experiment
+from sim.stats import weighted_quantile
 from sim.units import HOURS_PER_MONTH, SECONDS_PER_MONTH
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,28 +72,28 @@ def test_weighted_quantile() -> None:
 def test_auto_rule() -> None:
     exp = load_experiment(ROOT / "experiments" / "growth20pct.toml")
     spec = exp.spec
-    mode, why = horizon_mode(exp)
+    mode, why = exp.horizon()
     assert mode == "sampled" and "300,000" in why
     small = dataclasses.replace(
         spec, workload=dataclasses.replace(spec.workload, base_requests_per_day=500.0)
     )
-    assert horizon_mode(dataclasses.replace(exp, spec=small))[0] == "full"
+    assert dataclasses.replace(exp, spec=small).horizon()[0] == "full"
     forced = dataclasses.replace(spec, horizon=HorizonSpec(mode="full"))
-    assert horizon_mode(dataclasses.replace(exp, spec=forced))[0] == "full"
+    assert dataclasses.replace(exp, spec=forced).horizon()[0] == "full"
 
 
 @pytest.mark.slow
-def test_sampled_agrees_with_full_on_a_small_case() -> None:
+def test_sampled_agrees_with_full_on_a_small_case(
+    scale_step_times: Callable[..., Experiment],
+) -> None:
     """Per-month medians across replications, same seeds (the tolerances of issue #6)."""
-    exp = load_experiment(ROOT / "experiments" / "growth20pct.toml")
+    # a GPU 8x slower than the A100 fit: real queueing at peaks, p95 TTFT ~1.5-3 s
+    exp = scale_step_times(
+        load_experiment(ROOT / "experiments" / "growth20pct.toml"), flat_s=8, per_token_s=8
+    )
     spec = dataclasses.replace(
         exp.spec,
         months=2,
-        # a GPU 8x slower than the A100 fit: real queueing at peaks, p95 TTFT ~1.5-3 s
-        step_times=tuple(
-            (g, dataclasses.replace(s, flat_s=s.flat_s * 8, per_token_s=s.per_token_s * 8))
-            for g, s in exp.spec.step_times
-        ),
         fleet=(MonthPlan((PoolSpec("base", "a100-80gb", 1),)),) * 2,
         workload=dataclasses.replace(exp.spec.workload, base_requests_per_day=2500.0),
         # the estimator alone: no step-time draw per replication (it moves this near-saturated

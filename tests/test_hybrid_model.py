@@ -8,48 +8,36 @@ plain one; spill rules do what they say.
 
 from __future__ import annotations
 
-import dataclasses
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sim.api import ApiClient
 from sim.config import ApiSpec, SpillSpec
 from sim.engine import EngineLimits, RequestLog, StepTimeModel
+from sim.fleet import ApiClient, Outage
 from sim.model import FleetPhase, Hybrid, ReplicaSpec, simulate
 
 STEP = StepTimeModel(0.004, 0.006, 64, 2e-5, 1e-7, 1e-10)
+Api = Callable[..., ApiSpec]  # the `api_spec` fixture (conftest.py)
 LIMITS = EngineLimits(max_num_seqs=16, max_num_batched_tokens=256, kv_blocks=200, max_model_len=800)
 
 
-def api_spec(**changes: object) -> ApiSpec:
-    """A test API: $1/$5 per M tokens, 0.5 s TTFT, 100 tokens/s, no limits (override any)."""
-    spec = ApiSpec(
-        provider="test",
-        input_usd_per_million=1.0,
-        output_usd_per_million=5.0,
-        ttft_median_s=0.5,
-        ttft_p95_s=0.5,
-        output_tokens_per_s_median=100.0,
-        output_tokens_per_s_p5=100.0,
-        rpm=None,
-        tpm=None,
-        input_tpm=None,
-        output_tpm=None,
-        on_limit="retry",
-        max_retry_wait_s=60.0,
-        spill=SpillSpec(),
-        source="test",
-    )
-    return dataclasses.replace(spec, **changes)  # type: ignore[arg-type]
-
-
-def _api(spill: SpillSpec, n: int, *, rpm: int | None = None, on_limit: str = "retry") -> ApiClient:
+def _api(
+    api_spec: Api, spill: SpillSpec, n: int, *, rpm: int | None = None, on_limit: str = "retry"
+) -> ApiClient:
     spec = api_spec(spill=spill, rpm=rpm, on_limit=on_limit)
     return ApiClient(spec, np.full(n, 0.5), np.full(n, 100.0))
+
+
+def _outs(
+    outages: dict[int, tuple[tuple[float, float, float], ...]],
+) -> dict[int, tuple[Outage, ...]]:
+    """(notice, down, up) tuples as the model's `Outage`s (never a fallback)."""
+    return {i: tuple(Outage(n, d, u, False) for n, d, u in outs) for i, outs in outages.items()}
 
 
 def _workload(seed: int, n: int, rate: float) -> tuple[list[float], list[int], list[int]]:
@@ -117,23 +105,23 @@ def reclaimed_workloads(draw: st.DrawFn) -> dict:
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(reclaimed_workloads())
-def test_fast_equals_reference_with_reclaims_and_spill(case: dict) -> None:
+def test_fast_equals_reference_with_reclaims_and_spill(api_spec: Api, case: dict) -> None:
     n = len(case["w"][0])
     step = StepTimeModel(0.05, 0.02, 32, 1e-4, 1e-6, 1e-8)  # steps << the 2 s minimum outage
 
     def hybrid() -> Hybrid:
         api = None
         if case["spill"] == "no_replica":
-            api = _api(SpillSpec(), n)
+            api = _api(api_spec, SpillSpec(), n)
         elif case["spill"] == "wait":
-            api = _api(SpillSpec(max_wait_s=0.05, when_no_replica=False), n)
-        return Hybrid(outages=case["outages"], api=api)
+            api = _api(api_spec, SpillSpec(max_wait_s=0.05, when_no_replica=False), n)
+        return Hybrid(outages=_outs(case["outages"]), api=api)
 
     fast, rf = _run(case["w"], case["replicas"], hybrid(), "fast", step=step)
     ref, rr = _run(case["w"], case["replicas"], hybrid(), "reference", step=step)
     _same(fast, ref)
-    assert rf.extra["unserved"] == rr.extra["unserved"]
-    out = _outcomes(fast, rf.extra["unserved"])
+    assert rf.unserved == rr.unserved
+    out = _outcomes(fast, rf.unserved)
     assert sum(out.values()) == n  # conservation: nobody lost on a reclaim
 
 
@@ -145,8 +133,8 @@ def test_reclaimed_requests_finish_elsewhere_and_nothing_is_lost() -> None:
         1: ((20.0, 22.0, 400.0), (600.0, 602.0, 900.0)),
         2: ((300.0, 302.0, math.inf),),
     }
-    log, res = _run(w, 3, Hybrid(outages=outages))
-    assert res.extra["reclaims"] == 3
+    log, res = _run(w, 3, Hybrid(outages=_outs(outages)))
+    assert res.reclaims == 3
     ev = np.asarray(log.evictions)
     assert ev.sum() > 10  # the reclaims did take work away
     assert not np.isnan(np.asarray(log.finish_s)).any()  # all re-queued and finished
@@ -170,7 +158,7 @@ def test_evicted_request_keeps_its_first_token_and_recomputes_prefill() -> None:
         specs,
         [FleetPhase(0.0, (0, 1))],
         "fast",
-        Hybrid(outages={0: ((0.0 + 1e-9 + 2.0, 4.5, math.inf),)}),
+        Hybrid(outages=_outs({0: ((0.0 + 1e-9 + 2.0, 4.5, math.inf),)})),
     )
     assert log.first_token_s[0] == 1.0
     assert log.evictions[0] == 1
@@ -179,14 +167,14 @@ def test_evicted_request_keeps_its_first_token_and_recomputes_prefill() -> None:
     assert res.busy_periods[0] == [(0.0, 4.5)]
 
 
-def test_no_replica_backlog_waits_then_spills_when_allowed() -> None:
+def test_no_replica_backlog_waits_then_spills_when_allowed(api_spec: Api) -> None:
     w = ([10.0, 11.0, 12.0], [10, 10, 10], [5, 5, 5])
     outages = {0: ((0.0, 5.0, 30.0),)}
-    log, res = _run(w, 1, Hybrid(outages=outages))
-    assert res.extra["backlogged"] == 3
+    log, res = _run(w, 1, Hybrid(outages=_outs(outages)))
+    assert res.backlogged == 3
     assert min(log.first_token_s) > 30.0  # they waited at the router for the replacement
-    log2, res2 = _run(w, 1, Hybrid(outages=outages, api=_api(SpillSpec(), 3)))
-    assert all(log2.api) and res2.extra["spilled"] == 3
+    log2, res2 = _run(w, 1, Hybrid(outages=_outs(outages), api=_api(api_spec, SpillSpec(), 3)))
+    assert all(log2.api) and res2.spilled == 3
     assert log2.first_token_s == pytest.approx([10.5, 11.5, 12.5])
     assert log2.finish_s == pytest.approx([10.54, 11.54, 12.54])
 
@@ -196,27 +184,27 @@ def test_without_reclaims_or_api_the_hybrid_path_equals_the_plain_one() -> None:
     plain, _ = _run(w, 2, None)
     probed, res = _run(w, 2, Hybrid(probe_s=5.0))
     _same(plain, probed)
-    assert len(res.extra["timeline"]) > 10
+    assert len(res.timeline) > 10
 
 
-def test_queue_rule_spills_only_when_every_queue_is_long() -> None:
+def test_queue_rule_spills_only_when_every_queue_is_long(api_spec: Api) -> None:
     w = _workload(5, 3000, 80.0)  # heavily overloaded for 2 replicas
-    log, res = _run(w, 2, Hybrid(api=_api(SpillSpec(queue_over=4), 3000)))
-    assert 0 < res.extra["spilled"] < 3000
+    log, res = _run(w, 2, Hybrid(api=_api(api_spec, SpillSpec(queue_over=4), 3000)))
+    assert 0 < res.spilled < 3000
     base, _ = _run(w, 2, None)
     p95 = np.nanpercentile(np.asarray(log.first_token_s) - w[0], 95)
     p95_base = np.nanpercentile(np.asarray(base.first_token_s) - w[0], 95)
     assert p95 < p95_base / 3  # spilling bounds the queue, so the TTFT tail
 
 
-def test_api_rate_limit_retries_in_order_and_drops_past_the_wait() -> None:
-    client = _api(SpillSpec(), 10, rpm=2)
+def test_api_rate_limit_retries_in_order_and_drops_past_the_wait(api_spec: Api) -> None:
+    client = _api(api_spec, SpillSpec(), 10, rpm=2)
     times = [client.call(i, t, 10, 2) for i, t in enumerate([0.0, 1.0, 2.0, 3.0])]
     assert [s is not None for s in times] == [True, True, True, True]
     sends = [s[0] - 0.5 for s in times if s is not None]
     assert sends == pytest.approx([0.0, 1.0, 60.0, 61.0])
     assert client.counters.throttled == 2
-    dropper = _api(SpillSpec(), 10, rpm=1, on_limit="drop")
+    dropper = _api(api_spec, SpillSpec(), 10, rpm=1, on_limit="drop")
     assert dropper.call(0, 0.0, 10, 2) is not None
     assert dropper.call(1, 1.0, 10, 2) is None
     assert dropper.call(2, 61.0, 10, 2) is not None

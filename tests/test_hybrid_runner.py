@@ -9,22 +9,24 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
 import pytest
-from test_hybrid_model import api_spec
-from test_runner import tiny
 
 from sim.config import ApiSpec, MonthPlan, PlanSpec, PoolSpec, SpillSpec, SpotSpec, parse_experiment
 from sim.errors import ConfigError
+from sim.experiment import Experiment
 from sim.runner import run_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
+Tiny = Callable[..., Experiment]  # the `tiny` fixture (conftest.py)
+Api = Callable[..., ApiSpec]  # the `api_spec` fixture
 LATENCY_COLUMNS = ("ttft_p50_s", "ttft_p95_s", "tpot_p95_s", "e2e_p95_s", "slo_attainment")
 
 
-def _api(**kw: object) -> ApiSpec:
+def _api(api_spec: Api, **kw: object) -> ApiSpec:
     """Claude Haiku 4.5's prices with an assumed latency spread."""
     latency: dict[str, object] = dict(
         provider="claude-haiku-4-5",
@@ -48,7 +50,7 @@ def _plan(name: str, pools: tuple[PoolSpec, ...], months: int = 1, api: bool = T
     return PlanSpec(name, (MonthPlan(pools),) * months, api)
 
 
-def test_spot_at_rate_zero_without_api_equals_the_on_demand_plan() -> None:
+def test_spot_at_rate_zero_without_api_equals_the_on_demand_plan(tiny: Tiny) -> None:
     exp = tiny(requests_per_day=3000.0, slow=25.0, replicas=2)
     on_demand = _plan("on-demand", (PoolSpec("base", "a100-80gb", 2),))
     spot = _plan(
@@ -73,7 +75,7 @@ def test_spot_at_rate_zero_without_api_equals_the_on_demand_plan() -> None:
     assert b["gpu_hours"].to_list() == pytest.approx(a["gpu_hours"].to_list())
 
 
-def test_conservation_with_reclaims_spill_and_drops() -> None:
+def test_conservation_with_reclaims_spill_and_drops(tiny: Tiny, api_spec: Api) -> None:
     exp = tiny(requests_per_day=3000.0, slow=40.0, replicas=2, months=2)
     hybrid = _plan(
         "hybrid",
@@ -85,7 +87,9 @@ def test_conservation_with_reclaims_spill_and_drops() -> None:
         [hybrid],
         # a market reclaiming each instance every ~2 h, 30 s notice: in-flight work is cut
         spot=SpotSpec("aws-advisor-gt20pct", preemptions_per_instance_hour=0.5, notice_s=30.0),
-        api=_api(rpm=2, on_limit="retry", max_retry_wait_s=5.0, spill=SpillSpec(max_wait_s=0.2)),
+        api=_api(
+            api_spec, rpm=2, on_limit="retry", max_retry_wait_s=5.0, spill=SpillSpec(max_wait_s=0.2)
+        ),
         months=2,
     )
     exp = dataclasses.replace(
@@ -113,7 +117,7 @@ def test_conservation_with_reclaims_spill_and_drops() -> None:
     assert m["savings_vs_all_api_usd"].to_list() == pytest.approx(saving.to_list())
 
 
-def test_identical_plans_have_zero_paired_differences() -> None:
+def test_identical_plans_have_zero_paired_differences(tiny: Tiny) -> None:
     exp = tiny(requests_per_day=2000.0, slow=25.0)
     pools = (PoolSpec("base", "a100-80gb", 1),)
     exp = _with_plans(exp, [_plan("a", pools), _plan("b", pools)])
@@ -123,7 +127,8 @@ def test_identical_plans_have_zero_paired_differences() -> None:
     assert (res.paired["p_better"] == 0.5).all()
 
 
-def test_more_spot_capacity_lowers_paired_ttft() -> None:
+@pytest.mark.slow
+def test_more_spot_capacity_lowers_paired_ttft(tiny: Tiny) -> None:
     exp = tiny(requests_per_day=3000.0, slow=40.0)
     base = _plan("base", (PoolSpec("base", "a100-80gb", 1),))
     more = _plan("more", (PoolSpec("base", "a100-80gb", 1), PoolSpec("s", "a100-80gb", 1, "spot")))

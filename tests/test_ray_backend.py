@@ -23,6 +23,7 @@ def local_cluster():  # type: ignore[no-untyped-def]
     ray.shutdown()
 
 
+@pytest.mark.slow
 def test_ray_backend_gives_the_same_tables_as_local_processes(local_cluster: None) -> None:
     exp = load_experiment(ROOT / "experiments" / "growth20pct.toml")
     spec = dataclasses.replace(

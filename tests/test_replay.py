@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from sim.errors import ConfigError
-from sim.experiment import experiment_traffic, load_experiment, sample_month_requests
+from sim.experiment import load_experiment, sample_month_requests
+from sim.replication import sample_workload
 from sim.rng import Streams
-from sim.runner import sample_workload
 from sim.traces import RequestTrace, read_trace
 from sim.units import SECONDS_PER_MONTH
 from sim.workload import EmpiricalLengths, RateReplay, ReplayTraffic, RequestReplay
@@ -109,7 +109,7 @@ def test_replay_at_scale_one_reproduces_the_trace_exactly(tmp_path: Path, fmt: s
     trace = read_trace(trace_path)
     assert isinstance(trace, RequestTrace) and trace.format == fmt
     exp = load_experiment(experiment(tmp_path, replay_section(trace_path)))
-    wl = sample_workload(exp, replication=3)
+    wl = sample_workload(exp, Streams(exp.spec.seed, 3))
     n = trace.size
     t = trace.frame["arrival_s"].to_numpy()
     # The first loop is the trace itself: times, input and output tokens, bit for bit.
@@ -124,14 +124,16 @@ def test_replay_at_scale_one_reproduces_the_trace_exactly(tmp_path: Path, fmt: s
     assert np.array_equal(wl.input_tokens[n : 2 * n], wl.input_tokens[:n])
     assert wl.arrival_s[-1] < SECONDS_PER_MONTH and np.all(np.diff(wl.arrival_s) >= 0)
     # Same seed, other replication: still the same (scale 1 draws nothing).
-    assert np.array_equal(sample_workload(exp, replication=4).arrival_s, wl.arrival_s)
+    assert np.array_equal(sample_workload(exp, Streams(exp.spec.seed, 4)).arrival_s, wl.arrival_s)
 
 
 def test_a_window_of_a_month_is_the_slice_of_the_month(tmp_path: Path) -> None:
     """What a sampled horizon draws for one hour equals that hour of the full month."""
     exp = load_experiment(experiment(tmp_path, replay_section(TRACES / "azure_conv_2023.csv")))
-    full = sample_month_requests(exp, 0, 1, 1.0)
-    window = sample_month_requests(exp, 0, 1, 1.0, offset_s=7200.0, duration_s=3600.0)
+    full = sample_month_requests(exp, Streams(exp.spec.seed, 0), 1, 1.0)
+    window = sample_month_requests(
+        exp, Streams(exp.spec.seed, 0), 1, 1.0, offset_s=7200.0, duration_s=3600.0
+    )
     inside = (full.arrival_s >= 7200.0) & (full.arrival_s < 10_800.0)
     assert np.array_equal(window.arrival_s, full.arrival_s[inside])
     assert np.array_equal(window.output_tokens, full.output_tokens[inside])
@@ -233,9 +235,9 @@ def test_servegen_rate_replay_keeps_the_weekly_shape(tmp_path: Path) -> None:
     # 14 days looped: every hour-of-week slot sees the same two weeks, so the shape is exact
     # over whole periods; a 2-month horizon is 4.3 periods, hence "almost".
     assert np.corrcoef(exp.profile.array, shipped)[0, 1] > 0.99
-    traffic = experiment_traffic(exp)
+    traffic = exp.traffic()
     assert isinstance(traffic, ReplayTraffic)
-    month = sample_month_requests(exp, 0, 1, 1.0)
+    month = sample_month_requests(exp, Streams(exp.spec.seed, 0), 1, 1.0)
     expected = traffic.expected_arrivals(0.0, SECONDS_PER_MONTH, 1.0)
     assert expected == pytest.approx(2000 * 730 / 24, rel=0.02)  # the volume asked for
     assert abs(len(month) - expected) < 4 * math.sqrt(expected)
@@ -254,7 +256,7 @@ def test_volume_from_base_requests_per_day(tmp_path: Path) -> None:
             replay_section(TRACES / "azure_conv_2023.csv", "base_requests_per_day = 1000"),
         )
     )
-    traffic = experiment_traffic(exp)
+    traffic = exp.traffic()
     assert isinstance(traffic, ReplayTraffic)
     assert traffic.rate_scale == pytest.approx(1000 / 86_400 / traffic.mean_rate_per_s())
     assert traffic.expected_arrivals(0.0, SECONDS_PER_MONTH, 1.0) == pytest.approx(
@@ -335,7 +337,7 @@ def test_include_a_fitted_workload(tmp_path: Path) -> None:
     assert w.base_requests_per_day == 300 and w.growth.mean_monthly == 0.1
     assert w.kind == "generated" and w.burst.kind == "ou"
     assert w.source_file == str(Path(include).resolve())
-    assert len(sample_month_requests(exp, 0, 1, 1.0)) > 0
+    assert len(sample_month_requests(exp, Streams(exp.spec.seed, 0), 1, 1.0)) > 0
 
 
 def test_include_errors_name_the_right_file(tmp_path: Path) -> None:

@@ -37,6 +37,7 @@ def tiny_toml(tmp_path: Path, requests_per_day: float = 3000.0, seed: int = 7) -
     return path
 
 
+@pytest.mark.slow
 def test_resume_after_interrupt_equals_uninterrupted(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -87,6 +88,7 @@ def test_fingerprint_follows_config_and_data_not_the_count(tmp_path: Path) -> No
     assert fingerprint(exp.spec, "2") != base
 
 
+@pytest.mark.slow
 def test_kill_9_then_resume_gives_the_uninterrupted_tables(tmp_path: Path) -> None:
     toml = tiny_toml(tmp_path)
     out = tmp_path / "killed"

@@ -3,50 +3,26 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
 
-from sim.config import MonthPlan, PoolSpec
-from sim.experiment import Experiment, load_experiment
-from sim.runner import run_experiment, run_replication, sample_workload
+from sim.experiment import Experiment
+from sim.replication import run_replication, sample_workload
+from sim.rng import Streams
+from sim.runner import run_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
+Tiny = Callable[..., Experiment]  # the `tiny` fixture (conftest.py)
 
 
-def tiny(
-    requests_per_day: float = 3000.0, slow: float = 1.0, replicas: int = 1, months: int = 1
-) -> Experiment:
-    """growth20pct cut to `months` months, optionally on a GPU `slow` times slower."""
-    exp = load_experiment(ROOT / "experiments" / "growth20pct.toml")
-    spec = exp.spec
-    step_times = tuple(
-        (
-            gpu,
-            dataclasses.replace(
-                st,
-                flat_s=st.flat_s * slow,
-                per_token_s=st.per_token_s * slow,
-                decode_attn_s_per_token=st.decode_attn_s_per_token * slow,
-                prefill_attn_s_per_pair=st.prefill_attn_s_per_pair * slow,
-            ),
-        )
-        for gpu, st in spec.step_times
-    )
-    plan = MonthPlan((PoolSpec("base", "a100-80gb", replicas),))
-    spec = dataclasses.replace(
-        spec,
-        months=months,
-        fleet=(plan,) * months,
-        step_times=step_times,
-        workload=dataclasses.replace(spec.workload, base_requests_per_day=requests_per_day),
-    )
-    return dataclasses.replace(exp, spec=spec)
-
-
-def test_same_seed_same_tables_whatever_the_number_of_workers() -> None:
+@pytest.mark.slow
+def test_same_seed_same_tables_whatever_the_number_of_workers(
+    tiny: Tiny,
+) -> None:
     exp = tiny(months=2)
     one = run_experiment(exp, replications=3, jobs=1)
     two = run_experiment(exp, replications=3, jobs=2)
@@ -59,24 +35,30 @@ def test_same_seed_same_tables_whatever_the_number_of_workers() -> None:
     assert len(set(counts)) == 3
 
 
-def test_different_seed_different_traffic() -> None:
+def test_different_seed_different_traffic(tiny: Tiny) -> None:
     exp = tiny()
     other = dataclasses.replace(exp, spec=dataclasses.replace(exp.spec, seed=exp.spec.seed + 1))
-    a = sample_workload(exp, 0)
-    b = sample_workload(other, 0)
+    a = sample_workload(exp, Streams(exp.spec.seed, 0))
+    b = sample_workload(other, Streams(other.spec.seed, 0))
     assert a.arrival_s.size != b.arrival_s.size or not np.array_equal(a.arrival_s, b.arrival_s)
 
 
-def test_plan_is_not_in_the_seed_common_random_numbers() -> None:
+def test_plan_is_not_in_the_seed_common_random_numbers(tiny: Tiny) -> None:
     """Two fleets see exactly the same requests in replication k."""
     small, big = tiny(replicas=1), tiny(replicas=3)
-    a, b = sample_workload(small, 4), sample_workload(big, 4)
+    a, b = (
+        sample_workload(small, Streams(small.spec.seed, 4)),
+        sample_workload(big, Streams(big.spec.seed, 4)),
+    )
     assert np.array_equal(a.arrival_s, b.arrival_s)
     assert np.array_equal(a.input_tokens, b.input_tokens)
     assert np.array_equal(a.output_tokens, b.output_tokens)
 
 
-def test_bigger_fleet_never_has_worse_p95_under_common_random_numbers() -> None:
+@pytest.mark.slow
+def test_bigger_fleet_never_has_worse_p95_under_common_random_numbers(
+    tiny: Tiny,
+) -> None:
     # a GPU 25x slower than an A100 makes 3,000 requests/day a real load for one replica
     results = {
         n: run_experiment(tiny(slow=25.0, replicas=n), replications=3, jobs=1) for n in (1, 2, 3)
@@ -89,7 +71,7 @@ def test_bigger_fleet_never_has_worse_p95_under_common_random_numbers() -> None:
     assert results[1].months["ttft_p95_s"].min() > results[3].months["ttft_p95_s"].max()
 
 
-def test_conservation_bounds_and_costs() -> None:
+def test_conservation_bounds_and_costs(tiny: Tiny) -> None:
     out = run_replication(tiny(slow=25.0), 0)
     assert out.error is None
     for row in out.months:
@@ -103,7 +85,7 @@ def test_conservation_bounds_and_costs() -> None:
     assert hourly.max() > 0.2  # the slow GPU is busy at peak hours
 
 
-def test_interrupt_keeps_finished_replications(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_interrupt_keeps_finished_replications(monkeypatch: pytest.MonkeyPatch, tiny: Tiny) -> None:
     import sim.runner as runner
 
     real = runner._safe_replication
@@ -123,7 +105,7 @@ def test_interrupt_keeps_finished_replications(monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_failed_replication_is_recorded_and_the_rest_go_on(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, tiny: Tiny
 ) -> None:
     import sim.runner as runner
 

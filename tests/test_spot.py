@@ -11,21 +11,20 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from sim.spot import (
+from sim.fleet.markets import (
     DEFAULT_ENGINE_INIT_S,
     DEFAULT_LOAD_GB_PER_S,
     DelayDistribution,
-    Outage,
     SpotMarket,
     availability_delays,
     cold_start_s,
     market,
     markets,
     rate_from_advisor_bucket,
-    reclaim_waves,
     spot_price_path,
-    spot_schedule,
 )
+from sim.fleet.spot import Outage, reclaim_waves, spot_schedule
+from sim.rng import Streams
 
 ROOT = Path(__file__).resolve().parents[1]
 HOUR = 3600.0
@@ -128,8 +127,7 @@ def test_rate_market_counts_match_the_configured_rate() -> None:
     horizon = 6 * 730 * HOUR
     sched = spot_schedule(
         m,
-        seed=11,
-        replication=0,
+        streams=Streams(11, 0),
         pool="spot",
         slots=2000,
         horizon_s=horizon,
@@ -147,8 +145,7 @@ def test_rate_override_counts_within_poisson_bounds(rate: float) -> None:
     horizon = 2000 * HOUR
     sched = spot_schedule(
         m,
-        seed=3,
-        replication=1,
+        streams=Streams(3, 1),
         pool="p",
         slots=20,
         horizon_s=horizon,
@@ -168,8 +165,7 @@ def test_bootstrapped_g4dn_keeps_its_mean_rate() -> None:
     horizon = 3000 * HOUR
     sched = spot_schedule(
         m,
-        seed=5,
-        replication=0,
+        streams=Streams(5, 0),
         pool="spot",
         slots=60,
         horizon_s=horizon,
@@ -186,7 +182,7 @@ def test_bootstrap_waves_keep_the_trace_time_average() -> None:
     assert m.trace is not None
     total, hours = 0.0, 0.0
     for r in range(20):
-        _, f = reclaim_waves(m, seed=2, replication=r, horizon_s=1000 * HOUR)
+        _, f = reclaim_waves(m, streams=Streams(2, r), horizon_s=1000 * HOUR)
         total += f.sum()
         hours += 1000
     assert total / hours == pytest.approx(m.trace.always_up_rate_per_hour, rel=0.05)
@@ -196,8 +192,7 @@ def test_rate_zero_means_no_outages() -> None:
     for name in ("aws-advisor-gt20pct", "bamboo-g4dn"):
         sched = spot_schedule(
             market(name),
-            seed=1,
-            replication=0,
+            streams=Streams(1, 0),
             pool="p",
             slots=4,
             horizon_s=1e7,
@@ -223,6 +218,7 @@ def _schedule(name: str, **kw: object) -> list[list[Outage]]:
         rate_per_instance_hour=None,
     )
     args.update(kw)
+    args["streams"] = Streams(args.pop("seed"), args.pop("replication"))  # type: ignore[arg-type]
     return spot_schedule(market(name), **args)  # type: ignore[arg-type]
 
 
@@ -248,7 +244,7 @@ def test_slot_unchanged_when_the_pool_grows(name: str) -> None:
 
 def test_pools_on_one_trace_market_share_the_waves() -> None:
     m = market("bamboo-g4dn")
-    waves, _ = reclaim_waves(m, seed=7, replication=3, horizon_s=500 * HOUR)
+    waves, _ = reclaim_waves(m, streams=Streams(7, 3), horizon_s=500 * HOUR)
     notices = {
         o.notice_s for pool in ("a", "b") for s in _schedule("bamboo-g4dn", pool=pool) for o in s
     }
@@ -290,8 +286,7 @@ def test_fallback_after_a_wait() -> None:
         market("aws-advisor-lt5pct"), availability_delay=DelayDistribution.constant(3600.0)
     )
     kw = dict(
-        seed=1,
-        replication=0,
+        streams=Streams(1, 0),
         pool="p",
         slots=50,
         horizon_s=1000 * HOUR,
@@ -312,8 +307,7 @@ def test_replacement_never_before_the_instance_is_gone() -> None:
     m = dataclasses.replace(market("bamboo-g4dn"), availability_delay=DelayDistribution.constant(0))
     sched = spot_schedule(
         m,
-        seed=1,
-        replication=0,
+        streams=Streams(1, 0),
         pool="p",
         slots=5,
         horizon_s=100 * HOUR,

@@ -19,10 +19,10 @@ from click.testing import CliRunner
 
 from sim.cli import main
 from sim.config import parse_workload_file
+from sim.experiment import load_workload
+from sim.report.trace import render_trace_html, trace_charts
 from sim.rng import trace_sample_rngs
-from sim.trace_report import render_trace_html, trace_charts
 from sim.traces import RateTrace, RequestTrace, read_trace, read_weekly_profile
-from sim.traces.build import load_workload, make_traffic
 from sim.traces.compare import acceptance, generate_like, window_counts
 from sim.traces.fit import fit_profile, fit_workload, workload_toml
 from sim.traces.stats import describe, describe_arrivals, timestamp_quantum
@@ -37,6 +37,7 @@ from sim.workload import (
     WorkloadModel,
     sample_arrivals,
 )
+from sim.workload.from_spec import make_traffic
 
 REPO = Path(__file__).resolve().parents[1]
 TRACES = REPO / "traces"
@@ -296,6 +297,7 @@ def test_charts_encode_both_sources(tmp_path: Path) -> None:
     assert "profile" in trace_charts([describe(rates)])
 
 
+@pytest.mark.slow
 def test_cli_inspect_fit_compare(tmp_path: Path) -> None:
     runner = CliRunner()
     code = str(TRACES / "azure_code_2023.csv")

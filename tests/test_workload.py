@@ -317,7 +317,12 @@ def test_sample_month_uses_per_month_streams() -> None:
     assert abs(len(a) - expected) < 0.2 * expected
     with pytest.raises(ValueError, match="inside the month"):
         sample_month(
-            workload, 1, 1.0, Streams(42, 0).month(1), offset_s=SECONDS_PER_MONTH - 1.0, duration_s=2.0
+            workload,
+            1,
+            1.0,
+            Streams(42, 0).month(1),
+            offset_s=SECONDS_PER_MONTH - 1.0,
+            duration_s=2.0,
         )
 
 

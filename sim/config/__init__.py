@@ -16,6 +16,7 @@ complete). The sections: top level (`name`, `seed`, `months`), `[monte_carlo]`, 
 
 from __future__ import annotations
 
+import contextlib
 import re
 import tomllib
 from pathlib import Path
@@ -76,15 +77,29 @@ __all__ = [
     "SpillSpec",
     "SpotSpec",
     "WorkloadSpec",
+    "keys_read",
     "load_experiment_spec",
     "parse_experiment",
     "parse_workload_file",
 ]
 
 
+def keys_read(text: str, file: str) -> set[str]:
+    """Every key path the reader asks for while reading experiment TOML `text` (list indices as
+    `[]`), whether or not the file is valid: the keys it accepts in the sections present."""
+    ctx = Context(file)
+    with contextlib.suppress(ConfigError):
+        _parse(text, ctx)
+    return ctx.asked
+
+
 def parse_experiment(text: str, file: str) -> ExperimentSpec:
     """Parse and validate experiment TOML `text` read from `file`; raise ConfigError."""
-    ctx = Context(file)
+    return _parse(text, Context(file))
+
+
+def _parse(text: str, ctx: Context) -> ExperimentSpec:
+    file = ctx.file
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:

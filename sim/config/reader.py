@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,12 +19,17 @@ from sim.errors import Problem
 
 T = TypeVar("T")
 MISSING: Any = object()
+_INDEX = re.compile(r"\[\d+\]")
 
 
 class Context:
-    def __init__(self, file: str) -> None:
+    """The problems found in one file, and every key path the readers asked for (`asked`, with
+    list indices as `[]`: the keys the reader accepts, for docs/config.md's completeness test)."""
+
+    def __init__(self, file: str, asked: set[str] | None = None) -> None:
         self.file = file
         self.problems: list[Problem] = []
+        self.asked: set[str] = set() if asked is None else asked
 
     def add(
         self, key_path: str, message: str, value: object = None, has_value: bool = True
@@ -49,6 +55,7 @@ class Table:
 
     def raw(self, key: str) -> Any:
         self.seen.add(key)
+        self.ctx.asked.add(_INDEX.sub("[]", join(self.path, key)))
         return self.data.get(key, MISSING)
 
     def table(self, key: str) -> Table:

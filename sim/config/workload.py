@@ -287,7 +287,7 @@ def _parse_workload_file(
 ) -> tuple[WorkloadSpec, bool] | None:
     """A workload file: one `[workload]` table. Problems are reported against that file."""
     file = str(path)
-    sub = Context(file)
+    sub = Context(file, ctx.asked)
     sub.problems = ctx.problems  # one list: every problem of every file, reported at once
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))

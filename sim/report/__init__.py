@@ -1,7 +1,8 @@
-"""Reports: result frames -> altair charts -> one self-contained, offline ``report.html``.
+"""Reports: result frames -> altair charts -> one self-contained, offline ``report.html``, and
+the run folder that holds them (``write_results``: manifest, parquet tables, report, atomically).
 
-Every chart is a pure function of a polars frame (``DataFrame -> chart``); nothing here imports
-the simulation, and saving is kept apart from building. The frames are the runner's
+Every chart is a pure function of a polars frame (``DataFrame -> chart``); only ``results``
+touches the run (its ``Results``), and saving is kept apart from building. The frames are the runner's
 (``sim.records`` has their schemas, ``docs/glossary.md`` every column):
 
 - ``months``: one row per (plan, replication, month) with that month's KPIs;
@@ -24,9 +25,10 @@ a list or a dict), ``interrupted``, ``plans``, ``budget_usd_per_month``, ``step_
 (``{gpu: "calibrated" | "uncalibrated"}``: any uncalibrated one is flagged in the header) and
 ``config`` (the resolved experiment, shown verbatim).
 
-Modules: ``shell`` (page shell, shared with ``sim.trace_report``: inlined Vega bundle, CSS,
-embedding, atomic writes, PNGs), ``charts`` (main charts), ``tables`` (SLO-risk table),
-``risk`` and ``risk_tables`` (the risk section), ``page`` (the page and ``write_report``).
+Modules: ``shell`` (page shell, shared by every page: inlined Vega bundle, CSS, embedding,
+atomic writes, PNGs), ``charts`` (main charts), ``tables`` (SLO-risk table), ``risk`` and
+``risk_tables`` (the risk section), ``page`` (the page and ``write_report``), ``results`` (a
+run's folder: ``write_results``), ``trace`` (the page of ``sim trace inspect|compare``).
 """
 
 from sim.report.charts import (
@@ -74,7 +76,9 @@ from sim.report.shell import (
     html_page,
     write_png,
 )
+from sim.report.results import resolved_config, write_results
 from sim.report.tables import P_ABOVE_SLO, RISK_METRICS, slo_risk_table, summary_table_html
+from sim.report.trace import write_trace_report
 
 __all__ = [
     "COST_PARTS",
@@ -103,6 +107,7 @@ __all__ = [
     "html_page",
     "paired_table",
     "render_report_html",
+    "resolved_config",
     "report_charts",
     "risk_charts",
     "risk_section_html",
@@ -116,4 +121,6 @@ __all__ = [
     "utilisation_heatmap",
     "write_png",
     "write_report",
+    "write_results",
+    "write_trace_report",
 ]

@@ -17,7 +17,7 @@ from typing import Final
 import altair as alt
 import polars as pl
 
-from sim.report import Chart, _atomic_write, _inline, chart_blocks, html_page, write_png
+from sim.report.shell import Chart, _atomic_write, _inline, chart_blocks, html_page, write_png
 from sim.traces.compare import Check
 from sim.traces.stats import TraceStats
 

@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from sim.report import write_report
+from sim.report.page import write_report
 from sim.runner import Results
 
 
