@@ -24,12 +24,11 @@ from rich.table import Table
 from sim.config import TRACE_FORMATS, parse_workload_file
 from sim.errors import SimError, TraceError
 from sim.experiment import load_experiment, load_workload
-from sim.report import write_results
 from sim.replication import ReplicationOutput
+from sim.report import write_results, write_trace_report
 from sim.rng import Stream, stream
 from sim.runner import Results, run_experiment, version
 from sim.store import PartStore, fingerprint
-from sim.report import write_trace_report
 from sim.traces import (
     RateTrace,
     RequestTrace,
@@ -152,7 +151,9 @@ def run(
     total = replications or exp.spec.replications
     target = out or Path("reports") / exp.spec.name
     parts = target.with_name(target.name + ".parts")
-    store = PartStore.open(parts, fingerprint(exp.spec, version()), resume=resume, fresh=fresh)
+    store = PartStore.open(
+        parts, fingerprint(exp.spec, exp.engine, version()), resume=resume, fresh=fresh
+    )
     console = Console()
     console.print(f"horizon: {exp.horizon()[1]}")
     started = time.perf_counter()

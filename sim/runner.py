@@ -85,6 +85,7 @@ class Results:
             "plans": [p.name for p in self.spec.all_plans()],
             "budget_usd_per_month": self.spec.cost.budget_usd_per_month,
             "step_times": self.engine.provenance(),
+            "engine": self.engine.as_dict(),
         }
 
 

@@ -22,17 +22,20 @@ from typing import Any
 import polars as pl
 
 from sim.config import ExperimentSpec
+from sim.engine import ResolvedEngine
 from sim.errors import SimError
 from sim.records import HOURLY_SCHEMA, MONTH_SCHEMA
 
 PART_PREFIX = "rep-"
 
 
-def fingerprint(spec: ExperimentSpec, version: str) -> str:
-    """A hash of everything that decides a replication's result, except the count."""
+def fingerprint(spec: ExperimentSpec, engine: ResolvedEngine, version: str) -> str:
+    """A hash of everything that decides a replication's result, except the count: the spec,
+    the engine it resolved to (step times, KV blocks), the version and the data files."""
     resolved = dataclasses.asdict(dataclasses.replace(spec, replications=0, file=""))
     digest = hashlib.sha256()
     digest.update(json.dumps(resolved, sort_keys=True, default=str).encode())
+    digest.update(json.dumps(engine.as_dict(), sort_keys=True, default=str).encode())
     digest.update(version.encode())
     for name in spec.workload.data_files():
         path = Path(name)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
@@ -51,7 +53,7 @@ def test_resume_after_interrupt_equals_uninterrupted(
             raise KeyboardInterrupt
         return real(e, k)
 
-    fp = fingerprint(exp.spec, runner.version())
+    fp = fingerprint(exp.spec, exp.engine, runner.version())
     store = PartStore.open(tmp_path / "x.parts", fp, resume=False, fresh=False)
     monkeypatch.setattr(runner, "_safe_replication", interrupted_at_2)
     first = runner.run_experiment(exp, replications=4, store=store)
@@ -77,15 +79,17 @@ def test_store_refuses_another_configuration_and_unasked_reuse(tmp_path: Path) -
     assert PartStore.open(root, "bbbb", resume=False, fresh=True).finished() == []
 
 
-def test_fingerprint_follows_config_and_data_not_the_count(tmp_path: Path) -> None:
+def test_fingerprint_follows_config_and_data_not_the_count(
+    tmp_path: Path, scale_step_times: Callable[..., Experiment]
+) -> None:
     exp = load_experiment(tiny_toml(tmp_path))
-    base = fingerprint(exp.spec, "1")
-    import dataclasses
-
+    base = fingerprint(exp.spec, exp.engine, "1")
+    # the resolved engine (a refitted catalog entry, say) decides results too
+    assert fingerprint(exp.spec, scale_step_times(exp, flat_s=2.0).engine, "1") != base
     more = dataclasses.replace(exp.spec, replications=999)
-    assert fingerprint(more, "1") == base
-    assert fingerprint(dataclasses.replace(exp.spec, seed=1), "1") != base
-    assert fingerprint(exp.spec, "2") != base
+    assert fingerprint(more, exp.engine, "1") == base
+    assert fingerprint(dataclasses.replace(exp.spec, seed=1), exp.engine, "1") != base
+    assert fingerprint(exp.spec, exp.engine, "2") != base
 
 
 @pytest.mark.slow

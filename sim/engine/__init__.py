@@ -7,9 +7,9 @@ produce identical per-request timestamps. Neither imports SimPy: `sim.model` wir
 - `steptime`: `StepTimeModel`, the one type of the six step-time coefficients; `EngineLimits`.
 - `catalog`: the fitted entries (`sim/data/step_time.toml`) and `resolve_step_time`.
 - `roofline`: step times from a GPU's specs, for pairs without a fitted entry.
-- `kv`: weight bytes and KV-cache capacity (vLLM's memory accounting).
-- `resolve`: `resolve_engine`, the `[engine]` settings on each GPU type (`kv_cache`: the one
+- `kv`: weight bytes and KV-cache capacity (vLLM's memory accounting; `kv_cache` is the one
   KV-capacity function).
+- `resolve`: `resolve_engine`, the `[engine]` settings on each GPU type.
 """
 
 from sim.engine.catalog import (
@@ -21,18 +21,17 @@ from sim.engine.catalog import (
     resolve_step_time,
 )
 from sim.engine.fast import FastReplica
-from sim.engine.kv import activation_reserve_bytes, kv_capacity_tokens, weight_bytes_per_gpu
+from sim.engine.kv import (
+    KvCache,
+    activation_reserve_bytes,
+    kv_cache,
+    kv_capacity_tokens,
+    kv_shortfall,
+    weight_bytes_per_gpu,
+)
 from sim.engine.log import RequestLog
 from sim.engine.reference import ReferenceReplica
-from sim.engine.resolve import (
-    GpuEngine,
-    KvCache,
-    ModelDoesNotFit,
-    ResolvedEngine,
-    kv_cache,
-    kv_shortfall,
-    resolve_engine,
-)
+from sim.engine.resolve import GpuEngine, ModelDoesNotFit, ResolvedEngine, resolve_engine
 from sim.engine.roofline import (
     RooflineFactors,
     load_roofline_factors,

@@ -38,7 +38,7 @@ import math
 from collections import deque
 
 from sim.engine.log import RequestLog
-from sim.engine.steptime import EngineLimits, StepTimeModel
+from sim.engine.steptime import EngineLimits, StepTimeModel, decode_steps_within
 
 _IDLE, _RUN, _STEP, _PENDING = 0, 1, 2, 3
 
@@ -63,6 +63,20 @@ class FastReplica:
         self._knee = step_time.knee_tokens
         self._per_token = step_time.per_token_s
         self._p = step_time.prefill_attn_s_per_pair
+        self._key = 0
+        self.steps = 0  # G: steps executed
+        self._s0 = 0.0
+        self._k = 0  # run length in steps
+        self._a = 0.0
+        self._b = 0.0
+        self._n = 0
+        self.busy_since = 0.0
+        self.busy_periods: list[tuple[float, float]] = []
+        self.segments = 0
+        self._empty(0.0)
+
+    def _empty(self, t: float) -> None:
+        """No request on the replica, KV cache free, idle from `t` (a new or evicted replica)."""
         # Queues.
         self.waiting: deque[int] = deque()
         self.running: dict[int, None] = {}  # admission order; popitem() yields the newest
@@ -77,28 +91,17 @@ class FastReplica:
         self._need = [0] * (2 * self._bs)
         self._sum_off = 0
         self._n_dec = 0
-        self._key = 0
         # The tail: a running sequence part-way through its prefill (at most one), or -1.
         self._tail = -1
         self._tail_computed = 0
-        # Totals.
-        self.steps = 0  # G: steps executed
         self._used = 0
         self.outstanding_tokens = 0
+        self._entries: list[tuple[int, int, int]] = []  # mixed step prefill entries (rid, new, c)
+        self._step_dec = 0  # decode tokens in the mixed step
         # Segment under way: _RUN (decode run), _STEP (one mixed step), _PENDING (a decision
         # due at self._t), _IDLE.
         self._state = _IDLE
-        self._t = 0.0  # end of the segment under way / time of the pending decision
-        self._s0 = 0.0
-        self._k = 0  # run length in steps
-        self._a = 0.0
-        self._b = 0.0
-        self._n = 0
-        self._entries: list[tuple[int, int, int]] = []  # mixed step prefill entries (rid, new, c)
-        self._step_dec = 0  # decode tokens in the mixed step
-        self.busy_since = 0.0
-        self.busy_periods: list[tuple[float, float]] = []
-        self.segments = 0
+        self._t = t  # end of the segment under way / time of the pending decision
 
     # ------------------------------------------------------------------ public face
     def has_work(self) -> bool:
@@ -141,13 +144,17 @@ class FastReplica:
             self.advance_to(t)
             state = self._state
         if state == _RUN and t > self._s0:
-            return self.outstanding_tokens - self._n * self._steps_done_by(t - self._s0)
+            return self.outstanding_tokens - self._n * decode_steps_within(
+                self._a, self._b, t - self._s0
+            )
         return self.outstanding_tokens
 
     def remaining_tokens_at(self, t: float) -> int:
         """Tokens still to compute for this replica's requests after the steps ended by `t`."""
         if self._state == _RUN and t > self._s0:
-            return self.outstanding_tokens - self._n * self._steps_done_by(t - self._s0)
+            return self.outstanding_tokens - self._n * decode_steps_within(
+                self._a, self._b, t - self._s0
+            )
         return self.outstanding_tokens
 
     def advance_to(self, t: float) -> None:
@@ -183,7 +190,7 @@ class FastReplica:
         """
         self.advance_to(t)
         if self._state == _RUN and t > self._s0:
-            k = self._steps_done_by(t - self._s0)
+            k = decode_steps_within(self._a, self._b, t - self._s0)
             if k > 0:
                 self._k = k
                 self._t = self._s0 + self._span(k)
@@ -196,41 +203,13 @@ class FastReplica:
         out.extend((rid, self._gen[rid]) for rid in self.waiting)
         if self._state != _IDLE:
             self.busy_periods.append((self.busy_since, t))
-        self.waiting.clear()
-        self.running.clear()
-        self._gen.clear()
-        self._off.clear()
-        self._goff.clear()
-        self._fin_key.clear()
-        self._heap.clear()
-        self._need = [0] * (2 * self._bs)
-        self._sum_off = self._n_dec = self._used = self.outstanding_tokens = 0
-        self._tail = -1
-        self._tail_computed = 0
-        self._entries = []
-        self._step_dec = 0
-        self._state = _IDLE
-        self._t = t
+        self._empty(t)
         return out
 
     # ------------------------------------------------------------------ closed forms
     def _span(self, k: int) -> float:
         """Seconds taken by the first `k` steps of the current run."""
         return k * (self._a + self._b * (k - 1) * 0.5)
-
-    def _steps_done_by(self, delta: float) -> int:
-        """Largest k with _span(k) <= delta (delta >= 0)."""
-        a, b = self._a, self._b
-        if b == 0.0:
-            k = int(delta / a)
-        else:
-            h = a - 0.5 * b
-            k = int((-h + math.sqrt(h * h + 2.0 * b * delta)) / b)
-        while k > 0 and k * (a + b * (k - 1) * 0.5) > delta:
-            k -= 1
-        while (k + 1) * (a + b * k * 0.5) <= delta:
-            k += 1
-        return k
 
     def _cum_need(self, g0: int, k: int) -> int:
         """KV blocks the decode group needs over the k steps g0 .. g0+k-1."""

@@ -16,12 +16,15 @@ Measured against vLLM-reported block counts (tests/test_hardware.py): with `memo
 datasheet's nominal GB (1e9 bytes) the estimate is 4-12 % BELOW vLLM's count (nominal GB
 under-count the device's real GiB by ~7 %, which more than covers the CUDA context, CUDA graphs
 and allocator slack this formula leaves out). A measured `kv_blocks` (vLLM's `num_gpu_blocks`)
-overrides the estimate.
+overrides the estimate: `kv_cache(settings, gpu)` is the one function every caller uses.
 """
 
 from __future__ import annotations
 
-from sim.data import GpuSpec, ModelShape
+from dataclasses import dataclass
+
+from sim.config import EngineSpec
+from sim.data import GpuSpec, ModelShape, gpus, models
 
 ACTIVATION_BYTES = 2.0
 """Bytes per activation element (fp16/bf16, vLLM's model dtype)."""
@@ -66,3 +69,48 @@ def kv_capacity_tokens(
         model, tp=tp, max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs
     )
     return (per_gpu_budget - weights - activations) / model.kv_bytes_per_token(dtype, tp)
+
+
+@dataclass(frozen=True)
+class KvCache:
+    """KV-cache capacity of one replica: `blocks` of the engine's block size, and the estimate
+    in tokens it came from (negative when weights and activations alone exceed the memory)."""
+
+    blocks: int
+    tokens: float
+
+
+def kv_cache(settings: EngineSpec, gpu: str) -> KvCache:
+    """The ONE KV-capacity function: `settings.kv_blocks` when measured, else the estimate of
+    `sim.engine.kv.kv_capacity_tokens` for the model on `gpu`, in whole blocks."""
+    if settings.kv_blocks is not None:
+        return KvCache(settings.kv_blocks, float(settings.kv_blocks * settings.block_size))
+    tokens = kv_capacity_tokens(
+        models()[settings.model],
+        gpus()[gpu],
+        dtype=settings.dtype,
+        weight_dtype=settings.weight_dtype,
+        tp=settings.tp,
+        gpu_memory_utilization=settings.gpu_memory_utilization,
+        max_num_batched_tokens=settings.max_num_batched_tokens,
+        max_num_seqs=settings.max_num_seqs,
+    )
+    return KvCache(max(0, int(tokens // settings.block_size)), tokens)
+
+
+def kv_shortfall(settings: EngineSpec, gpu: str, kv: KvCache) -> str | None:
+    """Why the model cannot serve one `max_model_len` request on `gpu`, or None when it can."""
+    capacity = kv.blocks * settings.block_size
+    if capacity >= settings.max_model_len:
+        return None
+    precision = settings.dtype
+    if settings.weight_dtype is not None:
+        precision = f"weights {settings.weight_dtype}, KV {settings.dtype}"
+    per_token = models()[settings.model].kv_bytes_per_token(settings.dtype, settings.tp)
+    # Negative `tokens` (weights and activations alone exceed the budget) count too.
+    short_gb = (settings.max_model_len - min(capacity, kv.tokens)) * per_token / 1e9
+    return (
+        f"{settings.model} ({precision}, tp {settings.tp}) on {gpu}: "
+        f"KV cache holds {capacity} tokens, less than max_model_len "
+        f"{settings.max_model_len}; short by {short_gb:.2f} GB per GPU"
+    )

@@ -20,6 +20,7 @@ Scheduler semantics (vLLM V1 `Scheduler.schedule`, recompute preemption):
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sim.engine.log import RequestLog
@@ -60,9 +61,11 @@ class ReferenceReplica:
         self.outstanding_tokens = 0
         self.steps = 0
         self._scheduled: list[tuple[_Seq, int]] = []
+        self.on_submit: Callable[[int], None] | None = None
 
-    def submit(self, rid: int, generated: int = 0) -> None:
-        """Queue request `rid` (the caller has checked `limits.accepts`).
+    def submit(self, rid: int, t: float, generated: int = 0) -> None:
+        """Queue request `rid` at `t` (the caller has checked `limits.accepts`), then call
+        `on_submit` (the owner's wake-up of a sleeping replica process).
 
         `generated` > 0: an evicted request that already sent that many tokens (see
         `FastReplica.submit`); its prompt and those tokens are prefilled again.
@@ -72,6 +75,8 @@ class ReferenceReplica:
         self.log.replica[rid] = self.index
         self.waiting.append(_Seq(rid, p, o, generated))
         self.outstanding_tokens += p + o - 1
+        if self.on_submit is not None:
+            self.on_submit(self.index)
 
     def evict(self) -> list[tuple[int, int]]:
         """Take back every unfinished request (the step under way is lost); empty the replica.
@@ -95,6 +100,9 @@ class ReferenceReplica:
     def remaining_tokens(self) -> int:
         """Tokens still to compute for every request on this replica (the router's load signal)."""
         return self.outstanding_tokens
+
+    def advance_to(self, t: float) -> None:
+        """Nothing to do: the owner's process applies each step at its end (`end_step`)."""
 
     def load_at(self, t: float) -> int:
         """The router's load signal (`FastReplica.load_at`): the replica's owner has already

@@ -2,65 +2,21 @@
 
 `resolve_engine(settings, gpus)` is the one place where the `[engine]` settings become what a
 replica needs: the step times of `sim.engine.catalog.resolve_step_time` (fitted or roofline,
-with provenance) and the KV-cache blocks of `kv_cache` (vLLM's memory accounting, or the
-measured `kv_blocks` override). The experiment, validation and calibration all call it.
+with provenance) and the KV-cache blocks of `sim.engine.kv.kv_cache` (vLLM's memory
+accounting, or the measured `kv_blocks` override). The experiment, validation and calibration
+all call it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from sim.config import EngineSpec
-from sim.data import gpus, models
 from sim.engine.catalog import ResolvedStepTime, resolve_step_time
-from sim.engine.kv import kv_capacity_tokens
+from sim.engine.kv import kv_cache, kv_shortfall
 from sim.engine.steptime import EngineLimits
-
-
-@dataclass(frozen=True)
-class KvCache:
-    """KV-cache capacity of one replica: `blocks` of the engine's block size, and the estimate
-    in tokens it came from (negative when weights and activations alone exceed the memory)."""
-
-    blocks: int
-    tokens: float
-
-
-def kv_cache(settings: EngineSpec, gpu: str) -> KvCache:
-    """The ONE KV-capacity function: `settings.kv_blocks` when measured, else the estimate of
-    `sim.engine.kv.kv_capacity_tokens` for the model on `gpu`, in whole blocks."""
-    if settings.kv_blocks is not None:
-        return KvCache(settings.kv_blocks, float(settings.kv_blocks * settings.block_size))
-    tokens = kv_capacity_tokens(
-        models()[settings.model],
-        gpus()[gpu],
-        dtype=settings.dtype,
-        weight_dtype=settings.weight_dtype,
-        tp=settings.tp,
-        gpu_memory_utilization=settings.gpu_memory_utilization,
-        max_num_batched_tokens=settings.max_num_batched_tokens,
-        max_num_seqs=settings.max_num_seqs,
-    )
-    return KvCache(max(0, int(tokens // settings.block_size)), tokens)
-
-
-def kv_shortfall(settings: EngineSpec, gpu: str, kv: KvCache) -> str | None:
-    """Why the model cannot serve one `max_model_len` request on `gpu`, or None when it can."""
-    capacity = kv.blocks * settings.block_size
-    if capacity >= settings.max_model_len:
-        return None
-    precision = settings.dtype
-    if settings.weight_dtype is not None:
-        precision = f"weights {settings.weight_dtype}, KV {settings.dtype}"
-    per_token = models()[settings.model].kv_bytes_per_token(settings.dtype, settings.tp)
-    # Negative `tokens` (weights and activations alone exceed the budget) count too.
-    short_gb = (settings.max_model_len - min(capacity, kv.tokens)) * per_token / 1e9
-    return (
-        f"{settings.model} ({precision}, tp {settings.tp}) on {gpu}: "
-        f"KV cache holds {capacity} tokens, less than max_model_len "
-        f"{settings.max_model_len}; short by {short_gb:.2f} GB per GPU"
-    )
 
 
 @dataclass(frozen=True)
@@ -101,6 +57,10 @@ class ResolvedEngine:
             max_model_len=s.max_model_len,
             block_size=s.block_size,
         )
+
+    def as_dict(self) -> dict[str, object]:
+        """Per GPU type: step-time coefficients, provenance, source and KV blocks (manifests)."""
+        return {gpu: dataclasses.asdict(e) for gpu, e in sorted(self.per_gpu.items())}
 
     def provenance(self) -> dict[str, str]:
         """ "calibrated" or "uncalibrated" per GPU type (for manifests and summaries)."""

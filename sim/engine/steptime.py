@@ -15,6 +15,7 @@ Coefficients are fitted from real profiles (docs/calibration.md).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 COEFFICIENTS = (
@@ -81,6 +82,24 @@ class StepTimeModel:
             decode_attn_s_per_token=self.decode_attn_s_per_token * factor,
             prefill_attn_s_per_pair=self.prefill_attn_s_per_pair * factor,
         )
+
+
+def decode_steps_within(a: float, b: float, delta_s: float) -> int:
+    """Steps of a decode run that end within `delta_s` (>= 0) seconds of its start.
+
+    Step i (0-based) of a run takes `a + b·i` seconds, so k steps take k·a + b·k(k−1)/2: the
+    largest such k <= delta_s, from the quadratic, then corrected for rounding either way.
+    """
+    if b == 0.0:
+        k = int(delta_s / a)
+    else:
+        h = a - 0.5 * b
+        k = int((-h + math.sqrt(h * h + 2.0 * b * delta_s)) / b)
+    while k > 0 and k * (a + b * (k - 1) * 0.5) > delta_s:
+        k -= 1
+    while (k + 1) * (a + b * k * 0.5) <= delta_s:
+        k += 1
+    return k
 
 
 def prefill_pairs(chunk_tokens: int, cached_tokens: int) -> int:

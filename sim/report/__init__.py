@@ -2,8 +2,8 @@
 the run folder that holds them (``write_results``: manifest, parquet tables, report, atomically).
 
 Every chart is a pure function of a polars frame (``DataFrame -> chart``); only ``results``
-touches the run (its ``Results``), and saving is kept apart from building. The frames are the runner's
-(``sim.records`` has their schemas, ``docs/glossary.md`` every column):
+touches the run (its ``Results``), and saving is kept apart from building. The frames are the
+runner's (``sim.records`` has their schemas, ``docs/glossary.md`` every column):
 
 - ``months``: one row per (plan, replication, month) with that month's KPIs;
 - ``summary``: long format, one row per (plan, month, metric) with ``mean, p5, p50, p95`` of the
@@ -48,6 +48,7 @@ from sim.report.page import (
     risk_section_html,
     write_report,
 )
+from sim.report.results import resolved_config, write_results
 from sim.report.risk import (
     EVENTS,
     breach_chart,
@@ -76,7 +77,6 @@ from sim.report.shell import (
     html_page,
     write_png,
 )
-from sim.report.results import resolved_config, write_results
 from sim.report.tables import P_ABOVE_SLO, RISK_METRICS, slo_risk_table, summary_table_html
 from sim.report.trace import write_trace_report
 
@@ -107,8 +107,8 @@ __all__ = [
     "html_page",
     "paired_table",
     "render_report_html",
-    "resolved_config",
     "report_charts",
+    "resolved_config",
     "risk_charts",
     "risk_section_html",
     "slo_risk_table",
