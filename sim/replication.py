@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sim.config import ExperimentSpec, PlanSpec
+from sim.config import ApiSpec, ExperimentSpec, PlanSpec
 from sim.cost import MonthCost, SpotBill, api_prices, plan_month_costs, spot_bill
 from sim.engine import RequestLog
 from sim.experiment import Experiment
@@ -148,15 +148,16 @@ def plan_run(exp: Experiment, plan: PlanSpec, streams: Streams) -> PlanRun:
 
 
 def hybrid_for(
-    exp: Experiment,
+    api_spec: ApiSpec | None,
     run: PlanRun,
     outages: Mapping[int, tuple[Outage, ...]],
     api_rng: np.random.Generator,
     n: int,
     probe_s: float | None = None,
 ) -> Hybrid | None:
-    """The model's spot/API wiring for one request set of `n` requests (None: the plain case)."""
-    api = api_client(exp.spec.api if run.plan.api else None, api_rng, n)
+    """The model's spot/API wiring for one request set of `n` requests (None: the plain case);
+    the API only where the plan may spill to it."""
+    api = api_client(api_spec if run.plan.api else None, api_rng, n)
     if not outages and api is None and probe_s is None:
         return None
     return Hybrid(outages=outages, api=api, probe_s=probe_s)
@@ -195,7 +196,7 @@ def _full_replication(
 ) -> Rows:
     spec = exp.spec
     log = request_log(wl)
-    hybrid = hybrid_for(exp, run, run.outages, streams.api(), len(log))
+    hybrid = hybrid_for(spec.api, run, run.outages, streams.api(), len(log))
     result = simulate(log, run.fleet.replicas, run.fleet.phases, engine, hybrid)
     hours = spec.months * HOURS_PER_MONTH
     rows, hourly = full_month_rows(
@@ -242,7 +243,7 @@ def _sampled_replication(exp: Experiment, streams: Streams, run: PlanRun, engine
         results = []
         for i, window in enumerate(windows):
             result, n, ev = _simulate_window(
-                exp,
+                spec,
                 run,
                 window,
                 float(growth[month - 1]),
@@ -294,7 +295,7 @@ def window_requests(
 
 
 def _simulate_window(
-    exp: Experiment,
+    spec: ExperimentSpec,
     run: PlanRun,
     window: Window,
     growth: float,
@@ -311,13 +312,14 @@ def _simulate_window(
         window.month,
         start,
         end,
-        warmup_s=exp.spec.horizon.warmup_s,
+        warmup_s=spec.horizon.warmup_s,
         growth=growth,
         rngs=rngs,
     )
     log = request_log(req)
     active = run.fleet.phases[window.month - 1].replicas
-    hybrid = hybrid_for(exp, run, outages_touching(run.outages, t0, end), api_rng, len(log))
+    near = outages_touching(run.outages, t0, end)
+    hybrid = hybrid_for(spec.api, run, near, api_rng, len(log))
     res = simulate(log, run.fleet.replicas, [FleetPhase(t0, active)], engine, hybrid)
     busy = 0.0
     for r in active:
@@ -326,7 +328,7 @@ def _simulate_window(
     inside = req.arrival_s >= start
     outcome = outcomes_of(log, req, res)
     return (
-        window_result(window, outcome, inside, exp.spec.slo, busy, len(active)),
+        window_result(window, outcome, inside, spec.slo, busy, len(active)),
         len(log),
         res.simpy_events,
     )

@@ -82,7 +82,7 @@ def sample_timeline(exp: Experiment, replications: int) -> tuple[pl.DataFrame, p
         outages = outages_touching(run.outages, t0, end)
         log = request_log(req)
         api_rng = streams.api(month, TIMELINE_WINDOW)
-        hybrid = hybrid_for(exp, run, outages, api_rng, len(log), probe_s=TIMELINE_PROBE_S)
+        hybrid = hybrid_for(spec.api, run, outages, api_rng, len(log), probe_s=TIMELINE_PROBE_S)
         active = run.fleet.phases[month - 1].replicas
         res = simulate(log, run.fleet.replicas, [FleetPhase(t0, active)], "fast", hybrid)
         rows = [r for r in res.timeline if start <= r[0] <= end]

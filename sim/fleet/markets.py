@@ -13,15 +13,8 @@ Concepts (all times in seconds from the start of the simulated horizon, rates pe
     over the horizon. At an instant where the trace fleet lost k of its N running instances, each of
     our running instances is reclaimed with probability k/N, so correlated reclaim waves hit several
     of our instances at once, as they did in the trace.
-* A **slot** is one spot instance position of a pool: it starts serving at 0, and each
-  preemption is an `Outage`: notice (the router stops sending), the instance is gone `notice_s`
-  later (in-flight work is evicted), and a replacement serves again after the availability delay
-  plus the cold start. Optionally the slot falls back to on-demand when no spot instance is found
-  within `fallback_after_s`; an on-demand replacement is never preempted.
-* **Common random numbers**: every number comes from `sim.rng.stream(Stream.SPOT, replication,
-  seed, ...)` keyed by the market name (shared reclaim waves) or by (pool name, slot) (a slot's own
-  draws). The plan is not in the key: slot k of pool P in replication r is the same whatever the
-  other pools, the pool's size, or the plan.
+* Cold start (`cold_start_s`): weights ÷ load bandwidth + engine start; spot prices
+  (`spot_price_path`): piecewise-constant hourly levels around the market's spot ratio.
 
 docs/spot.md gives the sources and derivations of every default.
 """
