@@ -4,8 +4,8 @@ Usage, from the repository root:
 
     python scripts/fit_vidur_step_time.py [--data ../shared/data] [--out sim/data/step_time.toml]
 
-Reads the profile copies in `--data`, fits every catalog entry with `sim.calibrate`, prints the
-coefficients, held-out errors and cross-checks, and writes the TOML. `docs/calibration.md`
+Reads the profile copies in `--data`, fits every catalog entry with `sim.calibration.fit`, prints
+the coefficients, held-out errors and cross-checks, and writes the TOML. `docs/calibration.md`
 describes the method; this script is its executable form, and the numbers there come from here.
 """
 
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from sim.calibrate import (
+from sim.calibration.fit import (
     FloatArray,
     causal_pairs,
     fit_affine,
@@ -32,9 +32,10 @@ from sim.calibrate import (
     piecewise_linear,
     wape,
 )
-from sim.hardware import GpuSpec, RooflineFactors, gpus, models
-from sim.hardware import ModelShape as HfShape
-from sim.hardware.roofline import roofline_coefficients
+from sim.data import GpuSpec, gpus, models
+from sim.data import ModelShape as HfShape
+from sim.engine.roofline import RooflineFactors, roofline_step_time
+from sim.engine.steptime import COEFFICIENTS, StepTimeModel
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -709,28 +710,11 @@ GRID_DECODE_CONTEXT = 1024
 GRID_PREFILL_CHUNKS = (128, 512, 2048, 8192)
 
 
-@dataclass(frozen=True)
-class Coefs:
-    """The six step-time coefficients, from a fitted entry or from the roofline."""
-
-    overhead_s: float
-    flat_s: float
-    knee_tokens: float
-    per_token_s: float
-    decode_attn_s_per_token: float
-    prefill_attn_s_per_pair: float
-
-
-def grid_step_s(c: Coefs) -> FloatArray:
+def grid_step_s(c: StepTimeModel) -> FloatArray:
     """Step times (s) of `c` on the judging grid (decode steps, then prefill steps)."""
-    out = []
-    for b in GRID_DECODE_BATCHES:
-        lin = c.flat_s + c.per_token_s * max(0.0, b - c.knee_tokens)
-        out.append(c.overhead_s + lin + c.decode_attn_s_per_token * b * GRID_DECODE_CONTEXT)
-    for ch in GRID_PREFILL_CHUNKS:
-        lin = c.flat_s + c.per_token_s * max(0.0, ch - c.knee_tokens)
-        out.append(c.overhead_s + lin + c.prefill_attn_s_per_pair * ch * (ch + 1) / 2)
-    return np.array(out)
+    decode = [c.step_s(b, b * GRID_DECODE_CONTEXT, 0) for b in GRID_DECODE_BATCHES]
+    prefill = [c.step_s(ch, 0, ch * (ch + 1) // 2) for ch in GRID_PREFILL_CHUNKS]
+    return np.array(decode + prefill)
 
 
 @dataclass(frozen=True)
@@ -854,28 +838,14 @@ def calibrate_roofline(data: Path, entries: Sequence[Entry], overhead_s: float) 
             source="",
         )
 
-    def coefs_of(e: Entry) -> Coefs:
-        return Coefs(
-            e.overhead_s,
-            e.flat_s,
-            e.knee_tokens,
-            e.per_token_s,
-            e.decode_attn_s_per_token,
-            e.prefill_attn_s_per_pair,
-        )
+    def coefs_of(e: Entry) -> StepTimeModel:
+        return StepTimeModel(*(getattr(e, name) for name in COEFFICIENTS))
 
-    def roof(f: RooflineFactors, shape: HfShape, gpu: GpuSpec, tp: int) -> Coefs:
-        r = roofline_coefficients(
+    def roof(f: RooflineFactors, shape: HfShape, gpu: GpuSpec, tp: int) -> StepTimeModel:
+        step, _ = roofline_step_time(
             shape, gpu, tp=tp, weight_dtype="fp16", kv_dtype="fp16", factors=f
         )
-        return Coefs(
-            r.overhead_s,
-            r.flat_s,
-            r.knee_tokens,
-            r.per_token_s,
-            r.decode_attn_s_per_token,
-            r.prefill_attn_s_per_pair,
-        )
+        return step
 
     logs, lines, mapes = [], [], {}
     for i, (e, shape, gpu, _) in enumerate(rows):

@@ -10,12 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from sim.config import parse_workload_file
+from sim.experiment import load_workload
 from sim.traces import read_trace
-from sim.traces.build import load_workload, make_traffic
 from sim.traces.compare import acceptance, generate_like
 from sim.traces.stats import describe
 from sim.units import SECONDS_PER_MONTH
 from sim.workload import WorkloadModel
+from sim.workload.from_spec import make_traffic
 
 SHIPPED = [
     ("azure_conv_2023.csv", "azure_conv.toml"),

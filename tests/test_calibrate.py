@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sim.calibrate import (
+from sim.calibration.fit import (
     causal_pairs,
     fit_affine,
     fit_piecewise_linear,
@@ -22,7 +22,7 @@ from sim.calibrate import (
     piecewise_linear,
     wape,
 )
-from sim.catalog import StepTimeEntry, load_step_time_catalog, parse_step_time_catalog
+from sim.engine.catalog import StepTimeEntry, load_step_time_catalog, parse_step_time_catalog
 from sim.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -132,23 +132,12 @@ MAX_HELDOUT_MAPE = 0.08
 
 def decode_step_s(e: StepTimeEntry, batch: int, context_tokens: int) -> float:
     """Step time of `batch` sequences each decoding one token over `context_tokens` of KV."""
-    t = batch
-    return (
-        e.overhead_s
-        + e.flat_s
-        + e.per_token_s * max(0.0, t - e.knee_tokens)
-        + e.decode_attn_s_per_token * batch * context_tokens
-    )
+    return e.step.step_s(batch, batch * context_tokens, 0)
 
 
 def prefill_step_s(e: StepTimeEntry, chunk: int) -> float:
     """Step time of a single fresh prefill chunk (no cached prefix)."""
-    return (
-        e.overhead_s
-        + e.flat_s
-        + e.per_token_s * max(0.0, chunk - e.knee_tokens)
-        + e.prefill_attn_s_per_pair * float(causal_pairs(chunk, 0))
-    )
+    return e.step.step_s(chunk, 0, int(causal_pairs(chunk, 0)))
 
 
 def test_catalog_has_required_entries() -> None:
@@ -171,8 +160,8 @@ def test_every_entry_is_complete_and_well_fitted(key: tuple[str, str, int, str])
         "decode_attn_s_per_token",
         "prefill_attn_s_per_pair",
     ):
-        assert getattr(e, name) > 0, name
-    assert e.knee_tokens >= 0
+        assert getattr(e.step, name) > 0, name
+    assert e.step.knee_tokens >= 0
     assert e.source.strip()
     assert 0 < e.heldout_mape < MAX_HELDOUT_MAPE
 
@@ -213,7 +202,7 @@ def test_catalog_parser_reports_every_problem_with_its_location() -> None:
         "heldout_mape": 0.03,
         "source": "test",
     }
-    assert parse_step_time_catalog({"entry": [good]})[("m", "g", 1, "fp16")].flat_s == 0.01
+    assert parse_step_time_catalog({"entry": [good]})[("m", "g", 1, "fp16")].step.flat_s == 0.01
     bad = dict(good, flat_s=-1.0, colour="red")
     del bad["source"]
     with pytest.raises(ConfigError) as err:
@@ -227,7 +216,8 @@ def test_catalog_parser_reports_every_problem_with_its_location() -> None:
 
 def test_packaged_toml_matches_the_dataclass_fields() -> None:
     doc = tomllib.loads((REPO / "sim" / "data" / "step_time.toml").read_text())
-    assert {k for e in doc["entry"] for k in e} == set(StepTimeEntry.__dataclass_fields__)
+    row_keys = set(next(iter(load_step_time_catalog().values())).as_row())
+    assert {k for e in doc["entry"] for k in e} == row_keys
 
 
 @pytest.mark.skipif(not (DATA / "vidur-profiling").is_dir(), reason="shared/data not present")

@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from sim.calibrate import causal_pairs, fit_step_time, holdout_mask
-from sim.calibrate_profiles import StepSamples, fit_profile, render_entries
-from sim.calibrate_runs import RunCase, fit_runs, read_measured_run, scaled_entry
-from sim.catalog import StepTimeEntry, parse_step_time_catalog
+from sim.calibration.fit import causal_pairs, fit_step_time, holdout_mask
+from sim.calibration.measured import EngineSetup, MeasuredRun, replay, step_time_model
+from sim.calibration.profiles import StepSamples, fit_profile, render_entries
+from sim.calibration.runs import RunCase, fit_runs, read_measured_run, scaled_entry
 from sim.cli import main
-from sim.validate import EngineSetup, MeasuredRun, replay, step_time_model
+from sim.engine.catalog import StepTimeEntry, parse_step_time_catalog
+from sim.engine.steptime import StepTimeModel
 
 TRUE = dict(
     flat_s=0.008,
@@ -31,11 +32,10 @@ def _base() -> StepTimeEntry:
         gpu="g",
         tp=1,
         dtype="fp16",
-        overhead_s=0.002,
+        step=StepTimeModel(overhead_s=0.002, **TRUE),
         heldout_mape=0.0,
         residual_sd_log=0.0,
         source="synthetic",
-        **TRUE,
     )
 
 
@@ -66,15 +66,16 @@ def test_fit_profile_takes_unidentified_terms_from_base_and_renders_valid_toml()
     samples = StepSamples("m2", "g", 1, tokens, zero, zero, y, tokens, False, "synthetic")
     result = fit_profile(samples, _base())
     e = result.entry
-    assert e.per_token_s == pytest.approx(TRUE["per_token_s"], rel=1e-3)
-    assert e.decode_attn_s_per_token == _base().decode_attn_s_per_token
-    assert e.overhead_s == _base().overhead_s
+    assert e.step.per_token_s == pytest.approx(TRUE["per_token_s"], rel=1e-3)
+    assert e.step.decode_attn_s_per_token == _base().step.decode_attn_s_per_token
+    assert e.step.overhead_s == _base().step.overhead_s
     import tomllib
 
     parsed = parse_step_time_catalog(tomllib.loads(render_entries([e], "test")), "x.toml")
     back = parsed[("m2", "g", 1, "fp16")]
     assert back.source == e.source
-    assert back.per_token_s == pytest.approx(e.per_token_s, rel=1e-5)  # 6 significant digits
+    # 6 significant digits
+    assert back.step.per_token_s == pytest.approx(e.step.per_token_s, rel=1e-5)
     with pytest.raises(ValueError, match="base entry"):
         fit_profile(samples, None)
 

@@ -23,6 +23,7 @@ Definitions (the same for a real trace and a generated sample, so they compare l
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,7 +32,9 @@ from typing import NamedTuple
 import numpy as np
 import polars as pl
 
+from sim.rng import trace_inspect_rng
 from sim.traces.model import RateTrace, RequestTrace
+from sim.traces.rates import superposed_interarrival_cv
 from sim.units import HOURS_PER_WEEK, SECONDS_PER_HOUR
 
 FloatArray = np.ndarray
@@ -407,3 +410,14 @@ def _with_tokens(stats: TraceStats, inp: np.ndarray, out: np.ndarray) -> TraceSt
             }
         ),
     )
+
+
+def inspect_stats(trace: RequestTrace | RateTrace, name: str | None = None) -> TraceStats:
+    """`describe`, plus — for a rate trace with per-client fits — the inter-arrival CV of all
+    clients together, simulated with `sim trace inspect`'s own random stream."""
+    stats = describe(trace, name)
+    if isinstance(trace, RateTrace):
+        cv = superposed_interarrival_cv(trace, trace_inspect_rng())
+        if cv is not None:
+            stats = dataclasses.replace(stats, superposed_cv=cv)
+    return stats

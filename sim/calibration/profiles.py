@@ -1,8 +1,8 @@
 """Refit the step-time model from operator profiles (`sim calibrate profiles`).
 
 Each source is turned into *step samples* — (tokens T, Σ decode context, Σ prefill pairs,
-seconds) for a whole-model step — and fitted by `sim.calibrate.fit_step_time` with every 5th
-distinct key held out (`sim.calibrate.holdout_mask`). Terms a source cannot identify are taken
+seconds) for a whole-model step — and fitted by `sim.calibration.fit.fit_step_time` with every 5th
+distinct key held out (`sim.calibration.fit.holdout_mask`). Terms a source cannot identify are taken
 from a base catalog entry, and the entry's `source` says which.
 
 * `vidur`: per-layer GPU op times against tokens (`compute/<gpu>/<org>/<model>/mlp.csv`);
@@ -27,14 +27,16 @@ import json
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
-from sim.calibrate import FloatArray, StepTimeFit, causal_pairs, fit_step_time, holdout_mask
-from sim.catalog import CatalogKey, StepTimeEntry
+from sim.calibration.fit import FloatArray, StepTimeFit, causal_pairs, fit_step_time, holdout_mask
+from sim.data import models
+from sim.engine.catalog import CatalogKey, StepTimeEntry
+from sim.engine.steptime import StepTimeModel
 from sim.errors import TraceError
 
 SOURCES = ("vidur", "llmservingsim", "splitwise", "distserve")
@@ -330,6 +332,45 @@ def distserve_samples(path: Path, model: str, tp: int) -> StepSamples:
     )
 
 
+PROFILE_SOURCES = ("vidur", "llmservingsim", "splitwise", "distserve")
+
+
+def profile_samples(
+    source: str,
+    path: Path,
+    *,
+    model: str | None = None,
+    gpu: str | None = None,
+    tp: int = 1,
+    layers: int | None = None,
+) -> StepSamples:
+    """Whole-step samples of an operator profile `path` from `source` (one of
+    `PROFILE_SOURCES`). What each source needs: vidur `model` (org/name) and `gpu`; splitwise
+    `model` and `gpu`; distserve `model`; llmservingsim the model's `layers` (default: the
+    catalog's, by the folder's model name) and `gpu` (default h100-80gb, its profiles' GPU).
+    A ValueError names a missing argument."""
+
+    def need(value: str | None, option: str) -> str:
+        if value is None:
+            raise ValueError(f"{source} needs {option}")
+        return value
+
+    match source:
+        case "vidur":
+            return vidur_samples(path, need(gpu, "--gpu"), need(model, "--model"), tp)
+        case "llmservingsim":
+            name = catalog_model_name(path.parent.parent.name)
+            n_layers = layers or (models()[name].layers if name in models() else None)
+            if n_layers is None:
+                raise ValueError(f"{name} is not in the model catalog: pass --layers")
+            return llmservingsim_samples(path, n_layers, gpu or "h100-80gb")
+        case "splitwise":
+            return splitwise_samples(path, need(model, "--model"), need(gpu, "--gpu"), tp)
+        case "distserve":
+            return distserve_samples(path, need(model, "--model"), tp)
+    raise ValueError(f"unknown profile source {source!r}: one of {', '.join(PROFILE_SOURCES)}")
+
+
 # ------------------------------------------------------------------------------ fit
 
 
@@ -356,7 +397,7 @@ def fit_profile(
         if base is None:
             raise ValueError(f"{name} is not identified by this source: give a base entry")
         borrowed.append(name)
-        return float(getattr(base, name))
+        return float(getattr(base.step, name))
 
     decode = term(fit.decode_attn_s_per_token, "decode_attn_s_per_token")
     prefill = term(fit.prefill_attn_s_per_pair, "prefill_attn_s_per_pair")
@@ -372,12 +413,14 @@ def fit_profile(
         gpu=samples.gpu,
         tp=samples.tp,
         dtype=dtype,
-        overhead_s=overhead,
-        flat_s=fit.flat_s,
-        knee_tokens=fit.knee_tokens,
-        per_token_s=fit.per_token_s,
-        decode_attn_s_per_token=decode,
-        prefill_attn_s_per_pair=prefill,
+        step=StepTimeModel(
+            overhead_s=overhead,
+            flat_s=fit.flat_s,
+            knee_tokens=fit.knee_tokens,
+            per_token_s=fit.per_token_s,
+            decode_attn_s_per_token=decode,
+            prefill_attn_s_per_pair=prefill,
+        ),
         heldout_mape=fit.heldout_mape,
         residual_sd_log=fit.heldout_sd_log,
         source=f"sim calibrate profiles: {samples.description}; held-out MAPE "
@@ -426,8 +469,8 @@ def render_entries(entries: Sequence[StepTimeEntry], header: str) -> str:
             f"tp = {e.tp}",
             f"dtype = {json.dumps(e.dtype)}",
         ]
-        for f in fields(StepTimeEntry):
-            if f.name not in ("model", "gpu", "tp", "dtype", "source"):
-                lines.append(f"{f.name} = {_toml_float(float(getattr(e, f.name)))}")
+        for name, value in e.as_row().items():
+            if name not in ("model", "gpu", "tp", "dtype", "source"):
+                lines.append(f"{name} = {_toml_float(float(value))}")
         lines.append(f"source = {json.dumps(e.source, ensure_ascii=False)}")
     return "\n".join(lines) + "\n"

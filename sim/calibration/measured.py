@@ -1,4 +1,4 @@
-"""End-to-end validation: replay measured vLLM runs through the simulator and compare latencies.
+"""Measured vLLM runs, their latency statistics, and their replay through the simulator.
 
 A *measured run* is a workload (arrival time, input and output tokens per request) plus what a
 real vLLM engine measured for it: per-request TTFT and E2E latency, or, for published results,
@@ -20,43 +20,30 @@ like the simulator; `vllm bench serve` times from the client, so its TTFT and E2
 HTTP, tokenisation, detokenisation and streaming (a few ms per request), which the simulator
 does not model. `docs/validation.md` lists the cases and what each one includes.
 
-Validation cases shipped with the package live in `sim/data/validation/cases.toml`.
+`sim.calibration.validate` compares replays with the packaged cases; `sim.calibration.runs`
+fits step-time scale factors to them.
 """
 
 from __future__ import annotations
 
-import functools
-import math
-import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from sim.catalog import StepTimeEntry, load_step_time_catalog
+from sim.config import EngineSpec
+from sim.data import gpus, models
 from sim.engine import EngineLimits, RequestLog, StepTimeModel
+from sim.engine.catalog import StepTimeEntry
+from sim.engine.kv import kv_cache
 from sim.errors import ConfigError, Problem, TraceError
-from sim.hardware import gpus, kv_capacity_tokens, models
 from sim.model import FleetPhase, ReplicaSpec, simulate
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
-
-CASES_FILE = "data/validation/cases.toml"
-
-# Targets of issue #3, as fractions, for cases at <= GATE_MAX_LOAD of capacity.
-TARGETS: dict[str, float] = {
-    "tpot_p50_s": 0.05,
-    "tpot_p95_s": 0.05,
-    "e2e_p95_s": 0.10,
-    "ttft_p95_s": 0.15,
-}
-GATE_MAX_LOAD = 0.85
 
 METRICS = (
     "ttft_mean_s",
@@ -222,7 +209,8 @@ class EngineSetup:
 
     max_num_seqs, max_num_batched_tokens, max_model_len: the vLLM settings of the run.
     kv_blocks: vLLM's `num_gpu_blocks` when the run logged it, else None (estimated from the
-        GPU and model catalogs by `sim.hardware.kv_capacity_tokens`).
+        GPU and model catalogs by `sim.engine.kv.kv_cache`, the one KV-capacity function).
+    weight_dtype: the weights' precision when it differs from `dtype` (as `[engine]`).
     gpu_memory_utilization: vLLM's setting (for the estimate).
     """
 
@@ -236,31 +224,39 @@ class EngineSetup:
     kv_blocks: int | None = None
     gpu_memory_utilization: float = 0.9
     block_size: int = 16
+    weight_dtype: str | None = None
 
     @property
     def key(self) -> tuple[str, str, int, str]:
         return (self.model, self.gpu, self.tp, self.dtype)
 
+    @property
+    def settings(self) -> EngineSpec:
+        """The same engine as the experiment layer's `[engine]` settings (for `kv_cache`)."""
+        return EngineSpec(
+            model=self.model,
+            dtype=self.dtype,
+            tp=self.tp,
+            max_num_seqs=self.max_num_seqs,
+            max_num_batched_tokens=self.max_num_batched_tokens,
+            max_model_len=self.max_model_len,
+            gpu_memory_utilization=self.gpu_memory_utilization,
+            block_size=self.block_size,
+            kv_blocks=self.kv_blocks,
+            weight_dtype=self.weight_dtype,
+        )
+
     def resolved_kv_blocks(self) -> int:
-        """`kv_blocks`, or the catalog estimate (a ConfigError if model or GPU is unknown)."""
+        """`kv_blocks`, or the estimate of `sim.engine.kv.kv_cache` (a ConfigError if the
+        model or GPU is not in the catalog)."""
         if self.kv_blocks is not None:
             return self.kv_blocks
-        shape, gpu = models().get(self.model), gpus().get(self.gpu)
-        if shape is None or gpu is None:
-            missing = self.model if shape is None else self.gpu
+        if self.model not in models() or self.gpu not in gpus():
+            missing = self.model if self.model not in models() else self.gpu
             raise ConfigError(
                 [Problem("engine", "kv_blocks", "not logged and not in the catalog", missing)]
             )
-        tokens = kv_capacity_tokens(
-            shape,
-            gpu,
-            dtype=self.dtype,
-            tp=self.tp,
-            gpu_memory_utilization=self.gpu_memory_utilization,
-            max_num_batched_tokens=self.max_num_batched_tokens,
-            max_num_seqs=self.max_num_seqs,
-        )
-        return max(0, int(tokens // self.block_size))
+        return kv_cache(self.settings, self.gpu).blocks
 
     def limits(self) -> EngineLimits:
         return EngineLimits(
@@ -283,7 +279,7 @@ class EngineSetup:
 
 def step_time_model(entry: StepTimeEntry) -> StepTimeModel:
     """The engine's step-time model from a catalog entry."""
-    return StepTimeModel.of(entry)
+    return entry.step
 
 
 @dataclass(frozen=True)
@@ -315,223 +311,3 @@ def replay(
         e2e_s=np.asarray(log.finish_s) - arrival,
         preemptions=int(sum(log.preemptions)),
     )
-
-
-# ------------------------------------------------------------------------------ cases
-
-
-@dataclass(frozen=True)
-class ValidationCase:
-    """One packaged validation case (`sim/data/validation/cases.toml`).
-
-    replicas: independent engines behind one router (vLLM data parallelism).
-    gate: whether the issue-#3 targets apply (also needs load <= GATE_MAX_LOAD).
-    skip: why the case cannot be replayed (listed by `sim validate --all`), or "".
-    note: what the measurement includes and why a target may be missed.
-    """
-
-    name: str
-    data: str
-    engine: EngineSetup
-    source: str
-    replicas: int = 1
-    gate: bool = True
-    skip: str = ""
-    note: str = ""
-    published: Mapping[str, float] = field(default_factory=dict)
-
-    def run(self) -> MeasuredRun:
-        path = resources.files("sim").joinpath("data", "validation", self.data)
-        with resources.as_file(path) as p:
-            base = read_validation_csv(p, self.name)
-        return MeasuredRun(
-            name=base.name,
-            file=base.file,
-            arrival_s=base.arrival_s,
-            input_tokens=base.input_tokens,
-            output_tokens=base.output_tokens,
-            ttft_s=base.ttft_s,
-            e2e_s=base.e2e_s,
-            published=dict(self.published),
-        )
-
-
-_ENGINE_KEYS = {
-    "model": str,
-    "gpu": str,
-    "tp": int,
-    "dtype": str,
-    "max_num_seqs": int,
-    "max_num_batched_tokens": int,
-    "max_model_len": int,
-    "kv_blocks": int,
-    "gpu_memory_utilization": float,
-}
-_CASE_KEYS = {"name", "data", "source", "replicas", "gate", "skip", "note", "published", "engine"}
-
-
-def parse_cases(doc: dict[str, Any], file: str = CASES_FILE) -> tuple[ValidationCase, ...]:
-    """Validate a parsed cases document (`[[case]]` tables); all problems raised at once."""
-    problems: list[Problem] = []
-    for k in sorted(set(doc) - {"case", "not_reproducible"}):
-        problems.append(Problem(file, k, "unknown top-level key", has_value=False))
-    out: list[ValidationCase] = []
-    for i, raw in enumerate(doc.get("case", [])):
-        path = f"case[{i}]"
-        for k in sorted(set(raw) - _CASE_KEYS):
-            problems.append(Problem(file, f"{path}.{k}", "unknown key", has_value=False))
-        eng = raw.get("engine", {})
-        for k in sorted(set(eng) - set(_ENGINE_KEYS)):
-            problems.append(Problem(file, f"{path}.engine.{k}", "unknown key", has_value=False))
-        for k in ("name", "data", "source", "engine"):
-            if k not in raw:
-                problems.append(Problem(file, f"{path}.{k}", "missing", has_value=False))
-        for k, kind in _ENGINE_KEYS.items():
-            if k in eng and not isinstance(eng[k], kind if kind is not float else (int, float)):
-                problems.append(
-                    Problem(file, f"{path}.engine.{k}", f"must be {kind.__name__}", eng[k])
-                )
-        required = ("model", "gpu", "tp", "dtype", "max_num_seqs", "max_num_batched_tokens")
-        for k in (*required, "max_model_len"):
-            if k not in eng:
-                problems.append(Problem(file, f"{path}.engine.{k}", "missing", has_value=False))
-        published = raw.get("published", {})
-        for k, v in published.items():
-            if k not in METRICS or isinstance(v, bool) or not isinstance(v, (int, float)):
-                problems.append(
-                    Problem(file, f"{path}.published.{k}", "unknown metric or not a number", v)
-                )
-        if problems:
-            continue
-        out.append(
-            ValidationCase(
-                name=raw["name"],
-                data=raw["data"],
-                source=raw["source"],
-                replicas=int(raw.get("replicas", 1)),
-                gate=bool(raw.get("gate", True)),
-                skip=str(raw.get("skip", "")),
-                note=str(raw.get("note", "")),
-                published={k: float(v) for k, v in published.items()},
-                engine=EngineSetup(**eng),
-            )
-        )
-    if problems:
-        raise ConfigError(problems)
-    return tuple(out)
-
-
-@functools.cache
-def _cases_doc() -> dict[str, Any]:
-    return tomllib.loads(resources.files("sim").joinpath(CASES_FILE).read_text(encoding="utf-8"))
-
-
-def load_cases() -> tuple[ValidationCase, ...]:
-    """The packaged validation cases, in file order."""
-    return parse_cases(_cases_doc(), f"sim/{CASES_FILE}")
-
-
-@dataclass(frozen=True)
-class Unreproduced:
-    """Published numbers that cannot be replayed, and why (`[[not_reproducible]]`)."""
-
-    name: str
-    reason: str
-
-
-def load_unreproduced() -> tuple[Unreproduced, ...]:
-    """The packaged list of published results that are not validation cases, with reasons."""
-    return tuple(
-        Unreproduced(str(item["name"]), str(item["reason"]))
-        for item in _cases_doc().get("not_reproducible", [])
-    )
-
-
-@dataclass(frozen=True)
-class CaseResult:
-    """The outcome of one case: `rows` has one row per compared metric (see `compare`)."""
-
-    case: ValidationCase
-    load: float
-    rows: pl.DataFrame
-    step_time_source: str
-    skipped: str = ""
-
-    @property
-    def gated(self) -> bool:
-        return self.case.gate and not self.skipped and self.load <= GATE_MAX_LOAD
-
-    @property
-    def passed(self) -> bool:
-        """Whether every gated metric is within its target (True for ungated cases)."""
-        if not self.gated:
-            return True
-        return bool(self.rows.filter(pl.col("target").is_not_null())["ok"].all())
-
-
-COMPARE_SCHEMA = {
-    "case": pl.String,
-    "load": pl.Float64,
-    "metric": pl.String,
-    "measured_s": pl.Float64,
-    "simulated_s": pl.Float64,
-    "error": pl.Float64,
-    "target": pl.Float64,
-    "ok": pl.Boolean,
-}
-
-
-def compare(
-    name: str,
-    measured: Mapping[str, float],
-    simulated: Mapping[str, float],
-    load: float,
-    gated: bool,
-) -> pl.DataFrame:
-    """One row per metric known on both sides: error = simulated / measured − 1.
-
-    `target` is the issue-#3 tolerance when the case is gated, else null; `ok` is
-    |error| <= target (null when ungated).
-    """
-    rows = []
-    for metric in METRICS:
-        if metric not in measured or metric not in simulated:
-            continue
-        m, s = measured[metric], simulated[metric]
-        err = s / m - 1.0 if m > 0 else math.nan
-        target = TARGETS.get(metric) if gated else None
-        ok = None if target is None else bool(abs(err) <= target)
-        rows.append((name, load, metric, m, s, err, target, ok))
-    return pl.DataFrame(rows, schema=COMPARE_SCHEMA, orient="row")
-
-
-def validate_case(
-    case: ValidationCase, catalog: Mapping[tuple[str, str, int, str], StepTimeEntry] | None = None
-) -> CaseResult:
-    """Replay one case with the catalog entry for its (model, gpu, tp, dtype)."""
-    cat = load_step_time_catalog() if catalog is None else catalog
-    empty = pl.DataFrame(schema=COMPARE_SCHEMA)
-    if case.skip:
-        return CaseResult(case, math.nan, empty, "", skipped=case.skip)
-    entry = cat.get(case.engine.key)
-    if entry is None:
-        m, g, tp, d = case.engine.key
-        reason = f"no step-time calibration for {m} on {g} tp{tp} {d} in the catalog"
-        return CaseResult(case, math.nan, empty, "", skipped=reason)
-    run = case.run()
-    limits = case.engine.limits()
-    mean_tokens = float(np.mean(run.input_tokens + run.output_tokens))
-    capacity = case.engine.concurrency_capacity(mean_tokens) * case.replicas
-    load = run.peak_in_system() / capacity
-    sim = replay(run, limits, step_time_model(entry), case.replicas)
-    gated = case.gate and load <= GATE_MAX_LOAD
-    rows = compare(case.name, run.measured_metrics(), sim.metrics(run.output_tokens), load, gated)
-    return CaseResult(case, load, rows, entry.source)
-
-
-def validate_all(
-    cases: Sequence[ValidationCase] | None = None,
-    catalog: Mapping[tuple[str, str, int, str], StepTimeEntry] | None = None,
-) -> list[CaseResult]:
-    """Every case (default: the packaged ones), in order."""
-    return [validate_case(c, catalog) for c in (load_cases() if cases is None else cases)]

@@ -20,7 +20,7 @@ with context, but not a six-parameter curve.
 Readers (`read_measured_run`): LLMServingSim per-request JSON lines (`queued_ts`,
 `first_token_ts`, `last_token_ts`; the engine configuration from a `meta.json` beside it when
 present), `vllm bench serve` result JSON with `ttfts` and `itls` (E2E = TTFT + Σ ITL), and the
-validation CSV schema of `sim.validate`.
+validation CSV schema of `sim.calibration.validate`.
 """
 
 from __future__ import annotations
@@ -37,17 +37,17 @@ import numpy as np
 import polars as pl
 from scipy.optimize import minimize
 
-from sim.catalog import StepTimeEntry
-from sim.errors import TraceError
-from sim.traces._io import base_suffix, read_bytes
-from sim.traces.readers import read_json_lines, vllm_bench_trace
-from sim.validate import (
+from sim.calibration.measured import (
     EngineSetup,
     MeasuredRun,
     read_validation_csv,
     replay,
     step_time_model,
 )
+from sim.engine.catalog import StepTimeEntry
+from sim.errors import TraceError
+from sim.traces._io import base_suffix, read_bytes
+from sim.traces.readers import read_json_lines, vllm_bench_trace
 
 FIT_METRICS = ("ttft_p50_s", "ttft_p95_s", "tpot_p50_s", "tpot_p95_s", "e2e_p50_s", "e2e_p95_s")
 FACTOR_NAMES = ("overhead", "linear", "attention")
@@ -218,15 +218,16 @@ def _vllm_bench_run(path: str | Path) -> MeasuredRun:
 def scaled_entry(base: StepTimeEntry, factors: Sequence[float], **changes: Any) -> StepTimeEntry:
     """`base` with (overhead, linear, attention) multiplied by `factors` (see module doc)."""
     s_over, s_lin, s_att = (float(f) for f in factors)
-    return dataclasses.replace(
-        base,
-        overhead_s=base.overhead_s * s_over,
-        flat_s=base.flat_s * s_lin,
-        per_token_s=base.per_token_s * s_lin,
-        decode_attn_s_per_token=base.decode_attn_s_per_token * s_att,
-        prefill_attn_s_per_pair=base.prefill_attn_s_per_pair * s_att,
-        **changes,
+    b = base.step
+    step = dataclasses.replace(
+        b,
+        overhead_s=b.overhead_s * s_over,
+        flat_s=b.flat_s * s_lin,
+        per_token_s=b.per_token_s * s_lin,
+        decode_attn_s_per_token=b.decode_attn_s_per_token * s_att,
+        prefill_attn_s_per_pair=b.prefill_attn_s_per_pair * s_att,
     )
+    return dataclasses.replace(base, step=step, **changes)
 
 
 @dataclass(frozen=True)
@@ -236,6 +237,49 @@ class RunCase:
     run: MeasuredRun
     engine: EngineSetup
     replicas: int = 1
+
+
+def run_case(
+    file: str | Path,
+    *,
+    model: str,
+    gpu: str,
+    dtype: str = "fp16",
+    given: EngineHints = EngineHints(),
+) -> RunCase:
+    """One measured run as a calibration case. Each engine setting is the one `given` (e.g. on
+    the command line), else the one the file records, else vLLM's default where it has one
+    (tp 1, one replica, gpu_memory_utilization 0.9 — vLLM's `EngineArgs` default) or the
+    longest request for max_model_len. The scheduler limits have no safe default: a run that
+    records neither is a located error naming the options to pass."""
+    run, recorded = read_measured_run(file)
+
+    def pick(name: str) -> Any:
+        value = getattr(given, name)
+        return getattr(recorded, name) if value is None else value
+
+    seqs, budget = pick("max_num_seqs"), pick("max_num_batched_tokens")
+    if seqs is None or budget is None:
+        raise TraceError(
+            str(file),
+            None,
+            None,
+            None,
+            "engine limits not recorded: pass --max-num-seqs and --max-num-batched-tokens",
+        )
+    longest = int((run.input_tokens + run.output_tokens).max())
+    engine = EngineSetup(
+        model=model,
+        gpu=gpu,
+        tp=pick("tp") or 1,
+        dtype=dtype,
+        max_num_seqs=seqs,
+        max_num_batched_tokens=budget,
+        max_model_len=pick("max_model_len") or longest,
+        kv_blocks=pick("kv_blocks"),
+        gpu_memory_utilization=pick("gpu_memory_utilization") or 0.9,
+    )
+    return RunCase(run, engine, pick("replicas") or 1)
 
 
 def run_errors(entry: StepTimeEntry, cases: Sequence[RunCase]) -> pl.DataFrame:

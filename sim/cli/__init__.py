@@ -1,0 +1,19 @@
+"""The `sim` command: one module per command group, each command parse → call the library →
+print → exit code (SALib's `cli_action`).
+
+- `common`: the `main` group and `user_errors` (one located line per bad input, exit 2).
+- `run`: `sim check`, `sim run`.
+- `trace`: `sim trace inspect|fit|compare`.
+- `calibrate`: `sim calibrate profiles|runs`, `sim validate`.
+"""
+
+from sim.cli import calibrate, run, trace
+from sim.cli.common import main, user_errors
+
+main.add_command(run.check)
+main.add_command(run.run)
+main.add_command(trace.trace)
+main.add_command(calibrate.calibrate)
+main.add_command(calibrate.validate)
+
+__all__ = ["main", "user_errors"]

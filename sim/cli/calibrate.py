@@ -1,0 +1,246 @@
+"""`sim calibrate profiles|runs` and `sim validate` (sim/calibration/; docs/calibration.md,
+docs/validation.md)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from sim.calibration.profiles import PROFILE_SOURCES, base_entry_for, fit_profile, render_entries
+from sim.calibration.profiles import profile_samples as read_profile
+from sim.calibration.runs import FACTOR_NAMES, EngineHints, fit_runs, run_case
+from sim.calibration.validate import (
+    GATE_MAX_LOAD,
+    catalog_with,
+    load_cases,
+    load_unreproduced,
+    validate_all,
+)
+from sim.cli.common import user_errors
+from sim.engine.catalog import load_step_time_catalog
+
+
+def _catalog_key(text: str, option: str) -> tuple[str, str, int, str]:
+    parts = text.split("/")
+    if len(parts) != 4 or not parts[2].isdigit():
+        raise click.BadParameter(f"need model/gpu/tp/dtype, got {text!r}", param_hint=option)
+    return (parts[0], parts[1], int(parts[2]), parts[3])
+
+
+def _write_entries(out: Path | None, entries: list[Any], header: str) -> None:
+    text = render_entries(entries, header)
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(out)
+    click.echo(f"wrote {out}", err=True)
+
+
+@click.group()
+def calibrate() -> None:
+    """Fit step-time catalog entries from operator profiles or from measured vLLM runs."""
+
+
+@calibrate.command()
+@click.argument("source", type=click.Choice(PROFILE_SOURCES))
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option(
+    "--model", help="vidur: org/name; splitwise: llama2-70b; distserve: facebook/opt-13b."
+)
+@click.option(
+    "--gpu", help="vidur: a100|h100|a40; splitwise: a100-80gb|h100-80gb; else catalog GPU."
+)
+@click.option("--tp", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option(
+    "--layers", type=click.IntRange(min=1), help="llmservingsim: layers [default: catalog]."
+)
+@click.option("--base", help="Entry model/gpu/tp/dtype for missing terms [default: closest].")
+@click.option("--dtype", default="fp16", show_default=True)
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), help="TOML [default: stdout]"
+)
+@user_errors
+def profiles(
+    source: str,
+    path: Path,
+    model: str | None,
+    gpu: str | None,
+    tp: int,
+    layers: int | None,
+    base: str | None,
+    dtype: str,
+    out: Path | None,
+) -> None:
+    """Refit one step-time entry from an operator profile PATH; print its held-out error."""
+    try:
+        samples = read_profile(source, path, model=model, gpu=gpu, tp=tp, layers=layers)
+    except ValueError as err:
+        raise click.UsageError(str(err)) from None
+    catalog = load_step_time_catalog()
+    key = (samples.model, samples.gpu, samples.tp, dtype)
+    base_entry = catalog.get(_catalog_key(base, "--base")) if base else base_entry_for(catalog, key)
+    if base and base_entry is None:
+        raise click.BadParameter(f"{base} is not in the catalog", param_hint="--base")
+    try:
+        result = fit_profile(samples, base_entry, dtype)
+    except ValueError as err:
+        raise click.UsageError(str(err)) from None
+    f = result.fit
+    click.echo(
+        f"{source}: {samples.model} on {samples.gpu} tp{samples.tp}: held-out MAPE "
+        f"{f.heldout_mape:.2%} (max {f.heldout_max_ape:.1%}) on {f.n_heldout} of "
+        f"{f.n_train + f.n_heldout} samples; training MAPE {f.train_mape:.2%}",
+        err=True,
+    )
+    _write_entries(out, [result.entry], f"Fitted by `sim calibrate profiles {source}` from {path}")
+
+
+@calibrate.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--model", required=True, help="Catalog model name of the runs, e.g. llama-3.1-8b.")
+@click.option("--gpu", required=True, help="GPU name of the runs, e.g. rtx-4090.")
+@click.option("--tp", type=click.IntRange(min=1), help="[default: from the run, else 1]")
+@click.option("--dtype", default="fp16", show_default=True)
+@click.option("--base", help="Starting entry model/gpu/tp/dtype [default: the runs' own key].")
+@click.option("--max-num-seqs", type=click.IntRange(min=1), help="[default: from the run]")
+@click.option("--max-num-batched-tokens", type=click.IntRange(min=1), help="[default: the run's]")
+@click.option("--max-model-len", type=click.IntRange(min=1), help="[default: from the run]")
+@click.option(
+    "--kv-blocks", type=click.IntRange(min=1), help="[default: the run's, else estimated]"
+)
+@click.option("--replicas", type=click.IntRange(min=1), help="Data-parallel engines [default: 1].")
+@click.option("--fit", "fit_terms", default="overhead,linear,attention", show_default=True)
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), help="TOML [default: stdout]"
+)
+@user_errors
+def runs(
+    files: tuple[Path, ...],
+    model: str,
+    gpu: str,
+    tp: int | None,
+    dtype: str,
+    base: str | None,
+    max_num_seqs: int | None,
+    max_num_batched_tokens: int | None,
+    max_model_len: int | None,
+    kv_blocks: int | None,
+    replicas: int | None,
+    fit_terms: str,
+    out: Path | None,
+) -> None:
+    """Fit overhead/linear/attention scale factors to measured runs FILES by replay."""
+    terms = tuple(t.strip() for t in fit_terms.split(",") if t.strip())
+    if not terms or set(terms) - set(FACTOR_NAMES):
+        raise click.BadParameter(f"choose from {', '.join(FACTOR_NAMES)}", param_hint="--fit")
+    given = EngineHints(
+        max_num_seqs=max_num_seqs,
+        max_num_batched_tokens=max_num_batched_tokens,
+        max_model_len=max_model_len,
+        kv_blocks=kv_blocks,
+        tp=tp,
+        replicas=replicas,
+    )
+    cases = [run_case(f, model=model, gpu=gpu, dtype=dtype, given=given) for f in files]
+    key = (model, gpu, cases[0].engine.tp, dtype)
+    catalog = load_step_time_catalog()
+    start = catalog.get(_catalog_key(base, "--base") if base else key)
+    if start is None:
+        have = ", ".join("/".join(map(str, k)) for k in sorted(catalog))
+        raise click.UsageError(
+            f"no catalog entry {'/'.join(map(str, key))} to start from: pass --base (one of {have})"
+        )
+    names = ", ".join(str(f) for f in files)
+    result = fit_runs(
+        start,
+        cases,
+        fit=terms,
+        model=model,
+        gpu=gpu,
+        tp=key[2],
+        dtype=dtype,
+        source=f"sim calibrate runs: scale factors of {'/'.join(map(str, start.key))} fitted "
+        f"to TTFT/TPOT/E2E p50/p95 of {names}; heldout_mape here is the in-sample mean |error|.",
+    )
+    table = Table(title="percentile error before → after (simulated / measured − 1)")
+    for col in ("run", "metric", "measured (s)", "before", "after"):
+        table.add_column(col, justify="left" if col in ("run", "metric") else "right")
+    joined = result.before.join(result.after, on=["run", "metric"], suffix="_after")
+    for row in joined.iter_rows(named=True):
+        table.add_row(
+            row["run"],
+            row["metric"],
+            f"{row['measured_s']:.4g}",
+            f"{row['error']:+.1%}",
+            f"{row['error_after']:+.1%}",
+        )
+    console = Console(stderr=True)
+    console.print(table)
+    factors = ", ".join(f"{n} ×{v:.3f}" for n, v in zip(FACTOR_NAMES, result.factors, strict=True))
+    console.print(f"factors: {factors} ({result.evaluations} replays)", highlight=False)
+    _write_entries(out, [result.entry], f"Fitted by `sim calibrate runs` from {names}")
+
+
+@click.command()
+@click.option("--all", "show_all", is_flag=True, help="Also list published numbers not reproduced.")
+@click.option("--case", "names", multiple=True, help="Only these cases (repeatable).")
+@click.option(
+    "--catalog",
+    "catalog_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Extra step-time entries (TOML, e.g. from `sim calibrate`) over the packaged catalog.",
+)
+@user_errors
+def validate(show_all: bool, names: tuple[str, ...], catalog_file: Path | None) -> None:
+    """Replay the packaged validation cases; exit 1 if a gated case misses its target."""
+    catalog = catalog_with(catalog_file)
+    cases = load_cases()
+    if names:
+        known = {c.name for c in cases}
+        for n in names:
+            if n not in known:
+                raise click.BadParameter(f"unknown case {n!r}; cases: {', '.join(sorted(known))}")
+        cases = tuple(c for c in cases if c.name in names)
+    results = validate_all(cases, catalog)
+    console = Console(width=max(Console().width, 130))
+    table = Table(title=f"validation (targets gated at load <= {GATE_MAX_LOAD:.0%})")
+    for col in ("case", "load", "metric", "measured", "simulated", "error", "target", "verdict"):
+        table.add_column(col, justify="left" if col in ("case", "metric") else "right")
+    for r in results:
+        for row in r.rows.iter_rows(named=True):
+            ok = row["ok"]
+            verdict = "report" if ok is None else ("pass" if ok else "[red]FAIL[/red]")
+            target = "" if row["target"] is None else f"±{row['target']:.0%}"
+            table.add_row(
+                row["case"],
+                f"{row['load']:.0%}",
+                row["metric"].removesuffix("_s"),
+                f"{row['measured_s'] * 1e3:,.1f} ms",
+                f"{row['simulated_s'] * 1e3:,.1f} ms",
+                f"{row['error']:+.1%}",
+                target,
+                verdict,
+            )
+    console.print(table)
+    for r in results:
+        if r.skipped:
+            console.print(f"not replayed: {r.case.name}: {r.skipped}", highlight=False)
+        elif not r.case.gate:
+            console.print(f"not gated: {r.case.name}: {r.case.note}", highlight=False)
+        elif not r.gated:
+            console.print(f"not gated: {r.case.name}: load {r.load:.0%} > 85%", highlight=False)
+    if show_all:
+        for item in load_unreproduced():
+            console.print(f"not reproducible: {item.name}: {item.reason}", highlight=False)
+    failed = [r.case.name for r in results if not r.passed]
+    if failed:
+        console.print(f"[red]missed targets:[/red] {', '.join(failed)}")
+        sys.exit(1)
