@@ -6,21 +6,28 @@ import dataclasses
 import math
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from sim.catalog import load_step_time_catalog
 from sim.config import parse_experiment
-from sim.errors import ConfigError
-from sim.hardware import (
-    GpuSpec,
-    gpus,
-    kv_capacity_tokens,
+from sim.data import GpuSpec, gpus, models, parse_gpus
+from sim.engine.catalog import ResolvedStepTime, load_step_time_catalog
+from sim.engine.kv import kv_capacity_tokens
+from sim.engine.resolve import ModelDoesNotFit, ResolvedEngine, resolve_engine
+from sim.engine.roofline import (
     load_roofline_factors,
-    models,
-    parse_gpus,
-    roofline_coefficients,
+    parse_roofline_factors,
+    roofline_step_time,
 )
+from sim.engine.steptime import StepTimeModel
+from sim.errors import ConfigError
+
+
+def roofline_coefficients(*args: Any, **kwargs: Any) -> StepTimeModel:
+    """The roofline step times without their provenance text."""
+    return roofline_step_time(*args, **kwargs)[0]
+
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "sim" / "data"
@@ -81,6 +88,15 @@ def test_every_number_in_the_gpu_and_model_tables_has_a_source() -> None:
         "experts_per_token",
         "intermediate",
         "max_position",
+        "shared_experts",
+        "dense_layers",
+        "dense_intermediate",
+        "kv_lora_rank",
+        "qk_rope_head_dim",
+        "q_lora_rank",
+        "v_head_dim",
+        "sliding_window",
+        "sliding_window_layers",
     }
     for file in ("gpus.toml", "models.toml"):
         text = (DATA / file).read_text()
@@ -139,7 +155,7 @@ def _consumer_gpu(memory_gb: float) -> GpuSpec:
 
 
 @pytest.mark.parametrize("case", VLLM_REPORTED, ids=[c[0] for c in VLLM_REPORTED])
-def test_kv_capacity_against_vllm_reported_blocks(case: tuple) -> None:
+def test_kv_capacity_against_vllm_reported_blocks(case: tuple[Any, ...]) -> None:
     _, model, mem_gb, mnbt, seqs, reported = case
     tokens = kv_capacity_tokens(
         models()[model],
@@ -157,7 +173,7 @@ def test_kv_capacity_against_vllm_reported_blocks(case: tuple) -> None:
 
 def test_weights_precision_is_separate_from_kv_dtype() -> None:
     m, g = models()["llama-3-8b"], gpus()["l4"]
-    kw = {
+    kw: dict[str, Any] = {
         "tp": 1,
         "gpu_memory_utilization": 0.9,
         "max_num_batched_tokens": 2048,
@@ -212,9 +228,19 @@ def _experiment(model: str, gpu: str, tp: int = 1, max_len: int = 4096, extra: s
     )
 
 
+def _engine(text: str) -> ResolvedEngine:
+    spec = parse_experiment(text, str(ROOT / "x.toml"))
+    return resolve_engine(spec.engine, spec.gpus_used())
+
+
+def _only_step_time(text: str) -> tuple[str, ResolvedStepTime]:
+    ((gpu, e),) = _engine(text).per_gpu.items()
+    return gpu, e.step_time
+
+
 def test_model_that_does_not_fit_names_the_shortfall_in_gb() -> None:
-    with pytest.raises(ConfigError) as err:
-        parse_experiment(_experiment("llama-3-70b", "l40s", tp=1), str(ROOT / "x.toml"))
+    with pytest.raises(ModelDoesNotFit) as err:
+        _engine(_experiment("llama-3-70b", "l40s", tp=1))
     msg = str(err.value)
     short = re.search(r"short by ([0-9.]+) GB per GPU", msg)
     assert short is not None, msg
@@ -224,15 +250,14 @@ def test_model_that_does_not_fit_names_the_shortfall_in_gb() -> None:
 
 def test_awq_weights_make_the_same_model_fit() -> None:
     # 70B in fp16 needs two H100s; AWQ int4 weights (~38 GB) fit on one
-    with pytest.raises(ConfigError, match="short by"):
-        parse_experiment(_experiment("llama-3-70b", "h100-80gb"), str(ROOT / "x.toml"))
-    spec = parse_experiment(
-        _experiment("llama-3-70b", "h100-80gb", extra='quantization = "awq"'),
-        str(ROOT / "x.toml"),
-    )
+    with pytest.raises(ModelDoesNotFit, match="short by"):
+        _engine(_experiment("llama-3-70b", "h100-80gb"))
+    text = _experiment("llama-3-70b", "h100-80gb", extra='quantization = "awq"')
+    spec = parse_experiment(text, str(ROOT / "x.toml"))
     assert spec.engine.weight_dtype == "int4" and spec.engine.dtype == "fp16"
-    assert dict(spec.kv_blocks)["h100-80gb"] > 4096 // 16
-    ((_, st),) = spec.step_times
+    engine = _engine(text)
+    assert engine.per_gpu["h100-80gb"].kv_blocks > 4096 // 16
+    st = engine.step_time("h100-80gb")
     assert not st.calibrated  # no fitted entry for int4 weights: the roofline, flagged
 
 
@@ -246,20 +271,22 @@ def test_contradicting_quantization_and_weight_dtype_is_an_error() -> None:
 
 
 def test_uncatalogued_pair_gets_an_uncalibrated_roofline() -> None:
-    spec = parse_experiment(_experiment("llama-3-8b", "l40s"), str(ROOT / "x.toml"))
-    ((gpu, st),) = spec.step_times
+    gpu, st = _only_step_time(_experiment("llama-3-8b", "l40s"))
     assert gpu == "l40s" and not st.calibrated and st.provenance == "uncalibrated"
     assert "UNCALIBRATED" in st.source and "llama-3-8b/a100-80gb/tp1/fp16" in st.source
     assert st.residual_sd_log == load_roofline_factors().residual_sd_log > 0
     # weight-read floor: 16.06 GB over the L40S's 864 GB/s is 18.6 ms at 100 % efficiency
-    assert st.flat_s > 16.06e9 / 864e9
+    assert st.step.flat_s > 16.06e9 / 864e9
 
 
 def test_catalogued_pair_stays_calibrated() -> None:
-    spec = parse_experiment(_experiment("llama-3-8b", "a100-80gb"), str(ROOT / "x.toml"))
-    ((_, st),) = spec.step_times
+    _, st = _only_step_time(_experiment("llama-3-8b", "a100-80gb"))
     e = load_step_time_catalog()[("llama-3-8b", "a100-80gb", 1, "fp16")]
-    assert st.calibrated and st.flat_s == e.flat_s and st.residual_sd_log == e.residual_sd_log
+    assert (
+        st.calibrated
+        and st.step.flat_s == e.step.flat_s
+        and st.residual_sd_log == e.residual_sd_log
+    )
 
 
 def test_unknown_model_or_gpu_lists_what_is_catalogued() -> None:
@@ -278,9 +305,10 @@ def test_roofline_is_close_to_every_fitted_entry() -> None:
         r = roofline_coefficients(
             models()[model], gpus()[gpu], tp=tp, weight_dtype="fp16", kv_dtype="fp16", factors=f
         )
+        c = e.step
         for batch in (1, 64, 256):
-            fit = e.flat_s + e.per_token_s * max(0.0, batch - e.knee_tokens)
-            fit += e.decode_attn_s_per_token * batch * 1024
+            fit = c.flat_s + c.per_token_s * max(0.0, batch - c.knee_tokens)
+            fit += c.decode_attn_s_per_token * batch * 1024
             roof = r.flat_s + r.per_token_s * max(0.0, batch - r.knee_tokens)
             roof += r.decode_attn_s_per_token * batch * 1024
             assert abs(math.log(roof / fit)) < 0.15, (model, gpu, tp, batch)
@@ -312,8 +340,6 @@ def test_roofline_scales_with_the_hardware() -> None:
 
 
 def test_roofline_factors_are_validated() -> None:
-    from sim.hardware import parse_roofline_factors
-
     good = dataclasses.asdict(load_roofline_factors())
     assert parse_roofline_factors({"roofline": good}, "x.toml") == load_roofline_factors()
     with pytest.raises(ConfigError, match=r"x\.toml: roofline\.mem_efficiency: must be a finite"):

@@ -88,8 +88,29 @@ class GpuSpec:
 class ModelShape:
     """A decoder-only transformer's shape, from its Hugging Face config.json.
 
-    params: total parameters. intermediate: MLP width (one expert's width for MoE).
+    params: total parameters (`param_count()` of the shape; tests hold the two equal).
+    intermediate: MLP width (one routed expert's width for MoE).
     experts / experts_per_token: 0 / 0 for dense models.
+
+    Optional fields, absent (0 / False) for a plain Llama-style model:
+    tie_embeddings: the lm_head shares the input embedding (`tie_word_embeddings`).
+    shared_experts: MoE experts every token passes through (DeepSeek `n_shared_experts`, Llama-4's
+        shared expert), each `intermediate` wide.
+    dense_layers, dense_intermediate: layers of an MoE model whose MLP is one dense MLP of
+        `dense_intermediate` width instead of experts (DeepSeek `first_k_dense_replace` with
+        `intermediate_size`; Llama-4 Maverick's non-MoE layers with `intermediate_size_mlp`).
+    kv_lora_rank, qk_rope_head_dim, q_lora_rank, v_head_dim: multi-head latent attention (MLA,
+        DeepSeek-V2/V3). The KV cache holds one compressed latent of `kv_lora_rank` plus one shared
+        RoPE key of `qk_rope_head_dim` per token per layer; `head_dim` is then the query/key head
+        width (`qk_nope_head_dim + qk_rope_head_dim`) and `v_head_dim` the value head width.
+    sliding_window, sliding_window_layers: layers attending only to the last `sliding_window`
+        tokens (Gemma-3's local layers, gpt-oss's banded layers, Llama-4's chunked layers). Shape
+        only: KV capacity still counts every layer at full context, which is exact up to the
+        window and conservative beyond it (vLLM's hybrid KV allocator stores less).
+    extra_params: parameters vLLM loads outside the decoder the shape describes (a vision
+        encoder): counted in the weight bytes at 16 bits, never in the active parameters.
+    aliases: other names the model is known by (Hugging Face ids of instruct or quantised
+        checkpoints); `hf_id` is always one. See `canonical_model_name`.
     """
 
     name: str
@@ -107,52 +128,133 @@ class ModelShape:
     experts_per_token: int = 0
     qkv_bias: bool = False
     qk_norm: bool = False
+    tie_embeddings: bool = False
+    shared_experts: int = 0
+    dense_layers: int = 0
+    dense_intermediate: int = 0
+    kv_lora_rank: int = 0
+    qk_rope_head_dim: int = 0
+    q_lora_rank: int = 0
+    v_head_dim: int = 0
+    sliding_window: int = 0
+    sliding_window_layers: int = 0
+    extra_params: int = 0
+    aliases: tuple[str, ...] = ()
 
     @property
     def is_moe(self) -> bool:
         return self.experts > 0
 
+    @property
+    def is_mla(self) -> bool:
+        """Whether attention is multi-head latent attention (a compressed KV cache)."""
+        return self.kv_lora_rank > 0
+
+    @property
+    def moe_layers(self) -> int:
+        """Layers whose MLP is routed experts (0 for a dense model)."""
+        return self.layers - self.dense_layers if self.is_moe else 0
+
     def kv_bytes_per_token(self, dtype: str, tp: int) -> float:
-        """KV-cache bytes one token occupies on one GPU of a `tp`-way replica."""
+        """KV-cache bytes one token occupies on one GPU of a `tp`-way replica.
+
+        Standard attention caches a key and a value per KV head: 2 × kv_heads × head_dim per
+        layer, split over the `tp` GPUs. MLA caches one latent and one RoPE key per layer,
+        kv_lora_rank + qk_rope_head_dim, shared by all heads, so vLLM keeps the whole latent on
+        every GPU: it does not shrink with `tp`.
+        """
+        if self.is_mla:
+            return self.layers * (self.kv_lora_rank + self.qk_rope_head_dim) * DTYPE_BYTES[dtype]
         return 2.0 * self.layers * self.kv_heads * self.head_dim * DTYPE_BYTES[dtype] / tp
 
     @property
     def embedding_params(self) -> int:
-        """Input embedding plus the (untied) lm_head: kept in 16-bit by quantised checkpoints."""
-        return 2 * self.vocab * self.hidden
+        """Input embedding plus the lm_head (unless tied): kept in 16-bit by quantised
+        checkpoints."""
+        return (1 if self.tie_embeddings else 2) * self.vocab * self.hidden
 
-    def _layer_params(self, experts_used: int) -> int:
+    def _attention_params(self) -> int:
+        if self.is_mla:
+            nope = self.head_dim - self.qk_rope_head_dim
+            if self.q_lora_rank:
+                q = self.hidden * self.q_lora_rank + self.q_lora_rank  # down-proj + its norm
+                q += self.q_lora_rank * self.heads * self.head_dim
+            else:
+                q = self.hidden * self.heads * self.head_dim
+            kv = self.hidden * (self.kv_lora_rank + self.qk_rope_head_dim) + self.kv_lora_rank
+            kv += self.kv_lora_rank * self.heads * (nope + self.v_head_dim)
+            return q + kv + self.heads * self.v_head_dim * self.hidden
         q = self.heads * self.head_dim
         kv = self.kv_heads * self.head_dim
         attn = self.hidden * (q + 2 * kv) + q * self.hidden
         attn += (q + 2 * kv) if self.qkv_bias else 0
         attn += 2 * self.head_dim if self.qk_norm else 0
-        mlp = 3 * self.hidden * self.intermediate  # gated MLP: gate, up, down
-        if self.is_moe:
-            mlp = experts_used * mlp + self.hidden * self.experts  # + router
-        return attn + mlp + 2 * self.hidden  # + two RMSNorms
+        return attn
+
+    def expert_params(self) -> int:
+        """Parameters of one routed expert in one layer (a gated MLP: gate, up, down)."""
+        return 3 * self.hidden * self.intermediate
+
+    def _mlp_params(self, routed: int) -> int:
+        """Parameters of one MoE layer's MLP with `routed` routed experts counted."""
+        return (routed + self.shared_experts) * self.expert_params() + self.hidden * self.experts
+
+    def _decoder_params(self, routed: int) -> int:
+        """All layers, with `routed` routed experts counted in each MoE layer."""
+        per_layer = self._attention_params() + 2 * self.hidden  # + two RMSNorms
+        if not self.is_moe:
+            return self.layers * (per_layer + 3 * self.hidden * self.intermediate)
+        dense = self.dense_layers * 3 * self.hidden * self.dense_intermediate
+        return self.layers * per_layer + dense + self.moe_layers * self._mlp_params(routed)
 
     def param_count(self) -> int:
         """Total parameters implied by the shape (checked against `params` in the tests)."""
-        return self.embedding_params + self.layers * self._layer_params(self.experts) + self.hidden
+        return (
+            self.embedding_params
+            + self._decoder_params(self.experts)
+            + self.hidden
+            + self.extra_params
+        )
 
     def active_params(self) -> float:
         """Parameters one token's forward pass multiplies by (all of them for a dense model)."""
         if not self.is_moe:
-            return self.params
-        per_layer = self._layer_params(self.experts_per_token)
-        return float(self.embedding_params + self.layers * per_layer + self.hidden)
+            return self.params - self.extra_params
+        return float(
+            self.embedding_params + self._decoder_params(self.experts_per_token) + self.hidden
+        )
+
+    def expert_weight_params(self) -> int:
+        """Parameters of all routed experts of all layers (read only when a batch routes to
+        them)."""
+        return self.moe_layers * self.experts * self.expert_params()
 
     def weight_bytes(self, weight_dtype: str) -> float:
         """Bytes of the whole checkpoint's weights with linear layers stored as `weight_dtype`.
 
         Quantised checkpoints (fp8, int8, AWQ/GPTQ int4) keep the embedding and lm_head in 16
         bits, as vLLM loads them; norms and biases are negligible and counted at the same rate.
+        `extra_params` (a vision encoder) stay in 16 bits.
         """
         if DTYPE_BYTES[weight_dtype] == 2.0:
             return self.params * 2.0
-        quantised = self.params - self.embedding_params
-        return quantised * weight_bytes_per_param(weight_dtype) + self.embedding_params * 2.0
+        sixteen_bit = self.embedding_params + self.extra_params
+        quantised = self.params - sixteen_bit
+        return quantised * weight_bytes_per_param(weight_dtype) + sixteen_bit * 2.0
+
+
+def expected_experts_touched(experts: int, experts_per_token: int, tokens: float) -> float:
+    """Expected number of distinct experts (of `experts`) that `tokens` tokens route to, each
+    choosing `experts_per_token` of them uniformly: E · (1 − (1 − k/E)^T).
+
+    Uniform routing is the assumption (trained routers are load-balanced towards it); each
+    expert is missed by one token with probability 1 − k/E, independently across tokens.
+    """
+    if experts <= 0:
+        return 0.0
+    if tokens <= 0:
+        return 0.0
+    return float(experts * (1.0 - (1.0 - experts_per_token / experts) ** tokens))
 
 
 _GPU_STR = ("price_source", "spec_source", "interconnect")
@@ -179,8 +281,28 @@ _MODEL_INT = (
     "vocab",
     "max_position",
 )
-_MODEL_OPTIONAL_INT = ("experts", "experts_per_token")
-_MODEL_OPTIONAL_BOOL = ("qkv_bias", "qk_norm")
+_MODEL_OPTIONAL_INT = (
+    "experts",
+    "experts_per_token",
+    "shared_experts",
+    "dense_layers",
+    "dense_intermediate",
+    "kv_lora_rank",
+    "qk_rope_head_dim",
+    "q_lora_rank",
+    "v_head_dim",
+    "sliding_window",
+    "sliding_window_layers",
+    "extra_params",
+)
+_MODEL_OPTIONAL_BOOL = ("qkv_bias", "qk_norm", "tie_embeddings")
+_MODEL_TOGETHER = (
+    ("experts", "experts_per_token"),
+    ("dense_layers", "dense_intermediate"),
+    ("kv_lora_rank", "qk_rope_head_dim", "v_head_dim"),
+    ("sliding_window", "sliding_window_layers"),
+)
+_MODEL_NEEDS_EXPERTS = ("shared_experts", "dense_layers")
 
 
 def _positive_number(v: object) -> bool:
@@ -218,10 +340,15 @@ def parse_gpus(doc: dict[str, Any], file: str = "sim/data/gpus.toml") -> dict[st
 
 
 def parse_models(doc: dict[str, Any], file: str = "sim/data/models.toml") -> dict[str, ModelShape]:
-    """Validate a parsed model table (one TOML table per model) and build the shapes."""
+    """Validate a parsed model table (one TOML table per model) and build the shapes.
+
+    Every alias (and every `hf_id`) must name one model only; aliases are matched
+    case-insensitively by `canonical_model_name`.
+    """
     problems: list[Problem] = []
     known = {f for f in ModelShape.__dataclass_fields__ if f != "name"}
     out: dict[str, ModelShape] = {}
+    owner: dict[str, str] = {}
     for name, row in doc.items():
         n_before = len(problems)
         for k in sorted(set(row) - known):
@@ -237,11 +364,36 @@ def parse_models(doc: dict[str, Any], file: str = "sim/data/models.toml") -> dic
                 problems.append(Problem(file, f"{name}.{k}", "must be true or false", row[k]))
         if not isinstance(row.get("hf_id"), str):
             problems.append(Problem(file, f"{name}.hf_id", "must be a string", row.get("hf_id")))
-        if ("experts" in row) != ("experts_per_token" in row):
-            problems.append(Problem(file, name, "experts and experts_per_token go together"))
+        aliases = row.get("aliases", [])
+        if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
+            problems.append(Problem(file, f"{name}.aliases", "must be a list of strings", aliases))
+            aliases = []
+        for group in _MODEL_TOGETHER:
+            if len({k in row for k in group}) > 1:
+                problems.append(Problem(file, name, f"{', '.join(group)} go together"))
+        for k in _MODEL_NEEDS_EXPERTS:
+            if k in row and "experts" not in row:
+                problems.append(Problem(file, f"{name}.{k}", "needs experts", row[k]))
+        dense, layers = row.get("dense_layers"), row.get("layers")
+        if isinstance(dense, int) and isinstance(layers, int) and dense >= layers:
+            problems.append(Problem(file, f"{name}.dense_layers", "must be < layers", dense))
+        for alias in (row.get("hf_id"), *aliases):
+            if not isinstance(alias, str):
+                continue
+            key = alias.lower()
+            if owner.get(key, name) != name:
+                problems.append(
+                    Problem(file, f"{name}.aliases", f"also names {owner[key]!r}", alias)
+                )
+            owner[key] = name
         if len(problems) > n_before:
             continue
-        out[name] = ModelShape(name=name, **{**row, "params": float(row["params"])})
+        out[name] = ModelShape(
+            name=name, **{**row, "params": float(row["params"]), "aliases": tuple(aliases)}
+        )
+    for alias, name in owner.items():
+        if alias in out and alias != name:
+            problems.append(Problem(file, f"{name}.aliases", f"is the name of {alias!r}", alias))
     if problems:
         raise ConfigError(problems)
     return out
@@ -257,3 +409,23 @@ def gpus() -> dict[str, GpuSpec]:
 def models() -> dict[str, ModelShape]:
     """The model-shape table, by catalog name (e.g. ``"llama-3-8b"``). Read-only, cached."""
     return parse_models(read_toml("models.toml"))
+
+
+@cache
+def model_aliases() -> dict[str, str]:
+    """Every alias and Hugging Face id in the model table, lower-cased, to its catalog name."""
+    out: dict[str, str] = {}
+    for name, m in models().items():
+        for alias in (m.hf_id, *m.aliases):
+            out[alias.lower()] = name
+    return out
+
+
+def canonical_model_name(name: str) -> str | None:
+    """The catalog name for `name`: itself when it is one, else the model whose `hf_id` or
+    `aliases` match it (case-insensitive, e.g. "meta-llama/Llama-3.1-8B-Instruct" ->
+    "llama-3.1-8b"); None when nothing matches. Callers that take user input (the experiment
+    reader, `sim bench --model`) map names through this before looking up `models()`."""
+    if name in models():
+        return name
+    return model_aliases().get(name.lower())

@@ -19,8 +19,25 @@ The efficiencies, the per-layer floor, the all-reduce latency and the interconne
 are MEASURED by `scripts/fit_vidur_step_time.py` against the fitted A100/H100 entries and Vidur's
 all-reduce profiles, and stored in the `[roofline]` table of `sim/data/step_time.toml` with the
 leave-one-out error of the whole method; `residual_sd_log` there is the spread every roofline
-entry carries. MoE models read all experts' weights (true once a step routes to most experts:
-with 128 experts and 8 per token, 32 tokens touch 87 % of them) and multiply by the active ones.
+entry carries.
+
+Precision: weights are read at their stored width (`ModelShape.weight_bytes`: fp8 and int8 half
+of fp16, AWQ/GPTQ int4 a quarter plus group scales, embeddings kept in 16 bits); GEMMs run at the
+GPU's FP8 peak only for fp8 weights on a GPU with FP8 tensor cores (W8A8 on Ada, Hopper,
+Blackwell, CDNA3), and at the fp16 peak otherwise (FP8 on Ampere and int4 are weight-only
+kernels that dequantise to fp16). An fp8 KV cache halves the bytes a decode reads per token of
+context; attention itself is computed at the fp16 peak.
+
+MoE: a step of T tokens multiplies every token by the `experts_per_token` experts it routes to,
+so compute follows the active parameters, but the weights it READS are the shared ones plus the
+experts the batch touches, E·(1 − (1 − k/E)^T) per MoE layer in expectation under uniform routing
+(`expected_experts_touched`). The read time therefore rises from k experts at T = 1 to all E
+within a few dozen tokens for fine-grained MoEs. That curve is concave, and the step-time model
+is a two-piece line, so the roofline's flat/knee/per-token for an MoE model are a least-squares
+fit (relative error, every token octave weighted equally from 16 to 8192 tokens, where loaded
+steps live) of the two-piece line to the touched-experts roofline; `moe_linear_fit_error`
+reports how far the line departs, on 16-8192 tokens and on 1-15 (where it over-states the step).
+Dense models keep the closed form above.
 """
 
 from __future__ import annotations
@@ -29,13 +46,22 @@ import functools
 import math
 from dataclasses import dataclass, fields
 
+import numpy as np
+
 from sim.data import GpuSpec, ModelShape, read_toml
+from sim.data.hardware import DTYPE_BYTES, expected_experts_touched, weight_bytes_per_param
 from sim.engine.steptime import StepTimeModel
 from sim.errors import ConfigError, Problem
 
 CATALOG_FILE = "step_time.toml"
 ALLREDUCE_ELEMENT_BYTES = 2.0
 """All-reduced activations are fp16/bf16."""
+MOE_FIT_TOKENS = np.unique(np.round(np.geomspace(16.0, 8192.0, 37)))
+"""Token counts (16 to 8192, four per octave) the MoE two-piece line is fitted on: the steps a
+loaded replica runs (decode batches of 16 or more sequences, prefill chunks). Below 16 tokens the
+line over-states an MoE step (conservative), by up to the factor `moe_linear_fit_error` reports."""
+MOE_CHECK_TOKENS = np.unique(np.round(np.geomspace(1.0, 8192.0, 53)))
+"""Token counts (1 to 8192) the fitted line is checked against the touched-experts curve on."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +124,48 @@ def roofline_step_time(
     if bw <= 0 or flops <= 0:
         raise ValueError(f"{gpu.name}: needs memory bandwidth and FLOPs for a roofline")
     weight_read_s = model.weight_bytes(weight_dtype) / tp / (bw * f.mem_efficiency)
+    fixed_s, per_token_s = _fixed_and_per_token_s(model, gpu, tp, flops, f)
+    if model.is_moe:
+        curve = moe_linear_roofline_s(
+            model,
+            weight_dtype,
+            tp=tp,
+            bytes_per_s=bw * f.mem_efficiency,
+            fixed_s=fixed_s,
+            per_token_s=per_token_s,
+            knee_fraction=f.knee_fraction,
+        )
+        flat_s, knee_tokens, per_token_s = fit_two_piece_line(MOE_FIT_TOKENS, curve)
+    else:
+        flat_s = fixed_s + weight_read_s
+        knee_tokens = f.knee_fraction * weight_read_s / per_token_s
+    decode = model.kv_bytes_per_token(kv_dtype, tp) / (bw * f.attn_mem_efficiency)
+    q_width = model.heads * model.head_dim / tp
+    prefill = 4.0 * model.layers * q_width / (fp16_flops * f.attn_flop_efficiency)
+    step = StepTimeModel(
+        overhead_s=f.overhead_s,
+        flat_s=flat_s,
+        knee_tokens=knee_tokens,
+        per_token_s=per_token_s,
+        decode_attn_s_per_token=decode,
+        prefill_attn_s_per_pair=prefill,
+    )
+    moe = ""
+    if model.is_moe:
+        moe = " (MoE: weights of the experts a batch touches, fitted as a two-piece line)"
+    return step, (
+        f"UNCALIBRATED roofline from specs ({gpu.spec_source}; {model.hf_id} config.json),"
+        f" weights {weight_dtype}, KV {kv_dtype}, TP{tp}{moe}; efficiencies measured against the"
+        f" fitted catalogue, leave-one-out step-time MAPE {f.leave_one_out_mape:.0%}"
+        f" (sim/data/step_time.toml [roofline])"
+    )
+
+
+def _fixed_and_per_token_s(
+    model: ModelShape, gpu: GpuSpec, tp: int, flops: float, f: RooflineFactors
+) -> tuple[float, float]:
+    """(per-step fixed s, s per token) of the linear part: layer floors and all-reduce latency;
+    GEMM compute on the active parameters and all-reduce bytes."""
     fixed_s = model.layers * f.layer_floor_s
     compute_s_per_token = 2.0 * model.active_params() / tp / (flops * f.flop_efficiency)
     comm_s_per_token = 0.0
@@ -105,24 +173,90 @@ def roofline_step_time(
         algbw = allreduce_bandwidth_bytes_per_s(gpu, tp, f.link_efficiency)
         fixed_s += 2 * model.layers * f.allreduce_latency_s
         comm_s_per_token = 2 * model.layers * model.hidden * ALLREDUCE_ELEMENT_BYTES / algbw
-    per_token_s = compute_s_per_token + comm_s_per_token
-    decode = model.kv_bytes_per_token(kv_dtype, tp) / (bw * f.attn_mem_efficiency)
-    q_width = model.heads * model.head_dim / tp
-    prefill = 4.0 * model.layers * q_width / (fp16_flops * f.attn_flop_efficiency)
-    step = StepTimeModel(
-        overhead_s=f.overhead_s,
-        flat_s=fixed_s + weight_read_s,
-        knee_tokens=f.knee_fraction * weight_read_s / per_token_s,
+    return fixed_s, compute_s_per_token + comm_s_per_token
+
+
+def moe_linear_roofline_s(
+    model: ModelShape,
+    weight_dtype: str,
+    *,
+    tp: int,
+    bytes_per_s: float,
+    fixed_s: float,
+    per_token_s: float,
+    knee_fraction: float,
+    tokens: np.ndarray = MOE_FIT_TOKENS,
+) -> np.ndarray:
+    """The linear part (s) of an MoE step of each of `tokens` tokens, from the experts it touches.
+
+    read(T) = (shared weights + routed-expert weights × touched(T) / E) ÷ tp ÷ bytes_per_s, and
+    the step is `fixed_s + read(T) + per_token_s × max(0, T − knee_fraction × read(T) ÷
+    per_token_s)`: the dense roofline's shape with the weight read that T tokens cause.
+    """
+    per_param = 2.0 if DTYPE_BYTES[weight_dtype] == 2.0 else weight_bytes_per_param(weight_dtype)
+    routed_bytes = model.expert_weight_params() * per_param
+    shared_bytes = model.weight_bytes(weight_dtype) - routed_bytes
+    touched = np.array(
+        [expected_experts_touched(model.experts, model.experts_per_token, t) for t in tokens]
+    )
+    read_s = (shared_bytes + routed_bytes * touched / model.experts) / tp / bytes_per_s
+    knee = knee_fraction * read_s / per_token_s
+    return np.asarray(fixed_s + read_s + per_token_s * np.maximum(0.0, tokens - knee))
+
+
+def fit_two_piece_line(tokens: np.ndarray, step_s: np.ndarray) -> tuple[float, float, float]:
+    """(flat_s, knee_tokens, per_token_s) of `flat + slope·max(0, T − knee)` fitted to `step_s`
+    by least squares on relative error, the knee searched over the token grid; both coefficients
+    are kept ≥ 0 (a negative one is refitted at zero)."""
+    best: tuple[float, float, float, float] | None = None
+    w = 1.0 / step_s
+    for knee in tokens:
+        x = np.maximum(0.0, tokens - knee)
+        a_mat = np.column_stack([w, x * w])
+        coef, *_ = np.linalg.lstsq(a_mat, np.ones_like(w), rcond=None)
+        flat, slope = float(coef[0]), float(coef[1])
+        if flat < 0 or slope < 0:
+            slope = max(slope, 0.0)
+            flat = float(np.sum(w * (1.0 - slope * x * w)) / np.sum(w * w))
+            flat = max(flat, 0.0)
+        sse = float(np.sum(((flat + slope * x) * w - 1.0) ** 2))
+        if best is None or sse < best[0]:
+            best = (sse, flat, float(knee), slope)
+    if best is None:
+        raise ValueError("need at least one token count")
+    return best[1], best[2], best[3]
+
+
+def moe_linear_fit_error(
+    model: ModelShape, gpu: GpuSpec, *, tp: int, weight_dtype: str, factors: RooflineFactors
+) -> tuple[float, float, float]:
+    """(mean, max) |relative error| of the fitted two-piece line against the touched-experts
+    roofline of `model` on `gpu` over `MOE_FIT_TOKENS`, and the largest over-statement below
+    them (1-15 tokens): the price of the step-time model's shape for an MoE model. Zeros for a
+    dense model."""
+    if not model.is_moe:
+        return 0.0, 0.0, 0.0
+    step, _ = roofline_step_time(
+        model, gpu, tp=tp, weight_dtype=weight_dtype, kv_dtype="fp16", factors=factors
+    )
+    f = factors
+    flops = gpu.tflops(weight_dtype) * 1e12
+    fixed_s, per_token_s = _fixed_and_per_token_s(model, gpu, tp, flops, f)
+    curve = moe_linear_roofline_s(
+        model,
+        weight_dtype,
+        tp=tp,
+        bytes_per_s=gpu.memory_bandwidth_gb_per_s * 1e9 * f.mem_efficiency,
+        fixed_s=fixed_s,
         per_token_s=per_token_s,
-        decode_attn_s_per_token=decode,
-        prefill_attn_s_per_pair=prefill,
+        knee_fraction=f.knee_fraction,
+        tokens=MOE_CHECK_TOKENS,
     )
-    return step, (
-        f"UNCALIBRATED roofline from specs ({gpu.spec_source}; {model.hf_id} config.json),"
-        f" weights {weight_dtype}, KV {kv_dtype}, TP{tp}; efficiencies measured against the"
-        f" fitted catalogue, leave-one-out step-time MAPE {f.leave_one_out_mape:.0%}"
-        f" (sim/data/step_time.toml [roofline])"
-    )
+    t = MOE_CHECK_TOKENS
+    line = step.flat_s + step.per_token_s * np.maximum(0.0, t - step.knee_tokens)
+    err = line / curve - 1.0
+    fit = t >= MOE_FIT_TOKENS[0]
+    return float(np.abs(err[fit]).mean()), float(np.abs(err[fit]).max()), float(err[~fit].max())
 
 
 _FLOAT_FIELDS = tuple(f.name for f in fields(RooflineFactors) if f.name != "source")
