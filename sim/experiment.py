@@ -13,7 +13,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sim.config import ExperimentSpec, WorkloadSpec, load_experiment_spec
+from sim.config import ExperimentSpec, ReplaySpec, WorkloadSpec, load_experiment_spec
 from sim.engine import ModelDoesNotFit, ResolvedEngine, resolve_engine
 from sim.errors import ConfigError, Problem, TraceError
 from sim.horizon import horizon_mode
@@ -184,6 +184,7 @@ def load_workload(spec: WorkloadSpec, file: str, horizon_s: float) -> LoadedWork
     else:
         lengths, more = load_lengths(spec.lengths_file, spec.lengths_format, spec.lengths_smoothing)
         notes += more
+    _check_loops(where, r, source, horizon_s)
     loaded = LoadedWorkload(WeeklyProfile.flat(), NoBurst(), lengths, source, notes)
     traffic = make_traffic(spec, loaded)
     assert isinstance(traffic, ReplayTraffic)
@@ -198,13 +199,51 @@ def load_workload(spec: WorkloadSpec, file: str, horizon_s: float) -> LoadedWork
     return LoadedWorkload(profile, NoBurst(), lengths, source, notes)
 
 
+# A replay's expected arrivals walk every loop of the trace over the horizon (one step per
+# loop): a one-request trace loops each second, 15.7 million times in six months. Beyond this
+# many loops the trace is too short for the horizon (a located error, not a long wait).
+MAX_REPLAY_LOOPS = 1_000_000
+
+
+def _check_loops(
+    where: str, r: ReplaySpec, source: RequestReplay | RateReplay, horizon_s: float
+) -> None:
+    if not r.loop:
+        return
+    trace_period_s = (
+        source.period_s
+        if isinstance(source, RequestReplay)
+        else source.window_s * source.rates_per_s.size
+    )
+    loops = horizon_s / (trace_period_s * r.time_scale)
+    if loops > MAX_REPLAY_LOOPS:
+        key = "workload.period_s" if r.period_s is not None else "workload.trace"
+        value: object = r.period_s if r.period_s is not None else r.trace_file
+        _fail(
+            where,
+            key,
+            f"the trace loops every {trace_period_s * r.time_scale:.3g} s: {loops:,.0f} loops "
+            f"over the horizon (at most {MAX_REPLAY_LOOPS:,}); give a longer trace, a longer "
+            "workload.period_s, or a larger workload.time_scale",
+            value,
+        )
+
+
 def _profile(spec: WorkloadSpec, where: str) -> WeeklyProfile:
     if spec.weekly_profile_file is not None:
-        return read_weekly_profile(spec.weekly_profile_file)
+        try:
+            return read_weekly_profile(spec.weekly_profile_file)
+        except (OverflowError, ValueError):  # multipliers whose sum overflows a float
+            _fail(
+                where,
+                "workload.weekly_profile",
+                "multipliers too large (their sum overflows); write relative values",
+                spec.weekly_profile_file,
+            )
     if spec.weekly_profile_values is not None:
         try:
             return WeeklyProfile.from_values(spec.weekly_profile_values)
-        except ValueError as err:
+        except (OverflowError, ValueError) as err:
             _fail(where, "workload.weekly_profile", str(err), None, has_value=False)
     _fail(where, "workload.weekly_profile", "missing", None, has_value=False)
     raise AssertionError("unreachable")

@@ -14,24 +14,53 @@ from typing import Any, TypeVar
 
 import click
 
-from sim.errors import SimError
+from sim.errors import SimError, short_path
+
+MAX_LINE = 400  # characters of one error line
+MAX_LINES = 20  # error lines of one failure (then a count of the rest)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def user_errors(func: F) -> F:
-    """Turn SimError into one line on stderr and exit code 2."""
+    """Turn SimError (and a filesystem error: disk full, permission denied) into lines on
+    stderr — one per problem, each at most MAX_LINE characters, at most MAX_LINES — and exit
+    code 2."""
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
         except SimError as err:
-            for line in str(err).splitlines():
-                click.echo(f"error: {line}", err=True)
+            echo_errors(str(err).splitlines())
+            sys.exit(2)
+        except OSError as err:  # the filesystem, not the input: still one line, no traceback
+            where = f"{short_path(err.filename)}: " if err.filename is not None else ""
+            echo_errors([f"{where}{err.strerror or err}"])
             sys.exit(2)
 
     return wrapper  # type: ignore[return-value]
+
+
+def echo_errors(lines: list[str]) -> None:
+    """`error: <line>` on stderr for each line, capped in length and number."""
+    for line in lines[:MAX_LINES]:
+        if len(line) > MAX_LINE:
+            line = line[: MAX_LINE - 1] + "…"
+        click.echo(f"error: {line}", err=True)
+    if len(lines) > MAX_LINES:
+        click.echo(f"error: … and {len(lines) - MAX_LINES:,} more problems", err=True)
+
+
+class SafePath(click.Path):
+    """`click.Path` that refuses, as a usage error (exit 2, one line), what `os.stat` would raise
+    on instead of answering: a NUL byte in the path."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        text = value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+        if "\0" in text:
+            self.fail("path contains a NUL byte", param, ctx)
+        return super().convert(value, param, ctx)
 
 
 @click.group()

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from sim.cli.common import user_errors
+from sim.cli.common import SafePath, user_errors
 from sim.experiment import load_experiment
 from sim.replication import ReplicationOutput
 from sim.report import write_results
@@ -40,7 +40,7 @@ HYBRID_METRICS = (
 
 
 @click.command()
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("file", type=SafePath(dir_okay=False, path_type=Path))
 @user_errors
 def check(file: Path) -> None:
     """Validate FILE (and the files it names) without running it."""
@@ -55,7 +55,7 @@ def check(file: Path) -> None:
 
 
 @click.command()
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("file", type=SafePath(dir_okay=False, path_type=Path))
 @click.option("--replications", "-n", type=click.IntRange(min=1), help="Override the count.")
 @click.option(
     "--jobs",
@@ -67,7 +67,7 @@ def check(file: Path) -> None:
 )
 @click.option(
     "--out",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=SafePath(file_okay=False, path_type=Path),
     help="Output folder [default: reports/<experiment name>].",
 )
 @click.option("--resume", is_flag=True, help="Complete an interrupted run from its parts folder.")
@@ -189,19 +189,24 @@ def print_summary(console: Console, results: Results) -> None:
             row = [name]
             for month in months:
                 q = cell[(metric, month)]
-                lo, mid, hi = (fmt.format(q[k]) for k in ("p5", "p50", "p95"))
+                lo, mid, hi = (_fmt(fmt, q[k]) for k in ("p5", "p50", "p95"))
                 row.append(f"{mid}\n[dim]{lo}–{hi}[/dim]")
             table.add_row(*row)
         se = [cell[("ttft_p95_se_s", m)]["p50"] for m in months]
-        if not all(x != x for x in se):  # sampled horizon: the estimator's own error
-            table.add_row("p95 TTFT s.e. (s)", *(f"±{x:.2g}" for x in se))
+        if not all(x is None or x != x for x in se):  # sampled horizon: the estimator's error
+            table.add_row("p95 TTFT s.e. (s)", *(_fmt("±{:.2g}", x) for x in se))
         table.add_row(
             f"P(p95 TTFT > {spec.slo.ttft_s:g} s)",
-            *(f"{cell[('p_ttft_p95_above_slo', m)]['mean']:.0%}" for m in months),
+            *(_fmt("{:.0%}", cell[("p_ttft_p95_above_slo", m)]["mean"]) for m in months),
         )
         console.print(table)
     if len(plans) > 1 and not results.paired.is_empty():
         _print_paired(console, results, months)
+
+
+def _fmt(fmt: str, value: object) -> str:
+    """A summary cell; "–" where there is no value (a month without a single request)."""
+    return "–" if value is None else fmt.format(value)
 
 
 PAIRED_ROWS = (
@@ -233,7 +238,7 @@ def _print_paired(console: Console, results: Results, months: list[int]) -> None
                     row.append("")
                     continue
                 row.append(
-                    f"{fmt.format(q['mean'])}\n[dim]{fmt.format(q['p5'])}–{fmt.format(q['p95'])}[/dim]"
+                    f"{_fmt(fmt, q['mean'])}\n[dim]{_fmt(fmt, q['p5'])}–{_fmt(fmt, q['p95'])}[/dim]"
                 )
             table.add_row(*row)
     console.print(table)

@@ -22,7 +22,15 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from sim.config.reader import Context, Table, non_negative, positive
+from sim.config.reader import (
+    MAX_NAME,
+    MISSING,
+    Context,
+    Table,
+    non_negative,
+    read_user_text,
+    within,
+)
 from sim.config.sections import (
     api_section,
     cost_section,
@@ -53,7 +61,7 @@ from sim.config.spec import (
     SpotSpec,
     WorkloadSpec,
 )
-from sim.config.workload import parse_workload_file, workload_section
+from sim.config.workload import MAX_MONTHLY_GROWTH, parse_workload_file, workload_section
 from sim.errors import ConfigError, Problem
 
 __all__ = [
@@ -110,13 +118,16 @@ def _parse(text: str, ctx: Context) -> ExperimentSpec:
         ctx.add(
             "name", "must be letters, digits, '.', '_' or '-' (it names the report folder)", name
         )
+    elif isinstance(name, str) and len(name) > MAX_NAME:
+        ctx.add("name", f"must be at most {MAX_NAME} characters (it names the report folder)", name)
     seed = top.integer("seed", check=non_negative, rule=">= 0")
     months = top.integer("months", 6, check=lambda x: 1 <= x <= 36, rule="between 1 and 36")
     mc = top.table("monte_carlo")
-    replications = mc.integer("replications", 20, check=lambda x: x >= 1, rule=">= 1")
+    replications = mc.integer("replications", 20, *within(1, 1_000_000))
     calibration_uncertainty = mc.boolean("calibration_uncertainty", True)
     mc.close()
     workload = workload_section(ctx, top.table("workload"), Path(file).resolve().parent)
+    _check_total_growth(ctx, workload, months)
     engine = engine_section(ctx, top.table("engine"))
     plans = plans_section(ctx, top, months)
     if plans:
@@ -136,21 +147,28 @@ def _parse(text: str, ctx: Context) -> ExperimentSpec:
     cost = cost_section(ctx, top.table("cost"), all_plans)
     slo_t = top.table("slo")
     slo = SloSpec(
-        ttft_s=slo_t.number("ttft_s", check=positive, rule="> 0", expected="a number of seconds"),
-        tpot_s=slo_t.number("tpot_s", check=positive, rule="> 0", expected="a number of seconds"),
+        ttft_s=slo_t.number(
+            "ttft_s", MISSING, *within(0, 3600, "s", open_low=True), expected="a number of seconds"
+        ),
+        tpot_s=slo_t.number(
+            "tpot_s",
+            MISSING,
+            *within(0, 60, "s per token", open_low=True),
+            expected="a number of seconds",
+        ),
     )
     slo_t.close()
     h = top.table("horizon")
     horizon = HorizonSpec(
         mode=h.string("mode", "auto", choices=("auto", "full", "sampled")),
-        auto_max_requests=h.integer("auto_max_requests", 300_000, check=positive, rule="> 0"),
+        auto_max_requests=h.integer("auto_max_requests", 300_000, *within(1, 1e9)),
         window_s=h.number(
             "window_s",
             1800.0,
             check=lambda x: x > 0 and 3600 % x == 0,
             rule="a divisor of 3600 (seconds)",
         ),
-        warmup_s=h.number("warmup_s", 600.0, check=non_negative, rule=">= 0"),
+        warmup_s=h.number("warmup_s", 600.0, *within(0, 86_400, "s")),
         peak_hours=h.integer("peak_hours", 8, check=lambda x: 0 <= x <= 168, rule="in 0..168"),
         strata=h.integer("strata", 4, check=lambda x: 1 <= x <= 156, rule="in 1..156"),
         windows_per_stratum=h.integer(
@@ -180,6 +198,26 @@ def _parse(text: str, ctx: Context) -> ExperimentSpec:
     )
 
 
+MAX_TOTAL_GROWTH = 1e6  # month-1 to last-month volume: beyond, the plan is not a plan
+
+
+def _check_total_growth(ctx: Context, workload: WorkloadSpec, months: int) -> None:
+    g = workload.growth.mean_monthly
+    if not (
+        isinstance(g, float | int) and -1 < g <= MAX_MONTHLY_GROWTH and isinstance(months, int)
+    ):
+        return
+    factor = (1.0 + g) ** max(months - 1, 0)
+    if factor > MAX_TOTAL_GROWTH:
+        path = "workload.growth.mean_monthly"
+        ctx.add(
+            path,
+            f"grows traffic {factor:.3g}x over {months} months (more than "
+            f"{MAX_TOTAL_GROWTH:g}x): lower it or the number of months",
+            g,
+        )
+
+
 def _raw_plan_keys(data: dict[str, Any], i: int) -> tuple[str, ...]:
     """Keys written in the raw TOML of `[[plans]]` entry i (to tell a default from a choice)."""
     plans = data.get("plans")
@@ -189,12 +227,6 @@ def _raw_plan_keys(data: dict[str, Any], i: int) -> tuple[str, ...]:
 
 
 def load_experiment_spec(path: str | Path) -> ExperimentSpec:
-    """Read and validate an experiment file."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as err:
-        raise ConfigError(
-            [Problem(str(path), "", f"cannot read file: {err.strerror}", has_value=False)]
-        ) from None
-    return parse_experiment(text, str(path))
+    """Read and validate an experiment file (a located `ConfigError` when it cannot be read:
+    the path policy of `sim.errors.path_refusal`, at most `MAX_FILE_BYTES`, UTF-8)."""
+    return parse_experiment(read_user_text(path), str(path))

@@ -15,9 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sim.errors import Problem
+from sim.errors import ConfigError, Problem, path_refusal, short_path
 
 T = TypeVar("T")
+Rule = str | Callable[[Any], str]  # "must be <rule>": fixed, or from the offending value
 MISSING: Any = object()
 _INDEX = re.compile(r"\[\d+\]")
 
@@ -68,7 +69,8 @@ class Table:
         convert: Callable[[Any], T | None],
         expected: str,
         check: Callable[[T], bool] | None,
-        rule: str,
+        rule: Rule,
+        suggest: Callable[[T], str] | None = None,
     ) -> T:
         value = self.raw(key)
         where = join(self.path, key)
@@ -81,7 +83,9 @@ class Table:
             self.ctx.add(where, f"must be {expected}", value)
             return default if default is not MISSING else None  # type: ignore[return-value]
         if check is not None and not check(converted):
-            self.ctx.add(where, f"must be {rule}", value)
+            extra = suggest(converted) if suggest is not None else ""
+            text = rule(converted) if callable(rule) else rule
+            self.ctx.add(where, f"must be {text}{extra}", value)
         return converted
 
     def number(
@@ -89,17 +93,18 @@ class Table:
         key: str,
         default: Any = MISSING,
         check: Callable[[float], bool] | None = None,
-        rule: str = "",
+        rule: Rule = "",
         expected: str = "a number",
+        suggest: Callable[[float], str] | None = None,
     ) -> float:
-        return self._get(key, default, as_float, expected, check, rule)
+        return self._get(key, default, as_float, expected, check, rule, suggest)
 
     def integer(
         self,
         key: str,
         default: Any = MISSING,
         check: Callable[[int], bool] | None = None,
-        rule: str = "",
+        rule: Rule = "",
     ) -> int:
         return self._get(key, default, as_int, "an integer", check, rule)
 
@@ -153,6 +158,32 @@ def as_str(v: Any) -> str | None:
     return v if isinstance(v, str) else None
 
 
+def within(
+    lo: float, hi: float, unit: str = "", *, open_low: bool = False
+) -> tuple[Callable[[float], bool], Callable[[float], str]]:
+    """(check, rule) of a plausible range `lo <= x <= hi` (`lo < x` with `open_low`); the rule
+    names the side that was crossed (`> 0`, or `<= 10000 (replicas)`). Pass as
+    `t.number(key, default, *within(0, 1e4, "replicas"))`."""
+    suffix = f" ({unit})" if unit else ""
+
+    def rule(x: float) -> str:
+        if x > hi:
+            return f"<= {hi:g}{suffix}"
+        return f"> {lo:g}" if open_low else f">= {lo:g}"
+
+    if open_low:
+        return (lambda x: lo < x <= hi), rule
+    return (lambda x: lo <= x <= hi), rule
+
+
+def percent_hint(value: object) -> str:
+    """ " (did you mean 0.20 (20 %)?)" when `value` looks like a percentage written where a
+    fraction is meant (a number in (1, 100])."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and 1 < value <= 100:
+        return f" (did you mean {value / 100:.2f} ({value:g} %)?)"
+    return ""
+
+
 def positive(x: float) -> bool:
     return x > 0
 
@@ -164,12 +195,53 @@ def non_negative(x: float) -> bool:
 def existing_file(
     ctx: Context, where: str, value: str, base_dir: Path, *, folder_ok: bool = False
 ) -> str | None:
-    path = (base_dir / value).resolve()
-    if not (path.is_file() or (folder_ok and path.is_dir())):
-        ctx.add(where, f"file not found ({path})", value)
+    """The absolute path of the data file `value` names (relative to `base_dir`, the experiment
+    file's folder), or None with a located problem: not found, or refused by the path policy
+    (`sim.errors.path_refusal`: NUL bytes, /proc, /sys, /dev, devices, FIFOs)."""
+    refusal = path_refusal(value) or path_refusal(base_dir / value, folder_ok=folder_ok)
+    if refusal is not None:
+        ctx.add(where, refusal, value)
+        return None
+    try:
+        path = (base_dir / value).resolve()
+        found = path.is_file() or (folder_ok and path.is_dir())
+    except (OSError, RuntimeError):  # a symlink loop, a permission error on a parent
+        found = False
+        path = base_dir / value
+    if not found:
+        ctx.add(where, f"file not found ({short_path(path)})", value)
         return None
     return str(path)
 
 
 def all_numbers(*values: object) -> bool:
     return all(isinstance(v, float | int) and not isinstance(v, bool) for v in values)
+
+
+MAX_NAME = 100  # experiment, plan and pool names: a report folder name must fit any filesystem
+MAX_FILE_BYTES = 64 * 2**20  # an experiment or workload file (20,000 pools are ~1 MiB)
+
+
+def read_user_text(path: str | Path) -> str:
+    """The UTF-8 text of a user's TOML file, or a `ConfigError` located at the file that quotes
+    none of its contents."""
+    file = str(path)
+
+    def fail(message: str) -> ConfigError:
+        return ConfigError([Problem(file, "", message, has_value=False)])
+
+    refusal = path_refusal(path)
+    if refusal is not None:
+        raise fail(refusal)
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)
+    except OSError as err:
+        raise fail(f"cannot read file: {err.strerror or err}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise fail(f"larger than {MAX_FILE_BYTES // 2**20} MiB: not an experiment file")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise fail(f"not UTF-8 text (byte {data[err.start]:#04x} on line {line})") from None

@@ -7,14 +7,16 @@ import re
 from collections.abc import Callable
 
 from sim.config.reader import (
+    MAX_NAME,
     MISSING,
     Context,
+    Rule,
     Table,
     all_numbers,
     hint,
     join,
-    non_negative,
-    positive,
+    percent_hint,
+    within,
 )
 from sim.config.spec import (
     ON_LIMIT,
@@ -56,16 +58,20 @@ def engine_section(ctx: Context, t: Table) -> EngineSpec:
         model=model,
         dtype=dtype,
         tp=t.integer("tp", 1, check=lambda x: x in (1, 2, 4, 8), rule="1, 2, 4 or 8"),
-        max_num_seqs=t.integer("max_num_seqs", check=lambda x: x >= 1, rule=">= 1"),
+        max_num_seqs=t.integer("max_num_seqs", MISSING, *within(1, 100_000)),
         max_num_batched_tokens=t.integer(
-            "max_num_batched_tokens", check=lambda x: x >= 1, rule=">= 1"
+            "max_num_batched_tokens", MISSING, *within(1, 100_000_000)
         ),
-        max_model_len=t.integer("max_model_len", check=lambda x: x >= 2, rule=">= 2"),
+        max_model_len=t.integer("max_model_len", MISSING, *within(2, 100_000_000)),
         gpu_memory_utilization=t.number(
-            "gpu_memory_utilization", 0.9, check=lambda x: 0 < x <= 1, rule="in (0, 1]"
+            "gpu_memory_utilization",
+            0.9,
+            check=lambda x: 0 < x <= 1,
+            rule="in (0, 1]",
+            suggest=percent_hint,
         ),
-        block_size=t.integer("block_size", 16, check=lambda x: x >= 1, rule=">= 1"),
-        kv_blocks=t.integer("kv_blocks", None, check=lambda x: x >= 1, rule=">= 1"),
+        block_size=t.integer("block_size", 16, *within(1, 4096)),
+        kv_blocks=t.integer("kv_blocks", None, *within(1, 1e9)),
         weight_dtype=weight_dtype if weight_dtype != dtype else None,
     )
     if (
@@ -136,21 +142,29 @@ def _month(ctx: Context, mt: Table, path: str) -> MonthPlan:
             has_value=pools_raw is not MISSING,
         )
         return MonthPlan(())
+    seen: set[str] = set()  # one pass: 20,000 pools parse in well under a second
     for j, pool in enumerate(pools_raw):
         pt = Table(ctx, pool, f"{path}.pools[{j}]")
-        pools.append(
-            PoolSpec(
-                name=pt.string("name", f"pool{j}"),
-                gpu=pt.string("gpu", choices=known_gpus),
-                count=pt.integer("count", check=non_negative, rule=">= 0"),
-                market=pt.string("market", "on_demand", choices=MARKETS),
-            )
+        spec = PoolSpec(
+            name=pt.string("name", f"pool{j}"),
+            gpu=pt.string("gpu", choices=known_gpus),
+            count=pt.integer("count", MISSING, *within(0, MAX_POOL_COUNT, "replicas")),
+            market=pt.string("market", "on_demand", choices=MARKETS),
         )
+        pools.append(spec)
         pt.close()
-    names = [p.name for p in pools]
-    for j, name in enumerate(names):
-        if name in names[:j]:
+        name = spec.name
+        if not isinstance(name, str):
+            continue
+        if not _NAME.fullmatch(name) or len(name) > MAX_NAME:
+            ctx.add(
+                f"{path}.pools[{j}].name",
+                f"must be 1 to {MAX_NAME} letters, digits, '.', '_', '+' or '-'",
+                name,
+            )
+        elif name in seen:
             ctx.add(f"{path}.pools[{j}].name", "is used by another pool of this month", name)
+        seen.add(name)
     counts = [p.count for p in pools]
     valid = all(isinstance(c, int) and c >= 0 for c in counts)
     total = sum(counts) if valid else 0
@@ -158,6 +172,10 @@ def _month(ctx: Context, mt: Table, path: str) -> MonthPlan:
     if valid and total < 1:
         ctx.add(f"{path}.pools", "must hold at least one replica", total)
     return MonthPlan(tuple(pools))
+
+
+MAX_POOL_COUNT = 10_000  # replicas in one pool
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 
 
 def plans_section(ctx: Context, top: Table, months: int) -> tuple[PlanSpec, ...]:
@@ -169,13 +187,18 @@ def plans_section(ctx: Context, top: Table, months: int) -> tuple[PlanSpec, ...]
         ctx.add("plans", "must be a list of [[plans]] tables", raw)
         return ()
     out: list[PlanSpec] = []
+    names: set[str] = set()
     for i, item in enumerate(raw):
         pt = Table(ctx, item, f"plans[{i}]")
         name = pt.string("name")
-        if isinstance(name, str) and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]*", name):
+        if isinstance(name, str) and not _NAME.fullmatch(name):
             ctx.add(f"{pt.path}.name", "must be letters, digits, '.', '_', '+' or '-'", name)
-        if name in [p.name for p in out]:
+        elif isinstance(name, str) and len(name) > MAX_NAME:
+            ctx.add(f"{pt.path}.name", f"must be at most {MAX_NAME} characters", name)
+        if isinstance(name, str) and name in names:
             ctx.add(f"{pt.path}.name", "is used by another plan", name)
+        if isinstance(name, str):
+            names.add(name)
         api = pt.boolean("api", True)
         fleet = _months(ctx, pt, months)
         pt.close()
@@ -195,13 +218,11 @@ def spot_section(ctx: Context, top: Table, plans: tuple[PlanSpec, ...]) -> SpotS
     spec = SpotSpec(
         market=t.string("market", choices=tuple(sorted(known))),
         preemptions_per_instance_hour=t.number(
-            "preemptions_per_instance_hour", None, check=non_negative, rule=">= 0"
+            "preemptions_per_instance_hour", None, *within(0, 100, "per hour")
         ),
-        notice_s=t.number("notice_s", None, check=non_negative, rule=">= 0 (seconds)"),
-        cold_start_s=t.number("cold_start_s", None, check=non_negative, rule=">= 0 (seconds)"),
-        fallback_after_s=t.number(
-            "fallback_after_s", None, check=non_negative, rule=">= 0 (seconds)"
-        ),
+        notice_s=t.number("notice_s", None, *within(0, 86_400, "seconds")),
+        cold_start_s=t.number("cold_start_s", None, *within(0, 86_400, "seconds")),
+        fallback_after_s=t.number("fallback_after_s", None, *within(0, 1e8, "seconds")),
     )
     market = known.get(spec.market) if isinstance(spec.market, str) else None
     if (
@@ -227,7 +248,7 @@ def api_section(ctx: Context, top: Table) -> ApiSpec | None:
     provider = t.string("provider", choices=tuple(sorted(table)))
     row = table.get(provider) if isinstance(provider, str) else None
 
-    def num(key: str, check: Callable[[float], bool], rule: str) -> float:
+    def num(key: str, check: Callable[[float], bool], rule: Rule) -> float:
         default = row.get(key, MISSING) if row is not None else None
         if default is MISSING:  # the provider table has no published figure: must be given
             value = t.number(key, None, check=check, rule=rule)
@@ -242,12 +263,12 @@ def api_section(ctx: Context, top: Table) -> ApiSpec | None:
 
     def limit(key: str, table_key: str) -> int | None:
         default = row.get(table_key) if row is not None else None
-        return t.integer(key, default, check=positive, rule="> 0 (per minute)")
+        return t.integer(key, default, *within(1, 1e12, "per minute"))
 
-    ttft_median = num("ttft_median_s", positive, "> 0 (seconds)")
-    ttft_p95 = num("ttft_p95_s", positive, "> 0 (seconds)")
-    speed_median = num("output_tokens_per_s_median", positive, "> 0 (tokens/s)")
-    speed_p5 = num("output_tokens_per_s_p5", positive, "> 0 (tokens/s)")
+    ttft_median = num("ttft_median_s", *within(0, 3600, "seconds", open_low=True))
+    ttft_p95 = num("ttft_p95_s", *within(0, 3600, "seconds", open_low=True))
+    speed_median = num("output_tokens_per_s_median", *within(0, 1e6, "tokens/s", open_low=True))
+    speed_p5 = num("output_tokens_per_s_p5", *within(0, 1e6, "tokens/s", open_low=True))
     if all_numbers(ttft_median, ttft_p95) and ttft_p95 < ttft_median:
         ctx.add(f"{t.path}.ttft_p95_s", f"must be >= ttft_median_s ({ttft_median})", ttft_p95)
     if all_numbers(speed_median, speed_p5) and speed_p5 > speed_median:
@@ -258,15 +279,15 @@ def api_section(ctx: Context, top: Table) -> ApiSpec | None:
         )
     sp = t.table("spill")
     spill = SpillSpec(
-        max_wait_s=sp.number("max_wait_s", None, check=non_negative, rule=">= 0 (seconds)"),
-        queue_over=sp.integer("queue_over", None, check=non_negative, rule=">= 0"),
+        max_wait_s=sp.number("max_wait_s", None, *within(0, 86_400, "seconds")),
+        queue_over=sp.integer("queue_over", None, *within(0, 1e9)),
         when_no_replica=sp.boolean("when_no_replica", True),
     )
     sp.close()
     spec = ApiSpec(
         provider=provider,
-        input_usd_per_million=num("input_usd_per_million", non_negative, ">= 0"),
-        output_usd_per_million=num("output_usd_per_million", non_negative, ">= 0"),
+        input_usd_per_million=num("input_usd_per_million", *within(0, MAX_USD_PER_MILLION, "$")),
+        output_usd_per_million=num("output_usd_per_million", *within(0, MAX_USD_PER_MILLION, "$")),
         ttft_median_s=ttft_median,
         ttft_p95_s=ttft_p95,
         output_tokens_per_s_median=speed_median,
@@ -277,7 +298,7 @@ def api_section(ctx: Context, top: Table) -> ApiSpec | None:
         output_tpm=limit("output_tpm", "output_tokens_per_minute"),
         on_limit=t.string("on_limit", "retry", choices=ON_LIMIT),
         # One rate-limit window: a throttled request waits at most until a minute has passed.
-        max_retry_wait_s=t.number("max_retry_wait_s", 60.0, check=non_negative, rule=">= 0"),
+        max_retry_wait_s=t.number("max_retry_wait_s", 60.0, *within(0, 86_400, "seconds")),
         spill=spill,
         source="; ".join(
             str(row[k]) for k in ("price_source", "rate_limit_source") if row and k in row
@@ -287,9 +308,18 @@ def api_section(ctx: Context, top: Table) -> ApiSpec | None:
     return spec
 
 
+# Plausible money: the largest GPU instances list near $100/GPU-hour; $10^10 a month is beyond
+# any inference budget; API list prices are ~$0.1..$600 per million tokens.
+MAX_USD_PER_GPU_HOUR = 1000.0
+MAX_USD_PER_MONTH = 1e10
+MAX_USD_PER_MILLION = 10_000.0
+
+
 def cost_section(ctx: Context, t: Table, plans: tuple[PlanSpec, ...]) -> CostSpec:
-    ops = t.number("ops_usd_per_month", check=non_negative, rule=">= 0")
-    budget = t.number("budget_usd_per_month", None, check=positive, rule="> 0")
+    ops = t.number("ops_usd_per_month", MISSING, *within(0, MAX_USD_PER_MONTH, "$/month"))
+    budget = t.number(
+        "budget_usd_per_month", None, *within(0, MAX_USD_PER_MONTH, "$/month", open_low=True)
+    )
     known = gpus()
     prices = _price_table(
         ctx, t.table("gpu_usd_per_hour"), {n: g.price_usd_per_hour for n, g in known.items()}
@@ -329,6 +359,6 @@ def _price_table(ctx: Context, table: Table, defaults: dict[str, float]) -> dict
             table.seen.add(key)
             ctx.add(join(table.path, key), f"unknown GPU{hint(key, tuple(known))}", has_value=False)
             continue
-        prices[key] = table.number(key, check=non_negative, rule=">= 0")
+        prices[key] = table.number(key, MISSING, *within(0, MAX_USD_PER_GPU_HOUR, "$/h"))
     table.close()
     return prices

@@ -14,8 +14,9 @@ from sim.config.reader import (
     as_float,
     existing_file,
     join,
-    non_negative,
-    positive,
+    percent_hint,
+    read_user_text,
+    within,
 )
 from sim.config.spec import (
     BURST_KINDS,
@@ -56,15 +57,33 @@ def _growth(t: Table, *, required: bool) -> GrowthSpec:
         return GrowthSpec(0.0, 0.0)
     g = t.table("growth")
     growth = GrowthSpec(
-        mean_monthly=g.number("mean_monthly", check=lambda x: x > -1, rule="> -1"),
-        sd_log=g.number("sd_log", 0.0, check=non_negative, rule=">= 0"),
+        mean_monthly=g.number(
+            "mean_monthly",
+            MISSING,
+            *within(-1, MAX_MONTHLY_GROWTH, "a fraction per month", open_low=True),
+            suggest=percent_hint,
+        ),
+        sd_log=g.number("sd_log", 0.0, *within(0, 2)),
     )
     g.close()
     return growth
 
 
+# Plausible ranges (a located error outside them): +300 %/month is already a startup's best
+# month; 10^10 requests/day is ~100x the largest published LLM service's daily volume.
+MAX_MONTHLY_GROWTH = 3.0
+MAX_REQUESTS_PER_DAY = 1e10
+MAX_PROFILE_VALUE = 1e12  # weekly-profile multipliers are relative (normalised to mean 1)
+
+
+def _volume(t: Table, default: object) -> float:
+    return t.number(
+        "base_requests_per_day", default, *within(0, MAX_REQUESTS_PER_DAY, open_low=True)
+    )
+
+
 def _generated_workload(ctx: Context, t: Table, base_dir: Path, growth: GrowthSpec) -> WorkloadSpec:
-    rate = t.number("base_requests_per_day", check=positive, rule="> 0")
+    rate = _volume(t, MISSING)
     profile_raw = t.raw("weekly_profile")
     profile_file: str | None = None
     profile_values: tuple[float, ...] | None = None
@@ -79,6 +98,9 @@ def _generated_workload(ctx: Context, t: Table, base_dir: Path, growth: GrowthSp
             ctx.add(
                 where, "must list 168 numbers >= 0 (one per hour of week)", f"{len(values)} values"
             )
+        elif any(v is not None and v > MAX_PROFILE_VALUE for v in values):
+            big = max(v for v in values if v is not None)
+            ctx.add(where, f"multipliers must be <= {MAX_PROFILE_VALUE:g} (relative values)", big)
         elif sum(v for v in values if v is not None) <= 0:
             ctx.add(where, "must not be all zero", profile_raw[:3])
         else:
@@ -101,19 +123,19 @@ def _replay_workload(ctx: Context, t: Table, base_dir: Path, growth: GrowthSpec)
         else None
     )
     fmt = t.string("format", None, choices=TRACE_FORMATS)
-    rate_scale = t.number("rate_scale", None, check=positive, rule="> 0")
-    volume = t.number("base_requests_per_day", None, check=positive, rule="> 0")
+    rate_scale = t.number("rate_scale", None, *within(0, 1e6, open_low=True))
+    volume = _volume(t, None)
     if rate_scale is not None and volume is not None:
         ctx.add(
             join(t.path, "rate_scale"),
             "give either rate_scale or base_requests_per_day (the volume it implies), not both",
             rate_scale,
         )
-    time_scale = t.number("time_scale", 1.0, check=positive, rule="> 0")
-    offset_s = t.number("offset_s", 0.0, expected="a number of seconds")
+    time_scale = t.number("time_scale", 1.0, *within(0, 1e6, open_low=True))
+    offset_s = t.number("offset_s", 0.0, *within(-1e9, 1e9, "s"), expected="a number of seconds")
     loop = t.boolean("loop", True)
     period_s = t.number(
-        "period_s", None, check=positive, rule="> 0", expected="a number of seconds"
+        "period_s", None, *within(0, 1e10, "s", open_low=True), expected="a number of seconds"
     )
     for key in ("weekly_profile", "burst"):
         if key in t.data:
@@ -221,18 +243,18 @@ def _burst_layer(b: Table, kind: str) -> BurstLayerSpec:
     if kind == "markov":
         return BurstLayerSpec(
             kind,
-            mean_calm_s=b.number("mean_calm_s", check=positive, rule="> 0"),
-            mean_burst_s=b.number("mean_burst_s", check=positive, rule="> 0"),
-            burst_ratio=b.number("burst_ratio", check=lambda x: x >= 1, rule=">= 1"),
+            mean_calm_s=b.number("mean_calm_s", MISSING, *within(0, 1e8, "s", open_low=True)),
+            mean_burst_s=b.number("mean_burst_s", MISSING, *within(0, 1e8, "s", open_low=True)),
+            burst_ratio=b.number("burst_ratio", MISSING, *within(1, 1e6)),
         )
     sigma = b.number("sigma", check=lambda x: 0 <= x <= 5, rule="in [0, 5]")
-    tau = b.number("correlation_time_s", check=positive, rule="> 0")
+    tau = b.number("correlation_time_s", MISSING, *within(0, 1e8, "s", open_low=True))
     default_step = min(60.0, tau / 5.0) if isinstance(tau, float) and tau > 0 else 60.0
     return BurstLayerSpec(
         kind,
         sigma=sigma,
         correlation_time_s=tau,
-        step_s=b.number("step_s", default_step, check=positive, rule="> 0"),
+        step_s=b.number("step_s", default_step, *within(1e-3, 86_400, "s")),
     )
 
 
@@ -257,7 +279,7 @@ def _included_workload(ctx: Context, t: Table, base_dir: Path, include: Any) -> 
                 "base_requests_per_day and [workload.growth] may be given here)",
                 has_value=False,
             )
-    volume = t.number("base_requests_per_day", None, check=positive, rule="> 0")
+    volume = _volume(t, None)
     given_growth = "growth" in t.data
     growth = _growth(t, required=False)
     t.close()
@@ -290,11 +312,11 @@ def _parse_workload_file(
     sub = Context(file, ctx.asked)
     sub.problems = ctx.problems  # one list: every problem of every file, reported at once
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as err:
-        sub.add("", f"cannot read file: {err.strerror}", has_value=False)
+        data = tomllib.loads(read_user_text(path))
+    except ConfigError as err:
+        sub.problems.extend(err.problems)
         return None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+    except tomllib.TOMLDecodeError as err:
         sub.add("", f"not valid TOML: {err}", has_value=False)
         return None
     top = Table(sub, data, "")

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from sim.config import TRACE_FORMATS
-from sim.errors import TraceError
-from sim.traces._io import base_suffix, read_bytes, read_header
+from sim.errors import NO_VALUE, TraceError
+from sim.traces._io import base_suffix, check_path, read_header
 from sim.traces.model import RateTrace, RequestTrace
 from sim.traces.rates import (
     RATE_COLUMNS,
@@ -32,24 +32,27 @@ FORMATS = TRACE_FORMATS  # one list: config validates `format` keys against the 
 def detect_format(path: str | Path) -> str:
     """The format of `path` from its name and first line (see `read_trace`)."""
     p = Path(path)
+    check_path(p, folder_ok=True)
     if p.is_dir() or SERVEGEN_FILE.search(p.name):
         return "servegen"
     if not p.exists():
-        raise TraceError(str(p), None, None, str(p), "cannot read file (No such file or directory)")
+        raise TraceError(
+            str(p), None, None, NO_VALUE, "cannot read file (No such file or directory)"
+        )
     suffix = base_suffix(p)
     header = None
     if suffix in (".csv", ".txt", ""):
-        data = read_bytes(p) if p.suffix.lower() in (".gz", ".xz") else None
-        header = read_header(p, data)
+        header = read_header(p)  # the first line only, decompressed as a stream
         if header is not None and set(RATE_COLUMNS) <= set(header):
             return "rates"
     found = detect_request_format(p, header)
     if found is None:
+        # Nothing of the file is quoted: it is not recognisably a trace.
         raise TraceError(
             str(p),
             None,
             None,
-            header if header is not None else suffix,
+            NO_VALUE,
             f"cannot tell the trace format; name one of {', '.join(FORMATS)}",
         )
     return found
@@ -62,6 +65,7 @@ def read_trace(path: str | Path, format: str | None = None) -> RequestTrace | Ra
     result; `.parquet` the generic schema; JSON lines by the keys of their first object; a CSV by
     its header (Azure, Vidur, generic requests, generic rates). `.gz` / `.xz` are decompressed.
     """
+    check_path(path, folder_ok=True)
     fmt = detect_format(path) if format is None else format
     match fmt:
         case "azure":

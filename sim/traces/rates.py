@@ -26,7 +26,7 @@ import polars as pl
 from scipy.special import gamma as gamma_fn
 
 from sim.errors import TraceError
-from sim.traces._io import fail_first, float_column, read_bytes, read_csv_strings
+from sim.traces._io import check_path, fail_first, float_column, read_bytes, read_csv_strings
 from sim.traces.model import RateTrace
 
 SERVEGEN_COLUMNS = ("t_seconds", "rate", "cv", "pattern", "arg1", "arg2")
@@ -40,8 +40,9 @@ def servegen_files(path: str | Path) -> list[Path]:
     """The client files a ServeGen path names: the file itself, or every `chunk-<n>-trace.csv`
     in the folder, by client number."""
     p = Path(path)
+    check_path(p, folder_ok=True)
     if p.is_dir():
-        files = [f for f in p.iterdir() if SERVEGEN_FILE.search(f.name)]
+        files = [f for f in p.iterdir() if SERVEGEN_FILE.search(f.name) and f.is_file()]
         if not files:
             raise TraceError(str(p), None, None, str(p), "no chunk-<client>-trace.csv files here")
         return sorted(files, key=lambda f: int(SERVEGEN_FILE.search(f.name).group(1)))  # type: ignore[union-attr]

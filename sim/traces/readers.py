@@ -29,10 +29,12 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from sim.errors import TraceError
+from sim.errors import NO_VALUE, TraceError
 from sim.traces._io import (
+    MAX_TOKENS,
     base_suffix,
     check_non_decreasing,
+    check_path,
     fail_first,
     float_column,
     json_integer,
@@ -137,12 +139,15 @@ def generic_parquet_trace(path: str | Path) -> RequestTrace:
     """The generic schema in Parquet: numeric `arrival_s`, integer token columns, optional
     string `tenant`. Rows are 1-based in errors."""
     file = str(path)
+    check_path(path)
     try:
         frame = pl.read_parquet(path)
     except OSError as err:
-        raise TraceError(file, None, None, file, f"cannot read file ({err})") from None
-    except (pl.exceptions.ComputeError, pl.exceptions.PolarsError) as err:
-        raise TraceError(file, None, None, str(err).splitlines()[0], "not a Parquet file") from None
+        raise TraceError(file, None, None, NO_VALUE, f"cannot read file ({err.strerror})") from None
+    except (pl.exceptions.PolarsError, ValueError, MemoryError):
+        raise TraceError(
+            file, None, None, NO_VALUE, "not a Parquet file (or a corrupt one)"
+        ) from None
     for name in GENERIC_COLUMNS:
         if name not in frame.columns:
             raise TraceError(
@@ -172,9 +177,13 @@ def generic_parquet_trace(path: str | Path) -> RequestTrace:
     fail_first(file, frame["arrival_s"], ~arrival.is_finite(), "must be a finite number")
     fail_first(file, frame["arrival_s"], arrival < 0.0, "must be >= 0 (s from the trace start)")
     check_non_decreasing(file, arrival, frame["arrival_s"])
+    tokens = {}
     for name in ("input_tokens", "output_tokens"):
-        fail_first(file, frame[name], frame[name] < 1, "token count must be >= 1")
-    out = _requests(arrival, frame["input_tokens"], frame["output_tokens"])
+        raw = frame[name]
+        fail_first(file, raw, raw < 1, "token count must be >= 1")
+        fail_first(file, raw, raw > MAX_TOKENS, f"token count must be <= {MAX_TOKENS:,}")
+        tokens[name] = raw.cast(pl.Int64)  # UInt64 and the like: in range after the check
+    out = _requests(arrival, tokens["input_tokens"], tokens["output_tokens"])
     if "tenant" in frame.columns:
         out = out.with_columns(frame["tenant"])
     return RequestTrace(file, "generic", out)
@@ -251,11 +260,9 @@ def read_json_lines(
     schema |= {name: pl.List(pl.Int64) for name in lists}
     try:
         frame = pl.read_ndjson(io.BytesIO(data), schema=schema)
-    except pl.exceptions.PolarsError as err:
+    except pl.exceptions.PolarsError:
         _scan_json_lines(file, lines, fields, lists)
-        raise TraceError(
-            file, None, None, str(err).splitlines()[0], "malformed JSON lines"
-        ) from None
+        raise TraceError(file, None, None, NO_VALUE, "malformed JSON lines") from None
     if frame.height != len(lines):  # cannot happen without blank lines; never trust it silently
         _scan_json_lines(file, lines, fields, lists)
         raise TraceError(
@@ -276,11 +283,15 @@ def _scan_json_lines(
         row = i + 1
         try:
             obj = json.loads(line)
-        except (json.JSONDecodeError, RecursionError) as err:
+        except (ValueError, RecursionError) as err:
             message = err.msg if isinstance(err, json.JSONDecodeError) else "nested too deeply"
-            raise TraceError(file, row, None, line[:80], f"not valid JSON ({message})") from None
+            if isinstance(err, ValueError) and not isinstance(err, json.JSONDecodeError):
+                message = "a number too long"
+            raise TraceError(
+                file, row, None, _excerpt(row, line), f"not valid JSON ({message})"
+            ) from None
         if not isinstance(obj, dict):
-            raise TraceError(file, row, None, line[:80], "not a JSON object")
+            raise TraceError(file, row, None, _excerpt(row, line), "not a JSON object")
         for name, kind in fields.items():
             if name not in obj or obj[name] is None:
                 raise TraceError(file, row, name, obj.get(name), "missing field (or null)")
@@ -314,8 +325,9 @@ def vllm_bench_trace(path: str | Path) -> RequestTrace:
     file = str(path)
     try:
         obj = json.loads(read_bytes(path))
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
-        raise TraceError(file, None, None, str(err)[:80], "not valid JSON") from None
+    except (ValueError, RecursionError) as err:  # JSONDecodeError, UnicodeDecodeError, huge ints
+        what = err.msg if isinstance(err, json.JSONDecodeError) else type(err).__name__
+        raise TraceError(file, None, None, NO_VALUE, f"not valid JSON ({what})") from None
     if not isinstance(obj, dict):
         raise TraceError(file, None, None, type(obj).__name__, "expected a JSON object")
     arrays: dict[str, list[Any]] = {}
@@ -349,6 +361,8 @@ def vllm_bench_trace(path: str | Path) -> RequestTrace:
                 raise TraceError(file, row, name, value, "not an integer")
             if value < 0:
                 raise TraceError(file, row, name, value, "token count must be >= 0")
+            if value > MAX_TOKENS:
+                raise TraceError(file, row, name, value, f"token count must be <= {MAX_TOKENS:,}")
         error = errors[i]
         if error is not None and not isinstance(error, str):
             raise TraceError(file, row, "errors", error, "must be a string")
@@ -410,7 +424,14 @@ def _relative_times(file: str, raw: pl.Series) -> pl.Series:
 
 def _tokens(file: str, values: pl.Series) -> pl.Series:
     fail_first(file, values, values < 1, "token count must be >= 1")
+    fail_first(file, values, values > MAX_TOKENS, f"token count must be <= {MAX_TOKENS:,}")
     return values
+
+
+def _excerpt(row: int, line: str) -> object:
+    """A bad JSON line to quote: nothing on line 1 (the file is not yet recognisably a trace),
+    else its first 40 characters."""
+    return NO_VALUE if row == 1 else line[:40]
 
 
 def _quantisation_note(arrival: pl.Series) -> tuple[str, ...]:
@@ -462,6 +483,6 @@ def _first_json_keys(path: str | Path) -> set[str]:
     first = data.split(b"\n", 1)[0]
     try:
         obj = json.loads(first)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError, huge ints
         return set()
     return set(obj) if isinstance(obj, dict) else set()
