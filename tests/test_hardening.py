@@ -355,3 +355,37 @@ def test_no_code_execution_path_on_user_data() -> None:
             ):
                 found.append(f"{line}: {node.value.id}.{node.attr}")
     assert found == []
+
+
+# --------------------------------------------------------------------------------- filesystem
+
+
+def test_out_under_a_file_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    path = write(tmp_path, one_pool(base_text(), 1))
+    out = tmp_path / "file" / "report"
+    assert_located(cli("run", str(path), "-n", "1", "--out", str(out)), "is a file, not a folder")
+
+
+def test_parts_path_that_is_a_file_is_one_line_in_the_cli(tmp_path: Path) -> None:
+    path = write(tmp_path, one_pool(base_text(), 1))
+    (tmp_path / "out.parts").write_text("")
+    result = cli("run", str(path), "-n", "1", "--out", str(tmp_path / "out"))
+    assert_located(result, "exists and is not a folder")
+
+
+def test_stale_report_temporaries_are_cleaned(tmp_path: Path) -> None:
+    from sim.report.results import clean_stale
+
+    out = tmp_path / "report"
+    out.mkdir()
+    dead = [tmp_path / ".report.tmp-999999999", tmp_path / ".report.old-999999998"]
+    for d in dead:
+        d.mkdir()
+    alive = tmp_path / f".report.tmp-{os.getppid()}"  # a running process: left alone
+    alive.mkdir()
+    other = tmp_path / ".other.tmp-999999999"
+    other.mkdir()
+    clean_stale(out)
+    assert not any(d.exists() for d in dead)
+    assert alive.exists() and other.exists()

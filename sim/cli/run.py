@@ -107,6 +107,8 @@ def run(
     store = PartStore.open(
         parts, fingerprint(exp.spec, exp.engine, version()), resume=resume, fresh=fresh
     )
+    for line in store.healed:
+        click.echo(f"note: {line}", err=True)
     console = Console()
     console.print(f"horizon: {exp.horizon()[1]}")
     started = time.perf_counter()
