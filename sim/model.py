@@ -1,18 +1,28 @@
 """One simulated request set in SimPy: arrivals → router → replicas, over a fleet that changes
 by phase, with spot reclaims and API overflow. The only module that imports SimPy.
 
-One dispatch path serves every case; the two engines differ only in the replica class:
+SimPy is the control plane; the replicas (and, on the compiled path, the router) are the data
+plane, advanced to each control instant. The engines differ only in the data plane:
 
-* ``"fast"``: `FastReplica`s, advanced lazily; the only SimPy events are arrival instants (one
-  per distinct arrival time) and control events (reclaim notices, deadlines, returns, probes).
+* ``"compiled"``: the numba core (`sim.engine.compiled`): routing and continuous batching over
+  arrays. SimPy keeps the fleet-phase changes (one event per phase); between two of them the
+  core dispatches every arrival and advances the replicas itself. It serves runs without spot
+  reclaims, API overflow or probes (`Hybrid`): those control decisions need the fleet's state
+  at each arrival or reclaim instant, and are not compiled yet.
+* ``"lazy"``: `FastReplica`s (pure Python, event skipping), advanced lazily; the only SimPy
+  events are arrival instants (one per distinct arrival time) and control events (reclaim
+  notices, deadlines, returns, probes).
+* ``"fast"`` (the default): ``"compiled"`` where it applies, else ``"lazy"``.
 * ``"reference"``: `ReferenceReplica`s, each a SimPy process with one event per iteration.
   Step ends are scheduled URGENT so that, at one instant, step ends are applied before arrivals
   are routed, and a replica decides its next step only after the arrivals of that instant (a
   zero-delay NORMAL timeout) — the tie rule of `sim.engine.fast`.
 
-The router sends each request to the replica the routing policy picks
-(`sim.fleet.routing.least_outstanding_tokens`) among the healthy replicas of the arrival's
-fleet phase; replicas dropped by a later phase receive nothing new and finish what they hold.
+All four give the same per-request timestamps (tests/test_engine.py, tests/test_compiled.py).
+
+The router sends each request to the replica the routing policy picks (`sim.fleet.routing`;
+join-shortest-queue in tokens by default) among the healthy replicas of the arrival's fleet
+phase; replicas dropped by a later phase receive nothing new and finish what they hold.
 A request longer than `max_model_len` is rejected (vLLM refuses it).
 
 Spot reclaims and API overflow join through `Hybrid`:
@@ -34,6 +44,7 @@ from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import numpy as np
 import simpy
 from simpy.events import URGENT
 
@@ -41,7 +52,13 @@ from sim.config import SpillSpec
 from sim.engine import FastReplica, ReferenceReplica, RequestLog
 from sim.fleet.api import ApiClient
 from sim.fleet.plan import FleetPhase, ReplicaSpec
-from sim.fleet.routing import least_outstanding_tokens
+from sim.fleet.routing import (
+    ROUTING_POLICIES,
+    RoutingPolicy,
+    least_outstanding_tokens,
+    power_of_two_choices,
+    round_robin,
+)
 from sim.fleet.spill import must_spill
 from sim.fleet.spot import Outage
 
@@ -50,12 +67,14 @@ __all__ = [
     "FleetPhase",
     "Hybrid",
     "ReplicaSpec",
+    "RoutingPolicy",
     "SimulationResult",
     "TimelineRow",
     "simulate",
 ]
 
-Engine = Literal["fast", "reference"]
+Engine = Literal["fast", "compiled", "lazy", "reference"]
+ENGINES: tuple[Engine, ...] = ("fast", "compiled", "lazy", "reference")
 
 TimelineRow = tuple[float, int, int, int, int, int]
 """(t_s, healthy replicas, requests waiting on replicas, running, waiting at the router,
@@ -100,8 +119,14 @@ def simulate(
     phases: Sequence[FleetPhase],
     engine: Engine = "fast",
     hybrid: Hybrid | None = None,
+    routing: RoutingPolicy = "least_outstanding_tokens",
+    routing_rng: np.random.Generator | None = None,
 ) -> SimulationResult:
-    """Replay every request of `log` (arrival times ascending) through the fleet."""
+    """Replay every request of `log` (arrival times ascending) through the fleet.
+
+    `routing` names the policy of `sim.fleet.routing`; `power_of_two_choices` draws two
+    uniforms per request from `routing_rng` (required for it), before the run.
+    """
     if not phases or phases[0].start_s > (log.arrival_s[0] if len(log) else 0.0):
         raise ValueError("the first fleet phase must start at or before the first arrival")
     for phase in phases:
@@ -109,16 +134,87 @@ def simulate(
             raise ValueError(f"fleet phase at {phase.start_s} s has no replica")
     if any(b < a for a, b in zip(log.arrival_s, log.arrival_s[1:], strict=False)):
         raise ValueError("arrival times must be sorted")
-    env = simpy.Environment()
-    counters = {"events": 0, "routed": 0, "reclaims": 0, "spilled": 0, "backlogged": 0}
-    wiring: _FastReplicas | _ReferenceReplicas
-    if engine == "fast":
-        wiring = _FastReplicas(log, replicas)
-    elif engine == "reference":
-        wiring = _ReferenceReplicas(env, log, replicas, counters)
-    else:
+    if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}")
-    return _run(env, log, replicas, phases, wiring, hybrid or Hybrid(), counters)
+    if routing not in ROUTING_POLICIES:
+        raise ValueError(f"unknown routing policy {routing!r}")
+    uniforms: np.ndarray | None = None
+    if routing == "power_of_two_choices":
+        if routing_rng is None:
+            raise ValueError("power_of_two_choices routing needs routing_rng")
+        uniforms = routing_rng.random((len(log), 2))
+    hybrid = hybrid or Hybrid()
+    plain = not hybrid.outages and hybrid.api is None and not hybrid.probe_s
+    if engine == "fast":
+        engine = "compiled" if plain else "lazy"
+    env = simpy.Environment()
+    if engine == "compiled":
+        if not plain:
+            raise ValueError(
+                "the compiled engine does not model spot reclaims, API overflow or probes yet"
+            )
+        return _run_compiled(env, log, replicas, phases, routing, uniforms)
+    counters = {
+        "events": 0,
+        "routed": 0,
+        "reclaims": 0,
+        "spilled": 0,
+        "backlogged": 0,
+        "dispatched": 0,
+    }
+    wiring: _FastReplicas | _ReferenceReplicas
+    if engine == "lazy":
+        wiring = _FastReplicas(log, replicas)
+    else:
+        wiring = _ReferenceReplicas(env, log, replicas, counters)
+    return _run(env, log, replicas, phases, wiring, hybrid, counters, routing, uniforms)
+
+
+# ------------------------------------------------------------------------ the compiled path
+def _run_compiled(
+    env: simpy.Environment,
+    log: RequestLog,
+    specs: Sequence[ReplicaSpec],
+    phases: Sequence[FleetPhase],
+    routing: RoutingPolicy,
+    uniforms: np.ndarray | None,
+) -> SimulationResult:
+    """The plain case on the compiled core: SimPy steps through the fleet phases; between two
+    phase starts the core routes every arrival and advances the replicas."""
+    # NOTE: imported here so that importing sim.model (every CLI command) does not load numba
+    # (~1 s); a run pays it once per process.
+    from sim.engine.compiled import JSQ, P2C, ROUND_ROBIN, CompiledFleet
+
+    policy = {
+        "least_outstanding_tokens": JSQ,
+        "round_robin": ROUND_ROBIN,
+        "power_of_two_choices": P2C,
+    }[routing]
+    fleet = CompiledFleet(log, [(s.limits, s.step_time) for s in specs], uniforms)
+    times = log.arrival_s
+    bounds = [0] + [bisect.bisect_left(times, p.start_s) for p in phases[1:]] + [len(times)]
+    events = [0]
+
+    def control() -> Generator[simpy.Event, Any, None]:
+        for k, phase in enumerate(phases):
+            if phase.start_s > env.now:
+                yield env.timeout(phase.start_s - env.now)
+                events[0] += 1
+            max_len = specs[phase.replicas[0]].limits.max_model_len
+            fleet.route(bounds[k], bounds[k + 1], phase.replicas, policy, max_len)
+
+    env.process(control())
+    env.run()
+    fleet.flush()
+    fleet.write_log(log)
+    return SimulationResult(
+        log=log,
+        busy_periods=fleet.busy_periods(),
+        steps=fleet.steps(),
+        simpy_events=events[0],
+        segments=fleet.segments(),
+        routed=fleet.routed,
+    )
 
 
 # ------------------------------------------------------------------------ the two engines
@@ -234,6 +330,8 @@ def _run(
     wiring: _FastReplicas | _ReferenceReplicas,
     hybrid: Hybrid,
     counters: dict[str, int],
+    routing: RoutingPolicy,
+    uniforms: np.ndarray | None,
 ) -> SimulationResult:
     reps: Sequence[Any] = wiring.reps
     starts = [p.start_s for p in phases]
@@ -280,15 +378,20 @@ def _run(
                 counters["backlogged"] += 1
                 backlog.append((rid, generated))
             return
-        if len(pool) == 1:
+        turn = counters["dispatched"]
+        if len(pool) == 1 or routing == "round_robin":
             # NOTE: one replica needs no policy, and without an API not even its load: skipping
             # both bought 6-10% on bench/engine.py's single-replica scenarios.
-            best = pool[0]
+            best = round_robin(pool, turn)
             if api is None:
                 best.advance_to(t)
                 best.submit(rid, t, generated)
+                counters["dispatched"] = turn + 1
                 return
             best_load = best.load_at(t)
+        elif routing == "power_of_two_choices":
+            assert uniforms is not None
+            best, best_load = power_of_two_choices(pool, t, uniforms[rid, 0], uniforms[rid, 1])
         else:
             best, best_load = least_outstanding_tokens(pool, t)
         if api is not None and must_spill(
@@ -296,7 +399,9 @@ def _run(
         ):
             to_api(rid, t)
             return
+        best.advance_to(t)
         best.submit(rid, t, generated)
+        counters["dispatched"] = turn + 1
 
     def drain_backlog(t: float) -> None:
         phase = phase_at(t)

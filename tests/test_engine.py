@@ -1,4 +1,6 @@
-"""The replica engines: a hand-computed event log, and fast == reference on random workloads."""
+"""The replica engines: a hand-computed event log, and the event-skipping `FastReplica` (engine
+"lazy") == reference on random workloads. The compiled data plane has the same checks in
+tests/test_compiled.py."""
 
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ STEP = StepTimeModel(
 )
 
 
-def _run(arrivals, inputs, outputs, limits, step, replicas=1, engine="fast"):
+def _run(arrivals, inputs, outputs, limits, step, replicas=1, engine="lazy"):
     log = RequestLog(arrivals, inputs, outputs)
     specs = [ReplicaSpec("p", "g", limits, step)] * replicas
     result = simulate(log, specs, [FleetPhase(0.0, tuple(range(replicas)))], engine)
@@ -143,7 +145,7 @@ def _assert_same(a: RequestLog, b: RequestLog) -> None:
 @given(workloads())
 def test_fast_engine_equals_reference(w: dict) -> None:
     fast, _ = _run(
-        w["arrivals"], w["inputs"], w["outputs"], w["limits"], w["step"], w["replicas"], "fast"
+        w["arrivals"], w["inputs"], w["outputs"], w["limits"], w["step"], w["replicas"], "lazy"
     )
     ref, _ = _run(
         w["arrivals"], w["inputs"], w["outputs"], w["limits"], w["step"], w["replicas"], "reference"
@@ -159,7 +161,7 @@ def test_fast_engine_equals_reference_under_heavy_preemption(seed: int) -> None:
     inputs = rng.integers(1, 500, n).tolist()
     outputs = rng.integers(1, 300, n).tolist()
     limits = EngineLimits(64, 512, 60, 800)
-    fast, rf = _run(arrivals, inputs, outputs, limits, STEP, 2, "fast")
+    fast, rf = _run(arrivals, inputs, outputs, limits, STEP, 2, "lazy")
     ref, rr = _run(arrivals, inputs, outputs, limits, STEP, 2, "reference")
     assert sum(fast.preemptions) > 100  # the case does exercise preemption
     _assert_same(fast, ref)

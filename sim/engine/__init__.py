@@ -1,8 +1,10 @@
 """The GPU replica model: step time, scheduler limits, KV capacity, and two exact engines.
 
-`FastReplica` (event skipping, used in production) and `ReferenceReplica` (one step at a time,
-kept for tests and benchmarks) implement the same vLLM V1 continuous-batching semantics and
-produce identical per-request timestamps. Neither imports SimPy: `sim.model` wires them.
+`FastReplica` (event skipping, pure Python), the compiled data plane `sim.engine.compiled`
+(the same event skipping and the router over arrays, numba; imported lazily, only by the runs
+that use it) and `ReferenceReplica` (one step at a time, kept for tests and benchmarks)
+implement the same vLLM V1 continuous-batching semantics and produce identical per-request
+timestamps. None imports SimPy: `sim.model` wires them.
 
 - `steptime`: `StepTimeModel`, the one type of the six step-time coefficients; `EngineLimits`.
 - `catalog`: the fitted entries (`sim/data/step_time.toml`) and `resolve_step_time`.

@@ -1,0 +1,138 @@
+"""The compiled data plane: routing and vLLM V1 continuous batching over numpy arrays (numba).
+
+`CompiledFleet` holds a fleet of replicas and one request set as arrays (`replica.State`);
+its owner (the SimPy control plane in `sim.model`) calls `route(i0, i1, pool, ...)` to dispatch
+the arrivals between two control instants over the replicas the control plane allows, and
+`flush()` at the end. Per-request outcomes (first scheduled, first token, finish, preemptions,
+replica, rejected) are then written back to the `RequestLog`.
+
+Semantics are those of `FastReplica` (`sim.engine.fast`) and the routing policies of
+`sim.fleet.routing`; the one-step-per-event `ReferenceReplica` is the oracle both are tested
+against (tests/test_compiled.py). What it does not do (yet): spot evictions and API spill —
+those runs use `FastReplica` (`sim.model` picks).
+
+The kernels are compiled on first use and cached on disk next to this package (numba's
+`cache=True`); `compile_kernels()` compiles them eagerly and returns how long that took.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from sim.engine.compiled import layout as _r
+from sim.engine.compiled.fleet import JSQ, P2C, ROUND_ROBIN, flush, route
+from sim.engine.log import RequestLog
+from sim.engine.steptime import EngineLimits, StepTimeModel
+
+__all__ = ["JSQ", "P2C", "ROUND_ROBIN", "CompiledFleet", "compile_kernels"]
+
+
+class CompiledFleet:
+    """Replicas with the given limits and step times, serving the requests of `log`.
+
+    Construction copies the log's inputs into arrays; nothing runs until `route`.
+    """
+
+    def __init__(
+        self,
+        log: RequestLog,
+        replicas: Sequence[tuple[EngineLimits, StepTimeModel]],
+        uniforms: np.ndarray | None = None,
+    ) -> None:
+        n = len(log)
+        nr = len(replicas)
+        q = np.zeros((n, _r.N_Q), dtype=np.int64)
+        q[:, _r.Q_IN] = log.input_tokens
+        q[:, _r.Q_OUT] = log.output_tokens
+        q[:, _r.Q_REP] = -1
+        qf = np.full((n, _r.N_QF), math.nan)
+        qf[:, _r.X_ARR] = log.arrival_s
+        ri = np.zeros((nr, _r.N_RI), dtype=np.int64)
+        rf = np.zeros((nr, _r.N_RF))
+        for i, (limits, step) in enumerate(replicas):
+            ri[i, _r.I_BS] = limits.block_size
+            ri[i, _r.I_MAXSEQS] = limits.max_num_seqs
+            ri[i, _r.I_BUDGET] = limits.max_num_batched_tokens
+            ri[i, _r.I_KV] = limits.kv_blocks
+            rf[i, _r.F_OV] = step.overhead_s
+            rf[i, _r.F_D] = step.decode_attn_s_per_token
+            rf[i, _r.F_FLAT] = step.flat_s
+            rf[i, _r.F_KNEE] = step.knee_tokens
+            rf[i, _r.F_PT] = step.per_token_s
+            rf[i, _r.F_P] = step.prefill_attn_s_per_pair
+        for col in (_r.I_TAIL, _r.I_WHEAD, _r.I_WTAIL, _r.I_RHEAD, _r.I_RTAIL):
+            ri[:, col] = -1
+        max_bs = max((lim.block_size for lim, _ in replicas), default=1)
+        max_seqs = max((lim.max_num_seqs for lim, _ in replicas), default=1)
+        self.state = _r.State(
+            ri=ri,
+            rf=rf,
+            q=q,
+            qf=qf,
+            needs=np.zeros((nr, 2 * max_bs), dtype=np.int64),
+            heap=np.zeros((nr, max_seqs, 2), dtype=np.int64),
+            ent=np.zeros((nr, max_seqs + 1, 3), dtype=np.int64),
+            busy=np.zeros((n + nr + 1, 3)),
+            nbusy=np.zeros(1, dtype=np.int64),
+        )
+        self.uniforms = uniforms if uniforms is not None else np.zeros((n, 2))
+        self.counters = np.zeros(1, dtype=np.int64)
+
+    @property
+    def routed(self) -> int:
+        """Requests dispatched to a replica so far."""
+        return int(self.counters[0])
+
+    def route(self, i0: int, i1: int, pool: Sequence[int], policy: int, max_model_len: int) -> None:
+        """Dispatch arrivals [i0, i1) over the replicas `pool` (in phase order) by `policy`
+        (`JSQ`, `ROUND_ROBIN`, `P2C`); longer than `max_model_len`: rejected."""
+        if i1 > i0:
+            pool_arr = np.asarray(pool, dtype=np.int64)
+            route(
+                *self.state, i0, i1, pool_arr, policy, max_model_len, self.uniforms, self.counters
+            )
+
+    def flush(self) -> None:
+        """Run every replica until all it holds has finished."""
+        flush(*self.state)
+
+    def steps(self) -> list[int]:
+        return [int(x) for x in self.state.ri[:, _r.I_G]]
+
+    def segments(self) -> int:
+        return int(self.state.ri[:, _r.I_SEGS].sum())
+
+    def busy_periods(self) -> list[list[tuple[float, float]]]:
+        """(start, end) in s of each replica's busy periods, in time order."""
+        out: list[list[tuple[float, float]]] = [[] for _ in range(self.state.ri.shape[0])]
+        rows = self.state.busy[: int(self.state.nbusy[0])]
+        for r, s, e in rows.tolist():
+            out[int(r)].append((s, e))
+        return out
+
+    def write_log(self, log: RequestLog) -> None:
+        """Copy the per-request outcomes into `log`."""
+        q, qf = self.state.q, self.state.qf
+        log.first_scheduled_s = qf[:, _r.X_SCHED].tolist()
+        log.first_token_s = qf[:, _r.X_FIRST].tolist()
+        log.finish_s = qf[:, _r.X_FIN].tolist()
+        log.preemptions = q[:, _r.Q_PRE].tolist()
+        log.replica = q[:, _r.Q_REP].tolist()
+        log.rejected = (q[:, _r.Q_REJ] != 0).tolist()
+
+
+def compile_kernels() -> float:
+    """Compile (or load from numba's on-disk cache) every kernel; the seconds it took."""
+    t0 = time.perf_counter()
+    limits = EngineLimits(2, 4, 8, 16, 4)
+    step = StepTimeModel(0.01, 0.0, 0.0, 0.0, 1e-6, 0.0)
+    log = RequestLog([0.0, 0.0, 0.5], [4, 12, 3], [3, 3, 2])
+    for policy in (JSQ, ROUND_ROBIN, P2C):
+        fleet = CompiledFleet(log, [(limits, step)] * 2, np.full((3, 2), 0.5))
+        fleet.route(0, 3, [0, 1], policy, 16)
+        fleet.flush()
+    return time.perf_counter() - t0

@@ -1,0 +1,211 @@
+"""Routing and dispatch of a run of arrivals over a fixed pool of compiled replicas.
+
+`route` is the data plane between two control instants: it takes the arrivals with indices
+[i0, i1) (times ascending), rejects those longer than the pool's `max_model_len`, and sends each
+other one to the replica its policy picks among `pool` (replica indices in the fleet phase's
+order), exactly as `sim.model`'s dispatch path does with `sim.fleet.routing`'s plain functions:
+
+* `JSQ` (join the shortest queue in tokens, `least_outstanding_tokens`): the replica with the
+  least outstanding work at the arrival instant, ties to the first in pool order;
+* `ROUND_ROBIN`: pool position `dispatched % len(pool)`, counting every request routed;
+* `P2C` (power of two choices): two distinct pool positions drawn from the request's two
+  uniforms, the one with less outstanding work (ties: the first in pool order).
+
+**JSQ without looking at every replica.** A replica's outstanding work changes only when a
+request is submitted to it or a step ends (a mixed step, or a step boundary of a decode run,
+which `remaining_at` counts in closed form). Each pool member therefore carries the time its
+load may next change (`nxt`); a min-heap over `nxt` yields the members whose load must be
+recomputed at an arrival, and a tournament tree over (load, pool position) gives the minimum.
+Per arrival this costs O(log R) per member whose load changed since the previous arrival —
+about (steps per request per replica), independent of the fleet size R — instead of R calls.
+`nxt` may be early (a spurious recompute is harmless), never late: within a decode run the next
+step boundary is taken a microsecond early, so that rounding of `t − s0` cannot hide it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from sim.engine.compiled._jit import kernel
+from sim.engine.compiled.layout import (
+    F_A,
+    F_B,
+    F_S0,
+    F_T,
+    I_STATE,
+    IDLE,
+    Q_IN,
+    Q_OUT,
+    Q_REJ,
+    RUN,
+    STEP,
+    X_ARR,
+    Arr,
+)
+from sim.engine.compiled.replica import advance_to, decode_steps_within, remaining_at, submit
+
+JSQ, ROUND_ROBIN, P2C = 0, 1, 2
+
+# NOTE: 1 µs of slack before a decode-run step boundary: times here are < 2e7 s (8 months),
+# where one ulp is < 4e-9 s, so `fl(t − s0)` cannot reach the boundary earlier than this.
+_EARLY_S = 1e-6
+
+
+@kernel()
+def next_change(ri: Arr, rf: Arr, r: int, t: float) -> float:
+    """The earliest time after `t` at which replica r's outstanding work may change (at or
+    before the true one); call after `advance_to(t)`."""
+    state = ri[r, I_STATE]
+    if state == IDLE:
+        return math.inf
+    end = rf[r, F_T]
+    if state == STEP:
+        return float(end)  # > t: a step ending by t has been applied
+    after = np.nextafter(t, math.inf)  # the load at t already counts what happens at t
+    if state == RUN:
+        s0 = rf[r, F_S0]
+        a, b = rf[r, F_A], rf[r, F_B]
+        k = decode_steps_within(a, b, t - s0) if t > s0 else 0
+        boundary = s0 + (k + 1) * (a + b * k * 0.5) - _EARLY_S
+        return float(min(max(boundary, after), end))
+    return float(after)  # a decision pending at t: nothing it starts ends at t
+
+
+@kernel(inline=True)
+def _tree_fix(win: Arr, load: Arr, leaf: int) -> None:
+    """Replay the matches above `leaf` of the tournament tree (ties: the lower position)."""
+    i = leaf >> 1
+    while i >= 1:
+        a = win[2 * i]
+        b = win[2 * i + 1]
+        win[i] = a if load[a] <= load[b] else b
+        i >>= 1
+
+
+@kernel(inline=True)
+def _heap_sift(hk: Arr, hv: Arr, pos: Arr, i: int, size: int) -> None:
+    """Move the change-heap entry at i (key hk, pool position hv) up or down to its place."""
+    key = hk[i]
+    val = hv[i]
+    while i > 0:
+        p = (i - 1) >> 1
+        if hk[p] <= key:
+            break
+        hk[i] = hk[p]
+        hv[i] = hv[p]
+        pos[hv[i]] = i
+        i = p
+    while True:
+        c = 2 * i + 1
+        if c >= size:
+            break
+        if c + 1 < size and hk[c + 1] < hk[c]:
+            c += 1
+        if hk[c] >= key:
+            break
+        hk[i] = hk[c]
+        hv[i] = hv[c]
+        pos[hv[i]] = i
+        i = c
+    hk[i] = key
+    hv[i] = val
+    pos[val] = i
+
+
+@kernel(allocates=True)
+def route(
+    ri: Arr,
+    rf: Arr,
+    q: Arr,
+    qf: Arr,
+    needs: Arr,
+    heap: Arr,
+    ent: Arr,
+    busy: Arr,
+    nbusy: Arr,
+    i0: int,
+    i1: int,
+    pool: Arr,
+    policy: int,
+    max_model_len: int,
+    uniforms: Arr,
+    counters: Arr,
+) -> None:
+    """Dispatch arrivals [i0, i1) over `pool` (module docstring); the first nine arguments are
+    `layout.State`'s arrays. `uniforms` (requests, 2) are P2C's draws; `counters` = [requests
+    routed so far (round robin's turn)]."""
+    size = len(pool)
+    width = 1
+    while width < size:
+        width *= 2
+    load = np.full(width, np.iinfo(np.int64).max, dtype=np.int64)
+    win = np.zeros(2 * width, dtype=np.int64)
+    for j in range(width):
+        win[width + j] = j
+    for node in range(width - 1, 0, -1):
+        a, b = win[2 * node], win[2 * node + 1]
+        win[node] = a if load[a] <= load[b] else b
+    hk = np.full(size, -math.inf)  # JSQ: every member is looked at on the first arrival
+    hv = np.arange(size)
+    hpos = np.arange(size)
+    pair = np.zeros(2, dtype=np.int64)
+    for i in range(i0, i1):
+        t = qf[i, X_ARR]
+        p, o = q[i, Q_IN], q[i, Q_OUT]
+        if not (p >= 1 and o >= 1 and p + o <= max_model_len):
+            q[i, Q_REJ] = 1
+            continue
+        jsq = False
+        if size == 1:
+            j = 0
+        elif policy == ROUND_ROBIN:
+            j = counters[0] % size
+        elif policy == P2C:
+            j1 = int(uniforms[i, 0] * size)
+            j2 = int(uniforms[i, 1] * (size - 1))
+            if j2 >= j1:
+                j2 += 1
+            pair[0], pair[1] = min(j1, j2), max(j1, j2)
+            for c in range(2):  # the two loads, each brought up to t
+                advance_to(ri, rf, q, qf, needs, heap, ent, busy, nbusy, pool[pair[c]], t)
+                load[c] = remaining_at(ri, rf, pool[pair[c]], t)
+            j = pair[1] if load[1] < load[0] else pair[0]
+        else:  # JSQ: bring the members whose load may have changed up to date
+            jsq = True
+            while hk[0] <= t:
+                m = hv[0]
+                r = pool[m]
+                advance_to(ri, rf, q, qf, needs, heap, ent, busy, nbusy, r, t)
+                load[m] = remaining_at(ri, rf, r, t)
+                _tree_fix(win, load, width + m)
+                hk[0] = next_change(ri, rf, r, t)
+                _heap_sift(hk, hv, hpos, 0, size)
+            j = win[1]
+        r = pool[j]
+        advance_to(ri, rf, q, qf, needs, heap, ent, busy, nbusy, r, t)
+        submit(ri, rf, q, needs, r, i, t, 0)
+        counters[0] += 1
+        if jsq:
+            load[j] = remaining_at(ri, rf, r, t)
+            _tree_fix(win, load, width + j)
+            hk[hpos[j]] = next_change(ri, rf, r, t)
+            _heap_sift(hk, hv, hpos, hpos[j], size)
+
+
+@kernel()
+def flush(
+    ri: Arr,
+    rf: Arr,
+    q: Arr,
+    qf: Arr,
+    needs: Arr,
+    heap: Arr,
+    ent: Arr,
+    busy: Arr,
+    nbusy: Arr,
+) -> None:
+    """Run every replica until all it holds has finished."""
+    for r in range(ri.shape[0]):
+        advance_to(ri, rf, q, qf, needs, heap, ent, busy, nbusy, r, math.inf)
