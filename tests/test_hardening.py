@@ -389,3 +389,46 @@ def test_stale_report_temporaries_are_cleaned(tmp_path: Path) -> None:
     clean_stale(out)
     assert not any(d.exists() for d in dead)
     assert alive.exists() and other.exists()
+
+
+# ----------------------------------------------------------------------------- run size
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "knob"),
+    [
+        ("replications = 20", "replications = 1000000", "monte_carlo.replications"),
+        (
+            "base_requests_per_day = 5000",
+            "base_requests_per_day = 1e10",
+            "workload.base_requests_per_day",
+        ),
+        ("count = 1 }", "count = 10000 }", "pools[0].count: a fleet of"),
+    ],
+    ids=["replications", "volume", "fleet"],
+)
+def test_oversized_runs_are_refused_naming_the_knob(
+    tmp_path: Path, old: str, new: str, knob: str
+) -> None:
+    text = one_pool(base_text(), 6).replace(old, new)
+    if "fleet" in knob:  # 100 pools of 10,000 replicas: a fleet of 10**6
+        pools = ", ".join(
+            f'{{ name = "p{i}", gpu = "a100-80gb", count = 10000 }}' for i in range(100)
+        )
+        text = one_pool(base_text(), 6).replace(
+            'pools = [{ name = "base", gpu = "a100-80gb", count = 1 }]', f"pools = [{pools}]"
+        )
+    path = write(tmp_path, text)
+    for args in (["check", str(path)], ["run", str(path), "--out", str(tmp_path / "o")]):
+        out = assert_located(cli(*args), knob, max_lines=3)
+        assert "--force" in out
+    assert not (tmp_path / "o.parts").exists()
+
+
+def test_run_prints_its_size_with_the_horizon(tmp_path: Path) -> None:
+    path = write(tmp_path, one_pool(base_text(), 1).replace("= 5000", "= 200"))
+    result = cli("run", str(path), "-n", "1", "--out", str(tmp_path / "o"))
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].startswith("horizon: ") and lines[1].startswith("size: ~")
+    assert "per replication" in lines[1]

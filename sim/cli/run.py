@@ -13,10 +13,12 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.table import Table
 
 from sim.cli.common import SafePath, user_errors
+from sim.errors import ConfigError
 from sim.experiment import load_experiment
 from sim.replication import ReplicationOutput
 from sim.report import write_results
 from sim.runner import Results, run_experiment, version
+from sim.sizing import estimate_run, size_problems
 from sim.store import PartStore, fingerprint
 
 TABLE_METRICS = (
@@ -46,6 +48,9 @@ def check(file: Path) -> None:
     """Validate FILE (and the files it names) without running it."""
     exp = load_experiment(file)
     s = exp.spec
+    problems = size_problems(exp, estimate_run(exp, s.replications, 1))
+    if problems:  # what `sim run` would refuse without --force
+        raise ConfigError(problems)
     click.echo(
         f"{file}: ok ({s.name}: {s.months} months, {s.replications} replications, "
         f"seed {s.seed}, {s.engine.model} on {', '.join(s.gpus_used())})"
@@ -80,6 +85,9 @@ def check(file: Path) -> None:
     help="Where replications run: local processes, or Ray (pip install 'sim[ray]').",
 )
 @click.option("--address", help="Ray cluster address (e.g. ray://host:10001) [default: local].")
+@click.option(
+    "--force", is_flag=True, help="Run even when the size estimate says it cannot finish."
+)
 @user_errors
 def run(
     file: Path,
@@ -90,6 +98,7 @@ def run(
     fresh: bool,
     backend: str,
     address: str | None,
+    force: bool,
 ) -> None:
     """Run the experiment in FILE and write its report folder.
 
@@ -102,6 +111,10 @@ def run(
         raise click.UsageError("--address needs --backend ray")
     exp = load_experiment(file)
     total = replications or exp.spec.replications
+    size = estimate_run(exp, total, jobs)
+    problems = size_problems(exp, size)
+    if problems and not force:
+        raise ConfigError(problems)
     target = out or Path("reports") / exp.spec.name
     parts = target.with_name(target.name + ".parts")
     store = PartStore.open(
@@ -111,6 +124,7 @@ def run(
         click.echo(f"note: {line}", err=True)
     console = Console()
     console.print(f"horizon: {exp.horizon()[1]}")
+    console.print(size.describe())
     started = time.perf_counter()
     with Progress(
         TextColumn("[bold]{task.description}"),
