@@ -1,0 +1,213 @@
+"""The compiled data plane (`sim.engine.compiled`): the same per-request timestamps as the
+one-step-per-event reference engine (≤ 1e-9 s) and the same bits as `FastReplica`, on random
+workloads with ties and KV preemption, over 1–3 replicas and every routing policy; JSQ's
+change-heap router against the plain O(R) scan on larger fleets; phases and rejection.
+
+The first test in a fresh checkout compiles the kernels (~30 s once; numba caches them).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sim.engine import EngineLimits, RequestLog, StepTimeModel, prefill_pairs
+from sim.engine.compiled import compile_kernels
+from sim.fleet.routing import ROUTING_POLICIES, two_choices
+from sim.fleet.spot import Outage
+from sim.model import FleetPhase, Hybrid, ReplicaSpec, simulate
+
+STEP = StepTimeModel(
+    overhead_s=0.004,
+    flat_s=0.006,
+    knee_tokens=64,
+    per_token_s=2e-5,
+    decode_attn_s_per_token=1e-7,
+    prefill_attn_s_per_pair=1e-10,
+)
+FIELDS = ("first_scheduled_s", "first_token_s", "finish_s")
+
+
+def _run(w: dict, engine: str, routing: str = "least_outstanding_tokens", phases=None):
+    log = RequestLog(w["arrivals"], w["inputs"], w["outputs"])
+    n = w["replicas"]
+    specs = [ReplicaSpec("p", "g", w["limits"], w["step"])] * n
+    phases = phases or [FleetPhase(0.0, tuple(range(n)))]
+    rng = np.random.default_rng(w.get("seed", 0))
+    result = simulate(log, specs, phases, engine, routing=routing, routing_rng=rng)  # type: ignore[arg-type]
+    return log, result
+
+
+def _assert_close(a: RequestLog, b: RequestLog) -> None:
+    for name in FIELDS:
+        x, y = np.asarray(getattr(a, name)), np.asarray(getattr(b, name))
+        assert np.array_equal(np.isnan(x), np.isnan(y)), name
+        ok = ~np.isnan(x)
+        assert np.max(np.abs(x[ok] - y[ok]), initial=0.0) <= 1e-9, name
+    assert a.preemptions == b.preemptions
+    assert a.replica == b.replica
+    assert a.rejected == b.rejected
+
+
+def _assert_identical(a: RequestLog, b: RequestLog) -> None:
+    for name in FIELDS:
+        x, y = np.asarray(getattr(a, name)), np.asarray(getattr(b, name))
+        assert np.array_equal(x, y, equal_nan=True), name
+    assert a.preemptions == b.preemptions
+    assert a.replica == b.replica
+    assert a.rejected == b.rejected
+
+
+@st.composite
+def workloads(draw: st.DrawFn, max_replicas: int = 3, max_n: int = 40) -> dict:
+    n = draw(st.integers(1, max_n))
+    nice = draw(st.booleans())  # integer-valued times provoke exact ties at step boundaries
+    if nice:
+        gaps = draw(st.lists(st.integers(0, 5), min_size=n, max_size=n))
+    else:
+        gaps = draw(st.lists(st.floats(0.0, 2.0), min_size=n, max_size=n))
+    arrivals = np.cumsum(np.asarray(gaps, dtype=float)).tolist()
+    block = draw(st.sampled_from([1, 4, 16]))
+    max_len = 200
+    inputs = draw(st.lists(st.integers(1, 150), min_size=n, max_size=n))
+    # a few requests longer than max_model_len: rejected
+    outputs = [draw(st.integers(1, max_len - p + (p % 7 == 0) * 20)) for p in inputs]
+    seqs = draw(st.integers(1, 12))
+    budget = draw(st.integers(seqs, seqs + 300))
+    kv_blocks = draw(st.integers(-(-max_len // block), -(-max_len // block) * 4))
+    if nice:
+        step = StepTimeModel(float(draw(st.integers(1, 3))), 0.0, 0.0, 0.0, 0.0, 0.0)
+    else:
+        step = StepTimeModel(
+            overhead_s=draw(st.floats(1e-3, 0.05)),
+            flat_s=draw(st.floats(0.0, 0.05)),
+            knee_tokens=draw(st.floats(0.0, 128.0)),
+            per_token_s=draw(st.floats(0.0, 1e-3)),
+            decode_attn_s_per_token=draw(st.floats(0.0, 1e-4)),
+            prefill_attn_s_per_pair=draw(st.floats(0.0, 1e-6)),
+        )
+    return {
+        "arrivals": arrivals,
+        "inputs": inputs,
+        "outputs": outputs,
+        "step": step,
+        "limits": EngineLimits(seqs, budget, kv_blocks, max_len, block),
+        "replicas": draw(st.integers(1, max_replicas)),
+        "seed": draw(st.integers(0, 2**32 - 1)),
+    }
+
+
+def test_kernels_compile_or_load_from_the_cache() -> None:
+    assert compile_kernels() >= 0.0
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(workloads(), st.sampled_from(ROUTING_POLICIES))
+def test_compiled_equals_reference(w: dict, routing: str) -> None:
+    compiled, _ = _run(w, "compiled", routing)
+    ref, _ = _run(w, "reference", routing)
+    _assert_close(compiled, ref)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(workloads(), st.sampled_from(ROUTING_POLICIES))
+def test_compiled_is_bit_identical_to_fast_replica(w: dict, routing: str) -> None:
+    compiled, rc = _run(w, "compiled", routing)
+    lazy, rl = _run(w, "lazy", routing)
+    _assert_identical(compiled, lazy)
+    assert rc.busy_periods == rl.busy_periods
+    assert rc.steps == rl.steps
+    assert rc.routed == rl.routed
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(workloads(max_replicas=24, max_n=200))
+def test_jsq_change_heap_picks_what_the_full_scan_picks(w: dict) -> None:
+    """The compiled JSQ looks only at replicas whose load may have changed; `FastReplica`'s
+    router asks every replica. Same choices, on fleets up to 24 replicas."""
+    compiled, _ = _run(w, "compiled")
+    lazy, _ = _run(w, "lazy")
+    _assert_identical(compiled, lazy)
+
+
+@pytest.mark.parametrize("routing", ROUTING_POLICIES)
+@pytest.mark.parametrize("seed", range(2))
+def test_compiled_equals_reference_under_heavy_preemption(seed: int, routing: str) -> None:
+    rng = np.random.default_rng(seed)
+    n = 3000
+    w = {
+        "arrivals": np.cumsum(rng.exponential(1 / 40.0, n)).tolist(),
+        "inputs": rng.integers(1, 500, n).tolist(),
+        "outputs": rng.integers(1, 300, n).tolist(),
+        "limits": EngineLimits(64, 512, 60, 800),
+        "step": STEP,
+        "replicas": 3,
+    }
+    compiled, rc = _run(w, "compiled", routing)
+    ref, rr = _run(w, "reference", routing)
+    assert sum(compiled.preemptions) > 100  # the case does exercise preemption
+    _assert_close(compiled, ref)
+    for x, y in zip(rc.busy_periods, rr.busy_periods, strict=True):
+        assert len(x) == len(y)
+        assert np.allclose(np.asarray(x), np.asarray(y), rtol=0.0, atol=1e-9)
+
+
+def test_hand_computed_single_request() -> None:
+    """One request on an idle replica: prefill step, then output−1 decode steps."""
+    limits = EngineLimits(8, 512, 100, 1000)
+    p, o = 100, 4
+    w = {"arrivals": [1.0], "inputs": [p], "outputs": [o], "limits": limits}
+    log, result = _run({**w, "step": STEP, "replicas": 1}, "compiled")
+    prefill = STEP.step_s(p, 0, prefill_pairs(p, 0))
+    assert log.first_scheduled_s[0] == 1.0
+    assert log.first_token_s[0] == pytest.approx(1.0 + prefill, abs=1e-12)
+    decodes = sum(STEP.step_s(1, p + 1 + i, 0) for i in range(o - 1))
+    assert log.finish_s[0] == pytest.approx(1.0 + prefill + decodes, abs=1e-12)
+    assert result.busy_periods == [[(1.0, log.finish_s[0])]]
+    assert result.steps == [o]
+
+
+def test_phases_route_only_to_their_replicas_and_rejections_are_counted() -> None:
+    n = 80
+    w = {
+        "arrivals": [0.1 * i for i in range(n)],
+        "inputs": [50] * n,
+        "outputs": [20 if i != 5 else 400 for i in range(n)],  # request 5 is too long
+        "limits": EngineLimits(8, 128, 100, 400),
+        "step": STEP,
+        "replicas": 3,
+    }
+    phases = [FleetPhase(0.0, (0, 1)), FleetPhase(4.0, (2,)), FleetPhase(6.0, (0, 1, 2))]
+    for routing in ROUTING_POLICIES:
+        compiled, rc = _run(w, "compiled", routing, phases)
+        lazy, rl = _run(w, "lazy", routing, phases)
+        _assert_identical(compiled, lazy)
+        arrival, replica = np.asarray(compiled.arrival_s), np.asarray(compiled.replica)
+        assert set(replica[(arrival >= 4.0) & (arrival < 6.0)].tolist()) == {2}
+        assert compiled.rejected[5] and math.isnan(compiled.finish_s[5])
+        assert rc.routed == rl.routed == n - 1
+        assert rc.simpy_events == 2  # one per later phase start
+
+
+def test_two_choices_are_distinct_and_cover_the_pool() -> None:
+    rng = np.random.default_rng(3)
+    seen = set()
+    for u1, u2 in rng.random((2000, 2)):
+        lo, hi = two_choices(5, float(u1), float(u2))
+        assert 0 <= lo < hi < 5
+        seen.add((lo, hi))
+    assert len(seen) == 10
+
+
+def test_compiled_refuses_hybrid_runs_and_p2c_needs_an_rng() -> None:
+    log = RequestLog([0.0], [10], [5])
+    spec = [ReplicaSpec("p", "g", EngineLimits(8, 128, 100, 400), STEP)]
+    hybrid = Hybrid(outages={0: (Outage(1.0, 2.0, 3.0, fallback=False),)})
+    with pytest.raises(ValueError, match="compiled engine"):
+        simulate(log, spec, [FleetPhase(0.0, (0,))], "compiled", hybrid)
+    with pytest.raises(ValueError, match="routing_rng"):
+        simulate(log, spec, [FleetPhase(0.0, (0,))], routing="power_of_two_choices")
