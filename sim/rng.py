@@ -33,6 +33,7 @@ class Stream(IntEnum):
     HORIZON = 8  # which hours a sampled horizon simulates, and its bootstrap (per month)
     WINDOW = 9  # the traffic of one sampled window (per month and window)
     TRACE_SAMPLE = 10  # `sim trace fit/compare/inspect` samples
+    CAPACITY = 11  # the probe workload of `sim.planning.capacity` (part: 0 lengths, 1 arrivals)
 
 
 class _SpotPart(IntEnum):
@@ -150,3 +151,19 @@ def trace_sample_rngs(seed: int, copy: int) -> MonthRngs:
 def trace_inspect_rng() -> np.random.Generator:
     """`sim trace inspect`'s own generator (superposition CVs), apart from fit/compare."""
     return stream(Stream.TRACE_SAMPLE, 0, 0, _INSPECT)
+
+
+def capacity_rng(part: int) -> np.random.Generator:
+    """The saturation probe's generator (`sim.planning.capacity`): part 0 draws the lengths,
+    part 1 the arrivals; fixed, so a GPU's capacity is a property of the experiment."""
+    return stream(Stream.CAPACITY, 0, 0, part)
+
+
+_VERIFY = 0x5EED_0F_7E57
+"""Key that turns an experiment's seed into the independent seed of a plan's verification."""
+
+
+def verification_seed(seed: int) -> int:
+    """A root seed independent of `seed` (SeedSequence of [seed, _VERIFY]): `sim plan` checks
+    its recommendation on replications that the search never saw."""
+    return int(np.random.SeedSequence([seed, _VERIFY]).generate_state(1, np.uint64)[0] >> 1)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -33,7 +33,15 @@ from sim.stats import hourly_frame, months_frame, paired_differences, summarise
 from sim.store import PartStore
 from sim.timeline import sample_timeline
 
-__all__ = ["Backend", "BackendError", "ProgressFn", "Results", "run_experiment", "version"]
+__all__ = [
+    "Backend",
+    "BackendError",
+    "ProgressFn",
+    "Results",
+    "replicate",
+    "run_experiment",
+    "version",
+]
 
 
 def _safe_replication(exp: Experiment, replication: int) -> ReplicationOutput:
@@ -148,6 +156,28 @@ def _ray_outputs(
     finally:
         for ref in pending:
             ray.cancel(ref)
+
+
+def replicate(
+    exp: Experiment,
+    replications: Iterable[int],
+    *,
+    jobs: int = 1,
+    backend: Backend = "local",
+    address: str | None = None,
+) -> list[ReplicationOutput]:
+    """The given replications of `exp` on a backend, in replication order (no store, no
+    summary): the building block of searches that add replications as they need them."""
+    todo = list(replications)
+    if not todo:
+        return []
+    if backend == "ray":
+        outputs = list(_ray_outputs(exp, todo, jobs, address))
+    elif backend == "local":
+        outputs = list(_local_outputs(exp, todo, min(jobs, len(todo))))
+    else:
+        raise ValueError(f"unknown backend {backend!r}")
+    return sorted(outputs, key=lambda o: o.replication)
 
 
 class BackendError(SimError):

@@ -5,9 +5,10 @@ print → exit code (SALib's `cli_action`).
 - `run`: `sim check`, `sim run`.
 - `trace`: `sim trace inspect|fit|compare`.
 - `calibrate`: `sim calibrate profiles|runs`, `sim validate`.
+- `plan`: `sim plan`.
 """
 
-from sim.cli import calibrate, run, trace
+from sim.cli import calibrate, plan, run, trace
 from sim.cli.common import main, user_errors
 
 main.add_command(run.check)
@@ -15,5 +16,6 @@ main.add_command(run.run)
 main.add_command(trace.trace)
 main.add_command(calibrate.calibrate)
 main.add_command(calibrate.validate)
+main.add_command(plan.plan)
 
 __all__ = ["main", "user_errors"]

@@ -7,7 +7,9 @@ docs/config.md lists every key with its type, unit, default and meaning.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from sim.config.plan import PlanSearchSpec
 
 WORKLOAD_KINDS = ("generated", "replay")
 BURST_KINDS = ("none", "markov", "ou", "product")
@@ -276,6 +278,7 @@ class ExperimentSpec:
     api: ApiSpec | None = None
     # Sample each replication's step-time scale from the fit's residual spread (issue #3 §4).
     calibration_uncertainty: bool = True
+    search: PlanSearchSpec = field(default_factory=PlanSearchSpec)  # `[plan]` of `sim plan`
 
     def all_plans(self) -> tuple[PlanSpec, ...]:
         """The plans to simulate: `[[plans]]`, or the single `[fleet]` plan named "main"."""

@@ -1,0 +1,127 @@
+"""`sim plan`: the cheapest month-by-month fleet meeting the SLO at a stated risk."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from sim.cli.common import user_errors
+from sim.experiment import load_experiment
+from sim.planning import plan_experiment
+from sim.report.plan import plan_months_table, recommendation_lines, write_plan_report
+
+
+@click.command()
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--gpus", help="Candidate GPU types, comma-separated [default: [plan] gpus, else all]."
+)
+@click.option(
+    "--risk",
+    type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
+    help="Largest acceptable P(a month misses its SLO) [default: [plan] risk, 0.05].",
+)
+@click.option("--price-list", help="Provider whose prices are used [default: [plan], else most].")
+@click.option("--max-replicas", type=click.IntRange(1, 256), help="Most replicas of one GPU type.")
+@click.option(
+    "--verify-replications",
+    type=click.IntRange(min=10),
+    help="Replications of the independent check [default: [plan], 100].",
+)
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True)
+@click.option("--address", help="Ray cluster address [default: local].")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Output folder [default: reports/<experiment name>].",
+)
+@click.option("--quiet", is_flag=True, help="Do not print each candidate as it is decided.")
+@user_errors
+def plan(
+    file: Path,
+    gpus: str | None,
+    risk: float | None,
+    price_list: str | None,
+    max_replicas: int | None,
+    verify_replications: int | None,
+    jobs: int,
+    backend: str,
+    address: str | None,
+    out: Path | None,
+    quiet: bool,
+) -> None:
+    """Search the cheapest plan for FILE whose P(miss SLO) per month is within the risk."""
+    exp = load_experiment(file)
+    s = exp.spec.search
+    changes: dict[str, object] = {}
+    if gpus:
+        changes["gpus"] = tuple(g.strip() for g in gpus.split(",") if g.strip())
+    for key, value in (
+        ("risk", risk),
+        ("price_list", price_list),
+        ("max_replicas", max_replicas),
+        ("verify_replications", verify_replications),
+    ):
+        if value is not None:
+            changes[key] = value
+    settings = dataclasses.replace(s, **changes)  # type: ignore[arg-type]
+    console = Console()
+    console.print(f"horizon: {exp.horizon()[1]}", highlight=False)
+    try:
+        result = plan_experiment(
+            exp,
+            settings,
+            jobs=jobs,
+            backend="ray" if backend == "ray" else "local",
+            address=address,
+            progress=None if quiet else (lambda line: console.print(line, highlight=False)),
+        )
+    except ValueError as err:
+        raise click.UsageError(str(err)) from None
+    console.print()
+    for line in recommendation_lines(result):
+        console.print(line, highlight=False)
+    table = plan_months_table(result)
+    if not table.is_empty():
+        t = Table(title="recommended plan")
+        for col in (
+            "month",
+            "fleet",
+            "API",
+            "cost ($)",
+            "p5–p95 ($)",
+            "P(miss) [bound]",
+            "misses",
+            "p95 TTFT (s)",
+            "p95 TPOT (s)",
+        ):
+            t.add_column(col, justify="left" if col in ("fleet", "API") else "right")
+        for r in table.iter_rows(named=True):
+            t.add_row(
+                str(r["month"]),
+                r["fleet"],
+                r["api"],
+                f"{r['cost_usd']:,.0f}",
+                f"{r['cost_p5_usd']:,.0f}–{r['cost_p95_usd']:,.0f}",
+                f"{r['p_miss']:.1%} [≤{r['p_miss_bound']:.1%}]",
+                r["misses"],
+                f"{r['ttft_p95_s']:.3f}",
+                f"{r['tpot_p95_s']:.4f}",
+            )
+        console.print(t)
+    for note in result.uncalibrated + result.overrides:
+        console.print(f"note: {note}", highlight=False)
+    target = out or Path("reports") / exp.spec.name
+    page = write_plan_report(result, target)
+    wrote = "plan.html" + (", plan.toml" if (target / "plan.toml").exists() else "")
+    console.print(
+        f"wrote {target}/ ({wrote}) — {result.evaluations} candidate fleets, "
+        f"{result.replications} replications in {result.wall_s:.0f} s",
+        highlight=False,
+    )
+    del page

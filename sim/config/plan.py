@@ -1,0 +1,115 @@
+"""The optional `[plan]` table: what `sim plan` searches over and the risk it must meet."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sim.config.reader import Context, Table, hint, join, positive
+from sim.data import api_providers, gpus
+
+OBJECTIVES = ("mean", "p95")
+REPLICATION_STAGES = (20, 60, 150)
+"""Replications a candidate gets, stage by stage, until its Clopper–Pearson bound decides it:
+20 screens out clear failures (a lower bound above the risk); 60 is the least that can accept
+a 5 % risk with no miss at 95 % confidence (1 − 0.05^(1/59) = 4.9 %); 150 settles
+candidates with a few misses."""
+
+
+@dataclass(frozen=True)
+class PlanSearchSpec:
+    """`[plan]`: the search space and the constraint of `sim plan`.
+
+    gpus: candidate GPU types (empty: every GPU on the price list the model fits).
+    price_list: the provider whose list prices every candidate (None: the one listing most
+        candidates); `[cost]` overrides still apply and are listed.
+    risk: the largest acceptable P(a month misses its SLO), judged by the one-sided
+        Clopper–Pearson upper bound at `confidence`.
+    attainment_target: also a miss when the month's SLO attainment falls below this (None: off).
+    objective: "mean" or "p95" monthly cost across replications.
+    max_replicas: the most replicas of one GPU type a month may have.
+    spot_shares: fractions of a month's replicas bought on the spot market (needs `[spot]`).
+    api_options: whether the plan may spill to the API (needs `[api]` for True).
+    max_change_per_month: the most replicas added or removed at a month boundary (None: any).
+    min_months_per_gpu_type: once a GPU type is chosen, keep it at least this many months.
+    verify_replications: replications of the independent check of the recommended plan.
+    compare_api: the API priced for the all-API comparison when the experiment has no `[api]`.
+    """
+
+    gpus: tuple[str, ...] = ()
+    price_list: str | None = None
+    risk: float = 0.05
+    confidence: float = 0.95
+    attainment_target: float | None = None
+    objective: str = "mean"
+    max_replicas: int = 16
+    spot_shares: tuple[float, ...] = (0.0,)
+    api_options: tuple[bool, ...] = (False,)
+    max_change_per_month: int | None = None
+    min_months_per_gpu_type: int = 1
+    stages: tuple[int, ...] = REPLICATION_STAGES
+    verify_replications: int = 100
+    compare_api: str = "gpt-4o-mini"
+
+
+def plan_section(ctx: Context, t: Table, *, has_spot: bool, has_api: bool) -> PlanSearchSpec:
+    """Read `[plan]` (every key optional; defaults in `PlanSearchSpec`)."""
+    known = gpus()
+    raw_gpus = t.raw("gpus")
+    names: tuple[str, ...] = ()
+    if raw_gpus is not None and raw_gpus is not t.data.get("\0"):
+        if isinstance(raw_gpus, list) and all(isinstance(g, str) for g in raw_gpus):
+            names = tuple(raw_gpus)
+            for i, g in enumerate(names):
+                if g not in known:
+                    ctx.add(join(t.path, f"gpus[{i}]"), f"unknown GPU{hint(g, tuple(known))}", g)
+        elif "gpus" in t.data:
+            ctx.add(join(t.path, "gpus"), "must be a list of GPU names", raw_gpus)
+    price_list = t.string("price_list", None)
+    risk = t.number("risk", 0.05, check=lambda x: 0.0 < x < 1.0, rule="in (0, 1): 0.05 is 5 %")
+    confidence = t.number("confidence", 0.95, check=lambda x: 0.5 <= x < 1.0, rule="in [0.5, 1)")
+    target = t.number("attainment_target", None, check=lambda x: 0.0 < x <= 1.0, rule="in (0, 1]")
+    objective = t.string("objective", "mean", choices=OBJECTIVES)
+    max_replicas = t.integer("max_replicas", 16, check=lambda x: 1 <= x <= 256, rule="in 1..256")
+    shares = _fractions(ctx, t, "spot_shares", (0.0, 0.5) if has_spot else (0.0,))
+    if any(s > 0 for s in shares) and not has_spot:
+        ctx.add(join(t.path, "spot_shares"), "needs a [spot] section to buy spot from", shares)
+    api = t.boolean("api", has_api)
+    if api and not has_api:
+        ctx.add(join(t.path, "api"), "needs an [api] section to spill to", api)
+    change = t.integer("max_change_per_month", None, check=lambda x: x >= 0, rule=">= 0")
+    min_months = t.integer("min_months_per_gpu_type", 1, check=positive, rule=">= 1")
+    verify = t.integer("verify_replications", 100, check=lambda x: x >= 10, rule=">= 10")
+    compare = t.string("compare_api", "gpt-4o-mini", choices=tuple(sorted(api_providers())))
+    t.close()
+    return PlanSearchSpec(
+        gpus=names,
+        price_list=price_list,
+        risk=risk,
+        confidence=confidence,
+        attainment_target=target,
+        objective=objective,
+        max_replicas=max_replicas,
+        spot_shares=shares,
+        api_options=(False, True) if api else (False,),
+        max_change_per_month=change,
+        min_months_per_gpu_type=min_months,
+        verify_replications=verify,
+        compare_api=compare,
+    )
+
+
+def _fractions(ctx: Context, t: Table, key: str, default: tuple[float, ...]) -> tuple[float, ...]:
+    raw = t.raw(key)
+    if key not in t.data:
+        return default
+    ok = (
+        isinstance(raw, list)
+        and raw
+        and all(
+            isinstance(v, int | float) and not isinstance(v, bool) and 0.0 <= v <= 1.0 for v in raw
+        )
+    )
+    if not ok:
+        ctx.add(join(t.path, key), "must be a non-empty list of fractions in [0, 1]", raw)
+        return default
+    return tuple(sorted({float(v) for v in raw}))

@@ -1,0 +1,114 @@
+"""Evaluating one fleet plan over replications, incrementally: the planner's unit of work.
+
+An `Evaluator` owns the experiment and the seed; `evaluate(plan, n)` makes sure replications
+0..n−1 of `plan` have been simulated (running only the missing ones, on the process pool or
+Ray like `sim run`) and returns its `Evaluation`. Replication k of every plan sees the same
+traffic and reclaims (common random numbers, `sim.rng`), so comparisons between candidates are
+paired and P(miss) falls with the replica count in each replication, not only on average.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+
+from sim.config import MonthPlan, PlanSpec, PoolSpec, SloSpec
+from sim.errors import SimError
+from sim.experiment import Experiment
+from sim.runner import Backend, replicate
+from sim.stats import months_frame
+from sim.stats.risk import Proportion, missed_slo
+
+
+@dataclass
+class Evaluation:
+    """The `months` rows of one plan over replications 0..n−1 (replication order)."""
+
+    plan: PlanSpec
+    months: pl.DataFrame
+    slo: SloSpec
+    attainment_target: float | None
+    confidence: float
+
+    @property
+    def replications(self) -> int:
+        return int(self.months["replication"].n_unique()) if not self.months.is_empty() else 0
+
+    def month(self, month: int) -> pl.DataFrame:
+        return self.months.filter(pl.col("month") == month)
+
+    def misses(self, month: int) -> Proportion:
+        rows = self.month(month).with_columns(missed_slo(self.slo, self.attainment_target))
+        return Proportion(int(rows["missed_slo"].sum()), rows.height, self.confidence)
+
+    def any_month_misses(self) -> Proportion:
+        """Replications in which at least one month missed its SLO."""
+        per_rep = (
+            self.months.with_columns(missed_slo(self.slo, self.attainment_target))
+            .group_by("replication")
+            .agg(pl.col("missed_slo").any())
+        )
+        return Proportion(int(per_rep["missed_slo"].sum()), per_rep.height, self.confidence)
+
+    def cost(self, month: int, statistic: str = "mean") -> float:
+        """The month's cost across replications: "mean", "p5", "p50" or "p95" (USD)."""
+        values = self.month(month)["cost_usd"].to_numpy()
+        if statistic == "mean":
+            return float(values.mean())
+        return float(np.percentile(values, {"p5": 5, "p50": 50, "p95": 95}[statistic]))
+
+    def median(self, month: int, column: str) -> float:
+        return float(np.nanmedian(self.month(month)[column].to_numpy()))
+
+
+@dataclass
+class Evaluator:
+    """Runs and caches plan evaluations of one experiment (see the module docstring)."""
+
+    exp: Experiment
+    slo: SloSpec
+    attainment_target: float | None = None
+    confidence: float = 0.95
+    jobs: int = 1
+    backend: Backend = "local"
+    address: str | None = None
+    cache: dict[PlanSpec, Evaluation] = field(default_factory=dict)
+    replications_run: int = 0
+
+    def evaluate(self, plan: PlanSpec, n: int) -> Evaluation:
+        """`plan` over replications 0..n−1, simulating only those not yet run."""
+        have = self.cache.get(plan)
+        done = have.replications if have is not None else 0
+        if have is not None and done >= n:
+            return have
+        spec = dataclasses.replace(self.exp.spec, plans=(plan,), fleet=plan.fleet)
+        exp = self.exp.with_spec(spec)
+        outputs = replicate(
+            exp, range(done, n), jobs=self.jobs, backend=self.backend, address=self.address
+        )
+        failed = [o for o in outputs if o.error is not None]
+        if failed:
+            raise SimError(
+                f"plan {plan.name}: replication {failed[0].replication} failed: {failed[0].error}"
+            )
+        self.replications_run += len(outputs)
+        rows = months_frame([r for o in outputs for r in o.months])
+        months = rows if have is None else pl.concat([have.months, rows])
+        ev = Evaluation(
+            plan,
+            months.sort("replication", "month"),
+            self.slo,
+            self.attainment_target,
+            self.confidence,
+        )
+        self.cache[plan] = ev
+        return ev
+
+
+def constant_plan(name: str, months: int, pools: Sequence[PoolSpec], api: bool) -> PlanSpec:
+    """A plan with the same pools every month."""
+    return PlanSpec(name, tuple(MonthPlan(tuple(pools)) for _ in range(months)), api)

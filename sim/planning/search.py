@@ -1,0 +1,322 @@
+"""`plan_experiment`: the cheapest month-by-month fleet whose P(miss SLO) meets a risk target.
+
+Candidates. For each candidate GPU type (the `[plan] gpus` list, or every GPU on the price list
+that holds one `max_model_len` request), replica counts 1..`max_replicas`, spot shares and API
+spill on/off. A candidate is one fleet kept the same in every month; evaluating it over
+replications gives every month's result at once (`sim.planning.evaluate`).
+
+Decision per month. Candidates are visited in order of a cost lower bound (on-demand GPU-hours
+at list price + operations; spot slots and API at $0, since their bill can only add); each is
+given replications stage by stage (`REPLICATION_STAGES`) until the one-sided Clopper–Pearson
+bound on P(miss) decides it: accepted when the upper bound ≤ risk, rejected when the lower
+bound > risk or when the last stage leaves it undecided (not proven safe). The month's choice
+is the accepted candidate of least objective cost; the visit stops once the next lower bound
+reaches that cost. Under common random numbers a month's misses do not increase with the
+replica count, so a count that fails marks every smaller count of its family failed too.
+
+Carry-over. A candidate is evaluated as a constant fleet, so month boundaries never move work
+between fleets during the search; on the sampled horizon every window starts from an empty,
+warmed-up fleet anyway. The recommended plan — whose fleet changes at month boundaries, with
+the old replicas draining — is then run as one plan on replications the search never saw
+(`sim.rng.verification_seed`), and that verification is reported beside the search's figures.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sim.config import MonthPlan, PlanSpec, PoolSpec
+from sim.config.plan import PlanSearchSpec
+from sim.data import gpus as gpu_catalog
+from sim.engine import ModelDoesNotFit, resolve_engine
+from sim.experiment import Experiment
+from sim.planning.evaluate import Evaluation, Evaluator, constant_plan
+from sim.planning.prices import GpuPrice, default_price_list, price_lists, priced
+from sim.rng import verification_seed
+from sim.runner import Backend
+from sim.stats.risk import Proportion, lower_bound
+from sim.units import HOURS_PER_MONTH
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """`count` replicas of `gpu`, `spot` of them on the spot market, spilling to the API or not."""
+
+    gpu: str
+    count: int
+    spot: int = 0
+    api: bool = False
+
+    @property
+    def family(self) -> tuple[str, float, bool]:
+        return (self.gpu, self.spot / self.count if self.count else 0.0, self.api)
+
+    def label(self) -> str:
+        s = f"{self.count}× {self.gpu}"
+        if self.spot:
+            s += f" ({self.spot} spot)"
+        return s + (" + API" if self.api else "")
+
+    def pools(self) -> tuple[PoolSpec, ...]:
+        out = []
+        if self.count - self.spot:
+            out.append(PoolSpec("on-demand", self.gpu, self.count - self.spot, "on_demand"))
+        if self.spot:
+            out.append(PoolSpec("spot", self.gpu, self.spot, "spot"))
+        return tuple(out)
+
+    def lower_cost(self, price: GpuPrice, tp: int, ops_usd: float) -> float:
+        """A lower bound on its monthly cost: on-demand GPU-hours + operations (USD)."""
+        return (self.count - self.spot) * tp * HOURS_PER_MONTH * price.on_demand_usd_per_hour + (
+            ops_usd
+        )
+
+
+@dataclass(frozen=True)
+class MonthChoice:
+    """The recommendation for one month, with the evidence the search has for it."""
+
+    month: int
+    candidate: Candidate
+    cost_usd: float  # the objective: mean or p95 across replications
+    cost_p5_usd: float
+    cost_p95_usd: float
+    misses: Proportion
+    ttft_p95_s: float  # median across replications
+    tpot_p95_s: float
+
+
+@dataclass(frozen=True)
+class Tried:
+    """One (candidate, month) the search decided, for the frontier."""
+
+    month: int
+    candidate: Candidate
+    cost_usd: float
+    misses: Proportion
+    accepted: bool
+
+
+@dataclass
+class Plan:
+    """What `plan_experiment` found: the recommendation and everything that supports it."""
+
+    exp: Experiment
+    settings: PlanSearchSpec
+    price_list: str
+    prices: dict[str, GpuPrice]
+    overrides: list[str]
+    choices: list[MonthChoice]
+    recommended: PlanSpec
+    verification: Evaluation | None
+    tried: list[Tried]
+    input_plan: Evaluation | None
+    skipped_gpus: dict[str, str]
+    evaluations: int
+    replications: int
+    wall_s: float
+    uncalibrated: list[str] = field(default_factory=list)
+    infeasible_months: list[int] = field(default_factory=list)
+
+
+def candidate_gpus(
+    exp: Experiment, settings: PlanSearchSpec, prices: dict[str, GpuPrice]
+) -> tuple[list[str], dict[str, str]]:
+    """The GPU types to search and, for the others asked for or listed, why not."""
+    asked = settings.gpus or tuple(g for g in gpu_catalog() if g in prices)
+    ok: list[str] = []
+    why: dict[str, str] = {}
+    for gpu in asked:
+        if gpu not in prices:
+            why[gpu] = "not on the price list"
+            continue
+        try:
+            resolve_engine(exp.spec.engine, [gpu])
+        except ModelDoesNotFit as err:
+            why[gpu] = err.messages[0]
+            continue
+        ok.append(gpu)
+    return ok, why
+
+
+def plan_experiment(
+    exp: Experiment,
+    settings: PlanSearchSpec | None = None,
+    *,
+    jobs: int = 1,
+    backend: Backend = "local",
+    address: str | None = None,
+    verify: bool = True,
+    progress: Progress | None = None,
+) -> Plan:
+    """Search the cheapest plan meeting the risk target (module docstring)."""
+    t0 = time.perf_counter()
+    s = settings or exp.spec.search
+    spec = exp.spec
+    say = progress or (lambda _: None)
+    prov = s.price_list or default_price_list(spec.gpus_used())
+    if prov not in price_lists():
+        raise ValueError(f"unknown price list {prov!r}: one of {', '.join(sorted(price_lists()))}")
+    prices = priced(prov, spec.cost)
+    overrides = [p.override for p in prices.values() if p.override]
+    gpu_names, skipped = candidate_gpus(exp, s, prices)
+    cost = dataclasses.replace(
+        spec.cost,
+        gpu_usd_per_hour=tuple(sorted((g, p.on_demand_usd_per_hour) for g, p in prices.items())),
+        spot_usd_per_hour=tuple(
+            sorted(
+                (g, p.spot_usd_per_hour)
+                for g, p in prices.items()
+                if p.spot_usd_per_hour is not None
+            )
+        ),
+    )
+    base = exp.with_spec(dataclasses.replace(spec, cost=cost, fleet=spec.fleet, plans=()))
+    ev = Evaluator(base, spec.slo, s.attainment_target, s.confidence, jobs, backend, address)
+    cands = []
+    for gpu in gpu_names:
+        for share in s.spot_shares:
+            if share > 0 and prices[gpu].spot_usd_per_hour is None:
+                continue
+            for api in s.api_options:
+                for count in range(1, s.max_replicas + 1):
+                    spot = round(share * count)
+                    cands.append(Candidate(gpu, count, spot, api))
+    tp, ops = spec.engine.tp, spec.cost.ops_usd_per_month
+    cands = sorted(
+        set(cands), key=lambda c: (c.lower_cost(prices[c.gpu], tp, ops), c.count, c.gpu, c.spot)
+    )
+    tried: list[Tried] = []
+    failed_at: dict[tuple[int, tuple[str, float, bool]], int] = {}
+    choices: list[MonthChoice] = []
+    infeasible: list[int] = []
+    for month in range(1, spec.months + 1):
+        best: MonthChoice | None = None
+        for c in cands:
+            if best is not None and c.lower_cost(prices[c.gpu], tp, ops) >= best.cost_usd:
+                break
+            if failed_at.get((month, c.family), 0) >= c.count:
+                continue
+            plan = constant_plan(c.label(), spec.months, c.pools(), c.api)
+            accepted, result = _decide(ev, plan, month, s)
+            p = result.misses(month)
+            objective = result.cost(month, "p95" if s.objective == "p95" else "mean")
+            tried.append(Tried(month, c, objective, p, accepted))
+            say(
+                f"month {month}: {c.label():<28} P(miss) {p.words():<34} "
+                f"{'accept' if accepted else 'reject'}  ${objective:,.0f}/month"
+            )
+            if not accepted:
+                failed_at[(month, c.family)] = max(failed_at.get((month, c.family), 0), c.count)
+                continue
+            if best is None or objective < best.cost_usd:
+                best = MonthChoice(
+                    month,
+                    c,
+                    objective,
+                    result.cost(month, "p5"),
+                    result.cost(month, "p95"),
+                    p,
+                    result.median(month, "ttft_p95_s"),
+                    result.median(month, "tpot_p95_s"),
+                )
+        if best is None:
+            infeasible.append(month)
+        else:
+            choices.append(best)
+    recommended = PlanSpec(
+        "recommended",
+        tuple(
+            MonthPlan(next((ch.candidate.pools() for ch in choices if ch.month == m), ()))
+            for m in range(1, spec.months + 1)
+        ),
+        any(ch.candidate.api for ch in choices),
+    )
+    verification = input_eval = None
+    if verify and choices and not infeasible:
+        say(f"verifying the recommended plan on {s.verify_replications} fresh replications")
+        fresh = Evaluator(
+            base.with_spec(dataclasses.replace(base.spec, seed=verification_seed(spec.seed))),
+            spec.slo,
+            s.attainment_target,
+            s.confidence,
+            jobs,
+            backend,
+            address,
+        )
+        verification = fresh.evaluate(recommended, s.verify_replications)
+    if spec.plans == () and all(p.gpu in prices for m in spec.fleet for p in m.pools):
+        say("evaluating the plan in the input file on the search's replications")
+        input_eval = ev.evaluate(
+            PlanSpec("input file", spec.fleet, True), max(s.stages[0], min(s.stages[1:2] or (0,)))
+        )
+    uncal = [
+        f"{spec.engine.model} on {g} (tp {tp}): step times from the roofline, uncalibrated"
+        for g in sorted({ch.candidate.gpu for ch in choices})
+        if not resolve_engine(spec.engine, [g]).step_time(g).calibrated
+    ]
+    return Plan(
+        exp=exp,
+        settings=s,
+        price_list=prov,
+        prices=prices,
+        overrides=overrides,
+        choices=choices,
+        recommended=recommended,
+        verification=verification,
+        tried=tried,
+        input_plan=input_eval,
+        skipped_gpus=skipped,
+        evaluations=len(ev.cache) + (1 if verification is not None else 0),
+        replications=ev.replications_run + (verification.replications if verification else 0),
+        wall_s=time.perf_counter() - t0,
+        uncalibrated=uncal,
+        infeasible_months=infeasible,
+    )
+
+
+def _decide(
+    ev: Evaluator, plan: PlanSpec, month: int, s: PlanSearchSpec
+) -> tuple[bool, Evaluation]:
+    """Add replications stage by stage until the bound decides `plan` for `month`."""
+    result = ev.evaluate(plan, s.stages[0])
+    for n in s.stages:
+        result = ev.evaluate(plan, n)
+        p = result.misses(month)
+        if p.bound <= s.risk:
+            return True, result
+        if lower_bound(p.k, p.n, p.confidence) > s.risk:
+            return False, result
+    return False, result
+
+
+def all_api_usd(evaluation: Evaluation, month: int, input_usd: float, output_usd: float) -> float:
+    """Mean monthly bill of the same tokens on an API priced per million tokens."""
+    rows = evaluation.month(month)
+    tokens_in = float(rows["input_tokens"].cast(float).to_numpy().mean())
+    tokens_out = float(rows["output_tokens"].cast(float).to_numpy().mean())
+    return (tokens_in * input_usd + tokens_out * output_usd) / 1e6
+
+
+def months_text(months: list[int]) -> str:
+    """[1, 2, 3, 5] → "months 1–3, 5"."""
+    if not months:
+        return ""
+    runs: list[list[int]] = [[months[0]]]
+    for m in months[1:]:
+        if m == runs[-1][-1] + 1:
+            runs[-1].append(m)
+        else:
+            runs.append([m])
+    parts = [f"{r[0]}–{r[-1]}" if len(r) > 1 else f"{r[0]}" for r in runs]
+    return ("months " if len(months) > 1 else "month ") + ", ".join(parts)
+
+
+def is_finite(x: float) -> bool:
+    return not (math.isnan(x) or math.isinf(x))

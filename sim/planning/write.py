@@ -1,0 +1,84 @@
+"""The recommended plan as a runnable experiment file (`reports/<name>/plan.toml`).
+
+The input experiment is read again as data, its `[fleet]`/`[[plans]]` replaced by the
+recommended months, its name suffixed `-plan`, and every file path of its `[workload]` rewritten
+relative to the folder the plan is written to, so `sim run reports/<name>/plan.toml` works from
+the same working directory as the input did. Written with tomli-w (a TOML writer is not in the
+standard library; tomli-w is the writer of the same author as Python's `tomllib`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from sim.config import PlanSpec
+from sim.data import read_toml_file
+
+PATH_KEYS = ("weekly_profile", "lengths", "trace", "include", "file")
+
+
+def _rebase(value: Any, source_dir: Path, target_dir: Path) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: (
+                _relative(v, source_dir, target_dir)
+                if k in PATH_KEYS and isinstance(v, str)
+                else _rebase(v, source_dir, target_dir)
+            )
+            for k, v in value.items()
+        }
+    return value
+
+
+def _relative(path: str, source_dir: Path, target_dir: Path) -> str:
+    p = Path(path)
+    if p.is_absolute() or not (source_dir / p).exists():
+        return path
+    return Path(os.path.relpath((source_dir / p).resolve(), target_dir.resolve())).as_posix()
+
+
+def plan_document(
+    experiment_file: str,
+    plan: PlanSpec,
+    name: str,
+    target_dir: Path,
+    usd_per_hour: dict[str, float] | None = None,
+) -> str:
+    """The text of the runnable experiment (see the module docstring); `usd_per_hour` (the
+    search's price list) is written into `[cost.gpu_usd_per_hour]` for the GPUs it uses."""
+    doc = read_toml_file(experiment_file)
+    source_dir = Path(experiment_file).resolve().parent
+    doc.pop("plans", None)
+    doc.pop("fleet", None)
+    doc.pop("plan", None)
+    doc["name"] = name
+    if "workload" in doc:
+        doc["workload"] = _rebase(doc["workload"], source_dir, target_dir)
+    months = [
+        {
+            "pools": [
+                {"name": p.name, "gpu": p.gpu, "count": p.count, "market": p.market}
+                for p in month.pools
+            ]
+        }
+        for month in plan.fleet
+    ]
+    if "api" in doc and not plan.api:  # one plan that does not spill: [[plans]] says so
+        doc["plans"] = [{"name": "recommended", "api": False, "months": months}]
+    else:
+        doc["fleet"] = {"months": months}
+    used = sorted({p.gpu for month in plan.fleet for p in month.pools})
+    if usd_per_hour:
+        cost = doc.setdefault("cost", {})
+        table = cost.setdefault("gpu_usd_per_hour", {})
+        for gpu in used:
+            table[gpu] = usd_per_hour[gpu]
+    header = (
+        f"# The plan `sim plan` recommends for {Path(experiment_file).name}: run it with\n"
+        f"#   sim run {target_dir.as_posix()}/plan.toml\n"
+    )
+    return header + tomli_w.dumps(doc)

@@ -1,0 +1,265 @@
+"""What `sim plan` found, for a person: the decision in words first, then the evidence.
+
+`recommendation_lines(plan)` is the plain-words answer (also the page's first screen and the
+terminal's first lines); `plan_months_table` the month-by-month table; `write_plan_report`
+writes `plan.html` (recommendation, month table, monthly cost vs the all-API bill, replicas per
+month, the cost–risk frontier of the candidates tried, how the search ran) and `plan.toml`.
+Charts are pure functions of tables (`cost_chart`, `replicas_chart`).
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import altair as alt
+import polars as pl
+
+from sim.data import api_providers
+from sim.planning.search import Plan, all_api_usd, months_text
+from sim.planning.write import plan_document
+from sim.report.shell import Chart, _atomic_write, _inline, chart_blocks, html_page
+
+
+def _fleet_words(plan: Plan) -> list[tuple[list[int], str]]:
+    """Runs of months with the same fleet: ([1, 2, 3], "one l40s, on-demand")."""
+    runs: list[tuple[list[int], str]] = []
+    for ch in plan.choices:
+        c = ch.candidate
+        words = f"{c.count} × {c.gpu}" + (f" ({c.spot} on spot)" if c.spot else ", on-demand")
+        words += ", spilling to the API at peaks" if c.api else ""
+        if runs and runs[-1][1] == words:
+            runs[-1][0].append(ch.month)
+        else:
+            runs.append(([ch.month], words))
+    return runs
+
+
+def api_prices(plan: Plan) -> tuple[str, float, float]:
+    """The API priced for the all-API comparison: the experiment's, else `[plan] compare_api`."""
+    api = plan.exp.spec.api
+    if api is not None:
+        return api.provider, api.input_usd_per_million, api.output_usd_per_million
+    row = api_providers()[plan.settings.compare_api]
+    return (
+        plan.settings.compare_api,
+        float(row["input_usd_per_million"]),
+        float(row["output_usd_per_million"]),
+    )
+
+
+def recommendation_lines(plan: Plan) -> list[str]:
+    """The decision in plain words: fleet per run of months, cost, risk, the comparisons."""
+    s = plan.settings
+    if not plan.choices or plan.infeasible_months:
+        bad = months_text(plan.infeasible_months)
+        return [
+            f"No candidate meets P(miss SLO) ≤ {s.risk:.0%} in {bad} within {s.max_replicas} "
+            f"replicas of {', '.join(sorted({t.candidate.gpu for t in plan.tried}))}: raise "
+            "[plan] max_replicas, add GPU types, allow the API, or relax the SLO."
+        ]
+    lines = []
+    for months, words in _fleet_words(plan):
+        costs = [ch for ch in plan.choices if ch.month in months]
+        lo = min(c.cost_p5_usd for c in costs)
+        hi = max(c.cost_p95_usd for c in costs)
+        mid = sum(c.cost_usd for c in costs) / len(costs)
+        what = "expected" if s.objective == "mean" else "p95"
+        lines.append(
+            f"{months_text(months).capitalize()}: {words} — {what} ${mid:,.0f} a month "
+            f"(p5–p95 ${lo:,.0f}–${hi:,.0f})."
+        )
+    worst = max(plan.choices, key=lambda c: c.misses.bound)
+    lines.append(
+        f"Chance of missing the SLO (p95 TTFT ≤ {plan.exp.spec.slo.ttft_s:g} s and p95 TPOT ≤ "
+        f"{plan.exp.spec.slo.tpot_s:g} s) in a month: at most {worst.misses.bound:.1%} "
+        f"({s.confidence:.0%} bound; {worst.misses.k} of {worst.misses.n} replications missed "
+        f"in the worst month, {worst.month})."
+    )
+    v = plan.verification
+    if v is not None:
+        any_miss = v.any_month_misses()
+        lines.append(
+            f"Checked on {v.replications} fresh replications of the whole plan: "
+            f"{any_miss.k} of {any_miss.n} missed the SLO in some month "
+            f"(P(any month) ≤ {any_miss.bound:.1%}, {s.confidence:.0%} bound)."
+        )
+    provider, p_in, p_out = api_prices(plan)
+    ref = plan.verification
+    if ref is not None:
+        months = sorted(ch.month for ch in plan.choices)
+        api = sum(all_api_usd(ref, m, p_in, p_out) for m in months) / len(months)
+        own = sum(ch.cost_usd for ch in plan.choices) / len(plan.choices)
+        cheaper = "cheaper" if own < api else "dearer"
+        lines.append(
+            f"The same tokens on {provider} (${p_in:g}/${p_out:g} per M tokens) would cost "
+            f"${api:,.0f} a month on average: self-hosting is {cheaper} by "
+            f"${abs(api - own):,.0f} a month."
+        )
+    ip = plan.input_plan
+    if ip is not None:
+        diffs = []
+        for ch in plan.choices:
+            extra = ip.cost(ch.month) - ch.cost_usd
+            dttft = ip.median(ch.month, "ttft_p95_s") - ch.ttft_p95_s
+            diffs.append((ch.month, extra, dttft))
+        total = sum(d[1] for d in diffs)
+        worst_d = max(abs(d[2]) for d in diffs)
+        sign = "more" if total >= 0 else "less"
+        lines.append(
+            f"The plan in the input file costs ${abs(total) / len(diffs):,.0f} a month {sign} "
+            f"on average and changes median p95 TTFT by at most {worst_d:.2f} s."
+        )
+    return lines
+
+
+def plan_months_table(plan: Plan) -> pl.DataFrame:
+    """One row per month: fleet, cost and its spread, P(miss) with its bound and k/n."""
+    rows = []
+    for ch in plan.choices:
+        rows.append(
+            {
+                "month": ch.month,
+                "fleet": ch.candidate.label(),
+                "api": "on" if ch.candidate.api else "off",
+                "cost_usd": ch.cost_usd,
+                "cost_p5_usd": ch.cost_p5_usd,
+                "cost_p95_usd": ch.cost_p95_usd,
+                "p_miss": ch.misses.estimate,
+                "p_miss_bound": ch.misses.bound,
+                "misses": f"{ch.misses.k}/{ch.misses.n}",
+                "ttft_p95_s": ch.ttft_p95_s,
+                "tpot_p95_s": ch.tpot_p95_s,
+            }
+        )
+    return pl.DataFrame(rows)
+
+
+def frontier_table(plan: Plan) -> pl.DataFrame:
+    """Candidates tried, per month: cost and P(miss) bound, with the Pareto front marked."""
+    rows = [
+        {
+            "month": t.month,
+            "candidate": t.candidate.label(),
+            "cost_usd": t.cost_usd,
+            "p_miss_bound": t.misses.bound,
+            "accepted": t.accepted,
+        }
+        for t in plan.tried
+    ]
+    frame = pl.DataFrame(rows) if rows else pl.DataFrame()
+    if frame.is_empty():
+        return frame
+    frame = frame.sort("month", "cost_usd")
+    best = frame.group_by("month", maintain_order=True).agg(
+        pl.col("p_miss_bound").cum_min().alias("front")
+    )
+    front = best.explode("front")["front"]
+    return frame.with_columns((pl.col("p_miss_bound") <= pl.Series(front)).alias("on_frontier"))
+
+
+def cost_chart(table: pl.DataFrame, api_usd: list[float]) -> alt.LayerChart:
+    """Monthly cost of the plan (p5–p95 band) beside the all-API bill."""
+    data = table.select("month", "cost_usd", "cost_p5_usd", "cost_p95_usd").with_columns(
+        pl.Series("all_api_usd", api_usd)
+    )
+    base = alt.Chart(data=_inline(data)).encode(x=alt.X("month:O", title="month"))
+    band = base.mark_area(opacity=0.25).encode(
+        y=alt.Y("cost_p5_usd:Q", title="USD per month"), y2="cost_p95_usd:Q"
+    )
+    own = base.mark_line(point=True).encode(y="cost_usd:Q", tooltip=["month:O", "cost_usd:Q"])
+    api = base.mark_line(strokeDash=[6, 4], color="#c44").encode(
+        y="all_api_usd:Q", tooltip=["month:O", "all_api_usd:Q"]
+    )
+    return alt.LayerChart(layer=[band, own, api]).properties(
+        title="Monthly cost: the plan (line, p5–p95 band) vs all-API (dashed)", width=520
+    )
+
+
+def replicas_chart(table: pl.DataFrame) -> alt.Chart:
+    """Replicas per month, coloured by fleet."""
+    data = table.select(
+        "month", "fleet", pl.col("fleet").str.extract(r"^(\d+)").cast(pl.Int64).alias("replicas")
+    )
+    chart: alt.Chart = (
+        alt.Chart(data=_inline(data))
+        .mark_bar()
+        .encode(
+            x=alt.X("month:O", title="month"),
+            y=alt.Y("replicas:Q", title="replicas", axis=alt.Axis(tickMinStep=1)),
+            color=alt.Color("fleet:N", title="fleet"),
+            tooltip=["month:O", "fleet:N", "replicas:Q"],
+        )
+        .properties(title="Replicas per month", width=520)
+    )
+    return chart
+
+
+def _table_html(frame: pl.DataFrame, formats: dict[str, str]) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in frame.columns)
+    body = []
+    for row in frame.iter_rows(named=True):
+        cells = []
+        for c in frame.columns:
+            v = row[c]
+            text = formats[c].format(v) if c in formats and v is not None else str(v)
+            cells.append(f"<td>{html.escape(text)}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+FORMATS = {
+    "cost_usd": "${:,.0f}",
+    "cost_p5_usd": "${:,.0f}",
+    "cost_p95_usd": "${:,.0f}",
+    "p_miss": "{:.1%}",
+    "p_miss_bound": "{:.1%}",
+    "ttft_p95_s": "{:.3f}",
+    "tpot_p95_s": "{:.4f}",
+}
+
+
+def write_plan_report(plan: Plan, out_dir: Path) -> Path:
+    """Write `plan.html` and (when every month has a plan) `plan.toml` into `out_dir`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    spec = plan.exp.spec
+    lines = recommendation_lines(plan)
+    table = plan_months_table(plan)
+    charts: dict[str, Chart] = {}
+    if not table.is_empty():
+        _, p_in, p_out = api_prices(plan)
+        ref = plan.verification
+        api = [
+            all_api_usd(ref, m, p_in, p_out) if ref is not None else float("nan")
+            for m in table["month"].to_list()
+        ]
+        charts = {"cost": cost_chart(table, api), "replicas": replicas_chart(table)}
+    s = plan.settings
+    notes = [
+        f"Prices: the {html.escape(plan.price_list)} list of sim/data/gpus.toml"
+        + (f"; overrides: {html.escape('; '.join(plan.overrides))}" if plan.overrides else ""),
+        f"Search: {plan.evaluations} candidate fleets, {plan.replications} replications, "
+        f"{plan.wall_s:.0f} s. A candidate is accepted when the one-sided "
+        f"{s.confidence:.0%} Clopper–Pearson bound on P(miss) is ≤ {s.risk:.0%}.",
+    ]
+    notes += [html.escape(u) for u in plan.uncalibrated]
+    notes += [html.escape(f"{g}: {why}") for g, why in sorted(plan.skipped_gpus.items())]
+    frontier = frontier_table(plan)
+    body = (
+        '<section id="recommendation"><h2>Recommendation</h2>'
+        + "".join(f"<p>{html.escape(line)}</p>" for line in lines)
+        + "</section><h2>Month by month</h2>"
+        + (_table_html(table, FORMATS) if not table.is_empty() else "<p>No plan.</p>")
+        + chart_blocks(charts)
+        + "<h2>How the search ran</h2><ul>"
+        + "".join(f"<li>{n}</li>" for n in notes)
+        + "</ul><h3>Candidates tried (cost–risk frontier marked)</h3>"
+        + (_table_html(frontier, FORMATS) if not frontier.is_empty() else "")
+    )
+    page = out_dir / "plan.html"
+    _atomic_write(page, html_page(f"Plan for {spec.name}", body).encode("utf-8"))
+    if plan.choices and not plan.infeasible_months:
+        prices = {g: p.on_demand_usd_per_hour for g, p in plan.prices.items()}
+        text = plan_document(spec.file, plan.recommended, f"{spec.name}-plan", out_dir, prices)
+        _atomic_write(out_dir / "plan.toml", text.encode("utf-8"))
+    return page

@@ -1,0 +1,158 @@
+"""`sim plan` (issue #11): the Clopper–Pearson bound, the search against exhaustive
+enumeration, its acceptance rule, the plan file and the CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from scipy.stats import binom
+
+from sim.cli import main
+from sim.config import SloSpec
+from sim.experiment import Experiment, load_experiment
+from sim.planning import plan_experiment
+from sim.planning.evaluate import Evaluator, constant_plan
+from sim.planning.prices import default_price_list, price_lists, priced
+from sim.planning.search import Candidate, _decide
+from sim.stats.risk import Proportion, lower_bound, upper_bound
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("n", [10, 20, 59, 60, 150])
+def test_upper_bound_covers_at_least_its_confidence_for_every_p(n: int) -> None:
+    """Exact coverage: P_p(p <= U(K)) >= 95 % for K ~ Binomial(n, p), on a fine grid of p."""
+    bounds = np.array([upper_bound(k, n) for k in range(n + 1)])
+    for p in np.linspace(0.001, 0.999, 400):
+        coverage = binom.pmf(np.arange(n + 1), n, p)[bounds >= p].sum()
+        assert coverage >= 0.95 - 1e-9, (n, p, coverage)
+
+
+def test_bounds_known_values() -> None:
+    # 0 misses: 1 - 0.05^(1/n); 59 replications are the least that prove <= 5 %.
+    assert upper_bound(0, 59) == pytest.approx(1 - 0.05 ** (1 / 59))
+    assert upper_bound(0, 59) <= 0.05 < upper_bound(0, 58)
+    assert lower_bound(0, 20) == 0.0 and upper_bound(20, 20) == 1.0
+    assert lower_bound(5, 20) < 5 / 20 < upper_bound(5, 20)
+    p = Proportion(3, 60)
+    assert p.lo < p.estimate < p.hi and p.bound < p.hi  # one-sided bound is tighter
+    assert "3 of 60" in p.words()
+    with pytest.raises(ValueError):
+        upper_bound(3, 2)
+
+
+@pytest.fixture
+def small(tiny: Callable[..., Experiment]) -> Experiment:
+    """One month at 300 requests/day with a TPOT SLO an L4 cannot meet but an A100 can."""
+    exp = tiny(requests_per_day=300.0)
+    spec = dataclasses.replace(exp.spec, slo=SloSpec(ttft_s=1.5, tpot_s=0.03))
+    return exp.with_spec(spec)
+
+
+def _settings(exp: Experiment, **changes: object):  # type: ignore[no-untyped-def]
+    base = dataclasses.replace(
+        exp.spec.search,
+        gpus=("l4", "a100-80gb"),
+        max_replicas=2,
+        risk=0.3,
+        stages=(5, 10),
+        verify_replications=10,
+    )
+    return dataclasses.replace(base, **changes)
+
+
+@pytest.mark.slow
+def test_search_returns_the_optimum_of_exhaustive_enumeration(small: Experiment) -> None:
+    s = _settings(small)
+    result = plan_experiment(small, s, verify=False)
+    # Brute force: every candidate decided by the same staged rule, cheapest accepted wins.
+    prices = priced(result.price_list, small.spec.cost)
+    ev = Evaluator(result.exp.with_spec(result.exp.spec), small.spec.slo, None, 0.95)
+    best = None
+    for gpu in s.gpus:
+        for count in range(1, s.max_replicas + 1):
+            c = Candidate(gpu, count)
+            plan = constant_plan(c.label(), 1, c.pools(), False)
+            spec = dataclasses.replace(
+                small.spec,
+                cost=dataclasses.replace(
+                    small.spec.cost,
+                    gpu_usd_per_hour=tuple(
+                        sorted((g, p.on_demand_usd_per_hour) for g, p in prices.items())
+                    ),
+                ),
+            )
+            ev.exp = small.with_spec(spec)
+            ok, r = _decide(ev, plan, 1, s)
+            if ok and (best is None or r.cost(1) < best[1]):
+                best = (c, r.cost(1))
+    assert best is not None
+    assert result.choices[0].candidate == best[0]
+    assert result.choices[0].candidate.gpu == "a100-80gb"  # the cheaper L4 misses TPOT
+
+
+@pytest.mark.slow
+def test_search_never_accepts_above_the_risk_bound(small: Experiment) -> None:
+    s = _settings(small, risk=0.26)
+    result = plan_experiment(small, s, verify=True)
+    assert result.tried and any(not t.accepted for t in result.tried)
+    for t in result.tried:
+        assert t.accepted == (t.misses.bound <= s.risk)
+    for ch in result.choices:
+        assert ch.misses.bound <= s.risk
+    assert result.verification is not None and result.verification.replications == 10
+
+
+def test_price_lists_name_one_provider_and_list_overrides(growth_experiment: Experiment) -> None:
+    lists = price_lists()
+    assert {"aws", "runpod"} <= set(lists)
+    assert default_price_list(("a100-80gb",)) in lists
+    # growth20pct sets the A100 at RunPod's $1.64: an override on the AWS list only
+    assert not [
+        p.override for p in priced("runpod", growth_experiment.spec.cost).values() if p.override
+    ]
+    aws = priced("aws", growth_experiment.spec.cost)
+    assert aws["a100-80gb"].on_demand_usd_per_hour == 1.64 and aws["a100-80gb"].override
+
+
+@pytest.mark.slow
+def test_cli_plan_writes_a_runnable_plan(tmp_path: Path) -> None:
+    exp_file = tmp_path / "small.toml"
+    text = (ROOT / "experiments" / "growth20pct.toml").read_text()
+    text = text.replace("base_requests_per_day = 5000", "base_requests_per_day = 300")
+    text = text.replace("months = 6", "months = 2")
+    text = text.replace('"../traces/', f'"{ROOT.as_posix()}/traces/')
+    head, _, rest = text.partition("[[fleet.months]]")
+    fleet = '[[fleet.months]]\npools = [{ name = "base", gpu = "a100-80gb", count = 1 }]\n' * 2
+    text = head + fleet + rest[rest.index("[cost]") :]
+    text += '\n[plan]\ngpus = ["a100-80gb"]\nmax_replicas = 2\nverify_replications = 10\n'
+    exp_file.write_text(text)
+    out = tmp_path / "out"
+    r = CliRunner().invoke(main, ["plan", str(exp_file), "--out", str(out), "--quiet"])
+    assert r.exit_code == 0, r.output
+    assert "Months 1–2: 1 × a100-80gb, on-demand" in r.output
+    assert (out / "plan.html").read_text().count("Recommendation") >= 1
+    check = CliRunner().invoke(main, ["check", str(out / "plan.toml")])
+    assert check.exit_code == 0, check.output
+    plan = load_experiment(out / "plan.toml")
+    assert [m.replicas for m in plan.spec.fleet] == [1, 1]
+
+
+def test_plan_table_errors_are_located(tmp_path: Path) -> None:
+    f = tmp_path / "x.toml"
+    text = (
+        (ROOT / "experiments" / "growth20pct.toml")
+        .read_text()
+        .replace('"../traces/', f'"{ROOT.as_posix()}/traces/')
+    )
+    f.write_text(text + '\n[plan]\ngpus = ["a100-80gx"]\nrisk = 5\nspot_shares = [0.5]\n')
+    r = CliRunner().invoke(main, ["check", str(f)])
+    assert r.exit_code == 2
+    assert "plan.gpus[0]: unknown GPU" in r.output
+    assert "plan.risk: must be in (0, 1)" in r.output
+    assert "plan.spot_shares: needs a [spot] section" in r.output
