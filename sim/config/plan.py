@@ -78,6 +78,12 @@ def plan_section(ctx: Context, t: Table, *, has_spot: bool, has_api: bool) -> Pl
         ctx.add(join(t.path, "api"), "needs an [api] section to spill to", api)
     change = t.integer("max_change_per_month", None, check=lambda x: x >= 0, rule=">= 0")
     min_months = t.integer("min_months_per_gpu_type", 1, check=positive, rule=">= 1")
+    for key, value, default in (
+        ("max_change_per_month", change, None),
+        ("min_months_per_gpu_type", min_months, 1),
+    ):
+        if value is not None and value != default:
+            ctx.add(join(t.path, key), "is not applied by the search yet: leave it out", value)
     verify = t.integer("verify_replications", 100, check=lambda x: x >= 10, rule=">= 10")
     compare = t.string("compare_api", "gpt-4o-mini", choices=tuple(sorted(api_providers())))
     t.close()
