@@ -195,14 +195,18 @@ def load_workload(spec: WorkloadSpec, file: str, horizon_s: float) -> LoadedWork
             f"places the trace outside the plan's horizon [0, {horizon_s:g}) s: no traffic at all",
             r.offset_s,
         )
-    profile = traffic.hour_of_week_profile(horizon_s)
+    try:
+        profile = traffic.hour_of_week_profile(horizon_s)
+    except (OverflowError, ValueError) as err:  # rates whose hourly sums overflow a float
+        _fail(where, "workload.trace", f"gives no usable hour-of-week shape ({err})", r.trace_file)
     return LoadedWorkload(profile, NoBurst(), lengths, source, notes)
 
 
 # A replay's expected arrivals walk every loop of the trace over the horizon (one step per
 # loop): a one-request trace loops each second, 15.7 million times in six months. Beyond this
-# many loops the trace is too short for the horizon (a located error, not a long wait).
-MAX_REPLAY_LOOPS = 1_000_000
+# many loops the trace is too short for the horizon (a located error, not a long wait: each
+# 50,000 loops cost ~2 s of `sim check`; sim/workload/replay.py walks them one by one).
+MAX_REPLAY_LOOPS = 50_000
 
 
 def _check_loops(

@@ -432,3 +432,146 @@ def test_run_prints_its_size_with_the_horizon(tmp_path: Path) -> None:
     lines = result.output.splitlines()
     assert lines[0].startswith("horizon: ") and lines[1].startswith("size: ~")
     assert "per replication" in lines[1]
+
+
+# ------------------------------------------------------------------- hypothesis fuzz suite
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from sim.errors import SimError  # noqa: E402
+from sim.traces import read_trace  # noqa: E402
+
+HOSTILE_VALUES = [
+    "0", "-1", "1e308", "-1e308", "1e-9", "20", "100", "9223372036854775807", "1e30", "nan",
+    "inf", "true", '""', '"' + "n" * 300 + '"', '"/proc/self/environ"', '"/dev/zero"',
+    '"../../x"', '"\\u0000"', "[]", "[1, 2]", "{}", "{ a = 1 }", "1979-05-27T07:32:00Z",
+]  # fmt: skip
+FUZZ = settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+def fuzz_check(path: Path) -> None:
+    """`sim check` on `path`: accepted, or every line a located `error:` line; never a
+    traceback."""
+    result = CliRunner().invoke(main, ["check", str(path)])
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(
+        result.exception
+    )
+    assert result.exit_code in (0, 2), result.output
+    if result.exit_code == 2:
+        lines = [line for line in result.output.splitlines() if line.strip()]
+        assert lines and all(line.startswith("error: ") for line in lines), result.output
+        assert all(len(line) <= 400 for line in lines)
+
+
+@FUZZ
+@given(
+    edits=st.lists(
+        st.tuples(st.integers(0, 10**6), st.sampled_from(HOSTILE_VALUES)), min_size=1, max_size=3
+    )
+)
+def test_fuzz_mutated_configs(tmp_path: Path, edits: list[tuple[int, str]]) -> None:
+    lines = one_pool(base_text(), 2).replace(LENGTHS, SMALL_LENGTHS.as_posix()).splitlines()
+    keyed = [i for i, line in enumerate(lines) if "=" in line and not line.startswith("#")]
+    for pick, value in edits:
+        i = keyed[pick % len(keyed)]
+        lines[i] = lines[i].split("=", 1)[0] + "= " + value
+    path = tmp_path / "fuzz.toml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    fuzz_check(path)
+
+
+SMALL_LENGTHS = Path(LENGTHS)  # replaced by a 200-row copy in a temp folder (fixture below)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _small_lengths(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A 200-row lengths trace (so a fuzzed `check` takes milliseconds), in a temp folder."""
+    global SMALL_LENGTHS
+    folder = tmp_path_factory.mktemp("fuzz")
+    rows = Path(LENGTHS).read_text(encoding="utf-8").splitlines()[:201]
+    SMALL_LENGTHS = folder / "lengths.csv"
+    SMALL_LENGTHS.write_text("\n".join(rows) + "\n", encoding="utf-8")
+
+
+@FUZZ
+@given(
+    data=st.binary(max_size=3000),
+    suffix=st.sampled_from([".csv", ".jsonl", ".json", ".csv.gz", ".txt"]),
+    fmt=st.sampled_from([None, "azure", "generic", "mooncake", "vllm-bench", "rates", "vidur"]),
+)
+def test_fuzz_random_bytes_as_traces(
+    tmp_path: Path, data: bytes, suffix: str, fmt: str | None
+) -> None:
+    trace = tmp_path / f"t{suffix}"
+    trace.write_bytes(gzip.compress(data) if suffix.endswith(".gz") else data)
+    try:
+        read_trace(trace, fmt)
+    except SimError as err:
+        assert len(str(err)) < 600
+        assert "\n" not in str(err)
+
+
+CELLS = ["", "-1", "0", "nan", "inf", "1e308", "99999999999999999999", "1.5", "abc", "\x00", "é"]
+
+
+@FUZZ
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.sampled_from(["0", "1.5", "3", *CELLS]),
+            st.sampled_from(["10", "200", *CELLS]),
+            st.sampled_from(["5", "50", *CELLS]),
+        ),
+        min_size=0,
+        max_size=8,
+    ),
+    header=st.sampled_from(
+        ["arrival_s,input_tokens,output_tokens", "arrival_s,input_tokens", "a,b,c", ""]
+    ),
+)
+def test_fuzz_malformed_csv_cells(tmp_path: Path, rows: list[tuple[str, ...]], header: str) -> None:
+    trace = tmp_path / "t.csv"
+    text = header + "\n" + "".join(",".join(r) + "\n" for r in rows)
+    trace.write_bytes(text.encode("utf-8", "surrogatepass"))
+    try:
+        trace_obj = read_trace(trace)
+    except SimError as err:
+        assert "\n" not in str(err) and len(str(err)) < 600
+    else:
+        assert trace_obj.frame.height == len(rows)
+
+
+@FUZZ
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.sampled_from(["0", "1.5", "3", "7", *CELLS]),
+            st.sampled_from(["10", "200", *CELLS]),
+            st.sampled_from(["5", "50", *CELLS]),
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+    replay=st.booleans(),
+)
+def test_fuzz_malformed_traces_through_check(
+    tmp_path: Path, rows: list[tuple[str, ...]], replay: bool
+) -> None:
+    trace = tmp_path / "t.csv"
+    text = "arrival_s,input_tokens,output_tokens\n" + "".join(",".join(r) + "\n" for r in rows)
+    trace.write_text(text, encoding="utf-8")
+    if replay:
+        path = write(tmp_path, replay_text(trace))
+    else:
+        path = write(tmp_path, base_text().replace(LENGTHS, trace.as_posix()))
+    fuzz_check(path)
+
+
+def test_rate_trace_with_huge_rates_is_located(tmp_path: Path) -> None:
+    trace = tmp_path / "r.csv"
+    trace.write_text("start_s,rate_per_s\n0,1\n600,1e308\n1200,1e308\n")
+    text = replay_text(trace).replace('kind = "replay"', f'kind = "replay"\nlengths = "{LENGTHS}"')
+    assert_located(cli("check", str(write(tmp_path, text))), "row 2", "rate_per_s")

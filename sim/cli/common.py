@@ -45,9 +45,10 @@ def user_errors(func: F) -> F:
 def echo_errors(lines: list[str]) -> None:
     """`error: <line>` on stderr for each line, capped in length and number."""
     for line in lines[:MAX_LINES]:
+        line = f"error: {line}"
         if len(line) > MAX_LINE:
             line = line[: MAX_LINE - 1] + "…"
-        click.echo(f"error: {line}", err=True)
+        click.echo(line, err=True)
     if len(lines) > MAX_LINES:
         click.echo(f"error: … and {len(lines) - MAX_LINES:,} more problems", err=True)
 

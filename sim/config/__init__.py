@@ -203,9 +203,9 @@ MAX_TOTAL_GROWTH = 1e6  # month-1 to last-month volume: beyond, the plan is not 
 
 def _check_total_growth(ctx: Context, workload: WorkloadSpec, months: int) -> None:
     g = workload.growth.mean_monthly
-    if not (
-        isinstance(g, float | int) and -1 < g <= MAX_MONTHLY_GROWTH and isinstance(months, int)
-    ):
+    if not (isinstance(g, float | int) and -1 < g <= MAX_MONTHLY_GROWTH):
+        return
+    if not (isinstance(months, int) and 1 <= months <= 36):  # a bad count is reported apart
         return
     factor = (1.0 + g) ** max(months - 1, 0)
     if factor > MAX_TOTAL_GROWTH:

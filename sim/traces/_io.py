@@ -271,5 +271,8 @@ def json_number(value: object) -> float | None:
     """A finite float from a JSON number (not a bool), else None."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    f = float(value)
+    try:
+        f = float(value)
+    except OverflowError:  # an integer beyond any float
+        return None
     return f if math.isfinite(f) else None

@@ -34,6 +34,7 @@ SERVEGEN_PATTERNS = ("Gamma", "Weibull", "Exponential")
 SERVEGEN_FILE = re.compile(r"chunk-(\d+)-trace\.csv$")
 RATE_COLUMNS = ("start_s", "rate_per_s")
 RATE_OPTIONAL = ("active_clients", "rate_weighted_cv")
+MAX_RATE_PER_S = 1e9  # beyond, a corrupt cell (the profile of such rates overflows)
 
 
 def servegen_files(path: str | Path) -> list[Path]:
@@ -135,6 +136,7 @@ def _servegen_client(file: Path) -> pl.DataFrame:
     arg1 = float_column(name, raw["arg1"])
     arg2 = float_column(name, raw["arg2"])
     fail_first(name, raw["rate"], rate < 0.0, "must be >= 0 (req/s)")
+    fail_first(name, raw["rate"], rate > MAX_RATE_PER_S, f"must be <= {MAX_RATE_PER_S:g} (req/s)")
     fail_first(name, raw["cv"], cv < 0.0, "must be >= 0")
     pattern = raw["pattern"].fill_null("")
     fail_first(
@@ -169,6 +171,9 @@ def rate_csv_trace(path: str | Path) -> RateTrace:
     start = float_column(file, raw["start_s"])
     rate = float_column(file, raw["rate_per_s"])
     fail_first(file, raw["rate_per_s"], rate < 0.0, "must be >= 0 (req/s)")
+    fail_first(
+        file, raw["rate_per_s"], rate > MAX_RATE_PER_S, f"must be <= {MAX_RATE_PER_S:g} (req/s)"
+    )
     if raw.height < 2:
         raise TraceError(file, None, "start_s", raw.height, "need at least 2 windows (the spacing)")
     window = float(start[1] - start[0])
