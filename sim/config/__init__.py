@@ -22,6 +22,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from sim.config.plan import PlanSearchSpec, plan_section
 from sim.config.reader import (
     MAX_NAME,
     MISSING,
@@ -78,6 +79,7 @@ __all__ = [
     "GrowthSpec",
     "HorizonSpec",
     "MonthPlan",
+    "PlanSearchSpec",
     "PlanSpec",
     "PoolSpec",
     "ReplaySpec",
@@ -145,6 +147,9 @@ def _parse(text: str, ctx: Context) -> ExperimentSpec:
             if "api" in _raw_plan_keys(data, i):
                 ctx.add(f"plans[{i}].api", "needs an [api] section to spill to", plan.api)
     cost = cost_section(ctx, top.table("cost"), all_plans)
+    search = plan_section(
+        ctx, top.table("plan"), has_spot=spot is not None, has_api=api is not None
+    )
     slo_t = top.table("slo")
     slo = SloSpec(
         ttft_s=slo_t.number(
@@ -195,6 +200,7 @@ def _parse(text: str, ctx: Context) -> ExperimentSpec:
         spot=spot,
         api=api,
         calibration_uncertainty=calibration_uncertainty,
+        search=search,
     )
 
 
