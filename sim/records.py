@@ -66,7 +66,10 @@ MONTH_SCHEMA: dict[str, type[pl.DataType] | pl.DataType] = {
     "e2e_p95_s": pl.Float64,
     "e2e_p99_s": pl.Float64,
     "slo_attainment": pl.Float64,
-    "gpu_utilisation": pl.Float64,
+    "gpu_utilisation": pl.Float64,  # busy time: any sequence running (docs/glossary.md)
+    # tokens served ÷ what the planned replicas serve at the SLO (sim.capacity; the runner
+    # fills it after the replications, null in a replication's own rows)
+    "token_utilisation": pl.Float64,
     "replicas": pl.Int64,
     "gpu_hours": pl.Float64,
     "gpu_cost_usd": pl.Float64,
@@ -85,6 +88,20 @@ MONTH_SCHEMA: dict[str, type[pl.DataType] | pl.DataType] = {
     "ttft_p95_se_s": pl.Float64,
     "slo_attainment_se": pl.Float64,
     "gpu_utilisation_se": pl.Float64,
+}
+
+# Per (plan, month): SLO misses (`miss`), p95 TTFT over its SLO (`ttft`) and p95 TPOT over its
+# SLO (`tpot`) across `n` replications: count k, share p = k/n, two-sided 95 % Clopper–Pearson
+# interval [p_lo, p_hi] (sim.stats.risk.risk_table).
+RISK_SCHEMA: dict[str, type[pl.DataType] | pl.DataType] = {
+    "plan": pl.String,
+    "month": pl.Int64,
+    "n": pl.Int64,
+    **{
+        f"{prefix}_{name}{suffix}": (pl.Int64 if prefix == "k" else pl.Float64)
+        for name in ("miss", "ttft", "tpot")
+        for prefix, suffix in (("k", ""), ("p", ""), ("p", "_lo"), ("p", "_hi"))
+    },
 }
 
 HOURLY_SCHEMA: dict[str, type[pl.DataType] | pl.DataType] = {

@@ -23,13 +23,15 @@ from typing import Literal
 
 import polars as pl
 
+from sim.capacity import Capacity, capacities, with_token_utilisation
 from sim.config import ExperimentSpec
 from sim.engine import ResolvedEngine
 from sim.errors import SimError
 from sim.experiment import Experiment
-from sim.records import PAIRED_SCHEMA, TIMELINE_EVENTS_SCHEMA, TIMELINE_SCHEMA
+from sim.records import PAIRED_SCHEMA, RISK_SCHEMA, TIMELINE_EVENTS_SCHEMA, TIMELINE_SCHEMA
 from sim.replication import ReplicationOutput, run_replication
 from sim.stats import hourly_frame, months_frame, paired_differences, summarise
+from sim.stats.risk import risk_table
 from sim.store import PartStore
 from sim.timeline import sample_timeline
 
@@ -73,6 +75,8 @@ class Results:
     timeline_events: pl.DataFrame = field(
         default_factory=lambda: pl.DataFrame(schema=TIMELINE_EVENTS_SCHEMA)
     )
+    risk: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=RISK_SCHEMA))
+    capacities: dict[str, Capacity] = field(default_factory=dict)
 
     def manifest(self) -> dict[str, object]:
         """Self-describing facts for manifest.json (the resolved config comes from the CLI)."""
@@ -93,6 +97,10 @@ class Results:
             "plans": [p.name for p in self.spec.all_plans()],
             "budget_usd_per_month": self.spec.cost.budget_usd_per_month,
             "step_times": self.engine.provenance(),
+            "capacity_at_slo": {
+                g: {"requests_per_s": c.requests_per_s, "tokens_per_s": c.tokens_per_s}
+                for g, c in sorted(self.capacities.items())
+            },
             "engine": self.engine.as_dict(),
         }
 
@@ -247,6 +255,8 @@ def run_experiment(
     month_list = [row for k in ok for row in outputs[k].months]
     hourly_list = [row for k in ok for row in outputs[k].hourly]
     months = months_frame(month_list)
+    caps = capacities(exp.engine, exp.spec.gpus_used(), exp.lengths, exp.spec.slo)
+    months = with_token_utilisation(months, exp.spec.all_plans(), caps)
     plan_names = [p.name for p in exp.spec.all_plans()]
     timeline, events = (
         sample_timeline(exp, n) if ok else (pl.DataFrame(schema=TIMELINE_SCHEMA), None)
@@ -257,7 +267,9 @@ def run_experiment(
         engine=exp.engine,
         months=months,
         hourly=hourly_frame(hourly_list),
-        summary=summarise(months, spec.slo.ttft_s),
+        summary=summarise(months, spec.slo),
+        risk=risk_table(months, spec.slo),
+        capacities=caps,
         replications_done=ok,
         replications_requested=n,
         wall_s=time.perf_counter() - t0,

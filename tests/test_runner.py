@@ -10,6 +10,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from sim.config import SloSpec
 from sim.experiment import Experiment
 from sim.replication import run_replication, sample_workload
 from sim.rng import Streams
@@ -136,6 +137,6 @@ def test_slo_breach_probability_ignores_months_without_requests() -> None:
         for k, dtype in MONTH_SCHEMA.items():
             if dtype == pl.Int64:
                 row[k] = int(row[k])
-    summary = summarise(pl.DataFrame(rows, schema=MONTH_SCHEMA), slo_ttft_s=1.5)
+    summary = summarise(pl.DataFrame(rows, schema=MONTH_SCHEMA), SloSpec(ttft_s=1.5, tpot_s=0.1))
     risk = summary.filter(pl.col("metric") == "p_ttft_p95_above_slo")["mean"].item()
     assert risk == 0.5

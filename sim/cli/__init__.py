@@ -5,10 +5,10 @@ print → exit code (SALib's `cli_action`).
 - `run`: `sim check`, `sim run`.
 - `trace`: `sim trace inspect|fit|compare`.
 - `calibrate`: `sim calibrate profiles|runs`, `sim validate`.
-- `plan`: `sim plan`.
+- `plan`: `sim plan`; `breakeven`: `sim breakeven`.
 """
 
-from sim.cli import calibrate, plan, run, trace
+from sim.cli import breakeven, calibrate, plan, run, trace
 from sim.cli.common import main, user_errors
 
 main.add_command(run.check)
@@ -17,5 +17,6 @@ main.add_command(trace.trace)
 main.add_command(calibrate.calibrate)
 main.add_command(calibrate.validate)
 main.add_command(plan.plan)
+main.add_command(breakeven.breakeven_command)
 
 __all__ = ["main", "user_errors"]

@@ -26,8 +26,11 @@ TABLE_METRICS = (
     ("tpot_p95_s", "p95 TPOT (s)", "{:.4f}"),
     ("e2e_p95_s", "p95 E2E (s)", "{:.2f}"),
     ("slo_attainment", "SLO attain.", "{:.1%}"),
-    ("gpu_utilisation", "GPU util.", "{:.1%}"),
+    ("gpu_utilisation", "GPU busy", "{:.1%}"),
+    ("token_utilisation", "token util.", "{:.1%}"),
+    ("replicas", "replicas", "{:.0f}"),
     ("cost_usd", "cost ($)", "{:,.0f}"),
+    ("usd_per_million_tokens", "$/M tokens", "{:,.2f}"),
 )
 # Rows shown only when some plan has spot pools / an API (medians across replications).
 HYBRID_METRICS = (
@@ -211,13 +214,39 @@ def print_summary(console: Console, results: Results) -> None:
         se = [cell[("ttft_p95_se_s", m)]["p50"] for m in months]
         if not all(x is None or x != x for x in se):  # sampled horizon: the estimator's error
             table.add_row("p95 TTFT s.e. (s)", *(_fmt("±{:.2g}", x) for x in se))
-        table.add_row(
-            f"P(p95 TTFT > {spec.slo.ttft_s:g} s)",
-            *(_fmt("{:.0%}", cell[("p_ttft_p95_above_slo", m)]["mean"]) for m in months),
-        )
+        risk = {
+            r["month"]: r for r in results.risk.filter(pl.col("plan") == plan).iter_rows(named=True)
+        }
+        for key, label in (
+            ("miss", "P(miss SLO)"),
+            ("ttft", f"P(p95 TTFT > {spec.slo.ttft_s:g} s)"),
+            ("tpot", f"P(p95 TPOT > {spec.slo.tpot_s:g} s)"),
+        ):
+            table.add_row(label, *(_probability(risk.get(m), key) for m in months))
         console.print(table)
+    uncalibrated = [g for g, p in results.engine.provenance().items() if p == "uncalibrated"]
+    for gpu in uncalibrated:
+        console.print(
+            f"note: {spec.engine.model} on {gpu}: step times from the roofline of the GPU's "
+            "specs (uncalibrated); latencies and capacity are rough",
+            highlight=False,
+        )
+    for gpu, c in sorted(results.capacities.items()):
+        console.print(
+            f"capacity at the SLO, one {gpu} replica: {c.requests_per_s:.3g} requests/s, "
+            f"{c.tokens_per_s:,.0f} tokens/s (token utilisation = tokens served ÷ this)",
+            highlight=False,
+        )
     if len(plans) > 1 and not results.paired.is_empty():
         _print_paired(console, results, months)
+
+
+def _probability(row: dict[str, object] | None, key: str) -> str:
+    """ "5% (1/20)\n[0–25%]": the share of replications, k/n, its 95 % interval."""
+    if row is None:
+        return "–"
+    p, lo, hi = (float(row[f"p_{key}{s}"]) for s in ("", "_lo", "_hi"))  # type: ignore[arg-type]
+    return f"{p:.0%} ({row[f'k_{key}']}/{row['n']})\n[dim]{lo:.0%}–{hi:.0%}[/dim]"
 
 
 def _fmt(fmt: str, value: object) -> str:

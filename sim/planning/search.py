@@ -123,6 +123,7 @@ class Plan:
     wall_s: float
     uncalibrated: list[str] = field(default_factory=list)
     infeasible_months: list[int] = field(default_factory=list)
+    chosen: dict[int, Evaluation] = field(default_factory=dict)  # month → its choice's runs
 
 
 def candidate_gpus(
@@ -154,8 +155,12 @@ def plan_experiment(
     address: str | None = None,
     verify: bool = True,
     progress: Progress | None = None,
+    min_counts: dict[str, int] | None = None,
 ) -> Plan:
-    """Search the cheapest plan meeting the risk target (module docstring)."""
+    """Search the cheapest plan meeting the risk target (module docstring).
+
+    `min_counts` (GPU type → replicas) skips smaller counts, known to fail (e.g. from a lower
+    volume of a break-even sweep: more traffic never needs fewer replicas)."""
     t0 = time.perf_counter()
     s = settings or exp.spec.search
     spec = exp.spec
@@ -185,7 +190,7 @@ def plan_experiment(
             if share > 0 and prices[gpu].spot_usd_per_hour is None:
                 continue
             for api in s.api_options:
-                for count in range(1, s.max_replicas + 1):
+                for count in range((min_counts or {}).get(gpu, 1), s.max_replicas + 1):
                     spot = round(share * count)
                     cands.append(Candidate(gpu, count, spot, api))
     tp, ops = spec.engine.tp, spec.cost.ops_usd_per_month
@@ -195,6 +200,7 @@ def plan_experiment(
     tried: list[Tried] = []
     failed_at: dict[tuple[int, tuple[str, float, bool]], int] = {}
     choices: list[MonthChoice] = []
+    chosen: dict[int, Evaluation] = {}
     infeasible: list[int] = []
     for month in range(1, spec.months + 1):
         best: MonthChoice | None = None
@@ -216,6 +222,7 @@ def plan_experiment(
                 failed_at[(month, c.family)] = max(failed_at.get((month, c.family), 0), c.count)
                 continue
             if best is None or objective < best.cost_usd:
+                chosen[month] = result
                 best = MonthChoice(
                     month,
                     c,
@@ -278,6 +285,7 @@ def plan_experiment(
         wall_s=time.perf_counter() - t0,
         uncalibrated=uncal,
         infeasible_months=infeasible,
+        chosen=chosen,
     )
 
 

@@ -105,6 +105,7 @@ def _write_results(results: Results, out_dir: Path) -> Path:
         results.months.write_parquet(tmp / "months.parquet")
         results.summary.write_parquet(tmp / "summary.parquet")
         results.hourly.write_parquet(tmp / "hourly.parquet")
+        results.risk.write_parquet(tmp / "risk.parquet")
         if len(results.spec.all_plans()) > 1:
             results.paired.write_parquet(tmp / "paired.parquet")
         if not results.timeline.is_empty():

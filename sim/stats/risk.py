@@ -22,6 +22,7 @@ import polars as pl
 from scipy.stats import beta
 
 from sim.config import SloSpec
+from sim.records import RISK_SCHEMA
 
 
 def missed_slo(slo: SloSpec, attainment_target: float | None = None) -> pl.Expr:
@@ -101,3 +102,28 @@ def miss_counts(
         )
         .sort("plan", "month")
     )
+
+
+def risk_table(
+    months: pl.DataFrame,
+    slo: SloSpec,
+    attainment_target: float | None = None,
+    confidence: float = 0.95,
+) -> pl.DataFrame:
+    """Per (plan, month): replications `n`; for SLO misses, p95 TTFT and p95 TPOT over their
+    SLO, the count `k_*`, the estimate `p_*` = k/n and its two-sided Clopper–Pearson interval
+    `p_*_lo`, `p_*_hi` at `confidence`."""
+    counts = miss_counts(months, slo, attainment_target)
+    rows = []
+    for r in counts.iter_rows(named=True):
+        row: dict[str, object] = {"plan": r["plan"], "month": r["month"], "n": r["n"]}
+        for name, k in (("miss", r["k"]), ("ttft", r["k_ttft"]), ("tpot", r["k_tpot"])):
+            p = Proportion(int(k), int(r["n"]), confidence)
+            row |= {
+                f"k_{name}": p.k,
+                f"p_{name}": p.estimate,
+                f"p_{name}_lo": p.lo,
+                f"p_{name}_hi": p.hi,
+            }
+        rows.append(row)
+    return pl.DataFrame(rows, schema=RISK_SCHEMA)

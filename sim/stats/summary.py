@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import polars as pl
 
+from sim.config import SloSpec
 from sim.records import (
     HOURLY_SCHEMA,
     MONTH_SCHEMA,
@@ -16,6 +17,7 @@ from sim.records import (
     SUMMARY_METRICS,
     SUMMARY_SCHEMA,
 )
+from sim.stats.risk import missed_slo
 
 
 def months_frame(rows: list[dict[str, object]]) -> pl.DataFrame:
@@ -29,11 +31,17 @@ def hourly_frame(rows: list[dict[str, object]]) -> pl.DataFrame:
     )
 
 
-def summarise(months: pl.DataFrame, slo_ttft_s: float) -> pl.DataFrame:
+PROBABILITIES = ("p_ttft_p95_above_slo", "p_tpot_p95_above_slo", "p_miss_slo")
+"""Summary metrics that are shares of replications (mean = the estimate; p5 = p50 = p95 = mean;
+their k/n and Clopper–Pearson intervals are in `sim.stats.risk.risk_table`)."""
+
+
+def summarise(months: pl.DataFrame, slo: SloSpec) -> pl.DataFrame:
     """Mean and p5/p50/p95 across replications of every KPI, per (plan, month).
 
-    Adds the metric `p_ttft_p95_above_slo`: the share of replications whose month p95 TTFT
-    exceeds the SLO (an estimate of P(p95 TTFT > SLO) for that month).
+    Adds three shares of replications: `p_ttft_p95_above_slo` and `p_tpot_p95_above_slo` (the
+    month's p95 TTFT / TPOT exceeds its SLO; months without a p95 are left out) and
+    `p_miss_slo` (`sim.stats.risk.missed_slo`: either, in one definition).
     """
     long = months.unpivot(
         index=["plan", "replication", "month"], on=list(SUMMARY_METRICS), variable_name="metric"
@@ -45,24 +53,23 @@ def summarise(months: pl.DataFrame, slo_ttft_s: float) -> pl.DataFrame:
         q.quantile(0.50, "linear").alias("p50"),
         q.quantile(0.95, "linear").alias("p95"),
     )
-    risk = (
-        months.group_by("plan", "month")
+
+    def above(column: str, limit: float) -> pl.Expr:
         # months without an accepted request (p95 is NaN) have no p95 to compare: left out
+        return (pl.col(column) > limit).filter(~pl.col(column).is_nan()).cast(pl.Float64).mean()
+
+    shares = (
+        months.with_columns(missed_slo(slo))
+        .group_by("plan", "month")
         .agg(
-            (pl.col("ttft_p95_s") > slo_ttft_s)
-            .filter(~pl.col("ttft_p95_s").is_nan())
-            .cast(pl.Float64)
-            .mean()
-            .alias("mean")
+            above("ttft_p95_s", slo.ttft_s).alias("p_ttft_p95_above_slo"),
+            above("tpot_p95_s", slo.tpot_s).alias("p_tpot_p95_above_slo"),
+            pl.col("missed_slo").cast(pl.Float64).mean().alias("p_miss_slo"),
         )
-        .with_columns(
-            pl.lit("p_ttft_p95_above_slo").alias("metric"),
-            pl.col("mean").alias("p5"),
-            pl.col("mean").alias("p50"),
-            pl.col("mean").alias("p95"),
-        )
+        .unpivot(index=["plan", "month"], variable_name="metric", value_name="mean")
+        .with_columns(pl.col("mean").alias(q) for q in ("p5", "p50", "p95"))
     )
-    out = pl.concat([summary, risk.select(summary.columns)])
+    out = pl.concat([summary, shares.select(summary.columns)])
     out = out.select(list(SUMMARY_SCHEMA)).cast(SUMMARY_SCHEMA)  # type: ignore[arg-type]
     return out.sort("plan", "month", "metric")
 

@@ -15,15 +15,18 @@ utilisation figure then shows.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
+import polars as pl
 
-from sim.config import SloSpec
+from sim.config import PlanSpec, SloSpec
 from sim.engine import RequestLog, ResolvedEngine
 from sim.fleet import FleetPhase, ReplicaSpec
 from sim.model import simulate
 from sim.rng import capacity_rng
+from sim.units import SECONDS_PER_MONTH
 from sim.workload import EmpiricalLengths
 
 CAPACITY_REQUESTS = 3000
@@ -81,3 +84,59 @@ def capacity_at_slo(
             hi = mid
     mean_tokens = float(np.mean(inp + out))
     return Capacity(gpu, lo, lo * mean_tokens)
+
+
+_CACHE: dict[tuple[object, ...], Capacity] = {}
+
+
+def capacities(
+    engine: ResolvedEngine, gpus: Iterable[str], lengths: EmpiricalLengths, slo: SloSpec
+) -> dict[str, Capacity]:
+    """`capacity_at_slo` of each GPU type, cached per (engine on that GPU, lengths, SLO) for
+    the life of the process (a plan search asks for the same ones many times)."""
+    out = {}
+    fingerprint = (
+        lengths.size,
+        hash(lengths.input_tokens.tobytes()),
+        hash(lengths.output_tokens.tobytes()),
+    )
+    for gpu in sorted(set(gpus)):
+        key = (engine.settings, engine.per_gpu[gpu], fingerprint, slo)
+        if key not in _CACHE:
+            _CACHE[key] = capacity_at_slo(engine, gpu, lengths, slo)
+        out[gpu] = _CACHE[key]
+    return out
+
+
+def with_token_utilisation(
+    months: pl.DataFrame, plans: Iterable[PlanSpec], caps: Mapping[str, Capacity]
+) -> pl.DataFrame:
+    """`months` with `token_utilisation`: tokens the GPUs served in the month (input + output,
+    API-spilled tokens excluded) ÷ what the month's planned replicas could serve at the SLO
+    (Σ count × `Capacity.tokens_per_s` × the month's seconds). NaN when the month has no
+    replica or no capacity."""
+    rows = []
+    for plan in plans:
+        for m, month in enumerate(plan.fleet, start=1):
+            tokens_per_s = sum(p.count * caps[p.gpu].tokens_per_s for p in month.pools)
+            rows.append((plan.name, m, tokens_per_s * SECONDS_PER_MONTH))
+    cap = pl.DataFrame(
+        rows,
+        schema={"plan": pl.String, "month": pl.Int64, "capacity_tokens": pl.Float64},
+        orient="row",
+    )
+    served = (
+        pl.col("input_tokens")
+        + pl.col("output_tokens")
+        - pl.col("api_input_tokens")
+        - pl.col("api_output_tokens")
+    ).cast(pl.Float64)
+    util = (
+        pl.when(pl.col("capacity_tokens") > 0)
+        .then(served / pl.col("capacity_tokens"))
+        .otherwise(float("nan"))
+    )
+    joined = months.drop("token_utilisation", strict=False).join(
+        cap, on=["plan", "month"], how="left"
+    )
+    return joined.with_columns(util.alias("token_utilisation")).select(months.columns)
