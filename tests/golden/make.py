@@ -14,7 +14,7 @@ from pathlib import Path
 from sim import load_experiment, run_experiment
 
 HERE = Path(__file__).resolve().parent
-TABLES = ("months", "summary", "hourly", "paired", "timeline", "timeline_events")
+TABLES = ("months", "summary", "hourly", "paired", "timeline", "timeline_events", "risk")
 
 
 def main() -> None:
