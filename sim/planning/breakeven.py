@@ -301,10 +301,13 @@ def breakeven(
             if not t.accepted and t.candidate.spot == 0:
                 floor[t.candidate.gpu] = max(floor.get(t.candidate.gpu, 1), t.candidate.count + 1)
         mixed = None
-        if hybrid and exp.spec.api is not None:
+        own_count = own.choices[0].candidate.count if own.choices else s.max_replicas + 1
+        # Spilling only pays with fewer replicas than the self-hosted plan (the same fleet plus
+        # an API bill costs more): search those counts, none when that leaves no replica.
+        if hybrid and exp.spec.api is not None and own_count > 1:
             mixed = plan_experiment(
                 one,
-                dataclasses.replace(s, api_options=(True,)),
+                dataclasses.replace(s, api_options=(True,), max_replicas=own_count - 1),
                 jobs=jobs,
                 backend=backend,
                 address=address,

@@ -48,14 +48,22 @@ def api_prices(plan: Plan) -> tuple[str, float, float]:
     )
 
 
+def _money_range(lo: float, mid: float, hi: float) -> str:
+    if round(lo) == round(hi):
+        return f"${mid:,.0f} a month"
+    return f"${mid:,.0f} a month (p5–p95 ${lo:,.0f}–${hi:,.0f})"
+
+
 def recommendation_lines(plan: Plan) -> list[str]:
     """The decision in plain words: fleet per run of months, cost, risk, the comparisons."""
     s = plan.settings
+    slo = plan.exp.spec.slo
     if not plan.choices or plan.infeasible_months:
         bad = months_text(plan.infeasible_months)
         return [
-            f"No candidate meets P(miss SLO) ≤ {s.risk:.0%} in {bad} within {s.max_replicas} "
-            f"replicas of {', '.join(sorted({t.candidate.gpu for t in plan.tried}))}: raise "
+            f"No candidate meets the risk target (P(miss SLO) ≤ {s.risk:.0%}) in {bad} with at "
+            f"most {s.max_replicas} replicas of "
+            f"{', '.join(sorted({t.candidate.gpu for t in plan.tried}))}: raise "
             "[plan] max_replicas, add GPU types, allow the API, or relax the SLO."
         ]
     lines = []
@@ -64,52 +72,62 @@ def recommendation_lines(plan: Plan) -> list[str]:
         lo = min(c.cost_p5_usd for c in costs)
         hi = max(c.cost_p95_usd for c in costs)
         mid = sum(c.cost_usd for c in costs) / len(costs)
-        what = "expected" if s.objective == "mean" else "p95"
+        what = "" if s.objective == "mean" else "p95 "
         lines.append(
-            f"{months_text(months).capitalize()}: {words} — {what} ${mid:,.0f} a month "
-            f"(p5–p95 ${lo:,.0f}–${hi:,.0f})."
+            f"{months_text(months).capitalize()}: {words}, {what}{_money_range(lo, mid, hi)}."
         )
     worst = max(plan.choices, key=lambda c: c.misses.bound)
+    k, n = worst.misses.k, worst.misses.n
+    seen = (
+        f"no month missed it in {n} simulated replications"
+        if k == 0
+        else (f"the worst month, {worst.month}, missed it in {k} of {n} replications")
+    )
     lines.append(
-        f"Chance of missing the SLO (p95 TTFT ≤ {plan.exp.spec.slo.ttft_s:g} s and p95 TPOT ≤ "
-        f"{plan.exp.spec.slo.tpot_s:g} s) in a month: at most {worst.misses.bound:.1%} "
-        f"({s.confidence:.0%} bound; {worst.misses.k} of {worst.misses.n} replications missed "
-        f"in the worst month, {worst.month})."
+        f"Chance that a month misses the SLO (p95 TTFT ≤ {slo.ttft_s:g} s and p95 TPOT ≤ "
+        f"{slo.tpot_s:g} s): at most {worst.misses.bound:.1%} with {s.confidence:.0%} "
+        f"confidence ({seen})."
     )
     v = plan.verification
     if v is not None:
         any_miss = v.any_month_misses()
         lines.append(
             f"Checked on {v.replications} fresh replications of the whole plan: "
-            f"{any_miss.k} of {any_miss.n} missed the SLO in some month "
-            f"(P(any month) ≤ {any_miss.bound:.1%}, {s.confidence:.0%} bound)."
+            f"{any_miss.k} of {any_miss.n} missed the SLO in any month (so P(any month misses) "
+            f"≤ {any_miss.bound:.1%} with {s.confidence:.0%} confidence)."
         )
     provider, p_in, p_out = api_prices(plan)
-    ref = plan.verification
-    if ref is not None:
+    if v is not None:
         months = sorted(ch.month for ch in plan.choices)
-        api = sum(all_api_usd(ref, m, p_in, p_out) for m in months) / len(months)
+        api = sum(all_api_usd(v, m, p_in, p_out) for m in months) / len(months)
         own = sum(ch.cost_usd for ch in plan.choices) / len(plan.choices)
-        cheaper = "cheaper" if own < api else "dearer"
-        lines.append(
-            f"The same tokens on {provider} (${p_in:g}/${p_out:g} per M tokens) would cost "
-            f"${api:,.0f} a month on average: self-hosting is {cheaper} by "
-            f"${abs(api - own):,.0f} a month."
-        )
+        if api < own:
+            lines.append(
+                f"At this volume the API is cheaper: the same tokens on {provider} "
+                f"(${p_in:g}/${p_out:g} per M tokens) would cost ${api:,.0f} a month, "
+                f"${own - api:,.0f} less than self-hosting (`sim breakeven` finds the volume "
+                "where that turns)."
+            )
+        else:
+            lines.append(
+                f"Self-hosting saves ${api - own:,.0f} a month against the same tokens on "
+                f"{provider} (${api:,.0f} a month at ${p_in:g}/${p_out:g} per M tokens)."
+            )
     ip = plan.input_plan
     if ip is not None:
-        diffs = []
-        for ch in plan.choices:
-            extra = ip.cost(ch.month) - ch.cost_usd
-            dttft = ip.median(ch.month, "ttft_p95_s") - ch.ttft_p95_s
-            diffs.append((ch.month, extra, dttft))
-        total = sum(d[1] for d in diffs)
-        worst_d = max(abs(d[2]) for d in diffs)
-        sign = "more" if total >= 0 else "less"
+        extra = [ip.cost(ch.month) - ch.cost_usd for ch in plan.choices]
+        mean_extra = sum(extra) / len(extra)
+        theirs = [ip.median(ch.month, "ttft_p95_s") for ch in plan.choices]
+        ours = [ch.ttft_p95_s for ch in plan.choices]
+        gap = max(abs(a - b) for a, b in zip(theirs, ours, strict=True))
+        more = "more" if mean_extra >= 0 else "less"
         lines.append(
-            f"The plan in the input file costs ${abs(total) / len(diffs):,.0f} a month {sign} "
-            f"on average and changes median p95 TTFT by at most {worst_d:.2f} s."
+            f"The plan in the input file costs ${abs(mean_extra):,.0f} a month {more} on "
+            f"average; its median p95 TTFT is {min(theirs):.2f}–{max(theirs):.2f} s against "
+            f"{min(ours):.2f}–{max(ours):.2f} s here (at most {gap:.2f} s apart)."
         )
+    for note in plan.uncalibrated:
+        lines.append(f"Caution: {note} — calibrate it (`sim calibrate`) before buying.")
     return lines
 
 
@@ -190,13 +208,13 @@ def replicas_chart(table: pl.DataFrame) -> alt.Chart:
             color=alt.Color("fleet:N", title="fleet"),
             tooltip=["month:O", "fleet:N", "replicas:Q"],
         )
-        .properties(title="Replicas per month", width=520)
+        .properties(title="Replicas per month", width=520, height=160)
     )
     return chart
 
 
 def _table_html(frame: pl.DataFrame, formats: dict[str, str]) -> str:
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in frame.columns)
+    head = "".join(f"<th>{html.escape(HEADINGS.get(c, c))}</th>" for c in frame.columns)
     body = []
     for row in frame.iter_rows(named=True):
         cells = []
@@ -207,6 +225,23 @@ def _table_html(frame: pl.DataFrame, formats: dict[str, str]) -> str:
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
+
+HEADINGS = {
+    "month": "Month",
+    "fleet": "Fleet",
+    "api": "API spill",
+    "cost_usd": "Cost / month",
+    "cost_p5_usd": "p5",
+    "cost_p95_usd": "p95",
+    "p_miss": "P(miss SLO)",
+    "p_miss_bound": "95 % bound",
+    "misses": "Misses / replications",
+    "ttft_p95_s": "p95 TTFT (s, median)",
+    "tpot_p95_s": "p95 TPOT (s, median)",
+    "candidate": "Candidate",
+    "accepted": "Accepted",
+    "on_frontier": "On the cost–risk frontier",
+}
 
 FORMATS = {
     "cost_usd": "${:,.0f}",
@@ -246,6 +281,10 @@ def write_plan_report(plan: Plan, out_dir: Path) -> Path:
     notes += [html.escape(f"{g}: {why}") for g, why in sorted(plan.skipped_gpus.items())]
     frontier = frontier_table(plan)
     body = (
+        f"<h1>Plan for {html.escape(spec.name)}</h1>"
+        f'<p class="sub">{spec.months} months, {html.escape(spec.engine.model)}, SLO p95 TTFT '
+        f"≤ {spec.slo.ttft_s:g} s and p95 TPOT ≤ {spec.slo.tpot_s:g} s, risk target "
+        f"{s.risk:.0%}</p>"
         '<section id="recommendation"><h2>Recommendation</h2>'
         + "".join(f"<p>{html.escape(line)}</p>" for line in lines)
         + "</section><h2>Month by month</h2>"
