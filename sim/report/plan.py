@@ -213,6 +213,33 @@ def replicas_chart(table: pl.DataFrame) -> alt.Chart:
     return chart
 
 
+def tornado_chart(table: pl.DataFrame) -> alt.HConcatChart:
+    """Per factor, the change from the baseline at its low and high end: P(miss) and cost."""
+    data = _inline(table)
+
+    def panel(column: str, title: str, fmt: str) -> alt.Chart:
+        chart: alt.Chart = (
+            alt.Chart(data=data)
+            .mark_bar()
+            .encode(
+                y=alt.Y("factor:N", title=None, sort=None),
+                x=alt.X(f"{column}:Q", title=title, axis=alt.Axis(format=fmt)),
+                color=alt.Color(
+                    "end:N", title="end", scale=alt.Scale(range=["#4c78a8", "#e45756"])
+                ),
+                yOffset="end:N",
+                tooltip=["factor:N", "setting:N", alt.Tooltip(f"{column}:Q", format=fmt)],
+            )
+            .properties(width=300, height=alt.Step(14))
+        )
+        return chart
+
+    return alt.hconcat(
+        panel("d_p_miss", "change in P(a month misses the SLO)", "+.0%"),
+        panel("d_cost_usd", "change in monthly cost (USD)", "+,.0f"),
+    ).properties(title="What moves the answer (one factor at a time, same replications)")
+
+
 def _table_html(frame: pl.DataFrame, formats: dict[str, str]) -> str:
     head = "".join(f"<th>{html.escape(HEADINGS.get(c, c))}</th>" for c in frame.columns)
     body = []
@@ -241,9 +268,16 @@ HEADINGS = {
     "candidate": "Candidate",
     "accepted": "Accepted",
     "on_frontier": "On the cost–risk frontier",
+    "factor": "Factor",
+    "end": "End",
+    "setting": "Setting",
+    "d_p_miss": "Δ P(miss)",
+    "d_cost_usd": "Δ cost / month",
 }
 
 FORMATS = {
+    "d_p_miss": "{:+.1%}",
+    "d_cost_usd": "${:+,.0f}",
     "cost_usd": "${:,.0f}",
     "cost_p5_usd": "${:,.0f}",
     "cost_p95_usd": "${:,.0f}",
@@ -254,8 +288,9 @@ FORMATS = {
 }
 
 
-def write_plan_report(plan: Plan, out_dir: Path) -> Path:
-    """Write `plan.html` and (when every month has a plan) `plan.toml` into `out_dir`."""
+def write_plan_report(plan: Plan, out_dir: Path, sensitivity: pl.DataFrame | None = None) -> Path:
+    """Write `plan.html` and (when every month has a plan) `plan.toml` into `out_dir`;
+    `sensitivity` (`sim.planning.sensitivity.sensitivity_table`) adds its tornado."""
     out_dir.mkdir(parents=True, exist_ok=True)
     spec = plan.exp.spec
     lines = recommendation_lines(plan)
@@ -280,6 +315,13 @@ def write_plan_report(plan: Plan, out_dir: Path) -> Path:
     notes += [html.escape(u) for u in plan.uncalibrated]
     notes += [html.escape(f"{g}: {why}") for g, why in sorted(plan.skipped_gpus.items())]
     frontier = frontier_table(plan)
+    tornado = ""
+    if sensitivity is not None and not sensitivity.is_empty():
+        tornado = (
+            "<h2>What moves the answer</h2>"
+            + chart_blocks({"tornado": tornado_chart(sensitivity)})
+            + _table_html(sensitivity, FORMATS)
+        )
     body = (
         f"<h1>Plan for {html.escape(spec.name)}</h1>"
         f'<p class="sub">{spec.months} months, {html.escape(spec.engine.model)}, SLO p95 TTFT '
@@ -290,6 +332,7 @@ def write_plan_report(plan: Plan, out_dir: Path) -> Path:
         + "</section><h2>Month by month</h2>"
         + (_table_html(table, FORMATS) if not table.is_empty() else "<p>No plan.</p>")
         + chart_blocks(charts)
+        + tornado
         + "<h2>How the search ran</h2><ul>"
         + "".join(f"<li>{n}</li>" for n in notes)
         + "</ul><h3>Candidates tried (cost–risk frontier marked)</h3>"
