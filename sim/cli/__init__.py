@@ -6,9 +6,10 @@ print → exit code (SALib's `cli_action`).
 - `trace`: `sim trace inspect|fit|compare`.
 - `calibrate`: `sim calibrate profiles|runs`, `sim validate`.
 - `plan`: `sim plan`; `breakeven`: `sim breakeven`.
+- `bench`: `sim bench` (what `vllm bench serve` would report).
 """
 
-from sim.cli import breakeven, calibrate, plan, run, trace
+from sim.cli import bench, breakeven, calibrate, plan, run, trace
 from sim.cli.common import main, user_errors
 
 main.add_command(run.check)
@@ -18,5 +19,6 @@ main.add_command(calibrate.calibrate)
 main.add_command(calibrate.validate)
 main.add_command(plan.plan)
 main.add_command(breakeven.breakeven_command)
+main.add_command(bench.bench)
 
 __all__ = ["main", "user_errors"]

@@ -3,6 +3,7 @@ docs/validation.md)."""
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,14 @@ from rich.table import Table
 
 from sim.calibration.profiles import PROFILE_SOURCES, base_entry_for, fit_profile, render_entries
 from sim.calibration.profiles import profile_samples as read_profile
-from sim.calibration.runs import FACTOR_NAMES, EngineHints, fit_runs, run_case
+from sim.calibration.runs import (
+    FACTOR_NAMES,
+    EngineHints,
+    fit_runs,
+    fit_warnings,
+    run_case,
+    start_entry,
+)
 from sim.calibration.validate import (
     GATE_MAX_LOAD,
     catalog_with,
@@ -21,8 +29,9 @@ from sim.calibration.validate import (
     load_unreproduced,
     validate_all,
 )
-from sim.cli.common import user_errors
-from sim.engine.catalog import load_step_time_catalog
+from sim.cli.common import SafePath, user_errors
+from sim.engine.catalog import load_step_time_catalog, load_user_calibration
+from sim.experiment import Experiment
 
 
 def _catalog_key(text: str, option: str) -> tuple[str, str, int, str]:
@@ -117,6 +126,11 @@ def profiles(
     "--kv-blocks", type=click.IntRange(min=1), help="[default: the run's, else estimated]"
 )
 @click.option("--replicas", type=click.IntRange(min=1), help="Data-parallel engines [default: 1].")
+@click.option(
+    "--request-rate",
+    type=click.FloatRange(min=0, min_open=True),
+    help="A /metrics scrape's send rate, req/s [default: requests / window].",
+)
 @click.option("--fit", "fit_terms", default="overhead,linear,attention", show_default=True)
 @click.option(
     "--out", type=click.Path(dir_okay=False, path_type=Path), help="TOML [default: stdout]"
@@ -134,10 +148,15 @@ def runs(
     max_model_len: int | None,
     kv_blocks: int | None,
     replicas: int | None,
+    request_rate: float | None,
     fit_terms: str,
     out: Path | None,
 ) -> None:
-    """Fit overhead/linear/attention scale factors to measured runs FILES by replay."""
+    """Fit overhead/linear/attention scale factors to measured runs FILES by replay.
+
+    FILES: `vllm bench serve --save-result --save-detailed` JSON (or `sim bench`'s), GuideLLM
+    report JSON, a vLLM /metrics scrape (.prom/.txt, or a Prometheus range export .json),
+    LLMServingSim requests.jsonl, or a per-request CSV (docs/calibrate-your-stack.md)."""
     terms = tuple(t.strip() for t in fit_terms.split(",") if t.strip())
     if not terms or set(terms) - set(FACTOR_NAMES):
         raise click.BadParameter(f"choose from {', '.join(FACTOR_NAMES)}", param_hint="--fit")
@@ -149,14 +168,27 @@ def runs(
         tp=tp,
         replicas=replicas,
     )
-    cases = [run_case(f, model=model, gpu=gpu, dtype=dtype, given=given) for f in files]
+    cases = [
+        run_case(f, model=model, gpu=gpu, dtype=dtype, given=given, request_rate=request_rate)
+        for f in files
+    ]
     key = (model, gpu, cases[0].engine.tp, dtype)
     catalog = load_step_time_catalog()
-    start = catalog.get(_catalog_key(base, "--base") if base else key)
-    if start is None:
-        have = ", ".join("/".join(map(str, k)) for k in sorted(catalog))
-        raise click.UsageError(
-            f"no catalog entry {'/'.join(map(str, key))} to start from: pass --base (one of {have})"
+    if base:
+        start = catalog.get(_catalog_key(base, "--base"))
+        if start is None:
+            have = ", ".join("/".join(map(str, k)) for k in sorted(catalog))
+            raise click.BadParameter(f"{base} is not in the catalog ({have})", param_hint="--base")
+    else:
+        start = start_entry(catalog, key)
+    console = Console(stderr=True)
+    for c in cases:
+        for note in c.notes:
+            console.print(f"note: {note}", highlight=False)
+    if start.key not in catalog:
+        console.print(
+            f"note: no fitted entry {'/'.join(map(str, key))}: starting from the roofline",
+            highlight=False,
         )
     names = ", ".join(str(f) for f in files)
     result = fit_runs(
@@ -182,10 +214,11 @@ def runs(
             f"{row['error']:+.1%}",
             f"{row['error_after']:+.1%}",
         )
-    console = Console(stderr=True)
     console.print(table)
     factors = ", ".join(f"{n} ×{v:.3f}" for n, v in zip(FACTOR_NAMES, result.factors, strict=True))
     console.print(f"factors: {factors} ({result.evaluations} replays)", highlight=False)
+    for warning in fit_warnings(result, cases):
+        console.print(f"warning: {warning}", highlight=False)
     _write_entries(out, [result.entry], f"Fitted by `sim calibrate runs` from {names}")
 
 
@@ -244,3 +277,30 @@ def validate(show_all: bool, names: tuple[str, ...], catalog_file: Path | None) 
     if failed:
         console.print(f"[red]missed targets:[/red] {', '.join(failed)}")
         sys.exit(1)
+
+
+CALIBRATION_OPTION = click.option(
+    "--calibration",
+    type=SafePath(dir_okay=False, path_type=Path),
+    help="Your step-time entries (TOML from `sim calibrate runs --out`) over the catalog "
+    "[default: the experiment's [engine] calibration].",
+)
+
+
+def with_calibration(exp: Experiment, calibration: Path | None) -> Experiment:
+    """`exp` with `--calibration` (when given) as its `[engine] calibration`, engine resolved
+    again; prints which file (and hash) supplies which step-time entries."""
+    if calibration is not None:
+        engine = dataclasses.replace(exp.spec.engine, calibration=str(calibration.resolve()))
+        exp = exp.with_spec(dataclasses.replace(exp.spec, engine=engine))
+    file = exp.spec.engine.calibration
+    if file is not None:
+        user = load_user_calibration(file)
+        used = [
+            g for g, e in sorted(exp.engine.per_gpu.items()) if user.label in e.step_time.source
+        ]
+        click.echo(
+            f"calibration: {user.label}: used for {', '.join(used) or 'no GPU type of this run'}",
+            err=True,
+        )
+    return exp

@@ -9,6 +9,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from sim.cli.calibrate import CALIBRATION_OPTION, with_calibration
 from sim.cli.common import user_errors
 from sim.experiment import load_experiment
 from sim.planning import plan_experiment
@@ -41,6 +42,7 @@ from sim.report.plan import plan_months_table, recommendation_lines, write_plan_
     help="Output folder [default: reports/<experiment name>].",
 )
 @click.option("--quiet", is_flag=True, help="Do not print each candidate as it is decided.")
+@CALIBRATION_OPTION
 @user_errors
 def plan(
     file: Path,
@@ -54,9 +56,10 @@ def plan(
     address: str | None,
     out: Path | None,
     quiet: bool,
+    calibration: Path | None,
 ) -> None:
     """Search the cheapest plan for FILE whose P(miss SLO) per month is within the risk."""
-    exp = load_experiment(file)
+    exp = with_calibration(load_experiment(file), calibration)
     s = exp.spec.search
     changes: dict[str, object] = {}
     if gpus:

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from sim.cli.calibrate import CALIBRATION_OPTION, with_calibration
 from sim.cli.common import SafePath, user_errors
 from sim.errors import ConfigError
 from sim.experiment import load_experiment
@@ -91,6 +92,7 @@ def check(file: Path) -> None:
 @click.option(
     "--force", is_flag=True, help="Run even when the size estimate says it cannot finish."
 )
+@CALIBRATION_OPTION
 @user_errors
 def run(
     file: Path,
@@ -102,6 +104,7 @@ def run(
     backend: str,
     address: str | None,
     force: bool,
+    calibration: Path | None,
 ) -> None:
     """Run the experiment in FILE and write its report folder.
 
@@ -112,7 +115,7 @@ def run(
         raise click.UsageError("--resume and --fresh exclude each other")
     if address is not None and backend != "ray":
         raise click.UsageError("--address needs --backend ray")
-    exp = load_experiment(file)
+    exp = with_calibration(load_experiment(file), calibration)
     total = replications or exp.spec.replications
     size = estimate_run(exp, total, jobs)
     problems = size_problems(exp, size)

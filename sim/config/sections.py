@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
+from pathlib import Path
 
 from sim.config.reader import (
     MAX_NAME,
@@ -13,6 +14,7 @@ from sim.config.reader import (
     Rule,
     Table,
     all_numbers,
+    existing_file,
     hint,
     join,
     percent_hint,
@@ -54,6 +56,7 @@ def engine_section(ctx: Context, t: Table) -> EngineSpec:
                 weight_dtype,
             )
         weight_dtype = implied
+    calibration = _calibration_file(ctx, t)
     spec = EngineSpec(
         model=model,
         dtype=dtype,
@@ -73,6 +76,7 @@ def engine_section(ctx: Context, t: Table) -> EngineSpec:
         block_size=t.integer("block_size", 16, *within(1, 4096)),
         kv_blocks=t.integer("kv_blocks", None, *within(1, 1e9)),
         weight_dtype=weight_dtype if weight_dtype != dtype else None,
+        calibration=calibration,
     )
     if (
         isinstance(spec.max_num_seqs, int)
@@ -97,6 +101,17 @@ def engine_section(ctx: Context, t: Table) -> EngineSpec:
         )
     t.close()
     return spec
+
+
+def _calibration_file(ctx: Context, t: Table) -> str | None:
+    """`[engine] calibration`: a user's step-time entries (relative to the experiment's folder).
+    Its contents are checked where the engine is resolved (`sim.engine.catalog`), still before
+    anything runs."""
+    raw = t.string("calibration", None)
+    if not isinstance(raw, str):
+        return None
+    where = join(t.path, "calibration")
+    return existing_file(ctx, where, raw, Path(ctx.file).parent)
 
 
 def fleet_section(ctx: Context, t: Table, months: int) -> tuple[MonthPlan, ...]:

@@ -111,6 +111,9 @@ class EngineSpec:
     dtype: KV-cache dtype, and the weights' unless `weight_dtype` says otherwise.
     weight_dtype: precision of the linear-layer weights (`[engine] weight_dtype`, or implied by
         `quantization` = "awq" | "gptq" → int4, "fp8" → fp8, "int8" → int8); None = `dtype`.
+    calibration: absolute path of the user's calibration file (`[engine] calibration`: step-time
+        `[[entry]]` tables over the packaged catalog, `sim.engine.catalog.load_user_calibration`);
+        None = packaged entries only.
     """
 
     model: str
@@ -123,6 +126,7 @@ class EngineSpec:
     block_size: int
     kv_blocks: int | None
     weight_dtype: str | None = None
+    calibration: str | None = None
 
     @property
     def weights(self) -> str:

@@ -13,11 +13,13 @@ a replica runs with: the fitted entry when there is one, else the roofline of th
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from sim.data import gpus, models, read_toml
+from sim.data import gpus, models, read_toml, read_toml_file
 from sim.engine.roofline import load_roofline_factors, roofline_step_time
 from sim.engine.steptime import COEFFICIENTS, StepTimeModel
 from sim.errors import ConfigError, Problem
@@ -165,6 +167,57 @@ def load_step_time_catalog() -> dict[CatalogKey, StepTimeEntry]:
 
 
 @dataclass(frozen=True)
+class UserCalibration:
+    """A user's calibration file (`[engine] calibration`, `--calibration`): `[[entry]]` tables
+    in the catalog's format (what `sim calibrate runs --out` writes), which take precedence over
+    the packaged entries of the same (model, gpu, tp, dtype).
+
+    file: the path as given; sha256: the hex digest of its bytes (named in every output).
+    """
+
+    file: str
+    sha256: str
+    entries: dict[CatalogKey, StepTimeEntry]
+
+    @property
+    def label(self) -> str:
+        """`<file> (sha256 <first 12 hex digits>)`, as manifests and terminals print it."""
+        return f"{self.file} (sha256 {self.sha256[:12]})"
+
+
+def load_user_calibration(path: str | Path) -> UserCalibration:
+    """Read and check a user calibration file; a located `ConfigError` for any problem.
+
+    Cached by (absolute path, size, modification time): a file edited between two calls is
+    read again."""
+    p = Path(path)
+    try:
+        st = p.stat()
+    except OSError as err:
+        raise ConfigError(
+            [Problem(str(path), "", f"cannot read file: {err.strerror}", has_value=False)]
+        ) from None
+    return _load_user_calibration(str(p.resolve()), st.st_size, st.st_mtime_ns, str(path))
+
+
+@functools.cache
+def _load_user_calibration(resolved: str, size: int, mtime_ns: int, given: str) -> UserCalibration:
+    del size, mtime_ns  # cache keys only
+    doc = read_toml_file(resolved)
+    entries = parse_step_time_catalog(doc, given)
+    digest = hashlib.sha256(Path(resolved).read_bytes()).hexdigest()
+    return UserCalibration(given, digest, entries)
+
+
+def catalog_with_calibration(calibration: str | None) -> dict[CatalogKey, StepTimeEntry]:
+    """The packaged catalog with the entries of the user's `calibration` file over it."""
+    catalog = dict(load_step_time_catalog())
+    if calibration is not None:
+        catalog.update(load_user_calibration(calibration).entries)
+    return catalog
+
+
+@dataclass(frozen=True)
 class ResolvedStepTime:
     """The step times a replica of one (model, GPU, TP, precision) runs with, and where from.
 
@@ -187,16 +240,30 @@ class ResolvedStepTime:
 
 
 def resolve_step_time(
-    model: str, gpu: str, tp: int, dtype: str, weight_dtype: str | None = None
+    model: str,
+    gpu: str,
+    tp: int,
+    dtype: str,
+    weight_dtype: str | None = None,
+    calibration: str | None = None,
 ) -> ResolvedStepTime:
-    """Step times for `model` on `tp` GPUs of type `gpu`: the fitted catalog entry for
-    (model, gpu, tp, dtype) when there is one, else the roofline of the specs (uncalibrated).
+    """Step times for `model` on `tp` GPUs of type `gpu`: the user's entry for
+    (model, gpu, tp, dtype) in the `calibration` file when it has one, else the fitted catalog
+    entry, else the roofline of the specs (uncalibrated).
 
-    dtype: the KV-cache dtype (and the weights' unless `weight_dtype` says otherwise). Fitted
-    entries are for unquantised weights: a separate weight dtype always takes the roofline.
+    dtype: the KV-cache dtype (and the weights' unless `weight_dtype` says otherwise). Packaged
+    entries are for unquantised weights: a separate weight dtype takes the roofline unless the
+    user's file has an entry for it under the weights' dtype.
     """
+    key = (model, gpu, tp, dtype)
+    if calibration is not None:
+        user = load_user_calibration(calibration)
+        mine = user.entries.get(key if weight_dtype is None else (model, gpu, tp, weight_dtype))
+        if mine is not None:
+            source = f"calibration file {user.label}: {mine.source}"
+            return ResolvedStepTime(mine.step, source, True, mine.residual_sd_log)
     catalog = load_step_time_catalog()
-    entry = catalog.get((model, gpu, tp, dtype)) if weight_dtype is None else None
+    entry = catalog.get(key) if weight_dtype is None else None
     if entry is not None:
         return ResolvedStepTime(entry.step, entry.source, True, entry.residual_sd_log)
     factors = load_roofline_factors()

@@ -75,7 +75,12 @@ def resolve_engine(settings: EngineSpec, gpu_names: Iterable[str]) -> ResolvedEn
     messages: list[str] = []
     for gpu in sorted(set(gpu_names)):
         step = resolve_step_time(
-            settings.model, gpu, settings.tp, settings.dtype, settings.weight_dtype
+            settings.model,
+            gpu,
+            settings.tp,
+            settings.dtype,
+            settings.weight_dtype,
+            calibration=settings.calibration,
         )
         kv = kv_cache(settings, gpu)
         why = kv_shortfall(settings, gpu, kv)

@@ -1,0 +1,420 @@
+"""`sim bench`: what `vllm bench serve` would report for a model on a GPU, predicted by replay.
+
+`run_bench(BenchSpec(...)) -> BenchResult` draws the benchmark's requests as vLLM's client does,
+pushes them through `sim.model.simulate` (one replica, the engine's limits and KV blocks from
+`sim.calibration.measured.EngineSetup`, step times from `sim.engine.catalog.resolve_step_time`
+with the user's calibration file when given) and computes vLLM's statistics.
+
+What follows vLLM (`vllm/benchmarks/serve.py` and `vllm/benchmarks/datasets.py`, vLLM main at
+commit 009e6d4a1cd6ba3fb2a9fc00f4ec06f5297232a1, read through the search tool):
+
+* arrivals (`get_request`): request i is sent at the cumulative sum of i + 1 gaps, each
+  Gamma(shape = burstiness, scale = 1 / (rate × burstiness)) — mean 1/rate, burstiness 1 is
+  Poisson, inf is a constant gap; the sums are rescaled so the last request is sent at exactly
+  num_prompts / rate. Rate inf sends everything at t = 0.
+* `random` dataset lengths: uniform integers in [⌊len·(1 − r)⌋, ⌈len·(1 + r)⌉] for the input
+  and output lengths (r = `--random-range-ratio`, default 0: fixed lengths); the random
+  dataset ignores EOS, so every request generates exactly its output length.
+* statistics (`calculate_metrics`): TTFT, TPOT = (E2E − TTFT)/(output − 1) for outputs > 1,
+  ITL = every gap between consecutive tokens, E2EL; mean, median, std and `np.percentile` at
+  `--metric-percentiles` (default 99), reported in ms for `--percentile-metrics` (default
+  "ttft,tpot,itl"); throughputs over the benchmark duration (first send to last completion).
+
+What differs (documented, not hidden):
+
+* ITLs: the engine records each request's first and last token, and its decode steps within a
+  request are not stored one by one, so each request's ITL list is its (E2E − TTFT) spread
+  uniformly over output − 1 gaps. Means and TPOT are exact; ITL percentiles are those of
+  per-request mean gaps (narrower than a real run's, which also has per-step jitter).
+* Timing is the engine's: no HTTP, tokenisation or streaming time (a few ms per request in a
+  real client-side run; DESIGN §13).
+* `--max-concurrency` (a closed-loop client) is not modelled yet and is refused by the CLI.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from sim.calibration.measured import EngineSetup, MeasuredRun
+from sim.data import gpus, models
+from sim.engine import RequestLog
+from sim.engine.catalog import ResolvedStepTime, load_user_calibration, resolve_step_time
+from sim.errors import ConfigError, Problem
+from sim.model import FleetPhase, ReplicaSpec, simulate
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+VLLM_SOURCE = "vllm/benchmarks/serve.py @ 009e6d4a1cd6ba3fb2a9fc00f4ec06f5297232a1"
+PERCENTILE_METRICS = ("ttft", "tpot", "itl", "e2el")
+DEFAULT_PERCENTILE_METRICS = ("ttft", "tpot", "itl")  # vLLM's default for generation
+DEFAULT_METRIC_PERCENTILES = (99.0,)  # vLLM's `--metric-percentiles` default "99"
+METRIC_HEADERS = {
+    "ttft": ("TTFT", "Time to First Token"),
+    "tpot": ("TPOT", "Time per Output Token (excl. 1st token)"),
+    "itl": ("ITL", "Inter-token Latency"),
+    "e2el": ("E2EL", "End-to-end Latency"),
+}
+
+BIG_GPU_BYTES = 70 * 2**30
+"""vLLM V1's OpenAI-server defaults by GPU (`EngineArgs.get_batch_defaults` in
+vllm/engine/arg_utils.py, vLLM ≥ 0.8; the A100 exception is vLLM PR #17885): a GPU with
+≥ 70 GiB whose name does not contain "a100" gets max_num_seqs 1024 and
+max_num_batched_tokens 8192, every other GPU 256 and 2048."""
+
+
+def vllm_default_limits(gpu: str) -> tuple[int, int, str]:
+    """(max_num_seqs, max_num_batched_tokens, why) of vLLM V1's OpenAI server on `gpu`."""
+    spec = gpus().get(gpu)
+    memory = spec.memory_gb * 1e9 if spec is not None else 0.0
+    source = "vLLM V1 OpenAI-server default (vllm/engine/arg_utils.py get_batch_defaults)"
+    if memory >= BIG_GPU_BYTES and "a100" not in gpu:
+        return 1024, 8192, f"{source}: GPU with >= 70 GiB, not an A100"
+    return 256, 2048, f"{source}: GPU with < 70 GiB or an A100"
+
+
+@dataclass(frozen=True)
+class BenchSpec:
+    """One `vllm bench serve` run against one vLLM replica (the CLI's options, same names).
+
+    dtype: the weights' precision (`vllm serve --dtype`; "bf16" and "fp16" are the same to the
+        step-time catalog); kv_cache_dtype: None = the weights' ("auto").
+    input_lens/output_lens: explicit per-request lengths (a dataset FILE); None = `random`.
+    max_num_seqs, max_num_batched_tokens: None = vLLM's defaults for the GPU
+        (`vllm_default_limits`); max_model_len: None = the model's context length.
+    calibration: a user calibration file whose entries take precedence over the catalog.
+    """
+
+    model: str
+    gpu: str
+    tp: int = 1
+    dtype: str = "fp16"
+    kv_cache_dtype: str | None = None
+    input_len: int = 1024
+    output_len: int = 128
+    range_ratio: float = 0.0
+    request_rate: float = math.inf
+    burstiness: float = 1.0
+    num_prompts: int = 1000
+    seed: int = 0
+    max_num_seqs: int | None = None
+    max_num_batched_tokens: int | None = None
+    max_model_len: int | None = None
+    kv_blocks: int | None = None
+    gpu_memory_utilization: float = 0.9
+    calibration: str | None = None
+    input_lens: tuple[int, ...] | None = field(default=None, repr=False)
+    output_lens: tuple[int, ...] | None = field(default=None, repr=False)
+
+
+def _catalog_dtype(dtype: str) -> str:
+    # The catalog's 16-bit entries are keyed "fp16"; bf16 runs at the same speed and size.
+    return "fp16" if dtype == "bf16" else dtype
+
+
+def engine_setup(spec: BenchSpec) -> tuple[EngineSetup, list[str]]:
+    """The engine the benchmark runs on, and one note per default taken (with its source)."""
+    problems = []
+    if spec.model not in models():
+        problems.append(Problem("bench", "model", "not in the model catalog", spec.model))
+    if spec.gpu not in gpus():
+        problems.append(Problem("bench", "gpu", "not in the GPU catalog", spec.gpu))
+    if problems:
+        raise ConfigError(problems)
+    notes = []
+    seqs, budget, why = vllm_default_limits(spec.gpu)
+    if spec.max_num_seqs is None or spec.max_num_batched_tokens is None:
+        notes.append(
+            f"engine limits: max_num_seqs {spec.max_num_seqs or seqs}, max_num_batched_tokens "
+            f"{spec.max_num_batched_tokens or budget} ({why} where not given)"
+        )
+    kv = _catalog_dtype(spec.kv_cache_dtype or spec.dtype)
+    weights = _catalog_dtype(spec.dtype)
+    setup = EngineSetup(
+        model=spec.model,
+        gpu=spec.gpu,
+        tp=spec.tp,
+        dtype=kv,
+        max_num_seqs=spec.max_num_seqs or seqs,
+        max_num_batched_tokens=spec.max_num_batched_tokens or budget,
+        max_model_len=spec.max_model_len or models()[spec.model].max_position,
+        kv_blocks=spec.kv_blocks,
+        gpu_memory_utilization=spec.gpu_memory_utilization,
+        weight_dtype=weights if weights != kv else None,
+    )
+    return setup, notes
+
+
+def send_times(n: int, rate: float, burstiness: float, rng: np.random.Generator) -> FloatArray:
+    """When `vllm bench serve` sends each of `n` requests (module docstring), seconds."""
+    if math.isinf(rate):
+        return np.zeros(n)
+    if math.isinf(burstiness):
+        gaps = np.full(n, 1.0 / rate)
+    else:
+        gaps = rng.gamma(shape=burstiness, scale=1.0 / (rate * burstiness), size=n)
+    t = np.cumsum(gaps)
+    return t * ((n / rate) / t[-1]) if t[-1] > 0 else t
+
+
+def random_lengths(n: int, mean_len: int, range_ratio: float, rng: np.random.Generator) -> IntArray:
+    """vLLM's `random` dataset lengths: uniform integers in [⌊l(1−r)⌋, ⌈l(1+r)⌉], at least 1."""
+    low = max(1, math.floor(mean_len * (1.0 - range_ratio)))
+    high = max(low, math.ceil(mean_len * (1.0 + range_ratio)))
+    return rng.integers(low, high + 1, size=n).astype(np.int64)
+
+
+@dataclass(frozen=True, eq=False)
+class BenchResult:
+    """A predicted `vllm bench serve` run: per request (in send order) its lengths, send time,
+    TTFT and E2E latency (s; NaN when the engine rejected it: longer than max_model_len), and
+    the engine and step times it ran on."""
+
+    spec: BenchSpec
+    engine: EngineSetup
+    step_time: ResolvedStepTime
+    start_times_s: FloatArray = field(repr=False)
+    input_lens: IntArray = field(repr=False)
+    output_lens: IntArray = field(repr=False)
+    ttfts_s: FloatArray = field(repr=False)
+    e2els_s: FloatArray = field(repr=False)
+    notes: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> npt.NDArray[np.bool_]:
+        return np.isfinite(self.e2els_s)
+
+    @property
+    def duration_s(self) -> float:
+        """First send (t = 0) to the last completion, as vLLM's `benchmark_duration`."""
+        done = self.start_times_s + self.e2els_s
+        return float(np.nanmax(done)) if self.ok.any() else 0.0
+
+    def itls_s(self) -> list[list[float]]:
+        """Per request, its output − 1 inter-token gaps (uniform within a request; see module)."""
+        out = []
+        for ok, n, ttft, e2e in zip(
+            self.ok, self.output_lens, self.ttfts_s, self.e2els_s, strict=True
+        ):
+            out.append([(e2e - ttft) / (n - 1)] * (int(n) - 1) if ok and n > 1 else [])
+        return out
+
+    def measured_run(self, name: str = "sim-bench") -> MeasuredRun:
+        """The completed requests as a measured run (for calibration round trips)."""
+        ok = self.ok
+        return MeasuredRun(
+            name=name,
+            file=name,
+            arrival_s=self.start_times_s[ok],
+            input_tokens=self.input_lens[ok],
+            output_tokens=self.output_lens[ok],
+            ttft_s=self.ttfts_s[ok],
+            e2e_s=self.e2els_s[ok],
+        )
+
+    def metrics(
+        self,
+        percentile_metrics: Sequence[str] = DEFAULT_PERCENTILE_METRICS,
+        metric_percentiles: Sequence[float] = DEFAULT_METRIC_PERCENTILES,
+    ) -> dict[str, Any]:
+        """vLLM's result fields this prediction fills (`VLLM_SOURCE`), in vLLM's order."""
+        ok = self.ok
+        dur = self.duration_s or float("nan")
+        n_in = int(self.input_lens[ok].sum())
+        n_out = int(self.output_lens[ok].sum())
+        itls = self.itls_s()
+        ttft = self.ttfts_s[ok]
+        e2e = self.e2els_s[ok]
+        out_ok = self.output_lens[ok]
+        multi = out_ok > 1
+        values = {
+            "ttft": ttft,
+            "tpot": (e2e[multi] - ttft[multi]) / (out_ok[multi] - 1),
+            "itl": np.array([g for gaps in itls for g in gaps]),
+            "e2el": e2e,
+        }
+        result: dict[str, Any] = {
+            "duration": self.duration_s,
+            "completed": int(ok.sum()),
+            "failed": int((~ok).sum()),
+            "total_input_tokens": n_in,
+            "total_output_tokens": n_out,
+            "request_throughput": int(ok.sum()) / dur,
+            "request_goodput": None,
+            "output_throughput": n_out / dur,
+            "total_token_throughput": (n_in + n_out) / dur,
+            "input_lens": [int(v) for v in self.input_lens],
+            "output_lens": [int(v) if k else 0 for v, k in zip(self.output_lens, ok, strict=True)],
+            "ttfts": [float(v) if k else 0.0 for v, k in zip(self.ttfts_s, ok, strict=True)],
+            "itls": itls,
+            "latencies": [float(v) if k else 0.0 for v, k in zip(self.e2els_s, ok, strict=True)],
+            "start_times": [float(v) for v in self.start_times_s],
+            "errors": ["" if k else "rejected: longer than max_model_len" for k in ok],
+            "max_concurrent_requests": _peak(self.start_times_s[ok], self.start_times_s[ok] + e2e),
+        }
+        for name in percentile_metrics:
+            v = values[name]
+            v = v if v.size else np.zeros(1)
+            result[f"mean_{name}_ms"] = float(np.mean(v)) * 1e3
+            result[f"median_{name}_ms"] = float(np.median(v)) * 1e3
+            result[f"std_{name}_ms"] = float(np.std(v)) * 1e3
+            for p in metric_percentiles:
+                result[f"p{_p_word(p)}_{name}_ms"] = float(np.percentile(v, p)) * 1e3
+        return result
+
+    def result_json(
+        self,
+        percentile_metrics: Sequence[str] = DEFAULT_PERCENTILE_METRICS,
+        metric_percentiles: Sequence[float] = DEFAULT_METRIC_PERCENTILES,
+        date: str = "",
+    ) -> dict[str, Any]:
+        """What `vllm bench serve --save-result --save-detailed` writes (the fields it fills),
+        plus `sim_*` keys naming the prediction's engine and step-time source."""
+        s = self.spec
+        head: dict[str, Any] = {
+            "date": date,
+            "endpoint_type": "sim",
+            "backend": "sim",
+            "label": "sim-bench",
+            "model_id": s.model,
+            "tokenizer_id": s.model,
+            "num_prompts": s.num_prompts,
+            "request_rate": "inf" if math.isinf(s.request_rate) else s.request_rate,
+            "burstiness": s.burstiness,
+            "max_concurrency": None,
+        }
+        body = self.metrics(percentile_metrics, metric_percentiles)
+        e = self.engine
+        extra = {
+            "sim_gpu": s.gpu,
+            "sim_tp": s.tp,
+            "sim_engine": {
+                "max_num_seqs": e.max_num_seqs,
+                "max_num_batched_tokens": e.max_num_batched_tokens,
+                "max_model_len": e.max_model_len,
+                "kv_blocks": e.resolved_kv_blocks(),
+                "block_size": e.block_size,
+            },
+            "sim_step_time": self.step_time.provenance,
+            "sim_step_time_source": self.step_time.source,
+            "sim_notes": list(self.notes),
+        }
+        return {**head, **body, **extra}
+
+    def block(
+        self,
+        percentile_metrics: Sequence[str] = DEFAULT_PERCENTILE_METRICS,
+        metric_percentiles: Sequence[float] = DEFAULT_METRIC_PERCENTILES,
+    ) -> str:
+        """vLLM's printed "Serving Benchmark Result" block, same labels and widths."""
+        r = self.metrics(percentile_metrics, metric_percentiles)
+        lines = ["{s:{c}^{n}}".format(s=" Serving Benchmark Result ", n=50, c="=")]
+
+        def row(label: str, value: Any, fmt: str = "<10") -> None:
+            lines.append(("{:<40} {:" + fmt + "}").format(label, value))
+
+        row("Successful requests:", r["completed"])
+        row("Failed requests:", r["failed"])
+        if not math.isinf(self.spec.request_rate):
+            row("Request rate configured (RPS):", self.spec.request_rate, "<10.2f")
+        row("Benchmark duration (s):", r["duration"], "<10.2f")
+        row("Total input tokens:", r["total_input_tokens"])
+        row("Total generated tokens:", r["total_output_tokens"])
+        row("Request throughput (req/s):", r["request_throughput"], "<10.2f")
+        row("Output token throughput (tok/s):", r["output_throughput"], "<10.2f")
+        row("Peak concurrent requests:", float(r["max_concurrent_requests"]), "<10.2f")
+        row("Total token throughput (tok/s):", r["total_token_throughput"], "<10.2f")
+        for name in PERCENTILE_METRICS:
+            if name not in percentile_metrics:
+                continue
+            label, header = METRIC_HEADERS[name]
+            lines.append("{s:{c}^{n}}".format(s=header, n=50, c="-"))
+            row(f"Mean {label} (ms):", r[f"mean_{name}_ms"], "<10.2f")
+            row(f"Median {label} (ms):", r[f"median_{name}_ms"], "<10.2f")
+            for p in metric_percentiles:
+                row(f"P{_p_word(p)} {label} (ms):", r[f"p{_p_word(p)}_{name}_ms"], "<10.2f")
+        lines.append("=" * 50)
+        return "\n".join(line.rstrip() for line in lines)
+
+
+def _peak(start: FloatArray, end: FloatArray) -> int:
+    if start.size == 0:
+        return 0
+    events = np.concatenate([start, end])
+    delta = np.concatenate([np.ones(start.size), -np.ones(end.size)])
+    order = np.lexsort((delta, events))  # departures first at equal times (half-open)
+    return int(np.max(np.cumsum(delta[order])))
+
+
+def _p_word(p: float) -> str:
+    return str(int(p)) if int(p) == p else str(p)
+
+
+def run_bench(spec: BenchSpec) -> BenchResult:
+    """Predict one `vllm bench serve` run (module docstring). Deterministic in `spec.seed`."""
+    if spec.calibration is not None:
+        load_user_calibration(spec.calibration)  # a bad file fails before anything runs
+    setup, notes = engine_setup(spec)
+    step = resolve_step_time(
+        setup.model,
+        setup.gpu,
+        setup.tp,
+        setup.dtype,
+        setup.weight_dtype,
+        calibration=spec.calibration,
+    )
+    if not step.calibrated:
+        notes.append(
+            f"uncalibrated: {setup.model}/{setup.gpu}/tp{setup.tp}/{setup.dtype} step times "
+            "come from the roofline of the specs"
+        )
+    rng = np.random.default_rng(spec.seed)
+    n = spec.num_prompts
+    if spec.input_lens is not None and spec.output_lens is not None:
+        pick = rng.choice(len(spec.input_lens), size=n, replace=n > len(spec.input_lens))
+        input_lens = np.asarray(spec.input_lens, dtype=np.int64)[pick]
+        output_lens = np.asarray(spec.output_lens, dtype=np.int64)[pick]
+    else:
+        input_lens = random_lengths(n, spec.input_len, spec.range_ratio, rng)
+        output_lens = random_lengths(n, spec.output_len, spec.range_ratio, rng)
+    start = send_times(n, spec.request_rate, spec.burstiness, rng)
+    ttft, e2e = simulate_requests(setup, step, start, input_lens, output_lens)
+    return BenchResult(
+        spec=spec,
+        engine=setup,
+        step_time=step,
+        start_times_s=start,
+        input_lens=input_lens,
+        output_lens=output_lens,
+        ttfts_s=ttft,
+        e2els_s=e2e,
+        notes=tuple(notes),
+    )
+
+
+def simulate_requests(
+    setup: EngineSetup,
+    step: ResolvedStepTime,
+    arrival_s: FloatArray,
+    input_lens: IntArray,
+    output_lens: IntArray,
+) -> tuple[FloatArray, FloatArray]:
+    """(TTFT, E2E) per request of one replica (NaN: rejected), in the given order."""
+    order = np.argsort(arrival_s, kind="stable")
+    log = RequestLog(
+        arrival_s[order].tolist(), input_lens[order].tolist(), output_lens[order].tolist()
+    )
+    spec = ReplicaSpec("bench", setup.gpu, setup.limits(), step.step)
+    simulate(log, [spec], [FleetPhase(0.0, (0,))], engine="fast")
+    arrival = np.asarray(log.arrival_s)
+    ttft = np.empty(order.size)
+    e2e = np.empty(order.size)
+    ttft[order] = np.asarray(log.first_token_s, dtype=np.float64) - arrival
+    e2e[order] = np.asarray(log.finish_s, dtype=np.float64) - arrival
+    return ttft, e2e

@@ -1,0 +1,163 @@
+"""`sim bench`: predict what `vllm bench serve` would report (sim/calibration/bench.py)."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime
+from pathlib import Path
+
+import click
+
+from sim.calibration.bench import (
+    DEFAULT_PERCENTILE_METRICS,
+    PERCENTILE_METRICS,
+    BenchSpec,
+    run_bench,
+)
+from sim.cli.common import SafePath, user_errors
+from sim.data import DTYPE_BYTES
+from sim.errors import TraceError
+from sim.traces import RequestTrace, read_trace
+
+
+def _dataset_lengths(path: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    trace = read_trace(path)
+    if not isinstance(trace, RequestTrace):
+        raise TraceError(path, None, None, trace.format, "a rate trace has no token lengths")
+    return (
+        tuple(int(v) for v in trace.frame["input_tokens"]),
+        tuple(int(v) for v in trace.frame["output_tokens"]),
+    )
+
+
+@click.command()
+@click.option("--model", required=True, help="Catalog model, e.g. llama-3.1-8b.")
+@click.option("--gpu", required=True, help="Catalog GPU, e.g. h100-80gb.")
+@click.option("--tp", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--dtype", type=click.Choice(tuple(DTYPE_BYTES)), default="fp16", show_default=True)
+@click.option(
+    "--kv-cache-dtype",
+    type=click.Choice(("auto", *DTYPE_BYTES)),
+    default="auto",
+    show_default=True,
+    help="auto = the weights' dtype.",
+)
+@click.option(
+    "--dataset",
+    default="random",
+    show_default=True,
+    help="random, or a request trace FILE whose (input, output) lengths are sampled.",
+)
+@click.option("--input-len", type=click.IntRange(min=1), default=1024, show_default=True)
+@click.option("--output-len", type=click.IntRange(min=1), default=128, show_default=True)
+@click.option("--range-ratio", type=click.FloatRange(0, 1, max_open=True), default=0.0)
+@click.option("--request-rate", type=float, default=math.inf, help="req/s [default: inf].")
+@click.option("--burstiness", type=float, default=1.0, show_default=True)
+@click.option("--num-prompts", type=click.IntRange(min=1), default=1000, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--max-num-seqs", type=click.IntRange(min=1), help="[default: vLLM's for the GPU]")
+@click.option("--max-num-batched-tokens", type=click.IntRange(min=1), help="[default: vLLM's]")
+@click.option("--max-model-len", type=click.IntRange(min=2), help="[default: the model's]")
+@click.option("--kv-blocks", type=click.IntRange(min=1), help="vLLM's num_gpu_blocks.")
+@click.option("--max-concurrency", type=int, hidden=True)
+@click.option(
+    "--percentile-metrics",
+    default=",".join(DEFAULT_PERCENTILE_METRICS),
+    show_default=True,
+    help="Comma-separated: ttft, tpot, itl, e2el.",
+)
+@click.option("--metric-percentiles", default="99", show_default=True)
+@click.option(
+    "--calibration",
+    type=SafePath(dir_okay=False, path_type=Path),
+    help="Your step-time entries (TOML from `sim calibrate runs --out`) over the catalog.",
+)
+@click.option("--save-result", type=SafePath(dir_okay=False, path_type=Path))
+@user_errors
+def bench(
+    model: str,
+    gpu: str,
+    tp: int,
+    dtype: str,
+    kv_cache_dtype: str,
+    dataset: str,
+    input_len: int,
+    output_len: int,
+    range_ratio: float,
+    request_rate: float,
+    burstiness: float,
+    num_prompts: int,
+    seed: int,
+    max_num_seqs: int | None,
+    max_num_batched_tokens: int | None,
+    max_model_len: int | None,
+    kv_blocks: int | None,
+    max_concurrency: int | None,
+    percentile_metrics: str,
+    metric_percentiles: str,
+    calibration: Path | None,
+    save_result: Path | None,
+) -> None:
+    """Predict what `vllm bench serve` would report for MODEL on GPU (engine-side timing)."""
+    if max_concurrency is not None:
+        raise click.UsageError(
+            "--max-concurrency (a closed-loop client) is not modelled yet; "
+            "use --request-rate (open loop)"
+        )
+    if not request_rate > 0:
+        raise click.BadParameter("must be > 0 (or inf)", param_hint="--request-rate")
+    if not burstiness > 0:
+        raise click.BadParameter("must be > 0", param_hint="--burstiness")
+    metrics = tuple(m.strip() for m in percentile_metrics.split(",") if m.strip())
+    if not metrics or set(metrics) - set(PERCENTILE_METRICS):
+        raise click.BadParameter(
+            f"choose from {', '.join(PERCENTILE_METRICS)}", param_hint="--percentile-metrics"
+        )
+    try:
+        percentiles = tuple(float(p) for p in metric_percentiles.split(","))
+    except ValueError:
+        raise click.BadParameter("numbers in [0, 100]", param_hint="--metric-percentiles") from None
+    if not all(0 <= p <= 100 for p in percentiles):
+        raise click.BadParameter("numbers in [0, 100]", param_hint="--metric-percentiles")
+    lens: tuple[tuple[int, ...], tuple[int, ...]] | tuple[None, None] = (None, None)
+    if dataset != "random":
+        if dataset == "sharegpt":
+            raise click.BadParameter(
+                "sharegpt is not shipped (no PyPI-packaged copy); give a trace FILE",
+                param_hint="--dataset",
+            )
+        lens = _dataset_lengths(dataset)
+    spec = BenchSpec(
+        model=model,
+        gpu=gpu,
+        tp=tp,
+        dtype=dtype,
+        kv_cache_dtype=None if kv_cache_dtype == "auto" else kv_cache_dtype,
+        input_len=input_len,
+        output_len=output_len,
+        range_ratio=range_ratio,
+        request_rate=request_rate,
+        burstiness=burstiness,
+        num_prompts=num_prompts,
+        seed=seed,
+        max_num_seqs=max_num_seqs,
+        max_num_batched_tokens=max_num_batched_tokens,
+        max_model_len=max_model_len,
+        kv_blocks=kv_blocks,
+        calibration=None if calibration is None else str(calibration),
+        input_lens=lens[0],
+        output_lens=lens[1],
+    )
+    result = run_bench(spec)
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)
+    click.echo(f"step times: {result.step_time.provenance}: {result.step_time.source}", err=True)
+    click.echo(result.block(metrics, percentiles))
+    if save_result is not None:
+        doc = result.result_json(metrics, percentiles, datetime.now().strftime("%Y%m%d-%H%M%S"))
+        save_result.parent.mkdir(parents=True, exist_ok=True)
+        tmp = save_result.with_name(save_result.name + ".tmp")
+        tmp.write_text(json.dumps(doc), encoding="utf-8")
+        tmp.replace(save_result)
+        click.echo(f"wrote {save_result}", err=True)

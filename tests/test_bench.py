@@ -1,0 +1,95 @@
+"""`sim bench`: vLLM's JSON keys and printed block, its arrival process and refusals."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+from click.testing import CliRunner
+
+from sim.calibration.bench import BenchSpec, run_bench, send_times
+from sim.cli import main
+
+# The keys `vllm bench serve --save-result --save-detailed` writes for a generation run with
+# the default --percentile-metrics (ttft,tpot,itl) and --metric-percentiles (99): vLLM main,
+# vllm/benchmarks/serve.py @ 009e6d4a1cd6ba3fb2a9fc00f4ec06f5297232a1 (`main`'s result_json
+# head, `benchmark`'s result dict, `process_one_metric`). Left out, because a prediction has
+# nothing to put there: generated_texts, queue_times, max_output_tokens_per_s, rtfx.
+VLLM_KEYS = [
+    "date", "endpoint_type", "backend", "label", "model_id", "tokenizer_id", "num_prompts",
+    "request_rate", "burstiness", "max_concurrency",
+    "duration", "completed", "failed", "total_input_tokens", "total_output_tokens",
+    "request_throughput", "request_goodput", "output_throughput", "total_token_throughput",
+    "input_lens", "output_lens", "ttfts", "itls", "latencies", "start_times", "errors",
+    "max_concurrent_requests",
+    "mean_ttft_ms", "median_ttft_ms", "std_ttft_ms", "p99_ttft_ms",
+    "mean_tpot_ms", "median_tpot_ms", "std_tpot_ms", "p99_tpot_ms",
+    "mean_itl_ms", "median_itl_ms", "std_itl_ms", "p99_itl_ms",
+]  # fmt: skip
+
+
+def small(**kw: object) -> BenchSpec:
+    base: dict[str, object] = dict(
+        model="llama-3-8b", gpu="h100-80gb", num_prompts=40, input_len=256, output_len=32
+    )
+    return BenchSpec(**(base | kw))  # type: ignore[arg-type]
+
+
+def test_json_keys_equal_vllms(tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    res = CliRunner().invoke(
+        main,
+        ["bench", "--model", "llama-3-8b", "--gpu", "h100-80gb", "--num-prompts", "30",
+         "--request-rate", "5", "--save-result", str(out)],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    doc = json.loads(out.read_text())
+    assert [k for k in doc if not k.startswith("sim_")] == VLLM_KEYS
+    assert doc["completed"] == 30 and len(doc["itls"]) == 30
+    assert all(len(g) == n - 1 for g, n in zip(doc["itls"], doc["output_lens"], strict=True))
+
+
+def test_block_as_vllm_prints_it() -> None:
+    r = run_bench(small(request_rate=4.0))
+    block = r.block(("ttft", "tpot", "itl", "e2el"), (50.0, 99.0, 99.9))
+    lines = block.splitlines()
+    assert lines[0] == "============ Serving Benchmark Result ============"
+    assert lines[-1] == "=" * 50
+    assert "---------------Time to First Token----------------" in lines
+    assert "----------------End-to-end Latency----------------" in lines
+    assert any(line.startswith("P99.9 E2EL (ms):") for line in lines)
+    row = next(line for line in lines if line.startswith("Successful requests:"))
+    assert row == f"{'Successful requests:':<40} 40"
+
+
+def test_send_times_follow_vllm() -> None:
+    rng = np.random.default_rng(0)
+    assert (send_times(5, math.inf, 1.0, rng) == 0).all()
+    even = send_times(4, 2.0, math.inf, rng)
+    assert np.allclose(even, [0.5, 1.0, 1.5, 2.0])
+    t = send_times(1000, 10.0, 0.5, rng)
+    assert t[-1] == 100.0  # rescaled: the last send at num_prompts / rate
+    gaps = np.diff(t)
+    cv = gaps.std() / gaps.mean()
+    assert 1.2 < cv < 1.6  # Gamma shape 0.5: CV = 1/sqrt(0.5) = 1.41
+
+
+def test_rate_inf_scales_exactly_with_step_time() -> None:
+    r = run_bench(small())
+    assert (r.start_times_s == 0).all() and r.ok.all()
+
+
+def test_max_concurrency_refused() -> None:
+    res = CliRunner().invoke(
+        main, ["bench", "--model", "llama-3-8b", "--gpu", "h100-80gb", "--max-concurrency", "8"]
+    )
+    assert res.exit_code == 2
+    assert "not modelled yet" in res.output and "Traceback" not in res.output
+
+
+def test_unknown_gpu_is_one_line() -> None:
+    res = CliRunner().invoke(main, ["bench", "--model", "llama-3-8b", "--gpu", "tpu-v9"])
+    assert res.exit_code == 2
+    assert res.stderr.strip().count("\n") == 0 and "gpu" in res.stderr
