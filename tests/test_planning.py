@@ -156,3 +156,23 @@ def test_plan_table_errors_are_located(tmp_path: Path) -> None:
     assert "plan.gpus[0]: unknown GPU" in r.output
     assert "plan.risk: must be in (0, 1)" in r.output
     assert "plan.spot_shares: needs a [spot] section" in r.output
+
+
+@pytest.mark.slow
+def test_sensitivity_moves_risk_the_right_way(tiny: Callable[..., Experiment]) -> None:
+    """Slower step times and more growth can only add misses under common random numbers;
+    a factor's rows share the baseline's replications."""
+    from sim.planning.sensitivity import sensitivity, sensitivity_table
+
+    exp = tiny(requests_per_day=3000.0, months=2, slow=1.0)
+    spec = dataclasses.replace(exp.spec, slo=SloSpec(ttft_s=0.5, tpot_s=0.05))
+    exp = exp.with_spec(spec)
+    plan = exp.spec.all_plans()[0]
+    baseline, rows = sensitivity(exp, plan, replications=10)
+    by = {(r.factor, r.end): r for r in rows}
+    assert {"growth", "output-length tail", "step-time calibration"} <= {r.factor for r in rows}
+    assert by[("step-time calibration", "high")].p_miss.k >= baseline.p_miss.k
+    assert by[("step-time calibration", "low")].p_miss.k <= baseline.p_miss.k
+    assert by[("growth", "high")].cost_usd == pytest.approx(baseline.cost_usd)  # same fleet
+    table = sensitivity_table(baseline, rows)
+    assert table.height == len(rows) and set(table["end"]) == {"low", "high"}

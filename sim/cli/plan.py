@@ -6,6 +6,7 @@ import dataclasses
 from pathlib import Path
 
 import click
+import polars as pl
 from rich.console import Console
 from rich.table import Table
 
@@ -13,6 +14,7 @@ from sim.cli.calibrate import CALIBRATION_OPTION, with_calibration
 from sim.cli.common import user_errors
 from sim.experiment import load_experiment
 from sim.planning import plan_experiment
+from sim.planning.sensitivity import sensitivity, sensitivity_table
 from sim.report.plan import plan_months_table, recommendation_lines, write_plan_report
 
 
@@ -42,6 +44,13 @@ from sim.report.plan import plan_months_table, recommendation_lines, write_plan_
     help="Output folder [default: reports/<experiment name>].",
 )
 @click.option("--quiet", is_flag=True, help="Do not print each candidate as it is decided.")
+@click.option(
+    "--sensitivity",
+    "sensitivity_n",
+    type=click.IntRange(min=10),
+    default=None,
+    help="Also run the one-at-a-time sensitivity of the plan on N replications.",
+)
 @CALIBRATION_OPTION
 @user_errors
 def plan(
@@ -57,6 +66,7 @@ def plan(
     out: Path | None,
     quiet: bool,
     calibration: Path | None,
+    sensitivity_n: int | None,
 ) -> None:
     """Search the cheapest plan for FILE whose P(miss SLO) per month is within the risk."""
     exp = with_calibration(load_experiment(file), calibration)
@@ -73,7 +83,7 @@ def plan(
         if value is not None:
             changes[key] = value
     settings = dataclasses.replace(s, **changes)  # type: ignore[arg-type]
-    console = Console()
+    console = Console(width=max(Console().width, 120))
     console.print(f"horizon: {exp.horizon()[1]}", highlight=False)
     try:
         result = plan_experiment(
@@ -119,8 +129,36 @@ def plan(
         console.print(t)
     for note in result.uncalibrated + result.overrides:
         console.print(f"note: {note}", highlight=False)
+    tornado: pl.DataFrame | None = None
+    if sensitivity_n is not None and result.choices and not result.infeasible_months:
+        console.print(f"sensitivity of the recommended plan on {sensitivity_n} replications:")
+        baseline, rows = sensitivity(
+            result.exp,
+            result.recommended,
+            replications=sensitivity_n,
+            jobs=jobs,
+            backend="ray" if backend == "ray" else "local",
+            progress=None if quiet else (lambda line: console.print(line, highlight=False)),
+        )
+        tornado = sensitivity_table(baseline, rows)
+        t = Table(
+            title=f"what moves the answer (baseline: P(miss) {baseline.p_miss.words()}, "
+            f"${baseline.cost_usd:,.0f}/month)"
+        )
+        for col in ("factor", "setting", "P(miss)", "Δ P(miss)", "cost ($)", "Δ cost ($)"):
+            t.add_column(col, justify="left" if col in ("factor", "setting") else "right")
+        for r in tornado.iter_rows(named=True):
+            t.add_row(
+                r["factor"],
+                r["setting"],
+                f"{r['p_miss']:.0%} ({r['misses']})",
+                f"{r['d_p_miss']:+.0%}",
+                f"{r['cost_usd']:,.0f}",
+                f"{r['d_cost_usd']:+,.0f}",
+            )
+        console.print(t)
     target = out or Path("reports") / exp.spec.name
-    page = write_plan_report(result, target)
+    page = write_plan_report(result, target, tornado)
     wrote = "plan.html" + (", plan.toml" if (target / "plan.toml").exists() else "")
     console.print(
         f"wrote {target}/ ({wrote}) — {result.evaluations} candidate fleets, "

@@ -115,17 +115,22 @@ def recommendation_lines(plan: Plan) -> list[str]:
             )
     ip = plan.input_plan
     if ip is not None:
-        extra = [ip.cost(ch.month) - ch.cost_usd for ch in plan.choices]
-        mean_extra = sum(extra) / len(extra)
+        extra = {ch.month: ip.cost(ch.month) - ch.cost_usd for ch in plan.choices}
+        differ = [m for m, x in extra.items() if abs(x) >= 0.5]
         theirs = [ip.median(ch.month, "ttft_p95_s") for ch in plan.choices]
         ours = [ch.ttft_p95_s for ch in plan.choices]
         gap = max(abs(a - b) for a, b in zip(theirs, ours, strict=True))
-        more = "more" if mean_extra >= 0 else "less"
-        lines.append(
-            f"The plan in the input file costs ${abs(mean_extra):,.0f} a month {more} on "
-            f"average; its median p95 TTFT is {min(theirs):.2f}–{max(theirs):.2f} s against "
-            f"{min(ours):.2f}–{max(ours):.2f} s here (at most {gap:.2f} s apart)."
-        )
+        if not differ:
+            lines.append("The plan in the input file costs the same.")
+        else:
+            mean_extra = sum(extra[m] for m in differ) / len(differ)
+            more = "more" if mean_extra >= 0 else "less"
+            lines.append(
+                f"The plan in the input file costs ${abs(mean_extra):,.0f} a month {more} in "
+                f"{months_text(differ)}; its median p95 TTFT differs from this plan's by at "
+                f"most {gap:.2f} s ({min(theirs):.2f}–{max(theirs):.2f} s against "
+                f"{min(ours):.2f}–{max(ours):.2f} s)."
+            )
     for note in plan.uncalibrated:
         lines.append(f"Caution: {note} — calibrate it (`sim calibrate`) before buying.")
     return lines
