@@ -1,26 +1,36 @@
 """Engine speed, measured side by side in one run (see the README's "Benchmarks").
 
 Prints simulated requests per CPU-second of
-  * the event-skipping engine (`FastReplica`),
+  * the compiled data plane (`sim.engine.compiled`, numba; the default for plain runs),
+  * the pure-Python event-skipping engine (`FastReplica`, engine "lazy"),
   * the iteration-level reference engine (one SimPy event per step),
   * a bare SimPy loop doing 3 timeouts per request (the floor any SimPy model pays),
-plus SimPy events per request, on three workloads with Azure 2023 conversation lengths:
+plus SimPy events per request and the ratios, on three workloads with Azure 2023 conversation
+lengths:
   A. "vidur": one Llama-3-8B A100 replica, batch cap 256, 4,096 tokens per step, Poisson
      6 req/s, 100k requests — the scenario Vidur 0.0.26 simulates at ~420 req/s here;
   B. "high batch": one replica at 90% of its measured saturation throughput, 50k requests
      (batches of 100+ sequences, where one event per step costs the most);
   C. "fleet": 4 replicas at 70% of measured saturation throughput, 100k requests.
-Every timing is the best CPU time of 3 repeats.
+Then a fleet sweep: 1/4/16/64/200 replicas at 70% of saturation each (JSQ routing), CPU time
+per request of the compiled engine (and of the Python one up to 16 replicas).
+Every timing is the best CPU time of 3 repeats. The kernels' JIT time is reported apart: the
+load from numba's on-disk cache in this process, and with `--cold-jit` a compilation from
+scratch in a fresh process (an empty NUMBA_CACHE_DIR).
 
-Usage: python bench/engine.py [--requests N] [--reference-requests N]
+Usage: python bench/engine.py [--requests N] [--reference-requests N] [--cold-jit]
 The reference engine is run on a prefix of the workload (default 20k requests) because it is
 slow; its rate is per request of that prefix, and the timestamps of the prefix are checked to
-agree with the fast engine's.
+agree with the compiled engine's.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -28,18 +38,20 @@ import numpy as np
 import simpy
 
 from sim.engine import EngineLimits, RequestLog, StepTimeModel, load_step_time_catalog
+from sim.engine.compiled import compile_kernels
 from sim.model import FleetPhase, ReplicaSpec, simulate
 from sim.traces import read_azure_trace
 
 ROOT = Path(__file__).resolve().parents[1]
 REPEATS = 3
+Workload = tuple[list[float], list[int], list[int]]
 
 
 def step_model() -> StepTimeModel:
     return load_step_time_catalog()[("llama-3-8b", "a100-80gb", 1, "fp16")].step
 
 
-def workload(n: int, rate_per_s: float, seed: int) -> tuple[list[float], list[int], list[int]]:
+def workload(n: int, rate_per_s: float, seed: int) -> Workload:
     trace = read_azure_trace(ROOT / "traces" / "azure_conv_2023.csv")
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, trace.height, n)
@@ -53,16 +65,17 @@ def workload(n: int, rate_per_s: float, seed: int) -> tuple[list[float], list[in
 
 def run(
     engine: str,
-    wl: tuple[list[float], list[int], list[int]],
+    wl: Workload,
     replicas: int,
     limits: EngineLimits,
     step: StepTimeModel,
+    repeats: int = REPEATS,
 ) -> tuple[float, RequestLog, int]:
-    """Best CPU time of REPEATS runs (the machine may be shared), the log, events."""
+    """Best CPU time of `repeats` runs (the machine may be shared), the log, events."""
     specs = [ReplicaSpec("p", "a100-80gb", limits, step)] * replicas
     phases = [FleetPhase(0.0, tuple(range(replicas)))]
     best = float("inf")
-    for _ in range(REPEATS):
+    for _ in range(repeats):
         log = RequestLog(*wl)
         t0 = time.process_time()
         result = simulate(log, specs, phases, engine)  # type: ignore[arg-type]
@@ -100,7 +113,7 @@ def saturation_rate(limits: EngineLimits, step: StepTimeModel) -> float:
 
 def compare(
     name: str,
-    wl: tuple[list[float], list[int], list[int]],
+    wl: Workload,
     replicas: int,
     limits: EngineLimits,
     step: StepTimeModel,
@@ -108,36 +121,78 @@ def compare(
     floor: float,
 ) -> None:
     n = len(wl[0])
-    fast_s, fast_log, events = run("fast", wl, replicas, limits, step)
+    comp_s, comp_log, comp_events = run("compiled", wl, replicas, limits, step)
+    lazy_s, _, lazy_events = run("lazy", wl, replicas, limits, step)
     prefix = (wl[0][:ref_n], wl[1][:ref_n], wl[2][:ref_n])
-    pf_s, pf_log, _ = run("fast", prefix, replicas, limits, step)
+    pc_s, pc_log, _ = run("compiled", prefix, replicas, limits, step)
     ref_s, ref_log, ref_events = run("reference", prefix, replicas, limits, step)
     diff = max(
-        np.nanmax(np.abs(np.asarray(getattr(pf_log, k)) - np.asarray(getattr(ref_log, k))))
+        np.nanmax(np.abs(np.asarray(getattr(pc_log, k)) - np.asarray(getattr(ref_log, k))))
         for k in ("first_token_s", "finish_s")
     )
-    fast_rate = n / fast_s
+    comp_rate = n / comp_s
+    lazy_rate = n / lazy_s
     ref_rate = ref_n / ref_s
-    prefix_fast_rate = ref_n / pf_s
-    ttft = np.asarray(fast_log.first_token_s) - np.asarray(wl[0])
-    p95 = np.percentile(ttft, 95)
+    prefix_comp_rate = ref_n / pc_s
+    ttft = np.asarray(comp_log.first_token_s) - np.asarray(wl[0])
+    p95 = np.nanpercentile(ttft, 95)
     print(f"\n[{name}] {n:,} requests, {replicas} replica(s); p95 TTFT {p95:.3f} s")
-    print(f"  fast engine        {fast_rate:>12,.0f} req/CPU-s   {events / n:.2f} events/request")
+    print(f"  compiled engine    {comp_rate:>12,.0f} req/CPU-s   {comp_events / n:.4f} events/req")
+    print(f"  fast (Python)      {lazy_rate:>12,.0f} req/CPU-s   {lazy_events / n:.2f} events/req")
     print(
         f"  reference engine   {ref_rate:>12,.0f} req/CPU-s   {ref_events / ref_n:.1f} events/req"
-        f"  (first {ref_n:,} requests; fast on the same prefix: {prefix_fast_rate:,.0f})"
+        f"  (first {ref_n:,} requests; compiled on the same prefix: {prefix_comp_rate:,.0f})"
     )
     print(f"  bare SimPy floor   {floor:>12,.0f} req/CPU-s   3.00 events/request")
-    print(f"  fast / reference   {prefix_fast_rate / ref_rate:>12.1f}x  (same prefix)")
-    print(f"  floor / fast       {floor / fast_rate:>12.2f}x")
-    print(f"  max |fast - reference| timestamp on the prefix: {diff:.2e} s")
+    print(f"  compiled / reference {prefix_comp_rate / ref_rate:>10.0f}x  (same prefix)")
+    print(f"  compiled / floor     {comp_rate / floor:>10.2f}x")
+    print(f"  compiled / fast      {comp_rate / lazy_rate:>10.1f}x")
+    print(f"  max |compiled - reference| timestamp on the prefix: {diff:.2e} s")
+
+
+def fleet_sweep(
+    sizes: list[int], per_replica_rate: float, n: int, limits: EngineLimits, step: StepTimeModel
+) -> None:
+    """CPU µs per request against fleet size at a fixed load per replica."""
+    print(
+        f"\n[fleet sweep] JSQ, {per_replica_rate:.2f} req/s per replica (70% of saturation), "
+        f"{n:,} requests per size"
+    )
+    base = None
+    for size in sizes:
+        wl = workload(n, per_replica_rate * size, seed=10 + size)
+        comp_s, _, _ = run("compiled", wl, size, limits, step)
+        us = comp_s / n * 1e6
+        base = base or us
+        line = f"  {size:>4} replicas: compiled {us:6.3f} µs/request ({us / base:4.2f}x of 1)"
+        if size <= 16:
+            lazy_s, _, _ = run("lazy", wl, size, limits, step, repeats=1)
+            line += f"; fast (Python) {lazy_s / n * 1e6:6.2f} µs/request"
+        print(line)
+
+
+def cold_jit_s() -> float:
+    """Seconds to compile every kernel from scratch, in a fresh process with an empty cache."""
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "NUMBA_CACHE_DIR": cache}
+        code = "from sim.engine.compiled import compile_kernels; print(compile_kernels())"
+        out = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        )
+    return float(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=100_000)
     parser.add_argument("--reference-requests", type=int, default=20_000)
+    parser.add_argument("--sweep-requests", type=int, default=200_000)
+    parser.add_argument("--cold-jit", action="store_true", help="also time a compile from scratch")
     args = parser.parse_args()
+    jit = compile_kernels()
+    print(f"JIT: kernels loaded from numba's cache (or compiled) in {jit:.2f} s (not in the rates)")
+    if args.cold_jit:
+        print(f"JIT: compiled from scratch in a fresh process in {cold_jit_s():.1f} s")
     step = step_model()
     floor = floor_rate(200_000)
     limits = EngineLimits(
@@ -172,6 +227,7 @@ def main() -> None:
         args.reference_requests,
         floor,
     )
+    fleet_sweep([1, 4, 16, 64, 200], 0.7 * sat, args.sweep_requests, limits, step)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,9 @@ every function of this package one stamp: the hash of all its kernel files toget
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -20,6 +22,7 @@ _HERE = Path(__file__).resolve().parent
 _FILES = ("_jit.py", "layout.py", "replica.py", "fleet.py")
 
 
+@functools.cache
 def _package_stamp() -> str:
     digest = hashlib.sha256()
     for name in _FILES:
@@ -27,21 +30,36 @@ def _package_stamp() -> str:
     return digest.hexdigest()
 
 
-class _PackageLocator(caching.InTreeCacheLocator):
-    """numba's in-tree cache (`__pycache__` beside the source), stamped by the whole package."""
+class _PackageStamp:
+    """Mixin: every function of this package gets the package's stamp, and its cache files go
+    to a folder named after it (an index left by other sources is never even read: numba
+    unpickles an index before it compares stamps, which fails on a type since renamed)."""
 
     def get_source_stamp(self) -> Any:
         return _package_stamp()
+
+    def get_cache_path(self) -> str:
+        base: str = super().get_cache_path()  # type: ignore[misc]
+        return os.path.join(base, f"sim-kernels-{_package_stamp()[:16]}")
 
     @classmethod
     def from_function(cls, py_func: Any, py_file: str) -> Any:
         if Path(py_file).resolve().parent != _HERE:
             return None
-        return super().from_function(py_func, py_file)  # type: ignore[no-untyped-call]
+        return super().from_function(py_func, py_file)  # type: ignore[misc]
 
 
-if _PackageLocator not in caching.CacheImpl._locator_classes:
-    caching.CacheImpl._locator_classes.insert(0, _PackageLocator)
+class _InTree(_PackageStamp, caching.InTreeCacheLocator):
+    """numba's default: `__pycache__` beside the source."""
+
+
+class _UserDir(_PackageStamp, caching.UserProvidedCacheLocator):
+    """`NUMBA_CACHE_DIR`, where the user set one."""
+
+
+for _locator in (_InTree, _UserDir):  # before numba's own, in numba's order
+    if _locator not in caching.CacheImpl._locator_classes:
+        caching.CacheImpl._locator_classes.insert(0, _locator)
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -34,6 +34,8 @@ from sim.engine.compiled.layout import (
     F_B,
     F_S0,
     F_T,
+    I_N,
+    I_OUT,
     I_STATE,
     IDLE,
     Q_IN,
@@ -53,34 +55,44 @@ JSQ, ROUND_ROBIN, P2C = 0, 1, 2
 _EARLY_S = 1e-6
 
 
-@kernel()
-def next_change(ri: Arr, rf: Arr, r: int, t: float) -> float:
-    """The earliest time after `t` at which replica r's outstanding work may change (at or
-    before the true one); call after `advance_to(t)`."""
+@kernel(inline=True)
+def load_and_next_change(ri: Arr, rf: Arr, r: int, t: float) -> tuple[int, float]:
+    """Replica r's outstanding work at `t` (`remaining_at`) and the earliest time after `t` at
+    which it may change (at or before the true one); call after `advance_to(t)`."""
     state = ri[r, I_STATE]
+    out = ri[r, I_OUT]
     if state == IDLE:
-        return math.inf
+        return out, math.inf
     end = rf[r, F_T]
     if state == STEP:
-        return float(end)  # > t: a step ending by t has been applied
+        return out, end  # > t: a step ending by t has been applied
     after = np.nextafter(t, math.inf)  # the load at t already counts what happens at t
     if state == RUN:
         s0 = rf[r, F_S0]
         a, b = rf[r, F_A], rf[r, F_B]
         k = decode_steps_within(a, b, t - s0) if t > s0 else 0
         boundary = s0 + (k + 1) * (a + b * k * 0.5) - _EARLY_S
-        return float(min(max(boundary, after), end))
-    return float(after)  # a decision pending at t: nothing it starts ends at t
+        return out - ri[r, I_N] * k, min(max(boundary, after), end)
+    return out, after  # a decision pending at t: nothing it starts ends at t
 
 
 @kernel(inline=True)
 def _tree_fix(win: Arr, load: Arr, leaf: int) -> None:
-    """Replay the matches above `leaf` of the tournament tree (ties: the lower position)."""
+    """Replay the matches above `leaf` (pool position `leaf - width`) of the tournament tree
+    (ties: the lower position), up to the first node whose winner is neither changed nor
+    the leaf itself: above it nothing changed.
+
+    NOTE: stopping early took the 200-replica sweep from 2.66 to 1.96 µs per request: most
+    updates are a replica that is not the least loaded doing one more decode step."""
+    m = leaf - len(load)
     i = leaf >> 1
     while i >= 1:
         a = win[2 * i]
         b = win[2 * i + 1]
-        win[i] = a if load[a] <= load[b] else b
+        w = a if load[a] <= load[b] else b
+        if w == win[i] and w != m:
+            return
+        win[i] = w
         i >>= 1
 
 
@@ -177,10 +189,10 @@ def route(
             while hk[0] <= t:
                 m = hv[0]
                 r = pool[m]
-                advance_to(ri, rf, q, qf, needs, heap, ent, busy, nbusy, r, t)
-                load[m] = remaining_at(ri, rf, r, t)
+                if ri[r, I_STATE] != IDLE and rf[r, F_T] <= t:
+                    advance_to(ri, rf, q, qf, needs, heap, ent, busy, nbusy, r, t)
+                load[m], hk[0] = load_and_next_change(ri, rf, r, t)
                 _tree_fix(win, load, width + m)
-                hk[0] = next_change(ri, rf, r, t)
                 _heap_sift(hk, hv, hpos, 0, size)
             j = win[1]
         r = pool[j]
@@ -188,9 +200,8 @@ def route(
         submit(ri, rf, q, needs, r, i, t, 0)
         counters[0] += 1
         if jsq:
-            load[j] = remaining_at(ri, rf, r, t)
+            load[j], hk[hpos[j]] = load_and_next_change(ri, rf, r, t)
             _tree_fix(win, load, width + j)
-            hk[hpos[j]] = next_change(ri, rf, r, t)
             _heap_sift(hk, hv, hpos, hpos[j], size)
 
 

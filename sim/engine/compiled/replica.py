@@ -76,7 +76,7 @@ from sim.engine.compiled.layout import (
 )
 
 
-@kernel()
+@kernel(inline=True)
 def decode_steps_within(a: float, b: float, delta_s: float) -> int:
     """`sim.engine.steptime.decode_steps_within`, compiled (same expressions)."""
     if b == 0.0:
