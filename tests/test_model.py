@@ -1,7 +1,8 @@
 """The SimPy model's one dispatch path: input checks, phases, rejection, draining.
 
-Fast == reference on random workloads (with and without reclaims and the API) is in
-tests/test_engine.py and tests/test_hybrid_model.py; queueing theory in tests/test_queueing.py.
+Every engine ("fast" = "compiled" here, "lazy", "reference") runs these; engine equality on
+random workloads is in tests/test_engine.py, tests/test_compiled.py and
+tests/test_hybrid_model.py; queueing theory in tests/test_queueing.py.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 
 from sim.engine import EngineLimits, RequestLog, StepTimeModel
-from sim.model import FleetPhase, ReplicaSpec, simulate
+from sim.model import ENGINES, FleetPhase, ReplicaSpec, simulate
 
 LIMITS = EngineLimits(max_num_seqs=8, max_num_batched_tokens=128, kv_blocks=100, max_model_len=400)
 STEP = StepTimeModel(0.01, 0.02, 32, 1e-4, 1e-6, 1e-8)
@@ -41,9 +42,11 @@ def test_unsorted_arrivals_and_unknown_engines_are_refused() -> None:
         simulate(RequestLog([1.0, 0.5], [1, 1], [1, 1]), [SPEC], [FleetPhase(0.0, (0,))])
     with pytest.raises(ValueError, match="unknown engine"):
         simulate(_log(), [SPEC], [FleetPhase(0.0, (0,))], "vidur")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown routing"):
+        simulate(_log(), [SPEC], [FleetPhase(0.0, (0,))], routing="random")  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("engine", ["fast", "reference"])
+@pytest.mark.parametrize("engine", ENGINES)
 def test_too_long_requests_are_rejected_the_rest_served(engine: str) -> None:
     log = RequestLog([0.0, 1.0, 2.0], [50, 390, 50], [20, 20, 20])  # 410 > max_model_len
     res = simulate(log, [SPEC], [FleetPhase(0.0, (0,))], engine)  # type: ignore[arg-type]
@@ -52,7 +55,7 @@ def test_too_long_requests_are_rejected_the_rest_served(engine: str) -> None:
     assert res.routed == 2
 
 
-@pytest.mark.parametrize("engine", ["fast", "reference"])
+@pytest.mark.parametrize("engine", ENGINES)
 def test_a_later_phase_routes_only_to_its_replicas_and_the_dropped_one_drains(engine: str) -> None:
     log = _log(60, 0.2)
     phases = [FleetPhase(0.0, (0, 1)), FleetPhase(6.0, (1,))]
