@@ -16,9 +16,9 @@ from sim.cli import main
 from sim.config import SloSpec
 from sim.experiment import Experiment, load_experiment
 from sim.planning import plan_experiment
+from sim.planning.decide import Candidate, _decide
 from sim.planning.evaluate import Evaluator, constant_plan
 from sim.planning.prices import default_price_list, price_lists, priced
-from sim.planning.search import Candidate, _decide
 from sim.stats.risk import Proportion, lower_bound, upper_bound
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -176,3 +176,74 @@ def test_sensitivity_moves_risk_the_right_way(tiny: Callable[..., Experiment]) -
     assert by[("growth", "high")].cost_usd == pytest.approx(baseline.cost_usd)  # same fleet
     table = sensitivity_table(baseline, rows)
     assert table.height == len(rows) and set(table["end"]) == {"low", "high"}
+
+
+class _Stub:
+    """Stands in for an Evaluation in the constraint tests (cost from the candidate)."""
+
+    def __init__(self, cost: float) -> None:
+        self._cost = cost
+
+    def cost(self, month: int, statistic: str = "mean") -> float:
+        return self._cost
+
+    def misses(self, month: int) -> Proportion:
+        return Proportion(0, 60)
+
+    def median(self, month: int, column: str) -> float:
+        return 0.1
+
+
+def _fake_decide(needed: dict[tuple[int, str], int]):  # type: ignore[no-untyped-def]
+    def decide(ev, c, months, month, s):  # type: ignore[no-untyped-def]
+        need = needed.get((month, c.gpu))
+        return need is not None and c.count >= need, _Stub(100.0 * c.count)
+
+    return decide
+
+
+def _practical(monkeypatch: pytest.MonkeyPatch, needed, **settings):  # type: ignore[no-untyped-def]
+    from sim.planning import constraints
+    from sim.planning.prices import GpuPrice
+
+    monkeypatch.setattr(constraints, "decide", _fake_decide(needed))
+    s = dataclasses.replace(_plan_spec(), max_replicas=5, **settings)
+    prices = {"a": GpuPrice("a", 1.0, None, "t"), "b": GpuPrice("b", 2.0, None, "t")}
+    greedy = []  # the GPU types the search chose
+    for gpu in sorted({g for _, g in needed}):
+        greedy.append(month_choice_stub(gpu))
+    out, _ = constraints.practical_plan(None, s, 3, greedy, prices, 1, 0.0, lambda _: None)  # type: ignore[arg-type]
+    return [(ch.candidate.gpu, ch.candidate.count) for ch in out]
+
+
+def _plan_spec():  # type: ignore[no-untyped-def]
+    from sim.config.plan import PlanSearchSpec
+
+    return PlanSearchSpec()
+
+
+def month_choice_stub(gpu: str):  # type: ignore[no-untyped-def]
+    from sim.planning.decide import MonthChoice
+
+    return MonthChoice(1, Candidate(gpu, 1), 0.0, 0.0, 0.0, Proportion(0, 60), 0.1, 0.01)
+
+
+def test_max_change_per_month_smooths_the_counts(monkeypatch: pytest.MonkeyPatch) -> None:
+    needed = {(1, "a"): 1, (2, "a"): 3, (3, "a"): 1}
+    assert _practical(monkeypatch, needed) == [("a", 1), ("a", 3), ("a", 1)]
+    assert _practical(monkeypatch, needed, max_change_per_month=1) == [
+        ("a", 2),
+        ("a", 3),
+        ("a", 2),
+    ]
+
+
+def test_min_months_per_gpu_type_keeps_a_type(monkeypatch: pytest.MonkeyPatch) -> None:
+    # "a" is cheaper but cannot serve month 2: alone, the plan switches a → b → a.
+    needed = {(1, "a"): 1, (3, "a"): 1, (1, "b"): 1, (2, "b"): 1, (3, "b"): 1}
+    assert _practical(monkeypatch, needed) == [("a", 1), ("b", 1), ("a", 1)]
+    assert _practical(monkeypatch, needed, min_months_per_gpu_type=2) == [
+        ("b", 1),
+        ("b", 1),
+        ("b", 1),
+    ]

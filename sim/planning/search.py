@@ -29,78 +29,25 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sim.config import MonthPlan, PlanSpec, PoolSpec
+from sim.config import MonthPlan, PlanSpec
 from sim.config.plan import PlanSearchSpec
 from sim.data import gpus as gpu_catalog
 from sim.engine import ModelDoesNotFit, resolve_engine
 from sim.experiment import Experiment
+from sim.planning.constraints import practical_plan
+from sim.planning.decide import (
+    Candidate,
+    MonthChoice,
+    Tried,
+    _decide,
+    month_choice,
+)
 from sim.planning.evaluate import Evaluation, Evaluator, constant_plan
 from sim.planning.prices import GpuPrice, default_price_list, price_lists, priced
 from sim.rng import verification_seed
 from sim.runner import Backend
-from sim.stats.risk import Proportion, lower_bound
-from sim.units import HOURS_PER_MONTH
 
 Progress = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """`count` replicas of `gpu`, `spot` of them on the spot market, spilling to the API or not."""
-
-    gpu: str
-    count: int
-    spot: int = 0
-    api: bool = False
-
-    @property
-    def family(self) -> tuple[str, float, bool]:
-        return (self.gpu, self.spot / self.count if self.count else 0.0, self.api)
-
-    def label(self) -> str:
-        s = f"{self.count}× {self.gpu}"
-        if self.spot:
-            s += f" ({self.spot} spot)"
-        return s + (" + API" if self.api else "")
-
-    def pools(self) -> tuple[PoolSpec, ...]:
-        out = []
-        if self.count - self.spot:
-            out.append(PoolSpec("on-demand", self.gpu, self.count - self.spot, "on_demand"))
-        if self.spot:
-            out.append(PoolSpec("spot", self.gpu, self.spot, "spot"))
-        return tuple(out)
-
-    def lower_cost(self, price: GpuPrice, tp: int, ops_usd: float) -> float:
-        """A lower bound on its monthly cost: on-demand GPU-hours + operations (USD)."""
-        return (self.count - self.spot) * tp * HOURS_PER_MONTH * price.on_demand_usd_per_hour + (
-            ops_usd
-        )
-
-
-@dataclass(frozen=True)
-class MonthChoice:
-    """The recommendation for one month, with the evidence the search has for it."""
-
-    month: int
-    candidate: Candidate
-    cost_usd: float  # the objective: mean or p95 across replications
-    cost_p5_usd: float
-    cost_p95_usd: float
-    misses: Proportion
-    ttft_p95_s: float  # median across replications
-    tpot_p95_s: float
-
-
-@dataclass(frozen=True)
-class Tried:
-    """One (candidate, month) the search decided, for the frontier."""
-
-    month: int
-    candidate: Candidate
-    cost_usd: float
-    misses: Proportion
-    accepted: bool
 
 
 @dataclass
@@ -223,20 +170,14 @@ def plan_experiment(
                 continue
             if best is None or objective < best.cost_usd:
                 chosen[month] = result
-                best = MonthChoice(
-                    month,
-                    c,
-                    objective,
-                    result.cost(month, "p5"),
-                    result.cost(month, "p95"),
-                    p,
-                    result.median(month, "ttft_p95_s"),
-                    result.median(month, "tpot_p95_s"),
-                )
+                best = month_choice(result, c, month, objective)
         if best is None:
             infeasible.append(month)
         else:
             choices.append(best)
+    if (s.max_change_per_month is not None or s.min_months_per_gpu_type > 1) and not infeasible:
+        say("applying max_change_per_month / min_months_per_gpu_type")
+        choices, chosen = practical_plan(ev, s, spec.months, choices, prices, tp, ops, say)
     recommended = PlanSpec(
         "recommended",
         tuple(
@@ -287,21 +228,6 @@ def plan_experiment(
         infeasible_months=infeasible,
         chosen=chosen,
     )
-
-
-def _decide(
-    ev: Evaluator, plan: PlanSpec, month: int, s: PlanSearchSpec
-) -> tuple[bool, Evaluation]:
-    """Add replications stage by stage until the bound decides `plan` for `month`."""
-    result = ev.evaluate(plan, s.stages[0])
-    for n in s.stages:
-        result = ev.evaluate(plan, n)
-        p = result.misses(month)
-        if p.bound <= s.risk:
-            return True, result
-        if lower_bound(p.k, p.n, p.confidence) > s.risk:
-            return False, result
-    return False, result
 
 
 def all_api_usd(evaluation: Evaluation, month: int, input_usd: float, output_usd: float) -> float:
