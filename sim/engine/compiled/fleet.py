@@ -20,6 +20,13 @@ Per arrival this costs O(log R) per member whose load changed since the previous
 about (steps per request per replica), independent of the fleet size R — instead of R calls.
 `nxt` may be early (a spurious recompute is harmless), never late: within a decode run the next
 step boundary is taken a microsecond early, so that rounding of `t − s0` cannot hide it.
+
+NOTE: measured on bench/engine.py's sweep (70% load per replica): 2.3 load changes per
+arrival at 4 replicas, 4.8 at 16, 5.9 at 200, each ~120–190 ns (advance, closed-form load,
+heap and tree); JSQ dispatch costs ~1.2–1.4 µs per arrival at 200 replicas against ~0.25 µs
+for round robin. A lazier variant keyed on lower bounds (the load at the end of each decode
+run) was estimated first and rejected: at 200 replicas ~42 members per arrival have a bound
+below the minimum and would need a refresh.
 """
 
 from __future__ import annotations
