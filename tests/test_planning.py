@@ -98,7 +98,8 @@ def test_search_returns_the_optimum_of_exhaustive_enumeration(small: Experiment)
 
 @pytest.mark.slow
 def test_search_never_accepts_above_the_risk_bound(small: Experiment) -> None:
-    s = _settings(small, risk=0.26)
+    # risk >= 0.5 turns the capacity floor off, so the L4 is simulated and rejected.
+    s = _settings(small, risk=0.6)
     result = plan_experiment(small, s, verify=True)
     assert result.tried and any(not t.accepted for t in result.tried)
     for t in result.tried:
@@ -106,6 +107,10 @@ def test_search_never_accepts_above_the_risk_bound(small: Experiment) -> None:
     for ch in result.choices:
         assert ch.misses.bound <= s.risk
     assert result.verification is not None and result.verification.replications == 10
+    # With a risk below 0.5, a GPU whose capacity at the SLO is below the mean load (the L4
+    # cannot meet a 30 ms TPOT at any rate) is skipped without a single replication.
+    pruned = plan_experiment(small, _settings(small, risk=0.26), verify=False)
+    assert {t.candidate.gpu for t in pruned.tried} == {"a100-80gb"}
 
 
 def test_price_lists_name_one_provider_and_list_overrides(growth_experiment: Experiment) -> None:

@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from sim.capacity import capacities
 from sim.config import MonthPlan, PlanSpec
 from sim.config.plan import PlanSearchSpec
 from sim.data import gpus as gpu_catalog
@@ -46,6 +47,7 @@ from sim.planning.evaluate import Evaluation, Evaluator, constant_plan
 from sim.planning.prices import GpuPrice, default_price_list, price_lists, priced
 from sim.rng import verification_seed
 from sim.runner import Backend
+from sim.units import SECONDS_PER_MONTH
 
 Progress = Callable[[str], None]
 
@@ -141,6 +143,28 @@ def plan_experiment(
                     spot = round(share * count)
                     cands.append(Candidate(gpu, count, spot, api))
     tp, ops = spec.engine.tp, spec.cost.ops_usd_per_month
+    floors: dict[tuple[str, int], int] = {}
+    traffic = base.traffic()
+    growth = spec.workload.growth.mean_monthly
+
+    def floor(gpu: str, month: int) -> int:
+        """The fewest replicas of `gpu` whose capacity at the SLO (`sim.capacity`) covers the
+        month's mean arrival rate at nominal growth. Below it the fleet is overloaded on
+        average in about half the replications or more, so P(miss) > risk whenever risk < 0.5:
+        such counts are skipped without simulation (it prunes high-volume searches)."""
+        if (gpu, month) not in floors:
+            engine = resolve_engine(spec.engine, [gpu])
+            cap = capacities(engine, [gpu], base.lengths, spec.slo)[gpu].requests_per_s
+            start = (month - 1) * SECONDS_PER_MONTH
+            rate = (
+                traffic.expected_arrivals(
+                    start, start + SECONDS_PER_MONTH, (1.0 + growth) ** (month - 1)
+                )
+                / SECONDS_PER_MONTH
+            )
+            floors[(gpu, month)] = math.ceil(rate / cap) if cap > 0 else s.max_replicas + 1
+        return floors[(gpu, month)]
+
     cands = sorted(
         set(cands), key=lambda c: (c.lower_cost(prices[c.gpu], tp, ops), c.count, c.gpu, c.spot)
     )
@@ -156,6 +180,8 @@ def plan_experiment(
                 break
             if failed_at.get((month, c.family), 0) >= c.count:
                 continue
+            if not c.api and s.risk < 0.5 and c.count < floor(c.gpu, month):
+                continue  # mean load above what c replicas serve at the SLO: see `floor`
             plan = constant_plan(c.label(), spec.months, c.pools(), c.api)
             accepted, result = _decide(ev, plan, month, s)
             p = result.misses(month)
