@@ -14,7 +14,7 @@ are weighted estimates (`sim.stats.sampled`). The bill comes from the whole mont
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,7 +34,7 @@ from sim.fleet import (
     spot_outages,
     step_time_factors,
 )
-from sim.horizon import Window, choose_windows, strata_of_slots
+from sim.horizon import Window, choose_windows, fleet_slice, strata_of_slots
 from sim.model import Engine, Hybrid, SimulationResult, simulate
 from sim.records import Outcomes
 from sim.rng import MonthRngs, Streams
@@ -231,7 +231,10 @@ def _sampled_replication(exp: Experiment, streams: Streams, run: PlanRun, engine
     rows: list[dict[str, object]] = []
     hourly: list[dict[str, object]] = []
     requests = events = 0
+    plain = not run.outages and (spec.api is None or not run.plan.api)
     for month in range(1, spec.months + 1):
+        active = run.fleet.phases[month - 1].replicas
+        k = fleet_slice(run.fleet.replicas, active, plain=plain)
         windows = choose_windows(
             streams.horizon(month),
             month,
@@ -251,6 +254,7 @@ def _sampled_replication(exp: Experiment, streams: Streams, run: PlanRun, engine
                 streams.window(month, i),
                 streams.api(month, i),
                 engine,
+                k,
             )
             results.append(result)
             requests += n
@@ -303,10 +307,21 @@ def _simulate_window(
     rngs: MonthRngs,
     api_rng: np.random.Generator,
     engine: Engine,
+    slice_replicas: int | None = None,
 ) -> tuple[WindowResult, int, int]:
-    """Simulate one window from an empty fleet warmed up before it; measure inside it."""
+    """Simulate one window from an empty fleet warmed up before it; measure inside it.
+
+    With `slice_replicas` = k below the month's R replicas (`sim.horizon.fleet_slice`), the
+    first k replicas serve k/R of the traffic and the window's counts stand for R/k times more.
+    """
     start = window.start_s
     end = start + window.length_s
+    active = run.fleet.phases[window.month - 1].replicas
+    whole = len(active)
+    k = whole if slice_replicas is None else slice_replicas
+    if k < whole:
+        active = active[:k]
+        growth = growth * k / whole
     t0, req = window_requests(
         traffic,
         window.month,
@@ -317,18 +332,32 @@ def _simulate_window(
         rngs=rngs,
     )
     log = request_log(req)
-    active = run.fleet.phases[window.month - 1].replicas
     near = outages_touching(run.outages, t0, end)
     hybrid = hybrid_for(spec.api, run, near, api_rng, len(log))
     res = simulate(log, run.fleet.replicas, [FleetPhase(t0, active)], engine, hybrid)
-    busy = 0.0
-    for r in active:
-        for s, e in res.busy_periods[r]:
-            busy += max(0.0, min(e, end) - max(s, start))
+    busy = busy_inside([res.busy_periods[r] for r in active], start, end)
     inside = req.arrival_s >= start
     outcome = outcomes_of(log, req, res)
     return (
-        window_result(window, outcome, inside, spec.slo, busy, len(active)),
+        window_result(window, outcome, inside, spec.slo, busy, len(active), whole / len(active)),
         len(log),
         res.simpy_events,
     )
+
+
+def busy_inside(
+    periods: Sequence[Sequence[tuple[float, float]]], start: float, end: float
+) -> float:
+    """Busy seconds inside [start, end) of replicas' (start, end) busy periods, summed in order.
+
+    NOTE: arrays instead of a loop over periods (~470 per window on growth20pct): 0.03 s less
+    per replication; the sum is sequential (`cumsum`), as the loop's was, so the same bits.
+    """
+    rows = [np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in periods]
+    if not rows:
+        return 0.0
+    se = np.concatenate(rows)
+    if se.shape[0] == 0:
+        return 0.0
+    inside = np.minimum(se[:, 1], end) - np.maximum(se[:, 0], start)
+    return 0.0 + float(np.cumsum(np.maximum(inside, 0.0))[-1])

@@ -10,11 +10,20 @@ import numpy as np
 import polars as pl
 import pytest
 
+import sim.horizon
 from sim.config import HorizonSpec, MonthPlan, PoolSpec
 from sim.experiment import Experiment, load_experiment
-from sim.horizon import choose_windows, strata_of_slots
+from sim.horizon import (
+    SLICE_MIN_REPLICAS,
+    SLICE_REPLICAS,
+    choose_windows,
+    fleet_slice,
+    strata_of_slots,
+)
+from sim.replication import busy_inside, run_replication
 from sim.runner import run_experiment
-from sim.stats import weighted_quantile
+from sim.stats import months_frame, weighted_quantile
+from sim.stats.sampled import _Pooled
 from sim.units import HOURS_PER_MONTH, SECONDS_PER_MONTH
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,6 +83,7 @@ def test_auto_rule() -> None:
     spec = exp.spec
     mode, why = exp.horizon()
     assert mode == "sampled" and "300,000" in why
+    assert "exchangeable slice" in why  # the slice rule is printed with the horizon rule
     small = dataclasses.replace(
         spec, workload=dataclasses.replace(spec.workload, base_requests_per_day=500.0)
     )
@@ -121,3 +131,91 @@ def test_sampled_agrees_with_full_on_a_small_case(
     assert np.allclose(s["cost_usd"], f["cost_usd"], rtol=1e-12)
     assert (sampled.months["ttft_p95_se_s"] > 0).all()
     assert full.months["ttft_p95_se_s"].is_nan().all()
+
+
+def test_resampled_quantile_is_the_sort_of_the_resample() -> None:
+    """The bootstrap's p95 over a resample of windows equals `weighted_quantile` over the
+    resample's concatenated values bit for bit, with many equal values across windows."""
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        n = int(rng.integers(1, 12))
+        arrays = [
+            rng.integers(0, 30, size=int(rng.integers(0, 40))).astype(np.float64) * 0.1
+            for _ in range(n)
+        ]
+        w = rng.choice([1.0, 8.0, 10.0, 106.66666666666667, 73.0 / 3.0], size=n)
+        pooled = _Pooled.of(arrays, w)
+        picks = rng.integers(0, n, size=n)
+        values = np.concatenate([arrays[j] for j in picks])
+        weights = np.concatenate([np.full(arrays[j].size, w[j]) for j in picks])
+        for q in (0.5, 0.95, 0.99):
+            expected = weighted_quantile(values, weights, q)
+            got = pooled.resampled_quantile(picks, w, q)
+            assert got == expected or (np.isnan(got) and np.isnan(expected))
+
+
+def test_busy_inside_is_the_loop_it_replaced() -> None:
+    rng = np.random.default_rng(4)
+    for _ in range(50):
+        periods = []
+        for _ in range(int(rng.integers(0, 4))):
+            edges = np.sort(rng.uniform(0, 100, size=2 * int(rng.integers(0, 20))))
+            periods.append([(float(a), float(b)) for a, b in edges.reshape(-1, 2)])
+        start, end = 30.0 + rng.uniform(), 70.0 + rng.uniform()
+        busy = 0.0
+        for rep in periods:
+            for s, e in rep:
+                busy += max(0.0, min(e, end) - max(s, start))
+        assert busy_inside(periods, start, end) == busy
+
+
+def test_fleet_slice_rule() -> None:
+    a, b = object(), object()
+    n = SLICE_MIN_REPLICAS
+    same = [a] * (n + 5)
+    assert fleet_slice(same, range(n), plain=True) == SLICE_REPLICAS
+    assert fleet_slice(same, range(n - 1), plain=True) == n - 1  # small fleets whole
+    assert fleet_slice(same, range(n), plain=False) == n  # spot reclaims or an API: whole
+    assert fleet_slice([a] * n + [b], range(n + 1), plain=True) == n + 1  # not identical
+
+
+def large_fleet(volume: float, fleet: int, months: int) -> Experiment:
+    exp = load_experiment(ROOT / "experiments" / "growth20pct.toml")
+    spec = dataclasses.replace(
+        exp.spec,
+        months=months,
+        fleet=(MonthPlan((PoolSpec("base", "a100-80gb", fleet),)),) * months,
+        workload=dataclasses.replace(
+            exp.spec.workload,
+            base_requests_per_day=exp.spec.workload.base_requests_per_day * volume,
+        ),
+        horizon=HorizonSpec("sampled"),
+    )
+    return dataclasses.replace(exp, spec=spec)
+
+
+def months_of(exp: Experiment, replications: int) -> pl.DataFrame:
+    return months_frame(
+        [row for k in range(replications) for row in run_replication(exp, k).months]
+    )
+
+
+@pytest.mark.slow
+def test_slice_agrees_with_the_whole_fleet(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A slice of 16 of 40 identical replicas with 16/40 of the traffic estimates the whole
+    fleet within docs/horizon.md's sampled-vs-full tolerances (per-month medians, same seeds),
+    at ~55% utilisation, where batching and routing matter."""
+    exp = large_fleet(volume=133.0, fleet=40, months=1)
+    sliced = months_of(exp, 4)
+    monkeypatch.setattr(sim.horizon, "SLICE_MIN_REPLICAS", 10**9)
+    whole = months_of(exp, 4)
+    cols = ["ttft_p95_s", "slo_attainment", "gpu_utilisation", "cost_usd", "requests"]
+    f = whole.group_by("month").agg(pl.col(cols).median()).sort("month")
+    s = sliced.group_by("month").agg(pl.col(cols).median()).sort("month")
+    assert (f["gpu_utilisation"] > 0.45).all(), f
+    assert np.allclose(s["ttft_p95_s"], f["ttft_p95_s"], rtol=0.05)
+    assert np.allclose(s["slo_attainment"], f["slo_attainment"], rtol=0, atol=0.01)
+    assert np.allclose(s["gpu_utilisation"], f["gpu_utilisation"], rtol=0.03)
+    assert np.allclose(s["cost_usd"], f["cost_usd"], rtol=1e-12)
+    assert np.allclose(s["requests"], f["requests"], rtol=0.02)
+    assert sliced["requests"].sum() > 0

@@ -2,13 +2,15 @@
 and their stratified-bootstrap standard errors (`sim.horizon` chooses the windows and their
 weights; docs/horizon.md derives the estimator).
 
-Every measured request carries its window's weight. Month percentiles are weighted quantiles
-(inverted weighted CDF); SLO attainment is the weighted share of requests meeting the SLO;
+Every measured request carries its window's weight (counts also its window's `scale`, the
+fleet requests a request of an exchangeable slice stands for). Month percentiles are weighted
+quantiles (inverted weighted CDF); SLO attainment is the weighted share of requests meeting the SLO;
 utilisation = Σ w_i busy_i / (replicas × month seconds); counts are weighted sums (rounded).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -43,6 +45,7 @@ class WindowResult:
     replicas: int
     requeued: int = 0  # evictions by spot reclaims
     api: ApiUse = NO_API  # traffic spilled to the API
+    scale: float = 1.0  # fleet requests per simulated one: R / k on an exchangeable slice
 
 
 def window_result(
@@ -52,8 +55,11 @@ def window_result(
     slo: SloSpec,
     busy_s: float,
     replicas: int,
+    scale: float = 1.0,
 ) -> WindowResult:
-    """The measurements of one window: the requests of `outcomes` arriving `inside` it."""
+    """The measurements of one window: the requests of `outcomes` arriving `inside` it, on
+    `replicas` simulated replicas (`busy_s` summed over them); on an exchangeable slice of k of
+    R replicas, `scale` = R / k fleet requests per simulated one (`sim.horizon.fleet_slice`)."""
     o = outcomes
     r = request_kpis(o, slo)
     served = inside & r.served
@@ -72,55 +78,146 @@ def window_result(
         replicas=replicas,
         requeued=int(o.evictions[inside].sum()),
         api=api_use(o, inside),
+        scale=scale,
     )
 
 
 def weighted_quantile(values: FloatArray, weights: FloatArray, q: float) -> float:
     """Smallest value whose weighted CDF reaches `q` (0..1); NaN for no values."""
+    return _Sorted.of(values, weights).quantile(q)
+
+
+@dataclass(frozen=True)
+class _Sorted:
+    """Values sorted once (stable), with their weights in that order and their cumulative sum:
+    every quantile of one pooled sample reads the same sort."""
+
+    values: FloatArray
+    weights: FloatArray
+    cum: FloatArray
+
+    @staticmethod
+    def of(values: FloatArray, weights: FloatArray) -> _Sorted:
+        order = np.argsort(values, kind="stable")
+        w = weights[order]
+        return _Sorted(values[order], w, np.cumsum(w))
+
+    def quantile(self, q: float) -> float:
+        return _quantile(self.values, self.cum, q)
+
+
+def _quantile(values: FloatArray, cum: FloatArray, q: float) -> float:
+    """Inverted weighted CDF over sorted `values` with cumulative weights `cum`."""
     if values.size == 0:
         return float("nan")
-    order = np.argsort(values, kind="stable")
-    cum = np.cumsum(weights[order])
     idx = int(np.searchsorted(cum, q * cum[-1], side="left"))
-    return float(values[order[min(idx, values.size - 1)]])
+    return float(values[min(idx, values.size - 1)])
 
 
-def _pooled(results: Sequence[WindowResult], field: str) -> tuple[FloatArray, FloatArray]:
+@dataclass(frozen=True)
+class _Pooled:
+    """One field of every window of a month, pooled and sorted once, as tie blocks.
+
+    Values are replaced by their *block* (the rank of their distinct value), and each window
+    keeps its values' blocks in ascending order. A bootstrap resample (windows drawn in some
+    order, with repeats) is then sorted by integer block over a concatenation of already sorted
+    runs, instead of sorting floats from scratch.
+
+    Bit-identical to `weighted_quantile` over the resample's concatenated values: a stable sort
+    orders equal values by their position in the concatenation, i.e. by draw order, and the
+    values of one window inside one block share that window's weight, so the cumulative sum
+    sees the same weights in the same order. (Equal values across windows are common: on an
+    idle replica TTFT is the prefill time of the prompt's length, whatever the arrival time.)
+    """
+
+    sorted: _Sorted
+    block_value: FloatArray  # the value of each block, ascending
+    blocks: list[npt.NDArray[np.integer]]  # per window: its values' blocks, ascending
+
+    @staticmethod
+    def of(arrays: Sequence[FloatArray], w: FloatArray) -> _Pooled:
+        sizes = np.array([a.size for a in arrays], dtype=np.int64)
+        values = np.concatenate(arrays) if arrays else np.empty(0)
+        weights = np.repeat(w, sizes)  # == np.full(size, weight) per window, concatenated
+        window = np.repeat(np.arange(len(arrays), dtype=np.int64), sizes)
+        order = np.argsort(values, kind="stable")
+        s = _Sorted(values[order], weights[order], np.cumsum(weights[order]))
+        # NaN != NaN: each NaN is a block of its own (they sort last either way)
+        new = np.empty(s.values.size, dtype=bool)
+        new[:1] = True
+        np.not_equal(s.values[1:], s.values[:-1], out=new[1:])
+        block = np.cumsum(new) - 1
+        win = window[order]
+        by_window = np.argsort(win, kind="stable")  # each window's entries, ascending value
+        bounds = np.concatenate(([0], np.cumsum(sizes)))
+        # NOTE: numpy's stable sort is a radix sort for 16-bit keys: 3.6x faster than int64's
+        # timsort on 20 sorted runs of 300 (the bootstrap's 0.12 s -> 0.04 s per 4 replications)
+        small = block.size == 0 or int(block[-1]) < 2**16
+        sorted_blocks: npt.NDArray[np.integer] = block[by_window].astype(
+            np.uint16 if small else np.int64
+        )
+        blocks = [sorted_blocks[bounds[j] : bounds[j + 1]] for j in range(len(arrays))]
+        return _Pooled(s, s.values[new], blocks)
+
+    def resampled_quantile(self, picks: npt.NDArray[np.int64], w: FloatArray, q: float) -> float:
+        """`weighted_quantile` of the windows `picks` (in draw order, with repeats), pooled."""
+        runs = [self.blocks[j] for j in picks.tolist()]
+        if not runs:
+            return float("nan")
+        keys = np.concatenate(runs)
+        if keys.size == 0:
+            return float("nan")
+        weights = np.repeat(w[picks], [r.size for r in runs])
+        order = np.argsort(keys, kind="stable")
+        cum = np.cumsum(weights[order])
+        idx = int(np.searchsorted(cum, q * cum[-1], side="left"))
+        return float(self.block_value[keys[order[min(idx, keys.size - 1)]]])
+
+
+def _pooled(
+    results: Sequence[WindowResult], field: str, w: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """One field of every window, concatenated, and each value's window weight."""
     arrays = [getattr(r, field) for r in results]
-    weights = [np.full(a.size, r.window.weight) for a, r in zip(arrays, results, strict=True)]
     if not arrays:
         return np.empty(0), np.empty(0)
-    return np.concatenate(arrays), np.concatenate(weights)
-
-
-def _estimates(results: Sequence[WindowResult], month_s: float) -> dict[str, float]:
-    w = np.array([r.window.weight for r in results])
-    n = np.array([r.requests for r in results], dtype=np.float64)
-    ttft, wt = _pooled(results, "ttft_s")
-    replicas = results[0].replicas
-    return {
-        "ttft_p95_s": weighted_quantile(ttft, wt, 0.95),
-        "slo_attainment": float(np.dot(w, [r.met for r in results]) / np.dot(w, n))
-        if np.dot(w, n) > 0
-        else float("nan"),
-        "gpu_utilisation": float(np.dot(w, [r.busy_s for r in results]) / (replicas * month_s)),
-    }
+    return np.concatenate(arrays), np.repeat(w, [a.size for a in arrays])
 
 
 def _bootstrap_se(
-    results: Sequence[WindowResult], month_s: float, rng: np.random.Generator
+    results: Sequence[WindowResult],
+    ttft: _Pooled,
+    month_s: float,
+    rng: np.random.Generator,
 ) -> dict[str, float]:
-    by_stratum: dict[int, list[WindowResult]] = {}
-    for r in results:
-        by_stratum.setdefault(r.window.stratum, []).append(r)
+    """Stratified bootstrap of the windows: the standard errors of p95 TTFT, SLO attainment and
+    utilisation (`BOOTSTRAP` resamples of each stratum's windows, with replacement)."""
+    by_stratum: dict[int, list[int]] = {}
+    for i, r in enumerate(results):
+        by_stratum.setdefault(r.window.stratum, []).append(i)
+    groups = [np.array(g, dtype=np.int64) for g in by_stratum.values()]
+    w = np.array([r.window.weight for r in results])
+    met = np.array([r.met for r in results], dtype=np.int64)
+    n = np.array([r.requests for r in results], dtype=np.float64)
+    busy = np.array([r.busy_s for r in results], dtype=np.float64)
+    replicas = [r.replicas for r in results]
     draws: dict[str, list[float]] = {"ttft_p95_s": [], "slo_attainment": [], "gpu_utilisation": []}
+    # NOTE: one float sort per month, then integer ranks of sorted runs per resample (and dot
+    # products over index arrays instead of lists of window objects): _bootstrap_se went from
+    # 0.21 s to 0.03 s per replication of growth20pct (cProfile, 4-8 replications on a loaded
+    # 2-core machine), the same bits.
     for _ in range(BOOTSTRAP):
-        sample: list[WindowResult] = []
-        for group in by_stratum.values():
-            picks = rng.integers(0, len(group), size=len(group))
-            sample.extend(group[i] for i in picks.tolist())
-        for key, value in _estimates(sample, month_s).items():
-            draws[key].append(value)
+        picks = [g[rng.integers(0, len(g), size=len(g))] for g in groups]
+        idx = np.concatenate(picks) if picks else np.empty(0, dtype=np.int64)
+        ws = w[idx]
+        total = np.dot(ws, n[idx])
+        draws["ttft_p95_s"].append(ttft.resampled_quantile(idx, w, 0.95))
+        draws["slo_attainment"].append(
+            float(np.dot(ws, met[idx]) / total) if total > 0 else float("nan")
+        )
+        draws["gpu_utilisation"].append(
+            float(np.dot(ws, busy[idx]) / (replicas[int(idx[0])] * month_s))
+        )
     return {f"{k}_se": float(np.nanstd(v, ddof=1)) for k, v in draws.items()}
 
 
@@ -146,18 +243,22 @@ def sampled_month_rows(
     month takes the mean of its stratum's windows.
     """
     w = np.array([r.window.weight for r in results])
-    ttft, wt = _pooled(results, "ttft_s")
-    tpot, wp = _pooled(results, "tpot_s")
-    e2e, we = _pooled(results, "e2e_s")
-    requests = float(np.dot(w, [r.requests for r in results]))
-    rejected = float(np.dot(w, [r.rejected for r in results]))
-    est = _estimates(results, month_s)
-    se = _bootstrap_se(results, month_s, rng)
+    ttft = _Pooled.of([r.ttft_s for r in results], w)
+    tpot = _Sorted.of(*_pooled(results, "tpot_s", w))
+    e2e = _Sorted.of(*_pooled(results, "e2e_s", w))
+    # counts: each window's weight x fleet requests per simulated one (x 1.0: the same bits)
+    wc = w * np.array([r.scale for r in results])
+    requests = float(np.dot(wc, [r.requests for r in results]))
+    rejected = float(np.dot(wc, [r.rejected for r in results]))
+    n = np.array([r.requests for r in results], dtype=np.float64)
+    met = float(np.dot(w, [r.met for r in results]))
+    weighted_n = np.dot(w, n)
+    se = _bootstrap_se(results, ttft, month_s, rng)
     n_req = round(requests)
     n_rej = round(rejected)
 
     def total(values: list[int]) -> int:
-        return round(float(np.dot(w, values)))
+        return round(float(np.dot(wc, values)))
 
     api = ApiUse(
         requests=total([r.api.requests for r in results]),
@@ -173,16 +274,18 @@ def sampled_month_rows(
         in_flight_at_end=0,
         preemptions=total([r.preemptions for r in results]),
         requeued=total([r.requeued for r in results]),
-        ttft_p50_s=weighted_quantile(ttft, wt, 0.50),
-        ttft_p95_s=est["ttft_p95_s"],
-        ttft_p99_s=weighted_quantile(ttft, wt, 0.99),
-        tpot_p50_s=weighted_quantile(tpot, wp, 0.50),
-        tpot_p95_s=weighted_quantile(tpot, wp, 0.95),
-        e2e_p50_s=weighted_quantile(e2e, we, 0.50),
-        e2e_p95_s=weighted_quantile(e2e, we, 0.95),
-        e2e_p99_s=weighted_quantile(e2e, we, 0.99),
-        slo_attainment=est["slo_attainment"],
-        gpu_utilisation=est["gpu_utilisation"],
+        ttft_p50_s=ttft.sorted.quantile(0.50),
+        ttft_p95_s=ttft.sorted.quantile(0.95),
+        ttft_p99_s=ttft.sorted.quantile(0.99),
+        tpot_p50_s=tpot.quantile(0.50),
+        tpot_p95_s=tpot.quantile(0.95),
+        e2e_p50_s=e2e.quantile(0.50),
+        e2e_p95_s=e2e.quantile(0.95),
+        e2e_p99_s=e2e.quantile(0.99),
+        slo_attainment=float(met / weighted_n) if weighted_n > 0 else float("nan"),
+        gpu_utilisation=float(
+            np.dot(w, [r.busy_s for r in results]) / (results[0].replicas * month_s)
+        ),
         input_tokens=total([r.input_tokens for r in results]),
         output_tokens=total([r.output_tokens for r in results]),
         api=api,
@@ -206,8 +309,14 @@ def sampled_month_rows(
         busy_share = r.busy_s / (r.window.length_s * r.replicas)
         share[r.window.hour_of_week].append(busy_share)
         by_stratum.setdefault(r.window.stratum, []).append(busy_share)
+    # NOTE: one mean per sampled slot and per stratum, not one per hour of the week (168):
+    # 0.012 s less per replication of growth20pct.
+    slot_mean = {slot: float(np.mean(v)) for slot, v in share.items() if v}
+    stratum_mean = {k: float(np.mean(v)) for k, v in by_stratum.items()}
     util = [
-        float(np.mean(share.get(slot) or by_stratum.get(int(slot_stratum[slot]), [float("nan")])))
+        slot_mean[slot]
+        if slot in slot_mean
+        else stratum_mean.get(int(slot_stratum[slot]), math.nan)
         for slot in range(HOURS_PER_WEEK)
     ]
     return row, hourly_rows(plan, replication, month, util)
