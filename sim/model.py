@@ -19,6 +19,8 @@ plane, advanced to each control instant. The engines differ only in the data pla
   zero-delay NORMAL timeout) — the tie rule of `sim.engine.fast`.
 
 All four give the same per-request timestamps (tests/test_engine.py, tests/test_compiled.py).
+A fleet with a vLLM V0 replica (`EngineLimits.scheduler == "v0"`) always runs on
+``"reference"``, whatever `engine` says: only the reference engine has the V0 scheduler.
 
 The router sends each request to the replica the routing policy picks (`sim.fleet.routing`;
 join-shortest-queue in tokens by default) among the healthy replicas of the arrival's fleet
@@ -147,6 +149,10 @@ def simulate(
     plain = not hybrid.outages and hybrid.api is None and not hybrid.probe_s
     if engine == "fast":
         engine = "compiled" if plain else "lazy"
+    if any(not s.limits.v1 for s in replicas):
+        # NOTE: the V0 scheduler (prefill-first, multi-step groups) is in the reference engine
+        # only; the event-skipping and compiled engines assume V1's running-first order.
+        engine = "reference"
     env = simpy.Environment()
     if engine == "compiled":
         if not plain:

@@ -80,7 +80,8 @@ def workloads(draw: st.DrawFn, max_replicas: int = 3, max_n: int = 40) -> dict:
     budget = draw(st.integers(seqs, seqs + 300))
     kv_blocks = draw(st.integers(-(-max_len // block), -(-max_len // block) * 4))
     if nice:
-        step = StepTimeModel(float(draw(st.integers(1, 3))), 0.0, 0.0, 0.0, 0.0, 0.0)
+        cpu = float(draw(st.integers(0, 1)))  # the per-sequence CPU term (0 = off)
+        step = StepTimeModel(float(draw(st.integers(1, 3))), 0.0, 0.0, 0.0, 0.0, 0.0, cpu)
     else:
         step = StepTimeModel(
             overhead_s=draw(st.floats(1e-3, 0.05)),
@@ -89,6 +90,7 @@ def workloads(draw: st.DrawFn, max_replicas: int = 3, max_n: int = 40) -> dict:
             per_token_s=draw(st.floats(0.0, 1e-3)),
             decode_attn_s_per_token=draw(st.floats(0.0, 1e-4)),
             prefill_attn_s_per_pair=draw(st.floats(0.0, 1e-6)),
+            cpu_per_seq_s=draw(st.sampled_from([0.0, 1e-4, 7.3e-4]) | st.floats(0.0, 2e-3)),
         )
     return {
         "arrivals": arrivals,

@@ -111,7 +111,8 @@ def workloads(draw: st.DrawFn) -> dict:
     budget = draw(st.integers(seqs, seqs + 300))
     kv_blocks = draw(st.integers(-(-max_len // block), -(-max_len // block) * 4))
     if nice:
-        step = StepTimeModel(float(draw(st.integers(1, 3))), 0.0, 0.0, 0.0, 0.0, 0.0)
+        cpu = float(draw(st.integers(0, 1)))  # the per-sequence CPU term (0 = off)
+        step = StepTimeModel(float(draw(st.integers(1, 3))), 0.0, 0.0, 0.0, 0.0, 0.0, cpu)
     else:
         step = StepTimeModel(
             overhead_s=draw(st.floats(1e-3, 0.05)),
@@ -120,6 +121,7 @@ def workloads(draw: st.DrawFn) -> dict:
             per_token_s=draw(st.floats(0.0, 1e-3)),
             decode_attn_s_per_token=draw(st.floats(0.0, 1e-4)),
             prefill_attn_s_per_pair=draw(st.floats(0.0, 1e-6)),
+            cpu_per_seq_s=draw(st.sampled_from([0.0, 1e-4, 7.3e-4]) | st.floats(0.0, 2e-3)),
         )
     return {
         "arrivals": arrivals,
@@ -184,3 +186,52 @@ def test_fast_engine_uses_at_most_one_simpy_event_per_request() -> None:
         4,
     )
     assert result.simpy_events <= n
+
+
+def test_cpu_per_sequence_term_by_hand() -> None:
+    """Two requests of 1 prompt token and 3 output tokens arriving together, overhead 1 s and
+    0.5 s of CPU per sequence: every step has both sequences, so each takes 1 + 2·0.5 = 2 s;
+    step 1 prefills both (first token at 2 s), steps 2 and 3 decode (finish at 6 s)."""
+    step = StepTimeModel(1.0, 0.0, 0.0, 0.0, 0.0, 0.0, cpu_per_seq_s=0.5)
+    limits = EngineLimits(8, 64, 64, 32, 4)
+    for engine in ("reference", "lazy", "compiled"):
+        log, _ = _run([0.0, 0.0], [1, 1], [3, 3], limits, step, engine=engine)
+        assert log.first_token_s == [2.0, 2.0], engine
+        assert log.finish_s == [6.0, 6.0], engine
+
+
+def _v0(seqs: int, budget: int, kv: int, max_len: int, bs: int, steps: int = 1) -> EngineLimits:
+    return EngineLimits(seqs, budget, kv, max_len, bs, scheduler="v0", num_scheduler_steps=steps)
+
+
+def test_v0_prefill_first_pauses_decodes_by_hand() -> None:
+    """V0 (no chunked prefill): A (2 prompt tokens, 3 output) at 0, B (2, 2) at 1.5; each step
+    costs 1 s. Step 1 [0,1) prefills A (first token at 1); step 2 [1,2) decodes A; B arrives
+    at 1.5, so step 3 [2,3) is B's prefill alone (A waits: prefill first), step 4 [3,4) decodes
+    both: A's last token and B's last token at 4. V1 would have run A's decode with B's prefill
+    in step 3, finishing A at 3."""
+    step = StepTimeModel(1.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    log, _ = _run([0.0, 1.5], [2, 2], [3, 2], _v0(8, 64, 64, 32, 4), step, engine="fast")
+    assert log.first_token_s == [1.0, 3.0]
+    assert log.finish_s == [4.0, 4.0]
+    v1, _ = _run([0.0, 1.5], [2, 2], [3, 2], EngineLimits(8, 64, 64, 32, 4), step)
+    assert v1.finish_s == [3.0, 4.0]
+
+
+def test_v0_multi_step_tokens_reach_the_client_in_bursts() -> None:
+    """num_scheduler_steps 4, 1 s steps: A (1 prompt token, 3 output) prefills in [0,1) (first
+    token at 1), then its decode group runs 4 steps [1,5) although A needs 2: the client gets
+    them at 5. B arriving at 1.5 waits for the group: prefill [5,6), group [6,10), finishes at
+    10 (3 output tokens: 1 + 2 of the group)."""
+    step = StepTimeModel(1.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    limits = _v0(8, 64, 64, 32, 4, steps=4)
+    log, _ = _run([0.0, 1.5], [1, 1], [3, 3], limits, step, engine="reference")
+    assert log.first_token_s == [1.0, 6.0]
+    assert log.finish_s == [5.0, 10.0]
+
+
+def test_v0_limits_are_checked() -> None:
+    with pytest.raises(ValueError, match="max_model_len"):
+        _v0(8, 16, 64, 32, 4)
+    with pytest.raises(ValueError, match="num_scheduler_steps"):
+        EngineLimits(8, 64, 64, 32, 4, num_scheduler_steps=2)

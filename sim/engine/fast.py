@@ -58,6 +58,7 @@ class FastReplica:
         self._budget = limits.max_num_batched_tokens
         self._kv_blocks = limits.kv_blocks
         self._ov = step_time.overhead_s
+        self._cpu = step_time.cpu_per_seq_s
         self._d = step_time.decode_attn_s_per_token
         self._flat = step_time.flat_s
         self._knee = step_time.knee_tokens
@@ -277,7 +278,7 @@ class FastReplica:
         extra = n - self._knee
         linear = self._flat + self._per_token * extra if extra > 0.0 else self._flat
         d = self._d
-        self._a = a = self._ov + linear + d * (self._sum_off + n * (g + 1))
+        self._a = a = self._ov + self._cpu * n + linear + d * (self._sum_off + n * (g + 1))
         self._b = b = d * n
         self._n = n
         self._s0 = s
@@ -464,7 +465,8 @@ class FastReplica:
         # StepTimeModel.step_s, inlined (same expression order)
         over = tokens - self._knee
         linear = self._flat + self._per_token * over if over > 0.0 else self._flat
-        self._t = s + (self._ov + linear + self._d * ctx + self._p * pairs)
+        seqs = n_dec + len(entries)
+        self._t = s + (self._ov + self._cpu * seqs + linear + self._d * ctx + self._p * pairs)
         self._state = _STEP
         self.segments += 1
 

@@ -15,6 +15,20 @@ Scheduler semantics (vLLM V1 `Scheduler.schedule`, recompute preemption):
    `max_num_seqs` and free blocks allow; the first that does not fit stops admission.
 3. At the end of the step, a sequence whose known tokens are all computed samples one token.
    Its first sampled token stops TTFT; the last one (output_tokens) finishes it and frees KV.
+
+With `limits.scheduler == "v0"` (vLLM 0.5-0.7 `Scheduler._schedule_default`, chunked prefill
+off; only this engine runs it, `sim.model` routes V0 replicas here):
+1. Prefills first: waiting sequences are admitted FCFS with their whole prompt while the token
+   budget, `max_num_seqs` (running included) and the KV cache allow; V0's block manager keeps a
+   watermark of 1 % of the blocks free (`BlockSpaceManager.can_allocate`). If anything was
+   admitted the step is prefill-only (no decodes), and each admitted sequence samples its first
+   token at the step's end.
+2. Otherwise every running sequence decodes, for `num_scheduler_steps` steps in a row (V0
+   multi-step): KV for all of them is allocated at the start (lookahead slots; when short, the
+   newest running sequence is preempted by recompute, V0's `_schedule_running`), nothing is
+   admitted until the group ends, and the tokens reach the client at the group's end (output
+   processing runs once per group), so a sequence that reaches its last token mid-group keeps
+   its slot, computes the rest of the group and finishes at the group's end.
 """
 
 from __future__ import annotations
@@ -61,6 +75,10 @@ class ReferenceReplica:
         self.outstanding_tokens = 0
         self.steps = 0
         self._scheduled: list[tuple[_Seq, int]] = []
+        self._group: list[_Seq] = []  # V0: the decode group under way
+        self._group_left = 0  # V0: steps of the decode group still to run
+        self._group_steps = 0  # V0: steps of the decode group done
+        self._watermark = int(0.01 * limits.kv_blocks)  # V0 block manager's watermark (1 %)
         self.on_submit: Callable[[int], None] | None = None
 
     def submit(self, rid: int, t: float, generated: int = 0) -> None:
@@ -91,6 +109,8 @@ class ReferenceReplica:
         self.free_blocks = self.limits.kv_blocks
         self.outstanding_tokens = 0
         self._scheduled = []
+        self._group = []
+        self._group_left = 0
         return out
 
     def queued_prompt_tokens(self) -> int:
@@ -128,6 +148,8 @@ class ReferenceReplica:
 
     def begin_step(self, now: float) -> float | None:
         """Schedule one iteration starting at `now`; return its duration in seconds."""
+        if not self.limits.v1:
+            return self._begin_step_v0(now)
         budget = self.limits.max_num_batched_tokens
         scheduled: list[tuple[_Seq, int]] = []
         preempted = False
@@ -180,10 +202,13 @@ class ReferenceReplica:
             else:
                 pairs += prefill_pairs(new, seq.computed)
         self.steps += 1
-        return self.step_time.step_s(tokens, decode_ctx, pairs)
+        return self.step_time.step_s(tokens, decode_ctx, pairs, len(scheduled))
 
     def end_step(self, end: float) -> None:
         """Apply the scheduled step's results at time `end`."""
+        if self._group_left:
+            self._end_group_step(end)
+            return
         log = self.log
         finished = False
         for seq, new in self._scheduled:
@@ -201,3 +226,82 @@ class ReferenceReplica:
         if finished:
             self.running = [s for s in self.running if s.generated < s.output_tokens]
         self._scheduled = []
+
+    # ------------------------------------------------------------------ V0 (module docstring)
+    def _decode_step_time(self) -> float:
+        group = self._group
+        self.steps += 1
+        ctx = sum(s.computed + 1 for s in group)
+        return self.step_time.step_s(len(group), ctx, 0, len(group))
+
+    def _begin_step_v0(self, now: float) -> float | None:
+        if self._group_left:  # the decode group goes on: same batch, one more token each
+            return self._decode_step_time()
+        budget = self.limits.max_num_batched_tokens
+        scheduled: list[tuple[_Seq, int]] = []
+        while self.waiting and len(self.running) < self.limits.max_num_seqs:
+            seq = self.waiting[0]
+            new = seq.known_tokens
+            need = self._blocks_needed(seq, new)
+            watermark = self._watermark if self.running else 0
+            if new > budget or self.free_blocks - need < watermark:
+                break
+            self.waiting.popleft()
+            self.free_blocks -= need
+            seq.blocks += need
+            self.running.append(seq)
+            if self.log.first_scheduled_s[seq.rid] != self.log.first_scheduled_s[seq.rid]:
+                self.log.first_scheduled_s[seq.rid] = now
+            scheduled.append((seq, new))
+            budget -= new
+        if scheduled:
+            self._scheduled = scheduled
+            self.steps += 1
+            tokens = sum(new for _, new in scheduled)
+            pairs = sum(prefill_pairs(new, 0) for _, new in scheduled if new > 1)
+            ctx = sum(1 for _, new in scheduled if new == 1)  # a 1-token prompt is a decode
+            return self.step_time.step_s(tokens, ctx, pairs, len(scheduled))
+        steps = self.limits.num_scheduler_steps
+        i = 0
+        while i < len(self.running):
+            seq = self.running[i]
+            need = -(-(seq.computed + steps) // self.limits.block_size) - seq.blocks
+            if need <= self.free_blocks:
+                self.free_blocks -= need
+                seq.blocks += need
+                i += 1
+                continue
+            if self._preempt_last() is seq:
+                break
+        if not self.running:  # everything preempted: the cache is empty, prefill again
+            return self._begin_step_v0(now) if self.waiting else None
+        self._group = list(self.running)
+        self._group_left = steps
+        self._group_steps = 0
+        return self._decode_step_time()
+
+    def _end_group_step(self, end: float) -> None:
+        """One step of a V0 decode group: every member computes a token; at the group's end
+        the client gets the group's tokens, and finished sequences leave."""
+        self._group_left -= 1
+        self._group_steps += 1
+        for seq in self._group:
+            seq.computed += 1
+            if seq.generated + self._group_steps <= seq.output_tokens:
+                self.outstanding_tokens -= 1
+        if self._group_left:
+            return
+        log = self.log
+        k = self._group_steps
+        for seq in self._group:
+            before = seq.generated
+            seq.generated = min(seq.output_tokens, before + k)
+            seq.computed = seq.known_tokens - 1 if seq.generated < seq.output_tokens else 0
+            if before == 0:
+                log.first_token_s[seq.rid] = end
+            if seq.generated == seq.output_tokens:
+                log.finish_s[seq.rid] = end
+                self.free_blocks += seq.blocks
+                seq.blocks = 0
+        self.running = [s for s in self.running if s.generated < s.output_tokens]
+        self._group = []

@@ -1,11 +1,12 @@
 """Step-time model of one continuous-batching iteration (DESIGN §4).
 
-    step_time_s = overhead_s
+    step_time_s = overhead_s + cpu_per_seq_s · n_seqs             (CPU: schedule, sample, stream)
                 + flat_s + per_token_s · max(0, T − knee_tokens)     (GEMMs etc.: roofline in T)
                 + decode_attn_s_per_token · Σ_decode context_tokens   (decode attention, KV reads)
                 + prefill_attn_s_per_pair · Σ_chunks (c·p + c(c+1)/2) (causal query-key pairs)
 
-`T` is the number of tokens computed in the step; a decode entry computes one token whose
+`n_seqs` is the number of sequences in the step (decodes and prefill chunks); `T` is the number
+of tokens computed in the step; a decode entry computes one token whose
 attention spans `context_tokens` = tokens already in its KV + 1; a prefill chunk of `c` tokens
 after `p` cached tokens attends over `c·p + c(c+1)/2` query-key pairs. An entry computing exactly
 one token is charged as a decode (this is what makes a decode-only batch's step time an exact
@@ -16,7 +17,7 @@ Coefficients are fitted from real profiles (docs/calibration.md).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 COEFFICIENTS = (
     "overhead_s",
@@ -41,6 +42,11 @@ class StepTimeModel:
     per_token_s: non-attention seconds added per token beyond the knee.
     decode_attn_s_per_token: attention seconds per context token of each decoding sequence.
     prefill_attn_s_per_pair: attention seconds per causal query-key pair of a prefill chunk.
+    cpu_per_seq_s: CPU seconds per sequence in the step (scheduling, sampling, detokenisation,
+        the API server's streaming; DESIGN §13). Not one of the six fitted `COEFFICIENTS`: it is
+        set per vLLM version family (`sim.engine.versions`), 0 = off (the default, so every
+        catalog entry and golden run is unchanged). A decode run of n sequences adds
+        n·cpu_per_seq_s to every step, a constant, so the closed form k·a + b·k(k−1)/2 stays exact.
     """
 
     overhead_s: float
@@ -49,9 +55,10 @@ class StepTimeModel:
     per_token_s: float
     decode_attn_s_per_token: float
     prefill_attn_s_per_pair: float
+    cpu_per_seq_s: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in COEFFICIENTS:
+        for name in (*COEFFICIENTS, "cpu_per_seq_s"):
             value = getattr(self, name)
             if not value >= 0.0:
                 raise ValueError(f"{name} must be >= 0, got {value!r}")
@@ -63,10 +70,17 @@ class StepTimeModel:
         extra = tokens - self.knee_tokens
         return self.flat_s + (self.per_token_s * extra if extra > 0.0 else 0.0)
 
-    def step_s(self, tokens: int, decode_context_tokens: int, prefill_pairs: int) -> float:
-        """Duration of one step, in seconds."""
+    def step_s(
+        self, tokens: int, decode_context_tokens: int, prefill_pairs: int, seqs: int = 0
+    ) -> float:
+        """Duration of one step of `seqs` sequences, in seconds.
+
+        The engines evaluate this same expression in this order (overhead + CPU first), so that
+        cpu_per_seq_s = 0 adds an exact 0.0 and leaves every timestamp bit-identical.
+        """
         return (
             self.overhead_s
+            + self.cpu_per_seq_s * seqs
             + self.linear_s(tokens)
             + self.decode_attn_s_per_token * decode_context_tokens
             + self.prefill_attn_s_per_pair * prefill_pairs
@@ -81,7 +95,12 @@ class StepTimeModel:
             per_token_s=self.per_token_s * factor,
             decode_attn_s_per_token=self.decode_attn_s_per_token * factor,
             prefill_attn_s_per_pair=self.prefill_attn_s_per_pair * factor,
+            cpu_per_seq_s=self.cpu_per_seq_s,  # CPU time: not the GPU fit's uncertainty
         )
+
+    def with_cpu(self, cpu_per_seq_s: float) -> StepTimeModel:
+        """The same GPU coefficients with `cpu_per_seq_s` set."""
+        return replace(self, cpu_per_seq_s=cpu_per_seq_s)
 
 
 def decode_steps_within(a: float, b: float, delta_s: float) -> int:
@@ -115,6 +134,11 @@ class EngineLimits:
     max_num_batched_tokens: token budget per step (chunked prefill, `--max-num-batched-tokens`).
     kv_blocks: KV-cache blocks of `block_size` tokens on the replica (vLLM `num_gpu_blocks`).
     max_model_len: longest request (prompt + output tokens) the replica accepts.
+    scheduler: "v1" (vLLM >= 0.8, and V0 with chunked prefill: running sequences first, then
+        prefill chunks) or "v0" (vLLM 0.5-0.7 without chunked prefill: whole prompts first in a
+        prefill-only step, decodes otherwise; `sim.engine.reference`). See `sim.engine.versions`.
+    num_scheduler_steps: V0 multi-step scheduling: a decode batch runs this many steps before
+        the scheduler runs again, and its tokens reach the client at the end (1 = off).
     """
 
     max_num_seqs: int
@@ -122,6 +146,8 @@ class EngineLimits:
     kv_blocks: int
     max_model_len: int
     block_size: int = 16
+    scheduler: str = "v1"
+    num_scheduler_steps: int = 1
 
     def __post_init__(self) -> None:
         if self.max_num_seqs < 1:
@@ -131,11 +157,25 @@ class EngineLimits:
             raise ValueError("max_num_batched_tokens must be >= max_num_seqs")
         if self.block_size < 1 or self.max_model_len < 1:
             raise ValueError("block_size and max_model_len must be >= 1")
+        if self.scheduler not in ("v0", "v1"):
+            raise ValueError(f"scheduler must be 'v0' or 'v1', got {self.scheduler!r}")
+        if self.num_scheduler_steps < 1 or (self.num_scheduler_steps > 1 and self.v1):
+            raise ValueError("num_scheduler_steps must be >= 1, and 1 with the V1 scheduler")
+        if not self.v1 and self.max_num_batched_tokens < self.max_model_len:
+            # vLLM V0 refuses this too without chunked prefill: a prompt is never split.
+            raise ValueError(
+                "V0 without chunked prefill needs max_num_batched_tokens >= max_model_len"
+            )
         if self.kv_blocks * self.block_size < self.max_model_len:
             raise ValueError(
                 f"KV cache of {self.kv_blocks * self.block_size} tokens cannot hold one "
                 f"request of max_model_len {self.max_model_len}"
             )
+
+    @property
+    def v1(self) -> bool:
+        """Whether the V1 scheduler runs (every engine); V0 runs on the reference engine only."""
+        return self.scheduler == "v1"
 
     def accepts(self, input_tokens: int, output_tokens: int) -> bool:
         """Whether a request fits the model length (vLLM rejects longer ones)."""

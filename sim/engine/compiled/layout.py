@@ -61,7 +61,8 @@ F_FLAT = 7
 F_KNEE = 8
 F_PT = 9
 F_P = 10
-N_RF = 11
+F_CPU = 11  # cpu_per_seq_s
+N_RF = 12
 
 # State.q columns: per-request integers.
 Q_IN = 0

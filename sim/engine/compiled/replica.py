@@ -16,6 +16,7 @@ from sim.engine.compiled.layout import (
     F_A,
     F_B,
     F_BUSY,
+    F_CPU,
     F_D,
     F_FLAT,
     F_KNEE,
@@ -215,7 +216,7 @@ def _plan_run(ri: Arr, rf: Arr, needs: Arr, heap: Arr, r: int, s: float, free: i
     extra = n - rf[r, F_KNEE]
     linear = rf[r, F_FLAT] + rf[r, F_PT] * extra if extra > 0.0 else rf[r, F_FLAT]
     d = rf[r, F_D]
-    a = rf[r, F_OV] + linear + d * (ri[r, I_SUMOFF] + n * (g + 1))
+    a = rf[r, F_OV] + rf[r, F_CPU] * n + linear + d * (ri[r, I_SUMOFF] + n * (g + 1))
     b = d * n
     rf[r, F_A] = a
     rf[r, F_B] = b
@@ -421,7 +422,8 @@ def _mixed_step(
     ri[r, I_STEPDEC] = n_dec
     over = tokens - rf[r, F_KNEE]
     linear = rf[r, F_FLAT] + rf[r, F_PT] * over if over > 0.0 else rf[r, F_FLAT]
-    rf[r, F_T] = s + (rf[r, F_OV] + linear + rf[r, F_D] * ctx + rf[r, F_P] * pairs)
+    cpu = rf[r, F_CPU] * (n_dec + ne)
+    rf[r, F_T] = s + (rf[r, F_OV] + cpu + linear + rf[r, F_D] * ctx + rf[r, F_P] * pairs)
     ri[r, I_STATE] = STEP
     ri[r, I_SEGS] += 1
 
