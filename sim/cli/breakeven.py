@@ -43,6 +43,12 @@ from sim.report.breakeven import write_breakeven_report
     show_default=True,
     help="Grid points per decade of volume.",
 )
+@click.option(
+    "--hybrid/--no-hybrid",
+    default=True,
+    show_default=True,
+    help="Also search plans that spill to the API (needs [api]).",
+)
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option(
     "--out",
@@ -56,6 +62,7 @@ def breakeven_command(
     low: float,
     high: float,
     per_decade: int,
+    hybrid: bool,
     jobs: int,
     out: Path | None,
 ) -> None:
@@ -85,6 +92,7 @@ def breakeven_command(
         volume_grid(low, high, per_decade),
         jobs=jobs,
         naive=naive,
+        hybrid=hybrid,
         progress=lambda line: console.print(line, highlight=False),
     )
     table = result.table()

@@ -9,7 +9,7 @@ lengths, weekly profile and bursts as the experiment, one month, no growth) it r
 search (`sim.planning.search`) twice — self-hosted only, and self-hosted with API spill
 (when the experiment has `[api]`) — for the cheapest plan meeting the risk target, and prices
 the same tokens on the API. Per replication, the crossover is the first volume at which the
-all-API bill reaches the self-hosted bill, interpolated log-linearly between grid points; its
+all-API bill reaches the self-hosted bill, interpolated linearly between grid points; its
 p5–p95 across replications is reported with the median.
 
 `sensitivity` is not here: see the issue notes in the README.
@@ -335,11 +335,13 @@ def breakeven(
 
 
 def _crossovers(volumes: list[float], own: list[np.ndarray], api: list[np.ndarray]) -> np.ndarray:
-    """Per replication, the first volume where the API bill reaches the self-hosted bill."""
+    """Per replication, the first volume where the API bill reaches the self-hosted bill,
+    interpolated linearly in volume between grid points (exact when the fleet is the same at
+    both points: its bill is then constant and the API bill linear in volume)."""
     n = min((a.size for a in api if np.isfinite(a).all()), default=0)
     out = np.full(n, math.nan)
     for r in range(n):
-        prev: tuple[float, float] | None = None  # (log volume, api − own)
+        prev: tuple[float, float] | None = None  # (volume, api − own)
         for v, o, a in zip(volumes, own, api, strict=True):
             if not np.isfinite(a).all() or a.size <= r:
                 prev = None
@@ -348,10 +350,9 @@ def _crossovers(volumes: list[float], own: list[np.ndarray], api: list[np.ndarra
             if gap >= 0:
                 if prev is None or prev[1] >= 0:
                     out[r] = v
-                else:  # log-linear interpolation between the two grid points
-                    lv = math.log(v)
+                else:  # linear interpolation between the two grid points
                     frac = prev[1] / (prev[1] - gap)
-                    out[r] = math.exp(prev[0] + frac * (lv - prev[0]))
+                    out[r] = prev[0] + frac * (v - prev[0])
                 break
-            prev = (math.log(v), gap)
+            prev = (v, gap)
     return out
