@@ -118,7 +118,7 @@ def test_cli_calibrate_runs_bad_file_is_one_line(
 ) -> None:
     path = tmp_path / name
     path.write_text(content)
-    args = ["calibrate", "runs", str(path), "--model", "m", "--gpu", "g"]
+    args = ["calibrate", "runs", str(path), "--model", "llama-3-8b", "--gpu", "a100-80gb"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 2, result.output
     lines = [ln for ln in result.output.splitlines() if ln.strip()]
@@ -128,7 +128,8 @@ def test_cli_calibrate_runs_bad_file_is_one_line(
 
 def test_cli_calibrate_missing_file() -> None:
     result = CliRunner().invoke(
-        main, ["calibrate", "runs", "/no/such/run.json", "--model", "m", "--gpu", "g"]
+        main,
+        ["calibrate", "runs", "/no/such/run.json", "--model", "llama-3-8b", "--gpu", "a100-80gb"],
     )
     assert result.exit_code == 2
     assert "error: /no/such/run.json: no such file" in result.output
