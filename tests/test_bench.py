@@ -81,12 +81,25 @@ def test_rate_inf_scales_exactly_with_step_time() -> None:
     assert (r.start_times_s == 0).all() and r.ok.all()
 
 
-def test_max_concurrency_refused() -> None:
-    res = CliRunner().invoke(
-        main, ["bench", "--model", "llama-3-8b", "--gpu", "h100-80gb", "--max-concurrency", "8"]
+def test_max_concurrency_is_a_closed_loop() -> None:
+    args = ["bench", "--model", "llama-3-8b", "--gpu", "h100-80gb", "--max-concurrency", "4"]
+    res = CliRunner().invoke(main, [*args, "--num-prompts", "20", "--output-len", "16"])
+    assert res.exit_code == 0, res.output
+    assert "Maximum request concurrency:             4" in res.output
+    assert "Peak concurrent requests:                4.00" in res.output
+
+
+def test_vllm_version_selects_v0_and_its_defaults() -> None:
+    from sim.calibration.bench import BenchSpec, engine_setup
+
+    spec = BenchSpec("llama-3-8b", "h100-80gb", vllm_version="0.6.3", num_scheduler_steps=8)
+    setup, notes = engine_setup(spec)
+    assert (setup.scheduler, setup.max_num_seqs, setup.num_scheduler_steps) == ("v0", 256, 8)
+    assert setup.max_num_batched_tokens == max(setup.max_model_len, 2048)
+    assert (
+        engine_setup(BenchSpec("llama-3-8b", "h100-80gb", vllm_version="0.10.1"))[0].scheduler
+        == "v1"
     )
-    assert res.exit_code == 2
-    assert "not modelled yet" in res.output and "Traceback" not in res.output
 
 
 def test_unknown_gpu_is_one_line() -> None:

@@ -26,9 +26,15 @@ What differs (documented, not hidden):
   request are not stored one by one, so each request's ITL list is its (E2E − TTFT) spread
   uniformly over output − 1 gaps. Means and TPOT are exact; ITL percentiles are those of
   per-request mean gaps (narrower than a real run's, which also has per-step jitter).
-* Timing is the engine's: no HTTP, tokenisation or streaming time (a few ms per request in a
-  real client-side run; DESIGN §13).
-* `--max-concurrency` (a closed-loop client) is not modelled yet and is refused by the CLI.
+* Timing: `timing = "engine"` (default) has no HTTP, tokenisation or streaming time;
+  "client" adds the fitted client time of the version family to every TTFT and E2E
+  (`sim.engine.versions.CLIENT_S`; DESIGN §13).
+* `--max-concurrency`: closed-loop clients (`sim.engine.closed_loop`): vLLM's semaphore, with
+  each request's clock started when it is sent; with a finite rate the sends also wait for
+  their scheduled time.
+* `--vllm-version`: V1 (>= 0.8) or V0 (0.5-0.7: prefill-first scheduler, `num_scheduler_steps`,
+  V0's default limits; run on the reference engine) and the family's CPU time per sequence
+  (`sim.engine.versions`). Without a version: V1, no CPU term (as before this option).
 """
 
 from __future__ import annotations
@@ -45,6 +51,15 @@ from sim.calibration.measured import EngineSetup, MeasuredRun
 from sim.data import gpus, models
 from sim.engine import RequestLog
 from sim.engine.catalog import ResolvedStepTime, load_user_calibration, resolve_step_time
+from sim.engine.closed_loop import run_closed_loop
+from sim.engine.steptime import StepTimeModel
+from sim.engine.versions import (
+    CLIENT_S,
+    CPU_PER_SEQ_S,
+    V0_DEFAULT_BATCHED_TOKENS,
+    V0_DEFAULT_MAX_NUM_SEQS,
+    parse_version,
+)
 from sim.errors import ConfigError, Problem
 from sim.model import FleetPhase, ReplicaSpec, simulate
 
@@ -89,6 +104,13 @@ class BenchSpec:
     max_num_seqs, max_num_batched_tokens: None = vLLM's defaults for the GPU
         (`vllm_default_limits`); max_model_len: None = the model's context length.
     calibration: a user calibration file whose entries take precedence over the catalog.
+    max_concurrency: closed-loop clients (`vllm bench serve --max-concurrency`); None = open.
+    vllm_version: the server's vLLM version (scheduler family, defaults, CPU time); None = V1
+        without the CPU term. chunked_prefill: V0 only (None/False = off, V0's default).
+    num_scheduler_steps: V0 multi-step scheduling (1 = off).
+    cpu_per_seq_s: CPU seconds per sequence per step; None = the version family's fitted
+        value (`sim.engine.versions.CPU_PER_SEQ_S`), 0 without a version.
+    timing: "engine" or "client" (adds the family's client time to TTFT and E2E).
     """
 
     model: str
@@ -111,6 +133,30 @@ class BenchSpec:
     calibration: str | None = None
     input_lens: tuple[int, ...] | None = field(default=None, repr=False)
     output_lens: tuple[int, ...] | None = field(default=None, repr=False)
+    max_concurrency: int | None = None
+    vllm_version: str | None = None
+    chunked_prefill: bool | None = None
+    num_scheduler_steps: int = 1
+    cpu_per_seq_s: float | None = None
+    timing: str = "engine"
+
+    @property
+    def family(self) -> str:
+        """ "v1" or "v0" (`sim.engine.versions`); "v1" without a version."""
+        return "v1" if self.vllm_version is None else parse_version(self.vllm_version).family
+
+    @property
+    def scheduler(self) -> str:
+        """The scheduler that runs: V0's only for V0 without chunked prefill."""
+        return "v0" if self.family == "v0" and not self.chunked_prefill else "v1"
+
+    def cpu_s(self) -> float:
+        if self.cpu_per_seq_s is not None:
+            return self.cpu_per_seq_s
+        return 0.0 if self.vllm_version is None else CPU_PER_SEQ_S[self.family]
+
+    def client_s(self) -> float:
+        return CLIENT_S[self.family] if self.timing == "client" else 0.0
 
 
 def _catalog_dtype(dtype: str) -> str:
@@ -128,7 +174,24 @@ def engine_setup(spec: BenchSpec) -> tuple[EngineSetup, list[str]]:
     if problems:
         raise ConfigError(problems)
     notes = []
-    seqs, budget, why = vllm_default_limits(spec.gpu)
+    if spec.timing not in ("engine", "client"):
+        raise ConfigError([Problem("bench", "timing", "must be engine or client", spec.timing)])
+    if spec.vllm_version is not None:
+        try:
+            parse_version(spec.vllm_version)
+        except ValueError as exc:
+            problem = Problem("bench", "vllm_version", str(exc), spec.vllm_version)
+            raise ConfigError([problem]) from None
+    max_len = spec.max_model_len or models()[spec.model].max_position
+    if spec.family == "v1":
+        seqs, budget, why = vllm_default_limits(spec.gpu)
+    elif spec.scheduler == "v0":
+        seqs = V0_DEFAULT_MAX_NUM_SEQS
+        budget = max(max_len, V0_DEFAULT_BATCHED_TOKENS)
+        why = "vLLM V0 defaults (vllm/config.py SchedulerConfig): 256, max(max_model_len, 2048)"
+    else:
+        seqs, budget = V0_DEFAULT_MAX_NUM_SEQS, V0_DEFAULT_BATCHED_TOKENS
+        why = "vLLM V0 defaults with chunked prefill: 256, 2048"
     if spec.max_num_seqs is None or spec.max_num_batched_tokens is None:
         notes.append(
             f"engine limits: max_num_seqs {spec.max_num_seqs or seqs}, max_num_batched_tokens "
@@ -143,11 +206,18 @@ def engine_setup(spec: BenchSpec) -> tuple[EngineSetup, list[str]]:
         dtype=kv,
         max_num_seqs=spec.max_num_seqs or seqs,
         max_num_batched_tokens=spec.max_num_batched_tokens or budget,
-        max_model_len=spec.max_model_len or models()[spec.model].max_position,
+        max_model_len=max_len,
         kv_blocks=spec.kv_blocks,
         gpu_memory_utilization=spec.gpu_memory_utilization,
         weight_dtype=weights if weights != kv else None,
+        scheduler=spec.scheduler,
+        num_scheduler_steps=spec.num_scheduler_steps,
     )
+    if spec.vllm_version is not None:
+        notes.append(
+            f"vLLM {spec.vllm_version}: {spec.family.upper()} family, {spec.scheduler.upper()} "
+            f"scheduler, CPU {spec.cpu_s() * 1e6:.1f} us per sequence per step"
+        )
     return setup, notes
 
 
@@ -287,7 +357,7 @@ class BenchResult:
             "num_prompts": s.num_prompts,
             "request_rate": "inf" if math.isinf(s.request_rate) else s.request_rate,
             "burstiness": s.burstiness,
-            "max_concurrency": None,
+            "max_concurrency": s.max_concurrency,
         }
         body = self.metrics(percentile_metrics, metric_percentiles)
         e = self.engine
@@ -321,6 +391,8 @@ class BenchResult:
 
         row("Successful requests:", r["completed"])
         row("Failed requests:", r["failed"])
+        if self.spec.max_concurrency is not None:
+            row("Maximum request concurrency:", self.spec.max_concurrency)
         if not math.isinf(self.spec.request_rate):
             row("Request rate configured (RPS):", self.spec.request_rate, "<10.2f")
         row("Benchmark duration (s):", r["duration"], "<10.2f")
@@ -384,7 +456,17 @@ def run_bench(spec: BenchSpec) -> BenchResult:
         input_lens = random_lengths(n, spec.input_len, spec.range_ratio, rng)
         output_lens = random_lengths(n, spec.output_len, spec.range_ratio, rng)
     start = send_times(n, spec.request_rate, spec.burstiness, rng)
-    ttft, e2e = simulate_requests(setup, step, start, input_lens, output_lens)
+    model = step.step.with_cpu(spec.cpu_s())
+    if spec.max_concurrency is not None:
+        start, ttft, e2e = closed_loop_requests(
+            setup, model, spec.max_concurrency, start, input_lens, output_lens
+        )
+    else:
+        ttft, e2e = simulate_requests(setup, model, start, input_lens, output_lens)
+    client = spec.client_s()
+    if client:
+        ttft = ttft + client
+        e2e = e2e + client
     return BenchResult(
         spec=spec,
         engine=setup,
@@ -398,9 +480,27 @@ def run_bench(spec: BenchSpec) -> BenchResult:
     )
 
 
+def closed_loop_requests(
+    setup: EngineSetup,
+    step: StepTimeModel,
+    concurrency: int,
+    ready_s: FloatArray,
+    input_lens: IntArray,
+    output_lens: IntArray,
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """(send time, TTFT, E2E) per request from `concurrency` closed-loop clients sending in
+    order, each request not before its `ready_s` (NaN TTFT/E2E: rejected)."""
+    log = RequestLog(ready_s.tolist(), input_lens.tolist(), output_lens.tolist())
+    run_closed_loop(log, setup.limits(), step, concurrency, ready_s=ready_s.tolist())
+    sent = np.asarray(log.arrival_s)
+    ttft = np.asarray(log.first_token_s, dtype=np.float64) - sent
+    e2e = np.asarray(log.finish_s, dtype=np.float64) - sent
+    return sent, ttft, e2e
+
+
 def simulate_requests(
     setup: EngineSetup,
-    step: ResolvedStepTime,
+    step: StepTimeModel,
     arrival_s: FloatArray,
     input_lens: IntArray,
     output_lens: IntArray,
@@ -410,7 +510,7 @@ def simulate_requests(
     log = RequestLog(
         arrival_s[order].tolist(), input_lens[order].tolist(), output_lens[order].tolist()
     )
-    spec = ReplicaSpec("bench", setup.gpu, setup.limits(), step.step)
+    spec = ReplicaSpec("bench", setup.gpu, setup.limits(), step)
     simulate(log, [spec], [FleetPhase(0.0, (0,))], engine="fast")
     arrival = np.asarray(log.arrival_s)
     ttft = np.empty(order.size)

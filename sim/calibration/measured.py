@@ -225,6 +225,8 @@ class EngineSetup:
     gpu_memory_utilization: float = 0.9
     block_size: int = 16
     weight_dtype: str | None = None
+    scheduler: str = "v1"
+    num_scheduler_steps: int = 1
 
     @property
     def key(self) -> tuple[str, str, int, str]:
@@ -265,6 +267,8 @@ class EngineSetup:
             kv_blocks=self.resolved_kv_blocks(),
             max_model_len=self.max_model_len,
             block_size=self.block_size,
+            scheduler=self.scheduler,
+            num_scheduler_steps=self.num_scheduler_steps,
         )
 
     def concurrency_capacity(self, mean_request_tokens: float) -> float:

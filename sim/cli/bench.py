@@ -60,7 +60,24 @@ def _dataset_lengths(path: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
 @click.option("--max-num-batched-tokens", type=click.IntRange(min=1), help="[default: vLLM's]")
 @click.option("--max-model-len", type=click.IntRange(min=2), help="[default: the model's]")
 @click.option("--kv-blocks", type=click.IntRange(min=1), help="vLLM's num_gpu_blocks.")
-@click.option("--max-concurrency", type=int, hidden=True)
+@click.option(
+    "--max-concurrency",
+    type=click.IntRange(min=1),
+    help="Closed-loop clients (vLLM's semaphore); each request's clock starts when it is sent.",
+)
+@click.option(
+    "--vllm-version",
+    help="The server's vLLM (e.g. 0.10.1): V1 (>= 0.8) or V0 scheduler, defaults, CPU time.",
+)
+@click.option("--num-scheduler-steps", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--enable-chunked-prefill", is_flag=True, help="V0 only (V1 always chunks).")
+@click.option(
+    "--timing",
+    type=click.Choice(("engine", "client")),
+    default="engine",
+    show_default=True,
+    help="client adds the HTTP/tokenisation time client-side benchmarks include.",
+)
 @click.option(
     "--percentile-metrics",
     default=",".join(DEFAULT_PERCENTILE_METRICS),
@@ -94,17 +111,16 @@ def bench(
     max_model_len: int | None,
     kv_blocks: int | None,
     max_concurrency: int | None,
+    vllm_version: str | None,
+    num_scheduler_steps: int,
+    enable_chunked_prefill: bool,
+    timing: str,
     percentile_metrics: str,
     metric_percentiles: str,
     calibration: Path | None,
     save_result: Path | None,
 ) -> None:
-    """Predict what `vllm bench serve` would report for MODEL on GPU (engine-side timing)."""
-    if max_concurrency is not None:
-        raise click.UsageError(
-            "--max-concurrency (a closed-loop client) is not modelled yet; "
-            "use --request-rate (open loop)"
-        )
+    """Predict what `vllm bench serve` would report for MODEL on GPU."""
     if not request_rate > 0:
         raise click.BadParameter("must be > 0 (or inf)", param_hint="--request-rate")
     if not burstiness > 0:
@@ -148,6 +164,11 @@ def bench(
         calibration=None if calibration is None else str(calibration),
         input_lens=lens[0],
         output_lens=lens[1],
+        max_concurrency=max_concurrency,
+        vllm_version=vllm_version,
+        chunked_prefill=enable_chunked_prefill or None,
+        num_scheduler_steps=num_scheduler_steps,
+        timing=timing,
     )
     result = run_bench(spec)
     for note in result.notes:

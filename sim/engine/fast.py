@@ -176,6 +176,14 @@ class FastReplica:
                 self._end_step()
                 self._state = _PENDING
 
+    def next_change_s(self) -> float:
+        """When the segment under way ends (a decision due now is taken first, so call this
+        after every arrival of the instant is submitted); inf when idle. For owners that drive
+        one replica without SimPy (`sim.engine.closed_loop`)."""
+        if self._state == _PENDING:
+            self._decide(self._t)
+        return self._t if self._state != _IDLE else math.inf
+
     def flush(self) -> None:
         """Run until every queued request has finished."""
         self.advance_to(math.inf)
