@@ -1,0 +1,232 @@
+"""Replay the published vLLM runs of `shared/data/vllm-public-runs/runs.csv` through `sim bench`
+(`sim.calibration.bench.run_bench`, the same code as the CLI) and compare.
+
+A row is replayed when its model and GPU are in the catalogs, it runs on one engine (no data or
+pipeline parallelism), its lengths are known (the `random` dataset's fixed lengths; otherwise
+the realised mean lengths `total_*_tokens / completed`, an approximation named in the reason)
+and its workload is a burst, a constant or Poisson rate, or closed-loop concurrency. MLPerf
+rows (input lengths not published), speculative-decoding/MTP rows and multi-engine rows are
+listed with their reason. Load (for the <= 85 % gate): closed loop, concurrency over the
+engine's concurrency capacity; open loop, Little's law on the measured mean E2E
+(rate × E2E) over the same capacity; a burst is saturation (load 1+).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from sim.calibration.bench import BenchSpec, engine_setup, run_bench
+from sim.data import models
+
+METRIC_COLUMNS = {
+    "ttft_mean": ("ttft_mean_ms", "mean_ttft_ms"),
+    "ttft_p50": ("ttft_p50_ms", "median_ttft_ms"),
+    "ttft_p99": ("ttft_p99_ms", "p99_ttft_ms"),
+    "tpot_mean": ("tpot_mean_ms", "mean_tpot_ms"),
+    "tpot_p50": ("tpot_p50_ms", "median_tpot_ms"),
+    "tpot_p99": ("tpot_p99_ms", "p99_tpot_ms"),
+    "e2e_mean": ("e2e_mean_ms", "mean_e2el_ms"),
+    "e2e_p50": ("e2e_p50_ms", "median_e2el_ms"),
+    "e2e_p99": ("e2e_p99_ms", "p99_e2el_ms"),
+    "throughput": ("output_throughput_tok_per_s", "output_throughput"),
+}
+MAX_PROMPTS = 1000  # replay at most this many requests of a row (speed); noted when cut
+
+
+def _num(v: Any) -> float | None:
+    try:
+        x = float(str(v).split()[0])
+    except (ValueError, IndexError):
+        return None
+    return x if math.isfinite(x) or x == math.inf else None
+
+
+def _model(name: str) -> tuple[str | None, str]:
+    """(catalog model, weight dtype) of a checkpoint name."""
+    base = name.split()[0].split("/")[-1].lower()
+    dtype = "fp16"
+    for suffix, d in (("-fp8", "fp8"), ("-awq", "int4"), ("-gptq", "int4")):
+        if suffix in base:
+            base, dtype = base.replace(suffix, ""), d
+    base = re.sub(r"-(instruct|chat-hf|chat|hf)(-\d+)?$", "", base)
+    base = base.replace("meta-llama-", "llama-")
+    if base.startswith("meta-"):
+        base = base[5:]
+    return (base if base in models() else None), dtype
+
+
+def _gpu(name: str) -> str | None:
+    n = name.lower()
+    for key, gpu in (("h100", "h100-80gb"), ("h200", "h200"), ("a100", "a100-80gb")):
+        if key in n:
+            return gpu
+    for gpu in ("mi300x", "mi325x"):
+        if gpu in n:
+            return gpu
+    return None
+
+
+@dataclass(frozen=True)
+class PublicCase:
+    row: str
+    spec: BenchSpec | None
+    reason: str = ""  # why not replayed, or "" when replayed
+    approx: str = ""  # approximations made (lengths)
+    load: float = math.nan
+    measured: dict[str, float] = field(default_factory=dict)
+    version: str = ""
+
+
+def case_of(r: dict[str, Any], versioned: bool = True, timing: str = "client") -> PublicCase:
+    """The `BenchSpec` replaying one row, or the reason it cannot be replayed."""
+    rid = r["row_id"]
+    measured = {k: v for k, (col, _) in METRIC_COLUMNS.items() if (v := _num(r[col]) or 0.0) > 0}
+    ver = r["engine_version"]
+    m = re.match(r"\d+\.\d+", ver)
+    version = m.group(0) if m else ("0.10" if ver.startswith("main 2025") else "")
+
+    def skip(reason: str) -> PublicCase:
+        return PublicCase(rid, None, reason, measured=measured, version=version)
+
+    model, wdtype = _model(r["model"])
+    gpu = _gpu(r["gpu_type"])
+    kind = r["workload_type"]
+    if model is None:
+        return skip(f"model {r['model']} not in the catalog")
+    if gpu is None:
+        return skip(f"GPU {r['gpu_type']} not in the catalog")
+    if "amd" in r["engine"].lower() or "rocm" in ver.lower():
+        return skip("AMD vLLM fork with a custom MLPerf scheduler")
+    if kind.startswith("mlperf"):
+        return skip("MLPerf: the OpenOrca/Mixtral input lengths are not published")
+    flags = (r["server_flags"] + r["notes"] + r["sweep_id"]).lower()
+    if "speculative" in flags or "mtp" in flags or "-optimized" in flags:
+        return skip("speculative decoding / MTP: no acceptance-rate model")
+    if (_num(r["replicas"]) or 1) > 1 or (_num(r["pipeline_parallel"]) or 1) > 1:
+        return skip("several engines (data or pipeline parallel)")
+    n = int(_num(r["num_requests"]) or _num(r["completed_requests"]) or 0)
+    done = _num(r["completed_requests"]) or n
+    approx = ""
+    if r["dataset"].lower().startswith("random") and _num(r["input_len_tokens"]):
+        lin = int(_num(r["input_len_tokens"]) or 1)
+        lout = int(_num(r["output_len_tokens"]) or 1)
+    elif _num(r["total_input_tokens"]) and _num(r["total_output_tokens"]) and done:
+        lin = max(1, round((_num(r["total_input_tokens"]) or 0) / done))
+        lout = max(1, round((_num(r["total_output_tokens"]) or 0) / done))
+        approx = "lengths: the realised means (dataset lengths not shipped)"
+    else:
+        return skip("lengths unknown (no random lengths, no token totals)")
+    rate, burst, conc = math.inf, 1.0, None
+    if kind == "closed_loop_concurrency":
+        conc = int(_num(r["concurrency"]) or 1)
+    elif kind == "online_constant_rate":
+        rate, burst = _num(r["request_rate_qps"]) or math.inf, math.inf
+    elif kind == "online_poisson":
+        rate = _num(r["request_rate_qps"]) or math.inf
+    elif kind != "offline_burst":
+        return skip(f"workload {kind}")
+    if "guidellm" in r["client_tool"] and math.isinf(rate) is False and rate >= 1000:
+        rate, conc = math.inf, 512  # guidellm rate 1000: a burst capped at 512 in flight
+    if "guidellm" in r["client_tool"] and kind == "offline_burst":
+        conc = 512
+    tp = int(_num(r["tensor_parallel"]) or 1)
+    kv = "fp8" if "fp8" in r["kv_cache_dtype"].lower() else None
+    if "mxfp4" in r["precision"].lower() or "awq" in r["quantization"].lower():
+        wdtype = "int4"
+    elif "fp8" in r["precision"].lower() and wdtype == "fp16":
+        wdtype = "fp8"
+    seqs = _num(r["max_num_seqs"])
+    budget = _num(r["max_num_batched_tokens"])
+    mml = _num(r["max_model_len"])
+    steps = int(_num(r["num_scheduler_steps"]) or 1)
+    chunked = "on" in r["chunked_prefill"].lower() or "true" in r["chunked_prefill"].lower()
+    spec = BenchSpec(
+        model=model,
+        gpu=gpu,
+        tp=tp,
+        dtype=wdtype,
+        kv_cache_dtype=kv,
+        input_len=lin,
+        output_len=lout,
+        request_rate=rate,
+        burstiness=burst,
+        num_prompts=min(n, MAX_PROMPTS),
+        max_num_seqs=int(seqs) if seqs else None,
+        max_num_batched_tokens=int(budget) if budget else None,
+        max_model_len=int(mml) if mml else None,
+        gpu_memory_utilization=_num(r["gpu_memory_utilization"]) or 0.9,
+        max_concurrency=conc,
+        vllm_version=version if versioned and version else None,
+        chunked_prefill=chunked or None,
+        num_scheduler_steps=steps if versioned else 1,
+        timing=timing if versioned else "engine",
+    )
+    try:
+        setup, _ = engine_setup(spec)
+        setup.limits()  # the row's limits must make a valid engine
+    except Exception as exc:  # a located config problem of the row: listed, not fatal
+        return skip(f"engine does not fit: {exc}")
+    cap = setup.concurrency_capacity(lin + lout)
+    if conc is not None:
+        load = min(conc, n) / cap
+    elif math.isinf(rate):
+        load = max(1.0, n / cap)
+    else:
+        load = rate * (measured.get("e2e_mean", math.inf) / 1e3) / cap
+    return PublicCase(rid, spec, "", approx, load, measured, version)
+
+
+def replay_all(
+    path: str | Path, versioned: bool = True, timing: str = "client", rows: set[str] | None = None
+) -> pl.DataFrame:
+    """One row per (case, metric): measured, simulated, error = sim/measured − 1."""
+    df = pl.read_csv(path, infer_schema_length=0).fill_null("")
+    out = []
+    for r in df.iter_rows(named=True):
+        if rows is not None and r["row_id"] not in rows:
+            continue
+        c = case_of(r, versioned, timing)
+        if c.spec is None:
+            out.append((c.row, c.version, math.nan, "", math.nan, math.nan, math.nan, c.reason))
+            continue
+        try:
+            res = run_bench(c.spec).metrics(("ttft", "tpot", "itl", "e2el"), (50.0, 99.0))
+        except Exception as exc:
+            out.append((c.row, c.version, c.load, "", math.nan, math.nan, math.nan, str(exc)))
+            continue
+        for k, (_, key) in METRIC_COLUMNS.items():
+            if k in c.measured:
+                m = c.measured[k]
+                s = float(res[key])
+                out.append((c.row, c.version, c.load, k, m, s, s / m - 1.0, c.approx))
+    return pl.DataFrame(
+        out,
+        schema={
+            "row": pl.String,
+            "version": pl.String,
+            "load": pl.Float64,
+            "metric": pl.String,
+            "measured": pl.Float64,
+            "simulated": pl.Float64,
+            "error": pl.Float64,
+            "note": pl.String,
+        },
+        orient="row",
+    )
+
+
+def family_medians(rows: pl.DataFrame, max_load: float = 0.85) -> dict[str, float]:
+    """Median |error| per metric family (ttft, tpot, e2e, throughput) at load <= max_load."""
+    ok = rows.filter((pl.col("load") <= max_load) & pl.col("error").is_not_nan())
+    out = {}
+    for fam in ("ttft", "tpot", "e2e", "throughput"):
+        v = ok.filter(pl.col("metric").str.starts_with(fam))["error"].abs().to_numpy()
+        out[fam] = float(np.median(v)) if v.size else math.nan
+    return out
