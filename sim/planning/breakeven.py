@@ -295,6 +295,7 @@ def breakeven(
             backend=backend,
             address=address,
             verify=False,
+            compare_input=False,
             min_counts=floor,
         )
         for t in own.tried:
@@ -312,6 +313,7 @@ def breakeven(
                 backend=backend,
                 address=address,
                 verify=False,
+                compare_input=False,
             )
         ev = own.chosen.get(1)
         if ev is None:

@@ -103,13 +103,16 @@ def plan_experiment(
     backend: Backend = "local",
     address: str | None = None,
     verify: bool = True,
+    compare_input: bool = True,
     progress: Progress | None = None,
     min_counts: dict[str, int] | None = None,
 ) -> Plan:
     """Search the cheapest plan meeting the risk target (module docstring).
 
-    `min_counts` (GPU type → replicas) skips smaller counts, known to fail (e.g. from a lower
-    volume of a break-even sweep: more traffic never needs fewer replicas)."""
+    `verify`: run the recommendation on fresh replications; `compare_input`: evaluate the input
+    file's own plan on the search's replications. `min_counts` (GPU type → replicas) skips
+    smaller counts, known to fail (e.g. from a lower volume of a break-even sweep: more
+    traffic never needs fewer replicas)."""
     t0 = time.perf_counter()
     s = settings or exp.spec.search
     spec = exp.spec
@@ -225,7 +228,8 @@ def plan_experiment(
             address,
         )
         verification = fresh.evaluate(recommended, s.verify_replications)
-    if spec.plans == () and all(p.gpu in prices for m in spec.fleet for p in m.pools):
+    priced_input = all(p.gpu in prices for m in spec.fleet for p in m.pools)
+    if compare_input and spec.plans == () and priced_input:
         say("evaluating the plan in the input file on the search's replications")
         input_eval = ev.evaluate(
             PlanSpec("input file", spec.fleet, True), max(s.stages[0], min(s.stages[1:2] or (0,)))
