@@ -34,16 +34,18 @@ experts the batch touches, E·(1 − (1 − k/E)^T) per MoE layer in expectation
 (`expected_experts_touched`). The read time therefore rises from k experts at T = 1 to all E
 within a few dozen tokens for fine-grained MoEs. That curve is concave, and the step-time model
 is a two-piece line, so the roofline's flat/knee/per-token for an MoE model are a least-squares
-fit (relative error, every token octave weighted equally from 16 to 8192 tokens, where loaded
-steps live) of the two-piece line to the touched-experts roofline; `moe_linear_fit_error`
-reports how far the line departs, on 16-8192 tokens and on 1-15 (where it over-states the step).
+fit (relative error, every token octave weighted equally from 1 to 8192 tokens: lone decodes
+to full prefill chunks) of the two-piece line to the touched-experts roofline;
+`moe_linear_fit_error` reports how far the line departs, on 16-8192 tokens and on 1-15.
 Dense models keep the closed form above.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -56,10 +58,14 @@ from sim.errors import ConfigError, Problem
 CATALOG_FILE = "step_time.toml"
 ALLREDUCE_ELEMENT_BYTES = 2.0
 """All-reduced activations are fp16/bf16."""
-MOE_FIT_TOKENS = np.unique(np.round(np.geomspace(16.0, 8192.0, 37)))
-"""Token counts (16 to 8192, four per octave) the MoE two-piece line is fitted on: the steps a
-loaded replica runs (decode batches of 16 or more sequences, prefill chunks). Below 16 tokens the
-line over-states an MoE step (conservative), by up to the factor `moe_linear_fit_error` reports."""
+MOE_FIT_TOKENS = np.unique(np.round(np.geomspace(1.0, 8192.0, 53)))
+"""Token counts (1 to 8192, four per octave) the MoE two-piece line is fitted on: every step a
+replica runs, from a lone decode to a full prefill chunk. (Fitting on 16-8192 only left the line
+flat at the 16-64-token read, up to 6x a 1-4-token decode step: gpt-oss-120b TPOT at
+concurrency 4 came out 2.5x too high in the public-runs replay, docs/validation.md.)"""
+MOE_LOADED_TOKENS = 16
+"""Steps of at least this many tokens are a loaded replica's; `moe_linear_fit_error` reports
+the line's error on them and, apart, on the smaller steps."""
 MOE_CHECK_TOKENS = np.unique(np.round(np.geomspace(1.0, 8192.0, 53)))
 """Token counts (1 to 8192) the fitted line is checked against the touched-experts curve on."""
 
@@ -75,7 +81,12 @@ class RooflineFactors:
     layer_floor_s: fixed GPU time per layer per step (small kernels, attention launch).
     allreduce_latency_s: latency of one single-node all-reduce of a small message.
     link_efficiency: NCCL bus bandwidth / the datasheet's interconnect bandwidth.
-    overhead_s: CPU time per step (scheduling, sampling, input preparation).
+    overhead_s: CPU time per step (scheduling, sampling, input preparation) as Vidur profiled
+        it (vLLM of early 2024, eager kernels): the fitted entries' value, kept for the
+        leave-one-out check against them.
+    serving_overhead_s: the per-step time a roofline step carries on top of its GPU terms, in
+        vLLM V1 as served (CUDA graphs, a faster engine loop): fitted end to end on the public
+        runs by `scripts/fit_roofline_public.py` (docs/calibration.md).
     residual_sd_log: SD of log(fitted / roofline) step time, leave-one-entry-out.
     leave_one_out_mape: MAPE of roofline vs fitted step time, leave-one-entry-out (fraction).
     source: how the numbers were measured.
@@ -90,9 +101,19 @@ class RooflineFactors:
     allreduce_latency_s: float
     link_efficiency: float
     overhead_s: float
+    serving_overhead_s: float
     residual_sd_log: float
     leave_one_out_mape: float
     source: str
+
+
+def weight_read_bytes(model: ModelShape, weight_dtype: str) -> float:
+    """Bytes of weights one step streams from memory (all experts for an MoE model): the
+    checkpoint's weights less the input embedding, which a step does not stream but gathers
+    (one row per token it processes). The lm_head is streamed in full; a tied lm_head is the
+    embedding matrix, read once."""
+    gathered = 0.0 if model.tie_embeddings else model.vocab * model.hidden * 2.0
+    return model.weight_bytes(weight_dtype) - gathered
 
 
 def allreduce_bandwidth_bytes_per_s(gpu: GpuSpec, tp: int, link_efficiency: float) -> float:
@@ -123,7 +144,7 @@ def roofline_step_time(
     fp16_flops = gpu.fp16_dense_tflops * 1e12
     if bw <= 0 or flops <= 0:
         raise ValueError(f"{gpu.name}: needs memory bandwidth and FLOPs for a roofline")
-    weight_read_s = model.weight_bytes(weight_dtype) / tp / (bw * f.mem_efficiency)
+    weight_read_s = weight_read_bytes(model, weight_dtype) / tp / (bw * f.mem_efficiency)
     fixed_s, per_token_s = _fixed_and_per_token_s(model, gpu, tp, flops, f)
     if model.is_moe:
         curve = moe_linear_roofline_s(
@@ -143,7 +164,7 @@ def roofline_step_time(
     q_width = model.heads * model.head_dim / tp
     prefill = 4.0 * model.layers * q_width / (fp16_flops * f.attn_flop_efficiency)
     step = StepTimeModel(
-        overhead_s=f.overhead_s,
+        overhead_s=f.serving_overhead_s,
         flat_s=flat_s,
         knee_tokens=knee_tokens,
         per_token_s=per_token_s,
@@ -195,7 +216,7 @@ def moe_linear_roofline_s(
     """
     per_param = 2.0 if DTYPE_BYTES[weight_dtype] == 2.0 else weight_bytes_per_param(weight_dtype)
     routed_bytes = model.expert_weight_params() * per_param
-    shared_bytes = model.weight_bytes(weight_dtype) - routed_bytes
+    shared_bytes = weight_read_bytes(model, weight_dtype) - routed_bytes
     touched = np.array(
         [expected_experts_touched(model.experts, model.experts_per_token, t) for t in tokens]
     )
@@ -231,8 +252,8 @@ def moe_linear_fit_error(
     model: ModelShape, gpu: GpuSpec, *, tp: int, weight_dtype: str, factors: RooflineFactors
 ) -> tuple[float, float, float]:
     """(mean, max) |relative error| of the fitted two-piece line against the touched-experts
-    roofline of `model` on `gpu` over `MOE_FIT_TOKENS`, and the largest over-statement below
-    them (1-15 tokens): the price of the step-time model's shape for an MoE model. Zeros for a
+    roofline of `model` on `gpu` over 16-8192 tokens, and the largest over-statement below
+    (1-15 tokens): the price of the step-time model's shape for an MoE model. Zeros for a
     dense model."""
     if not model.is_moe:
         return 0.0, 0.0, 0.0
@@ -255,7 +276,7 @@ def moe_linear_fit_error(
     t = MOE_CHECK_TOKENS
     line = step.flat_s + step.per_token_s * np.maximum(0.0, t - step.knee_tokens)
     err = line / curve - 1.0
-    fit = t >= MOE_FIT_TOKENS[0]
+    fit = t >= MOE_LOADED_TOKENS
     return float(np.abs(err[fit]).mean()), float(np.abs(err[fit]).max()), float(err[~fit].max())
 
 
@@ -286,7 +307,25 @@ def parse_roofline_factors(doc: dict[str, object], file: str) -> RooflineFactors
     )
 
 
+_OVERRIDE: list[RooflineFactors] = []
+
+
 @functools.cache
-def load_roofline_factors() -> RooflineFactors:
-    """The measured roofline constants shipped in `sim/data/step_time.toml`. Cached."""
+def _shipped_roofline_factors() -> RooflineFactors:
     return parse_roofline_factors(read_toml(CATALOG_FILE), f"sim/data/{CATALOG_FILE}")
+
+
+def load_roofline_factors() -> RooflineFactors:
+    """The measured roofline constants shipped in `sim/data/step_time.toml` (cached), or those
+    of the innermost `roofline_factors_override` block."""
+    return _OVERRIDE[-1] if _OVERRIDE else _shipped_roofline_factors()
+
+
+@contextlib.contextmanager
+def roofline_factors_override(factors: RooflineFactors) -> Iterator[None]:
+    """Within the block, every roofline uses `factors` (fitting the constants by replay)."""
+    _OVERRIDE.append(factors)
+    try:
+        yield
+    finally:
+        _OVERRIDE.pop()
