@@ -152,6 +152,38 @@ def cost_fan_chart(summary: pl.DataFrame) -> alt.LayerChart:
     return fan_chart(summary, "cost_usd", "Monthly cost", "Cost (USD / month)", y_format="$,.0f")
 
 
+def token_utilisation_fan_chart(summary: pl.DataFrame) -> alt.LayerChart:
+    """Fan chart of token utilisation: tokens served ÷ what the month's replicas serve at the
+    SLO (docs/glossary.md); 100 % is the fleet's steady-state capacity at the SLO."""
+    return fan_chart(
+        summary,
+        "token_utilisation",
+        "Token utilisation (of capacity at the SLO)",
+        "Tokens served ÷ capacity",
+        1.0,
+        slo_label="capacity at the SLO",
+        y_format=".0%",
+    )
+
+
+def replicas_chart(summary: pl.DataFrame) -> alt.Chart:
+    """Replicas per month and plan (the plan's fleet; the same in every replication)."""
+    rows = _metric_rows(summary, "replicas")
+    chart: alt.Chart = (
+        alt.Chart(data=_inline(rows), title="Replicas per month")
+        .mark_bar()
+        .encode(
+            x=alt.X("month:O", title="Month", axis=alt.Axis(labelAngle=0)),
+            y=alt.Y("p50:Q", title="Replicas", axis=alt.Axis(tickMinStep=1)),
+            color=alt.Color("plan:N", title="Plan", scale=alt.Scale(domain=_plans(rows))),
+            xOffset="plan:N",
+            tooltip=["plan:N", "month:Q", alt.Tooltip("p50:Q", title="replicas")],
+        )
+        .properties(width=_FAN_WIDTH, height=160)
+    )
+    return chart
+
+
 def utilisation_heatmap(hourly: pl.DataFrame) -> alt.VConcatChart:
     """Mean GPU utilisation by hour of week: a day × hour grid per month, one block per plan.
 

@@ -13,9 +13,12 @@ from typing import Any
 
 import polars as pl
 
+from sim.config import SloSpec
 from sim.report.charts import (
     cost_breakdown_chart,
     cost_fan_chart,
+    replicas_chart,
+    token_utilisation_fan_chart,
     ttft_fan_chart,
     utilisation_heatmap,
 )
@@ -32,6 +35,7 @@ from sim.report.risk_tables import (
 )
 from sim.report.shell import Chart, _atomic_write, _plans, chart_blocks, html_page, write_png
 from sim.report.tables import P_ABOVE_SLO, summary_table_html
+from sim.stats.risk import risk_table
 
 
 def _number(meta: Mapping[str, Any], key: str) -> float | None:
@@ -47,6 +51,11 @@ def report_charts(
         "ttft_fan": ttft_fan_chart(summary, _number(meta, "slo_ttft_s")),
         "cost_fan": cost_fan_chart(summary),
     }
+    metrics = set(summary.get_column("metric").unique().to_list()) if summary.height else set()
+    if "token_utilisation" in metrics:
+        charts["token_utilisation_fan"] = token_utilisation_fan_chart(summary)
+    if "replicas" in metrics:
+        charts["replicas"] = replicas_chart(summary)
     if {"gpu_cost_usd", "ops_cost_usd", "cost_usd"} <= set(months.columns) and months.height:
         charts["cost_breakdown"] = cost_breakdown_chart(months)
     if hourly.height:
@@ -109,7 +118,7 @@ def _uncalibrated(meta: Mapping[str, Any]) -> list[str]:
     return [str(gpu) for gpu, kind in steps.items() if kind == "uncalibrated"]
 
 
-def _header(summary: pl.DataFrame, meta: Mapping[str, Any]) -> str:
+def _header(summary: pl.DataFrame, meta: Mapping[str, Any], answer: str = "") -> str:
     name = str(meta.get("experiment", meta.get("name", "experiment")))
     slo_text = " · ".join(
         f"{what} ≤ {value:g} s"
@@ -155,7 +164,7 @@ def _header(summary: pl.DataFrame, meta: Mapping[str, Any]) -> str:
         warnings.append("The run was interrupted: results cover the replications that finished.")
     error_html = "".join(f'<p class="errors">{html.escape(w)}</p>' for w in warnings)
     return (
-        f"<h1>{html.escape(name)}</h1>\n{banner}\n"
+        f"<h1>{html.escape(name)}</h1>\n{banner}\n{answer}\n"
         "<p>Monte Carlo capacity report: each figure is a distribution across replications.</p>\n"
         f'<dl class="meta">{dl}</dl>\n{error_html}\n'
         '<p class="note">Sections: <a href="#slo-risk">SLO risk by month</a> · '
@@ -269,6 +278,51 @@ def risk_section_html(
 # --------------------------------------------------------------------------- page
 
 
+def answer_lines(months: pl.DataFrame, meta: Mapping[str, Any]) -> list[str]:
+    """The run's answer in plain words, per plan: how likely a month misses the SLO (worst
+    month, k of n replications, its 95 % interval), what it costs, how full the fleet is."""
+    ttft, tpot = _number(meta, "slo_ttft_s"), _number(meta, "slo_tpot_s")
+    needed = {"finished", "in_flight_at_end", "ttft_p95_s", "tpot_p95_s", "cost_usd"}
+    if ttft is None or tpot is None or not months.height or not needed <= set(months.columns):
+        return []
+    risk = risk_table(months, SloSpec(ttft_s=ttft, tpot_s=tpot))
+    lines = []
+    for plan in _plans(months):
+        r = risk.filter(pl.col("plan") == plan).sort("p_miss", "month", descending=[True, False])
+        row = r.row(0, named=True)
+        k, n, month = int(row["k_miss"]), int(row["n"]), int(row["month"])
+        p, lo, hi = float(row["p_miss"]), float(row["p_miss_lo"]), float(row["p_miss_hi"])
+        m = months.filter(pl.col("plan") == plan)
+        cost = m.group_by("month").agg(pl.col("cost_usd").median())["cost_usd"].to_numpy()
+        full = ""
+        if "token_utilisation" in m.columns and m["token_utilisation"].is_not_null().any():
+            util = (
+                m.group_by("month")
+                .agg(pl.col("token_utilisation").median())["token_utilisation"]
+                .to_numpy()
+            )
+            full = (
+                f"; the fleet serves {float(util.min()):.0%}–{float(util.max()):.0%} of what it "
+                "could at the SLO"
+            )
+        who = f"Plan {plan}: " if len(_plans(months)) > 1 else ""
+        if k == 0:
+            miss = (
+                f"no month missed the SLO in any of {n} replications (P(miss) below {hi:.0%} "
+                "per month, 95 % interval)"
+            )
+        else:
+            miss = (
+                f"the SLO is missed in month {month} in {k} of {n} replications (P(miss) "
+                f"{p:.0%}, 95 % interval {lo:.0%}–{hi:.0%})"
+            )
+        lines.append(
+            f"{who}{miss}; median cost ${float(cost.min()):,.0f}–${float(cost.max()):,.0f} "
+            f"a month{full}."
+        )
+    return lines
+
+
 def render_report_html(
     months: pl.DataFrame,
     summary: pl.DataFrame,
@@ -288,7 +342,9 @@ def render_report_html(
     risk = risk_charts(summary, meta, timeline, timeline_events)
     name = str(meta.get("experiment", meta.get("name", "experiment")))
     config = html.escape(json.dumps(meta.get("config", {}), indent=2, default=str))
-    body = f"""{_header(summary, meta)}
+    lines = "".join(f"<p>{html.escape(line)}</p>" for line in answer_lines(months, meta))
+    answer = f'<section id="answer">{lines}</section>' if lines else ""
+    body = f"""{_header(summary, meta, answer)}
 <h2 id="slo-risk">SLO risk by month</h2>
 {summary_table_html(summary, _number(meta, "slo_ttft_s"))}
 <h2 id="charts">Charts</h2>

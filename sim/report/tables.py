@@ -15,6 +15,7 @@ import polars as pl
 from sim.report.shell import _plans
 
 P_ABOVE_SLO: Final = "p_ttft_p95_above_slo"
+P_MISS: Final = "p_miss_slo"
 
 # (metric, column heading, kind) of the SLO-risk table; kind picks the number format.
 RISK_METRICS: Final = (
@@ -24,7 +25,8 @@ RISK_METRICS: Final = (
     ("tpot_p95_s", "p95 TPOT (s)", "seconds"),
     ("e2e_p95_s", "p95 E2E latency (s)", "seconds"),
     ("slo_attainment", "SLO attainment", "share"),
-    ("gpu_utilisation", "GPU utilisation", "share"),
+    ("gpu_utilisation", "GPU busy time", "share"),
+    ("token_utilisation", "Token utilisation (of capacity at the SLO)", "share"),
     ("cost_usd", "Cost (USD / month)", "usd"),
 )
 
@@ -42,11 +44,12 @@ def slo_risk_table(summary: pl.DataFrame) -> pl.DataFrame:
         )
         if not part.is_empty():
             table = table.join(part, on=["plan", "month"], how="left", maintain_order="left")
-    risk = summary.filter(pl.col("metric") == P_ABOVE_SLO).select(
-        "plan", "month", pl.col("mean").alias(P_ABOVE_SLO)
-    )
-    if not risk.is_empty():
-        table = table.join(risk, on=["plan", "month"], how="left", maintain_order="left")
+    for share in (P_MISS, P_ABOVE_SLO):
+        risk = summary.filter(pl.col("metric") == share).select(
+            "plan", "month", pl.col("mean").alias(share)
+        )
+        if not risk.is_empty():
+            table = table.join(risk, on=["plan", "month"], how="left", maintain_order="left")
     order = {plan: i for i, plan in enumerate(_plans(keys))}
     return (
         table.with_columns(pl.col("plan").replace_strict(order, return_dtype=pl.Int64).alias("_o"))
@@ -104,6 +107,9 @@ def summary_table_html(summary: pl.DataFrame, slo_ttft_s: float | None = None) -
     slo_text = "SLO" if slo_ttft_s is None else f"SLO {slo_ttft_s:g} s"
     head1 = ['<th rowspan="2">Plan</th>', '<th rowspan="2">Month</th>']
     head1 += [f'<th colspan="3">{html.escape(title)}</th>' for _, title, _ in shown]
+    misses = P_MISS in table.columns
+    if misses:
+        head1.append('<th rowspan="2">P(miss SLO): p95 TTFT or TPOT over</th>')
     head1.append(f'<th rowspan="2">P(p95 TTFT &gt; {html.escape(slo_text)})</th>')
     head2 = ["<th>p5</th><th>p50</th><th>p95</th>"] * len(shown)
     body = []
@@ -114,6 +120,9 @@ def summary_table_html(summary: pl.DataFrame, slo_ttft_s: float | None = None) -
                 f'<td class="num">{_format(row[f"{metric}_{q}"], kind)}</td>'
                 for q in ("p5", "p50", "p95")
             ]
+        if misses:
+            q = row.get(P_MISS)
+            cells.append(f'<td class="num {_risk_class(q)}">{_format(q, "share")}</td>')
         p = row.get(P_ABOVE_SLO)
         cells.append(f'<td class="num {_risk_class(p)}">{_format(p, "share")}</td>')
         body.append("<tr>" + "".join(cells) + "</tr>")
