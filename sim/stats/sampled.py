@@ -51,17 +51,20 @@ class WindowResult:
 def window_result(
     window: Window,
     outcomes: Outcomes,
-    inside: BoolArray,
+    inside: BoolArray | None,
     slo: SloSpec,
     busy_s: float,
     replicas: int,
     scale: float = 1.0,
 ) -> WindowResult:
-    """The measurements of one window: the requests of `outcomes` arriving `inside` it, on
-    `replicas` simulated replicas (`busy_s` summed over them); on an exchangeable slice of k of
-    R replicas, `scale` = R / k fleet requests per simulated one (`sim.horizon.fleet_slice`)."""
+    """The measurements of one window: the requests of `outcomes` arriving `inside` it (None:
+    all of them), on `replicas` simulated replicas (`busy_s` summed over them); on an
+    exchangeable slice of k of R replicas, `scale` = R / k fleet requests per simulated one
+    (`sim.horizon.fleet_slice`)."""
     o = outcomes
     r = request_kpis(o, slo)
+    if inside is None:
+        inside = np.ones(o.arrival_s.size, dtype=bool)
     served = inside & r.served
     return WindowResult(
         window=window,
@@ -206,9 +209,16 @@ def _bootstrap_se(
     # products over index arrays instead of lists of window objects): _bootstrap_se went from
     # 0.21 s to 0.03 s per replication of growth20pct (cProfile, 4-8 replications on a loaded
     # 2-core machine), the same bits.
-    for _ in range(BOOTSTRAP):
-        picks = [g[rng.integers(0, len(g), size=len(g))] for g in groups]
-        idx = np.concatenate(picks) if picks else np.empty(0, dtype=np.int64)
+    # NOTE: every draw's picks in one `integers` call with one bound per pick: numpy's
+    # generator gives the same numbers (and leaves the same state) as one call per stratum and
+    # draw — checked for 300 seeds, and by the golden tables. 12,000 calls -> 60 per
+    # replication: 0.02 s less.
+    sizes = np.array([g.size for g in groups], dtype=np.int64)
+    members = np.concatenate(groups) if groups else np.empty(0, dtype=np.int64)
+    base = np.repeat(np.cumsum(sizes) - sizes, sizes)  # each pick's group start in `members`
+    local = rng.integers(0, np.tile(np.repeat(sizes, sizes), BOOTSTRAP))
+    every = members[np.tile(base, BOOTSTRAP) + local].reshape(BOOTSTRAP, members.size)
+    for idx in every:
         ws = w[idx]
         total = np.dot(ws, n[idx])
         draws["ttft_p95_s"].append(ttft.resampled_quantile(idx, w, 0.95))
