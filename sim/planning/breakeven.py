@@ -144,6 +144,10 @@ def reference_cases() -> list[ReferenceCase]:
 # ---------------------------------------------------------------- the simulated break-even
 
 
+REFINE_REL = 0.10
+"""Refinement stops when the crossover's bracket spans less than 10 % of volume."""
+
+
 @dataclass(frozen=True)
 class VolumePoint:
     """The cheapest plans meeting the risk at one monthly volume, and the API bill."""
@@ -263,6 +267,7 @@ def breakeven(
     flat_profile: bool = False,
     no_bursts: bool = False,
     hybrid: bool = True,
+    refine: int = 4,
     jobs: int = 1,
     backend: Backend = "local",
     address: str | None = None,
@@ -270,19 +275,23 @@ def breakeven(
 ) -> Breakeven:
     """Sweep `volumes` (requests/month) for the cheapest plans and the API bill (module doc).
 
-    naive: `naive_breakeven` (no simulation). flat_profile / no_bursts: simulate without the
-    weekly profile / the bursts, to see how much each moves the answer. hybrid: also search
-    plans that spill to the API (when the experiment has `[api]`)."""
+    refine: after the grid, up to this many extra volumes bisect (geometrically) the first
+    bracket where the API bill overtakes the self-hosted one, until it is within
+    `REFINE_REL`. naive: `naive_breakeven` (no simulation). flat_profile / no_bursts:
+    simulate without the weekly profile / the bursts, to see how much each moves the answer.
+    hybrid: also search plans that spill to the API (when the experiment has `[api]`)."""
     if naive:
         return naive_breakeven(exp, volumes)
     say = progress or (lambda _: None)
     name, p_in, p_out = _api_prices(exp)
     s = exp.spec.search
-    points: list[VolumePoint] = []
-    own_cost: list[np.ndarray] = []
-    api_cost: list[np.ndarray] = []
-    floor: dict[str, int] = {}  # more traffic never needs fewer replicas: start from here
-    for v in sorted(volumes):
+    done: dict[float, tuple[VolumePoint, np.ndarray, np.ndarray, dict[str, int]]] = {}
+
+    def visit(v: float) -> None:
+        # More traffic never needs fewer replicas: start each GPU type above the counts that
+        # failed at the largest volume below this one.
+        below = [u for u in done if u < v]
+        floor = dict(done[max(below)][3]) if below else {}
         one = at_volume(exp, v)
         if flat_profile:
             one = dataclasses.replace(one, profile=WeeklyProfile.flat())
@@ -318,20 +327,43 @@ def breakeven(
         ev = own.chosen.get(1)
         if ev is None:
             say(f"{v:,.0f} requests/month: no self-hosted plan within the search space")
-            own_cost.append(np.full(1, math.inf))
-            api_cost.append(np.full(1, math.nan))
-            points.append(VolumePoint(v, own, mixed, math.nan))
-            continue
+            nan = np.full(1, math.nan)
+            done[v] = (VolumePoint(v, own, mixed, math.nan), np.full(1, math.inf), nan, floor)
+            return
         rows = ev.month(1)
         bill = rows["input_tokens"].to_numpy() * p_in + rows["output_tokens"].to_numpy() * p_out
         bill = bill / 1e6
-        own_cost.append(rows["cost_usd"].to_numpy())
-        api_cost.append(bill)
-        points.append(VolumePoint(v, own, mixed, float(bill.mean())))
+        done[v] = (
+            VolumePoint(v, own, mixed, float(bill.mean())),
+            rows["cost_usd"].to_numpy(),
+            bill,
+            floor,
+        )
         say(
             f"{v:,.0f} requests/month: {own.choices[0].candidate.label()} "
             f"${own.choices[0].cost_usd:,.0f}; all-API ${bill.mean():,.0f}"
         )
+
+    for v in sorted(volumes):
+        visit(float(v))
+    for _ in range(refine):  # bisect the first bracket where the API overtakes self-hosting
+        order = sorted(done)
+        gaps = [float(np.nanmean(done[v][2]) - np.nanmean(done[v][1])) for v in order]
+        bracket = next(
+            (
+                (a, b)
+                for a, b, ga, gb in zip(order, order[1:], gaps, gaps[1:], strict=False)
+                if ga < 0 <= gb
+            ),
+            None,
+        )
+        if bracket is None or bracket[1] / bracket[0] < 1.0 + REFINE_REL:
+            break
+        visit(math.sqrt(bracket[0] * bracket[1]))
+    order = sorted(done)
+    points = [done[v][0] for v in order]
+    own_cost = [done[v][1] for v in order]
+    api_cost = [done[v][2] for v in order]
     crossover = _crossovers([p.requests_per_month for p in points], own_cost, api_cost)
     return Breakeven(exp.spec, name, points, crossover, naive_breakeven(exp, [1.0]).naive_crossover)
 
