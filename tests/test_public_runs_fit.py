@@ -1,0 +1,57 @@
+"""The roofline and V1 serving terms against the published vLLM runs (issue #12).
+
+Fails if the replay error of the rows at <= 85 % load regresses past today's medians
+(docs/validation.md) plus a margin. The fast test replays with the shipped constants; the slow
+one (about 20 minutes) reruns the leave-one-model-out fit of `scripts/fit_roofline_public.py`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+from sim.calibration.public_runs import family_medians, replay_all
+
+REPO = Path(__file__).resolve().parent.parent
+RUNS = REPO / "../shared/data/vllm-public-runs/runs.csv"
+MARGIN = 0.05
+SHIPPED = {"ttft": 0.501, "tpot": 0.247, "throughput": 0.212}
+"""Median |error| per family at <= 85 % load with the shipped constants (docs/validation.md).
+Nothing shipped was fitted on these rows, so these are held-out errors. E2E is not published
+for them."""
+FITTED_HELD_OUT = {"ttft": 0.555, "tpot": 0.460, "throughput": 0.340}
+"""The same medians when the three serving terms are fitted leaving each model out
+(`scripts/fit_roofline_public.py`; worse than SHIPPED, hence not shipped)."""
+BEFORE = {"ttft": 0.46, "tpot": 0.69, "throughput": 0.40}
+"""The same medians before the roofline fixes (docs/validation.md)."""
+
+needs_data = pytest.mark.skipif(not RUNS.exists(), reason="shared/data/vllm-public-runs absent")
+
+
+@needs_data
+def test_shipped_constants_stay_within_todays_error() -> None:
+    med = family_medians(replay_all(RUNS))
+    for fam, limit in SHIPPED.items():
+        assert med[fam] <= limit + MARGIN, (fam, med[fam], limit)
+    # the input fixes cut TPOT and throughput error; TTFT (client time, not modelled) got worse
+    assert med["tpot"] < BEFORE["tpot"] and med["throughput"] < BEFORE["throughput"]
+    assert math.isnan(med["e2e"])  # no E2E published at <= 85 % load: add it here when there is
+
+
+@needs_data
+@pytest.mark.slow
+def test_leave_one_model_out_error_does_not_regress() -> None:
+    spec = importlib.util.spec_from_file_location(
+        "fit_pub", REPO / "scripts/fit_roofline_public.py"
+    )
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["fit_pub"] = mod
+    spec.loader.exec_module(mod)
+    med = mod.held_out_medians()
+    for fam, limit in FITTED_HELD_OUT.items():
+        assert med[fam] <= limit + MARGIN, (fam, med[fam], limit)
