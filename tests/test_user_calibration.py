@@ -162,7 +162,7 @@ def test_calibration_scales_results_exactly(tmp_path: Path) -> None:
 
 
 def test_experiment_calibration_in_manifest_engine(tmp_path: Path) -> None:
-    from sim.cli.calibrate import with_calibration
+    from sim.cli.options import with_calibration
     from sim.experiment import load_experiment
 
     exp = load_experiment(ROOT / "experiments" / "growth20pct.toml")

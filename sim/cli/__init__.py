@@ -1,5 +1,6 @@
 """The `sim` command: one module per command group, each command parse → call the library →
-print → exit code (SALib's `cli_action`).
+print → exit code (SALib's `cli_action`). `common.COMMANDS` names them; each module is imported
+only when its command runs (`common.LazyGroup`).
 
 - `common`: the `main` group and `user_errors` (one located line per bad input, exit 2).
 - `run`: `sim check`, `sim run`.
@@ -9,16 +10,6 @@ print → exit code (SALib's `cli_action`).
 - `bench`: `sim bench` (what `vllm bench serve` would report).
 """
 
-from sim.cli import bench, breakeven, calibrate, plan, run, trace
-from sim.cli.common import main, user_errors
+from sim.cli.common import COMMANDS, main, user_errors
 
-main.add_command(run.check)
-main.add_command(run.run)
-main.add_command(trace.trace)
-main.add_command(calibrate.calibrate)
-main.add_command(calibrate.validate)
-main.add_command(plan.plan)
-main.add_command(breakeven.breakeven_command)
-main.add_command(bench.bench)
-
-__all__ = ["main", "user_errors"]
+__all__ = ["COMMANDS", "main", "user_errors"]

@@ -3,7 +3,6 @@ docs/validation.md)."""
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,9 +28,8 @@ from sim.calibration.validate import (
     load_unreproduced,
     validate_all,
 )
-from sim.cli.common import SafePath, user_errors
-from sim.engine.catalog import load_step_time_catalog, load_user_calibration
-from sim.experiment import Experiment
+from sim.cli.common import user_errors
+from sim.engine.catalog import load_step_time_catalog
 
 
 def _catalog_key(text: str, option: str) -> tuple[str, str, int, str]:
@@ -277,30 +275,3 @@ def validate(show_all: bool, names: tuple[str, ...], catalog_file: Path | None) 
     if failed:
         console.print(f"[red]missed targets:[/red] {', '.join(failed)}")
         sys.exit(1)
-
-
-CALIBRATION_OPTION = click.option(
-    "--calibration",
-    type=SafePath(dir_okay=False, path_type=Path),
-    help="Your step-time entries (TOML from `sim calibrate runs --out`) over the catalog "
-    "[default: the experiment's [engine] calibration].",
-)
-
-
-def with_calibration(exp: Experiment, calibration: Path | None) -> Experiment:
-    """`exp` with `--calibration` (when given) as its `[engine] calibration`, engine resolved
-    again; prints which file (and hash) supplies which step-time entries."""
-    if calibration is not None:
-        engine = dataclasses.replace(exp.spec.engine, calibration=str(calibration.resolve()))
-        exp = exp.with_spec(dataclasses.replace(exp.spec, engine=engine))
-    file = exp.spec.engine.calibration
-    if file is not None:
-        user = load_user_calibration(file)
-        used = [
-            g for g, e in sorted(exp.engine.per_gpu.items()) if user.label in e.step_time.source
-        ]
-        click.echo(
-            f"calibration: {user.label}: used for {', '.join(used) or 'no GPU type of this run'}",
-            err=True,
-        )
-    return exp

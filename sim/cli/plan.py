@@ -10,8 +10,8 @@ import polars as pl
 from rich.console import Console
 from rich.table import Table
 
-from sim.cli.calibrate import CALIBRATION_OPTION, with_calibration
 from sim.cli.common import user_errors
+from sim.cli.options import CALIBRATION_OPTION, with_calibration
 from sim.experiment import load_experiment
 from sim.planning import plan_experiment
 from sim.planning.sensitivity import sensitivity, sensitivity_table

@@ -1,4 +1,4 @@
-"""`sim check` and `sim run`: validate an experiment; run it and write its report folder."""
+"""`sim run`: run an experiment and write its report folder (`sim check` is in `check`)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from sim.cli.calibrate import CALIBRATION_OPTION, with_calibration
 from sim.cli.common import SafePath, user_errors
+from sim.cli.options import CALIBRATION_OPTION, with_calibration
 from sim.errors import ConfigError
 from sim.experiment import load_experiment
 from sim.replication import ReplicationOutput
@@ -43,24 +43,6 @@ HYBRID_METRICS = (
     ("api_cost_usd", "API ($)", "{:,.0f}"),
     ("savings_vs_all_api_usd", "vs all-API ($)", "{:+,.0f}"),
 )
-
-
-@click.command()
-@click.argument("file", type=SafePath(dir_okay=False, path_type=Path))
-@user_errors
-def check(file: Path) -> None:
-    """Validate FILE (and the files it names) without running it."""
-    exp = load_experiment(file)
-    s = exp.spec
-    problems = size_problems(exp, estimate_run(exp, s.replications, 1))
-    if problems:  # what `sim run` would refuse without --force
-        raise ConfigError(problems)
-    click.echo(
-        f"{file}: ok ({s.name}: {s.months} months, {s.replications} replications, "
-        f"seed {s.seed}, {s.engine.model} on {', '.join(s.gpus_used())})"
-    )
-    for note in exp.notes:  # e.g. rows a trace reader skipped: reported, never silent
-        click.echo(f"note: {note}")
 
 
 @click.command()

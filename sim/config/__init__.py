@@ -124,6 +124,8 @@ def _parse(text: str, ctx: Context) -> ExperimentSpec:
         ctx.add("name", f"must be at most {MAX_NAME} characters (it names the report folder)", name)
     seed = top.integer("seed", check=non_negative, rule=">= 0")
     months = top.integer("months", 6, check=lambda x: 1 <= x <= 36, rule="between 1 and 36")
+    if not (isinstance(months, int) and 1 <= months <= 36):
+        months = 6  # reported above; the sections below are read against a sane horizon
     mc = top.table("monte_carlo")
     replications = mc.integer("replications", 20, *within(1, 1_000_000))
     calibration_uncertainty = mc.boolean("calibration_uncertainty", True)

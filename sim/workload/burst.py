@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
-from scipy.signal import lfilter
 
 from sim.workload.clock import FloatArray
 
@@ -220,6 +219,10 @@ class LogNormalOU:
         shocks[1:] *= self.sigma * math.sqrt(
             -math.expm1(-2.0 * self.step_s / self.correlation_time_s)
         )
+        # NOTE: imported here, not at the top: `scipy.signal` costs 2.4 s of start-up
+        # (python -X importtime) that every `sim` command paid for an OU layer few use.
+        from scipy.signal import lfilter
+
         log_rate = lfilter([1.0], [1.0, -phi], shocks)
         breakpoints = start_s + self.step_s * np.arange(n + 1, dtype=np.float64)
         breakpoints[-1] = end_s
