@@ -4,11 +4,10 @@ by phase, with spot reclaims and API overflow. The only module that imports SimP
 SimPy is the control plane; the replicas (and, on the compiled path, the router) are the data
 plane, advanced to each control instant. The engines differ only in the data plane:
 
-* ``"compiled"``: the numba core (`sim.engine.compiled`): routing and continuous batching over
-  arrays. SimPy keeps the fleet-phase changes (one event per phase); between two of them the
-  core dispatches every arrival and advances the replicas itself. It serves runs without spot
-  reclaims, API overflow or probes (`Hybrid`): those control decisions need the fleet's state
-  at each arrival or reclaim instant, and are not compiled yet.
+* ``"compiled"``: the numba core (`sim.engine.compiled`), routing and batching over arrays;
+  SimPy keeps the fleet-phase changes (one event per phase) and the core dispatches every
+  arrival between them. Runs with spot reclaims, API overflow or probes (`Hybrid`) need the
+  fleet's state at each arrival or reclaim instant and are not compiled yet.
 * ``"lazy"``: `FastReplica`s (pure Python, event skipping), advanced lazily; the only SimPy
   events are arrival instants (one per distinct arrival time) and control events (reclaim
   notices, deadlines, returns, probes).
@@ -18,9 +17,9 @@ plane, advanced to each control instant. The engines differ only in the data pla
   are routed, and a replica decides its next step only after the arrivals of that instant (a
   zero-delay NORMAL timeout) — the tie rule of `sim.engine.fast`.
 
-All four give the same per-request timestamps (tests/test_engine.py, tests/test_compiled.py).
-A fleet with a vLLM V0 replica (`EngineLimits.scheduler == "v0"`) always runs on
-``"reference"``, whatever `engine` says: only the reference engine has the V0 scheduler.
+All four give the same timestamps (tests/test_engine.py, tests/test_compiled.py). A fleet with
+a vLLM V0 replica (`EngineLimits.scheduler == "v0"`) always runs on ``"reference"``, whatever
+`engine` says: only the reference engine has the V0 scheduler.
 
 The router sends each request to the replica the routing policy picks (`sim.fleet.routing`;
 join-shortest-queue in tokens by default) among the healthy replicas of the arrival's fleet

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 from click.testing import CliRunner
 
-from sim.calibration.bench import BenchSpec, run_bench, send_times
+from sim.calibration.bench import BenchSpec, run_bench
 from sim.cli import main
+from sim.workload.client import send_times
 
 # The keys `vllm bench serve --save-result --save-detailed` writes for a generation run with
 # the default --percentile-metrics (ttft,tpot,itl) and --metric-percentiles (99): vLLM main,
@@ -93,7 +94,7 @@ def test_vllm_version_selects_v0_and_its_defaults() -> None:
     from sim.calibration.bench import BenchSpec, engine_setup
 
     spec = BenchSpec("llama-3-8b", "h100-80gb", vllm_version="0.6.3", num_scheduler_steps=8)
-    setup, notes = engine_setup(spec)
+    setup, _notes = engine_setup(spec)
     assert (setup.scheduler, setup.max_num_seqs, setup.num_scheduler_steps) == ("v0", 256, 8)
     assert setup.max_num_batched_tokens == max(setup.max_model_len, 2048)
     assert (

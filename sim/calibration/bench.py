@@ -8,13 +8,9 @@ with the user's calibration file when given) and computes vLLM's statistics.
 What follows vLLM (`vllm/benchmarks/serve.py` and `vllm/benchmarks/datasets.py`, vLLM main at
 commit 009e6d4a1cd6ba3fb2a9fc00f4ec06f5297232a1, read through the search tool):
 
-* arrivals (`get_request`): request i is sent at the cumulative sum of i + 1 gaps, each
-  Gamma(shape = burstiness, scale = 1 / (rate × burstiness)) — mean 1/rate, burstiness 1 is
-  Poisson, inf is a constant gap; the sums are rescaled so the last request is sent at exactly
-  num_prompts / rate. Rate inf sends everything at t = 0.
-* `random` dataset lengths: uniform integers in [⌊len·(1 − r)⌋, ⌈len·(1 + r)⌉] for the input
-  and output lengths (r = `--random-range-ratio`, default 0: fixed lengths); the random
-  dataset ignores EOS, so every request generates exactly its output length.
+* arrivals and `random` dataset lengths: `sim.workload.client` (`send_times`,
+  `random_lengths`); the random dataset ignores EOS, so every request generates exactly its
+  output length.
 * statistics (`calculate_metrics`): TTFT, TPOT = (E2E − TTFT)/(output − 1) for outputs > 1,
   ITL = every gap between consecutive tokens, E2EL; mean, median, std and `np.percentile` at
   `--metric-percentiles` (default 99), reported in ms for `--percentile-metrics` (default
@@ -62,6 +58,7 @@ from sim.engine.versions import (
 )
 from sim.errors import ConfigError, Problem
 from sim.model import FleetPhase, ReplicaSpec, simulate
+from sim.workload.client import random_lengths, send_times
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -219,25 +216,6 @@ def engine_setup(spec: BenchSpec) -> tuple[EngineSetup, list[str]]:
             f"scheduler, CPU {spec.cpu_s() * 1e6:.1f} us per sequence per step"
         )
     return setup, notes
-
-
-def send_times(n: int, rate: float, burstiness: float, rng: np.random.Generator) -> FloatArray:
-    """When `vllm bench serve` sends each of `n` requests (module docstring), seconds."""
-    if math.isinf(rate):
-        return np.zeros(n)
-    if math.isinf(burstiness):
-        gaps = np.full(n, 1.0 / rate)
-    else:
-        gaps = rng.gamma(shape=burstiness, scale=1.0 / (rate * burstiness), size=n)
-    t = np.cumsum(gaps)
-    return t * ((n / rate) / t[-1]) if t[-1] > 0 else t
-
-
-def random_lengths(n: int, mean_len: int, range_ratio: float, rng: np.random.Generator) -> IntArray:
-    """vLLM's `random` dataset lengths: uniform integers in [⌊l(1−r)⌋, ⌈l(1+r)⌉], at least 1."""
-    low = max(1, math.floor(mean_len * (1.0 - range_ratio)))
-    high = max(low, math.ceil(mean_len * (1.0 + range_ratio)))
-    return rng.integers(low, high + 1, size=n).astype(np.int64)
 
 
 @dataclass(frozen=True, eq=False)

@@ -1,34 +1,25 @@
 """The event-skipping replica: exact vLLM V1 continuous batching without one event per step.
 
-Same scheduler as `sim.engine.reference` (read its docstring first), evaluated lazily. The
-owner calls `advance_to(t)` before looking at the replica at time `t`, and `submit(rid, t)` to
-queue a request; the replica never schedules an event of its own. It computes, in closed form,
-everything that happens between two *batch-changing* moments:
+Same scheduler as `sim.engine.reference` (read it first), evaluated lazily: the owner calls
+`advance_to(t)` before looking at the replica at `t` and `submit(rid, t)` to queue a request;
+the replica schedules no event. In closed form, between two *batch-changing* moments:
 
-* A **decode run** is a stretch of steps in which the batch is fixed: every running sequence
-  decodes one token, nobody is admitted, nobody finishes until the last step. With `n`
-  sequences, step `i` of the run takes `a + b·i` seconds (`b` = decode-attention cost of the `n`
-  tokens the contexts grow by), so `k` steps take `k·a + b·k(k−1)/2`. The run ends at the step in
-  which the first sequence finishes (a heap of finish steps), just before the step whose KV
-  allocation would fail (per-phase block counts: a sequence needs a new block every
-  `block_size` steps), or at the first step boundary after an admissible arrival (solved from the
-  quadratic by `submit`). An arrival that cannot be admitted (batch or KV full) does not end it.
+* A **decode run**: steps with a fixed batch (each running sequence decodes one token, no
+  admission, no finish before the last step). With `n` sequences step `i` takes `a + b·i` s
+  (`b`: decode attention of the `n` tokens the contexts grow by), `k` steps take
+  `k·a + b·k(k−1)/2`. It ends at the first finish (a heap of finish steps), before a step
+  whose KV allocation would fail (a sequence needs a block every `block_size` steps), or at the
+  step boundary after an admissible arrival (the quadratic, solved by `submit`).
 * Every other step (prefill chunks, admissions, preemptions) is one **mixed step**, computed
   exactly like the reference but on aggregates, so a step costs O(1) in the batch size.
 
-Invariant that makes the aggregates possible (it follows from V1's rules, see tests): at the
-start of a step every running sequence has exactly one uncomputed token (it is decoding), except
-possibly the newest one (the *tail*), which may be part-way through a chunked prefill.
+Invariant behind the aggregates (from V1's rules, see tests): at a step's start every running
+sequence has one uncomputed token (decoding) except maybe the newest (*tail*, mid-prefill).
 
-Decode-group bookkeeping uses the replica's step counter `G` (steps executed so far): a member
-with `off = computed − G` has `off + G` computed tokens at step `G` and needs a new KV block in
-that step iff `(off + G) % block_size == 0`.
-
-Tie rule shared with the reference: at one instant, step ends are applied first, then arrivals
-are routed, then the next step is decided (so an arrival at the exact end of a step joins it).
-
-NOTE: on the Vidur comparison scenario this engine evaluates ~2 closed-form segments per request
-instead of ~200 steps; `bench/engine.py` measures the speed-up against the reference.
+Decode groups are kept by `off = computed − G` (`G`: steps executed): a member needs a new KV
+block at step `G` iff `(off + G) % block_size == 0`. Tie rule, as the reference: at one instant
+step ends apply first, then arrivals are routed, then the next step is decided. NOTE: ~2
+closed-form segments per request instead of ~200 steps (`bench/engine.py` measures it).
 """
 
 from __future__ import annotations

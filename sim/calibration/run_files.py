@@ -1,0 +1,233 @@
+"""Reading a measured run and the engine settings it records (`sim calibrate runs`).
+
+`read_measured_run(path)` → (the run, `EngineHints`): LLMServingSim per-request JSON lines
+(`queued_ts`, `first_token_ts`, `last_token_ts`; the engine configuration from a `meta.json`
+beside it when present), `vllm bench serve` result JSON with `ttfts` and `itls` (E2E = TTFT +
+Σ ITL), GuideLLM reports and `/metrics` scrapes (`sim.calibration.sources`), and the
+validation CSV schema of `sim.calibration.validate`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sim.calibration.measured import MeasuredRun, read_validation_csv
+from sim.calibration.sources import (
+    ScrapeRun,
+    guidellm_run,
+    is_guidellm,
+    is_prometheus_range,
+    scrape_run,
+)
+from sim.errors import TraceError
+from sim.traces._io import base_suffix, read_bytes
+from sim.traces.readers import read_json_lines, vllm_bench_trace
+
+LLMSERVINGSIM_TIMES = {
+    "input_toks": "integer",
+    "output_toks": "integer",
+    "queued_ts": "number",
+    "first_token_ts": "number",
+    "last_token_ts": "number",
+}
+
+
+@dataclass(frozen=True)
+class EngineHints:
+    """Engine settings a run file records (None: not recorded). See `EngineSetup`."""
+
+    max_num_seqs: int | None = None
+    max_num_batched_tokens: int | None = None
+    max_model_len: int | None = None
+    kv_blocks: int | None = None
+    tp: int | None = None
+    replicas: int | None = None
+    gpu_memory_utilization: float | None = None
+
+
+NO_HINTS = EngineHints()
+"""A run file that records no engine setting."""
+
+
+# ------------------------------------------------------------------------------ readers
+
+
+SCRAPE_SUFFIXES = (".prom", ".metrics", ".txt")
+
+
+def read_measured_run(path: str | Path) -> tuple[MeasuredRun | ScrapeRun, EngineHints]:
+    """A measured run and the engine settings it records; a located TraceError if malformed.
+
+    `.json`: `vllm bench serve` result, GuideLLM report (`benchmarks`) or Prometheus range
+    export (`data.resultType = "matrix"`), told apart by content; `.prom`/`.metrics`/`.txt`:
+    a `/metrics` scrape (`sim.calibration.sources`); `.jsonl`/`.ndjson`: LLMServingSim
+    per-request log; `.csv`: a per-request log (`arrival_s, input_tokens, output_tokens,
+    ttft_s, e2e_s`).
+    """
+    file = str(path)
+    if not Path(path).is_file():
+        raise TraceError(file, None, None, file, "no such file")
+    suffix = base_suffix(path)
+    if suffix in SCRAPE_SUFFIXES:
+        scrape = scrape_run(path)
+        return scrape, EngineHints(kv_blocks=scrape.kv_blocks)
+    if suffix == ".json":
+        doc = _load_json_doc(path)
+        if is_guidellm(doc):
+            return guidellm_run(path, doc), EngineHints()
+        if is_prometheus_range(doc):
+            scrape = scrape_run(path)
+            return scrape, EngineHints(kv_blocks=scrape.kv_blocks)
+        return _vllm_bench_run(path), _vllm_bench_hints(doc)
+    if suffix in (".jsonl", ".ndjson"):
+        return _llmservingsim_run(path), _llmservingsim_meta(Path(path).with_name("meta.json"))
+    if suffix == ".csv":
+        run = read_validation_csv(path)
+        if run.ttft_s is None or run.e2e_s is None:
+            raise TraceError(file, None, "ttft_s, e2e_s", None, "missing columns")
+        return run, EngineHints()
+    raise TraceError(file, None, None, suffix, "unknown run format (need .json, .jsonl or .csv)")
+
+
+def _load_json_doc(path: str | Path) -> Any:
+    try:
+        return json.loads(read_bytes(path))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
+        where = f"line {err.lineno}" if isinstance(err, json.JSONDecodeError) else "file"
+        raise TraceError(str(path), None, None, where, "not valid JSON (truncated?)") from None
+
+
+def _vllm_bench_hints(doc: Any) -> EngineHints:
+    """Engine limits a `sim bench` result records (`sim_engine`); vLLM's own JSON has none."""
+    eng = doc.get("sim_engine") if isinstance(doc, dict) else None
+    if not isinstance(eng, dict):
+        return EngineHints()
+
+    def num(key: str) -> int | None:
+        v = eng.get(key)
+        return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else None
+
+    return EngineHints(
+        max_num_seqs=num("max_num_seqs"),
+        max_num_batched_tokens=num("max_num_batched_tokens"),
+        max_model_len=num("max_model_len"),
+        kv_blocks=num("kv_blocks"),
+    )
+
+
+def _llmservingsim_run(path: str | Path) -> MeasuredRun:
+    file = str(path)
+    frame = read_json_lines(path, LLMSERVINGSIM_TIMES)
+    q = frame["queued_ts"].to_numpy()
+    first = frame["first_token_ts"].to_numpy()
+    last = frame["last_token_ts"].to_numpy()
+    bad = (first < q) | (last < first)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise TraceError(file, i + 1, "first_token_ts", float(first[i]), "timestamps out of order")
+    for col in ("input_toks", "output_toks"):
+        tokens = frame[col].to_numpy()
+        if (tokens < 1).any():
+            i = int(np.argmax(tokens < 1))
+            raise TraceError(file, i + 1, col, int(tokens[i]), "token count must be >= 1")
+    order = np.argsort(q, kind="stable")
+    return MeasuredRun(
+        name=_run_name(Path(file)),
+        file=file,
+        arrival_s=q[order] - q[order][0],
+        input_tokens=frame["input_toks"].to_numpy()[order].astype(np.int64),
+        output_tokens=frame["output_toks"].to_numpy()[order].astype(np.int64),
+        ttft_s=(first - q)[order],
+        e2e_s=(last - q)[order],
+    )
+
+
+def _run_name(path: Path) -> str:
+    """`…/<GPU>/<model>/vllm/requests.jsonl` → `<GPU>/<model>`; otherwise the file stem."""
+    if path.parent.name == "vllm" and len(path.parents) > 3:
+        return f"{path.parents[2].name}/{path.parents[1].name}"
+    return path.stem
+
+
+def _llmservingsim_meta(path: Path) -> EngineHints:
+    if not path.is_file():
+        return EngineHints()
+    try:
+        meta = json.loads(read_bytes(path))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
+        raise TraceError(str(path), None, None, str(err)[:80], "not valid JSON") from None
+    if not isinstance(meta, dict):
+        raise TraceError(str(path), None, None, type(meta).__name__, "expected a JSON object")
+    kw = meta.get("engine_kwargs") or {}
+    kv = meta.get("kv_cache") or {}
+
+    def num(obj: dict[str, Any], key: str) -> int | None:
+        v = obj.get(key)
+        return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+    util = kv.get("gpu_memory_utilization")
+    return EngineHints(
+        max_num_seqs=num(kw, "max_num_seqs"),
+        max_num_batched_tokens=num(kw, "max_num_batched_tokens"),
+        max_model_len=num(kw, "max_model_len"),
+        kv_blocks=num(kv, "num_gpu_blocks"),
+        tp=num(kw, "tensor_parallel_size"),
+        replicas=num(kw, "data_parallel_size"),
+        gpu_memory_utilization=float(util) if isinstance(util, (int, float)) else None,
+    )
+
+
+def _vllm_bench_run(path: str | Path) -> MeasuredRun:
+    """`vllm bench serve` JSON: lengths as `sim.traces` reads them, TTFT and ITLs per request.
+
+    Arrivals are `start_times` when recorded; without them only a `request_rate` of inf (every
+    request sent at once) can be replayed, so all arrivals are 0.
+    """
+    file = str(path)
+    trace = vllm_bench_trace(path)  # validates lengths, errors and start_times
+    obj = json.loads(read_bytes(path))
+    n = len(obj["input_lens"])
+    errors = obj.get("errors") or [""] * n
+    keep = [i for i in range(n) if not errors[i] and obj["output_lens"][i] != 0]
+    ttfts, itls = obj.get("ttfts"), obj.get("itls")
+    for name, values in (("ttfts", ttfts), ("itls", itls)):
+        if not isinstance(values, list) or len(values) != n:
+            raise TraceError(file, None, name, None, f"need one entry per request ({n})")
+    ttft = np.empty(len(keep))
+    e2e = np.empty(len(keep))
+    for j, i in enumerate(keep):
+        t, gaps = ttfts[i], itls[i]  # type: ignore[index]
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t):
+            raise TraceError(file, i + 1, "ttfts", t, "not a finite number")
+        if not isinstance(gaps, list) or not all(
+            isinstance(g, (int, float)) and not isinstance(g, bool) for g in gaps
+        ):
+            raise TraceError(file, i + 1, "itls", gaps, "must be a list of numbers")
+        ttft[j], e2e[j] = float(t), float(t) + float(sum(gaps))
+    if trace.has_arrivals:
+        arrival = trace.frame["arrival_s"].to_numpy()
+    elif str(obj.get("request_rate")) == "inf":
+        arrival = np.zeros(len(keep))
+    else:
+        raise TraceError(
+            file,
+            None,
+            "start_times",
+            None,
+            "missing: cannot replay a rate-limited run without per-request send times",
+        )
+    return MeasuredRun(
+        name=Path(file).stem,
+        file=file,
+        arrival_s=arrival,
+        input_tokens=trace.frame["input_tokens"].to_numpy().astype(np.int64),
+        output_tokens=trace.frame["output_tokens"].to_numpy().astype(np.int64),
+        ttft_s=ttft,
+        e2e_s=e2e,
+    )
