@@ -15,6 +15,7 @@ import altair as alt
 import polars as pl
 
 from sim.planning.breakeven import Breakeven
+from sim.report.plan import line_html
 from sim.report.shell import Chart, _atomic_write, _inline, chart_blocks, html_page
 
 
@@ -105,11 +106,12 @@ def write_breakeven_report(result: Breakeven, out_dir: Path) -> Path:
     )
     body = (
         '<section id="recommendation"><h2>Break-even</h2>'
-        + "".join(f"<p>{html.escape(line)}</p>" for line in breakeven_lines(result))
+        + "".join(line_html(line) for line in breakeven_lines(result))
         + "</section>"
         + chart_blocks(charts)
-        + "<h2>By volume</h2><table><thead><tr><th>requests/month</th><th>self-hosted</th>"
-        "<th>$/month</th><th>hybrid</th><th>$/month</th><th>all-API $/month</th></tr></thead>"
+        + '<h2>By volume</h2><table class="summary"><thead><tr><th>requests/month</th>'
+        "<th>self-hosted</th><th>$/month</th><th>hybrid</th><th>$/month</th>"
+        "<th>all-API $/month</th></tr></thead>"
         f"<tbody>{rows}</tbody></table>"
     )
     page = out_dir / "breakeven.html"

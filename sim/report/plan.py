@@ -10,6 +10,7 @@ Charts are pure functions of tables (`cost_chart`, `replicas_chart`).
 from __future__ import annotations
 
 import html
+import re
 from pathlib import Path
 
 import altair as alt
@@ -255,7 +256,18 @@ def _table_html(frame: pl.DataFrame, formats: dict[str, str]) -> str:
             text = formats[c].format(v) if c in formats and v is not None else str(v)
             cells.append(f"<td>{html.escape(text)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return (
+        f'<table class="summary"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table>"
+    )
+
+
+def line_html(line: str) -> str:
+    """One sentence of the recommendation as HTML: escaped, `code` spans set as <code>, a
+    caution set apart."""
+    text = re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(line))
+    cls = ' class="uncalibrated"' if line.startswith("Caution:") else ""
+    return f"<p{cls}>{text}</p>"
 
 
 HEADINGS = {
@@ -333,7 +345,7 @@ def write_plan_report(plan: Plan, out_dir: Path, sensitivity: pl.DataFrame | Non
         f"≤ {spec.slo.ttft_s:g} s and p95 TPOT ≤ {spec.slo.tpot_s:g} s, risk target "
         f"{s.risk:.0%}</p>"
         '<section id="recommendation"><h2>Recommendation</h2>'
-        + "".join(f"<p>{html.escape(line)}</p>" for line in lines)
+        + "".join(line_html(line) for line in lines)
         + "</section><h2>Month by month</h2>"
         + (_table_html(table, FORMATS) if not table.is_empty() else "<p>No plan.</p>")
         + chart_blocks(charts)
