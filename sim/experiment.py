@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sim.config import ExperimentSpec, ReplaySpec, WorkloadSpec, load_experiment_spec
+from sim.config.spec import TraceColumns
 from sim.engine import ModelDoesNotFit, ResolvedEngine, resolve_engine
 from sim.errors import ConfigError, Problem, TraceError
 from sim.horizon import horizon_mode
@@ -129,10 +130,13 @@ def sample_month_requests(
 
 # ------------------------------------------------------------------ the workload's files
 def load_lengths(
-    file: str, format: str | None, smoothing_log_sd: float
+    file: str,
+    format: str | None,
+    smoothing_log_sd: float,
+    columns: TraceColumns | None = None,
 ) -> tuple[EmpiricalLengths, tuple[str, ...]]:
     """(input, output) pairs of any request trace (arrival times not needed)."""
-    trace = read_trace(file, format)
+    trace = read_trace(file, format, columns)
     if isinstance(trace, RateTrace):
         raise TraceError(file, None, None, trace.format, "a rate trace has no token lengths")
     return trace.lengths(smoothing_log_sd), _notes(trace)
@@ -144,11 +148,11 @@ def load_workload(spec: WorkloadSpec, file: str, horizon_s: float) -> LoadedWork
     if spec.replay is None:
         profile = _profile(spec, where)
         lengths, notes = load_lengths(
-            spec.lengths_file, spec.lengths_format, spec.lengths_smoothing
+            spec.lengths_file, spec.lengths_format, spec.lengths_smoothing, spec.lengths_columns
         )
         return LoadedWorkload(profile, burst_process(spec.burst), lengths, None, notes)
     r = spec.replay
-    trace = read_trace(r.trace_file, r.format)
+    trace = read_trace(r.trace_file, r.format, r.columns)
     notes = _notes(trace)
     source: RequestReplay | RateReplay
     if isinstance(trace, RateTrace):
@@ -182,7 +186,9 @@ def load_workload(spec: WorkloadSpec, file: str, horizon_s: float) -> LoadedWork
         assert isinstance(trace, RequestTrace)
         lengths = trace.lengths()
     else:
-        lengths, more = load_lengths(spec.lengths_file, spec.lengths_format, spec.lengths_smoothing)
+        lengths, more = load_lengths(
+            spec.lengths_file, spec.lengths_format, spec.lengths_smoothing, spec.lengths_columns
+        )
         notes += more
     _check_loops(where, r, source, horizon_s)
     loaded = LoadedWorkload(WeeklyProfile.flat(), NoBurst(), lengths, source, notes)

@@ -246,7 +246,8 @@ BAD_FILES = [
         ),
         [
             "{f}: workload.lengths.format: must be one of azure, mooncake, servegen, vidur, "
-            "vllm-bench, llmservingsim, generic, rates (did you mean 'azure'?), got 'azur'",
+            "vllm-bench, llmservingsim, generic, rates, otel, prometheus "
+            "(did you mean 'azure'?), got 'azur'",
             "{f}: workload.lengths.smoothing_log_sd: must be in [0, 2], got 3.0",
             "{f}: workload.lengths.smooth: unknown key",
         ],

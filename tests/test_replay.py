@@ -279,7 +279,7 @@ REPLAY_ERRORS = [
     pytest.param(
         'format = "azur"',
         "{f}: workload.format: must be one of azure, mooncake, servegen, vidur, vllm-bench, "
-        "llmservingsim, generic, rates (did you mean 'azure'?), got 'azur'",
+        "llmservingsim, generic, rates, otel, prometheus (did you mean 'azure'?), got 'azur'",
         id="format-typo",
     ),
     pytest.param(

@@ -250,6 +250,8 @@ def test_formats_and_detection_errors(tmp_path: Path) -> None:
         "llmservingsim",
         "generic",
         "rates",
+        "otel",
+        "prometheus",
     }
     path = write(tmp_path, "odd.csv", "a,b\n1,2\n")
     with pytest.raises(TraceError, match="cannot tell the trace format; name one of azure"):

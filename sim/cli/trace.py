@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -14,11 +15,13 @@ from rich.table import Table
 
 from sim.cli.common import user_errors
 from sim.config import TRACE_FORMATS, parse_workload_file
+from sim.config.spec import TIME_UNITS
 from sim.errors import SimError, TraceError
 from sim.experiment import load_workload
 from sim.report import write_trace_report
 from sim.runner import version
-from sim.traces import RateTrace, RequestTrace, read_trace, write_weekly_profile
+from sim.traces import RateTrace, RequestTrace, Trace, read_trace, write_weekly_profile
+from sim.traces.columns import parse_columns
 from sim.traces.compare import acceptance, generate_like
 from sim.traces.fit import FIT_ARRIVALS, fit_workload, workload_toml
 from sim.traces.stats import TraceStats, describe, inspect_stats
@@ -38,6 +41,35 @@ FORMAT_OPTION = click.option(
     type=click.Choice(TRACE_FORMATS),
     help="Trace format [default: detected from the file].",
 )
+
+
+def _columns_option(fn: Callable[..., None]) -> Callable[..., None]:
+    """`--columns arrival=COL,input=COL,output=COL` and `--time-unit`, parsed into one
+    `TraceColumns` passed to the command as `columns`."""
+
+    fn = click.option(
+        "--time-unit",
+        type=click.Choice(tuple(TIME_UNITS)),
+        help="Unit of numeric arrival times with --columns (epoch or relative) [default: s].",
+    )(fn)
+    return click.option(
+        "--columns",
+        metavar="arrival=COL,input=COL,output=COL",
+        help="Read a request log through its own column names (CSV, Parquet or JSON lines; "
+        "times: numbers in --time-unit, or ISO-8601).",
+    )(fn)
+
+
+def _read(file: Path, fmt: str | None, columns: str | None, time_unit: str | None) -> Trace:
+    if columns is None:
+        if time_unit is not None:
+            raise click.BadParameter("only with --columns", param_hint="--time-unit")
+        return read_trace(file, fmt)
+    try:
+        mapping = parse_columns(columns, time_unit or "s")
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--columns") from None
+    return read_trace(file, fmt, mapping)
 
 
 def _trace_notes(t: RequestTrace | RateTrace) -> list[str]:
@@ -77,6 +109,7 @@ def _cell(value: float | None) -> str:
 @trace.command()
 @click.argument("file", type=click.Path(exists=True, path_type=Path))
 @FORMAT_OPTION
+@_columns_option
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
@@ -84,9 +117,16 @@ def _cell(value: float | None) -> str:
 )
 @click.option("--no-png", is_flag=True, help="Write report.html only.")
 @user_errors
-def inspect(file: Path, fmt: str | None, out: Path | None, no_png: bool) -> None:
+def inspect(
+    file: Path,
+    fmt: str | None,
+    columns: str | None,
+    time_unit: str | None,
+    out: Path | None,
+    no_png: bool,
+) -> None:
     """Print and plot FILE's profile: rates, bursts, hour-of-week shape, token lengths."""
-    t = read_trace(file, fmt)
+    t = _read(file, fmt, columns, time_unit)
     stats = inspect_stats(t, name=file.name)
     console = Console()
     notes = _trace_notes(t)
@@ -107,6 +147,7 @@ def inspect(file: Path, fmt: str | None, out: Path | None, no_png: bool) -> None
     help="The workload file to write (its weekly profile goes beside it, <stem>.profile.csv).",
 )
 @FORMAT_OPTION
+@_columns_option
 @click.option(
     "--lengths",
     type=click.Path(exists=True, path_type=Path),
@@ -132,13 +173,15 @@ def fit(
     file: Path,
     out: Path,
     fmt: str | None,
+    columns: str | None,
+    time_unit: str | None,
     lengths: Path | None,
     smoothing: float,
     seed: int,
     samples: int,
 ) -> None:
     """Fit a generated workload (profile, bursts, lengths) to FILE; write it to --out."""
-    t = read_trace(file, fmt)
+    t = _read(file, fmt, columns, time_unit)
     if t.kind == "requests" and not t.has_arrivals:
         raise TraceError(
             str(file), None, None, t.format, "has no arrival times to fit (lengths only)"
@@ -148,6 +191,8 @@ def fit(
             str(file), None, None, t.format, "has no token lengths: give --lengths FILE"
         )
     console = Console()
+    for note in _trace_notes(t):
+        console.print(note, highlight=False)
     started = time.perf_counter()
     with console.status("fitting (profile, then burst families)…"):
         result = fit_workload(
@@ -180,6 +225,7 @@ def fit(
 @click.argument("file", type=click.Path(exists=True, path_type=Path))
 @click.argument("workload", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @FORMAT_OPTION
+@_columns_option
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
@@ -198,6 +244,8 @@ def compare(
     file: Path,
     workload: Path,
     fmt: str | None,
+    columns: str | None,
+    time_unit: str | None,
     out: Path | None,
     seed: int,
     windows: int | None,
@@ -205,7 +253,7 @@ def compare(
     no_png: bool,
 ) -> None:
     """Real (FILE) vs generated (the WORKLOAD file): statistics and charts side by side."""
-    t = read_trace(file, fmt)
+    t = _read(file, fmt, columns, time_unit)
     spec = parse_workload_file(workload)
     if spec.replay is not None:
         raise SimError(f'{workload}: compare needs a generated workload, not kind = "replay"')

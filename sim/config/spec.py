@@ -23,7 +23,27 @@ TRACE_FORMATS = (
     "llmservingsim",
     "generic",
     "rates",
+    "otel",
+    "prometheus",
 )
+TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}  # numeric arrival times → seconds
+COLUMN_KEYS = ("arrival", "input", "output")
+
+
+@dataclass(frozen=True)
+class TraceColumns:
+    """How a request log's columns map to a request: `arrival`, `input`, `output` name the
+    file's columns (None: the generic names `arrival_s`, `input_tokens`, `output_tokens`; an
+    `arrival` left None and absent from the file makes a length-only trace).
+
+    `time_unit` ("s", "ms", "us", "ns") scales numeric arrival times (epoch or relative);
+    ISO-8601 timestamps carry their own. Arrival times are rebased to the first request.
+    """
+
+    arrival: str | None = None
+    input: str | None = None
+    output: str | None = None
+    time_unit: str = "s"
 
 
 @dataclass(frozen=True)
@@ -72,6 +92,7 @@ class ReplaySpec:
     loop: bool = True
     period_s: float | None = None
     own_lengths: bool = True
+    columns: TraceColumns | None = None
 
 
 @dataclass(frozen=True)
@@ -95,6 +116,7 @@ class WorkloadSpec:
     lengths_smoothing: float = 0.0
     replay: ReplaySpec | None = None
     source_file: str | None = None
+    lengths_columns: TraceColumns | None = None
 
     def data_files(self) -> tuple[str, ...]:
         """Every data file (or folder) the workload reads, for fingerprints."""

@@ -20,12 +20,15 @@ from sim.config.reader import (
 )
 from sim.config.spec import (
     BURST_KINDS,
+    COLUMN_KEYS,
+    TIME_UNITS,
     TRACE_FORMATS,
     WORKLOAD_KINDS,
     BurstLayerSpec,
     BurstSpec,
     GrowthSpec,
     ReplaySpec,
+    TraceColumns,
     WorkloadSpec,
 )
 from sim.errors import ConfigError
@@ -109,9 +112,18 @@ def _generated_workload(ctx: Context, t: Table, base_dir: Path, growth: GrowthSp
         ctx.add(where, "must be a file path or a list of 168 numbers", profile_raw)
     lengths = _lengths(ctx, t, base_dir, required=True)
     burst = _burst(ctx, t)
-    file, fmt, smoothing = lengths or ("", None, 0.0)
+    file, fmt, smoothing, columns = lengths or ("", None, 0.0, None)
     return WorkloadSpec(
-        rate, profile_file, profile_values, file, growth, burst, "generated", fmt, smoothing
+        rate,
+        profile_file,
+        profile_values,
+        file,
+        growth,
+        burst,
+        "generated",
+        fmt,
+        smoothing,
+        lengths_columns=columns,
     )
 
 
@@ -123,6 +135,7 @@ def _replay_workload(ctx: Context, t: Table, base_dir: Path, growth: GrowthSpec)
         else None
     )
     fmt = t.string("format", None, choices=TRACE_FORMATS)
+    columns = _columns(ctx, t, fmt)
     rate_scale = t.number("rate_scale", None, *within(0, 1e6, open_low=True))
     volume = _volume(t, None)
     if rate_scale is not None and volume is not None:
@@ -155,8 +168,9 @@ def _replay_workload(ctx: Context, t: Table, base_dir: Path, growth: GrowthSpec)
         loop=loop,
         period_s=period_s,
         own_lengths=lengths is None,
+        columns=columns,
     )
-    file, lfmt, smoothing = lengths or (trace or "", fmt, 0.0)
+    file, lfmt, smoothing, lcolumns = lengths or (trace or "", fmt, 0.0, columns)
     return WorkloadSpec(
         volume or 0.0,
         None,
@@ -168,13 +182,15 @@ def _replay_workload(ctx: Context, t: Table, base_dir: Path, growth: GrowthSpec)
         lfmt,
         smoothing,
         replay,
+        lengths_columns=lcolumns,
     )
 
 
 def _lengths(
     ctx: Context, t: Table, base_dir: Path, *, required: bool
-) -> tuple[str, str | None, float] | None:
-    """`lengths = "file"` or `[workload.lengths] file, format, smoothing_log_sd`."""
+) -> tuple[str, str | None, float, TraceColumns | None] | None:
+    """`lengths = "file"` or `[workload.lengths] file, format, smoothing_log_sd, columns,
+    time_unit`."""
     raw = t.raw("lengths")
     where = join(t.path, "lengths")
     if raw is MISSING:
@@ -187,7 +203,7 @@ def _lengths(
         return None
     if isinstance(raw, str):
         file = existing_file(ctx, where, raw, base_dir, folder_ok=True)
-        return (file, None, 0.0) if file else None
+        return (file, None, 0.0, None) if file else None
     if not isinstance(raw, dict):
         ctx.add(where, "must be a trace file or a table {file, format, smoothing_log_sd}", raw)
         return None
@@ -200,8 +216,38 @@ def _lengths(
     )
     fmt = lt.string("format", None, choices=TRACE_FORMATS)
     smoothing = lt.number("smoothing_log_sd", 0.0, check=lambda x: 0 <= x <= 2, rule="in [0, 2]")
+    columns = _columns(ctx, lt, fmt)
     lt.close()
-    return (file, fmt, smoothing) if file else None
+    return (file, fmt, smoothing, columns) if file else None
+
+
+def _columns(ctx: Context, t: Table, fmt: str | None) -> TraceColumns | None:
+    """`columns = {arrival = "...", input = "...", output = "..."}` and `time_unit`: a request
+    log's own column names (`sim.traces.columns`), or None when neither key is given."""
+    raw = t.raw("columns")
+    unit = t.string("time_unit", None, choices=tuple(TIME_UNITS))
+    if raw is MISSING:
+        if unit is not None:
+            ctx.add(join(t.path, "time_unit"), "only with columns = {arrival = ...}", unit)
+        return None
+    where = join(t.path, "columns")
+    if not isinstance(raw, dict):
+        ctx.add(where, 'must be a table {arrival = "...", input = "...", output = "..."}', raw)
+        return None
+    ct = Table(ctx, raw, where)
+    names = {k: ct.string(k, None) for k in COLUMN_KEYS}
+    ct.close()
+    given = {k: v for k, v in names.items() if isinstance(v, str)}
+    if not given:
+        ctx.add(where, "must name at least one of arrival, input, output", raw)
+        return None
+    if fmt not in (None, "generic"):
+        ctx.add(join(t.path, "format"), 'must be "generic" (or left out) with columns', fmt)
+    values = list(given.values())
+    for key, name in given.items():
+        if not name.strip() or values.count(name) > 1:
+            ctx.add(join(where, key), "must be a column name, each named once", name)
+    return TraceColumns(given.get("arrival"), given.get("input"), given.get("output"), unit or "s")
 
 
 def _burst(ctx: Context, t: Table) -> BurstSpec:

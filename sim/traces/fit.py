@@ -29,6 +29,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Callable
@@ -38,6 +39,7 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import minimize
 
+from sim.config.spec import TraceColumns
 from sim.traces.compare import default_windows, generate_like
 from sim.traces.model import RateTrace, RequestTrace
 from sim.traces.stats import TraceStats, describe
@@ -84,6 +86,7 @@ class WorkloadFit:
     lengths_file: str | None
     lengths_format: str | None
     smoothing_log_sd: float
+    lengths_columns: TraceColumns | None = None
 
 
 def fit_profile(trace: RequestTrace | RateTrace) -> tuple[WeeklyProfile, str]:
@@ -130,6 +133,7 @@ def fit_workload(
     lengths_file: str | None = None,
     lengths_format: str | None = None,
     samples: int = FIT_ARRIVALS,
+    lengths_columns: TraceColumns | None = None,
 ) -> WorkloadFit:
     """Fit profile, volume, burst model and lengths to `trace` (see the module docstring).
 
@@ -143,6 +147,7 @@ def fit_workload(
     burst = fit_burst(target, profile, base, seed=seed, samples=samples)
     if lengths_file is None and isinstance(trace, RequestTrace):
         lengths_file, lengths_format = trace.file, trace.format
+        lengths_columns = trace.columns
     return WorkloadFit(
         trace.file,
         trace.format,
@@ -154,6 +159,7 @@ def fit_workload(
         lengths_file,
         lengths_format,
         smoothing_log_sd,
+        lengths_columns,
     )
 
 
@@ -400,5 +406,10 @@ def workload_toml(
             lines.append(f'format = "{fit.lengths_format}"')
         if fit.smoothing_log_sd:
             lines.append(f"smoothing_log_sd = {_num(fit.smoothing_log_sd)}")
+        c = fit.lengths_columns
+        if c is not None:
+            names = {k: getattr(c, k) for k in ("arrival", "input", "output")}
+            pairs = ", ".join(f"{k} = {json.dumps(v)}" for k, v in names.items() if v)
+            lines += [f"columns = {{{pairs}}}", f'time_unit = "{c.time_unit}"']
     lines += ["", "[workload.burst]", *_burst_lines(b.burst, "workload.burst")]
     return "\n".join(lines) + "\n"

@@ -5,9 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from sim.config import TRACE_FORMATS
+from sim.config.spec import TraceColumns
 from sim.errors import NO_VALUE, TraceError
-from sim.traces._io import base_suffix, check_path, read_header
+from sim.traces._io import base_suffix, check_path, head_bytes, read_header
+from sim.traces.columns import describe_columns, mapped_trace
 from sim.traces.model import RateTrace, RequestTrace
+from sim.traces.otel import looks_like_otel, otel_trace
+from sim.traces.prometheus import looks_like_prometheus, prometheus_trace
 from sim.traces.rates import (
     RATE_COLUMNS,
     SERVEGEN_FILE,
@@ -40,6 +44,10 @@ def detect_format(path: str | Path) -> str:
             str(p), None, None, NO_VALUE, "cannot read file (No such file or directory)"
         )
     suffix = base_suffix(p)
+    if suffix == ".json" and looks_like_prometheus(head_bytes(p)):
+        return "prometheus"
+    if suffix in (".jsonl", ".ndjson") and looks_like_otel(head_bytes(p).split(b"\n", 1)[0]):
+        return "otel"
     header = None
     if suffix in (".csv", ".txt", ""):
         header = read_header(p)  # the first line only, decompressed as a stream
@@ -58,14 +66,30 @@ def detect_format(path: str | Path) -> str:
     return found
 
 
-def read_trace(path: str | Path, format: str | None = None) -> RequestTrace | RateTrace:
+def read_trace(
+    path: str | Path, format: str | None = None, columns: TraceColumns | None = None
+) -> RequestTrace | RateTrace:
     """Read any supported trace: `format` one of `FORMATS`, or None to detect it.
 
-    Detection: a folder or a `chunk-<n>-trace.csv` file is ServeGen; `.json` is a `vllm bench`
-    result; `.parquet` the generic schema; JSON lines by the keys of their first object; a CSV by
+    Detection: a folder or a `chunk-<n>-trace.csv` file is ServeGen; `.json` is a Prometheus
+    range-query export when it has a `resultType`, else a `vllm bench` result; `.parquet` the
+    generic schema; JSON lines by the keys of their first object (OTLP spans: `otel`); a CSV by
     its header (Azure, Vidur, generic requests, generic rates). `.gz` / `.xz` are decompressed.
+
+    `columns` maps a request log's own column names (and time unit) to a request
+    (`sim.traces.columns`): the file is then read as a generic request log whatever its names.
     """
     check_path(path, folder_ok=True)
+    if columns is not None:
+        if format not in (None, "generic"):
+            raise TraceError(
+                str(path),
+                None,
+                None,
+                describe_columns(columns),
+                f'a column mapping is for request logs (format "generic"), not "{format}"',
+            )
+        return mapped_trace(path, columns)
     fmt = detect_format(path) if format is None else format
     match fmt:
         case "azure":
@@ -89,6 +113,10 @@ def read_trace(path: str | Path, format: str | None = None) -> RequestTrace | Ra
             return generic_csv_trace(path)
         case "rates":
             return rate_csv_trace(path)
+        case "otel":
+            return otel_trace(path)
+        case "prometheus":
+            return prometheus_trace(path)
         case _:
             raise TraceError(
                 str(path), None, None, fmt, f"unknown trace format; one of {', '.join(FORMATS)}"

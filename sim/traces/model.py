@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
+from sim.config.spec import TraceColumns
 from sim.errors import TraceError
 from sim.workload import EmpiricalLengths, RateReplay, RequestReplay
 
@@ -24,7 +25,8 @@ class RequestTrace:
     when the format records no arrival times: `has_arrivals` is then false), `input_tokens` and
     `output_tokens` (int64, ≥ 1), and any extra columns the format carries (`tenant`,
     `hash_ids`). `skipped` lists `(reason, rows)` the reader left out (never silently);
-    `notes` are facts about the file worth showing (e.g. quantised timestamps).
+    `notes` are facts about the file worth showing (e.g. quantised timestamps); `columns` the
+    column mapping it was read through (None: the format's own names).
     """
 
     file: str
@@ -33,6 +35,7 @@ class RequestTrace:
     has_arrivals: bool = True
     skipped: tuple[tuple[str, int], ...] = ()
     notes: tuple[str, ...] = ()
+    columns: TraceColumns | None = None
 
     @property
     def kind(self) -> str:
@@ -89,8 +92,10 @@ class RequestTrace:
 class RateTrace:
     """Mean arrival rate per fixed window: `frame` has `start_s` (0, w, 2w, …) and `rate_per_s`.
 
-    ServeGen adds `active_clients` and `rate_weighted_cv` per window and keeps the per-client
-    windows in `clients` (`client, start_s, rate_per_s, cv, pattern, shape, scale`).
+    A Prometheus export adds `mean_input_tokens` and `mean_output_tokens` per window (null in a
+    window without requests). ServeGen adds `active_clients` and `rate_weighted_cv` per window
+    and keeps the per-client windows in `clients` (`client, start_s, rate_per_s, cv, pattern,
+    shape, scale`).
     """
 
     file: str
