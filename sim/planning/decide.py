@@ -46,10 +46,17 @@ class Candidate:
         return tuple(out)
 
     def lower_cost(self, price: GpuPrice, tp: int, ops_usd: float) -> float:
-        """A lower bound on its monthly cost: on-demand GPU-hours + operations (USD)."""
+        """A lower bound on its monthly cost: on-demand GPU-hours + operations (USD); spot
+        slots and the API at $0, since reclaims can leave a spot slot unbilled."""
         return (self.count - self.spot) * tp * HOURS_PER_MONTH * price.on_demand_usd_per_hour + (
             ops_usd
         )
+
+    def list_cost(self, price: GpuPrice, tp: int, ops_usd: float) -> float:
+        """Its monthly cost at list prices, spot slots running all month at the spot list
+        price, the API at $0 (USD): the order in which the search visits candidates."""
+        spot = price.spot_usd_per_hour or 0.0
+        return self.lower_cost(price, tp, ops_usd) + self.spot * tp * HOURS_PER_MONTH * spot
 
 
 @dataclass(frozen=True)

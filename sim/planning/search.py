@@ -5,14 +5,16 @@ that holds one `max_model_len` request), replica counts 1..`max_replicas`, spot 
 spill on/off. A candidate is one fleet kept the same in every month; evaluating it over
 replications gives every month's result at once (`sim.planning.evaluate`).
 
-Decision per month. Candidates are visited in order of a cost lower bound (on-demand GPU-hours
-at list price + operations; spot slots and API at $0, since their bill can only add); each is
-given replications stage by stage (`REPLICATION_STAGES`) until the one-sided Clopper–Pearson
-bound on P(miss) decides it: accepted when the upper bound ≤ risk, rejected when the lower
-bound > risk or when the last stage leaves it undecided (not proven safe). The month's choice
-is the accepted candidate of least objective cost; the visit stops once the next lower bound
-reaches that cost. Under common random numbers a month's misses do not increase with the
-replica count, so a count that fails marks every smaller count of its family failed too.
+Decision per month. Candidates are visited in order of their cost at list prices (spot slots
+at the spot list price all month, API spill last at equal cost); one whose cost lower bound
+(on-demand GPU-hours + operations; spot and API at $0, since reclaims can leave spot unbilled)
+reaches the month's best so far is skipped unsimulated. Each other one is given replications
+stage by stage (`REPLICATION_STAGES`) until the one-sided Clopper–Pearson bound on P(miss)
+decides it: accepted when the upper bound ≤ risk, rejected when the lower bound > risk or when
+the last stage leaves it undecided (not proven safe). The month's choice is the accepted
+candidate of least objective cost. Under common random numbers a month's misses do not
+increase with the replica count, so a count that fails marks every smaller count of its family
+failed too.
 
 Carry-over. A candidate is evaluated as a constant fleet, so month boundaries never move work
 between fleets during the search; on the sampled horizon every window starts from an empty,
@@ -169,7 +171,8 @@ def plan_experiment(
         return floors[(gpu, month)]
 
     cands = sorted(
-        set(cands), key=lambda c: (c.lower_cost(prices[c.gpu], tp, ops), c.count, c.gpu, c.spot)
+        set(cands),
+        key=lambda c: (c.list_cost(prices[c.gpu], tp, ops), c.api, c.count, c.gpu, c.spot),
     )
     tried: list[Tried] = []
     failed_at: dict[tuple[int, tuple[str, float, bool]], int] = {}
@@ -180,7 +183,7 @@ def plan_experiment(
         best: MonthChoice | None = None
         for c in cands:
             if best is not None and c.lower_cost(prices[c.gpu], tp, ops) >= best.cost_usd:
-                break
+                continue  # cannot beat the month's best (visited in list-price order)
             if failed_at.get((month, c.family), 0) >= c.count:
                 continue
             if not c.api and s.risk < 0.5 and c.count < floor(c.gpu, month):
