@@ -13,6 +13,7 @@ are weighted estimates (`sim.stats.sampled`). The bill comes from the whole mont
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -358,14 +359,14 @@ def busy_inside(
 ) -> float:
     """Busy seconds inside [start, end) of replicas' (start, end) busy periods, summed in order.
 
-    NOTE: arrays instead of a loop over periods (~470 per window on growth20pct): 0.03 s less
-    per replication; the sum is sequential (`cumsum`), as the loop's was, so the same bits.
+    NOTE: arrays instead of a loop over periods (~470 per window on growth20pct), read with
+    `np.fromiter` (2.4x faster than `np.asarray` of the tuples): 228 -> 61 us for 470 periods;
+    the sum is sequential (`cumsum`), as the loop's was, so the same bits.
     """
-    rows = [np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in periods]
-    if not rows:
+    n = sum(len(p) for p in periods)
+    if n == 0:
         return 0.0
-    se = np.concatenate(rows)
-    if se.shape[0] == 0:
-        return 0.0
+    flat = itertools.chain.from_iterable(itertools.chain.from_iterable(periods))
+    se = np.fromiter(flat, np.float64, 2 * n).reshape(n, 2)
     inside = np.minimum(se[:, 1], end) - np.maximum(se[:, 0], start)
     return 0.0 + float(np.cumsum(np.maximum(inside, 0.0))[-1])
