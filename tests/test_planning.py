@@ -252,3 +252,22 @@ def test_min_months_per_gpu_type_keeps_a_type(monkeypatch: pytest.MonkeyPatch) -
         ("b", 1),
         ("b", 1),
     ]
+
+
+def test_spreadsheet_plan_sizes_by_average_load(growth_experiment: Experiment) -> None:
+    """⌈mean rate ÷ capacity⌉ per month: growth20pct's ~0.06–0.15 requests/s fit one A100."""
+    from sim.planning.spreadsheet import spreadsheet_plan
+
+    plan, rate = spreadsheet_plan(growth_experiment, "a100-80gb")
+    assert rate > 1.0 and not plan.api
+    assert [m.replicas for m in plan.fleet] == [1] * growth_experiment.spec.months
+    heavy = growth_experiment.with_spec(
+        dataclasses.replace(
+            growth_experiment.spec,
+            workload=dataclasses.replace(
+                growth_experiment.spec.workload, base_requests_per_day=2_000_000.0
+            ),
+        )
+    )
+    counts = [m.replicas for m in spreadsheet_plan(heavy, "a100-80gb")[0].fleet]
+    assert counts == sorted(counts) and counts[0] >= 2  # 23 req/s, growing 20 % a month

@@ -112,6 +112,7 @@ def plan(
             "misses",
             "p95 TTFT (s)",
             "p95 TPOT (s)",
+            "token util.",
         ):
             t.add_column(col, justify="left" if col in ("fleet", "API") else "right")
         for r in table.iter_rows(named=True):
@@ -125,6 +126,7 @@ def plan(
                 r["misses"],
                 f"{r['ttft_p95_s']:.3f}",
                 f"{r['tpot_p95_s']:.4f}",
+                f"{r['token_utilisation']:.0%}",
             )
         console.print(t)
     for note in result.uncalibrated + result.overrides:

@@ -71,6 +71,7 @@ class MonthChoice:
     misses: Proportion
     ttft_p95_s: float  # median across replications
     tpot_p95_s: float
+    token_utilisation: float = float("nan")  # median: tokens served ÷ capacity at the SLO
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,7 @@ def month_choice(result: Evaluation, c: Candidate, month: int, objective: float)
         result.misses(month),
         result.median(month, "ttft_p95_s"),
         result.median(month, "tpot_p95_s"),
+        result.median(month, "token_utilisation"),
     )
 
 

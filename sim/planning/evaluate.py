@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
+from sim.capacity import capacities, with_token_utilisation
 from sim.config import MonthPlan, PlanSpec, PoolSpec, SloSpec
 from sim.errors import SimError
 from sim.experiment import Experiment
@@ -97,6 +98,8 @@ class Evaluator:
             )
         self.replications_run += len(outputs)
         rows = months_frame([r for o in outputs for r in o.months])
+        caps = capacities(exp.engine, exp.spec.gpus_used(), exp.lengths, self.slo)
+        rows = with_token_utilisation(rows, [plan], caps)
         months = rows if have is None else pl.concat([have.months, rows])
         ev = Evaluation(
             plan,

@@ -47,6 +47,7 @@ from sim.planning.decide import (
 )
 from sim.planning.evaluate import Evaluation, Evaluator, constant_plan
 from sim.planning.prices import GpuPrice, default_price_list, price_lists, priced
+from sim.planning.spreadsheet import spreadsheet_plan
 from sim.rng import verification_seed
 from sim.runner import Backend
 from sim.units import SECONDS_PER_MONTH
@@ -75,6 +76,8 @@ class Plan:
     uncalibrated: list[str] = field(default_factory=list)
     infeasible_months: list[int] = field(default_factory=list)
     chosen: dict[int, Evaluation] = field(default_factory=dict)  # month → its choice's runs
+    spreadsheet: Evaluation | None = None  # `sim.planning.spreadsheet`, same replications
+    spreadsheet_rate: float = float("nan")  # the requests/s per replica it assumed
 
 
 def candidate_gpus(
@@ -237,6 +240,15 @@ def plan_experiment(
         input_eval = ev.evaluate(
             PlanSpec("input file", spec.fleet, True), max(s.stages[0], min(s.stages[1:2] or (0,)))
         )
+    sheet = sheet_rate = None
+    sheet_gpu = next(
+        (p.gpu for p in spec.fleet[0].pools if p.gpu in prices),
+        choices[0].candidate.gpu if choices else None,
+    )
+    if compare_input and sheet_gpu is not None:
+        say(f"evaluating a spreadsheet plan (average load ÷ one {sheet_gpu}'s throughput)")
+        sheet_plan, sheet_rate = spreadsheet_plan(base, sheet_gpu)
+        sheet = ev.evaluate(sheet_plan, s.stages[min(1, len(s.stages) - 1)])
     uncal = [
         f"{spec.engine.model} on {g} (tp {tp}): step times from the roofline, uncalibrated"
         for g in sorted({ch.candidate.gpu for ch in choices})
@@ -260,6 +272,8 @@ def plan_experiment(
         uncalibrated=uncal,
         infeasible_months=infeasible,
         chosen=chosen,
+        spreadsheet=sheet,
+        spreadsheet_rate=float("nan") if sheet_rate is None else sheet_rate,
     )
 
 

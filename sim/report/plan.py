@@ -132,6 +132,20 @@ def recommendation_lines(plan: Plan) -> list[str]:
                 f"most {gap:.2f} s ({min(theirs):.2f}–{max(theirs):.2f} s against "
                 f"{min(ours):.2f}–{max(ours):.2f} s)."
             )
+    sheet = plan.spreadsheet
+    if sheet is not None:
+        counts = [m.replicas for m in sheet.plan.fleet]
+        gpu = sheet.plan.fleet[0].pools[0].gpu
+        sheet_month = max(range(1, len(counts) + 1), key=lambda m: sheet.misses(m).bound)
+        sheet_p = sheet.misses(sheet_month)
+        sheet_cost = sum(sheet.cost(m) for m in range(1, len(counts) + 1)) / len(counts)
+        lines.append(
+            f"A spreadsheet sizing — average load ÷ one {gpu}'s {plan.spreadsheet_rate:.2g} "
+            f"requests/s at the SLO: {', '.join(map(str, counts))} replicas by month — costs "
+            f"${sheet_cost:,.0f} a month and misses the SLO in month {sheet_month} in "
+            f"{sheet_p.k} of {sheet_p.n} replications (P(miss) ≤ {sheet_p.bound:.0%}, "
+            f"{s.confidence:.0%} bound)."
+        )
     for note in plan.uncalibrated:
         lines.append(f"Caution: {note} — calibrate it (`sim calibrate`) before buying.")
     return lines
@@ -154,6 +168,7 @@ def plan_months_table(plan: Plan) -> pl.DataFrame:
                 "misses": f"{ch.misses.k}/{ch.misses.n}",
                 "ttft_p95_s": ch.ttft_p95_s,
                 "tpot_p95_s": ch.tpot_p95_s,
+                "token_utilisation": ch.token_utilisation,
             }
         )
     return pl.DataFrame(rows)
@@ -282,6 +297,7 @@ HEADINGS = {
     "misses": "Misses / replications",
     "ttft_p95_s": "p95 TTFT (s, median)",
     "tpot_p95_s": "p95 TPOT (s, median)",
+    "token_utilisation": "Token utilisation (median)",
     "candidate": "Candidate",
     "accepted": "Accepted",
     "on_frontier": "On the cost–risk frontier",
@@ -302,6 +318,7 @@ FORMATS = {
     "p_miss_bound": "{:.1%}",
     "ttft_p95_s": "{:.3f}",
     "tpot_p95_s": "{:.4f}",
+    "token_utilisation": "{:.0%}",
 }
 
 
