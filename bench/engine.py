@@ -11,7 +11,10 @@ lengths:
      6 req/s, 100k requests — the scenario Vidur 0.0.26 simulates at ~420 req/s here;
   B. "high batch": one replica at 90% of its measured saturation throughput, 50k requests
      (batches of 100+ sequences, where one event per step costs the most);
-  C. "fleet": 4 replicas at 70% of measured saturation throughput, 100k requests.
+  C. "fleet": 4 replicas at 70% of measured saturation throughput, 100k requests;
+  D. "hybrid": 4 replicas at 85% of saturation, two of them spot (8 reclaims over the run,
+     2 s notice, 10 min to a replacement), API spill when the predicted wait exceeds 0.5 s or
+     no replica is up, 600 RPM with retries: compiled vs lazy vs reference.
 Then a fleet sweep: 1/4/16/64/200 replicas at 70% of saturation each (JSQ routing), CPU time
 per request of the compiled engine (and of the Python one up to 16 replicas).
 Every timing is the best CPU time of 3 repeats. The kernels' JIT time is reported apart: the
@@ -32,14 +35,17 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Generator
 from pathlib import Path
 
 import numpy as np
 import simpy
 
+from sim.config import ApiSpec, SpillSpec
 from sim.engine import EngineLimits, RequestLog, StepTimeModel, load_step_time_catalog
 from sim.engine.compiled import compile_kernels
-from sim.model import FleetPhase, ReplicaSpec, simulate
+from sim.fleet import ApiClient, Outage
+from sim.model import FleetPhase, Hybrid, ReplicaSpec, simulate
 from sim.traces import read_azure_trace
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,6 +76,7 @@ def run(
     limits: EngineLimits,
     step: StepTimeModel,
     repeats: int = REPEATS,
+    hybrid: Callable[[], Hybrid] | None = None,
 ) -> tuple[float, RequestLog, int]:
     """Best CPU time of `repeats` runs (the machine may be shared), the log, events."""
     specs = [ReplicaSpec("p", "a100-80gb", limits, step)] * replicas
@@ -77,14 +84,15 @@ def run(
     best = float("inf")
     for _ in range(repeats):
         log = RequestLog(*wl)
+        h = hybrid() if hybrid is not None else None
         t0 = time.process_time()
-        result = simulate(log, specs, phases, engine)  # type: ignore[arg-type]
+        result = simulate(log, specs, phases, engine, h)  # type: ignore[arg-type]
         best = min(best, time.process_time() - t0)
     return best, log, result.simpy_events
 
 
 def floor_rate(n: int) -> float:
-    def proc(env: simpy.Environment) -> object:
+    def proc(env: simpy.Environment) -> Generator[simpy.Event, object, None]:
         for _ in range(n):
             yield env.timeout(0.1)
             yield env.timeout(0.1)
@@ -108,7 +116,7 @@ def saturation_rate(limits: EngineLimits, step: StepTimeModel) -> float:
     finish = np.asarray(log.finish_s)
     # steady part: between the 10% and 90% completions
     f = np.sort(finish)
-    return 0.8 * len(f) / (f[int(0.9 * len(f))] - f[int(0.1 * len(f))])
+    return float(0.8 * len(f) / (f[int(0.9 * len(f))] - f[int(0.1 * len(f))]))
 
 
 def compare(
@@ -150,6 +158,73 @@ def compare(
     print(f"  max |compiled - reference| timestamp on the prefix: {diff:.2e} s")
 
 
+def hybrid_factory(n: int, horizon_s: float) -> Callable[[], Hybrid]:
+    """Spot reclaims on replicas 2 and 3 (4 each; a 2 s notice, so in-flight work is cut;
+    replaced 10 min later) and an API with a 0.5 s spill budget and 600 RPM; a fresh API
+    client per run (it keeps state)."""
+    spec = ApiSpec(
+        provider="bench",
+        input_usd_per_million=1.0,
+        output_usd_per_million=5.0,
+        ttft_median_s=0.5,
+        ttft_p95_s=0.5,
+        output_tokens_per_s_median=100.0,
+        output_tokens_per_s_p5=100.0,
+        rpm=600,
+        tpm=None,
+        input_tpm=None,
+        output_tpm=None,
+        on_limit="retry",
+        max_retry_wait_s=30.0,
+        spill=SpillSpec(max_wait_s=0.5, when_no_replica=True),
+        source="bench",
+    )
+    outages = {
+        r: tuple(
+            Outage(t, t + 2.0, t + 602.0, False)
+            for t in np.linspace(horizon_s * (0.05 + 0.1 * r), horizon_s * 0.95, 4).tolist()
+        )
+        for r in (2, 3)
+    }
+
+    def make() -> Hybrid:
+        return Hybrid(outages=outages, api=ApiClient(spec, np.full(n, 0.5), np.full(n, 100.0)))
+
+    return make
+
+
+def compare_hybrid(
+    wl: Workload, limits: EngineLimits, step: StepTimeModel, ref_n: int, name: str
+) -> None:
+    n = len(wl[0])
+    make = hybrid_factory(n, wl[0][-1])
+    comp_s, comp_log, _ = run("compiled", wl, 4, limits, step, hybrid=make)
+    lazy_s, lazy_log, _ = run("lazy", wl, 4, limits, step, hybrid=make)
+    prefix = (wl[0][:ref_n], wl[1][:ref_n], wl[2][:ref_n])
+    make_ref = hybrid_factory(ref_n, wl[0][-1])
+    pc_s, pc_log, _ = run("compiled", prefix, 4, limits, step, hybrid=make_ref)
+    ref_s, ref_log, _ = run("reference", prefix, 4, limits, step, repeats=1, hybrid=make_ref)
+    same = all(
+        np.array_equal(
+            np.asarray(getattr(comp_log, k)), np.asarray(getattr(lazy_log, k)), equal_nan=True
+        )
+        for k in ("first_token_s", "finish_s")
+    )
+    diff = max(
+        np.nanmax(np.abs(np.asarray(getattr(pc_log, k)) - np.asarray(getattr(ref_log, k))))
+        for k in ("first_token_s", "finish_s")
+    )
+    spilled = sum(comp_log.api) / n
+    evicted = sum(comp_log.evictions)
+    print(f"\n[{name}] {n:,} requests; {spilled:.1%} spilled to the API, {evicted:,} evictions")
+    print(f"  compiled engine    {n / comp_s:>12,.0f} req/CPU-s")
+    print(f"  fast (Python)      {n / lazy_s:>12,.0f} req/CPU-s")
+    print(f"  reference engine   {ref_n / ref_s:>12,.0f} req/CPU-s  (first {ref_n:,} requests)")
+    print(f"  compiled / fast      {lazy_s / comp_s:>10.1f}x")
+    print(f"  compiled / reference {(ref_s / ref_n) / (pc_s / ref_n):>10.0f}x  (same prefix)")
+    print(f"  compiled == fast bit for bit: {same}; max |compiled - reference| {diff:.2e} s")
+
+
 def fleet_sweep(
     sizes: list[int], per_replica_rate: float, n: int, limits: EngineLimits, step: StepTimeModel
 ) -> None:
@@ -188,6 +263,7 @@ def main() -> None:
     parser.add_argument("--reference-requests", type=int, default=20_000)
     parser.add_argument("--sweep-requests", type=int, default=200_000)
     parser.add_argument("--cold-jit", action="store_true", help="also time a compile from scratch")
+    parser.add_argument("--only-hybrid", action="store_true", help="the hybrid scenario alone")
     args = parser.parse_args()
     jit = compile_kernels()
     print(f"JIT: kernels loaded from numba's cache (or compiled) in {jit:.2f} s (not in the rates)")
@@ -198,6 +274,16 @@ def main() -> None:
     limits = EngineLimits(
         max_num_seqs=256, max_num_batched_tokens=4096, kv_blocks=25_000, max_model_len=16_384
     )
+    if args.only_hybrid:
+        sat = saturation_rate(limits, step)
+        compare_hybrid(
+            workload(args.requests, 0.85 * 4 * sat, seed=4),
+            limits,
+            step,
+            args.reference_requests,
+            f"hybrid: 4 replicas (2 spot) at 85% load + API spill ({0.85 * 4 * sat:.1f} req/s)",
+        )
+        return
     compare(
         "vidur: 1 replica, Poisson 6 req/s",
         workload(args.requests, 6.0, seed=1),
@@ -226,6 +312,13 @@ def main() -> None:
         step,
         args.reference_requests,
         floor,
+    )
+    compare_hybrid(
+        workload(args.requests, 0.85 * 4 * sat, seed=4),
+        limits,
+        step,
+        args.reference_requests,
+        f"hybrid: 4 replicas (2 spot) at 85% load + API spill ({0.85 * 4 * sat:.1f} req/s)",
     )
     fleet_sweep([1, 4, 16, 64, 200], 0.7 * sat, args.sweep_requests, limits, step)
 

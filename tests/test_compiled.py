@@ -205,11 +205,11 @@ def test_two_choices_are_distinct_and_cover_the_pool() -> None:
     assert len(seen) == 10
 
 
-def test_compiled_refuses_hybrid_runs_and_p2c_needs_an_rng() -> None:
+def test_compiled_runs_hybrid_runs_and_p2c_needs_an_rng() -> None:
     log = RequestLog([0.0], [10], [5])
     spec = [ReplicaSpec("p", "g", EngineLimits(8, 128, 100, 400), STEP)]
     hybrid = Hybrid(outages={0: (Outage(1.0, 2.0, 3.0, fallback=False),)})
-    with pytest.raises(ValueError, match="compiled engine"):
-        simulate(log, spec, [FleetPhase(0.0, (0,))], "compiled", hybrid)
+    res = simulate(log, spec, [FleetPhase(0.0, (0,))], "compiled", hybrid)
+    assert res.reclaims == 1 and not math.isnan(log.finish_s[0])
     with pytest.raises(ValueError, match="routing_rng"):
         simulate(log, spec, [FleetPhase(0.0, (0,))], routing="power_of_two_choices")

@@ -1,8 +1,11 @@
 """Spot reclaims and API overflow inside the serving model (sim.model.Hybrid).
 
-Checks: the fast engine equals the iteration-level reference with reclaims (random workloads,
-exact timestamps); conservation (every request ends on a GPU, on the API, dropped, rejected or
-unserved — none is lost on a reclaim); with no reclaim and no API the hybrid path equals the
+Checks: the compiled engine (the default) equals the lazy `FastReplica` path bit for bit and
+the iteration-level reference to 1e-9 s with reclaims, every spill rule, API rate limits, the
+router's backlog, probes, a fleet-phase change and every routing policy (random workloads,
+ties included);
+conservation (every request ends on a GPU, on the API, dropped, rejected or unserved — none
+is lost on a reclaim); with no reclaim and no API the hybrid path equals the
 plain one; spill rules do what they say.
 """
 
@@ -13,12 +16,13 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from sim.config import ApiSpec, SpillSpec
 from sim.engine import EngineLimits, RequestLog, StepTimeModel
 from sim.fleet import ApiClient, Outage
+from sim.fleet.routing import ROUTING_POLICIES
 from sim.model import FleetPhase, Hybrid, ReplicaSpec, simulate
 
 STEP = StepTimeModel(0.004, 0.006, 64, 2e-5, 1e-7, 1e-10)
@@ -46,10 +50,13 @@ def _workload(seed: int, n: int, rate: float) -> tuple[list[float], list[int], l
     return arrivals, rng.integers(1, 400, n).tolist(), rng.integers(1, 300, n).tolist()
 
 
-def _run(w, replicas, hybrid, engine="fast", limits=LIMITS, step=STEP):
+def _run(w, replicas, hybrid, engine="fast", limits=LIMITS, step=STEP, routing=None, phases=None):
     log = RequestLog(*w)
     specs = [ReplicaSpec("p", "g", limits, step)] * replicas
-    res = simulate(log, specs, [FleetPhase(0.0, tuple(range(replicas)))], engine, hybrid)
+    phases = phases or [FleetPhase(0.0, tuple(range(replicas)))]
+    rng = np.random.default_rng(7)
+    policy = routing or "least_outstanding_tokens"
+    res = simulate(log, specs, phases, engine, hybrid, routing=policy, routing_rng=rng)
     return log, res
 
 
@@ -94,18 +101,36 @@ def reclaimed_workloads(draw: st.DrawFn) -> dict:
             back = draw(st.booleans())
             up = down + draw(st.floats(2.0, 20.0)) if back else math.inf
             outages[r] = ((notice, down, up),)
-    spill = draw(st.sampled_from(["none", "no_replica", "wait"]))
+    spill = draw(st.sampled_from(["none", "no_replica", "wait", "queue", "wait_rpm"]))
     return {
         "w": (arrivals, inputs, outputs),
         "replicas": replicas,
         "outages": outages,
         "spill": spill,
+        "routing": draw(st.sampled_from(ROUTING_POLICIES)),
+        "probe": draw(st.sampled_from([None, 0.7])),
+        "phases": [FleetPhase(0.0, tuple(range(replicas)))]
+        + (
+            [FleetPhase(draw(st.floats(0.0, horizon)), (replicas - 1,))]
+            if draw(st.booleans())
+            else []
+        ),
     }
+
+
+def _identical(a: RequestLog, b: RequestLog) -> None:
+    for name in ("first_scheduled_s", "first_token_s", "finish_s"):
+        x, y = np.asarray(getattr(a, name)), np.asarray(getattr(b, name))
+        assert np.array_equal(x, y, equal_nan=True), name
+    for name in ("evictions", "api", "dropped", "replica", "rejected", "preemptions"):
+        assert getattr(a, name) == getattr(b, name), name
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(reclaimed_workloads())
-def test_fast_equals_reference_with_reclaims_and_spill(api_spec: Api, case: dict) -> None:
+def test_compiled_equals_lazy_and_reference_with_reclaims_and_spill(
+    api_spec: Api, case: dict
+) -> None:
     n = len(case["w"][0])
     step = StepTimeModel(0.05, 0.02, 32, 1e-4, 1e-6, 1e-8)  # steps << the 2 s minimum outage
 
@@ -115,14 +140,46 @@ def test_fast_equals_reference_with_reclaims_and_spill(api_spec: Api, case: dict
             api = _api(api_spec, SpillSpec(), n)
         elif case["spill"] == "wait":
             api = _api(api_spec, SpillSpec(max_wait_s=0.05, when_no_replica=False), n)
-        return Hybrid(outages=_outs(case["outages"]), api=api)
+        elif case["spill"] == "queue":
+            api = _api(api_spec, SpillSpec(queue_over=1), n)
+        elif case["spill"] == "wait_rpm":  # 429s: retried in order, or dropped past the wait
+            api = _api(api_spec, SpillSpec(max_wait_s=0.02), n, rpm=3)
+        return Hybrid(outages=_outs(case["outages"]), api=api, probe_s=case["probe"])
 
-    fast, rf = _run(case["w"], case["replicas"], hybrid(), "fast", step=step)
-    ref, rr = _run(case["w"], case["replicas"], hybrid(), "reference", step=step)
-    _same(fast, ref)
-    assert rf.unserved == rr.unserved
-    out = _outcomes(fast, rf.unserved)
+    runs = {
+        engine: _run(
+            case["w"],
+            case["replicas"],
+            hybrid(),
+            engine,
+            step=step,
+            routing=case["routing"],
+            phases=case["phases"],
+        )
+        for engine in ("compiled", "lazy", "reference")
+    }
+    (comp, rc), (lazy, rl), (ref, rr) = runs["compiled"], runs["lazy"], runs["reference"]
+    _identical(comp, lazy)
+    for name in ("unserved", "api_throttled_rids", "timeline", "busy_periods", "steps"):
+        assert getattr(rc, name) == getattr(rl, name), name
+    for name in ("routed", "reclaims", "spilled", "backlogged", "segments"):
+        assert getattr(rc, name) == getattr(rl, name), name
+    _same(comp, ref)
+    assert comp.dropped == ref.dropped
+    assert rc.unserved == rr.unserved
+    assert rc.api_throttled_rids == rr.api_throttled_rids
+    out = _outcomes(comp, rc.unserved)
     assert sum(out.values()) == n  # conservation: nobody lost on a reclaim
+    for what, happened in (
+        ("evicted", sum(comp.evictions) > 0),
+        ("spilled", rc.spilled > 0),
+        ("throttled", bool(rc.api_throttled_rids)),
+        ("dropped", any(comp.dropped)),
+        ("backlogged", rc.backlogged > 0),
+        ("preempted", sum(comp.preemptions) > 0),
+    ):
+        if happened:
+            event(what)  # --hypothesis-show-statistics: how often each case is exercised
 
 
 def test_reclaimed_requests_finish_elsewhere_and_nothing_is_lost() -> None:

@@ -4,20 +4,21 @@ by phase, with spot reclaims and API overflow. The only module that imports SimP
 SimPy is the control plane; the replicas (and, on the compiled path, the router) are the data
 plane, advanced to each control instant. The engines differ only in the data plane:
 
-* ``"compiled"``: the numba core (`sim.engine.compiled`), routing and batching over arrays;
-  SimPy keeps the fleet-phase changes (one event per phase) and the core dispatches every
-  arrival between them. Runs with spot reclaims, API overflow or probes (`Hybrid`) need the
-  fleet's state at each arrival or reclaim instant and are not compiled yet.
+* ``"compiled"``: the numba core (`sim.engine.compiled`), routing and batching over arrays,
+  driven by `sim.model.compiled`: SimPy keeps the fleet-phase changes, reclaim notices,
+  deadlines and returns and the probes; the core dispatches every arrival between two of
+  them, applying the spill rules as it routes (its docstring says how that stays exact).
 * ``"lazy"``: `FastReplica`s (pure Python, event skipping), advanced lazily; the only SimPy
   events are arrival instants (one per distinct arrival time) and control events (reclaim
   notices, deadlines, returns, probes).
-* ``"fast"`` (the default): ``"compiled"`` where it applies, else ``"lazy"``.
+* ``"fast"`` (the default): ``"compiled"``.
 * ``"reference"``: `ReferenceReplica`s, each a SimPy process with one event per iteration.
   Step ends are scheduled URGENT so that, at one instant, step ends are applied before arrivals
   are routed, and a replica decides its next step only after the arrivals of that instant (a
   zero-delay NORMAL timeout) — the tie rule of `sim.engine.fast`.
 
-All four give the same timestamps (tests/test_engine.py, tests/test_compiled.py). A fleet with
+All four give the same timestamps (tests/test_engine.py, tests/test_compiled.py,
+tests/test_hybrid_model.py). A fleet with
 a vLLM V0 replica (`EngineLimits.scheduler == "v0"`) always runs on ``"reference"``, whatever
 `engine` says: only the reference engine has the V0 scheduler.
 
@@ -145,20 +146,19 @@ def simulate(
             raise ValueError("power_of_two_choices routing needs routing_rng")
         uniforms = routing_rng.random((len(log), 2))
     hybrid = hybrid or Hybrid()
-    plain = not hybrid.outages and hybrid.api is None and not hybrid.probe_s
     if engine == "fast":
-        engine = "compiled" if plain else "lazy"
+        engine = "compiled"
     if any(not s.limits.v1 for s in replicas):
         # NOTE: the V0 scheduler (prefill-first, multi-step groups) is in the reference engine
         # only; the event-skipping and compiled engines assume V1's running-first order.
         engine = "reference"
     env = simpy.Environment()
     if engine == "compiled":
-        if not plain:
-            raise ValueError(
-                "the compiled engine does not model spot reclaims, API overflow or probes yet"
-            )
-        return _run_compiled(env, log, replicas, phases, routing, uniforms)
+        # NOTE: imported here so that importing sim.model (every CLI command) does not load
+        # numba (~1 s); a run pays it once per process.
+        from sim.model.compiled import run_compiled
+
+        return run_compiled(env, log, replicas, phases, routing, uniforms, hybrid)
     counters = {
         "events": 0,
         "routed": 0,
@@ -173,53 +173,6 @@ def simulate(
     else:
         wiring = _ReferenceReplicas(env, log, replicas, counters)
     return _run(env, log, replicas, phases, wiring, hybrid, counters, routing, uniforms)
-
-
-# ------------------------------------------------------------------------ the compiled path
-def _run_compiled(
-    env: simpy.Environment,
-    log: RequestLog,
-    specs: Sequence[ReplicaSpec],
-    phases: Sequence[FleetPhase],
-    routing: RoutingPolicy,
-    uniforms: np.ndarray | None,
-) -> SimulationResult:
-    """The plain case on the compiled core: SimPy steps through the fleet phases; between two
-    phase starts the core routes every arrival and advances the replicas."""
-    # NOTE: imported here so that importing sim.model (every CLI command) does not load numba
-    # (~1 s); a run pays it once per process.
-    from sim.engine.compiled import JSQ, P2C, ROUND_ROBIN, CompiledFleet
-
-    policy = {
-        "least_outstanding_tokens": JSQ,
-        "round_robin": ROUND_ROBIN,
-        "power_of_two_choices": P2C,
-    }[routing]
-    fleet = CompiledFleet(log, [(s.limits, s.step_time) for s in specs], uniforms)
-    times = log.arrival_s
-    bounds = [0] + [bisect.bisect_left(times, p.start_s) for p in phases[1:]] + [len(times)]
-    events = [0]
-
-    def control() -> Generator[simpy.Event, Any, None]:
-        for k, phase in enumerate(phases):
-            if phase.start_s > env.now:
-                yield env.timeout(phase.start_s - env.now)
-                events[0] += 1
-            max_len = specs[phase.replicas[0]].limits.max_model_len
-            fleet.route(bounds[k], bounds[k + 1], phase.replicas, policy, max_len)
-
-    env.process(control())
-    env.run()
-    fleet.flush()
-    fleet.write_log(log)
-    return SimulationResult(
-        log=log,
-        busy_periods=fleet.busy_periods(),
-        steps=fleet.steps(),
-        simpy_events=events[0],
-        segments=fleet.segments(),
-        routed=fleet.routed,
-    )
 
 
 # ------------------------------------------------------------------------ the two engines
@@ -399,6 +352,9 @@ def _run(
             best, best_load = power_of_two_choices(pool, t, uniforms[rid, 0], uniforms[rid, 1])
         else:
             best, best_load = least_outstanding_tokens(pool, t)
+        if api is not None and spill.queue_over is not None:
+            for rep in pool:  # a lazy replica's queue counts only once brought up to t
+                rep.advance_to(t)
         if api is not None and must_spill(
             spill, pool, best, best_load, inputs[rid] + generated, rate[best.index]
         ):

@@ -8,8 +8,10 @@ replica, rejected) are then written back to the `RequestLog`.
 
 Semantics are those of `FastReplica` (`sim.engine.fast`) and the routing policies of
 `sim.fleet.routing`; the one-step-per-event `ReferenceReplica` is the oracle both are tested
-against (tests/test_compiled.py). What it does not do (yet): spot evictions and API spill —
-those runs use `FastReplica` (`sim.model` picks).
+against (tests/test_compiled.py). For spot reclaims and API overflow the control plane also
+calls `evict(r, t)` at a reclaim deadline and `dispatch` to re-route evicted or backlogged
+requests; the spill rules (`Spill`) are applied inside the routing loop, which hands back the
+requests it spilled for the control plane's API client (tests/test_hybrid_model.py).
 
 The kernels are compiled on first use and cached on disk next to this package (numba's
 `cache=True`); `compile_kernels()` compiles them eagerly and returns how long that took.
@@ -20,15 +22,33 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 
 from sim.engine.compiled import layout as _r
+from sim.engine.compiled.control import evict
 from sim.engine.compiled.fleet import JSQ, P2C, ROUND_ROBIN, flush, route
+from sim.engine.compiled.replica import advance_to
 from sim.engine.log import RequestLog
 from sim.engine.steptime import EngineLimits, StepTimeModel
 
-__all__ = ["JSQ", "P2C", "ROUND_ROBIN", "CompiledFleet", "compile_kernels"]
+__all__ = ["JSQ", "P2C", "ROUND_ROBIN", "CompiledFleet", "Spill", "compile_kernels"]
+
+_NONE = np.zeros(0, dtype=np.int64)
+
+
+class Spill(NamedTuple):
+    """The spill rules of `sim.fleet.spill.must_spill` as the routing loop applies them.
+
+    queue_over: spill when every replica of the pool has more than this many requests
+    waiting (-1: off). max_wait_s: spill when the predicted queueing on the chosen replica
+    exceeds it (NaN: off). rate: each replica's full-budget prefill rate, tokens/s.
+    """
+
+    queue_over: int
+    max_wait_s: float
+    rate: np.ndarray
 
 
 class CompiledFleet:
@@ -81,25 +101,127 @@ class CompiledFleet:
             nbusy=np.zeros(1, dtype=np.int64),
         )
         self.uniforms = uniforms if uniforms is not None else np.zeros((n, 2))
-        self.counters = np.zeros(1, dtype=np.int64)
+        self.counters = np.zeros(2, dtype=np.int64)
+        self._rows = n + nr + 1  # busy-period rows that may be written (grows on evictions)
 
     @property
     def routed(self) -> int:
         """Requests dispatched to a replica so far."""
         return int(self.counters[0])
 
-    def route(self, i0: int, i1: int, pool: Sequence[int], policy: int, max_model_len: int) -> None:
+    def route(
+        self,
+        i0: int,
+        i1: int,
+        pool: Sequence[int],
+        policy: int,
+        max_model_len: int,
+        spill: Spill | None = None,
+    ) -> list[int]:
         """Dispatch arrivals [i0, i1) over the replicas `pool` (in phase order) by `policy`
-        (`JSQ`, `ROUND_ROBIN`, `P2C`); longer than `max_model_len`: rejected."""
-        if i1 > i0:
-            pool_arr = np.asarray(pool, dtype=np.int64)
-            route(
-                *self.state, i0, i1, pool_arr, policy, max_model_len, self.uniforms, self.counters
-            )
+        (`JSQ`, `ROUND_ROBIN`, `P2C`); longer than `max_model_len`: rejected. With `spill`,
+        the requests its rules send to the API are not dispatched: returned, in order."""
+        if i1 <= i0:
+            return []
+        return self._route(i0, i1, _NONE, _NONE, math.nan, pool, policy, max_model_len, spill)
+
+    def dispatch(
+        self,
+        items: Sequence[tuple[int, int]],
+        t: float,
+        pool: Sequence[int],
+        policy: int,
+        spill: Spill | None = None,
+    ) -> list[int]:
+        """Dispatch requests (rid, output tokens already sent) at `t`, in order, over `pool`
+        (re-queued after an eviction, or waiting at the router); the spilled ones, returned."""
+        if not items:
+            return []
+        arr = np.asarray(items, dtype=np.int64).reshape(-1, 2)
+        rids, gens = np.ascontiguousarray(arr[:, 0]), np.ascontiguousarray(arr[:, 1])
+        return self._route(0, len(items), rids, gens, t, pool, policy, 0, spill)
+
+    def _route(
+        self,
+        i0: int,
+        i1: int,
+        rids: np.ndarray,
+        gens: np.ndarray,
+        at: float,
+        pool: Sequence[int],
+        policy: int,
+        max_model_len: int,
+        spill: Spill | None,
+    ) -> list[int]:
+        pool_arr = np.asarray(pool, dtype=np.int64)
+        spilled = np.empty(i1 - i0 if spill is not None else 0, dtype=np.int64)
+        rules = spill or Spill(-1, math.nan, np.zeros(0))
+        self.counters[1] = 0
+        route(
+            *self.state,
+            i0,
+            i1,
+            rids,
+            gens,
+            at,
+            pool_arr,
+            policy,
+            max_model_len,
+            self.uniforms,
+            self.counters,
+            spill is not None,
+            rules.queue_over,
+            rules.max_wait_s,
+            rules.rate,
+            spilled,
+        )
+        rids_spilled: list[int] = spilled[: int(self.counters[1])].tolist()
+        return rids_spilled
+
+    def evict(self, r: int, t: float) -> list[tuple[int, int]]:
+        """Replica `r`'s instance is gone at `t`: its unfinished requests (rid, output tokens
+        already sent), running ones in admission order then the waiting queue; `r` is left
+        idle and empty (`FastReplica.evict`)."""
+        ri = self.state.ri
+        held = int(ri[r, _r.I_NRUN] + ri[r, _r.I_NWAIT])
+        self._reserve(held + 1)  # this busy period, and one per request re-dispatched
+        out = np.empty((held, 2), dtype=np.int64)
+        n = evict(*self.state, r, t, out)
+        return [(int(a), int(b)) for a, b in out[:n].tolist()]
+
+    def _reserve(self, rows: int) -> None:
+        self._rows += rows
+        busy = self.state.busy
+        if busy.shape[0] < self._rows:
+            grown = np.zeros((max(self._rows, 2 * busy.shape[0]), 3))
+            grown[: busy.shape[0]] = busy
+            self.state = self.state._replace(busy=grown)
+
+    def advance(self, r: int, t: float) -> tuple[int, int]:
+        """Bring replica `r` up to `t`; its (waiting, running) request counts then."""
+        advance_to(*self.state, r, t)
+        ri = self.state.ri
+        return int(ri[r, _r.I_NWAIT]), int(ri[r, _r.I_NRUN])
+
+    def reject(self, rid: int) -> None:
+        """Mark `rid` rejected (longer than the model length), outside `route`."""
+        self.state.q[rid, _r.Q_REJ] = 1
+
+    def served_elsewhere(self, rid: int, first_token_s: float, finish_s: float) -> None:
+        """Record `rid` as served off the fleet (the API): its first token unless it already
+        streamed one on a replica, and its finish."""
+        qf = self.state.qf
+        if qf[rid, _r.X_FIRST] != qf[rid, _r.X_FIRST]:
+            qf[rid, _r.X_FIRST] = first_token_s
+        qf[rid, _r.X_FIN] = finish_s
 
     def flush(self) -> None:
         """Run every replica until all it holds has finished."""
         flush(*self.state)
+
+    def rejected(self) -> int:
+        """Requests rejected so far."""
+        return int(self.state.q[:, _r.Q_REJ].sum())
 
     def steps(self) -> list[int]:
         return [int(x) for x in self.state.ri[:, _r.I_G]]
@@ -134,6 +256,8 @@ def compile_kernels() -> float:
     log = RequestLog([0.0, 0.0, 0.5], [4, 12, 3], [3, 3, 2])
     for policy in (JSQ, ROUND_ROBIN, P2C):
         fleet = CompiledFleet(log, [(limits, step)] * 2, np.full((3, 2), 0.5))
-        fleet.route(0, 3, [0, 1], policy, 16)
+        fleet.route(0, 3, [0, 1], policy, 16, Spill(1, 0.1, np.ones(2)))
+        fleet.dispatch(fleet.evict(0, 0.25), 0.25, [1], policy)
+        fleet.advance(1, 0.3)
         fleet.flush()
     return time.perf_counter() - t0

@@ -19,7 +19,7 @@ from numba import njit
 from numba.core import caching
 
 _HERE = Path(__file__).resolve().parent
-_FILES = ("_jit.py", "layout.py", "replica.py", "fleet.py")
+_FILES = ("_jit.py", "layout.py", "replica.py", "fleet.py", "control.py")
 
 
 @functools.cache

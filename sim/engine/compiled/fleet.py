@@ -42,7 +42,9 @@ from sim.engine.compiled.layout import (
     F_S0,
     F_T,
     I_N,
+    I_NWAIT,
     I_OUT,
+    I_QPT,
     I_STATE,
     IDLE,
     Q_IN,
@@ -146,15 +148,30 @@ def route(
     nbusy: Arr,
     i0: int,
     i1: int,
+    rids: Arr,
+    gens: Arr,
+    at: float,
     pool: Arr,
     policy: int,
     max_model_len: int,
     uniforms: Arr,
     counters: Arr,
+    spill: bool,
+    queue_over: int,
+    max_wait_s: float,
+    rate: Arr,
+    spilled: Arr,
 ) -> None:
     """Dispatch arrivals [i0, i1) over `pool` (module docstring); the first nine arguments are
     `layout.State`'s arrays. `uniforms` (requests, 2) are P2C's draws; `counters` = [requests
-    routed so far (round robin's turn)]."""
+    dispatched so far (round robin's turn), requests spilled by this call].
+
+    With `rids` not empty, dispatch instead the requests `rids[i0:i1]`, all at time `at`, with
+    `gens[k]` output tokens already sent (re-queued after an eviction, or waiting at the
+    router), and reject none. With `spill`, `sim.fleet.spill.must_spill`'s rules are applied
+    to the replica the policy picks (`queue_over` < 0 and `max_wait_s` NaN: rule off; `rate`:
+    each replica's full-budget prefill rate): a request they send to the API is not submitted
+    but written to `spilled[counters[1]]`, in order, for the control plane's API client."""
     size = len(pool)
     width = 1
     while width < size:
@@ -170,13 +187,22 @@ def route(
     hv = np.arange(size)
     hpos = np.arange(size)
     pair = np.zeros(2, dtype=np.int64)
-    for i in range(i0, i1):
-        t = qf[i, X_ARR]
-        p, o = q[i, Q_IN], q[i, Q_OUT]
-        if not (p >= 1 and o >= 1 and p + o <= max_model_len):
-            q[i, Q_REJ] = 1
-            continue
+    explicit = len(rids) > 0
+    for k in range(i0, i1):
+        if explicit:
+            i = rids[k]
+            gen = gens[k]
+            t = at
+        else:
+            i = k
+            gen = 0
+            t = qf[i, X_ARR]
+            p, o = q[i, Q_IN], q[i, Q_OUT]
+            if not (p >= 1 and o >= 1 and p + o <= max_model_len):
+                q[i, Q_REJ] = 1
+                continue
         jsq = False
+        best_load = -1
         if size == 1:
             j = 0
         elif policy == ROUND_ROBIN:
@@ -191,6 +217,7 @@ def route(
                 advance_to(ri, rf, q, qf, needs, heap, ent, busy, nbusy, pool[pair[c]], t)
                 load[c] = remaining_at(ri, rf, pool[pair[c]], t)
             j = pair[1] if load[1] < load[0] else pair[0]
+            best_load = load[1] if load[1] < load[0] else load[0]
         else:  # JSQ: bring the members whose load may have changed up to date
             jsq = True
             while hk[0] <= t:
@@ -202,14 +229,81 @@ def route(
                 _tree_fix(win, load, width + m)
                 _heap_sift(hk, hv, hpos, 0, size)
             j = win[1]
+            best_load = load[j]
         r = pool[j]
         advance_to(ri, rf, q, qf, needs, heap, ent, busy, nbusy, r, t)
-        submit(ri, rf, q, needs, r, i, t, 0)
+        if spill:
+            if best_load < 0:
+                best_load = remaining_at(ri, rf, r, t)
+            if _must_spill(
+                ri,
+                rf,
+                q,
+                qf,
+                needs,
+                heap,
+                ent,
+                busy,
+                nbusy,
+                pool,
+                r,
+                best_load,
+                q[i, Q_IN] + gen,
+                t,
+                queue_over,
+                max_wait_s,
+                rate,
+            ):
+                spilled[counters[1]] = i
+                counters[1] += 1
+                continue
+        submit(ri, rf, q, needs, r, i, t, gen)
         counters[0] += 1
         if jsq:
             load[j], hk[hpos[j]] = load_and_next_change(ri, rf, r, t)
             _tree_fix(win, load, width + j)
             _heap_sift(hk, hv, hpos, hpos[j], size)
+
+
+@kernel(inline=True)
+def _must_spill(
+    ri: Arr,
+    rf: Arr,
+    q: Arr,
+    qf: Arr,
+    needs: Arr,
+    heap: Arr,
+    ent: Arr,
+    busy: Arr,
+    nbusy: Arr,
+    pool: Arr,
+    best: int,
+    best_load: int,
+    prompt_tokens: int,
+    t: float,
+    queue_over: int,
+    max_wait_s: float,
+    rate: Arr,
+) -> bool:
+    """`sim.fleet.spill.must_spill` on replica `best` (advanced to `t`) of `pool`.
+
+    NOTE: `queue_over` brings every member up to `t` before counting its queue (a no-op for
+    JSQ's members, whose state is current; needed for round robin and P2C)."""
+    if queue_over >= 0:
+        every = True
+        for m in range(len(pool)):
+            advance_to(ri, rf, q, qf, needs, heap, ent, busy, nbusy, pool[m], t)
+            if ri[pool[m], I_NWAIT] <= queue_over:
+                every = False
+                break
+        if every:
+            return True
+    if max_wait_s == max_wait_s:
+        if best_load <= 0:
+            return False
+        queued = ri[best, I_QPT] + prompt_tokens
+        return bool(queued / rate[best] > max_wait_s)
+    return False
 
 
 @kernel()

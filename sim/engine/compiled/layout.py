@@ -8,6 +8,8 @@
   any member removed when it finishes) a doubly linked list through `Q_RNEXT` / `Q_RPREV`;
 * the decode group's finish steps are an indexed binary min-heap per replica (`State.heap`,
   positions in `Q_HPOS`), so a preempted member is removed at once instead of lazily;
+* `I_QPT` keeps the waiting queue's prompt tokens (`FastReplica.queued_prompt_tokens`) for
+  the spill rules, updated by the three queue operations below;
 * the mixed step's prefill entries are a per-replica table `State.ent` of (rid, new, computed).
 """
 
@@ -47,7 +49,8 @@ I_BS = 20  # limits: block size, max_num_seqs, max_num_batched_tokens, kv_blocks
 I_MAXSEQS = 21
 I_BUDGET = 22
 I_KV = 23
-N_RI = 24
+I_QPT = 24  # prompt tokens the waiting queue must prefill (Σ input + generated), for spill
+N_RI = 25
 
 # State.rf columns: per-replica floats (times in s; step-time coefficients as StepTimeModel).
 F_S0 = 0  # start of the decode run under way
@@ -202,6 +205,7 @@ def wait_append(ri: Arr, q: Arr, r: int, rid: int) -> None:
         ri[r, I_WHEAD] = rid
     ri[r, I_WTAIL] = rid
     ri[r, I_NWAIT] += 1
+    ri[r, I_QPT] += q[rid, Q_IN] + q[rid, Q_GEN]
 
 
 @kernel(inline=True)
@@ -211,6 +215,7 @@ def wait_appendleft(ri: Arr, q: Arr, r: int, rid: int) -> None:
     if ri[r, I_WTAIL] < 0:
         ri[r, I_WTAIL] = rid
     ri[r, I_NWAIT] += 1
+    ri[r, I_QPT] += q[rid, Q_IN] + q[rid, Q_GEN]
 
 
 @kernel(inline=True)
@@ -221,4 +226,5 @@ def wait_popleft(ri: Arr, q: Arr, r: int) -> int:
     if nxt < 0:
         ri[r, I_WTAIL] = -1
     ri[r, I_NWAIT] -= 1
+    ri[r, I_QPT] -= q[rid, Q_IN] + q[rid, Q_GEN]
     return int(rid)

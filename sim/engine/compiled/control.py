@@ -1,0 +1,108 @@
+"""Kernels the control plane calls at its own instants: a spot reclaim's eviction.
+
+`evict` is `FastReplica.evict` over `layout.State`: the instance is gone at `t`; steps ending
+by `t` are applied (in a decode run, every whole step done by `t`), the step under way is lost,
+and every unfinished request is handed back with the output tokens it has already streamed —
+the running sequences in admission order, then the waiting queue in order — leaving the
+replica idle and empty (KV freed), ready for its replacement.
+"""
+
+from __future__ import annotations
+
+from sim.engine.compiled._jit import kernel
+from sim.engine.compiled.layout import (
+    F_A,
+    F_B,
+    F_BUSY,
+    F_S0,
+    F_T,
+    I_G,
+    I_HSIZE,
+    I_K,
+    I_NDEC,
+    I_NENT,
+    I_NRUN,
+    I_NWAIT,
+    I_OUT,
+    I_QPT,
+    I_RHEAD,
+    I_RTAIL,
+    I_STATE,
+    I_STEPDEC,
+    I_SUMOFF,
+    I_TAIL,
+    I_TAILC,
+    I_USED,
+    I_WHEAD,
+    I_WTAIL,
+    IDLE,
+    Q_GEN,
+    Q_GOFF,
+    Q_HPOS,
+    Q_RNEXT,
+    Q_RUNNING,
+    Q_WNEXT,
+    RUN,
+    Arr,
+)
+from sim.engine.compiled.replica import _end_run, advance_to, decode_steps_within
+
+
+@kernel()
+def evict(
+    ri: Arr,
+    rf: Arr,
+    q: Arr,
+    qf: Arr,
+    needs: Arr,
+    heap: Arr,
+    ent: Arr,
+    busy: Arr,
+    nbusy: Arr,
+    r: int,
+    t: float,
+    out: Arr,
+) -> int:
+    """Evict replica `r` at `t` (module docstring); (rid, generated) rows go to `out`
+    (at least running + waiting rows), and their count is returned."""
+    advance_to(ri, rf, q, qf, needs, heap, ent, busy, nbusy, r, t)
+    if ri[r, I_STATE] == RUN and t > rf[r, F_S0]:
+        a, b = rf[r, F_A], rf[r, F_B]
+        k = decode_steps_within(a, b, t - rf[r, F_S0])
+        if k > 0:
+            ri[r, I_K] = k
+            rf[r, F_T] = rf[r, F_S0] + k * (a + b * (k - 1) * 0.5)
+            _end_run(ri, rf, q, qf, needs, heap, r)
+    g = ri[r, I_G]
+    n = 0
+    rid = ri[r, I_RHEAD]
+    while rid >= 0:  # decode members, else the tail or admitted by the lost step
+        pos = q[rid, Q_HPOS]
+        member = pos < ri[r, I_HSIZE] and heap[r, pos, 1] == rid
+        out[n, 0] = rid
+        out[n, 1] = q[rid, Q_GOFF] + g if member else q[rid, Q_GEN]
+        n += 1
+        q[rid, Q_RUNNING] = 0
+        rid = q[rid, Q_RNEXT]
+    rid = ri[r, I_WHEAD]
+    while rid >= 0:
+        out[n, 0] = rid
+        out[n, 1] = q[rid, Q_GEN]
+        n += 1
+        rid = q[rid, Q_WNEXT]
+    if ri[r, I_STATE] != IDLE:
+        b = nbusy[0]
+        busy[b, 0] = r
+        busy[b, 1] = rf[r, F_BUSY]
+        busy[b, 2] = t
+        nbusy[0] = b + 1
+    for col in (I_WHEAD, I_WTAIL, I_RHEAD, I_RTAIL, I_TAIL):
+        ri[r, col] = -1
+    for col in (I_NWAIT, I_NRUN, I_HSIZE, I_SUMOFF, I_NDEC, I_TAILC, I_USED, I_OUT, I_QPT):
+        ri[r, col] = 0
+    ri[r, I_NENT] = 0
+    ri[r, I_STEPDEC] = 0
+    needs[r, :] = 0
+    ri[r, I_STATE] = IDLE
+    rf[r, F_T] = t
+    return n

@@ -1,0 +1,290 @@
+"""The control plane over the compiled data plane (`sim.engine.compiled`): `sim.model`'s
+``"compiled"`` engine.
+
+SimPy keeps what happens at its own instants — fleet-phase changes, spot notices, reclaim
+deadlines and replacements, probes — and the compiled core routes and batches every arrival
+between them:
+
+* **Plain runs** (no reclaim, API or probe): one SimPy event per fleet phase; the core routes
+  each phase's arrivals in one call.
+* **Hybrid runs** (`Hybrid`): the arrivals process, woken at an arrival instant `t`, asks SimPy
+  for the next scheduled control instant `P` (`env.peek()`) and hands every arrival in
+  [t, P) to the core at once (split at fleet-phase starts); nothing else can happen before
+  `P`, and the wake-up for the next arrival is scheduled from `t` — the order in which SimPy
+  then breaks a tie between that arrival and a control event at the same instant is the one
+  the lazy path's per-instant events give (see `_arrivals`). Reclaim deadlines call the core's
+  `evict`; evicted and backlogged requests are re-dispatched by the same routing loop.
+* **Spill decisions run inside the routing loop** (`Spill`): the rules are plain functions of
+  the chosen replica's queued prompt tokens and the pool's queue lengths, state the core holds
+  at every arrival; a request they spill is handed back and sent to the API client here, in
+  order. The API's answer never feeds back into the fleet, so calling it after the core has
+  routed the batch gives the calls the same order and times as calling it per arrival —
+  exact, without stopping the loop at each arrival. Arrivals that find no healthy replica, or
+  a backlog at the router, are handled one by one here, as in the lazy path.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections import deque
+from collections.abc import Generator, Sequence
+from typing import Any
+
+import numpy as np
+import simpy
+
+from sim.engine.compiled import JSQ, P2C, ROUND_ROBIN, CompiledFleet, Spill
+from sim.engine.log import RequestLog
+from sim.fleet.plan import FleetPhase, ReplicaSpec
+from sim.fleet.routing import RoutingPolicy
+from sim.model import Hybrid, SimulationResult, TimelineRow
+
+_POLICY = {"least_outstanding_tokens": JSQ, "round_robin": ROUND_ROBIN, "power_of_two_choices": P2C}
+
+
+def run_compiled(
+    env: simpy.Environment,
+    log: RequestLog,
+    specs: Sequence[ReplicaSpec],
+    phases: Sequence[FleetPhase],
+    routing: RoutingPolicy,
+    uniforms: np.ndarray | None,
+    hybrid: Hybrid,
+) -> SimulationResult:
+    """Replay `log` through the fleet on the compiled core (module docstring)."""
+    fleet = CompiledFleet(log, [(s.limits, s.step_time) for s in specs], uniforms)
+    if not hybrid.outages and hybrid.api is None and not hybrid.probe_s:
+        return _plain(env, log, specs, phases, fleet, _POLICY[routing])
+    return _Hybrid(env, log, specs, phases, fleet, _POLICY[routing], hybrid).run()
+
+
+def _plain(
+    env: simpy.Environment,
+    log: RequestLog,
+    specs: Sequence[ReplicaSpec],
+    phases: Sequence[FleetPhase],
+    fleet: CompiledFleet,
+    policy: int,
+) -> SimulationResult:
+    """SimPy steps through the fleet phases; between two phase starts the core routes every
+    arrival and advances the replicas."""
+    times = log.arrival_s
+    bounds = [0] + [bisect.bisect_left(times, p.start_s) for p in phases[1:]] + [len(times)]
+    events = [0]
+
+    def control() -> Generator[simpy.Event, Any, None]:
+        for k, phase in enumerate(phases):
+            if phase.start_s > env.now:
+                yield env.timeout(phase.start_s - env.now)
+                events[0] += 1
+            max_len = specs[phase.replicas[0]].limits.max_model_len
+            fleet.route(bounds[k], bounds[k + 1], phase.replicas, policy, max_len)
+
+    env.process(control())
+    env.run()
+    fleet.flush()
+    fleet.write_log(log)
+    return SimulationResult(
+        log=log,
+        busy_periods=fleet.busy_periods(),
+        steps=fleet.steps(),
+        simpy_events=events[0],
+        segments=fleet.segments(),
+        routed=fleet.routed,
+    )
+
+
+class _Hybrid:
+    """Spot reclaims, API spill, the router's backlog and probes over a `CompiledFleet`: the
+    SimPy processes of `sim.model._run` with the data plane swapped for the core."""
+
+    def __init__(
+        self,
+        env: simpy.Environment,
+        log: RequestLog,
+        specs: Sequence[ReplicaSpec],
+        phases: Sequence[FleetPhase],
+        fleet: CompiledFleet,
+        policy: int,
+        hybrid: Hybrid,
+    ) -> None:
+        self.env, self.log, self.fleet, self.policy, self.hybrid = env, log, fleet, policy, hybrid
+        self.phases = phases
+        self.starts = [p.start_s for p in phases]
+        self.max_len = [specs[p.replicas[0]].limits.max_model_len for p in phases]
+        self.healthy = [True] * len(specs)
+        self.pools = [list(p.replicas) for p in phases]
+        self.backlog: deque[tuple[int, int]] = deque()
+        self.api = hybrid.api
+        self.spill: Spill | None = None
+        self.when_no_replica = False
+        if self.api is not None:
+            rules = self.api.spec.spill
+            self.when_no_replica = rules.when_no_replica
+            # Full-budget prefill rate of each replica (tokens/s), as sim.model._run has it.
+            rate = [
+                s.limits.max_num_batched_tokens
+                / s.step_time.step_s(s.limits.max_num_batched_tokens, 0, 0)
+                for s in specs
+            ]
+            self.spill = Spill(
+                -1 if rules.queue_over is None else rules.queue_over,
+                math.nan if rules.max_wait_s is None else rules.max_wait_s,
+                np.asarray(rate, dtype=np.float64),
+            )
+        self.counts = {"events": 0, "reclaims": 0, "spilled": 0, "backlogged": 0}
+        self.timeline: list[TimelineRow] = []
+
+    def run(self) -> SimulationResult:
+        env, hybrid, log = self.env, self.hybrid, self.log
+        for i, outs in sorted(hybrid.outages.items()):
+            if outs:
+                env.process(self._reclaims(i, outs))
+        if hybrid.probe_s:
+            env.process(self._probe(hybrid.probe_s))
+        env.process(self._arrivals())
+        env.run()
+        fleet = self.fleet
+        fleet.flush()
+        fleet.write_log(log)
+        return SimulationResult(
+            log=log,
+            busy_periods=fleet.busy_periods(),
+            steps=fleet.steps(),
+            simpy_events=self.counts["events"],
+            segments=fleet.segments(),
+            routed=len(log) - fleet.rejected(),
+            reclaims=self.counts["reclaims"],
+            spilled=self.counts["spilled"],
+            backlogged=self.counts["backlogged"],
+            unserved=[rid for rid, _ in self.backlog],
+            api_throttled_rids=list(self.api.counters.throttled_rids) if self.api else [],
+            timeline=self.timeline,
+        )
+
+    # ------------------------------------------------------------------ dispatch
+    def _phase_at(self, t: float) -> int:
+        return max(bisect.bisect_right(self.starts, t) - 1, 0)
+
+    def _set_health(self, i: int, up: bool) -> None:
+        self.healthy[i] = up
+        self.pools = [[r for r in p.replicas if self.healthy[r]] for p in self.phases]
+
+    def _to_api(self, rid: int, t: float) -> None:
+        api, log = self.api, self.log
+        assert api is not None
+        self.counts["spilled"] += 1
+        log.api[rid] = True
+        served = api.call(rid, t, log.input_tokens[rid], log.output_tokens[rid])
+        if served is None:
+            log.dropped[rid] = True
+            return
+        self.fleet.served_elsewhere(rid, served[0], served[1])
+
+    def _dispatch(self, items: list[tuple[int, int]], t: float, phase: int) -> None:
+        """(rid, tokens already sent) at `t`, in order: to the pool, the API or the backlog."""
+        pool = self.pools[phase]
+        if pool:
+            for rid in self.fleet.dispatch(items, t, pool, self.policy, self.spill):
+                self._to_api(rid, t)
+            return
+        for rid, generated in items:
+            if self.api is not None and self.when_no_replica:
+                self._to_api(rid, t)
+            else:
+                self.counts["backlogged"] += 1
+                self.backlog.append((rid, generated))
+
+    def _drain_backlog(self, t: float) -> None:
+        phase = self._phase_at(t)
+        if self.backlog and self.pools[phase]:
+            items = list(self.backlog)
+            self.backlog.clear()
+            self._dispatch(items, t, phase)
+
+    # ------------------------------------------------------------------ processes
+    def _arrivals(self) -> Generator[simpy.Event, Any, None]:
+        """Woken at an arrival instant `t`, dispatch every arrival before the next control
+        instant `P`, then sleep until the next arrival.
+
+        NOTE: exact against the lazy path's one event per arrival instant: nothing can run
+        in (t, P), and the wake-up for the next arrival T >= P, scheduled at `t`, precedes in
+        SimPy's order a control event at T exactly when the lazy path's (scheduled at the
+        last arrival before T, in [t, P)) does: control events at T were all scheduled at or
+        before `t` (before this one: SimPy has run them) or at or after P (after both). When
+        another event is due at `t` itself, only the arrivals at `t` are dispatched.
+        """
+        env, fleet, log, spill = self.env, self.fleet, self.log, self.spill
+        times, starts = log.arrival_s, self.starts
+        inputs, outputs = log.input_tokens, log.output_tokens
+        n = len(times)
+        i = 0
+        phase = 0
+        while i < n:
+            t = times[i]
+            if t > env.now:
+                yield env.timeout(t - env.now)
+                self.counts["events"] += 1
+            horizon = env.peek()
+            if horizon > t:
+                end = bisect.bisect_left(times, horizon, lo=i)
+            else:
+                end = bisect.bisect_right(times, t, lo=i)
+            while i < end:
+                while phase + 1 < len(starts) and starts[phase + 1] <= times[i]:
+                    phase += 1
+                stop = end
+                if phase + 1 < len(starts):
+                    stop = min(end, bisect.bisect_left(times, starts[phase + 1], lo=i))
+                pool = self.pools[phase]
+                if pool and not self.backlog:
+                    for rid in fleet.route(i, stop, pool, self.policy, self.max_len[phase], spill):
+                        self._to_api(rid, times[rid])
+                    i = stop
+                    continue
+                ta = times[i]  # no healthy replica, or a backlog: one by one
+                p, o = inputs[i], outputs[i]
+                if p >= 1 and o >= 1 and p + o <= self.max_len[phase]:
+                    if self.backlog:
+                        self._drain_backlog(ta)
+                    self._dispatch([(i, 0)], ta, phase)
+                else:
+                    fleet.reject(i)
+                i += 1
+
+    def _reclaims(self, i: int, outs: Sequence[Any]) -> Generator[simpy.Event, Any, None]:
+        env = self.env
+        for o in outs:
+            if o.notice_s > env.now:
+                yield env.timeout(o.notice_s - env.now)
+            self._set_health(i, False)
+            if o.down_s > env.now:
+                yield env.timeout(o.down_s - env.now)
+            self.counts["reclaims"] += 1
+            evicted = self.fleet.evict(i, env.now)
+            for rid, _ in evicted:
+                self.log.evictions[rid] += 1
+            self._dispatch(evicted, env.now, self._phase_at(env.now))
+            if o.up_s == math.inf:
+                return
+            if o.up_s > env.now:
+                yield env.timeout(o.up_s - env.now)
+            self._set_health(i, True)
+            self._drain_backlog(env.now)
+
+    def _probe(self, every: float) -> Generator[simpy.Event, Any, None]:
+        env, log = self.env, self.log
+        end_s = (log.arrival_s[-1] if len(log) else 0.0) + 1.0
+        while env.now <= end_s:
+            t = env.now
+            replicas = self.phases[self._phase_at(t)].replicas
+            waiting = running = 0
+            for r in replicas:
+                w, run = self.fleet.advance(r, t)
+                waiting += w
+                running += run
+            up = sum(self.healthy[r] for r in replicas)
+            row = (t, up, waiting, running, len(self.backlog), self.counts["spilled"])
+            self.timeline.append(row)
+            yield env.timeout(every)
