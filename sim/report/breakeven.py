@@ -21,21 +21,21 @@ from sim.report.shell import Chart, _atomic_write, _inline, chart_blocks, html_p
 
 def breakeven_lines(result: Breakeven) -> list[str]:
     """The decision in words."""
-    p5, p50, p95 = result.quantiles()
-    naive = result.naive_crossover
+    p5, p50, p95 = (_volume(x) for x in result.quantiles())
+    naive = _volume(result.naive_crossover)
     lines = []
     if result.points and result.points[0].self_hosted is None:
         lines.append(
             f"Fixed-fleet arithmetic (no queueing, bursts, weekly profile or SLO): self-hosting "
-            f"beats {result.api} above {naive:,.0f} requests a month."
+            f"beats {result.api} above {naive} requests a month."
         )
-    elif math.isnan(p50):
+    elif math.isnan(result.quantiles()[1]):
         lines.append(f"Self-hosting never beats {result.api} inside the volumes swept.")
     else:
         lines.append(
-            f"Self-hosting beats {result.api} above {p50:,.0f} requests a month "
-            f"(p5–p95 {p5:,.0f}–{p95:,.0f} across replications), for the cheapest fleet "
-            f"meeting the SLO at each volume; the fixed-fleet arithmetic says {naive:,.0f}."
+            f"Self-hosting beats {result.api} above {p50} requests a month "
+            f"(p5–p95 {p5}–{p95} across replications), for the cheapest fleet "
+            f"meeting the SLO at each volume; the fixed-fleet arithmetic says {naive}."
         )
     return lines
 
@@ -66,8 +66,12 @@ def breakeven_chart(table: pl.DataFrame, crossover: float) -> alt.LayerChart:
         color=alt.Color("option:N", title=""),
         tooltip=["option:N", "requests_per_month:Q", "usd:Q"],
     )
-    lines = base.mark_line(point=True, interpolate="step-after")
-    layers: list[alt.Chart] = [lines]
+    # A fleet's bill is a step function of volume; the API's is proportional to it.
+    steps = base.transform_filter(alt.datum.option != "all-API").mark_line(
+        point=True, interpolate="step-after"
+    )
+    api = base.transform_filter(alt.datum.option == "all-API").mark_line(point=True)
+    layers: list[alt.Chart] = [steps, api]
     if not math.isnan(crossover):
         rule = (
             alt.Chart(data={"values": [{"x": crossover}]})
@@ -117,6 +121,16 @@ def write_breakeven_report(result: Breakeven, out_dir: Path) -> Path:
     page = out_dir / "breakeven.html"
     _atomic_write(page, html_page(f"Break-even for {result.spec.name}", body).encode("utf-8"))
     return page
+
+
+def _volume(x: float) -> str:
+    """A monthly volume to 3 significant figures: 5,455,007 → "5.46M"."""
+    if math.isnan(x):
+        return "–"
+    for div, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= div:
+            return f"{x / div:.3g}{unit}"
+    return f"{x:.3g}"
 
 
 def _fmt(v: object) -> str:
