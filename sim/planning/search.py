@@ -185,7 +185,8 @@ def plan_experiment(
     for month in range(1, spec.months + 1):
         best: MonthChoice | None = None
         for c in cands:
-            if best is not None and c.lower_cost(prices[c.gpu], tp, ops) >= best.cost_usd:
+            # (a cent of slack: the bound and the bill add the same dollars in another order)
+            if best is not None and c.lower_cost(prices[c.gpu], tp, ops) >= best.cost_usd - 0.01:
                 continue  # cannot beat the month's best (visited in list-price order)
             if failed_at.get((month, c.family), 0) >= c.count:
                 continue
