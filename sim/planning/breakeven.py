@@ -27,8 +27,8 @@ import polars as pl
 
 from sim.config import ExperimentSpec
 from sim.cost import api_usd_per_request, break_even_requests, pool_cost, usd_per_million_tokens
-from sim.data import api_providers
 from sim.experiment import Experiment
+from sim.planning.prices import comparison_api
 from sim.planning.search import Plan, plan_experiment
 from sim.runner import Backend
 from sim.units import HOURS_PER_MONTH, SECONDS_PER_DAY, SECONDS_PER_MONTH
@@ -222,20 +222,11 @@ def at_volume(exp: Experiment, requests_per_month: float, naive: bool = False) -
     return out
 
 
-def _api_prices(exp: Experiment) -> tuple[str, float, float]:
-    if exp.spec.api is not None:
-        a = exp.spec.api
-        return a.provider, a.input_usd_per_million, a.output_usd_per_million
-    name = exp.spec.search.compare_api
-    row = api_providers()[name]
-    return name, float(row["input_usd_per_million"]), float(row["output_usd_per_million"])
-
-
 def naive_breakeven(exp: Experiment, volumes: Sequence[float]) -> Breakeven:
     """The practitioners' arithmetic on `exp`: the month-1 fleet at list price plus operations
     whatever the volume (no queueing, bursts, profile or SLO), against the API bill of the mean
     request of the experiment's lengths."""
-    name, p_in, p_out = _api_prices(exp)
+    name, p_in, p_out = comparison_api(exp.spec.api, exp.spec.search.compare_api)
     fixed = _fleet_usd(exp)
     per_request = api_usd_per_request(
         float(np.mean(exp.lengths.input_tokens)),
@@ -283,7 +274,7 @@ def breakeven(
     if naive:
         return naive_breakeven(exp, volumes)
     say = progress or (lambda _: None)
-    name, p_in, p_out = _api_prices(exp)
+    name, p_in, p_out = comparison_api(exp.spec.api, exp.spec.search.compare_api)
     s = exp.spec.search
     done: dict[float, tuple[VolumePoint, np.ndarray, np.ndarray, dict[str, int]]] = {}
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from sim.config import CostSpec
-from sim.data import GpuSpec, gpus
+from sim.config import ApiSpec, CostSpec
+from sim.data import GpuSpec, api_providers, gpus
 
 
 @dataclass(frozen=True)
@@ -92,3 +92,12 @@ def priced(provider: str, cost: CostSpec) -> dict[str, GpuPrice]:
             override=f"{gpu}: ${price:g}/h from the experiment file{was}",
         )
     return base
+
+
+def comparison_api(api: ApiSpec | None, compare_api: str) -> tuple[str, float, float]:
+    """The API the all-API bill is priced on — the experiment's `[api]`, else the
+    `[plan] compare_api` row of `sim/data/api.toml` — as (name, input, output USD per M)."""
+    if api is not None:
+        return api.provider, api.input_usd_per_million, api.output_usd_per_million
+    row = api_providers()[compare_api]
+    return compare_api, float(row["input_usd_per_million"]), float(row["output_usd_per_million"])

@@ -16,7 +16,7 @@ from pathlib import Path
 import altair as alt
 import polars as pl
 
-from sim.data import api_providers
+from sim.planning.prices import comparison_api
 from sim.planning.search import Plan, all_api_usd, months_text
 from sim.planning.write import plan_document
 from sim.report.shell import Chart, _atomic_write, _inline, chart_blocks, html_page
@@ -37,16 +37,8 @@ def _fleet_words(plan: Plan) -> list[tuple[list[int], str]]:
 
 
 def api_prices(plan: Plan) -> tuple[str, float, float]:
-    """The API priced for the all-API comparison: the experiment's, else `[plan] compare_api`."""
-    api = plan.exp.spec.api
-    if api is not None:
-        return api.provider, api.input_usd_per_million, api.output_usd_per_million
-    row = api_providers()[plan.settings.compare_api]
-    return (
-        plan.settings.compare_api,
-        float(row["input_usd_per_million"]),
-        float(row["output_usd_per_million"]),
-    )
+    """The API priced for the all-API comparison (`sim.planning.prices.comparison_api`)."""
+    return comparison_api(plan.exp.spec.api, plan.settings.compare_api)
 
 
 def _money_range(lo: float, mid: float, hi: float) -> str:
