@@ -47,10 +47,9 @@ from sim.planning.decide import (
 )
 from sim.planning.evaluate import Evaluation, Evaluator, constant_plan
 from sim.planning.prices import GpuPrice, default_price_list, price_lists, priced
-from sim.planning.spreadsheet import spreadsheet_plan
+from sim.planning.spreadsheet import mean_rate_per_s, spreadsheet_plan
 from sim.rng import verification_seed
 from sim.runner import Backend
-from sim.units import SECONDS_PER_MONTH
 
 Progress = Callable[[str], None]
 
@@ -152,8 +151,6 @@ def plan_experiment(
                     cands.append(Candidate(gpu, count, spot, api))
     tp, ops = spec.engine.tp, spec.cost.ops_usd_per_month
     floors: dict[tuple[str, int], int] = {}
-    traffic = base.traffic()
-    growth = spec.workload.growth.mean_monthly
 
     def floor(gpu: str, month: int) -> int:
         """The fewest replicas of `gpu` whose capacity at the SLO (`sim.capacity`) covers the
@@ -163,13 +160,7 @@ def plan_experiment(
         if (gpu, month) not in floors:
             engine = resolve_engine(spec.engine, [gpu])
             cap = capacities(engine, [gpu], base.lengths, spec.slo)[gpu].requests_per_s
-            start = (month - 1) * SECONDS_PER_MONTH
-            rate = (
-                traffic.expected_arrivals(
-                    start, start + SECONDS_PER_MONTH, (1.0 + growth) ** (month - 1)
-                )
-                / SECONDS_PER_MONTH
-            )
+            rate = mean_rate_per_s(base, month)
             floors[(gpu, month)] = math.ceil(rate / cap) if cap > 0 else s.max_replicas + 1
         return floors[(gpu, month)]
 
