@@ -22,6 +22,7 @@ class Market(StrEnum):
 
     ON_DEMAND = "on_demand"
     SPOT = "spot"
+    RESERVED = "reserved"
 
 
 MARKETS = tuple(m.value for m in Market)

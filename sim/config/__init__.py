@@ -41,11 +41,13 @@ from sim.config.sections import (
     spot_section,
 )
 from sim.config.spec import (
+    AUTOSCALE_SIGNALS,
     BURST_KINDS,
     ON_LIMIT,
     TRACE_FORMATS,
     WORKLOAD_KINDS,
     ApiSpec,
+    AutoscaleSpec,
     BurstLayerSpec,
     BurstSpec,
     CostSpec,
@@ -57,6 +59,7 @@ from sim.config.spec import (
     PlanSpec,
     PoolSpec,
     ReplaySpec,
+    ScheduleRule,
     SloSpec,
     SpillSpec,
     SpotSpec,
@@ -66,11 +69,13 @@ from sim.config.workload import MAX_MONTHLY_GROWTH, parse_workload_file, workloa
 from sim.errors import ConfigError, Problem
 
 __all__ = [
+    "AUTOSCALE_SIGNALS",
     "BURST_KINDS",
     "ON_LIMIT",
     "TRACE_FORMATS",
     "WORKLOAD_KINDS",
     "ApiSpec",
+    "AutoscaleSpec",
     "BurstLayerSpec",
     "BurstSpec",
     "CostSpec",
@@ -83,6 +88,7 @@ __all__ = [
     "PlanSpec",
     "PoolSpec",
     "ReplaySpec",
+    "ScheduleRule",
     "SloSpec",
     "SpillSpec",
     "SpotSpec",

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable
 from pathlib import Path
 
+from sim.config.pools import NAME, pool_spec
 from sim.config.reader import (
     MAX_NAME,
     MISSING,
@@ -160,37 +160,27 @@ def _month(ctx: Context, mt: Table, path: str) -> MonthPlan:
     seen: set[str] = set()  # one pass: 20,000 pools parse in well under a second
     for j, pool in enumerate(pools_raw):
         pt = Table(ctx, pool, f"{path}.pools[{j}]")
-        spec = PoolSpec(
-            name=pt.string("name", f"pool{j}"),
-            gpu=pt.string("gpu", choices=known_gpus),
-            count=pt.integer("count", MISSING, *within(0, MAX_POOL_COUNT, "replicas")),
-            market=pt.string("market", "on_demand", choices=MARKETS),
-        )
+        spec = pool_spec(ctx, pt, j, known_gpus)
         pools.append(spec)
-        pt.close()
         name = spec.name
-        if not isinstance(name, str):
-            continue
-        if not _NAME.fullmatch(name) or len(name) > MAX_NAME:
-            ctx.add(
-                f"{path}.pools[{j}].name",
-                f"must be 1 to {MAX_NAME} letters, digits, '.', '_', '+' or '-'",
-                name,
-            )
-        elif name in seen:
+        if isinstance(name, str) and name in seen:
             ctx.add(f"{path}.pools[{j}].name", "is used by another pool of this month", name)
         seen.add(name)
+    month = MonthPlan(tuple(pools))
     counts = [p.count for p in pools]
-    valid = all(isinstance(c, int) and c >= 0 for c in counts)
-    total = sum(counts) if valid else 0
     # Only when every count is valid: a bad count is already reported on its own.
-    if valid and total < 1:
-        ctx.add(f"{path}.pools", "must hold at least one replica", total)
-    return MonthPlan(tuple(pools))
+    if all(isinstance(c, int) and c >= 0 for c in counts):
+        least = month.least_serving()
+        if least < 1:
+            ctx.add(
+                f"{path}.pools",
+                "must hold at least one replica at every hour of the week",
+                least,
+            )
+    return month
 
 
-MAX_POOL_COUNT = 10_000  # replicas in one pool
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+_NAME = NAME
 
 
 def plans_section(ctx: Context, top: Table, months: int) -> tuple[PlanSpec, ...]:
@@ -356,12 +346,33 @@ def cost_section(ctx: Context, t: Table, plans: tuple[PlanSpec, ...]) -> CostSpe
                         has_value=False,
                     )
                     spot[pool.gpu] = math.nan  # reported once
+    reserved = _price_table(ctx, t.table("reserved_usd_per_hour"), {})
+    for plan in plans:
+        for m, month in enumerate(plan.fleet):
+            for pool in month.pools:
+                if pool.market == "reserved" and pool.gpu in known and pool.gpu not in reserved:
+                    ctx.add(
+                        "cost.reserved_usd_per_hour",
+                        f"needs a reserved price for {pool.gpu} (commitment prices have no "
+                        f"package default; used by plan {plan.name}, month {m + 1}, pool "
+                        f"{pool.name})",
+                        has_value=False,
+                    )
+                    reserved[pool.gpu] = math.nan  # reported once
+    gt = t.table("billing_granularity_s")
+    granularity = {
+        market: gt.number(market, 1.0, *within(0, 31 * 86_400, "s", open_low=True))
+        for market in MARKETS
+    }
+    gt.close()
     t.close()
     return CostSpec(
         ops,
         tuple(sorted(prices.items())),
         tuple(sorted((k, v) for k, v in spot.items() if v == v)),
         budget,
+        tuple(sorted((k, v) for k, v in reserved.items() if v == v)),
+        tuple(sorted(granularity.items())),
     )
 
 

@@ -160,13 +160,93 @@ ON_LIMIT = ("retry", "drop")
 
 
 @dataclass(frozen=True)
+class ScheduleRule:
+    """`count` replicas serve from `start_hour` to `end_hour` (hours of the day, 0-24, end
+    exclusive) on each day of `days` (0 = Monday ... 6 = Sunday, the plan clock of
+    `sim.workload.clock`). A pool's later rules override earlier ones where they overlap."""
+
+    days: tuple[int, ...]
+    start_hour: int
+    end_hour: int
+    count: int
+
+
+AUTOSCALE_SIGNALS = ("queue_depth", "running", "kv_usage", "predicted_ttft")
+"""What a reactive autoscaler watches, per serving replica of its pool (`sim.fleet.autoscale`):
+requests waiting (vLLM's `vllm:num_requests_waiting`), sequences running
+(`vllm:num_requests_running`), the KV-cache fraction in use (`vllm:kv_cache_usage_perc`), or
+the predicted wait before prefill (queued prompt tokens ÷ the full-budget prefill rate, s)."""
+
+
+@dataclass(frozen=True)
+class AutoscaleSpec:
+    """A reactive autoscaler on one pool, with Kubernetes HPA semantics (`sim.fleet.autoscale`).
+
+    Every `interval_s` the pool's mean `signal` per serving replica is compared with `target`:
+    desired = ceil(serving × signal / target), unchanged while |signal / target − 1| ≤
+    `tolerance`, clamped to [`min_replicas`, `max_replicas`]. A scale-up acts at once (and not
+    again within `up_cooldown_s`); a scale-down takes the largest desired count of the last
+    `down_cooldown_s` (HPA's stabilisation window). A new replica serves `provisioning_s` (to
+    obtain the instance) + the cold start (weights ÷ load bandwidth + engine start) after the
+    decision, and is billed from when the instance is obtained; a removed one stops receiving
+    requests at once, finishes what it holds, and is billed until the decision.
+
+    Defaults: Kubernetes HPA (kubernetes.io, "Horizontal Pod Autoscaling": sync period 15 s,
+    tolerance 0.1, scale-down stabilisation 300 s, scale-up 0 s); provisioning 0 s (no public
+    measurement of on-demand GPU instance start: give yours).
+    """
+
+    min_replicas: int
+    max_replicas: int
+    target: float
+    signal: str = "queue_depth"
+    interval_s: float = 15.0
+    tolerance: float = 0.1
+    up_cooldown_s: float = 0.0
+    down_cooldown_s: float = 300.0
+    provisioning_s: float = 0.0
+
+
+@dataclass(frozen=True)
 class PoolSpec:
-    """`count` replicas of `gpu` bought on `market` ("on_demand" or "spot")."""
+    """`count` replicas of `gpu` bought on `market` ("on_demand", "spot" or "reserved").
+
+    Within the month an on-demand pool may move: `schedule` rules set how many replicas serve
+    by hour of the week (`count` outside them), or `autoscale` moves it between its bounds
+    (`count` at the month's start). `slots` is the most replicas the pool can have up.
+    """
 
     name: str
     gpu: str
     count: int
     market: str = "on_demand"
+    schedule: tuple[ScheduleRule, ...] = ()
+    autoscale: AutoscaleSpec | None = None
+
+    @property
+    def slots(self) -> int:
+        """The most replicas this pool can have up in the month (its fleet slots)."""
+        if self.autoscale is not None:
+            return max(self.count, self.autoscale.max_replicas)
+        return max([self.count, *(r.count for r in self.schedule)])
+
+    def hourly_counts(self) -> tuple[int, ...]:
+        """Replicas scheduled to serve in each of the 168 hours of the week (0 = Monday
+        00:00): `count`, overridden by the schedule's rules in order. An autoscaled pool's
+        count is its autoscaler's business: `slots` in every hour (the most it can have)."""
+        if self.autoscale is not None:
+            return (self.slots,) * 168
+        counts = [self.count] * 168
+        for rule in self.schedule:
+            for day in rule.days:
+                for hour in range(rule.start_hour, rule.end_hour):
+                    counts[24 * day + hour] = rule.count
+        return tuple(counts)
+
+    @property
+    def moves(self) -> bool:
+        """Whether the pool's size changes within the month (a schedule or an autoscaler)."""
+        return bool(self.schedule) or self.autoscale is not None
 
 
 @dataclass(frozen=True)
@@ -175,7 +255,13 @@ class MonthPlan:
 
     @property
     def replicas(self) -> int:
-        return sum(p.count for p in self.pools)
+        """The most replicas the month can have up (every pool at its largest)."""
+        return sum(p.slots for p in self.pools)
+
+    def least_serving(self) -> int:
+        """The fewest replicas the month's schedules leave serving in any hour of the week."""
+        hourly = [p.hourly_counts() for p in self.pools]
+        return min(sum(c[h] for c in hourly) for h in range(168))
 
 
 @dataclass(frozen=True)
@@ -250,6 +336,19 @@ class CostSpec:
     gpu_usd_per_hour: tuple[tuple[str, float], ...]
     spot_usd_per_hour: tuple[tuple[str, float], ...] = ()
     budget_usd_per_month: float | None = None
+    # Reserved (committed) price per GPU-hour, paid for every hour of the month used or not;
+    # no package default (commitment prices are negotiated: give yours, with its source).
+    reserved_usd_per_hour: tuple[tuple[str, float], ...] = ()
+    # Billing granularity per market, s: an instance's run is rounded up to a whole number of
+    # these (AWS, GCP and Azure bill Linux GPU instances per second: 1 s; some neoclouds per hour).
+    billing_granularity_s: tuple[tuple[str, float], ...] = ()
+
+    def reserved_price(self, gpu: str) -> float:
+        return dict(self.reserved_usd_per_hour)[gpu]
+
+    def granularity_s(self, market: str) -> float:
+        """Billing granularity of `market`, s (1 s unless set)."""
+        return dict(self.billing_granularity_s).get(market, 1.0)
 
     def price(self, gpu: str) -> float:
         return dict(self.gpu_usd_per_hour)[gpu]
