@@ -1,13 +1,21 @@
-"""Every dollar of a plan: on-demand GPU-hours, spot instance runs, the API, the all-API bill,
+"""Every dollar of a plan: on-demand, reserved and spot GPU-hours, the API, the all-API bill,
 unit costs and break-even.
 
 All money in US dollars, prices per GPU-hour or per million tokens as named; GPU-hours count
-GPUs (a `tp`-way replica is `tp` GPUs). The on-demand bill follows from the plan alone
-(`plan_month_costs`); the spot bill from the replication's reclaims (`spot_bill`: a spot slot
-is billed while an instance runs — from its start, the replacement's cold start included, to
-its reclaim — at the hour's spot price, a fallback on-demand replacement at the on-demand
-price); the API bill from the spilled tokens at list prices (`cost_fields`). The reference
-calculations of DESIGN §10 (practitioners' break-even sums) are tests of this module.
+GPUs (a `tp`-way replica is `tp` GPUs).
+
+* On-demand and reserved bills follow from the plan alone (`plan_month_costs`): a reserved GPU
+  is paid for every hour of the month, used or not; a scheduled on-demand slot from one cold
+  start before each of its serving runs to the run's end, each run rounded up to the market's
+  billing granularity.
+* An autoscaled pool's bill comes from the instance runs its autoscaler started (`scaled_bill`).
+* The spot bill from the replication's reclaims (`spot_bill`): a spot slot is billed while an
+  instance runs — from its start, the replacement's cold start included, to its reclaim — at
+  the hour's spot price, a fallback on-demand replacement at the on-demand price.
+* The API bill from the spilled tokens at list prices (`cost_fields`).
+
+The reference calculations of DESIGN §10 (practitioners' break-even sums) are tests of this
+module.
 """
 
 from __future__ import annotations
@@ -73,13 +81,17 @@ def break_even_requests(fixed_usd: float, api_usd_per_request: float) -> float:
 # ---------------------------------------------------------------- a plan's monthly bill
 @dataclass(frozen=True)
 class MonthCost:
-    """What the plan pays in one month whatever happens (from the plan, not the simulation):
-    its replicas, the on-demand pools' GPU-hours and dollars, and operations."""
+    """What the plan pays in one month for its on-demand and reserved pools and operations:
+    its replicas (the most it can have up), GPU-hours and dollars (on-demand and reserved
+    together in `gpu_hours` / `gpu_cost_usd`; the reserved share also on its own), and the mean
+    number of replicas up (GPU-hours ÷ tp ÷ hours, spot excluded)."""
 
     replicas: int
     gpu_hours: float
     gpu_cost_usd: float
     ops_cost_usd: float
+    reserved_gpu_hours: float = 0.0
+    reserved_usd: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -108,19 +120,86 @@ NO_SPOT = SpotBill()
 NO_API = ApiUse()
 
 
-def plan_month_costs(plan: PlanSpec, tp: int, cost: CostSpec) -> tuple[MonthCost, ...]:
-    """Per month of `plan`: replicas, on-demand GPU-hours and dollars, and operations (spot
-    pools are billed per replication by `spot_bill`)."""
+def plan_month_costs(
+    plan: PlanSpec,
+    tp: int,
+    cost: CostSpec,
+    fleet: Fleet | None = None,
+    cold_start_s: float = 0.0,
+) -> tuple[MonthCost, ...]:
+    """Per month of `plan`: replicas, on-demand and reserved GPU-hours and dollars, and
+    operations. Spot pools are billed per replication (`spot_bill`), autoscaled ones from
+    their simulated instance runs (`scaled_bill`). A scheduled pool needs its `fleet` (its
+    slots' serving runs) and the `cold_start_s` billed before each run."""
     out = []
-    for month in plan.fleet:
-        gpu_hours = gpu_usd = 0.0
+    for m, month in enumerate(plan.fleet):
+        gpu_hours = gpu_usd = reserved_hours = reserved_usd = 0.0
         for pool in month.pools:
-            if pool.market == Market.ON_DEMAND:
+            if pool.market == Market.RESERVED:
+                c = pool_cost(pool.count, tp, HOURS_PER_MONTH, cost.reserved_price(pool.gpu))
+                reserved_hours += c.gpu_hours
+                reserved_usd += c.gpu_usd
+            elif pool.market == Market.ON_DEMAND and pool.schedule:
+                if fleet is None:
+                    raise ValueError("a scheduled pool is billed from its fleet's serving runs")
+                seconds = scheduled_seconds(fleet, pool.name, m + 1, cold_start_s, cost)
+                c = pool_cost(1, tp, seconds / SECONDS_PER_HOUR, cost.price(pool.gpu))
+                gpu_hours += c.gpu_hours
+                gpu_usd += c.gpu_usd
+            elif pool.market == Market.ON_DEMAND and pool.autoscale is None:
                 c = pool_cost(pool.count, tp, HOURS_PER_MONTH, cost.price(pool.gpu))
                 gpu_hours += c.gpu_hours
                 gpu_usd += c.gpu_usd
-        out.append(MonthCost(month.replicas, gpu_hours, gpu_usd, cost.ops_usd_per_month))
+        out.append(
+            MonthCost(
+                month.replicas,
+                gpu_hours + reserved_hours,
+                gpu_usd + reserved_usd,
+                cost.ops_usd_per_month,
+                reserved_hours,
+                reserved_usd,
+            )
+        )
     return tuple(out)
+
+
+def billed_runs(
+    runs: Iterable[tuple[float, float]], granularity_s: float, months: int | None = None
+) -> list[tuple[float, float]]:
+    """Instance runs as billed: each run's length rounded up to whole `granularity_s` (at most
+    to the horizon's end when `months` is given)."""
+    end = math.inf if months is None else float(months * SECONDS_PER_MONTH)
+    out = []
+    for a, b in runs:
+        if b > a:
+            billed = math.ceil((b - a) / granularity_s - 1e-9) * granularity_s
+            out.append((a, min(end, a + billed)))
+    return out
+
+
+def seconds_in_month(runs: Iterable[tuple[float, float]], month: int) -> float:
+    """Seconds of `runs` inside 1-based `month`."""
+    m0, m1 = (month - 1) * SECONDS_PER_MONTH, month * SECONDS_PER_MONTH
+    return float(sum(max(0.0, min(b, m1) - max(a, m0)) for a, b in runs))
+
+
+def scheduled_seconds(
+    fleet: Fleet, pool: str, month: int, cold_start_s: float, cost: CostSpec
+) -> float:
+    """Instance-seconds billed in `month` for the slots of scheduled `pool`: each serving run
+    from one cold start before it (unless it starts at a month boundary, where the plan's
+    replicas are ready, as static ones are) to its end, rounded to the billing granularity."""
+    g = cost.granularity_s(Market.ON_DEMAND)
+    total = 0.0
+    for slot in fleet.slots:
+        if slot.pool != pool:
+            continue
+        runs = [
+            (a if a % SECONDS_PER_MONTH == 0 else max(0.0, a - cold_start_s), b)
+            for a, b in fleet.serving[slot.index]
+        ]
+        total += seconds_in_month(billed_runs(runs, g), month)
+    return total
 
 
 def spot_bill(
@@ -214,8 +293,12 @@ def cost_fields(
         "replicas": cost.replicas,
         "gpu_hours": cost.gpu_hours + spot.spot_gpu_hours + spot.fallback_gpu_hours,
         "gpu_cost_usd": gpu_usd,
-        "gpu_cost_on_demand_usd": cost.gpu_cost_usd + spot.fallback_usd,
+        "gpu_cost_on_demand_usd": cost.gpu_cost_usd - cost.reserved_usd + spot.fallback_usd,
         "gpu_cost_spot_usd": spot.spot_usd,
+        "gpu_cost_reserved_usd": cost.reserved_usd,
+        "gpu_hours_on_demand": cost.gpu_hours - cost.reserved_gpu_hours + spot.fallback_gpu_hours,
+        "gpu_hours_spot": spot.spot_gpu_hours,
+        "gpu_hours_reserved": cost.reserved_gpu_hours,
         "ops_cost_usd": cost.ops_cost_usd,
         "api_cost_usd": api_usd,
         "cost_usd": total,

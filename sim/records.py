@@ -75,6 +75,10 @@ MONTH_SCHEMA: dict[str, type[pl.DataType] | pl.DataType] = {
     "gpu_cost_usd": pl.Float64,
     "gpu_cost_on_demand_usd": pl.Float64,
     "gpu_cost_spot_usd": pl.Float64,
+    "gpu_cost_reserved_usd": pl.Float64,
+    "gpu_hours_on_demand": pl.Float64,  # GPU-hours by market (spot fallbacks are on-demand)
+    "gpu_hours_spot": pl.Float64,
+    "gpu_hours_reserved": pl.Float64,
     "ops_cost_usd": pl.Float64,
     "api_cost_usd": pl.Float64,
     "cost_usd": pl.Float64,  # GPU + operations + API

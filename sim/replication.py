@@ -151,7 +151,8 @@ def plan_run(exp: Experiment, plan: PlanSpec, streams: Streams) -> PlanRun:
         cold_start_s=cold,
         cost=spec.cost,
     )
-    return PlanRun(plan, fleet, outages, plan_month_costs(plan, spec.engine.tp, spec.cost), bill)
+    costs = plan_month_costs(plan, spec.engine.tp, spec.cost, fleet, cold)
+    return PlanRun(plan, fleet, outages, costs, bill)
 
 
 def hybrid_for(
@@ -204,7 +205,7 @@ def _full_replication(
     spec = exp.spec
     log = request_log(wl)
     hybrid = hybrid_for(spec.api, run, run.outages, streams.api(), len(log))
-    result = simulate(log, run.fleet.replicas, run.fleet.phases, engine, hybrid)
+    result = simulate(log, run.fleet.replicas, run.fleet.routing, engine, hybrid)
     hours = spec.months * HOURS_PER_MONTH
     rows, hourly = full_month_rows(
         plan=run.plan.name,
@@ -215,6 +216,7 @@ def _full_replication(
         months=spec.months,
         busy_hours=[seconds_by_hour(p, hours) for p in result.busy_periods],
         active=[p.replicas for p in run.fleet.phases],
+        serving_hours=serving_by_hour(run.fleet, hours) if moves(run.plan) else None,
         costs=run.costs,
         growth=wl.growth.tolist(),
         spot=run.spot,
@@ -238,7 +240,7 @@ def _sampled_replication(exp: Experiment, streams: Streams, run: PlanRun, engine
     rows: list[dict[str, object]] = []
     hourly: list[dict[str, object]] = []
     requests = events = 0
-    plain = not run.outages and (spec.api is None or not run.plan.api)
+    plain = not run.outages and (spec.api is None or not run.plan.api) and not moves(run.plan)
     for month in range(1, spec.months + 1):
         active = run.fleet.phases[month - 1].replicas
         k = fleet_slice(run.fleet.replicas, active, plain=plain)
@@ -329,6 +331,7 @@ def _simulate_window(
     if k < whole:
         active = active[:k]
         growth = growth * k / whole
+    moving = moves(run.plan)
     t0, req = window_requests(
         traffic,
         window.month,
@@ -341,17 +344,40 @@ def _simulate_window(
     log = request_log(req)
     near = outages_touching(run.outages, t0, end)
     hybrid = hybrid_for(spec.api, run, near, api_rng, len(log))
-    res = simulate(log, run.fleet.replicas, [FleetPhase(t0, active)], engine, hybrid)
+    phases = run.fleet.routing_between(t0, end) if moving else [FleetPhase(t0, active)]
+    res = simulate(log, run.fleet.replicas, phases, engine, hybrid)
     busy = busy_inside([res.busy_periods[r] for r in active], start, end)
+    serving_s = None
+    if moving:
+        serving_s = sum(_overlap(run.fleet.serving[r], start, end) for r in active)
     # NOTE: only the requests arriving inside the window (a suffix: arrivals are sorted) are
     # converted and measured, not the warm-up's: 0.01 s less per replication of growth20pct.
     first = int(np.searchsorted(req.arrival_s, start, side="left"))
     outcome = outcomes_of(log, req, res, first)
     return (
-        window_result(window, outcome, None, spec.slo, busy, len(active), whole / len(active)),
+        window_result(
+            window, outcome, None, spec.slo, busy, len(active), whole / len(active), serving_s
+        ),
         len(log),
         res.simpy_events,
     )
+
+
+def moves(plan: PlanSpec) -> bool:
+    """Whether any pool of `plan` changes size within a month (a schedule or an autoscaler)."""
+    return any(p.moves for month in plan.fleet for p in month.pools)
+
+
+def _overlap(runs: Sequence[tuple[float, float]], start: float, end: float) -> float:
+    return float(sum(max(0.0, min(b, end) - max(a, start)) for a, b in runs))
+
+
+def serving_by_hour(fleet: Fleet, hours: int) -> np.ndarray:
+    """Replica-seconds serving in each hour of the horizon, over every slot of `fleet`."""
+    total = np.zeros(hours)
+    for runs in fleet.serving:
+        total += seconds_by_hour(list(runs), hours)
+    return total
 
 
 def busy_inside(

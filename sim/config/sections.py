@@ -174,7 +174,8 @@ def _month(ctx: Context, mt: Table, path: str) -> MonthPlan:
         if least < 1:
             ctx.add(
                 f"{path}.pools",
-                "must hold at least one replica at every hour of the week",
+                "must hold at least one replica"
+                + (" at every hour of the week" if any(p.moves for p in pools) else ""),
                 least,
             )
     return month

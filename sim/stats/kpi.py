@@ -170,12 +170,15 @@ def full_month_rows(
     growth: Sequence[float],
     spot: Sequence[SpotBill] | None = None,
     api_prices: tuple[float, float] | None = None,
+    serving_hours: FloatArray | None = None,
 ) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
     """KPI rows (one per month) and hour-of-week utilisation rows of one fully simulated
     replication: exact percentiles over every request arriving in the month.
 
     `busy_hours[r]` is replica r's busy seconds per hour of the horizon; `active[m]` lists the
-    replicas that month m (0-based) routes to; utilisation is their busy share of that month.
+    replicas that month m (0-based) routes to; utilisation is their busy share of that month,
+    or of `serving_hours` (replica-seconds serving per hour of the horizon) when the fleet
+    moves within the month.
     """
     horizon_s = months * month_s
     o = outcomes
@@ -216,7 +219,9 @@ def full_month_rows(
             e2e_p95_s=_pct(e2e_m, 95),
             e2e_p99_s=_pct(e2e_m, 99),
             slo_attainment=float(r.met[sel].mean()) if n else float("nan"),
-            gpu_utilisation=float(busy.sum() / (len(reps) * month_s)),
+            gpu_utilisation=float(busy.sum() / (len(reps) * month_s))
+            if serving_hours is None
+            else float(busy.sum() / serving_hours[h0:h1].sum()),
             input_tokens=int(o.input_tokens[served].sum()),
             output_tokens=int(o.output_tokens[served].sum()),
             api=api,
@@ -236,6 +241,10 @@ def full_month_rows(
         how = np.arange(h0, h1) % HOURS_PER_WEEK
         busy_how = np.bincount(how, weights=busy, minlength=HOURS_PER_WEEK)
         hours_how = np.bincount(how, minlength=HOURS_PER_WEEK).astype(np.float64)
-        util = busy_how / (hours_how * float(SECONDS_PER_HOUR) * len(reps))
+        if serving_hours is None:
+            util = busy_how / (hours_how * float(SECONDS_PER_HOUR) * len(reps))
+        else:
+            serving_how = np.bincount(how, weights=serving_hours[h0:h1], minlength=HOURS_PER_WEEK)
+            util = busy_how / np.maximum(serving_how, 1e-9)
         hourly.extend(hourly_rows(plan, replication, m + 1, util.tolist()))
     return rows, hourly

@@ -46,6 +46,9 @@ class WindowResult:
     requeued: int = 0  # evictions by spot reclaims
     api: ApiUse = NO_API  # traffic spilled to the API
     scale: float = 1.0  # fleet requests per simulated one: R / k on an exchangeable slice
+    # replica-seconds serving inside the window, when the fleet moves within the month (a
+    # schedule or an autoscaler); None: `replicas` × the window's length
+    serving_s: float | None = None
 
 
 def window_result(
@@ -56,6 +59,7 @@ def window_result(
     busy_s: float,
     replicas: int,
     scale: float = 1.0,
+    serving_s: float | None = None,
 ) -> WindowResult:
     """The measurements of one window: the requests of `outcomes` arriving `inside` it (None:
     all of them), on `replicas` simulated replicas (`busy_s` summed over them); on an
@@ -82,6 +86,7 @@ def window_result(
         requeued=int(o.evictions[inside].sum()),
         api=api_use(o, inside),
         scale=scale,
+        serving_s=serving_s,
     )
 
 
@@ -204,6 +209,7 @@ def _bootstrap_se(
     n = np.array([r.requests for r in results], dtype=np.float64)
     busy = np.array([r.busy_s for r in results], dtype=np.float64)
     replicas = [r.replicas for r in results]
+    serving = _serving(results)
     draws: dict[str, list[float]] = {"ttft_p95_s": [], "slo_attainment": [], "gpu_utilisation": []}
     # NOTE: one float sort per month, then integer ranks of sorted runs per resample (and dot
     # products over index arrays instead of lists of window objects): _bootstrap_se went from
@@ -225,10 +231,18 @@ def _bootstrap_se(
         draws["slo_attainment"].append(
             float(np.dot(ws, met[idx]) / total) if total > 0 else float("nan")
         )
-        draws["gpu_utilisation"].append(
-            float(np.dot(ws, busy[idx]) / (replicas[int(idx[0])] * month_s))
-        )
+        capacity = replicas[int(idx[0])] * month_s if serving is None else np.dot(ws, serving[idx])
+        draws["gpu_utilisation"].append(float(np.dot(ws, busy[idx]) / capacity))
     return {f"{k}_se": float(np.nanstd(v, ddof=1)) for k, v in draws.items()}
+
+
+def _serving(results: Sequence[WindowResult]) -> FloatArray | None:
+    """Replica-seconds serving per window when the fleet moves (else None: fixed replicas)."""
+    if all(r.serving_s is None for r in results):
+        return None
+    return np.array(
+        [r.replicas * r.window.length_s if r.serving_s is None else r.serving_s for r in results]
+    )
 
 
 def sampled_month_rows(
@@ -253,6 +267,7 @@ def sampled_month_rows(
     month takes the mean of its stratum's windows.
     """
     w = np.array([r.window.weight for r in results])
+    serving = _serving(results)
     ttft = _Pooled.of([r.ttft_s for r in results], w)
     tpot = _Sorted.of(*_pooled(results, "tpot_s", w))
     e2e = _Sorted.of(*_pooled(results, "e2e_s", w))
@@ -294,7 +309,8 @@ def sampled_month_rows(
         e2e_p99_s=e2e.quantile(0.99),
         slo_attainment=float(met / weighted_n) if weighted_n > 0 else float("nan"),
         gpu_utilisation=float(
-            np.dot(w, [r.busy_s for r in results]) / (results[0].replicas * month_s)
+            np.dot(w, [r.busy_s for r in results])
+            / (results[0].replicas * month_s if serving is None else np.dot(w, serving))
         ),
         input_tokens=total([r.input_tokens for r in results]),
         output_tokens=total([r.output_tokens for r in results]),
@@ -316,7 +332,9 @@ def sampled_month_rows(
     share: dict[int, list[float]] = {r.window.hour_of_week: [] for r in results}
     by_stratum: dict[int, list[float]] = {}
     for r in results:
-        busy_share = r.busy_s / (r.window.length_s * r.replicas)
+        busy_share = r.busy_s / (
+            r.window.length_s * r.replicas if r.serving_s is None else max(r.serving_s, 1e-9)
+        )
         share[r.window.hour_of_week].append(busy_share)
         by_stratum.setdefault(r.window.stratum, []).append(busy_share)
     # NOTE: one mean per sampled slot and per stratum, not one per hour of the week (168):
