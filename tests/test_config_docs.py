@@ -32,11 +32,21 @@ ops_usd_per_month = 0.0
 "a100-80gb" = 1.0
 [cost.spot_usd_per_hour]
 "a100-80gb" = 0.5
+[cost.reserved_usd_per_hour]
+"a100-80gb" = 0.9
+[cost.billing_granularity_s]
+on_demand = 1
+spot = 1
+reserved = 3600
 [slo]
 ttft_s = 1.0
 tpot_s = 0.1
 """
 TRACES = (ROOT / "traces").as_posix()
+AUTOSCALE = (
+    "{min_replicas = 0, max_replicas = 2, target = 4, signal = 'queue_depth', interval_s = 15, "
+    "tolerance = 0.1, up_cooldown_s = 0, down_cooldown_s = 300, provisioning_s = 0}"
+)
 VARIANTS = {
     # a generated workload with a burst product, a lengths table and one pool for all months
     "generated": f"""
@@ -55,7 +65,10 @@ layers = [{{kind = "markov", mean_calm_s = 1, mean_burst_s = 1, burst_ratio = 2}
           {{kind = "ou", sigma = 0.1, correlation_time_s = 60}}]
 {ENGINE}
 [fleet]
-pools = [{{name = "a", gpu = "a100-80gb", count = 1, market = "spot"}}]
+pools = [{{name = "a", gpu = "a100-80gb", count = 1, market = "spot"}},
+         {{name = "s", gpu = "a100-80gb", count = 0, schedule = [{{days = "mon-fri", hours = [8, 20], count = 1}}]}},
+         {{name = "r", gpu = "a100-80gb", count = 1, market = "reserved"}},
+         {{name = "b", gpu = "a100-80gb", count = 0, autoscale = {AUTOSCALE}}}]
 [spot]
 market = "aws-advisor-lt5pct"
 {REST}
@@ -72,7 +85,28 @@ mean_monthly = 0.1
 {ENGINE}
 [[plans]]
 name = "p"
-pools = [{{name = "a", gpu = "a100-80gb", count = 1}}]
+pools = [{{name = "a", gpu = "a100-80gb", count = 1, schedule = [{{days = "all", hours = [0, 4], count = 2}}]}},
+         {{name = "b", gpu = "a100-80gb", count = 0, autoscale = {AUTOSCALE}}}]
+[[plans]]
+name = "q"
+months = [{", ".join([f'{{pools = [{{name = "b", gpu = "a100-80gb", count = 1, autoscale = {AUTOSCALE}}}]}}'] * 6)}]
+{REST}
+""",
+    # monthly pools that move
+    "moving": f"""
+name = "x"
+seed = 1
+months = 1
+[workload]
+base_requests_per_day = 100
+weekly_profile = "{TRACES}/servegen_weekly_profile.csv"
+lengths = "{TRACES}/azure_conv_2023.csv"
+[workload.growth]
+mean_monthly = 0.1
+{ENGINE}
+[[fleet.months]]
+pools = [{{name = "a", gpu = "a100-80gb", count = 1, schedule = [{{days = "weekend", hours = [10, 12], count = 0}}]}},
+         {{name = "b", gpu = "a100-80gb", count = 1, autoscale = {AUTOSCALE}}}]
 {REST}
 """,
 }
@@ -84,7 +118,7 @@ def accepted_keys() -> set[str]:
         keys |= keys_read(path.read_text(encoding="utf-8"), str(path))
     for name, text in VARIANTS.items():
         keys |= keys_read(text, f"{ROOT / 'experiments'}/{name}.toml")
-    return {re.sub(r"^(cost\.(?:gpu|spot)_usd_per_hour)\..+$", r"\1.<gpu>", k) for k in keys}
+    return {re.sub(r"^(cost\.(?:gpu|spot|reserved)_usd_per_hour)\..+$", r"\1.<gpu>", k) for k in keys}
 
 
 def documented_keys() -> set[str]:
