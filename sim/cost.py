@@ -92,6 +92,10 @@ class MonthCost:
     ops_cost_usd: float
     reserved_gpu_hours: float = 0.0
     reserved_usd: float = 0.0
+    # autoscaled pools (from the simulation, `scaled_bill`): replicas launched in the month and
+    # requests that arrived while a launched replica was still starting
+    scale_ups: int = 0
+    cold_start_delayed: int = 0
 
 
 @dataclass(frozen=True)
@@ -299,6 +303,8 @@ def cost_fields(
         "gpu_hours_on_demand": cost.gpu_hours - cost.reserved_gpu_hours + spot.fallback_gpu_hours,
         "gpu_hours_spot": spot.spot_gpu_hours,
         "gpu_hours_reserved": cost.reserved_gpu_hours,
+        "scale_ups": cost.scale_ups,
+        "cold_start_delayed": cost.cold_start_delayed,
         "ops_cost_usd": cost.ops_cost_usd,
         "api_cost_usd": api_usd,
         "cost_usd": total,

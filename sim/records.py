@@ -79,6 +79,8 @@ MONTH_SCHEMA: dict[str, type[pl.DataType] | pl.DataType] = {
     "gpu_hours_on_demand": pl.Float64,  # GPU-hours by market (spot fallbacks are on-demand)
     "gpu_hours_spot": pl.Float64,
     "gpu_hours_reserved": pl.Float64,
+    "scale_ups": pl.Int64,  # replicas an autoscaler launched in the month (weighted if sampled)
+    "cold_start_delayed": pl.Int64,  # requests arriving while a launched replica was starting
     "ops_cost_usd": pl.Float64,
     "api_cost_usd": pl.Float64,
     "cost_usd": pl.Float64,  # GPU + operations + API
@@ -175,4 +177,27 @@ TIMELINE_EVENTS_SCHEMA: dict[str, type[pl.DataType] | pl.DataType] = {
     "replica": pl.Int64,
     "event": pl.String,  # "notice" | "down" | "up"
     "t_s": pl.Float64,
+}
+
+# One week of the fleet that moves (schedules, autoscalers), for the report: every plan whose
+# pools move within a month, replayed over the first week of its busiest month in replication
+# 0 (`sim.week`), probed every few minutes — replicas serving, requests waiting/running on
+# them, waiting at the router, cumulative API spills — and its scale events.
+FLEET_WEEK_SCHEMA: dict[str, type[pl.DataType] | pl.DataType] = {
+    "plan": pl.String,
+    "t_s": pl.Float64,  # plan seconds
+    "serving_replicas": pl.Int64,
+    "waiting": pl.Int64,
+    "running": pl.Int64,
+    "router_backlog": pl.Int64,
+    "api_spilled": pl.Int64,
+}
+
+SCALE_EVENTS_SCHEMA: dict[str, type[pl.DataType] | pl.DataType] = {
+    "plan": pl.String,
+    "t_s": pl.Float64,
+    "pool": pl.String,
+    "replica": pl.Int64,
+    "event": pl.String,  # "launch", "up" (billed from here), "serve", "release"
+    "serving_after": pl.Int64,  # the pool's replicas serving after the event
 }
