@@ -216,7 +216,7 @@ def _full_replication(
         months=spec.months,
         busy_hours=[seconds_by_hour(p, hours) for p in result.busy_periods],
         active=[p.replicas for p in run.fleet.phases],
-        serving_hours=serving_by_hour(run.fleet, hours) if moves(run.plan) else None,
+        serving_hours=serving_by_hour(run.fleet, hours) if run.plan.moves else None,
         costs=run.costs,
         growth=wl.growth.tolist(),
         spot=run.spot,
@@ -240,7 +240,7 @@ def _sampled_replication(exp: Experiment, streams: Streams, run: PlanRun, engine
     rows: list[dict[str, object]] = []
     hourly: list[dict[str, object]] = []
     requests = events = 0
-    plain = not run.outages and (spec.api is None or not run.plan.api) and not moves(run.plan)
+    plain = not run.outages and (spec.api is None or not run.plan.api) and not run.plan.moves
     for month in range(1, spec.months + 1):
         active = run.fleet.phases[month - 1].replicas
         k = fleet_slice(run.fleet.replicas, active, plain=plain)
@@ -331,7 +331,7 @@ def _simulate_window(
     if k < whole:
         active = active[:k]
         growth = growth * k / whole
-    moving = moves(run.plan)
+    moving = run.plan.moves
     t0, req = window_requests(
         traffic,
         window.month,
@@ -361,11 +361,6 @@ def _simulate_window(
         len(log),
         res.simpy_events,
     )
-
-
-def moves(plan: PlanSpec) -> bool:
-    """Whether any pool of `plan` changes size within a month (a schedule or an autoscaler)."""
-    return any(p.moves for month in plan.fleet for p in month.pools)
 
 
 def _overlap(runs: Sequence[tuple[float, float]], start: float, end: float) -> float:

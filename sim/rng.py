@@ -47,6 +47,8 @@ class _SpotPart(IntEnum):
 
 TIMELINE_WINDOW = 1_000_000
 """Window sub-key of the risk page's reclaim timeline (no sampled window has this index)."""
+WEEK_WINDOW = 1_000_001
+"""Window sub-key of the report's week of a moving fleet (`sim.week`)."""
 _BOOTSTRAP = 1  # HORIZON sub-key of a month's bootstrap resamples
 _INSPECT = 2**31  # TRACE_SAMPLE sub-key of `sim trace inspect` (apart from fit/compare copies)
 
@@ -104,7 +106,7 @@ class Streams:
 
     def window(self, month: int, window: int) -> MonthRngs:
         """The traffic of sampled window `window` of `month` (`TIMELINE_WINDOW`: the timeline's)."""
-        if window == TIMELINE_WINDOW:
+        if window in (TIMELINE_WINDOW, WEEK_WINDOW):
             return MonthRngs(*(self._rng(Stream.WINDOW, month, window, j) for j in range(3)))
         return MonthRngs(*(self._rng(Stream.WINDOW, month, 3 * window + j) for j in range(3)))
 

@@ -28,12 +28,20 @@ from sim.config import ExperimentSpec
 from sim.engine import ResolvedEngine
 from sim.errors import SimError
 from sim.experiment import Experiment
-from sim.records import PAIRED_SCHEMA, RISK_SCHEMA, TIMELINE_EVENTS_SCHEMA, TIMELINE_SCHEMA
+from sim.records import (
+    FLEET_WEEK_SCHEMA,
+    PAIRED_SCHEMA,
+    RISK_SCHEMA,
+    SCALE_EVENTS_SCHEMA,
+    TIMELINE_EVENTS_SCHEMA,
+    TIMELINE_SCHEMA,
+)
 from sim.replication import ReplicationOutput, run_replication
 from sim.stats import hourly_frame, months_frame, paired_differences, summarise
 from sim.stats.risk import risk_table
 from sim.store import PartStore
 from sim.timeline import sample_timeline
+from sim.week import sample_week
 
 __all__ = [
     "Backend",
@@ -76,6 +84,10 @@ class Results:
         default_factory=lambda: pl.DataFrame(schema=TIMELINE_EVENTS_SCHEMA)
     )
     risk: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=RISK_SCHEMA))
+    fleet_week: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=FLEET_WEEK_SCHEMA))
+    scale_events: pl.DataFrame = field(
+        default_factory=lambda: pl.DataFrame(schema=SCALE_EVENTS_SCHEMA)
+    )
     capacities: dict[str, Capacity] = field(default_factory=dict)
 
     def manifest(self) -> dict[str, object]:
@@ -261,6 +273,11 @@ def run_experiment(
     timeline, events = (
         sample_timeline(exp, n) if ok else (pl.DataFrame(schema=TIMELINE_SCHEMA), None)
     )
+    week, scale_events = (
+        sample_week(exp)
+        if ok
+        else (pl.DataFrame(schema=FLEET_WEEK_SCHEMA), pl.DataFrame(schema=SCALE_EVENTS_SCHEMA))
+    )
     spec = exp.spec
     return Results(
         spec=spec,
@@ -282,4 +299,6 @@ def run_experiment(
         timeline_events=events
         if events is not None
         else pl.DataFrame(schema=TIMELINE_EVENTS_SCHEMA),
+        fleet_week=week,
+        scale_events=scale_events,
     )

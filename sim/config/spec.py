@@ -272,6 +272,24 @@ class PlanSpec:
     fleet: tuple[MonthPlan, ...]
     api: bool = True
 
+    @property
+    def moves(self) -> bool:
+        """Whether any pool changes size within a month (a schedule or an autoscaler)."""
+        return any(p.moves for month in self.fleet for p in month.pools)
+
+    def static(self, name: str) -> PlanSpec:
+        """This plan with every moving pool fixed at its most replicas around the clock."""
+        fleet = tuple(
+            MonthPlan(
+                tuple(
+                    PoolSpec(p.name, p.gpu, p.slots, p.market) if p.moves else p
+                    for p in month.pools
+                )
+            )
+            for month in self.fleet
+        )
+        return PlanSpec(name, fleet, self.api)
+
 
 @dataclass(frozen=True)
 class SpotSpec:
@@ -406,8 +424,14 @@ class ExperimentSpec:
     search: PlanSearchSpec = field(default_factory=PlanSearchSpec)  # `[plan]` of `sim plan`
 
     def all_plans(self) -> tuple[PlanSpec, ...]:
-        """The plans to simulate: `[[plans]]`, or the single `[fleet]` plan named "main"."""
-        return self.plans or (PlanSpec("main", self.fleet),)
+        """The plans to simulate: `[[plans]]`, or the single `[fleet]` plan named "main" —
+        preceded, when its pools move within a month, by its static counterpart "static"
+        (every pool at its most replicas around the clock), the baseline its saving is
+        measured against on the same replications."""
+        if self.plans:
+            return self.plans
+        main = PlanSpec("main", self.fleet)
+        return (main.static("static"), main) if main.moves else (main,)
 
     def gpus_used(self) -> tuple[str, ...]:
         return tuple(sorted({p.gpu for pl in self.all_plans() for m in pl.fleet for p in m.pools}))

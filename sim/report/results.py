@@ -111,6 +111,9 @@ def _write_results(results: Results, out_dir: Path) -> Path:
         if not results.timeline.is_empty():
             results.timeline.write_parquet(tmp / "timeline.parquet")
             results.timeline_events.write_parquet(tmp / "timeline_events.parquet")
+        if not results.fleet_week.is_empty():
+            results.fleet_week.write_parquet(tmp / "fleet_week.parquet")
+            results.scale_events.write_parquet(tmp / "scale_events.parquet")
         meta = {k: v for k, v in manifest.items() if k != "config"} | {
             "replications": len(results.replications_done),
             "config": manifest["config"],
