@@ -15,7 +15,12 @@ from sim.cli.options import CALIBRATION_OPTION, with_calibration
 from sim.experiment import load_experiment
 from sim.planning import plan_experiment
 from sim.planning.sensitivity import sensitivity, sensitivity_table
-from sim.report.plan import plan_months_table, recommendation_lines, write_plan_report
+from sim.report.plan import (
+    plan_months_table,
+    recommendation_lines,
+    schedule_table,
+    write_plan_report,
+)
 
 
 @click.command()
@@ -127,6 +132,21 @@ def plan(
                 f"{r['ttft_p95_s']:.3f}",
                 f"{r['tpot_p95_s']:.4f}",
                 f"{r['token_utilisation']:.0%}",
+            )
+        console.print(t)
+    pays = schedule_table(result)
+    if not pays.is_empty():
+        t = Table(title="does scheduling pay? (the cheapest static fleet meeting the same risk)")
+        for col in ("month", "scheduled", "P(miss) [bound]", "static", "P(miss) [bound] ", "saves"):
+            t.add_column(col, justify="left" if col in ("scheduled", "static") else "right")
+        for r in pays.iter_rows(named=True):
+            t.add_row(
+                str(r["month"]),
+                f"{r['fleet']} ${r['cost_usd']:,.0f}",
+                f"{r['misses']} [≤{r['p_miss_bound']:.1%}]",
+                f"{r['static_fleet']} ${r['static_cost_usd']:,.0f}",
+                f"{r['static_misses']} [≤{r['static_p_miss_bound']:.1%}]",
+                f"${r['saving_usd']:,.0f}/month",
             )
         console.print(t)
     for note in result.uncalibrated + result.overrides:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass
 
-from sim.config.reader import Context, Table, hint, join, positive
+from sim.config.reader import MISSING, Context, Table, hint, join, positive
 from sim.data import api_providers, gpus
 
 OBJECTIVES = ("mean", "p95")
@@ -33,6 +34,14 @@ class PlanSearchSpec:
     min_months_per_gpu_type: once a GPU type is chosen, keep it at least this many months.
     verify_replications: replications of the independent check of the recommended plan.
     compare_api: the API priced for the all-API comparison when the experiment has no `[api]`.
+    schedules: also search scheduled on-demand fleets that follow the weekly profile
+        (`sim.planning.schedules`).
+    lead_time_days: (GPU type, days from order to serving) pairs; a GPU type absent has none.
+        No package default: lead times are the user's (their provider's, their quota's).
+    current_fleet: (GPU type, replicas) pairs the user has now, or None (no constraint). With
+        it, a month that starts before a GPU type's lead time has run out has at most the
+        current replicas of that type (`sim.planning.orders`).
+    start_date: the calendar day the plan starts (None: order dates as day offsets only).
     """
 
     gpus: tuple[str, ...] = ()
@@ -49,6 +58,14 @@ class PlanSearchSpec:
     stages: tuple[int, ...] = REPLICATION_STAGES
     verify_replications: int = 100
     compare_api: str = "gpt-4o-mini"
+    schedules: bool = True
+    lead_time_days: tuple[tuple[str, float], ...] = ()
+    current_fleet: tuple[tuple[str, int], ...] | None = None
+    start_date: datetime.date | None = None
+
+    def lead_time(self, gpu: str) -> float:
+        """Days from ordering `gpu` to its serving (0 when not given)."""
+        return dict(self.lead_time_days).get(gpu, 0.0)
 
 
 def plan_section(ctx: Context, t: Table, *, has_spot: bool, has_api: bool) -> PlanSearchSpec:
@@ -86,6 +103,10 @@ def plan_section(ctx: Context, t: Table, *, has_spot: bool, has_api: bool) -> Pl
             ctx.add(join(t.path, key), "is not applied by the search yet: leave it out", value)
     verify = t.integer("verify_replications", 100, check=lambda x: x >= 10, rule=">= 10")
     compare = t.string("compare_api", "gpt-4o-mini", choices=tuple(sorted(api_providers())))
+    schedules = t.boolean("schedules", True)
+    lead = _per_gpu(ctx, t, "lead_time_days", tuple(known), integer=False)
+    current = _per_gpu(ctx, t, "current_fleet", tuple(known), integer=True)
+    start = _date(ctx, t, "start_date")
     t.close()
     return PlanSearchSpec(
         gpus=names,
@@ -101,7 +122,55 @@ def plan_section(ctx: Context, t: Table, *, has_spot: bool, has_api: bool) -> Pl
         min_months_per_gpu_type=min_months,
         verify_replications=verify,
         compare_api=compare,
+        schedules=schedules,
+        lead_time_days=tuple((g, float(v)) for g, v in (lead or {}).items() if v > 0),
+        current_fleet=None if current is None else tuple((g, int(v)) for g, v in current.items()),
+        start_date=start,
     )
+
+
+def _per_gpu(
+    ctx: Context, t: Table, key: str, names: tuple[str, ...], *, integer: bool
+) -> dict[str, float] | None:
+    """A `{ gpu = value }` table of numbers ≥ 0 (integers when `integer`), sorted by GPU;
+    None when absent."""
+    raw = t.raw(key)
+    if raw is MISSING:
+        return None
+    where = join(t.path, key)
+    kind = "an integer" if integer else "a number"
+    if not isinstance(raw, dict):
+        ctx.add(where, f'must be a table of GPU = {kind} >= 0, e.g. {{ "a100-80gb" = 1 }}', raw)
+        return None
+    out: dict[str, float] = {}
+    for gpu, value in sorted(raw.items()):
+        if gpu not in names:
+            ctx.add(join(where, gpu), f"unknown GPU{hint(gpu, names)}", gpu)
+            continue
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+        if ok and integer and not isinstance(value, int):
+            ok = False
+        if not ok:
+            ctx.add(join(where, gpu), f"must be {kind} >= 0", value)
+            continue
+        out[gpu] = value
+    return out
+
+
+def _date(ctx: Context, t: Table, key: str) -> datetime.date | None:
+    """A TOML date (`2027-01-01`) or an ISO date string (`"2027-01-01"`); None when absent."""
+    raw = t.raw(key)
+    if raw is MISSING:
+        return None
+    if isinstance(raw, datetime.date) and not isinstance(raw, datetime.datetime):
+        return raw
+    if isinstance(raw, str):
+        try:
+            return datetime.date.fromisoformat(raw)
+        except ValueError:
+            pass
+    ctx.add(join(t.path, key), 'must be a date: 2027-01-01 or "2027-01-01"', raw)
+    return None
 
 
 def _fractions(ctx: Context, t: Table, key: str, default: tuple[float, ...]) -> tuple[float, ...]:

@@ -9,7 +9,9 @@ cost whose boundaries respect the constraints (a change of GPU type replaces the
 it counts old + new replicas as changed). More replicas never raise P(miss) under common
 random numbers, so a count above the least accepted one is accepted too; every month of the
 result is nevertheless decided again and reported with its own evidence. Spot shares and API
-spill are not searched under these constraints (on-demand fleets only).
+spill are not searched under these constraints (on-demand fleets only), nor schedules. A
+month that starts before a GPU type's lead time has run out keeps at most the current fleet of
+it (`sim.planning.orders.fleet_cap`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections.abc import Callable
 from sim.config.plan import PlanSearchSpec
 from sim.planning.decide import Candidate, MonthChoice, decide, month_choice
 from sim.planning.evaluate import Evaluation, Evaluator
+from sim.planning.orders import fleet_cap
 from sim.planning.prices import GpuPrice
 from sim.units import HOURS_PER_MONTH
 
@@ -62,10 +65,14 @@ def practical_plan(
     def cost(gpu: str, count: int) -> float:
         return count * tp * HOURS_PER_MONTH * prices[gpu].on_demand_usd_per_hour + ops_usd
 
+    def most(gpu: str, month: int) -> int:
+        cap = fleet_cap(s, gpu, month)
+        return s.max_replicas if cap is None else min(cap, s.max_replicas)
+
     best: dict[State, tuple[float, list[tuple[str, int]]]] = {}
     for gpu in gpus:
         if (1, gpu) in least:
-            for count in range(least[(1, gpu)], s.max_replicas + 1):
+            for count in range(least[(1, gpu)], most(gpu, 1) + 1):
                 best[(gpu, count, 1)] = (cost(gpu, count), [(gpu, count)])
     for month in range(2, months + 1):
         step: dict[State, tuple[float, list[tuple[str, int]]]] = {}
@@ -75,7 +82,7 @@ def practical_plan(
                     continue
                 if gpu != state[0] and state[2] < need:
                     continue  # the old GPU type has not lasted long enough
-                for count in range(least[(month, gpu)], s.max_replicas + 1):
+                for count in range(least[(month, gpu)], most(gpu, month) + 1):
                     if s.max_change_per_month is not None and (
                         _changed(state, gpu, count) > s.max_change_per_month
                     ):

@@ -14,30 +14,46 @@ from sim.config import PlanSpec, PoolSpec
 from sim.config.plan import PlanSearchSpec
 from sim.planning.evaluate import Evaluation, Evaluator, constant_plan
 from sim.planning.prices import GpuPrice
+from sim.planning.schedules import scheduled_pool
 from sim.stats.risk import Proportion, lower_bound
 from sim.units import HOURS_PER_MONTH
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """`count` replicas of `gpu`, `spot` of them on the spot market, spilling to the API or not."""
+    """`count` replicas of `gpu`, `spot` of them on the spot market, spilling to the API or not.
+
+    `hourly` (168 counts, hour 0 = Monday 00:00; empty = static): a scheduled on-demand fleet
+    serving `hourly[h]` replicas in hour h of the week, `count` = the most
+    (`sim.planning.schedules`). A family is the candidates that differ only in `count`:
+    under common random numbers a family's misses do not increase with it."""
 
     gpu: str
     count: int
     spot: int = 0
     api: bool = False
+    hourly: tuple[int, ...] = ()
 
     @property
-    def family(self) -> tuple[str, float, bool]:
-        return (self.gpu, self.spot / self.count if self.count else 0.0, self.api)
+    def family(self) -> tuple[str, float, bool, bool]:
+        share = self.spot / self.count if self.count else 0.0
+        return (self.gpu, share, self.api, self.scheduled)
+
+    @property
+    def scheduled(self) -> bool:
+        return bool(self.hourly)
 
     def label(self) -> str:
         s = f"{self.count}× {self.gpu}"
+        if self.scheduled:
+            s += f" ({min(self.hourly)}–{self.count} by hour)"
         if self.spot:
             s += f" ({self.spot} spot)"
         return s + (" + API" if self.api else "")
 
     def pools(self) -> tuple[PoolSpec, ...]:
+        if self.scheduled:
+            return (scheduled_pool("on-demand", self.gpu, self.hourly),)
         out = []
         if self.count - self.spot:
             out.append(PoolSpec("on-demand", self.gpu, self.count - self.spot, "on_demand"))
@@ -46,8 +62,9 @@ class Candidate:
         return tuple(out)
 
     def lower_cost(self, price: GpuPrice, tp: int, ops_usd: float) -> float:
-        """A lower bound on its monthly cost: on-demand GPU-hours + operations (USD); spot
-        slots and the API at $0, since reclaims can leave a spot slot unbilled."""
+        """A lower bound on a static candidate's monthly cost: on-demand GPU-hours +
+        operations (USD); spot slots and the API at $0, since reclaims can leave a spot slot
+        unbilled. (A scheduled one's is its bill, `sim.planning.schedules.scheduled_bill_usd`.)"""
         return (self.count - self.spot) * tp * HOURS_PER_MONTH * price.on_demand_usd_per_hour + (
             ops_usd
         )

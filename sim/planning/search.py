@@ -2,8 +2,11 @@
 
 Candidates. For each candidate GPU type (the `[plan] gpus` list, or every GPU on the price list
 that holds one `max_model_len` request), replica counts 1..`max_replicas`, spot shares and API
-spill on/off. A candidate is one fleet kept the same in every month; evaluating it over
-replications gives every month's result at once (`sim.planning.evaluate`).
+spill on/off; with `[plan] schedules` (default on), each on-demand count N ≥ 2 also as a
+scheduled fleet following the weekly profile, N at its busiest hour (`sim.planning.schedules`).
+A candidate is one fleet kept the same in every month; evaluating it over replications gives
+every month's result at once (`sim.planning.evaluate`). A month that starts before a GPU
+type's lead time has run out has at most `[plan] current_fleet` of it (`sim.planning.orders`).
 
 Decision per month. Candidates are visited in order of their cost at list prices (spot slots
 at the spot list price all month, API spill last at equal cost); one whose cost lower bound
@@ -14,7 +17,10 @@ decides it: accepted when the upper bound ≤ risk, rejected when the lower boun
 the last stage leaves it undecided (not proven safe). The month's choice is the accepted
 candidate of least objective cost. Under common random numbers a month's misses do not
 increase with the replica count, so a count that fails marks every smaller count of its family
-failed too.
+failed too (and, a scheduled N serving at most N in every hour, the scheduled ones up to it).
+Where a scheduled candidate is chosen, the cheapest accepted static one is found as well (a
+static candidate is skipped only when it cannot beat the best static one) and reported
+beside it: what scheduling saves at the same risk.
 
 Carry-over. A candidate is evaluated as a constant fleet, so month boundaries never move work
 between fleets during the search; on the sampled horizon every window starts from an empty,
@@ -46,7 +52,9 @@ from sim.planning.decide import (
     month_choice,
 )
 from sim.planning.evaluate import Evaluation, Evaluator, constant_plan
+from sim.planning.orders import Order, fleet_cap, orders
 from sim.planning.prices import GpuPrice, default_price_list, price_lists, priced
+from sim.planning.schedules import profile_counts, scheduled_bill_usd
 from sim.planning.spreadsheet import mean_rate_per_s, spreadsheet_plan
 from sim.rng import verification_seed
 from sim.runner import Backend
@@ -77,6 +85,9 @@ class Plan:
     chosen: dict[int, Evaluation] = field(default_factory=dict)  # month → its choice's runs
     spreadsheet: Evaluation | None = None  # `sim.planning.spreadsheet`, same replications
     spreadsheet_rate: float = float("nan")  # the requests/s per replica it assumed
+    # month → the cheapest static candidate meeting the risk, where a scheduled one was chosen
+    static_choices: dict[int, MonthChoice] = field(default_factory=dict)
+    orders: list[Order] = field(default_factory=list)  # fleet increases with a lead time
 
 
 def candidate_gpus(
@@ -140,6 +151,7 @@ def plan_experiment(
     )
     base = exp.with_spec(dataclasses.replace(spec, cost=cost, fleet=spec.fleet, plans=()))
     ev = Evaluator(base, spec.slo, s.attainment_target, s.confidence, jobs, backend, address)
+    profile = tuple(float(x) for x in exp.profile.array)
     cands = []
     for gpu in gpu_names:
         for share in s.spot_shares:
@@ -149,7 +161,28 @@ def plan_experiment(
                 for count in range((min_counts or {}).get(gpu, 1), s.max_replicas + 1):
                     spot = round(share * count)
                     cands.append(Candidate(gpu, count, spot, api))
+                    if s.schedules and share == 0 and count >= 2:
+                        hourly = profile_counts(count, profile)
+                        if min(hourly) < count:  # a flat profile leaves nothing to schedule
+                            cands.append(Candidate(gpu, count, 0, api, hourly))
     tp, ops = spec.engine.tp, spec.cost.ops_usd_per_month
+    bills: dict[Candidate, tuple[float, ...]] = {}
+
+    def bound(c: Candidate, month: int) -> float:
+        """A lower bound on `c`'s cost in `month` (USD): a static candidate's on-demand
+        GPU-hours + operations (`Candidate.lower_cost`); a scheduled one's bill, as a
+        replication bills it (`scheduled_bill_usd`), + operations."""
+        if not c.scheduled:
+            return c.lower_cost(prices[c.gpu], tp, ops)
+        if c not in bills:
+            plan = constant_plan(c.label(), spec.months, c.pools(), c.api)
+            bills[c] = scheduled_bill_usd(plan, spec.engine, spec.spot, cost)
+        return bills[c][month - 1] + ops
+
+    def visit_order(c: Candidate, month: int) -> tuple[float, bool, int, str, int, bool]:
+        listed = bound(c, month) if c.scheduled else c.list_cost(prices[c.gpu], tp, ops)
+        return (listed, c.api, c.count, c.gpu, c.spot, c.scheduled)
+
     floors: dict[tuple[str, int], int] = {}
 
     def floor(gpu: str, month: int) -> int:
@@ -164,20 +197,25 @@ def plan_experiment(
             floors[(gpu, month)] = math.ceil(rate / cap) if cap > 0 else s.max_replicas + 1
         return floors[(gpu, month)]
 
-    cands = sorted(
-        set(cands),
-        key=lambda c: (c.list_cost(prices[c.gpu], tp, ops), c.api, c.count, c.gpu, c.spot),
-    )
+    cands = sorted(set(cands), key=lambda c: visit_order(c, 1))
     tried: list[Tried] = []
-    failed_at: dict[tuple[int, tuple[str, float, bool]], int] = {}
+    failed_at: dict[tuple[int, tuple[str, float, bool, bool]], int] = {}
     choices: list[MonthChoice] = []
+    static_choices: dict[int, MonthChoice] = {}
     chosen: dict[int, Evaluation] = {}
     infeasible: list[int] = []
     for month in range(1, spec.months + 1):
         best: MonthChoice | None = None
-        for c in cands:
+        best_static: MonthChoice | None = None  # for "does scheduling pay?"
+        for c in sorted(cands, key=lambda c: visit_order(c, month)):
+            cap = fleet_cap(s, c.gpu, month)
+            if cap is not None and c.count > cap:
+                continue  # more than can serve by then (`sim.planning.orders`)
+            # A static candidate must beat the best static one (the comparison a scheduled
+            # choice is reported against), a scheduled one the best of all.
+            bar = best if c.scheduled else best_static
             # (a cent of slack: the bound and the bill add the same dollars in another order)
-            if best is not None and c.lower_cost(prices[c.gpu], tp, ops) >= best.cost_usd - 0.01:
+            if bar is not None and bound(c, month) >= bar.cost_usd - 0.01:
                 continue  # cannot beat the month's best (visited in list-price order)
             if failed_at.get((month, c.family), 0) >= c.count:
                 continue
@@ -194,17 +232,26 @@ def plan_experiment(
             )
             if not accepted:
                 failed_at[(month, c.family)] = max(failed_at.get((month, c.family), 0), c.count)
+                if not c.scheduled and not c.spot:
+                    # its scheduled variant serves no more replicas in any hour: it fails too
+                    fam = (c.gpu, 0.0, c.api, True)
+                    failed_at[(month, fam)] = max(failed_at.get((month, fam), 0), c.count)
                 continue
             if best is None or objective < best.cost_usd:
                 chosen[month] = result
                 best = month_choice(result, c, month, objective)
+            if not c.scheduled and (best_static is None or objective < best_static.cost_usd):
+                best_static = month_choice(result, c, month, objective)
         if best is None:
             infeasible.append(month)
         else:
             choices.append(best)
+            if best.candidate.scheduled and best_static is not None:
+                static_choices[month] = best_static
     if (s.max_change_per_month is not None or s.min_months_per_gpu_type > 1) and not infeasible:
         say("applying max_change_per_month / min_months_per_gpu_type")
         choices, chosen = practical_plan(ev, s, spec.months, choices, prices, tp, ops, say)
+        static_choices = {}  # the constrained plan is static
     recommended = PlanSpec(
         "recommended",
         tuple(
@@ -213,6 +260,7 @@ def plan_experiment(
         ),
         any(ch.candidate.api for ch in choices),
     )
+    plan_orders = orders(s, recommended.fleet) if choices and not infeasible else []
     verification = input_eval = None
     if verify and choices and not infeasible:
         say(f"verifying the recommended plan on {s.verify_replications} fresh replications")
@@ -266,6 +314,8 @@ def plan_experiment(
         chosen=chosen,
         spreadsheet=sheet,
         spreadsheet_rate=float("nan") if sheet_rate is None else sheet_rate,
+        static_choices=static_choices,
+        orders=plan_orders,
     )
 
 

@@ -1,10 +1,11 @@
 """The recommended plan as a runnable experiment file (`reports/<name>/plan.toml`).
 
 The input experiment is read again as data, its `[fleet]`/`[[plans]]` replaced by the
-recommended months, its name suffixed `-plan`, and every file path of its `[workload]` rewritten
-relative to the folder the plan is written to, so `sim run reports/<name>/plan.toml` works from
-the same working directory as the input did. Written with tomli-w (a TOML writer is not in the
-standard library; tomli-w is the writer of the same author as Python's `tomllib`).
+recommended months (scheduled pools with their `schedule` rules), its name suffixed `-plan`,
+and every file path of its `[workload]` rewritten relative to the folder the plan is written
+to, so `sim run reports/<name>/plan.toml` works from the same working directory as the input
+did. Written with tomli-w (a TOML writer is not in the standard library; tomli-w is the writer
+of the same author as Python's `tomllib`).
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from typing import Any
 
 import tomli_w
 
-from sim.config import PlanSpec
+from sim.config import PlanSpec, PoolSpec
 from sim.data import read_toml_file
+from sim.planning.schedules import rule_table
 
 PATH_KEYS = ("weekly_profile", "lengths", "trace", "include", "file")
 
@@ -41,6 +43,20 @@ def _relative(path: str, source_dir: Path, target_dir: Path) -> str:
     return Path(os.path.relpath((source_dir / p).resolve(), target_dir.resolve())).as_posix()
 
 
+def pool_table(pool: PoolSpec) -> dict[str, Any]:
+    """One pool as the experiment file writes it, its schedule rules included (autoscaled
+    pools are not searched yet, so not written)."""
+    out: dict[str, Any] = {
+        "name": pool.name,
+        "gpu": pool.gpu,
+        "count": pool.count,
+        "market": pool.market,
+    }
+    if pool.schedule:
+        out["schedule"] = [rule_table(r) for r in pool.schedule]
+    return out
+
+
 def plan_document(
     experiment_file: str,
     plan: PlanSpec,
@@ -58,15 +74,7 @@ def plan_document(
     doc["name"] = name
     if "workload" in doc:
         doc["workload"] = _rebase(doc["workload"], source_dir, target_dir)
-    months = [
-        {
-            "pools": [
-                {"name": p.name, "gpu": p.gpu, "count": p.count, "market": p.market}
-                for p in month.pools
-            ]
-        }
-        for month in plan.fleet
-    ]
+    months = [{"pools": [pool_table(p) for p in month.pools]} for month in plan.fleet]
     if "api" in doc and not plan.api:  # one plan that does not spill: [[plans]] says so
         doc["plans"] = [{"name": "recommended", "api": False, "months": months}]
     else:

@@ -16,24 +16,125 @@ from pathlib import Path
 import altair as alt
 import polars as pl
 
+from sim.planning.decide import Candidate
 from sim.planning.prices import comparison_api
 from sim.planning.search import Plan, all_api_usd, months_text
 from sim.planning.write import plan_document
 from sim.report.shell import Chart, _atomic_write, _inline, chart_blocks, html_page
 
 
+def candidate_words(c: Candidate) -> str:
+    """A fleet in words: "2 × a100-80gb, on-demand"; a scheduled one by its busy hours."""
+    if c.scheduled:
+        lo, busy = min(c.hourly), sum(1 for x in c.hourly if x == c.count)
+        if set(c.hourly) == {lo, c.count}:
+            words = (
+                f"{c.count} × {c.gpu} at the profile's busy hours ({busy} h a week), {lo} otherwise"
+            )
+        else:
+            words = (
+                f"{c.count} × {c.gpu} at the profile's busiest hours ({busy} h a week), down "
+                f"to {lo} at the quietest ({sum(c.hourly) / len(c.hourly):.1f} on average)"
+            )
+    else:
+        words = f"{c.count} × {c.gpu}" + (f" ({c.spot} on spot)" if c.spot else ", on-demand")
+    return words + (", spilling to the API at peaks" if c.api else "")
+
+
 def _fleet_words(plan: Plan) -> list[tuple[list[int], str]]:
     """Runs of months with the same fleet: ([1, 2, 3], "one l40s, on-demand")."""
     runs: list[tuple[list[int], str]] = []
     for ch in plan.choices:
-        c = ch.candidate
-        words = f"{c.count} × {c.gpu}" + (f" ({c.spot} on spot)" if c.spot else ", on-demand")
-        words += ", spilling to the API at peaks" if c.api else ""
+        words = candidate_words(ch.candidate)
         if runs and runs[-1][1] == words:
             runs[-1][0].append(ch.month)
         else:
             runs.append(([ch.month], words))
     return runs
+
+
+def _static_words(c: Candidate) -> str:
+    base = f"{c.count} × {c.gpu}" + (f" ({c.spot} on spot)" if c.spot else "")
+    return base + " around the clock" + (" with API spill" if c.api else "")
+
+
+def schedule_runs(plan: Plan) -> list[tuple[list[int], str, str]]:
+    """Per run of months whose choice is scheduled (the same fleet and static alternative):
+    (months, the fleet in words, what it saves against the cheapest static fleet meeting the
+    same risk target, with both P(miss) bounds)."""
+    runs: list[tuple[list[int], tuple[str, str], list[float]]] = []
+    by_month = {ch.month: ch for ch in plan.choices}
+    for month, other in sorted(plan.static_choices.items()):
+        key = (candidate_words(by_month[month].candidate), _static_words(other.candidate))
+        saving = other.cost_usd - by_month[month].cost_usd
+        if runs and runs[-1][1] == key and runs[-1][0][-1] == month - 1:
+            runs[-1][0].append(month)
+            runs[-1][2].append(saving)
+        else:
+            runs.append(([month], key, [saving]))
+    out = []
+    for months, (ours, theirs), savings in runs:
+        worst = max((by_month[m].misses for m in months), key=lambda p: p.bound)
+        static = max((plan.static_choices[m].misses for m in months), key=lambda p: p.bound)
+        out.append(
+            (
+                months,
+                ours,
+                f"${sum(savings) / len(savings):,.0f} a month less than {theirs} at the same "
+                f"risk target (P(miss) ≤ {worst.bound:.1%}, {worst.k} of {worst.n} "
+                f"replications, against ≤ {static.bound:.1%}, {static.k} of {static.n}, around "
+                "the clock)",
+            )
+        )
+    return out
+
+
+def schedule_lines(plan: Plan, fleet_runs: list[list[int]] | None = None) -> list[str]:
+    """The "does scheduling pay?" sentences for the runs of `schedule_runs` not already told
+    with a run of `fleet_runs`, and the months a schedule met the risk and no static fleet did."""
+    lines = [
+        f"{months_text(months).capitalize()}: {ours} — {clause}."
+        for months, ours, clause in schedule_runs(plan)
+        if months not in (fleet_runs or [])
+    ]
+    unmatched = [ch.month for ch in plan.choices if ch.candidate.scheduled]
+    unmatched = [m for m in unmatched if m not in plan.static_choices]
+    if unmatched:
+        lines.append(
+            f"In {months_text(unmatched)} no static fleet of at most "
+            f"{plan.settings.max_replicas} replicas met the risk target: only the schedule did."
+        )
+    return lines
+
+
+def order_lines(plan: Plan) -> list[str]:
+    """One "order by" sentence per fleet increase of a GPU type with a lead time."""
+    start = plan.settings.start_date
+    return [f"Order ahead, {o.words(start)}." for o in plan.orders]
+
+
+def schedule_table(plan: Plan) -> pl.DataFrame:
+    """Per month with a scheduled choice: it and the cheapest static fleet meeting the risk,
+    their costs, the saving and both P(miss) (k/n and the one-sided bound)."""
+    rows = []
+    by_month = {ch.month: ch for ch in plan.choices}
+    for month, static in sorted(plan.static_choices.items()):
+        ch = by_month[month]
+        rows.append(
+            {
+                "month": month,
+                "fleet": ch.candidate.label(),
+                "cost_usd": ch.cost_usd,
+                "misses": f"{ch.misses.k}/{ch.misses.n}",
+                "p_miss_bound": ch.misses.bound,
+                "static_fleet": static.candidate.label(),
+                "static_cost_usd": static.cost_usd,
+                "static_misses": f"{static.misses.k}/{static.misses.n}",
+                "static_p_miss_bound": static.misses.bound,
+                "saving_usd": static.cost_usd - ch.cost_usd,
+            }
+        )
+    return pl.DataFrame(rows)
 
 
 def api_prices(plan: Plan) -> tuple[str, float, float]:
@@ -58,17 +159,29 @@ def recommendation_lines(plan: Plan) -> list[str]:
             f"most {s.max_replicas} replicas of "
             f"{', '.join(sorted({t.candidate.gpu for t in plan.tried}))}: raise "
             "[plan] max_replicas, add GPU types, allow the API, or relax the SLO."
+            + (
+                " GPU types with a lead time are limited to [plan] current_fleet until their "
+                "orders can arrive."
+                if s.current_fleet is not None and s.lead_time_days
+                else ""
+            )
         ]
     lines = []
-    for months, words in _fleet_words(plan):
+    saves = {tuple(months): clause for months, _, clause in schedule_runs(plan)}
+    fleet_runs = _fleet_words(plan)
+    for months, words in fleet_runs:
         costs = [ch for ch in plan.choices if ch.month in months]
         lo = min(c.cost_p5_usd for c in costs)
         hi = max(c.cost_p95_usd for c in costs)
         mid = sum(c.cost_usd for c in costs) / len(costs)
         what = "" if s.objective == "mean" else "p95 "
+        clause = saves.get(tuple(months))
         lines.append(
-            f"{months_text(months).capitalize()}: {words}, {what}{_money_range(lo, mid, hi)}."
+            f"{months_text(months).capitalize()}: {words}, {what}{_money_range(lo, mid, hi)}"
+            + (f" — {clause}." if clause else ".")
         )
+    lines += schedule_lines(plan, [m for m, _ in fleet_runs])
+    lines += order_lines(plan)
     worst = max(plan.choices, key=lambda c: c.misses.bound)
     k, n = worst.misses.k, worst.misses.n
     seen = (
@@ -298,12 +411,20 @@ HEADINGS = {
     "setting": "Setting",
     "d_p_miss": "Δ P(miss)",
     "d_cost_usd": "Δ cost / month",
+    "static_fleet": "Cheapest static fleet meeting the risk",
+    "static_cost_usd": "Its cost / month",
+    "static_misses": "Its misses / replications",
+    "static_p_miss_bound": "Its 95 % bound",
+    "saving_usd": "Scheduling saves / month",
 }
 
 FORMATS = {
     "d_p_miss": "{:+.1%}",
     "d_cost_usd": "${:+,.0f}",
     "cost_usd": "${:,.0f}",
+    "static_cost_usd": "${:,.0f}",
+    "saving_usd": "${:,.0f}",
+    "static_p_miss_bound": "{:.1%}",
     "cost_p5_usd": "${:,.0f}",
     "cost_p95_usd": "${:,.0f}",
     "p_miss": "{:.1%}",
@@ -341,6 +462,7 @@ def write_plan_report(plan: Plan, out_dir: Path, sensitivity: pl.DataFrame | Non
     notes += [html.escape(u) for u in plan.uncalibrated]
     notes += [html.escape(f"{g}: {why}") for g, why in sorted(plan.skipped_gpus.items())]
     frontier = frontier_table(plan)
+    schedules = schedule_table(plan)
     tornado = ""
     if sensitivity is not None and not sensitivity.is_empty():
         tornado = (
@@ -358,6 +480,11 @@ def write_plan_report(plan: Plan, out_dir: Path, sensitivity: pl.DataFrame | Non
         + "</section><h2>Month by month</h2>"
         + (_table_html(table, FORMATS) if not table.is_empty() else "<p>No plan.</p>")
         + chart_blocks(charts)
+        + (
+            "<h2>Does scheduling pay?</h2>" + _table_html(schedules, FORMATS)
+            if not schedules.is_empty()
+            else ""
+        )
         + tornado
         + "<h2>How the search ran</h2><ul>"
         + "".join(f"<li>{n}</li>" for n in notes)
