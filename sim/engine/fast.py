@@ -149,6 +149,15 @@ class FastReplica:
             )
         return self.outstanding_tokens
 
+    def cached_tokens_at(self, t: float) -> int:
+        """Tokens the running sequences hold in the KV cache after the steps ended by `t`
+        (call after `advance_to(t)`): the decode group's computed tokens and the tail's."""
+        g = self.steps
+        if self._state == _RUN and t > self._s0:
+            g += decode_steps_within(self._a, self._b, t - self._s0)
+        tail = self._tail_computed if self._tail >= 0 else 0
+        return self._sum_off + self._n_dec * g + tail
+
     def advance_to(self, t: float) -> None:
         """Apply every step that ends at or before `t`; decide every step that starts before it."""
         while self._state != _IDLE and self._t < t:

@@ -117,6 +117,11 @@ class ReferenceReplica:
         """Tokens the waiting queue must prefill before its requests decode."""
         return sum(s.known_tokens - s.computed for s in self.waiting)
 
+    def cached_tokens_at(self, t: float) -> int:
+        """Tokens the running sequences hold in the KV cache (`FastReplica.cached_tokens_at`;
+        the owner has applied every step ending by `t`)."""
+        return sum(s.computed for s in self.running)
+
     def remaining_tokens(self) -> int:
         """Tokens still to compute for every request on this replica (the router's load signal)."""
         return self.outstanding_tokens

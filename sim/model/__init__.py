@@ -35,6 +35,19 @@ Spot reclaims and API overflow join through `Hybrid`:
 * With an API, the router spills a request to it when a spill rule fires (`sim.fleet.spill`);
   without (or with `when_no_replica` off) a request finding no healthy replica waits at the
   router and is dispatched, in order, as soon as one is back.
+* An autoscaled pool (`Hybrid.scalers`, `sim.fleet.autoscale`) holds the slots its autoscaler
+  has not started out of service (routed to like a replica under a spot notice: nothing new,
+  nothing evicted); a replica is routable when healthy and not held. One SimPy process per
+  `Scaler` (`_autoscale`, shared by every engine) ticks every `interval_s`, reads its pool's
+  signal from the replicas' state and launches or releases replicas.
+
+Tie rule of a tick at instant t (the same on every engine): it sees every step that ends by
+t applied and no step decided at t (a tick is a NORMAL event scheduled one interval earlier:
+the reference's step ends are URGENT, and its decisions at t are NORMAL events scheduled at
+t, after it; a lazy or compiled replica advanced to t leaves a decision due at t pending).
+Arrivals and other control events at t are ordered with it by SimPy's schedule order, which
+the compiled path reproduces (`sim.model.compiled`). A replica that serves at the tick instant
+(zero delays) is routable for the arrivals that follow it at t.
 """
 
 from __future__ import annotations
@@ -42,7 +55,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections import deque
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -53,6 +66,7 @@ from simpy.events import URGENT
 from sim.config import SpillSpec
 from sim.engine import FastReplica, ReferenceReplica, RequestLog
 from sim.fleet.api import ApiClient
+from sim.fleet.autoscale import Autoscaler, ReplicaLoad, ScaleEvent, Scaler, pool_signal
 from sim.fleet.plan import FleetPhase, ReplicaSpec
 from sim.fleet.routing import (
     ROUTING_POLICIES,
@@ -90,11 +104,14 @@ class Hybrid:
     outages: per replica index, its reclaims in time order (replicas without any may be absent).
     api: the overflow API client, or None (its spec's `spill` says when the router uses it).
     probe_s: if set, record a `TimelineRow` this often (`SimulationResult.timeline`).
+    scalers: autoscalers, one per pool and span (`sim.fleet.autoscale.Scaler`); their slots
+    must be in the routing phases over their spans (`SimulationResult.scale_events`).
     """
 
     outages: Mapping[int, tuple[Outage, ...]] = field(default_factory=dict)
     api: ApiClient | None = None
     probe_s: float | None = None
+    scalers: tuple[Scaler, ...] = ()
 
 
 @dataclass
@@ -113,6 +130,7 @@ class SimulationResult:
     unserved: list[int] = field(default_factory=list)  # waiting at the router at the end
     api_throttled_rids: list[int] = field(default_factory=list)  # got a 429 at least once
     timeline: list[TimelineRow] = field(default_factory=list)
+    scale_events: list[ScaleEvent] = field(default_factory=list)  # in SimPy order
 
 
 def simulate(
@@ -146,6 +164,13 @@ def simulate(
             raise ValueError("power_of_two_choices routing needs routing_rng")
         uniforms = routing_rng.random((len(log), 2))
     hybrid = hybrid or Hybrid()
+    for sc in hybrid.scalers:
+        if not math.isfinite(sc.end_s) or sc.spec.interval_s <= 0:
+            raise ValueError(f"autoscaler of pool {sc.pool!r}: needs a finite end_s and interval")
+        if not 0 <= sc.initial <= len(sc.replicas):
+            raise ValueError(f"autoscaler of pool {sc.pool!r}: initial {sc.initial} out of range")
+        if any(not 0 <= i < len(replicas) for i in sc.replicas):
+            raise ValueError(f"autoscaler of pool {sc.pool!r}: replica index out of range")
     if engine == "fast":
         engine = "compiled"
     if any(not s.limits.v1 for s in replicas):
@@ -279,6 +304,66 @@ class _ReferenceReplicas:
             self.counters["events"] += 2
 
 
+# ------------------------------------------------------------------------ the autoscaler
+def _autoscale(
+    env: simpy.Environment,
+    scaler: Scaler,
+    events: list[ScaleEvent],
+    signal_at: Callable[[float, Sequence[int]], float],
+    hold: Callable[[int, bool], None],
+    drain: Callable[[float], None],
+) -> Generator[simpy.Event, Any, None]:
+    """One `Scaler` over its span, on any engine: `signal_at(t, serving)` reads the pool's
+    signal (`pool_signal`) over its serving replicas at t, `hold(i, True)` takes replica i out
+    of routing (`False` gives it back) and `drain(t)` dispatches the router's backlog.
+
+    Ticks are at start_s + k·interval_s < end_s; a launch serves `delay_s` later unless that
+    is at or after end_s (then only "launch" — and "up" if the instance came — are logged).
+    """
+    if scaler.end_s <= scaler.start_s:
+        return
+    mech = Autoscaler(scaler, events)
+    if scaler.start_s > env.now:
+        yield env.timeout(scaler.start_s - env.now)
+    for i in scaler.replicas[: scaler.initial]:
+        hold(i, False)
+    for i in mech.start(env.now):
+        hold(i, True)
+    drain(env.now)
+    spec = scaler.spec
+
+    def launched(i: int) -> Generator[simpy.Event, Any, None]:
+        if spec.provisioning_s > 0:
+            if env.now + spec.provisioning_s >= scaler.end_s:
+                return
+            yield env.timeout(spec.provisioning_s)
+        mech.up(env.now, i)
+        if scaler.cold_start_s > 0:
+            if env.now + scaler.cold_start_s >= scaler.end_s:
+                return
+            yield env.timeout(scaler.cold_start_s)
+        mech.serve(env.now, i)
+        hold(i, False)
+        drain(env.now)
+
+    k = 1
+    while (t := scaler.start_s + k * spec.interval_s) < scaler.end_s:
+        yield env.timeout(t - env.now)
+        k += 1
+        launch, release = mech.tick(env.now, signal_at(env.now, mech.serving))
+        for i in release:
+            hold(i, True)
+        if launch and scaler.delay_s == 0:  # serves at once, for this instant's arrivals
+            for i in launch:
+                mech.up(env.now, i)
+                mech.serve(env.now, i)
+                hold(i, False)
+            drain(env.now)
+        else:
+            for i in launch:
+                env.process(launched(i))
+
+
 # ------------------------------------------------------------------------ the dispatch loop
 def _run(
     env: simpy.Environment,
@@ -295,7 +380,8 @@ def _run(
     starts = [p.start_s for p in phases]
     active = [[reps[i] for i in p.replicas] for p in phases]
     healthy = [True] * len(reps)
-    # The healthy replicas of each phase, rebuilt only when a replica's health changes.
+    held = [False] * len(reps)  # out of service by its autoscaler
+    # The routable (healthy, not held) replicas of each phase, rebuilt when either changes.
     pools = [list(pool) for pool in active]
     backlog: deque[tuple[int, int]] = deque()
     api = hybrid.api
@@ -313,7 +399,11 @@ def _run(
     def set_health(i: int, up: bool) -> None:
         healthy[i] = up
         for k, pool in enumerate(active):
-            pools[k] = [r for r in pool if healthy[r.index]]
+            pools[k] = [r for r in pool if healthy[r.index] and not held[r.index]]
+
+    def hold(i: int, out: bool) -> None:
+        held[i] = out
+        set_health(i, healthy[i])
 
     def to_api(rid: int, t: float) -> None:
         assert api is not None
@@ -427,16 +517,42 @@ def _run(
                 rep.load_at(t)  # brings a lazy replica up to t
                 waiting += len(rep.waiting)
                 running += len(rep.running)
-            up = sum(healthy[r.index] for r in active[phase])
+            up = sum(healthy[r.index] and not held[r.index] for r in active[phase])
             timeline.append((t, up, waiting, running, len(backlog), counters["spilled"]))
             yield env.timeout(every)
 
+    kv_tokens = [s.limits.kv_blocks * s.limits.block_size for s in specs]
+
+    def signal_of(sc: Scaler) -> Callable[[float, Sequence[int]], float]:
+        def signal_at(t: float, serving: Sequence[int]) -> float:
+            loads = []
+            for i in serving:
+                rep = reps[i]
+                rep.load_at(t)  # brings a lazy replica up to t
+                loads.append(
+                    ReplicaLoad(
+                        len(rep.waiting),
+                        len(rep.running),
+                        rep.cached_tokens_at(t),
+                        kv_tokens[i],
+                        rep.queued_prompt_tokens(),
+                        rate[i],
+                    )
+                )
+            queued = sum(inputs[rid] + gen for rid, gen in backlog)
+            return pool_signal(sc.spec.signal, loads, len(backlog), queued, rate[sc.replicas[0]])
+
+        return signal_at
+
+    scale_events: list[ScaleEvent] = []
     wiring.start(env)
     for i, outs in sorted(hybrid.outages.items()):
         if outs:
             env.process(reclaims(i, outs))
     if hybrid.probe_s:
         env.process(probe(hybrid.probe_s))
+    for sc in hybrid.scalers:
+        env.process(_autoscale(env, sc, scale_events, signal_of(sc), hold, drain_backlog))
     env.process(arrivals())
     env.run()
     busy, segments = wiring.finish()
@@ -453,4 +569,5 @@ def _run(
         unserved=[rid for rid, _ in backlog],
         api_throttled_rids=list(api.counters.throttled_rids) if api is not None else [],
         timeline=timeline,
+        scale_events=scale_events,
     )

@@ -28,7 +28,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections import deque
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from typing import Any
 
 import numpy as np
@@ -36,9 +36,10 @@ import simpy
 
 from sim.engine.compiled import JSQ, P2C, ROUND_ROBIN, CompiledFleet, Spill
 from sim.engine.log import RequestLog
+from sim.fleet.autoscale import ReplicaLoad, ScaleEvent, Scaler, pool_signal
 from sim.fleet.plan import FleetPhase, ReplicaSpec
 from sim.fleet.routing import RoutingPolicy
-from sim.model import Hybrid, SimulationResult, TimelineRow
+from sim.model import Hybrid, SimulationResult, TimelineRow, _autoscale
 
 _POLICY = {"least_outstanding_tokens": JSQ, "round_robin": ROUND_ROBIN, "power_of_two_choices": P2C}
 
@@ -54,7 +55,7 @@ def run_compiled(
 ) -> SimulationResult:
     """Replay `log` through the fleet on the compiled core (module docstring)."""
     fleet = CompiledFleet(log, [(s.limits, s.step_time) for s in specs], uniforms)
-    if not hybrid.outages and hybrid.api is None and not hybrid.probe_s:
+    if not hybrid.outages and hybrid.api is None and not hybrid.probe_s and not hybrid.scalers:
         return _plain(env, log, specs, phases, fleet, _POLICY[routing])
     return _Hybrid(env, log, specs, phases, fleet, _POLICY[routing], hybrid).run()
 
@@ -114,20 +115,22 @@ class _Hybrid:
         self.starts = [p.start_s for p in phases]
         self.max_len = [specs[p.replicas[0]].limits.max_model_len for p in phases]
         self.healthy = [True] * len(specs)
+        self.held = [False] * len(specs)  # out of service by its autoscaler
+        self.kv_tokens = [s.limits.kv_blocks * s.limits.block_size for s in specs]
         self.pools = [list(p.replicas) for p in phases]
         self.backlog: deque[tuple[int, int]] = deque()
         self.api = hybrid.api
         self.spill: Spill | None = None
         self.when_no_replica = False
+        # Full-budget prefill rate of each replica (tokens/s), as sim.model._run has it.
+        self.rate = rate = [
+            s.limits.max_num_batched_tokens
+            / s.step_time.step_s(s.limits.max_num_batched_tokens, 0, 0)
+            for s in specs
+        ]
         if self.api is not None:
             rules = self.api.spec.spill
             self.when_no_replica = rules.when_no_replica
-            # Full-budget prefill rate of each replica (tokens/s), as sim.model._run has it.
-            rate = [
-                s.limits.max_num_batched_tokens
-                / s.step_time.step_s(s.limits.max_num_batched_tokens, 0, 0)
-                for s in specs
-            ]
             self.spill = Spill(
                 -1 if rules.queue_over is None else rules.queue_over,
                 math.nan if rules.max_wait_s is None else rules.max_wait_s,
@@ -135,6 +138,7 @@ class _Hybrid:
             )
         self.counts = {"events": 0, "reclaims": 0, "spilled": 0, "backlogged": 0}
         self.timeline: list[TimelineRow] = []
+        self.scale_events: list[ScaleEvent] = []
 
     def run(self) -> SimulationResult:
         env, hybrid, log = self.env, self.hybrid, self.log
@@ -143,6 +147,9 @@ class _Hybrid:
                 env.process(self._reclaims(i, outs))
         if hybrid.probe_s:
             env.process(self._probe(hybrid.probe_s))
+        for sc in hybrid.scalers:
+            signal = self._signal_of(sc)
+            env.process(_autoscale(env, sc, self.scale_events, signal, self._hold, self._drain))
         env.process(self._arrivals())
         env.run()
         fleet = self.fleet
@@ -161,6 +168,7 @@ class _Hybrid:
             unserved=[rid for rid, _ in self.backlog],
             api_throttled_rids=list(self.api.counters.throttled_rids) if self.api else [],
             timeline=self.timeline,
+            scale_events=self.scale_events,
         )
 
     # ------------------------------------------------------------------ dispatch
@@ -169,7 +177,33 @@ class _Hybrid:
 
     def _set_health(self, i: int, up: bool) -> None:
         self.healthy[i] = up
-        self.pools = [[r for r in p.replicas if self.healthy[r]] for p in self.phases]
+        ok = [h and not held for h, held in zip(self.healthy, self.held, strict=True)]
+        self.pools = [[r for r in p.replicas if ok[r]] for p in self.phases]
+
+    def _hold(self, i: int, out: bool) -> None:
+        self.held[i] = out
+        self._set_health(i, self.healthy[i])
+
+    def _drain(self, t: float) -> None:
+        self._drain_backlog(t)
+
+    def _signal_of(self, sc: Scaler) -> Callable[[float, Sequence[int]], float]:
+        """The pool signal of `sc` at a tick, as `sim.model._run` reads it."""
+        fleet, log, rate = self.fleet, self.log, self.rate
+
+        def signal_at(t: float, serving: Sequence[int]) -> float:
+            loads = []
+            for r in serving:
+                waiting, running, cached, queued = fleet.load(r, t)
+                loads.append(
+                    ReplicaLoad(waiting, running, cached, self.kv_tokens[r], queued, rate[r])
+                )
+            inputs = log.input_tokens
+            backlog = sum(inputs[rid] + gen for rid, gen in self.backlog)
+            n = len(self.backlog)
+            return pool_signal(sc.spec.signal, loads, n, backlog, rate[sc.replicas[0]])
+
+        return signal_at
 
     def _to_api(self, rid: int, t: float) -> None:
         api, log = self.api, self.log
@@ -284,7 +318,7 @@ class _Hybrid:
                 w, run = self.fleet.advance(r, t)
                 waiting += w
                 running += run
-            up = sum(self.healthy[r] for r in replicas)
+            up = sum(self.healthy[r] and not self.held[r] for r in replicas)
             row = (t, up, waiting, running, len(self.backlog), self.counts["spilled"])
             self.timeline.append(row)
             yield env.timeout(every)

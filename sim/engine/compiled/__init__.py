@@ -31,7 +31,7 @@ from sim.engine.compiled.control import evict
 from sim.engine.compiled.fleet import JSQ, P2C, ROUND_ROBIN, flush, route
 from sim.engine.compiled.replica import advance_to
 from sim.engine.log import RequestLog
-from sim.engine.steptime import EngineLimits, StepTimeModel
+from sim.engine.steptime import EngineLimits, StepTimeModel, decode_steps_within
 
 __all__ = ["JSQ", "P2C", "ROUND_ROBIN", "CompiledFleet", "Spill", "compile_kernels"]
 
@@ -202,6 +202,18 @@ class CompiledFleet:
         advance_to(*self.state, r, t)
         ri = self.state.ri
         return int(ri[r, _r.I_NWAIT]), int(ri[r, _r.I_NRUN])
+
+    def load(self, r: int, t: float) -> tuple[int, int, int, int]:
+        """Bring replica `r` up to `t`; then its requests waiting, sequences running, tokens
+        held in the KV cache (`FastReplica.cached_tokens_at`) and queued prompt tokens."""
+        advance_to(*self.state, r, t)
+        ri, rf = self.state.ri[r], self.state.rf[r]
+        g = int(ri[_r.I_G])
+        if ri[_r.I_STATE] == _r.RUN and t > rf[_r.F_S0]:
+            g += decode_steps_within(float(rf[_r.F_A]), float(rf[_r.F_B]), t - float(rf[_r.F_S0]))
+        tail = int(ri[_r.I_TAILC]) if ri[_r.I_TAIL] >= 0 else 0
+        cached = int(ri[_r.I_SUMOFF]) + int(ri[_r.I_NDEC]) * g + tail
+        return int(ri[_r.I_NWAIT]), int(ri[_r.I_NRUN]), cached, int(ri[_r.I_QPT])
 
     def reject(self, rid: int) -> None:
         """Mark `rid` rejected (longer than the model length), outside `route`."""
