@@ -21,13 +21,14 @@ module.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from sim.config import ApiSpec, CostSpec, PlanSpec
 from sim.fleet import Fleet, Outage, spot_price_path
+from sim.fleet.autoscale import ScaleEvent, billed_runs, pending_runs
 from sim.rng import Streams
 from sim.units import HOURS_PER_MONTH, SECONDS_PER_HOUR, SECONDS_PER_MONTH, Market
 from sim.workload.clock import seconds_by_hour
@@ -167,7 +168,7 @@ def plan_month_costs(
     return tuple(out)
 
 
-def billed_runs(
+def rounded_runs(
     runs: Iterable[tuple[float, float]], granularity_s: float, months: int | None = None
 ) -> list[tuple[float, float]]:
     """Instance runs as billed: each run's length rounded up to whole `granularity_s` (at most
@@ -202,8 +203,77 @@ def scheduled_seconds(
             (a if a % SECONDS_PER_MONTH == 0 else max(0.0, a - cold_start_s), b)
             for a, b in fleet.serving[slot.index]
         ]
-        total += seconds_in_month(billed_runs(runs, g), month)
+        total += seconds_in_month(rounded_runs(runs, g), month)
     return total
+
+
+@dataclass(frozen=True)
+class ScaledUse:
+    """What autoscaled pools used inside a span: instance-seconds billed per GPU type (each run
+    rounded up to the on-demand billing granularity), replicas launched, and requests that
+    arrived while a launch was pending (held back by a cold start)."""
+
+    seconds_by_gpu: Mapping[str, float]
+    launches: int
+    delayed: int
+
+
+def scaled_use(
+    events: Sequence[ScaleEvent],
+    fleet: Fleet,
+    arrival_s: np.ndarray,
+    start_s: float,
+    end_s: float,
+    granularity_s: float,
+    sim_end_s: float,
+) -> ScaledUse:
+    """Autoscaled use inside [start_s, end_s) of one simulation whose scale `events` run to
+    `sim_end_s` (a replica still up there is billed to it); `arrival_s`: its arrivals."""
+    seconds: dict[str, float] = {}
+    for replica, runs in billed_runs(events, sim_end_s).items():
+        gpu = fleet.slots[replica].gpu
+        inside = sum(
+            max(0.0, min(b, end_s) - max(a, start_s)) for a, b in rounded_runs(runs, granularity_s)
+        )
+        seconds[gpu] = seconds.get(gpu, 0.0) + inside
+    launches = sum(1 for e in events if e.kind == "launch" and start_s <= e.t_s < end_s)
+    delayed = 0
+    for spans in pending_runs(events, sim_end_s).values():
+        for a, b in spans:
+            lo, hi = max(a, start_s), min(b, end_s)
+            if hi > lo:
+                delayed += int(
+                    np.searchsorted(arrival_s, hi, "left") - np.searchsorted(arrival_s, lo, "left")
+                )
+    return ScaledUse(seconds, launches, delayed)
+
+
+def with_scaled(
+    cost: MonthCost,
+    uses: Sequence[ScaledUse],
+    weights: Sequence[float],
+    tp: int,
+    prices: CostSpec,
+) -> MonthCost:
+    """`cost` plus the autoscaled pools' on-demand GPU-hours and dollars, launches and delayed
+    requests: the weighted sum of `uses` (weight 1 for a fully simulated month; a sampled
+    window's weight on a sampled horizon)."""
+    hours = usd = 0.0
+    launches = delayed = 0.0
+    for use, w in zip(uses, weights, strict=True):
+        for gpu, s in sorted(use.seconds_by_gpu.items()):
+            h = w * tp * s / SECONDS_PER_HOUR
+            hours += h
+            usd += h * prices.price(gpu)
+        launches += w * use.launches
+        delayed += w * use.delayed
+    return replace(
+        cost,
+        gpu_hours=cost.gpu_hours + hours,
+        gpu_cost_usd=cost.gpu_cost_usd + usd,
+        scale_ups=cost.scale_ups + round(launches),
+        cold_start_delayed=cost.cold_start_delayed + round(delayed),
+    )
 
 
 def spot_bill(

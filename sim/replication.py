@@ -21,7 +21,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from sim.config import ApiSpec, ExperimentSpec, PlanSpec
-from sim.cost import MonthCost, SpotBill, api_prices, plan_month_costs, spot_bill
+from sim.cost import (
+    MonthCost,
+    ScaledUse,
+    SpotBill,
+    api_prices,
+    plan_month_costs,
+    scaled_use,
+    spot_bill,
+    with_scaled,
+)
 from sim.engine import RequestLog
 from sim.experiment import Experiment
 from sim.fleet import (
@@ -35,12 +44,14 @@ from sim.fleet import (
     spot_outages,
     step_time_factors,
 )
+from sim.fleet.autoscale import Scaler
+from sim.fleet.serving import overlap_s, serving_by_hour, serving_runs
 from sim.horizon import Window, choose_windows, fleet_slice, strata_of_slots
 from sim.model import Engine, Hybrid, SimulationResult, simulate
 from sim.records import Outcomes
 from sim.rng import MonthRngs, Streams
 from sim.stats import WindowResult, full_month_rows, sampled_month_rows, window_result
-from sim.units import HOURS_PER_MONTH, SECONDS_PER_MONTH
+from sim.units import HOURS_PER_MONTH, SECONDS_PER_MONTH, Market
 from sim.workload import MonthRequests, Traffic, sample_month, sample_monthly_growth
 from sim.workload.clock import seconds_by_hour
 
@@ -132,6 +143,20 @@ class PlanRun:
     outages: Mapping[int, tuple[Outage, ...]]
     costs: tuple[MonthCost, ...]
     spot: list[SpotBill]
+    cold_start_s: float = 0.0  # an instance's start to serving (weights load + engine start)
+
+    def scalers(self, start_s: float, end_s: float) -> tuple[Scaler, ...]:
+        """The autoscalers of the plan's autoscaled pools over [start_s, end_s): one per pool
+        and month it overlaps, starting with the month's `count` serving."""
+        out = []
+        for sp in self.fleet.scaled:
+            m0, m1 = (sp.month - 1) * SECONDS_PER_MONTH, sp.month * SECONDS_PER_MONTH
+            a, b = max(start_s, float(m0)), min(end_s, float(m1))
+            if b > a:
+                out.append(
+                    Scaler(sp.pool, sp.replicas, a, b, sp.initial, sp.spec, self.cold_start_s)
+                )
+        return tuple(out)
 
 
 def plan_run(exp: Experiment, plan: PlanSpec, streams: Streams) -> PlanRun:
@@ -152,7 +177,7 @@ def plan_run(exp: Experiment, plan: PlanSpec, streams: Streams) -> PlanRun:
         cost=spec.cost,
     )
     costs = plan_month_costs(plan, spec.engine.tp, spec.cost, fleet, cold)
-    return PlanRun(plan, fleet, outages, costs, bill)
+    return PlanRun(plan, fleet, outages, costs, bill, cold)
 
 
 def hybrid_for(
@@ -162,13 +187,14 @@ def hybrid_for(
     api_rng: np.random.Generator,
     n: int,
     probe_s: float | None = None,
+    scalers: tuple[Scaler, ...] = (),
 ) -> Hybrid | None:
-    """The model's spot/API wiring for one request set of `n` requests (None: the plain case);
-    the API only where the plan may spill to it."""
+    """The model's spot/API/autoscaler wiring for one request set of `n` requests (None: the
+    plain case); the API only where the plan may spill to it."""
     api = api_client(api_spec if run.plan.api else None, api_rng, n)
-    if not outages and api is None and probe_s is None:
+    if not outages and api is None and probe_s is None and not scalers:
         return None
-    return Hybrid(outages=outages, api=api, probe_s=probe_s)
+    return Hybrid(outages=outages, api=api, probe_s=probe_s, scalers=scalers)
 
 
 def run_replication(
@@ -204,9 +230,38 @@ def _full_replication(
 ) -> Rows:
     spec = exp.spec
     log = request_log(wl)
-    hybrid = hybrid_for(spec.api, run, run.outages, streams.api(), len(log))
+    horizon_s = float(spec.months * SECONDS_PER_MONTH)
+    scalers = run.scalers(0.0, horizon_s)
+    hybrid = hybrid_for(spec.api, run, run.outages, streams.api(), len(log), scalers=scalers)
     result = simulate(log, run.fleet.replicas, run.fleet.routing, engine, hybrid)
     hours = spec.months * HOURS_PER_MONTH
+    costs = run.costs
+    busy_hours_serving: np.ndarray | None = None
+    if scalers:
+        g = spec.cost.granularity_s(Market.ON_DEMAND)
+        costs = tuple(
+            with_scaled(
+                c,
+                [
+                    scaled_use(
+                        result.scale_events,
+                        run.fleet,
+                        wl.arrival_s,
+                        m * SECONDS_PER_MONTH,
+                        (m + 1) * SECONDS_PER_MONTH,
+                        g,
+                        horizon_s,
+                    )
+                ],
+                [1.0],
+                spec.engine.tp,
+                spec.cost,
+            )
+            for m, c in enumerate(costs)
+        )
+        busy_hours_serving = serving_by_hour(run.fleet, hours, result.scale_events, horizon_s)
+    else:
+        busy_hours_serving = serving_by_hour(run.fleet, hours) if run.plan.moves else None
     rows, hourly = full_month_rows(
         plan=run.plan.name,
         replication=streams.replication,
@@ -216,8 +271,8 @@ def _full_replication(
         months=spec.months,
         busy_hours=[seconds_by_hour(p, hours) for p in result.busy_periods],
         active=[p.replicas for p in run.fleet.phases],
-        serving_hours=serving_by_hour(run.fleet, hours) if run.plan.moves else None,
-        costs=run.costs,
+        serving_hours=busy_hours_serving,
+        costs=costs,
         growth=wl.growth.tolist(),
         spot=run.spot,
         api_prices=api_prices(spec.api),
@@ -253,8 +308,9 @@ def _sampled_replication(exp: Experiment, streams: Streams, run: PlanRun, engine
             h.window_s,
         )
         results = []
+        uses: list[ScaledUse] = []
         for i, window in enumerate(windows):
-            result, n, ev = _simulate_window(
+            result, n, ev, use = _simulate_window(
                 spec,
                 run,
                 window,
@@ -266,8 +322,14 @@ def _sampled_replication(exp: Experiment, streams: Streams, run: PlanRun, engine
                 k,
             )
             results.append(result)
+            if use is not None:
+                uses.append(use)
             requests += n
             events += ev
+        cost = run.costs[month - 1]
+        if uses:
+            weights = [w.weight for w in windows]
+            cost = with_scaled(cost, uses, weights, spec.engine.tp, spec.cost)
         row, hours = sampled_month_rows(
             plan=run.plan.name,
             replication=streams.replication,
@@ -275,7 +337,7 @@ def _sampled_replication(exp: Experiment, streams: Streams, run: PlanRun, engine
             results=results,
             slot_stratum=slot_stratum,
             month_s=float(SECONDS_PER_MONTH),
-            cost=run.costs[month - 1],
+            cost=cost,
             growth=float(growth[month - 1]),
             rng=streams.horizon_bootstrap(month),
             spot=run.spot[month - 1],
@@ -317,7 +379,7 @@ def _simulate_window(
     api_rng: np.random.Generator,
     engine: Engine,
     slice_replicas: int | None = None,
-) -> tuple[WindowResult, int, int]:
+) -> tuple[WindowResult, int, int, ScaledUse | None]:
     """Simulate one window from an empty fleet warmed up before it; measure inside it.
 
     With `slice_replicas` = k below the month's R replicas (`sim.horizon.fleet_slice`), the
@@ -343,13 +405,24 @@ def _simulate_window(
     )
     log = request_log(req)
     near = outages_touching(run.outages, t0, end)
-    hybrid = hybrid_for(spec.api, run, near, api_rng, len(log))
+    scalers = run.scalers(t0, end)
+    hybrid = hybrid_for(spec.api, run, near, api_rng, len(log), scalers=scalers)
     phases = run.fleet.routing_between(t0, end) if moving else [FleetPhase(t0, active)]
     res = simulate(log, run.fleet.replicas, phases, engine, hybrid)
     busy = busy_inside([res.busy_periods[r] for r in active], start, end)
     serving_s = None
+    use = None
     if moving:
-        serving_s = sum(_overlap(run.fleet.serving[r], start, end) for r in active)
+        scaled = {i for sc in scalers for i in sc.replicas}
+        serving_s = sum(
+            overlap_s(run.fleet.serving[r], start, end) for r in active if r not in scaled
+        )
+        serving_s += sum(
+            overlap_s(runs, start, end) for runs in serving_runs(res.scale_events, end).values()
+        )
+    if scalers:
+        g = spec.cost.granularity_s(Market.ON_DEMAND)
+        use = scaled_use(res.scale_events, run.fleet, req.arrival_s, start, end, g, end)
     # NOTE: only the requests arriving inside the window (a suffix: arrivals are sorted) are
     # converted and measured, not the warm-up's: 0.01 s less per replication of growth20pct.
     first = int(np.searchsorted(req.arrival_s, start, side="left"))
@@ -360,19 +433,8 @@ def _simulate_window(
         ),
         len(log),
         res.simpy_events,
+        use,
     )
-
-
-def _overlap(runs: Sequence[tuple[float, float]], start: float, end: float) -> float:
-    return float(sum(max(0.0, min(b, end) - max(a, start)) for a, b in runs))
-
-
-def serving_by_hour(fleet: Fleet, hours: int) -> np.ndarray:
-    """Replica-seconds serving in each hour of the horizon, over every slot of `fleet`."""
-    total = np.zeros(hours)
-    for runs in fleet.serving:
-        total += seconds_by_hour(list(runs), hours)
-    return total
 
 
 def busy_inside(

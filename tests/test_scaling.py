@@ -3,6 +3,7 @@ routing phases, the requests they route), reserved capacity and billing granular
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -11,15 +12,16 @@ import numpy as np
 import pytest
 
 from sim import load_experiment
-from sim.config import MonthPlan, PlanSpec, PoolSpec, ScheduleRule
+from sim.config import AutoscaleSpec, MonthPlan, PlanSpec, PoolSpec, ScheduleRule
 from sim.config.pools import parse_days
-from sim.cost import billed_runs, plan_month_costs
+from sim.cost import plan_month_costs, rounded_runs
 from sim.engine import RequestLog
 from sim.errors import ConfigError
 from sim.experiment import Experiment
 from sim.fleet import build_fleet
 from sim.fleet.schedule import routing_changes, serving_hours
 from sim.model import simulate
+from sim.replication import run_replication
 from sim.units import HOURS_PER_MONTH, SECONDS_PER_HOUR, SECONDS_PER_MONTH
 
 Tiny = Callable[..., Experiment]
@@ -132,10 +134,10 @@ def test_scheduled_billing_is_serving_time_plus_cold_starts_rounded(tiny: Tiny) 
 
 
 def test_billed_runs_round_up_each_run() -> None:
-    assert billed_runs([(0.0, 10.0), (100.0, 160.0)], 60.0) == [(0.0, 60.0), (100.0, 160.0)]
-    assert billed_runs([(5.0, 5.0)], 60.0) == []
+    assert rounded_runs([(0.0, 10.0), (100.0, 160.0)], 60.0) == [(0.0, 60.0), (100.0, 160.0)]
+    assert rounded_runs([(5.0, 5.0)], 60.0) == []
     end = float(SECONDS_PER_MONTH)
-    assert billed_runs([(end - 10.0, end)], 3600.0, months=1) == [(end - 10.0, end)]
+    assert rounded_runs([(end - 10.0, end)], 3600.0, months=1) == [(end - 10.0, end)]
 
 
 def test_reserved_is_paid_for_every_hour(tiny: Tiny) -> None:
@@ -212,3 +214,58 @@ def test_granularity_and_reserved_prices_read(tmp_path: Path) -> None:
     assert exp.spec.cost.granularity_s("on_demand") == 3600.0
     assert exp.spec.cost.granularity_s("spot") == 1.0
     assert not math.isnan(exp.spec.cost.price("a100-80gb"))
+
+
+# ------------------------------------------------------------------ autoscaled plans, billed
+
+
+def _autoscaled(exp: Experiment, mode: str, **autoscale: float) -> Experiment:
+    """`exp` (one month) with its pool autoscaled between 1 and 3 replicas."""
+    spec = exp.spec
+    a = AutoscaleSpec(
+        min_replicas=1, max_replicas=3, **{"target": 2.0, "interval_s": 60.0, **autoscale}
+    )
+    plan = MonthPlan((PoolSpec("base", "a100-80gb", 1, autoscale=a),))
+    horizon = dataclasses.replace(spec.horizon, mode=mode)
+    spec = dataclasses.replace(spec, fleet=(plan,) * spec.months, horizon=horizon)
+    return dataclasses.replace(exp, spec=spec)
+
+
+def _rows(exp: Experiment, replications: int = 1) -> list[dict[str, object]]:
+    rows = []
+    for k in range(replications):
+        out = run_replication(exp, k)
+        assert out.error is None, out.error
+        rows.extend(r for r in out.months if r["plan"] == "main")
+    return rows
+
+
+def test_an_autoscaler_that_never_scales_costs_its_minimum(tiny: Tiny) -> None:
+    exp = _autoscaled(tiny(requests_per_day=2000.0), "full", target=1e6)
+    (row,) = _rows(exp)
+    price = exp.spec.cost.price("a100-80gb")
+    assert row["scale_ups"] == 0 and row["cold_start_delayed"] == 0
+    assert row["gpu_hours"] == pytest.approx(HOURS_PER_MONTH)
+    assert row["gpu_cost_usd"] == pytest.approx(HOURS_PER_MONTH * price)
+    assert row["replicas"] == 3  # the most it can have up
+
+
+def test_a_loaded_autoscaler_scales_up_and_pays_for_what_it_runs(tiny: Tiny) -> None:
+    # ten times slower steps: the single replica queues at the daily peaks
+    exp = _autoscaled(tiny(requests_per_day=20_000.0, slow=10.0), "full")
+    (row,) = _rows(exp)
+    assert int(row["scale_ups"]) > 0  # type: ignore[call-overload]
+    hours = float(row["gpu_hours"])  # type: ignore[arg-type]
+    assert HOURS_PER_MONTH < hours < 3 * HOURS_PER_MONTH
+    assert int(row["cold_start_delayed"]) > 0  # type: ignore[call-overload]
+    assert row["gpu_cost_usd"] == pytest.approx(hours * exp.spec.cost.price("a100-80gb"))
+
+
+@pytest.mark.slow
+def test_sampled_autoscaled_bill_estimates_the_full_one(tiny: Tiny) -> None:
+    base = tiny(requests_per_day=20_000.0, slow=10.0)
+    full = _rows(_autoscaled(base, "full"), 3)
+    sampled = _rows(_autoscaled(base, "sampled"), 3)
+    f = np.mean([float(r["gpu_hours"]) for r in full])  # type: ignore[arg-type]
+    s = np.mean([float(r["gpu_hours"]) for r in sampled])  # type: ignore[arg-type]
+    assert s == pytest.approx(f, rel=0.15)

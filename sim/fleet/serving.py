@@ -1,0 +1,49 @@
+"""When replicas serve: a fleet's scheduled runs and an autoscaler's serve/release events, as
+replica-seconds per hour of the horizon (the denominator of utilisation when the fleet moves)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from sim.fleet.autoscale import ScaleEvent
+from sim.fleet.plan import Fleet
+from sim.workload.clock import seconds_by_hour
+
+
+def overlap_s(runs: Sequence[tuple[float, float]], start: float, end: float) -> float:
+    """Seconds of `runs` inside [start, end)."""
+    return float(sum(max(0.0, min(b, end) - max(a, start)) for a, b in runs))
+
+
+def serving_by_hour(
+    fleet: Fleet, hours: int, events: Sequence[ScaleEvent] = (), end_s: float = 0.0
+) -> np.ndarray:
+    """Replica-seconds serving in each hour of the horizon, over every slot of `fleet`: its
+    schedule's serving runs, or, for autoscaled slots, from "serve" to "release" in the scale
+    `events` of a simulation that ends at `end_s`."""
+    scaled = {i for sp in fleet.scaled for i in sp.replicas}
+    total = np.zeros(hours)
+    for i, runs in enumerate(fleet.serving):
+        if i not in scaled:
+            total += seconds_by_hour(list(runs), hours)
+    for scaled_runs in serving_runs(events, end_s).values():
+        total += seconds_by_hour(scaled_runs, hours)
+    return total
+
+
+def serving_runs(
+    events: Sequence[ScaleEvent], end_s: float
+) -> dict[int, list[tuple[float, float]]]:
+    """Per replica, its (serve, release) runs in the scale `events` (open ones to `end_s`)."""
+    runs: dict[int, list[tuple[float, float]]] = {}
+    since: dict[int, float] = {}
+    for e in sorted(events, key=lambda e: e.t_s):
+        if e.kind == "serve":
+            since.setdefault(e.replica, e.t_s)
+        elif e.kind == "release" and e.replica in since:
+            runs.setdefault(e.replica, []).append((since.pop(e.replica), e.t_s))
+    for i, t in since.items():
+        runs.setdefault(i, []).append((t, max(t, end_s)))
+    return runs
