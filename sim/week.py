@@ -69,10 +69,19 @@ def sample_week(exp: Experiment) -> tuple[pl.DataFrame, pl.DataFrame]:
         log = request_log(req)
         api_rng = streams.api(month, WEEK_WINDOW)
         near = outages_touching(run.outages, t0, end)
-        hybrid = hybrid_for(spec.api, run, near, api_rng, len(log), probe_s=WEEK_PROBE_S)
+        scalers = run.scalers(t0, end)
+        hybrid = hybrid_for(
+            spec.api, run, near, api_rng, len(log), probe_s=WEEK_PROBE_S, scalers=scalers
+        )
         res = simulate(log, run.fleet.replicas, run.fleet.routing_between(t0, end), "fast", hybrid)
         rows = [(plan.name, *r) for r in res.timeline if start <= r[0] < end]
         frames.append(pl.DataFrame(rows, schema=FLEET_WEEK_SCHEMA, orient="row"))
+        scale = [
+            (plan.name, e.t_s, e.pool, e.replica, e.kind, e.serving)
+            for e in res.scale_events
+            if start <= e.t_s < end
+        ]
+        event_frames.append(pl.DataFrame(scale, schema=SCALE_EVENTS_SCHEMA, orient="row"))
     if frames:
         week = pl.concat(frames)
     if event_frames:
