@@ -33,6 +33,13 @@ from sim.report.risk_tables import (
     timeline_table,
     timeline_table_html,
 )
+from sim.report.scaling import (
+    moving_plans,
+    scaling_answer_lines,
+    scaling_charts,
+    scaling_section_html,
+    shows_scaling,
+)
 from sim.report.shell import Chart, _atomic_write, _plans, chart_blocks, html_page, write_png
 from sim.report.tables import P_ABOVE_SLO, summary_table_html
 from sim.stats.risk import risk_table
@@ -118,7 +125,9 @@ def _uncalibrated(meta: Mapping[str, Any]) -> list[str]:
     return [str(gpu) for gpu, kind in steps.items() if kind == "uncalibrated"]
 
 
-def _header(summary: pl.DataFrame, meta: Mapping[str, Any], answer: str = "") -> str:
+def _header(
+    summary: pl.DataFrame, meta: Mapping[str, Any], answer: str = "", *, scaling: bool = False
+) -> str:
     name = str(meta.get("experiment", meta.get("name", "experiment")))
     slo_text = " · ".join(
         f"{what} ≤ {value:g} s"
@@ -163,12 +172,13 @@ def _header(summary: pl.DataFrame, meta: Mapping[str, Any], answer: str = "") ->
     if meta.get("interrupted"):
         warnings.append("The run was interrupted: results cover the replications that finished.")
     error_html = "".join(f'<p class="errors">{html.escape(w)}</p>' for w in warnings)
+    moving = '<a href="#scaling">Fleets that move</a> · ' if scaling else ""
     return (
         f"<h1>{html.escape(name)}</h1>\n{banner}\n{answer}\n"
         "<p>Monte Carlo capacity report: each figure is a distribution across replications.</p>\n"
         f'<dl class="meta">{dl}</dl>\n{error_html}\n'
         '<p class="note">Sections: <a href="#slo-risk">SLO risk by month</a> · '
-        '<a href="#charts">Charts</a> · <a href="#risk">Risk</a> · '
+        f'<a href="#charts">Charts</a> · {moving}<a href="#risk">Risk</a> · '
         '<a href="#config">Resolved configuration</a></p>'
     )
 
@@ -275,6 +285,67 @@ def risk_section_html(
     return "\n".join(p for p in parts if p)
 
 
+# --------------------------------------------------------------------------- fleets that move
+
+
+def _slo(meta: Mapping[str, Any]) -> SloSpec | None:
+    ttft, tpot = _number(meta, "slo_ttft_s"), _number(meta, "slo_tpot_s")
+    return None if ttft is None or tpot is None else SloSpec(ttft_s=ttft, tpot_s=tpot)
+
+
+def _tp(meta: Mapping[str, Any]) -> int | None:
+    """GPUs per replica (``config.engine.tp``), if the manifest has it."""
+    config = meta.get("config")
+    engine = config.get("engine") if isinstance(config, Mapping) else None
+    tp = engine.get("tp") if isinstance(engine, Mapping) else None
+    return tp if isinstance(tp, int) and not isinstance(tp, bool) and tp > 0 else None
+
+
+def _movers(
+    months: pl.DataFrame,
+    meta: Mapping[str, Any],
+    fleet_week: pl.DataFrame | None,
+    scale_events: pl.DataFrame | None,
+) -> list[str]:
+    config = meta.get("config")
+    plans = meta.get("plans")
+    return moving_plans(
+        months,
+        config if isinstance(config, Mapping) else {},
+        fleet_week,
+        scale_events,
+        [str(p) for p in plans] if isinstance(plans, list | tuple) else None,
+    )
+
+
+def scaling_html(
+    months: pl.DataFrame,
+    summary: pl.DataFrame,
+    meta: Mapping[str, Any],
+    *,
+    paired: pl.DataFrame | None = None,
+    fleet_week: pl.DataFrame | None = None,
+    scale_events: pl.DataFrame | None = None,
+) -> str:
+    """The "Fleets that move" section (``sim.report.scaling``), or "" when no plan moves."""
+    movers = _movers(months, meta, fleet_week, scale_events)
+    if not shows_scaling(movers, months):
+        return ""
+    plans = _plan_names(summary, meta)
+    charts = scaling_charts(fleet_week, plans)
+    return scaling_section_html(
+        months,
+        plans,
+        movers,
+        chart_blocks(charts),
+        slo=_slo(meta),
+        tp=_tp(meta),
+        paired=paired,
+        fleet_week=fleet_week,
+        scale_events=scale_events,
+    )
+
+
 # --------------------------------------------------------------------------- page
 
 
@@ -287,7 +358,9 @@ def answer_lines(months: pl.DataFrame, meta: Mapping[str, Any]) -> list[str]:
         return []
     risk = risk_table(months, SloSpec(ttft_s=ttft, tpot_s=tpot))
     lines = []
-    for plan in _plans(months):
+    named = _plan_names(months, meta)  # config order (months is sorted by plan name)
+    order = [p for p in named if p in _plans(months)]
+    for plan in order + [p for p in _plans(months) if p not in order]:
         r = risk.filter(pl.col("plan") == plan).sort("p_miss", "month", descending=[True, False])
         row = r.row(0, named=True)
         k, n, month = int(row["k_miss"]), int(row["n"]), int(row["month"])
@@ -332,23 +405,40 @@ def render_report_html(
     paired: pl.DataFrame | None = None,
     timeline: pl.DataFrame | None = None,
     timeline_events: pl.DataFrame | None = None,
+    fleet_week: pl.DataFrame | None = None,
+    scale_events: pl.DataFrame | None = None,
 ) -> str:
-    """One self-contained HTML page: header, SLO-risk table, charts, risk section, config.
+    """One self-contained HTML page: header, SLO-risk table, charts, the fleets that move
+    (when some plan does), risk section, config.
 
     ``paired``, ``timeline`` and ``timeline_events`` are optional (runs before hybrid plans
-    have none): the risk section then says what it cannot show.
+    have none): the risk section then says what it cannot show. ``fleet_week`` and
+    ``scale_events`` (runs before schedules and autoscalers have none) add the sampled week.
     """
     charts = report_charts(months, summary, hourly, meta)
     risk = risk_charts(summary, meta, timeline, timeline_events)
     name = str(meta.get("experiment", meta.get("name", "experiment")))
     config = html.escape(json.dumps(meta.get("config", {}), indent=2, default=str))
-    lines = "".join(f"<p>{html.escape(line)}</p>" for line in answer_lines(months, meta))
+    scaling = scaling_html(
+        months, summary, meta, paired=paired, fleet_week=fleet_week, scale_events=scale_events
+    )
+    said = answer_lines(months, meta)
+    if scaling:
+        said += scaling_answer_lines(
+            months,
+            _plan_names(summary, meta),
+            _movers(months, meta, fleet_week, scale_events),
+            slo=_slo(meta),
+            paired=paired,
+        )
+    lines = "".join(f"<p>{html.escape(line)}</p>" for line in said)
     answer = f'<section id="answer">{lines}</section>' if lines else ""
-    body = f"""{_header(summary, meta, answer)}
+    body = f"""{_header(summary, meta, answer, scaling=bool(scaling))}
 <h2 id="slo-risk">SLO risk by month</h2>
 {summary_table_html(summary, _number(meta, "slo_ttft_s"))}
 <h2 id="charts">Charts</h2>
 {chart_blocks(charts)}
+{scaling}
 {risk_section_html(months, summary, meta, risk, paired, timeline, timeline_events)}
 <h2 id="config">Resolved configuration</h2>
 <details><summary>Show</summary><pre class="config">{config}</pre></details>"""
@@ -365,6 +455,8 @@ def write_report(
     paired: pl.DataFrame | None = None,
     timeline: pl.DataFrame | None = None,
     timeline_events: pl.DataFrame | None = None,
+    fleet_week: pl.DataFrame | None = None,
+    scale_events: pl.DataFrame | None = None,
     pngs: bool = True,
 ) -> Path:
     """Write ``out_dir/report.html`` (and, with ``pngs``, one ``<chart>.png`` per chart,
@@ -383,12 +475,16 @@ def write_report(
         paired=paired,
         timeline=timeline,
         timeline_events=timeline_events,
+        fleet_week=fleet_week,
+        scale_events=scale_events,
     )
     target = out_dir / "report.html"
     _atomic_write(target, page.encode("utf-8"))
     if pngs:
-        charts = report_charts(months, summary, hourly, meta) | risk_charts(
-            summary, meta, timeline, timeline_events
+        charts = (
+            report_charts(months, summary, hourly, meta)
+            | scaling_charts(fleet_week, _plan_names(summary, meta))
+            | risk_charts(summary, meta, timeline, timeline_events)
         )
         for key, chart in charts.items():
             write_png(chart, out_dir / f"{key}.png")
