@@ -2,8 +2,9 @@
 exactly the tables recorded in tests/golden/ (made by tests/golden/make.py before the reshape
 of issue #10). A change that moves any number here must say why in its commit and regenerate.
 Regenerated once since, for added outputs only (issue #11: the `token_utilisation` column, the
-`p_tpot_p95_above_slo` / `p_miss_slo` summary rows, the `risk` table); every number recorded
-before was checked bit-identical first.
+`p_tpot_p95_above_slo` / `p_miss_slo` summary rows, the `risk` table) and again for issue
+#16's (GPU-hours and cost by market, `scale_ups`, `cold_start_delayed` and their summary rows);
+each time every number recorded before was checked bit-identical first.
 """
 
 from __future__ import annotations
