@@ -33,6 +33,7 @@ from sim.fleet.autoscale import (
     pending_runs,
     pool_signal,
 )
+from sim.fleet.routing import ROUTING_POLICIES
 from sim.model import (
     Engine,
     FleetPhase,
@@ -345,7 +346,7 @@ def scaled_workloads(draw: st.DrawFn) -> dict:
         "scaler": scaler,
         "outages": outages,
         "spill": draw(st.sampled_from(["none", "no_replica", "wait", "queue"])),
-        "routing": draw(st.sampled_from(["least_outstanding_tokens", "round_robin"])),
+        "routing": draw(st.sampled_from(ROUTING_POLICIES)),
     }
 
 

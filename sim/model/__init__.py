@@ -93,8 +93,8 @@ Engine = Literal["fast", "compiled", "lazy", "reference"]
 ENGINES: tuple[Engine, ...] = ("fast", "compiled", "lazy", "reference")
 
 TimelineRow = tuple[float, int, int, int, int, int]
-"""(t_s, healthy replicas, requests waiting on replicas, running, waiting at the router,
-requests spilled so far) — one probe of the fleet's state."""
+"""(t_s, routable replicas (healthy, not held by an autoscaler), requests waiting on replicas,
+running, waiting at the router, requests spilled so far) — one probe of the fleet's state."""
 
 
 @dataclass(frozen=True)
