@@ -275,3 +275,44 @@ def test_cli_plan_writes_a_runnable_scheduled_plan(day_night: Experiment, tmp_pa
     )
     run = CliRunner().invoke(main, ["check", str(out / "plan.toml")])
     assert run.exit_code == 0, run.output
+
+
+def test_dynamic_programme_respects_the_current_fleet(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two GPU types, each needing 2 replicas: "a" (cheaper, a 14-day lead time, 1 owned) is
+    capped at 1 in month 1, so the programme (`sim.planning.constraints`) starts on "b"."""
+    from sim.planning import constraints
+    from sim.planning.decide import MonthChoice
+    from sim.planning.prices import GpuPrice
+    from sim.stats.risk import Proportion
+
+    class Stub:
+        def __init__(self, cost: float) -> None:
+            self._cost = cost
+
+        def cost(self, month: int, statistic: str = "mean") -> float:
+            return self._cost
+
+        def misses(self, month: int) -> Proportion:
+            return Proportion(0, 60)
+
+        def median(self, month: int, column: str) -> float:
+            return 0.1
+
+    def decide(ev, c, months, month, s):  # type: ignore[no-untyped-def]
+        return c.count >= 2, Stub(100.0 * c.count)
+
+    monkeypatch.setattr(constraints, "decide", decide)
+    prices = {"a": GpuPrice("a", 1.0, None, "t"), "b": GpuPrice("b", 2.0, None, "t")}
+    greedy = [
+        MonthChoice(1, Candidate(g, 2), 0.0, 0.0, 0.0, Proportion(0, 60), 0.1, 0.01)
+        for g in ("a", "b")
+    ]
+
+    def run(**changes: object) -> list[tuple[str, int]]:
+        s = _lead(max_replicas=3, max_change_per_month=4, **changes)
+        out, _ = constraints.practical_plan(None, s, 3, greedy, prices, 1, 0.0, lambda _: None)  # type: ignore[arg-type]
+        return [(ch.candidate.gpu, ch.candidate.count) for ch in out]
+
+    assert run() == [("a", 2)] * 3
+    capped = run(lead_time_days=(("a", 14.0),), current_fleet=(("a", 1),))
+    assert capped == [("b", 2), ("a", 2), ("a", 2)]

@@ -299,7 +299,8 @@ def breakeven(
             min_counts=floor,
         )
         for t in own.tried:
-            if not t.accepted and t.candidate.spot == 0:
+            # (a scheduled N failing says nothing of a static N, which serves more hours)
+            if not t.accepted and t.candidate.spot == 0 and not t.candidate.scheduled:
                 floor[t.candidate.gpu] = max(floor.get(t.candidate.gpu, 1), t.candidate.count + 1)
         mixed = None
         own_count = own.choices[0].candidate.count if own.choices else s.max_replicas + 1
