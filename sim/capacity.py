@@ -113,17 +113,41 @@ def with_token_utilisation(
 ) -> pl.DataFrame:
     """`months` with `token_utilisation`: tokens the GPUs served in the month (input + output,
     API-spilled tokens excluded) ÷ what the month's planned replicas could serve at the SLO
-    (Σ count × `Capacity.tokens_per_s` × the month's seconds). NaN when the month has no
-    replica or no capacity."""
+    (Σ count × `Capacity.tokens_per_s` × the month's seconds; for a month whose pools move,
+    the row's `serving_replica_hours` × the pools' slot-weighted mean capacity, exact for one
+    GPU type). NaN when the month has no replica or no capacity."""
     rows = []
     for plan in plans:
         for m, month in enumerate(plan.fleet, start=1):
             tokens_per_s = sum(p.count * caps[p.gpu].tokens_per_s for p in month.pools)
-            rows.append((plan.name, m, tokens_per_s * SECONDS_PER_MONTH))
+            # a month that moves: capacity per replica-hour serving (the row's
+            # `serving_replica_hours`), at the slot-weighted mean capacity of its pools
+            slots = sum(p.slots for p in month.pools)
+            per_replica = sum(p.slots * caps[p.gpu].tokens_per_s for p in month.pools) / max(
+                slots, 1
+            )
+            moves = any(p.moves for p in month.pools)
+            rows.append(
+                (plan.name, m, tokens_per_s * SECONDS_PER_MONTH, per_replica if moves else None)
+            )
     cap = pl.DataFrame(
         rows,
-        schema={"plan": pl.String, "month": pl.Int64, "capacity_tokens": pl.Float64},
+        schema={
+            "plan": pl.String,
+            "month": pl.Int64,
+            "capacity_tokens": pl.Float64,
+            "per_replica_tokens_per_s": pl.Float64,
+        },
         orient="row",
+    )
+    if "serving_replica_hours" in months.columns:
+        cap_moving = pl.col("per_replica_tokens_per_s") * pl.col("serving_replica_hours") * 3600.0
+    else:
+        cap_moving = pl.lit(None, dtype=pl.Float64)
+    capacity = (
+        pl.when(pl.col("per_replica_tokens_per_s").is_not_null())
+        .then(cap_moving)
+        .otherwise(pl.col("capacity_tokens"))
     )
     served = (
         pl.col("input_tokens")
@@ -139,4 +163,5 @@ def with_token_utilisation(
     joined = months.drop("token_utilisation", strict=False).join(
         cap, on=["plan", "month"], how="left"
     )
+    joined = joined.with_columns(capacity.alias("capacity_tokens"))
     return joined.with_columns(util.alias("token_utilisation")).select(months.columns)

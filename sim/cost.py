@@ -29,6 +29,7 @@ import numpy as np
 from sim.config import ApiSpec, CostSpec, PlanSpec
 from sim.fleet import Fleet, Outage, spot_price_path
 from sim.fleet.autoscale import ScaleEvent, billed_runs, pending_runs
+from sim.fleet.serving import overlap_s, scaler_spans, serving_runs
 from sim.rng import Streams
 from sim.units import HOURS_PER_MONTH, SECONDS_PER_HOUR, SECONDS_PER_MONTH, Market
 from sim.workload.clock import seconds_by_hour
@@ -97,6 +98,9 @@ class MonthCost:
     # requests that arrived while a launched replica was still starting
     scale_ups: int = 0
     cold_start_delayed: int = 0
+    # replica-hours serving in the month (spot reclaims not deducted), when the fleet moves
+    # within it: the capacity of `token_utilisation`; NaN for a fixed fleet (count × 730 h)
+    serving_replica_hours: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -155,6 +159,17 @@ def plan_month_costs(
                 c = pool_cost(pool.count, tp, HOURS_PER_MONTH, cost.price(pool.gpu))
                 gpu_hours += c.gpu_hours
                 gpu_usd += c.gpu_usd
+        serving = math.nan
+        if fleet is not None and any(p.moves for p in month.pools):
+            scaled = {i for sp in fleet.scaled if sp.month == m + 1 for i in sp.replicas}
+            serving = (
+                sum(
+                    seconds_in_month(runs, m + 1)
+                    for i, runs in enumerate(fleet.serving)
+                    if i in fleet.phases[m].replicas and i not in scaled
+                )
+                / SECONDS_PER_HOUR
+            )
         out.append(
             MonthCost(
                 month.replicas,
@@ -163,6 +178,7 @@ def plan_month_costs(
                 cost.ops_usd_per_month,
                 reserved_hours,
                 reserved_usd,
+                serving_replica_hours=serving,
             )
         )
     return tuple(out)
@@ -216,6 +232,7 @@ class ScaledUse:
     seconds_by_gpu: Mapping[str, float]
     launches: int
     delayed: int
+    serving_s: float = 0.0  # replica-seconds serving (from "serve" to "release")
 
 
 def scaled_use(
@@ -230,22 +247,26 @@ def scaled_use(
     """Autoscaled use inside [start_s, end_s) of one simulation whose scale `events` run to
     `sim_end_s` (a replica still up there is billed to it); `arrival_s`: its arrivals."""
     seconds: dict[str, float] = {}
-    for replica, runs in billed_runs(events, sim_end_s).items():
-        gpu = fleet.slots[replica].gpu
-        inside = sum(
-            max(0.0, min(b, end_s) - max(a, start_s)) for a, b in rounded_runs(runs, granularity_s)
-        )
-        seconds[gpu] = seconds.get(gpu, 0.0) + inside
-    launches = sum(1 for e in events if e.kind == "launch" and start_s <= e.t_s < end_s)
     delayed = 0
-    for spans in pending_runs(events, sim_end_s).values():
-        for a, b in spans:
-            lo, hi = max(a, start_s), min(b, end_s)
-            if hi > lo:
-                delayed += int(
-                    np.searchsorted(arrival_s, hi, "left") - np.searchsorted(arrival_s, lo, "left")
-                )
-    return ScaledUse(seconds, launches, delayed)
+    for span_end, span in scaler_spans(events, sim_end_s):
+        for replica, runs in billed_runs(span, span_end).items():
+            gpu = fleet.slots[replica].gpu
+            inside = sum(
+                max(0.0, min(b, end_s) - max(a, start_s))
+                for a, b in rounded_runs(runs, granularity_s)
+            )
+            seconds[gpu] = seconds.get(gpu, 0.0) + inside
+        for pending in pending_runs(span, span_end).values():
+            for a, b in pending:
+                lo, hi = max(a, start_s), min(b, end_s)
+                if hi > lo:
+                    delayed += int(
+                        np.searchsorted(arrival_s, hi, "left")
+                        - np.searchsorted(arrival_s, lo, "left")
+                    )
+    launches = sum(1 for e in events if e.kind == "launch" and start_s <= e.t_s < end_s)
+    serving = sum(overlap_s(r, start_s, end_s) for r in serving_runs(events, sim_end_s).values())
+    return ScaledUse(seconds, launches, delayed, serving)
 
 
 def with_scaled(
@@ -258,9 +279,10 @@ def with_scaled(
     """`cost` plus the autoscaled pools' on-demand GPU-hours and dollars, launches and delayed
     requests: the weighted sum of `uses` (weight 1 for a fully simulated month; a sampled
     window's weight on a sampled horizon)."""
-    hours = usd = 0.0
+    hours = usd = serving_s = 0.0
     launches = delayed = 0.0
     for use, w in zip(uses, weights, strict=True):
+        serving_s += w * use.serving_s
         for gpu, s in sorted(use.seconds_by_gpu.items()):
             h = w * tp * s / SECONDS_PER_HOUR
             hours += h
@@ -273,6 +295,7 @@ def with_scaled(
         gpu_cost_usd=cost.gpu_cost_usd + usd,
         scale_ups=cost.scale_ups + round(launches),
         cold_start_delayed=cost.cold_start_delayed + round(delayed),
+        serving_replica_hours=cost.serving_replica_hours + serving_s / SECONDS_PER_HOUR,
     )
 
 
@@ -375,6 +398,7 @@ def cost_fields(
         "gpu_hours_reserved": cost.reserved_gpu_hours,
         "scale_ups": cost.scale_ups,
         "cold_start_delayed": cost.cold_start_delayed,
+        "serving_replica_hours": cost.serving_replica_hours,
         "ops_cost_usd": cost.ops_cost_usd,
         "api_cost_usd": api_usd,
         "cost_usd": total,

@@ -81,6 +81,7 @@ MONTH_SCHEMA: dict[str, type[pl.DataType] | pl.DataType] = {
     "gpu_hours_reserved": pl.Float64,
     "scale_ups": pl.Int64,  # replicas an autoscaler launched in the month (weighted if sampled)
     "cold_start_delayed": pl.Int64,  # requests arriving while a launched replica was starting
+    "serving_replica_hours": pl.Float64,  # when the fleet moves within the month; NaN if fixed
     "ops_cost_usd": pl.Float64,
     "api_cost_usd": pl.Float64,
     "cost_usd": pl.Float64,  # GPU + operations + API

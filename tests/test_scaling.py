@@ -269,3 +269,25 @@ def test_sampled_autoscaled_bill_estimates_the_full_one(tiny: Tiny) -> None:
     f = np.mean([float(r["gpu_hours"]) for r in full])  # type: ignore[arg-type]
     s = np.mean([float(r["gpu_hours"]) for r in sampled])  # type: ignore[arg-type]
     assert s == pytest.approx(f, rel=0.15)
+
+
+def test_each_month_of_an_autoscaled_pool_is_billed_on_its_own(tiny: Tiny) -> None:
+    # month 1 scales up under load; month 2 starts over from its count (1) and never scales:
+    # the replicas month 1 left up are not billed into month 2
+    exp = tiny(requests_per_day=20_000.0, slow=10.0, months=2)
+    loaded = AutoscaleSpec(min_replicas=1, max_replicas=3, target=2.0, interval_s=60.0)
+    idle = dataclasses.replace(loaded, target=1e6)
+    months = (
+        MonthPlan((PoolSpec("base", "a100-80gb", 1, autoscale=loaded),)),
+        MonthPlan((PoolSpec("base", "a100-80gb", 1, autoscale=idle),)),
+    )
+    horizon = dataclasses.replace(exp.spec.horizon, mode="full")
+    exp = dataclasses.replace(
+        exp, spec=dataclasses.replace(exp.spec, fleet=months, horizon=horizon)
+    )
+    first, second = _rows(exp)
+    assert int(first["scale_ups"]) > 0  # type: ignore[call-overload]
+    assert float(first["gpu_hours"]) > HOURS_PER_MONTH  # type: ignore[arg-type]
+    assert second["scale_ups"] == 0
+    assert second["gpu_hours"] == pytest.approx(HOURS_PER_MONTH)
+    assert float(second["gpu_utilisation"]) <= 1.0  # type: ignore[arg-type]

@@ -9,6 +9,7 @@ import numpy as np
 
 from sim.fleet.autoscale import ScaleEvent
 from sim.fleet.plan import Fleet
+from sim.units import SECONDS_PER_MONTH
 from sim.workload.clock import seconds_by_hour
 
 
@@ -33,17 +34,35 @@ def serving_by_hour(
     return total
 
 
+def scaler_spans(
+    events: Sequence[ScaleEvent], sim_end_s: float
+) -> list[tuple[float, list[ScaleEvent]]]:
+    """Scale events split by the autoscaler span that logged them — one per pool and plan month
+    (a span's events lie inside its month) — with each span's end (the month's end, or
+    `sim_end_s` if sooner): a span leaves its replicas as they are at its end, and the next
+    span starts over from its month's `count`, so each is accounted on its own."""
+    groups: dict[tuple[str, int], list[ScaleEvent]] = {}
+    for e in events:
+        groups.setdefault((e.pool, int(e.t_s // SECONDS_PER_MONTH)), []).append(e)
+    return [
+        (min(sim_end_s, float((m + 1) * SECONDS_PER_MONTH)), span)
+        for (_, m), span in sorted(groups.items())
+    ]
+
+
 def serving_runs(
     events: Sequence[ScaleEvent], end_s: float
 ) -> dict[int, list[tuple[float, float]]]:
-    """Per replica, its (serve, release) runs in the scale `events` (open ones to `end_s`)."""
+    """Per replica, its (serve, release) runs in the scale `events` of a simulation ending at
+    `end_s` (a run still open at its span's end closes there)."""
     runs: dict[int, list[tuple[float, float]]] = {}
-    since: dict[int, float] = {}
-    for e in sorted(events, key=lambda e: e.t_s):
-        if e.kind == "serve":
-            since.setdefault(e.replica, e.t_s)
-        elif e.kind == "release" and e.replica in since:
-            runs.setdefault(e.replica, []).append((since.pop(e.replica), e.t_s))
-    for i, t in since.items():
-        runs.setdefault(i, []).append((t, max(t, end_s)))
+    for span_end, span in scaler_spans(events, end_s):
+        since: dict[int, float] = {}
+        for e in sorted(span, key=lambda e: e.t_s):
+            if e.kind == "serve":
+                since.setdefault(e.replica, e.t_s)
+            elif e.kind == "release" and e.replica in since:
+                runs.setdefault(e.replica, []).append((since.pop(e.replica), e.t_s))
+        for i, t in since.items():
+            runs.setdefault(i, []).append((t, max(t, span_end)))
     return runs
