@@ -152,6 +152,9 @@ def test_saving_table_rows_are_paired_medians_and_misses(page: str) -> None:
     body = section(page)
     # month 2 of auto − static: median −$600, p5..p95 of [-610, -600, -600, -590]
     assert "<td>auto − static</td><td>2</td>" in body
+    # month 1 is the same fleet in every replication: left out of the table, said in a note
+    assert "<td>auto − static</td><td>1</td>" not in body
+    assert "identical to static in every replication (cost and SLO misses): auto, month 1." in body
     row3 = body[body.index("<td>auto − static</td><td>3</td>") :].split("</tr>")[0]
     assert "−$650" in row3 and "1 of 4" in row3 and "0 of 4" in row3 and "+25.0 pp" in row3
 

@@ -151,6 +151,13 @@ def week_frame(fleet_week: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def _count_axis(top: int) -> alt.Axis:
+    """Whole-number ticks: every integer up to a small ``top``, else Vega's own."""
+    if top <= 6:
+        return alt.Axis(values=list(range(top + 1)), format="d")
+    return alt.Axis(format=",d", tickMinStep=1)
+
+
 def fleet_week_chart(
     fleet_week: pl.DataFrame, plans: Sequence[str] | None = None
 ) -> alt.VConcatChart:
@@ -185,6 +192,7 @@ def fleet_week_chart(
         alt.Tooltip("waiting:Q", title="Requests waiting"),
     ]
     top = max(1, int(data["serving_replicas"].max()))  # type: ignore[arg-type]
+    most = max(1, int(data["waiting"].max()))  # type: ignore[arg-type]
     replicas = (
         alt.Chart()
         .mark_line(interpolate="step-after", strokeWidth=2)
@@ -196,7 +204,7 @@ def fleet_week_chart(
                 "serving_replicas:Q",
                 title="Replicas serving",
                 scale=alt.Scale(domain=[0, top + 0.5], nice=False),
-                axis=alt.Axis(values=list(range(top + 1)), format="d"),
+                axis=_count_axis(top),
             ),
             color=colour,
             tooltip=tooltip,
@@ -208,7 +216,8 @@ def fleet_week_chart(
         .mark_line(interpolate="step-after", strokeWidth=1.2)
         .encode(
             x=x,
-            y=alt.Y("waiting:Q", title="Requests waiting", axis=alt.Axis(format=",d")),
+            # whole requests: explicit ticks for a short queue (no "0, 1, 1" labels)
+            y=alt.Y("waiting:Q", title="Requests waiting", axis=_count_axis(most)),
             color=colour,
             tooltip=tooltip,
         )
@@ -500,6 +509,21 @@ def saving_sentences(table: pl.DataFrame) -> list[str]:
     return lines
 
 
+def _identical(table: pl.DataFrame) -> pl.Expr:
+    """Rows of ``saving_table`` where the plan costs what the baseline costs in every
+    replication (p5 = p50 = p95 = 0) and misses the SLO as often (when known)."""
+    same = pl.all_horizontal((pl.col(f"d_cost_{q}") == 0) for q in ("p5", "p50", "p95"))
+    if "d_p_miss" in table.columns:
+        same = same & (pl.col("d_p_miss") == 0)
+    return same.fill_null(False)
+
+
+def identical_months(table: pl.DataFrame) -> dict[str, list[int]]:
+    """Per plan of ``saving_table``, the months identical to the baseline (``_identical``)."""
+    rows = table.filter(_identical(table))
+    return {p: rows.filter(pl.col("plan") == p)["month"].to_list() for p in _plans(rows)}
+
+
 def saving_table_html(table: pl.DataFrame) -> str:
     risk = "k_plan" in table.columns
     head1 = ['<th rowspan="2">Plan</th>', '<th rowspan="2">Month</th>']
@@ -571,7 +595,16 @@ def scaling_section_html(
             "across replications. P(miss SLO): replications whose month p95 TTFT or TPOT "
             "exceeded its SLO.</p>"
         )
-        parts.append(saving_table_html(saving))
+        same = identical_months(saving)
+        if same:
+            parts.append(
+                f'<p class="note">Left out, identical to {html.escape(plans[0])} in every '
+                "replication (cost and SLO misses): "
+                + html.escape("; ".join(f"{p}, {_months_text(m)}" for p, m in same.items()))
+                + ".</p>"
+            )
+        kept = saving.filter(~_identical(saving))
+        parts.append(saving_table_html(kept) if kept.height else "")
     if chart_html:
         parts.append("<h3>One week of the busiest month</h3>")
         parts.append(chart_html)
