@@ -103,7 +103,7 @@ def plan(
         raise click.UsageError(str(err)) from None
     console.print()
     for line in recommendation_lines(result):
-        console.print(line, highlight=False)
+        console.print(line, highlight=False, markup=False)  # "[plan] ..." is text
     table = plan_months_table(result)
     if not table.is_empty():
         t = Table(title="recommended plan")
@@ -150,7 +150,7 @@ def plan(
             )
         console.print(t)
     for note in result.uncalibrated + result.overrides:
-        console.print(f"note: {note}", highlight=False)
+        console.print(f"note: {note}", highlight=False, markup=False)
     tornado: pl.DataFrame | None = None
     if sensitivity_n is not None and result.choices and not result.infeasible_months:
         console.print(f"sensitivity of the recommended plan on {sensitivity_n} replications:")
