@@ -47,6 +47,13 @@ AUTOSCALE = (
     "{min_replicas = 0, max_replicas = 2, target = 4, signal = 'queue_depth', interval_s = 15, "
     "tolerance = 0.1, up_cooldown_s = 0, down_cooldown_s = 300, provisioning_s = 0}"
 )
+WEEKDAYS = '[{days = "mon-fri", hours = [8, 20], count = 1}]'
+NIGHTS = '[{days = "all", hours = [0, 4], count = 2}]'
+WEEKEND = '[{days = "weekend", hours = [10, 12], count = 0}]'
+SCALED_MONTH = (
+    f'{{pools = [{{name = "b", gpu = "a100-80gb", count = 1, autoscale = {AUTOSCALE}}}]}}'
+)
+
 VARIANTS = {
     # a generated workload with a burst product, a lengths table and one pool for all months
     "generated": f"""
@@ -66,7 +73,7 @@ layers = [{{kind = "markov", mean_calm_s = 1, mean_burst_s = 1, burst_ratio = 2}
 {ENGINE}
 [fleet]
 pools = [{{name = "a", gpu = "a100-80gb", count = 1, market = "spot"}},
-         {{name = "s", gpu = "a100-80gb", count = 0, schedule = [{{days = "mon-fri", hours = [8, 20], count = 1}}]}},
+         {{name = "s", gpu = "a100-80gb", count = 0, schedule = {WEEKDAYS}}},
          {{name = "r", gpu = "a100-80gb", count = 1, market = "reserved"}},
          {{name = "b", gpu = "a100-80gb", count = 0, autoscale = {AUTOSCALE}}}]
 [spot]
@@ -85,11 +92,11 @@ mean_monthly = 0.1
 {ENGINE}
 [[plans]]
 name = "p"
-pools = [{{name = "a", gpu = "a100-80gb", count = 1, schedule = [{{days = "all", hours = [0, 4], count = 2}}]}},
+pools = [{{name = "a", gpu = "a100-80gb", count = 1, schedule = {NIGHTS}}},
          {{name = "b", gpu = "a100-80gb", count = 0, autoscale = {AUTOSCALE}}}]
 [[plans]]
 name = "q"
-months = [{", ".join([f'{{pools = [{{name = "b", gpu = "a100-80gb", count = 1, autoscale = {AUTOSCALE}}}]}}'] * 6)}]
+months = [{", ".join([SCALED_MONTH] * 6)}]
 {REST}
 """,
     # monthly pools that move
@@ -105,7 +112,7 @@ lengths = "{TRACES}/azure_conv_2023.csv"
 mean_monthly = 0.1
 {ENGINE}
 [[fleet.months]]
-pools = [{{name = "a", gpu = "a100-80gb", count = 1, schedule = [{{days = "weekend", hours = [10, 12], count = 0}}]}},
+pools = [{{name = "a", gpu = "a100-80gb", count = 1, schedule = {WEEKEND}}},
          {{name = "b", gpu = "a100-80gb", count = 1, autoscale = {AUTOSCALE}}}]
 {REST}
 """,
@@ -118,7 +125,9 @@ def accepted_keys() -> set[str]:
         keys |= keys_read(path.read_text(encoding="utf-8"), str(path))
     for name, text in VARIANTS.items():
         keys |= keys_read(text, f"{ROOT / 'experiments'}/{name}.toml")
-    return {re.sub(r"^(cost\.(?:gpu|spot|reserved)_usd_per_hour)\..+$", r"\1.<gpu>", k) for k in keys}
+    return {
+        re.sub(r"^(cost\.(?:gpu|spot|reserved)_usd_per_hour)\..+$", r"\1.<gpu>", k) for k in keys
+    }
 
 
 def documented_keys() -> set[str]:

@@ -127,6 +127,8 @@ def _write_results(results: Results, out_dir: Path) -> Path:
             paired=results.paired,
             timeline=results.timeline,
             timeline_events=results.timeline_events,
+            fleet_week=results.fleet_week,
+            scale_events=results.scale_events,
         )
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
