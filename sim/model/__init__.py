@@ -38,8 +38,8 @@ Spot reclaims and API overflow join through `Hybrid`:
 * An autoscaled pool (`Hybrid.scalers`, `sim.fleet.autoscale`) holds the slots its autoscaler
   has not started out of service (routed to like a replica under a spot notice: nothing new,
   nothing evicted); a replica is routable when healthy and not held. One SimPy process per
-  `Scaler` (`_autoscale`, shared by every engine) ticks every `interval_s`, reads its pool's
-  signal from the replicas' state and launches or releases replicas.
+  `Scaler` (`sim.model.autoscale`, shared by every engine) ticks every `interval_s`, reads
+  its pool's signal from the replicas' state and launches or releases replicas.
 
 Tie rule of a tick at instant t (the same on every engine): it sees every step that ends by
 t applied and no step decided at t (a tick is a NORMAL event scheduled one interval earlier:
@@ -61,12 +61,11 @@ from typing import Any, Literal
 
 import numpy as np
 import simpy
-from simpy.events import URGENT
 
 from sim.config import SpillSpec
-from sim.engine import FastReplica, ReferenceReplica, RequestLog
+from sim.engine import RequestLog
 from sim.fleet.api import ApiClient
-from sim.fleet.autoscale import Autoscaler, ReplicaLoad, ScaleEvent, Scaler, pool_signal
+from sim.fleet.autoscale import ReplicaLoad, ScaleEvent, Scaler, pool_signal
 from sim.fleet.plan import FleetPhase, ReplicaSpec
 from sim.fleet.routing import (
     ROUTING_POLICIES,
@@ -77,6 +76,8 @@ from sim.fleet.routing import (
 )
 from sim.fleet.spill import must_spill
 from sim.fleet.spot import Outage
+from sim.model.autoscale import autoscale_process
+from sim.model.engines import _FastReplicas, _ReferenceReplicas
 
 __all__ = [
     "Engine",
@@ -198,170 +199,6 @@ def simulate(
     else:
         wiring = _ReferenceReplicas(env, log, replicas, counters)
     return _run(env, log, replicas, phases, wiring, hybrid, counters, routing, uniforms)
-
-
-# ------------------------------------------------------------------------ the two engines
-class _FastReplicas:
-    """Lazily advanced replicas: no SimPy process of their own."""
-
-    def __init__(self, log: RequestLog, specs: Sequence[ReplicaSpec]) -> None:
-        self.reps = [FastReplica(i, s.limits, s.step_time, log) for i, s in enumerate(specs)]
-
-    def evict(self, rep: FastReplica, t: float) -> list[tuple[int, int]]:
-        return list(rep.evict(t))
-
-    def start(self, env: simpy.Environment) -> None:
-        """Nothing to start: the router advances each replica when it looks at it."""
-
-    def finish(self) -> tuple[list[list[tuple[float, float]]], int]:
-        """Busy periods per replica and segments simulated, after the run."""
-        for rep in self.reps:
-            rep.flush()
-        return [r.busy_periods for r in self.reps], sum(r.segments for r in self.reps)
-
-
-def _urgent_timeout(env: simpy.Environment, delay: float) -> simpy.Event:
-    """A timeout processed before NORMAL events of the same instant (SimPy has no public API)."""
-    event = env.event()
-    # NOTE: mirrors what simpy.Timeout does, but with URGENT priority (simpy.core.schedule).
-    event._ok = True
-    event._value = None
-    env.schedule(event, URGENT, delay)
-    return event
-
-
-class _ReferenceReplicas:
-    """One SimPy process per replica, one event per iteration (the exactness oracle)."""
-
-    def __init__(
-        self,
-        env: simpy.Environment,
-        log: RequestLog,
-        specs: Sequence[ReplicaSpec],
-        counters: dict[str, int],
-    ) -> None:
-        self.env = env
-        self.reps = [ReferenceReplica(i, s.limits, s.step_time, log) for i, s in enumerate(specs)]
-        for rep in self.reps:
-            rep.on_submit = self._wake
-        self.wake: list[simpy.Event | None] = [None] * len(self.reps)
-        self.epoch = [0] * len(self.reps)
-        self.evicted_at = [math.nan] * len(self.reps)
-        self.busy: list[list[tuple[float, float]]] = [[] for _ in self.reps]
-        self.counters = counters
-
-    def _wake(self, i: int) -> None:
-        """A request was queued on replica i: wake its process if it sleeps."""
-        ev = self.wake[i]
-        if ev is not None and not ev.triggered:
-            ev.succeed()
-
-    def evict(self, rep: ReferenceReplica, t: float) -> list[tuple[int, int]]:
-        self.epoch[rep.index] += 1
-        self.evicted_at[rep.index] = t
-        return list(rep.evict())
-
-    def start(self, env: simpy.Environment) -> None:
-        for i in range(len(self.reps)):
-            env.process(self._process(i))
-
-    def finish(self) -> tuple[list[list[tuple[float, float]]], int]:
-        return self.busy, sum(r.steps for r in self.reps)
-
-    def _process(self, i: int) -> Generator[simpy.Event, Any, None]:
-        """The replica loop; an eviction loses the step under way.
-
-        NOTE: a replica evicted mid-step stays asleep until that step's planned end; exact as
-        long as a replacement takes longer than one step (cold starts take minutes).
-        """
-        env, rep, busy = self.env, self.reps[i], self.busy[i]
-        busy_since = math.nan
-        while True:
-            if not rep.has_work():
-                if busy_since == busy_since:
-                    end = env.now
-                    if self.evicted_at[i] == self.evicted_at[i]:
-                        end = min(end, self.evicted_at[i])
-                    busy.append((busy_since, end))
-                    busy_since = math.nan
-                ev = env.event()
-                self.wake[i] = ev
-                yield ev
-                self.counters["events"] += 1
-                self.wake[i] = None
-                self.evicted_at[i] = math.nan
-                continue
-            if busy_since != busy_since:
-                busy_since = env.now
-            epoch = self.epoch[i]
-            duration = rep.begin_step(env.now)
-            if duration is None:
-                raise RuntimeError("reference replica has work but scheduled nothing")
-            yield _urgent_timeout(env, duration)
-            if self.epoch[i] == epoch:
-                rep.end_step(env.now)
-            yield env.timeout(0)  # let this instant's arrivals in before deciding
-            self.counters["events"] += 2
-
-
-# ------------------------------------------------------------------------ the autoscaler
-def _autoscale(
-    env: simpy.Environment,
-    scaler: Scaler,
-    events: list[ScaleEvent],
-    signal_at: Callable[[float, Sequence[int]], float],
-    hold: Callable[[int, bool], None],
-    drain: Callable[[float], None],
-) -> Generator[simpy.Event, Any, None]:
-    """One `Scaler` over its span, on any engine: `signal_at(t, serving)` reads the pool's
-    signal (`pool_signal`) over its serving replicas at t, `hold(i, True)` takes replica i out
-    of routing (`False` gives it back) and `drain(t)` dispatches the router's backlog.
-
-    Ticks are at start_s + k·interval_s < end_s; a launch serves `delay_s` later unless that
-    is at or after end_s (then only "launch" — and "up" if the instance came — are logged).
-    """
-    if scaler.end_s <= scaler.start_s:
-        return
-    mech = Autoscaler(scaler, events)
-    if scaler.start_s > env.now:
-        yield env.timeout(scaler.start_s - env.now)
-    for i in scaler.replicas[: scaler.initial]:
-        hold(i, False)
-    for i in mech.start(env.now):
-        hold(i, True)
-    drain(env.now)
-    spec = scaler.spec
-
-    def launched(i: int) -> Generator[simpy.Event, Any, None]:
-        if spec.provisioning_s > 0:
-            if env.now + spec.provisioning_s >= scaler.end_s:
-                return
-            yield env.timeout(spec.provisioning_s)
-        mech.up(env.now, i)
-        if scaler.cold_start_s > 0:
-            if env.now + scaler.cold_start_s >= scaler.end_s:
-                return
-            yield env.timeout(scaler.cold_start_s)
-        mech.serve(env.now, i)
-        hold(i, False)
-        drain(env.now)
-
-    k = 1
-    while (t := scaler.start_s + k * spec.interval_s) < scaler.end_s:
-        yield env.timeout(t - env.now)
-        k += 1
-        launch, release = mech.tick(env.now, signal_at(env.now, mech.serving))
-        for i in release:
-            hold(i, True)
-        if launch and scaler.delay_s == 0:  # serves at once, for this instant's arrivals
-            for i in launch:
-                mech.up(env.now, i)
-                mech.serve(env.now, i)
-                hold(i, False)
-            drain(env.now)
-        else:
-            for i in launch:
-                env.process(launched(i))
 
 
 # ------------------------------------------------------------------------ the dispatch loop
@@ -552,7 +389,7 @@ def _run(
     if hybrid.probe_s:
         env.process(probe(hybrid.probe_s))
     for sc in hybrid.scalers:
-        env.process(_autoscale(env, sc, scale_events, signal_of(sc), hold, drain_backlog))
+        env.process(autoscale_process(env, sc, scale_events, signal_of(sc), hold, drain_backlog))
     env.process(arrivals())
     env.run()
     busy, segments = wiring.finish()

@@ -39,7 +39,8 @@ from sim.engine.log import RequestLog
 from sim.fleet.autoscale import ReplicaLoad, ScaleEvent, Scaler, pool_signal
 from sim.fleet.plan import FleetPhase, ReplicaSpec
 from sim.fleet.routing import RoutingPolicy
-from sim.model import Hybrid, SimulationResult, TimelineRow, _autoscale
+from sim.model import Hybrid, SimulationResult, TimelineRow
+from sim.model.autoscale import autoscale_process
 
 _POLICY = {"least_outstanding_tokens": JSQ, "round_robin": ROUND_ROBIN, "power_of_two_choices": P2C}
 
@@ -149,7 +150,9 @@ class _Hybrid:
             env.process(self._probe(hybrid.probe_s))
         for sc in hybrid.scalers:
             signal = self._signal_of(sc)
-            env.process(_autoscale(env, sc, self.scale_events, signal, self._hold, self._drain))
+            env.process(
+                autoscale_process(env, sc, self.scale_events, signal, self._hold, self._drain)
+            )
         env.process(self._arrivals())
         env.run()
         fleet = self.fleet
