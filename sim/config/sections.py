@@ -336,30 +336,16 @@ def cost_section(ctx: Context, t: Table, plans: tuple[PlanSpec, ...]) -> CostSpe
         if g.spot_price_usd_per_hour is not None
     }
     spot = _price_table(ctx, t.table("spot_usd_per_hour"), spot_defaults)
-    for plan in plans:
-        for m, month in enumerate(plan.fleet):
-            for pool in month.pools:
-                if pool.market == "spot" and pool.gpu in known and pool.gpu not in spot:
-                    ctx.add(
-                        "cost.spot_usd_per_hour",
-                        f"needs a spot price for {pool.gpu} (the GPU catalog has none; "
-                        f"used by plan {plan.name}, month {m + 1}, pool {pool.name})",
-                        has_value=False,
-                    )
-                    spot[pool.gpu] = math.nan  # reported once
+    _require_prices(ctx, plans, "spot", spot, "cost.spot_usd_per_hour", "the GPU catalog has none")
     reserved = _price_table(ctx, t.table("reserved_usd_per_hour"), {})
-    for plan in plans:
-        for m, month in enumerate(plan.fleet):
-            for pool in month.pools:
-                if pool.market == "reserved" and pool.gpu in known and pool.gpu not in reserved:
-                    ctx.add(
-                        "cost.reserved_usd_per_hour",
-                        f"needs a reserved price for {pool.gpu} (commitment prices have no "
-                        f"package default; used by plan {plan.name}, month {m + 1}, pool "
-                        f"{pool.name})",
-                        has_value=False,
-                    )
-                    reserved[pool.gpu] = math.nan  # reported once
+    _require_prices(
+        ctx,
+        plans,
+        "reserved",
+        reserved,
+        "cost.reserved_usd_per_hour",
+        "commitment prices have no package default",
+    )
     gt = t.table("billing_granularity_s")
     granularity = {
         market: gt.number(market, 1.0, *within(0, 31 * 86_400, "s", open_low=True))
@@ -375,6 +361,30 @@ def cost_section(ctx: Context, t: Table, plans: tuple[PlanSpec, ...]) -> CostSpe
         tuple(sorted((k, v) for k, v in reserved.items() if v == v)),
         tuple(sorted(granularity.items())),
     )
+
+
+def _require_prices(
+    ctx: Context,
+    plans: tuple[PlanSpec, ...],
+    market: str,
+    prices: dict[str, float],
+    key: str,
+    why: str,
+) -> None:
+    """One located problem per GPU a `market` pool uses without a price in `prices` (marked
+    NaN there, so it is reported once and left out of the spec)."""
+    known = gpus()
+    for plan in plans:
+        for m, month in enumerate(plan.fleet):
+            for pool in month.pools:
+                if pool.market == market and pool.gpu in known and pool.gpu not in prices:
+                    ctx.add(
+                        key,
+                        f"needs a {market} price for {pool.gpu} ({why}; used by plan "
+                        f"{plan.name}, month {m + 1}, pool {pool.name})",
+                        has_value=False,
+                    )
+                    prices[pool.gpu] = math.nan
 
 
 def _price_table(ctx: Context, table: Table, defaults: dict[str, float]) -> dict[str, float]:

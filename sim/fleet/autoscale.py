@@ -50,6 +50,7 @@ __all__ = [
     "pending_runs",
     "pool_signal",
     "replica_signal",
+    "runs_from",
 ]
 
 ScaleKind = Literal["launch", "up", "serve", "release"]
@@ -248,10 +249,18 @@ class Autoscaler:
 def billed_runs(events: Iterable[ScaleEvent], end_s: float) -> dict[int, list[tuple[float, float]]]:
     """Per replica, the (start, end) seconds it is billed: from each "up" to the next "release",
     or to `end_s` if none. Replicas serving at a span's start are logged "up" there."""
+    return runs_from(events, "up", end_s)
+
+
+def runs_from(
+    events: Iterable[ScaleEvent], opened_by: ScaleKind, end_s: float
+) -> dict[int, list[tuple[float, float]]]:
+    """Per replica, the (start, end) runs from each `opened_by` event ("up": billed; "serve":
+    routable) to the next "release", or to `end_s` if none; replicas in order, runs sorted."""
     runs: dict[int, list[tuple[float, float]]] = {}
     since: dict[int, float] = {}
     for e in sorted(events, key=lambda e: e.t_s):
-        if e.kind == "up":
+        if e.kind == opened_by:
             since.setdefault(e.replica, e.t_s)
         elif e.kind == "release" and e.replica in since:
             runs.setdefault(e.replica, []).append((since.pop(e.replica), e.t_s))

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from sim.fleet.autoscale import ScaleEvent
+from sim.fleet.autoscale import ScaleEvent, runs_from
 from sim.fleet.plan import Fleet
 from sim.units import SECONDS_PER_MONTH
 from sim.workload.clock import seconds_by_hour
@@ -57,12 +57,6 @@ def serving_runs(
     `end_s` (a run still open at its span's end closes there)."""
     runs: dict[int, list[tuple[float, float]]] = {}
     for span_end, span in scaler_spans(events, end_s):
-        since: dict[int, float] = {}
-        for e in sorted(span, key=lambda e: e.t_s):
-            if e.kind == "serve":
-                since.setdefault(e.replica, e.t_s)
-            elif e.kind == "release" and e.replica in since:
-                runs.setdefault(e.replica, []).append((since.pop(e.replica), e.t_s))
-        for i, t in since.items():
-            runs.setdefault(i, []).append((t, max(t, span_end)))
+        for i, served in runs_from(span, "serve", span_end).items():
+            runs.setdefault(i, []).extend(served)
     return runs
