@@ -44,7 +44,7 @@ from sim.fleet import (
     spot_outages,
     step_time_factors,
 )
-from sim.fleet.autoscale import Scaler
+from sim.fleet.autoscale import Scaler, profile_floor
 from sim.fleet.serving import overlap_s, serving_by_hour, serving_runs
 from sim.horizon import Window, choose_windows, fleet_slice, strata_of_slots
 from sim.model import Engine, Hybrid, SimulationResult, simulate
@@ -144,6 +144,7 @@ class PlanRun:
     costs: tuple[MonthCost, ...]
     spot: list[SpotBill]
     cold_start_s: float = 0.0  # an instance's start to serving (weights load + engine start)
+    profile: tuple[float, ...] = ()  # the weekly profile (predictive autoscalers' floor)
 
     def scalers(self, start_s: float, end_s: float) -> tuple[Scaler, ...]:
         """The autoscalers of the plan's autoscaled pools over [start_s, end_s): one per pool
@@ -153,8 +154,11 @@ class PlanRun:
             m0, m1 = (sp.month - 1) * SECONDS_PER_MONTH, sp.month * SECONDS_PER_MONTH
             a, b = max(start_s, float(m0)), min(end_s, float(m1))
             if b > a:
+                floor = profile_floor(self.profile, sp.spec) if sp.spec.predictive else ()
                 out.append(
-                    Scaler(sp.pool, sp.replicas, a, b, sp.initial, sp.spec, self.cold_start_s)
+                    Scaler(
+                        sp.pool, sp.replicas, a, b, sp.initial, sp.spec, self.cold_start_s, floor
+                    )
                 )
         return tuple(out)
 
@@ -177,7 +181,8 @@ def plan_run(exp: Experiment, plan: PlanSpec, streams: Streams) -> PlanRun:
         cost=spec.cost,
     )
     costs = plan_month_costs(plan, spec.engine.tp, spec.cost, fleet, cold)
-    return PlanRun(plan, fleet, outages, costs, bill, cold)
+    profile = tuple(float(x) for x in exp.profile.array)
+    return PlanRun(plan, fleet, outages, costs, bill, cold, profile)
 
 
 def hybrid_for(

@@ -32,6 +32,7 @@ from sim.fleet.autoscale import (
     hpa_recommendation,
     pending_runs,
     pool_signal,
+    profile_floor,
 )
 from sim.fleet.routing import ROUTING_POLICIES
 from sim.model import (
@@ -413,3 +414,34 @@ def test_engines_agree_with_an_autoscaler(api_spec: Api, case: dict) -> None:
             event(what)
     if rc.backlogged:
         event("backlogged")
+
+
+# ------------------------------------------------------------------------ predictive floor
+def test_profile_floor_by_hand() -> None:
+    profile = [1.0] * 168
+    profile[9] = 4.0  # Monday 09-10 the week's peak
+    profile[8] = 2.0
+    floor = profile_floor(profile, _spec(min_replicas=1, max_replicas=4))
+    assert floor[9] == 4 and floor[8] == 2 and floor[0] == 1  # ceil(4 × p / 4)
+    assert profile_floor(profile, _spec(min_replicas=2, max_replicas=4))[0] == 2
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_predictive_floor_starts_replicas_one_delay_ahead(engine: Engine) -> None:
+    # No load at all: only the floor moves the pool. Hour 1 of the week needs 3 replicas, the
+    # others 1; the delay is 100 s (provisioning 40 + cold start 60), ticks every 60 s. The
+    # first tick whose t + 100 s falls in hour 1 is t = 3540 s (3540 + 100 = 3640 ≥ 3600):
+    # two launches there, up at 3580, serving at 3640; the floor holds to the end of hour 1
+    # (it is the larger of this hour's and the hour ahead's): at the tick t = 7200 s it is 1
+    # again and, with no stabilisation window, the two are released, highest slot first.
+    floor = (1, 3) + (1,) * 166
+    spec = _spec(interval_s=60.0, provisioning_s=40.0, max_replicas=3, predictive=True)
+    sc = Scaler("p", (0, 1, 2), 0.0, 9000.0, 1, spec, 60.0, floor)
+    w = ([8999.0], [10], [2])
+    _, res = _sim(w, 3, Hybrid(scalers=(sc,)), engine)
+    launches = [(e.t_s, e.replica) for e in res.scale_events if e.kind == "launch"]
+    assert launches == [(3540.0, 1), (3540.0, 2)]
+    serves = [(e.t_s, e.replica) for e in res.scale_events if e.kind == "serve" and e.t_s > 0]
+    assert serves == [(3640.0, 1), (3640.0, 2)]
+    releases = [(e.t_s, e.replica) for e in res.scale_events if e.kind == "release"]
+    assert releases == [(7200.0, 2), (7200.0, 1)]

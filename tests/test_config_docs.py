@@ -45,7 +45,8 @@ tpot_s = 0.1
 TRACES = (ROOT / "traces").as_posix()
 AUTOSCALE = (
     "{min_replicas = 0, max_replicas = 2, target = 4, signal = 'queue_depth', interval_s = 15, "
-    "tolerance = 0.1, up_cooldown_s = 0, down_cooldown_s = 300, provisioning_s = 0}"
+    "tolerance = 0.1, up_cooldown_s = 0, down_cooldown_s = 300, provisioning_s = 0, "
+    "predictive = false}"
 )
 WEEKDAYS = '[{days = "mon-fri", hours = [8, 20], count = 1}]'
 NIGHTS = '[{days = "all", hours = [0, 4], count = 2}]'

@@ -144,6 +144,7 @@ def _autoscale(ctx: Context, pt: Table) -> AutoscaleSpec | None:
         up_cooldown_s=at.number("up_cooldown_s", d.up_cooldown_s, *within(0, 1e7, "s")),
         down_cooldown_s=at.number("down_cooldown_s", d.down_cooldown_s, *within(0, 1e7, "s")),
         provisioning_s=at.number("provisioning_s", d.provisioning_s, *within(0, 1e7, "s")),
+        predictive=at.boolean("predictive", d.predictive),
     )
     at.close()
     return spec

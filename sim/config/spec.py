@@ -191,6 +191,11 @@ class AutoscaleSpec:
     decision, and is billed from when the instance is obtained; a removed one stops receiving
     requests at once, finishes what it holds, and is billed until the decision.
 
+    With `predictive`, the size never falls below what the weekly profile says the current
+    hour, or the hour one scale-up delay ahead, needs: ceil(max_replicas × p(h) ÷ max p)
+    (`sim.fleet.autoscale.profile_floor`), so replicas are started before the morning ramp
+    rather than after the queue builds, and kept to the end of their hour.
+
     Defaults: Kubernetes HPA (kubernetes.io, "Horizontal Pod Autoscaling": sync period 15 s,
     tolerance 0.1, scale-down stabilisation 300 s, scale-up 0 s); provisioning 0 s (no public
     measurement of on-demand GPU instance start: give yours).
@@ -205,6 +210,7 @@ class AutoscaleSpec:
     up_cooldown_s: float = 0.0
     down_cooldown_s: float = 300.0
     provisioning_s: float = 0.0
+    predictive: bool = False
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from sim.config import AutoscaleSpec
+from sim.units import HOURS_PER_WEEK, SECONDS_PER_HOUR
 
 __all__ = [
     "Autoscaler",
@@ -49,6 +50,7 @@ __all__ = [
     "hpa_recommendation",
     "pending_runs",
     "pool_signal",
+    "profile_floor",
     "replica_signal",
     "runs_from",
 ]
@@ -71,11 +73,35 @@ class Scaler:
     initial: int
     spec: AutoscaleSpec
     cold_start_s: float = 0.0
+    floor_by_hour: tuple[int, ...] = ()  # predictive: least replicas per hour of the week
 
     @property
     def delay_s(self) -> float:
         """Seconds from a launch decision to the replica serving."""
         return self.spec.provisioning_s + self.cold_start_s
+
+    def floor_at(self, t_s: float) -> int:
+        """The least size at a tick at `t_s`: the predictive floor of this hour of the week and
+        of the hour one scale-up delay ahead, the larger (0 without a floor) — replicas come
+        up before their hour and stay to its end."""
+        if not self.floor_by_hour:
+            return 0
+        now = int(t_s // SECONDS_PER_HOUR) % HOURS_PER_WEEK
+        ahead = int((t_s + self.delay_s) // SECONDS_PER_HOUR) % HOURS_PER_WEEK
+        return max(self.floor_by_hour[now], self.floor_by_hour[ahead])
+
+
+def profile_floor(profile: Sequence[float], spec: AutoscaleSpec) -> tuple[int, ...]:
+    """Per hour of the week, the replicas the weekly `profile` (168 rate multipliers) says the
+    hour needs if `max_replicas` carry its busiest hour: ceil(max × p(h) ÷ max p), within
+    [min_replicas, max_replicas]. The predictive autoscaler's floor (`AutoscaleSpec`)."""
+    top = max(profile)
+    return tuple(
+        min(
+            spec.max_replicas, max(spec.min_replicas, math.ceil(spec.max_replicas * p / top - 1e-9))
+        )
+        for p in profile
+    )
 
 
 @dataclass(frozen=True)
@@ -165,13 +191,17 @@ def desired_replicas(
     t_s: float,
     history: Iterable[tuple[float, int]] = (),
     last_up_s: float = -math.inf,
+    floor: int = 0,
 ) -> int:
     """The pool's size (serving + pending) after the tick at `t_s`: this tick's recommendation
     when it is larger (unless the last scale-up, at `last_up_s`, is within `up_cooldown_s`);
     when smaller, the largest of it and the earlier ticks' recommendations in `history`
-    ((t_s, recommendation), any order) strictly within the last `down_cooldown_s`."""
+    ((t_s, recommendation), any order) strictly within the last `down_cooldown_s`. Never
+    below `floor` (the predictive floor; a rise to it ignores the scale-up cooldown)."""
     current = serving + pending
-    rec = hpa_recommendation(spec, serving, pending, signal)
+    rec = max(hpa_recommendation(spec, serving, pending, signal), floor)
+    if floor > current:
+        return rec
     if rec > current:
         return rec if t_s - last_up_s >= spec.up_cooldown_s else current
     cutoff = t_s - spec.down_cooldown_s
@@ -212,8 +242,11 @@ class Autoscaler:
         replicas released (logged "release"), each in order."""
         sc, spec = self.scaler, self.scaler.spec
         serving, pending = len(self.serving), len(self.pending)
-        rec = hpa_recommendation(spec, serving, pending, signal)
-        want = desired_replicas(spec, serving, pending, signal, t_s, self.history, self.last_up_s)
+        floor = sc.floor_at(t_s)
+        rec = max(hpa_recommendation(spec, serving, pending, signal), floor)
+        want = desired_replicas(
+            spec, serving, pending, signal, t_s, self.history, self.last_up_s, floor
+        )
         self.history.append((t_s, rec))
         cutoff = t_s - spec.down_cooldown_s
         self.history = [(t, r) for t, r in self.history if t > cutoff]
