@@ -190,6 +190,7 @@ def _small(exp: Experiment, **changes: object) -> PlanSearchSpec:
         risk=0.3,
         stages=(5, 10),
         verify_replications=10,
+        autoscale=False,  # autoscaled candidates: tests/test_plan_autoscale.py
     )
     return dataclasses.replace(s, **changes)  # type: ignore[arg-type]
 

@@ -14,6 +14,15 @@ REPLICATION_STAGES = (20, 60, 150)
 20 screens out clear failures (a lower bound above the risk); 60 is the least that can accept
 a 5 % risk with no miss at 95 % confidence (1 − 0.05^(1/59) = 4.9 %); 150 settles
 candidates with a few misses."""
+AUTOSCALE_UTILISATION = (0.25, 0.5)
+"""Fractions of the sequences one replica runs at its capacity at the SLO that an autoscaled
+candidate's HPA target is set to (`sim.planning.autoscale`), each tried as its own candidate.
+0.25: the setting measured to pay on experiments/autoscale_peaks.toml (target 20 sequences
+running on an A100 with Llama-3-8B saved 3–24 % a month at the same risk, README "Fleets that
+move"), 0.26 of the 77 that replica runs at its capacity
+(`sim.planning.autoscale.concurrency_at_capacity`). 0.5: the target of the Kubernetes HPA
+walkthrough (kubernetes.io, "HorizontalPodAutoscaler Walkthrough": `--cpu-percent=50`), room
+for the load to double during a scale-up's cold start."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +45,10 @@ class PlanSearchSpec:
     compare_api: the API priced for the all-API comparison when the experiment has no `[api]`.
     schedules: also search scheduled on-demand fleets that follow the weekly profile
         (`sim.planning.schedules`).
+    autoscale: also search on-demand fleets moved by a reactive autoscaler on sequences
+        running per replica (`sim.planning.autoscale`), one per `autoscale_utilisation`.
+    autoscale_utilisation: the fractions of the concurrency at capacity tried as HPA targets
+        (not a file key: the package's choice, `AUTOSCALE_UTILISATION`).
     lead_time_days: (GPU type, days from order to serving) pairs; a GPU type absent has none.
         No package default: lead times are the user's (their provider's, their quota's).
     current_fleet: (GPU type, replicas) pairs the user has now, or None (no constraint). With
@@ -59,6 +72,8 @@ class PlanSearchSpec:
     verify_replications: int = 100
     compare_api: str = "gpt-4o-mini"
     schedules: bool = True
+    autoscale: bool = True
+    autoscale_utilisation: tuple[float, ...] = AUTOSCALE_UTILISATION
     lead_time_days: tuple[tuple[str, float], ...] = ()
     current_fleet: tuple[tuple[str, int], ...] | None = None
     start_date: datetime.date | None = None
@@ -104,6 +119,7 @@ def plan_section(ctx: Context, t: Table, *, has_spot: bool, has_api: bool) -> Pl
     verify = t.integer("verify_replications", 100, check=lambda x: x >= 10, rule=">= 10")
     compare = t.string("compare_api", "gpt-4o-mini", choices=tuple(sorted(api_providers())))
     schedules = t.boolean("schedules", True)
+    autoscale = t.boolean("autoscale", True)
     lead = _per_gpu(ctx, t, "lead_time_days", tuple(known), integer=False)
     current = _per_gpu(ctx, t, "current_fleet", tuple(known), integer=True)
     start = _date(ctx, t, "start_date")
@@ -123,6 +139,7 @@ def plan_section(ctx: Context, t: Table, *, has_spot: bool, has_api: bool) -> Pl
         verify_replications=verify,
         compare_api=compare,
         schedules=schedules,
+        autoscale=autoscale,
         lead_time_days=tuple((g, float(v)) for g, v in (lead or {}).items() if v > 0),
         current_fleet=None if current is None else tuple((g, int(v)) for g, v in current.items()),
         start_date=start,

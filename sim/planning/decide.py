@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sim.config import PlanSpec, PoolSpec
+from sim.config import AutoscaleSpec, PlanSpec, PoolSpec
 from sim.config.plan import PlanSearchSpec
 from sim.planning.evaluate import Evaluation, Evaluator, constant_plan
 from sim.planning.prices import GpuPrice
 from sim.planning.schedules import scheduled_pool
 from sim.stats.risk import Proportion, lower_bound
-from sim.units import HOURS_PER_MONTH
+from sim.units import HOURS_PER_DAY, HOURS_PER_MONTH
+
+DAYS_PER_MONTH = HOURS_PER_MONTH / HOURS_PER_DAY  # 730 h ÷ 24 h: the months table's month
 
 
 @dataclass(frozen=True)
@@ -25,28 +27,62 @@ class Candidate:
 
     `hourly` (168 counts, hour 0 = Monday 00:00; empty = static): a scheduled on-demand fleet
     serving `hourly[h]` replicas in hour h of the week, `count` = the most
-    (`sim.planning.schedules`). A family is the candidates that differ only in `count`:
-    under common random numbers a family's misses do not increase with it."""
+    (`sim.planning.schedules`). `scaler`: an on-demand fleet moved by a reactive autoscaler
+    between `scaler.min_replicas` and `count` = `scaler.max_replicas`, its target
+    `utilisation` × the sequences a replica runs at capacity (`sim.planning.autoscale`).
+    A family is the candidates that differ only in `count`: under common random numbers a
+    family's misses do not increase with it."""
 
     gpu: str
     count: int
     spot: int = 0
     api: bool = False
     hourly: tuple[int, ...] = ()
+    scaler: AutoscaleSpec | None = None
+    utilisation: float = 0.0
 
     @property
-    def family(self) -> tuple[str, float, bool, bool]:
+    def family(self) -> tuple[str, float, bool, str]:
         share = self.spot / self.count if self.count else 0.0
-        return (self.gpu, share, self.api, self.scheduled)
+        return (self.gpu, share, self.api, self.kind)
+
+    @property
+    def kind(self) -> str:
+        """ "static", "scheduled", or "autoscaled u" (u: the target's utilisation)."""
+        if self.scaler is not None:
+            return f"autoscaled {self.utilisation:g}"
+        return "scheduled" if self.hourly else "static"
 
     @property
     def scheduled(self) -> bool:
         return bool(self.hourly)
 
+    @property
+    def autoscaled(self) -> bool:
+        return self.scaler is not None
+
+    @property
+    def moves(self) -> bool:
+        """Whether its size changes within the month (a schedule or an autoscaler)."""
+        return self.scheduled or self.autoscaled
+
+    @property
+    def floor_replicas(self) -> int:
+        """Replicas on demand all month, whatever the load: its cost lower bound's."""
+        if self.scaler is not None:
+            return self.scaler.min_replicas
+        return self.count - self.spot
+
     def label(self) -> str:
         s = f"{self.count}× {self.gpu}"
         if self.scheduled:
             s += f" ({min(self.hourly)}–{self.count} by hour)"
+        if self.scaler is not None:
+            a = self.scaler
+            s += (
+                f" (autoscaled {a.min_replicas}–{a.max_replicas}, {a.signal} {a.target:g}"
+                f" = {self.utilisation:.0%} of capacity)"
+            )
         if self.spot:
             s += f" ({self.spot} spot)"
         return s + (" + API" if self.api else "")
@@ -54,6 +90,9 @@ class Candidate:
     def pools(self) -> tuple[PoolSpec, ...]:
         if self.scheduled:
             return (scheduled_pool("on-demand", self.gpu, self.hourly),)
+        if self.scaler is not None:
+            start = self.scaler.min_replicas
+            return (PoolSpec("on-demand", self.gpu, start, "on_demand", autoscale=self.scaler),)
         out = []
         if self.count - self.spot:
             out.append(PoolSpec("on-demand", self.gpu, self.count - self.spot, "on_demand"))
@@ -62,12 +101,13 @@ class Candidate:
         return tuple(out)
 
     def lower_cost(self, price: GpuPrice, tp: int, ops_usd: float) -> float:
-        """A lower bound on a static candidate's monthly cost: on-demand GPU-hours +
-        operations (USD); spot slots and the API at $0, since reclaims can leave a spot slot
-        unbilled. (A scheduled one's is its bill, `sim.planning.schedules.scheduled_bill_usd`.)"""
-        return (self.count - self.spot) * tp * HOURS_PER_MONTH * price.on_demand_usd_per_hour + (
-            ops_usd
-        )
+        """A lower bound on a static or autoscaled candidate's monthly cost: on-demand
+        GPU-hours of `floor_replicas` + operations (USD); spot slots and the API at $0, since
+        reclaims can leave a spot slot unbilled; an autoscaler's launches above its minimum at
+        $0, since only simulation knows them. (A scheduled one's is its bill,
+        `sim.planning.schedules.scheduled_bill_usd`.)"""
+        hours = self.floor_replicas * tp * HOURS_PER_MONTH
+        return hours * price.on_demand_usd_per_hour + ops_usd
 
     def list_cost(self, price: GpuPrice, tp: int, ops_usd: float) -> float:
         """Its monthly cost at list prices, spot slots running all month at the spot list
@@ -89,6 +129,8 @@ class MonthChoice:
     ttft_p95_s: float  # median across replications
     tpot_p95_s: float
     token_utilisation: float = float("nan")  # median: tokens served ÷ capacity at the SLO
+    launches_per_day: float = 0.0  # mean: replicas an autoscaler launched ÷ days of the month
+    cold_start_share: float = 0.0  # mean: requests arriving during a cold start ÷ requests
 
 
 @dataclass(frozen=True)
@@ -103,7 +145,9 @@ class Tried:
 
 
 def month_choice(result: Evaluation, c: Candidate, month: int, objective: float) -> MonthChoice:
-    """The record of candidate `c` chosen for `month` from its evaluation."""
+    """The record of candidate `c` chosen for `month` from its evaluation (launches and cold
+    starts for an autoscaled one: a static or scheduled fleet has no scale-up)."""
+    moved = c.autoscaled
     return MonthChoice(
         month,
         c,
@@ -114,6 +158,8 @@ def month_choice(result: Evaluation, c: Candidate, month: int, objective: float)
         result.median(month, "ttft_p95_s"),
         result.median(month, "tpot_p95_s"),
         result.median(month, "token_utilisation"),
+        result.mean(month, "scale_ups") / DAYS_PER_MONTH if moved else 0.0,
+        result.mean_ratio(month, "cold_start_delayed", "requests") if moved else 0.0,
     )
 
 

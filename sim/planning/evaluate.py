@@ -65,6 +65,22 @@ class Evaluation:
     def median(self, month: int, column: str) -> float:
         return float(np.nanmedian(self.month(month)[column].to_numpy()))
 
+    def mean(self, month: int, column: str) -> float:
+        """The month's mean of `column` across replications (0 when the table lacks it)."""
+        rows = self.month(month)
+        if column not in rows.columns or rows.is_empty():
+            return 0.0
+        return float(np.mean(rows[column].cast(pl.Float64).to_numpy()))
+
+    def mean_ratio(self, month: int, numerator: str, denominator: str) -> float:
+        """Σ `numerator` ÷ Σ `denominator` over the month's replications (0 when either
+        column is missing or the denominator sums to 0): a share pooled over replications."""
+        rows = self.month(month)
+        if not {numerator, denominator} <= set(rows.columns):
+            return 0.0
+        den = float(rows[denominator].cast(pl.Float64).sum())
+        return float(rows[numerator].cast(pl.Float64).sum()) / den if den > 0 else 0.0
+
 
 @dataclass
 class Evaluator:

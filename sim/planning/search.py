@@ -3,7 +3,10 @@
 Candidates. For each candidate GPU type (the `[plan] gpus` list, or every GPU on the price list
 that holds one `max_model_len` request), replica counts 1..`max_replicas`, spot shares and API
 spill on/off; with `[plan] schedules` (default on), each on-demand count N ≥ 2 also as a
-scheduled fleet following the weekly profile, N at its busiest hour (`sim.planning.schedules`).
+scheduled fleet following the weekly profile, N at its busiest hour (`sim.planning.schedules`);
+with `[plan] autoscale` (default on), each on-demand N ≥ 2 also as a fleet a reactive
+autoscaler moves between the month's quietest-hour need and N, one candidate per target
+(`sim.planning.autoscale`).
 A candidate is one fleet kept the same in every month; evaluating it over replications gives
 every month's result at once (`sim.planning.evaluate`). A month that starts before a GPU
 type's lead time has run out has at most `[plan] current_fleet` of it (`sim.planning.orders`).
@@ -21,6 +24,14 @@ failed too (and, a scheduled N serving at most N in every hour, the scheduled on
 Where a scheduled candidate is chosen, the cheapest accepted static one is found as well (a
 static candidate is skipped only when it cannot beat the best static one) and reported
 beside it: what scheduling saves at the same risk.
+
+Autoscaled candidates. Their bill is known only after simulation: they are visited and pruned
+by their lower bound (min_replicas on demand all month + operations) against the month's best
+autoscaled one, so the cheapest autoscaled fleet meeting the risk is found too and reported
+beside the cheapest static one ("does moving the fleet pay?"). An autoscaled N serves at most
+N in any hour, so a static N that fails marks it failed (it is tried only while static N meets
+the risk or is undecided); once an autoscaled N meets the risk, larger N of its target are not
+tried (a higher ceiling only adds cost the bound cannot see).
 
 Carry-over. A candidate is evaluated as a constant fleet, so month boundaries never move work
 between fleets during the search; on the sampled horizon every window starts from an empty,
@@ -43,6 +54,12 @@ from sim.config.plan import PlanSearchSpec
 from sim.data import gpus as gpu_catalog
 from sim.engine import ModelDoesNotFit, resolve_engine
 from sim.experiment import Experiment
+from sim.planning.autoscale import (
+    autoscale_spec,
+    autoscale_target,
+    concurrency_at_capacity,
+    min_replicas_for,
+)
 from sim.planning.constraints import practical_plan
 from sim.planning.decide import (
     Candidate,
@@ -87,6 +104,9 @@ class Plan:
     spreadsheet_rate: float = float("nan")  # the requests/s per replica it assumed
     # month → the cheapest static candidate meeting the risk, where a scheduled one was chosen
     static_choices: dict[int, MonthChoice] = field(default_factory=dict)
+    # month → the cheapest static / autoscaled candidate meeting the risk ("does moving pay?")
+    static_best: dict[int, MonthChoice] = field(default_factory=dict)
+    autoscaled_best: dict[int, MonthChoice] = field(default_factory=dict)
     orders: list[Order] = field(default_factory=list)  # fleet increases with a lead time
 
 
@@ -179,11 +199,35 @@ def plan_experiment(
             bills[c] = scheduled_bill_usd(plan, spec.engine, spec.spot, cost)
         return bills[c][month - 1] + ops
 
-    def visit_order(c: Candidate, month: int) -> tuple[float, bool, int, str, int, bool]:
+    def visit_order(c: Candidate, month: int) -> tuple[float, bool, int, str, int, str]:
         listed = bound(c, month) if c.scheduled else c.list_cost(prices[c.gpu], tp, ops)
-        return (listed, c.api, c.count, c.gpu, c.spot, c.scheduled)
+        return (listed, c.api, c.count, c.gpu, c.spot, c.kind)
 
     floors: dict[tuple[str, int], int] = {}
+
+    def capacity_per_s(gpu: str) -> float:
+        engine = resolve_engine(spec.engine, [gpu])
+        return capacities(engine, [gpu], base.lengths, spec.slo)[gpu].requests_per_s
+
+    running: dict[str, float] = {}
+
+    def autoscaled(month: int) -> list[Candidate]:
+        """The month's autoscaled candidates (`sim.planning.autoscale`): per GPU type, API
+        option, target utilisation and N ≥ 2 above the month's minimum."""
+        out = []
+        for gpu in gpu_names if s.autoscale else []:
+            if gpu not in running:
+                engine = resolve_engine(spec.engine, [gpu])
+                running[gpu] = concurrency_at_capacity(engine, gpu, base.lengths, spec.slo).running
+            least = min_replicas_for(mean_rate_per_s(base, month), profile, capacity_per_s(gpu))
+            for u in s.autoscale_utilisation:
+                target = autoscale_target(running[gpu], u)
+                for api in s.api_options:
+                    lowest = max(2, least + 1, (min_counts or {}).get(gpu, 1))
+                    for n in range(lowest, s.max_replicas + 1):
+                        scaler = autoscale_spec(least, n, target)
+                        out.append(Candidate(gpu, n, 0, api, scaler=scaler, utilisation=u))
+        return out
 
     def floor(gpu: str, month: int) -> int:
         """The fewest replicas of `gpu` whose capacity at the SLO (`sim.capacity`) covers the
@@ -191,34 +235,41 @@ def plan_experiment(
         average in about half the replications or more, so P(miss) > risk whenever risk < 0.5:
         such counts are skipped without simulation (it prunes high-volume searches)."""
         if (gpu, month) not in floors:
-            engine = resolve_engine(spec.engine, [gpu])
-            cap = capacities(engine, [gpu], base.lengths, spec.slo)[gpu].requests_per_s
+            cap = capacity_per_s(gpu)
             rate = mean_rate_per_s(base, month)
             floors[(gpu, month)] = math.ceil(rate / cap) if cap > 0 else s.max_replicas + 1
         return floors[(gpu, month)]
 
     cands = sorted(set(cands), key=lambda c: visit_order(c, 1))
     tried: list[Tried] = []
-    failed_at: dict[tuple[int, tuple[str, float, bool, bool]], int] = {}
+    failed_at: dict[tuple[int, tuple[str, float, bool, str]], int] = {}
+    met_at: dict[tuple[int, tuple[str, float, bool, str]], int] = {}  # autoscaled families
     choices: list[MonthChoice] = []
     static_choices: dict[int, MonthChoice] = {}
+    static_best: dict[int, MonthChoice] = {}
+    autoscaled_best: dict[int, MonthChoice] = {}
+    moving_kinds = ["scheduled", *(f"autoscaled {u:g}" for u in s.autoscale_utilisation)]
     chosen: dict[int, Evaluation] = {}
     infeasible: list[int] = []
     for month in range(1, spec.months + 1):
         best: MonthChoice | None = None
         best_static: MonthChoice | None = None  # for "does scheduling pay?"
-        for c in sorted(cands, key=lambda c: visit_order(c, month)):
+        best_auto: MonthChoice | None = None  # for "does moving the fleet pay?"
+        for c in sorted(cands + autoscaled(month), key=lambda c: visit_order(c, month)):
             cap = fleet_cap(s, c.gpu, month)
             if cap is not None and c.count > cap:
                 continue  # more than can serve by then (`sim.planning.orders`)
             # A static candidate must beat the best static one (the comparison a scheduled
-            # choice is reported against), a scheduled one the best of all.
-            bar = best if c.scheduled else best_static
+            # or autoscaled choice is reported against), an autoscaled one the best
+            # autoscaled one, a scheduled one the best of all.
+            bar = best if c.scheduled else best_auto if c.autoscaled else best_static
             # (a cent of slack: the bound and the bill add the same dollars in another order)
             if bar is not None and bound(c, month) >= bar.cost_usd - 0.01:
                 continue  # cannot beat the month's best (visited in list-price order)
             if failed_at.get((month, c.family), 0) >= c.count:
                 continue
+            if met_at.get((month, c.family), c.count + 1) <= c.count:
+                continue  # a smaller ceiling of this autoscaler met the risk
             if not c.api and s.risk < 0.5 and c.count < floor(c.gpu, month):
                 continue  # mean load above what c replicas serve at the SLO: see `floor`
             plan = constant_plan(c.label(), spec.months, c.pools(), c.api)
@@ -232,21 +283,31 @@ def plan_experiment(
             )
             if not accepted:
                 failed_at[(month, c.family)] = max(failed_at.get((month, c.family), 0), c.count)
-                if not c.scheduled and not c.spot:
-                    # its scheduled variant serves no more replicas in any hour: it fails too
-                    fam = (c.gpu, 0.0, c.api, True)
-                    failed_at[(month, fam)] = max(failed_at.get((month, fam), 0), c.count)
+                if not c.moves and not c.spot:
+                    # its scheduled and autoscaled variants serve no more replicas in any
+                    # hour: they fail too
+                    for kind in moving_kinds:
+                        fam = (c.gpu, 0.0, c.api, kind)
+                        failed_at[(month, fam)] = max(failed_at.get((month, fam), 0), c.count)
                 continue
+            if c.autoscaled:
+                met_at[(month, c.family)] = min(met_at.get((month, c.family), c.count), c.count)
+                if best_auto is None or objective < best_auto.cost_usd:
+                    best_auto = month_choice(result, c, month, objective)
             if best is None or objective < best.cost_usd:
                 chosen[month] = result
                 best = month_choice(result, c, month, objective)
-            if not c.scheduled and (best_static is None or objective < best_static.cost_usd):
+            if not c.moves and (best_static is None or objective < best_static.cost_usd):
                 best_static = month_choice(result, c, month, objective)
+        if best_static is not None:
+            static_best[month] = best_static
+        if best_auto is not None:
+            autoscaled_best[month] = best_auto
         if best is None:
             infeasible.append(month)
         else:
             choices.append(best)
-            if best.candidate.scheduled and best_static is not None:
+            if best.candidate.moves and best_static is not None:
                 static_choices[month] = best_static
     if (s.max_change_per_month is not None or s.min_months_per_gpu_type > 1) and not infeasible:
         say("applying max_change_per_month / min_months_per_gpu_type")
@@ -315,6 +376,8 @@ def plan_experiment(
         spreadsheet=sheet,
         spreadsheet_rate=float("nan") if sheet_rate is None else sheet_rate,
         static_choices=static_choices,
+        static_best=static_best,
+        autoscaled_best=autoscaled_best,
         orders=plan_orders,
     )
 
