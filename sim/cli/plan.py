@@ -16,6 +16,7 @@ from sim.experiment import load_experiment
 from sim.planning import plan_experiment
 from sim.planning.sensitivity import sensitivity, sensitivity_table
 from sim.report.plan import (
+    autoscale_table,
     plan_months_table,
     recommendation_lines,
     schedule_table,
@@ -147,6 +148,35 @@ def plan(
                 f"{r['static_fleet']} ${r['static_cost_usd']:,.0f}",
                 f"{r['static_misses']} [≤{r['static_p_miss_bound']:.1%}]",
                 f"${r['saving_usd']:,.0f}/month",
+            )
+        console.print(t)
+    moving = autoscale_table(result)
+    if not moving.is_empty():
+        t = Table(title="does autoscaling pay? (cheapest static vs cheapest autoscaled, same risk)")
+        for col in ("month", "static", "P(miss) [bound]", "autoscaled", "P(miss) [bound] "):
+            t.add_column(col, justify="left" if col in ("static", "autoscaled") else "right")
+        for col in ("launches/day", "in cold start", "saves", "chosen"):
+            t.add_column(col, justify="right")
+
+        def money(x: float | None) -> str:
+            return "—" if x is None else f"${x:,.0f}"
+
+        for r in moving.iter_rows(named=True):
+            auto = r["autoscaled_fleet"] is not None
+            t.add_row(
+                str(r["month"]),
+                f"{r['static_fleet'] or 'none'} {money(r['static_cost_usd'])}",
+                "—"
+                if r["static_fleet"] is None
+                else f"{r['static_misses']} [≤{r['static_p_miss_bound']:.1%}]",
+                f"{r['autoscaled_fleet'] or 'none met the risk'} {money(r['autoscaled_cost_usd'])}",
+                f"{r['autoscaled_misses']} [≤{r['autoscaled_p_miss_bound']:.1%}]" if auto else "—",
+                f"{r['launches_per_day']:.0f}" if auto else "—",
+                f"{r['cold_start_share']:.1%}" if auto else "—",
+                "—"
+                if r["autoscaling_saves_usd"] is None
+                else f"${r['autoscaling_saves_usd']:+,.0f}/month",
+                r["chosen"] or "—",
             )
         console.print(t)
     for note in result.uncalibrated + result.overrides:

@@ -1,22 +1,24 @@
 """The recommended plan as a runnable experiment file (`reports/<name>/plan.toml`).
 
 The input experiment is read again as data, its `[fleet]`/`[[plans]]` replaced by the
-recommended months (scheduled pools with their `schedule` rules), its name suffixed `-plan`,
-and every file path of its `[workload]` rewritten relative to the folder the plan is written
-to, so `sim run reports/<name>/plan.toml` works from the same working directory as the input
-did. Written with tomli-w (a TOML writer is not in the standard library; tomli-w is the writer
-of the same author as Python's `tomllib`).
+recommended months (scheduled pools with their `schedule` rules, autoscaled ones with their
+`autoscale` table), its name suffixed `-plan`, and every file path of its `[workload]`
+rewritten relative to the folder the plan is written to, so `sim run
+reports/<name>/plan.toml` works from the same working directory as the input did. Written
+with tomli-w (a TOML writer is not in the standard library; tomli-w is the writer of the same
+author as Python's `tomllib`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any
 
 import tomli_w
 
-from sim.config import PlanSpec, PoolSpec
+from sim.config import AutoscaleSpec, PlanSpec, PoolSpec
 from sim.data import read_toml_file
 from sim.planning.schedules import rule_table
 
@@ -43,9 +45,25 @@ def _relative(path: str, source_dir: Path, target_dir: Path) -> str:
     return Path(os.path.relpath((source_dir / p).resolve(), target_dir.resolve())).as_posix()
 
 
+def autoscale_table(spec: AutoscaleSpec) -> dict[str, Any]:
+    """An autoscaler as the experiment file writes it: the bounds, target and signal, and every
+    other setting that differs from its default (`sim.config.AutoscaleSpec`)."""
+    out: dict[str, Any] = {
+        "min_replicas": spec.min_replicas,
+        "max_replicas": spec.max_replicas,
+        "signal": spec.signal,
+        "target": spec.target,
+    }
+    default = AutoscaleSpec(spec.min_replicas, spec.max_replicas, spec.target)
+    for f in dataclasses.fields(spec):
+        value = getattr(spec, f.name)
+        if f.name not in out and value != getattr(default, f.name):
+            out[f.name] = value
+    return out
+
+
 def pool_table(pool: PoolSpec) -> dict[str, Any]:
-    """One pool as the experiment file writes it, its schedule rules included (autoscaled
-    pools are not searched yet, so not written)."""
+    """One pool as the experiment file writes it, its schedule rules or autoscaler included."""
     out: dict[str, Any] = {
         "name": pool.name,
         "gpu": pool.gpu,
@@ -54,6 +72,8 @@ def pool_table(pool: PoolSpec) -> dict[str, Any]:
     }
     if pool.schedule:
         out["schedule"] = [rule_table(r) for r in pool.schedule]
+    if pool.autoscale is not None:
+        out["autoscale"] = autoscale_table(pool.autoscale)
     return out
 
 
