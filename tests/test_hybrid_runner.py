@@ -175,7 +175,7 @@ API = FLEET + '[api]\nprovider = "claude-haiku-4-5"\n'
         ),
         (
             '[fleet]\npools = [{gpu = "a100-80gb", count = 1, market = "spto"}]\n',
-            "x.toml: fleet.pools[0].market: must be one of on_demand, spot "
+            "x.toml: fleet.pools[0].market: must be one of on_demand, spot, reserved "
             "(did you mean 'spot'?), got 'spto'",
         ),
         (
