@@ -12,6 +12,7 @@ from rich.table import Table
 
 from sim.cli.common import user_errors
 from sim.cli.options import CALIBRATION_OPTION, with_calibration
+from sim.config.plan import TP_VALUES
 from sim.experiment import load_experiment
 from sim.planning import plan_experiment
 from sim.planning.sensitivity import sensitivity, sensitivity_table
@@ -20,8 +21,20 @@ from sim.report.plan import (
     plan_months_table,
     recommendation_lines,
     schedule_table,
+    tp_table,
     write_plan_report,
 )
+
+
+def _tp_option(text: str) -> tuple[int, ...]:
+    """ "1,2" → (1, 2); a usage error naming the value for anything not in `TP_VALUES`."""
+    out = set()
+    for part in (p.strip() for p in text.split(",")):
+        if not part.isdigit() or int(part) not in TP_VALUES:
+            allowed = ", ".join(map(str, TP_VALUES))
+            raise click.BadParameter(f"{part!r} is not one of {allowed}", param_hint="--tp")
+        out.add(int(part))
+    return tuple(sorted(out))
 
 
 @click.command()
@@ -36,6 +49,12 @@ from sim.report.plan import (
 )
 @click.option("--price-list", help="Provider whose prices are used [default: [plan], else most].")
 @click.option("--max-replicas", type=click.IntRange(1, 256), help="Most replicas of one GPU type.")
+@click.option(
+    "--tp",
+    "tp_values",
+    help="Tensor-parallel degrees to search, comma-separated, e.g. 1,2 "
+    "[default: [plan] tp, else the experiment's [engine] tp].",
+)
 @click.option(
     "--verify-replications",
     type=click.IntRange(min=10),
@@ -65,6 +84,7 @@ def plan(
     risk: float | None,
     price_list: str | None,
     max_replicas: int | None,
+    tp_values: str | None,
     verify_replications: int | None,
     jobs: int,
     backend: str,
@@ -80,6 +100,8 @@ def plan(
     changes: dict[str, object] = {}
     if gpus:
         changes["gpus"] = tuple(g.strip() for g in gpus.split(",") if g.strip())
+    if tp_values:
+        changes["tp"] = _tp_option(tp_values)
     for key, value in (
         ("risk", risk),
         ("price_list", price_list),
@@ -148,6 +170,23 @@ def plan(
                 f"{r['static_fleet']} ${r['static_cost_usd']:,.0f}",
                 f"{r['static_misses']} [≤{r['static_p_miss_bound']:.1%}]",
                 f"${r['saving_usd']:,.0f}/month",
+            )
+        console.print(t)
+    by_tp = tp_table(result)
+    if not by_tp.is_empty():
+        t = Table(title="by tensor parallelism (the best whole plan at each degree)")
+        for col in ("tp", "GPU types that hold the model", "best plan", "months met", "$/month"):
+            t.add_column(col, justify="right" if col in ("tp", "$/month") else "left")
+        t.add_column("chosen")
+        for r in by_tp.iter_rows(named=True):
+            cost = r["mean_cost_usd"]
+            t.add_row(
+                str(r["tp"]),
+                r["gpus_searched"],
+                r["tp_plan"],
+                r["months_met"],
+                "—" if cost is None else f"{cost:,.0f}",
+                r["tp_chosen"],
             )
         console.print(t)
     moving = autoscale_table(result)

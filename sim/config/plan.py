@@ -9,6 +9,8 @@ from sim.config.reader import MISSING, Context, Table, hint, join, positive
 from sim.data import api_providers, gpus
 
 OBJECTIVES = ("mean", "p95")
+TP_VALUES = (1, 2, 4, 8)
+"""Tensor-parallel degrees `[plan] tp` accepts: those of `[engine] tp` (`sim.config.sections`)."""
 REPLICATION_STAGES = (20, 60, 150)
 """Replications a candidate gets, stage by stage, until its Clopper–Pearson bound decides it:
 20 screens out clear failures (a lower bound above the risk); 60 is the least that can accept
@@ -55,6 +57,8 @@ class PlanSearchSpec:
         it, a month that starts before a GPU type's lead time has run out has at most the
         current replicas of that type (`sim.planning.orders`).
     start_date: the calendar day the plan starts (None: order dates as day offsets only).
+    tp: tensor-parallel degrees to search, ascending (empty: the experiment's `[engine] tp`
+        only). The plan keeps one degree in every month (`sim.planning.search`).
     """
 
     gpus: tuple[str, ...] = ()
@@ -77,6 +81,7 @@ class PlanSearchSpec:
     lead_time_days: tuple[tuple[str, float], ...] = ()
     current_fleet: tuple[tuple[str, int], ...] | None = None
     start_date: datetime.date | None = None
+    tp: tuple[int, ...] = ()
 
     def lead_time(self, gpu: str) -> float:
         """Days from ordering `gpu` to its serving (0 when not given)."""
@@ -123,6 +128,7 @@ def plan_section(ctx: Context, t: Table, *, has_spot: bool, has_api: bool) -> Pl
     lead = _per_gpu(ctx, t, "lead_time_days", tuple(known), integer=False)
     current = _per_gpu(ctx, t, "current_fleet", tuple(known), integer=True)
     start = _date(ctx, t, "start_date")
+    tp = _tp_values(ctx, t, "tp")
     t.close()
     return PlanSearchSpec(
         gpus=names,
@@ -143,7 +149,29 @@ def plan_section(ctx: Context, t: Table, *, has_spot: bool, has_api: bool) -> Pl
         lead_time_days=tuple((g, float(v)) for g, v in (lead or {}).items() if v > 0),
         current_fleet=None if current is None else tuple((g, int(v)) for g, v in current.items()),
         start_date=start,
+        tp=tp,
     )
+
+
+def _tp_values(ctx: Context, t: Table, key: str) -> tuple[int, ...]:
+    """A non-empty list of tensor-parallel degrees, each one of `TP_VALUES`, sorted without
+    repeats (a single integer is read as a list of one); () when absent."""
+    raw = t.raw(key)
+    if raw is MISSING:
+        return ()
+    where = join(t.path, key)
+    values = [raw] if isinstance(raw, int) and not isinstance(raw, bool) else raw
+    if not isinstance(values, list) or not values:
+        ctx.add(where, "must be a non-empty list of tensor-parallel degrees, e.g. [1, 2]", raw)
+        return ()
+    out: set[int] = set()
+    rule = ", ".join(str(v) for v in TP_VALUES[:-1]) + f" or {TP_VALUES[-1]}"
+    for i, v in enumerate(values):
+        if isinstance(v, bool) or not isinstance(v, int) or v not in TP_VALUES:
+            ctx.add(f"{where}[{i}]" if isinstance(raw, list) else where, f"must be {rule}", v)
+            continue
+        out.add(v)
+    return tuple(sorted(out))
 
 
 def _per_gpu(

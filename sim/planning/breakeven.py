@@ -34,6 +34,9 @@ from sim.runner import Backend
 from sim.units import HOURS_PER_MONTH, SECONDS_PER_DAY, SECONDS_PER_MONTH
 from sim.workload import NoBurst, WeeklyProfile
 
+Floor = dict[tuple[str, int], int]
+"""(GPU type, tp) → the fewest replicas worth trying at a volume (more traffic needs no fewer)."""
+
 
 @dataclass(frozen=True)
 class ReferenceCase:
@@ -276,7 +279,7 @@ def breakeven(
     say = progress or (lambda _: None)
     name, p_in, p_out = comparison_api(exp.spec.api, exp.spec.search.compare_api)
     s = exp.spec.search
-    done: dict[float, tuple[VolumePoint, np.ndarray, np.ndarray, dict[str, int]]] = {}
+    done: dict[float, tuple[VolumePoint, np.ndarray, np.ndarray, Floor]] = {}
 
     def visit(v: float) -> None:
         # More traffic never needs fewer replicas: start each GPU type above the counts that
@@ -301,7 +304,8 @@ def breakeven(
         for t in own.tried:
             # (a scheduled N failing says nothing of a static N, which serves more hours)
             if not t.accepted and t.candidate.spot == 0 and not t.candidate.scheduled:
-                floor[t.candidate.gpu] = max(floor.get(t.candidate.gpu, 1), t.candidate.count + 1)
+                key = (t.candidate.gpu, t.candidate.tp)
+                floor[key] = max(floor.get(key, 1), t.candidate.count + 1)
         mixed = None
         own_count = own.choices[0].candidate.count if own.choices else s.max_replicas + 1
         # Spilling only pays with fewer replicas than the self-hosted plan (the same fleet plus

@@ -29,14 +29,15 @@ State = tuple[str, int, int]  # GPU type, replicas, months of this GPU type so f
 
 
 def least_counts(
-    ev: Evaluator, s: PlanSearchSpec, months: int, gpus: list[str]
+    ev: Evaluator, s: PlanSearchSpec, months: int, gpus: list[str], tp: int = 1
 ) -> dict[tuple[int, str], int]:
-    """(month, GPU type) → the least on-demand count accepted that month (absent: none)."""
+    """(month, GPU type) → the least on-demand count of `tp`-way replicas accepted that month
+    (absent: none)."""
     out: dict[tuple[int, str], int] = {}
     for gpu in gpus:
         for month in range(1, months + 1):
             for count in range(1, s.max_replicas + 1):
-                if decide(ev, Candidate(gpu, count), months, month, s)[0]:
+                if decide(ev, Candidate(gpu, count, tp=tp), months, month, s)[0]:
                     out[(month, gpu)] = count
                     break
     return out
@@ -59,7 +60,7 @@ def practical_plan(
     """The cheapest plan over the chosen GPU types that respects the constraints (module doc);
     the unconstrained `choices` when none does."""
     gpus = sorted({ch.candidate.gpu for ch in choices})
-    least = least_counts(ev, s, months, gpus)
+    least = least_counts(ev, s, months, gpus, tp)
     need = min(s.min_months_per_gpu_type, months)
 
     def cost(gpu: str, count: int) -> float:
@@ -101,7 +102,7 @@ def practical_plan(
     out: list[MonthChoice] = []
     chosen: dict[int, Evaluation] = {}
     for month, (gpu, count) in enumerate(path, start=1):
-        c = Candidate(gpu, count)
+        c = Candidate(gpu, count, tp=tp)
         accepted, result = decide(ev, c, months, month, s)
         chosen[month] = result
         out.append(

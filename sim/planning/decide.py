@@ -30,8 +30,10 @@ class Candidate:
     (`sim.planning.schedules`). `scaler`: an on-demand fleet moved by a reactive autoscaler
     between `scaler.min_replicas` and `count` = `scaler.max_replicas`, its target
     `utilisation` × the sequences a replica runs at capacity (`sim.planning.autoscale`).
+    `tp`: the tensor-parallel degree of every replica (`[engine] tp`), so a replica is `tp`
+    GPUs of type `gpu` (its cost) and `count` counts replicas, not GPUs.
     A family is the candidates that differ only in `count`: under common random numbers a
-    family's misses do not increase with it."""
+    family's misses do not increase with it (a search runs at one `tp`, so `tp` is not in it)."""
 
     gpu: str
     count: int
@@ -40,6 +42,7 @@ class Candidate:
     hourly: tuple[int, ...] = ()
     scaler: AutoscaleSpec | None = None
     utilisation: float = 0.0
+    tp: int = 1
 
     @property
     def family(self) -> tuple[str, float, bool, str]:
@@ -74,7 +77,8 @@ class Candidate:
         return self.count - self.spot
 
     def label(self) -> str:
-        s = f"{self.count}× {self.gpu}"
+        """E.g. "2× h100-80gb (tp 2) (1 spot)": the TP is shown when above 1 (one GPU each)."""
+        s = f"{self.count}× {self.gpu}" + (f" (tp {self.tp})" if self.tp > 1 else "")
         if self.scheduled:
             s += f" ({min(self.hourly)}–{self.count} by hour)"
         if self.scaler is not None:

@@ -17,7 +17,7 @@ import numpy as np
 import polars as pl
 
 from sim.capacity import capacities, with_token_utilisation
-from sim.config import MonthPlan, PlanSpec, PoolSpec, SloSpec
+from sim.config import EngineSpec, MonthPlan, PlanSpec, PoolSpec, SloSpec
 from sim.errors import SimError
 from sim.experiment import Experiment
 from sim.runner import Backend, replicate
@@ -93,12 +93,15 @@ class Evaluator:
     jobs: int = 1
     backend: Backend = "local"
     address: str | None = None
-    cache: dict[PlanSpec, Evaluation] = field(default_factory=dict)
+    # keyed by the engine too: the same fleet at another `[engine] tp` (or model, precision)
+    # is another evaluation, even when a caller swaps `exp`
+    cache: dict[tuple[EngineSpec, PlanSpec], Evaluation] = field(default_factory=dict)
     replications_run: int = 0
 
     def evaluate(self, plan: PlanSpec, n: int) -> Evaluation:
         """`plan` over replications 0..n−1, simulating only those not yet run."""
-        have = self.cache.get(plan)
+        key = (self.exp.spec.engine, plan)
+        have = self.cache.get(key)
         done = have.replications if have is not None else 0
         if have is not None and done >= n:
             return have
@@ -124,7 +127,7 @@ class Evaluator:
             self.attainment_target,
             self.confidence,
         )
-        self.cache[plan] = ev
+        self.cache[key] = ev
         return ev
 
 

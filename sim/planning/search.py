@@ -1,43 +1,32 @@
 """`plan_experiment`: the cheapest month-by-month fleet whose P(miss SLO) meets a risk target.
 
-Candidates. For each candidate GPU type (the `[plan] gpus` list, or every GPU on the price list
-that holds one `max_model_len` request), replica counts 1..`max_replicas`, spot shares and API
-spill on/off; with `[plan] schedules` (default on), each on-demand count N ≥ 2 also as a
-scheduled fleet following the weekly profile, N at its busiest hour (`sim.planning.schedules`);
-with `[plan] autoscale` (default on), each on-demand N ≥ 2 also as a fleet a reactive
-autoscaler moves between the month's quietest-hour need and N, one candidate per target
-(`sim.planning.autoscale`).
-A candidate is one fleet kept the same in every month; evaluating it over replications gives
-every month's result at once (`sim.planning.evaluate`). A month that starts before a GPU
-type's lead time has run out has at most `[plan] current_fleet` of it (`sim.planning.orders`).
+The search (`sim.planning.monthly.search_at_tp`) visits, per month, GPU types × replica counts
+× spot shares × API spill on/off, scheduled fleets following the weekly profile and
+autoscaled fleets, decides each by staged replications and a Clopper–Pearson bound, and keeps
+the month's cheapest fleet meeting the risk (the rules are in its docstring). A candidate is one
+fleet kept the same in every month; a month that starts before a GPU type's lead time has run
+out has at most `[plan] current_fleet` of it (`sim.planning.orders`).
 
-Decision per month. Candidates are visited in order of their cost at list prices (spot slots
-at the spot list price all month, API spill last at equal cost); one whose cost lower bound
-(on-demand GPU-hours + operations; spot and API at $0, since reclaims can leave spot unbilled)
-reaches the month's best so far is skipped unsimulated. Each other one is given replications
-stage by stage (`REPLICATION_STAGES`) until the one-sided Clopper–Pearson bound on P(miss)
-decides it: accepted when the upper bound ≤ risk, rejected when the lower bound > risk or when
-the last stage leaves it undecided (not proven safe). The month's choice is the accepted
-candidate of least objective cost. Under common random numbers a month's misses do not
-increase with the replica count, so a count that fails marks every smaller count of its family
-failed too (and, a scheduled N serving at most N in every hour, the scheduled ones up to it).
-Where a scheduled candidate is chosen, the cheapest accepted static one is found as well (a
-static candidate is skipped only when it cannot beat the best static one) and reported
-beside it: what scheduling saves at the same risk.
-
-Autoscaled candidates. Their bill is known only after simulation: they are visited and pruned
-by their lower bound (min_replicas on demand all month + operations) against the month's best
-autoscaled one, so the cheapest autoscaled fleet meeting the risk is found too and reported
-beside the cheapest static one ("does moving the fleet pay?"). An autoscaled N serves at most
-N in any hour, so a static N that fails marks it failed (it is tried only while static N meets
-the risk or is undecided); once an autoscaled N meets the risk, larger N of its target are not
-tried (a higher ceiling only adds cost the bound cannot see).
+Tensor parallelism. A replica is `[engine] tp` GPUs; that degree changes what fits (weights
+and KV cache are sharded over the GPUs) and how fast a step is (`sim.engine.resolve`). With
+`[plan] tp` (default: the experiment's own degree only), the month-by-month search runs once
+per degree, on the experiment with its engine resolved at that degree: every GPU type that
+holds one `max_model_len` request at it is a candidate (a model too big for one GPU becomes a
+candidate at 2), and a degree where none does is skipped with the reason. The recommendation
+is the cheapest whole plan (Σ of the months' objective costs) among the degrees where every
+month meets the risk: ONE degree for the whole plan, because `[engine] tp` is one value per
+experiment — the plan.toml written must be runnable by `sim run` — and because a change of
+degree between months would redeploy every replica. The best plan at each degree is kept for
+the report ("By tensor parallelism"). Nothing is shared between degrees but the traffic: each
+has its own `Evaluator` (whose cache is keyed by the engine as well), so replication k of
+every degree sees the same requests (common random numbers) and the comparison is paired.
 
 Carry-over. A candidate is evaluated as a constant fleet, so month boundaries never move work
 between fleets during the search; on the sampled horizon every window starts from an empty,
 warmed-up fleet anyway. The recommended plan — whose fleet changes at month boundaries, with
 the old replicas draining — is then run as one plan on replications the search never saw
 (`sim.rng.verification_seed`), and that verification is reported beside the search's figures.
+The input file's own plan and a spreadsheet sizing are evaluated at the file's own degree.
 """
 
 from __future__ import annotations
@@ -45,43 +34,54 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from sim.capacity import capacities
-from sim.config import MonthPlan, PlanSpec
+from sim.config import CostSpec, PlanSpec
 from sim.config.plan import PlanSearchSpec
 from sim.data import gpus as gpu_catalog
 from sim.engine import ModelDoesNotFit, resolve_engine
 from sim.experiment import Experiment
-from sim.planning.autoscale import (
-    autoscale_spec,
-    autoscale_target,
-    concurrency_at_capacity,
-    min_replicas_for,
-)
-from sim.planning.constraints import practical_plan
-from sim.planning.decide import (
-    Candidate,
-    MonthChoice,
-    Tried,
-    _decide,
-    month_choice,
-)
-from sim.planning.evaluate import Evaluation, Evaluator, constant_plan
-from sim.planning.orders import Order, fleet_cap, orders
+from sim.planning.decide import MonthChoice, Tried
+from sim.planning.evaluate import Evaluation, Evaluator
+from sim.planning.monthly import TpSearch, search_at_tp
+from sim.planning.orders import Order, orders
 from sim.planning.prices import GpuPrice, default_price_list, price_lists, priced
-from sim.planning.schedules import profile_counts, scheduled_bill_usd
-from sim.planning.spreadsheet import mean_rate_per_s, spreadsheet_plan
+from sim.planning.spreadsheet import spreadsheet_plan
 from sim.rng import verification_seed
 from sim.runner import Backend
 
 Progress = Callable[[str], None]
 
 
+@dataclass(frozen=True)
+class TpOutcome:
+    """The best whole plan found at one tensor-parallel degree (the page's "By tensor
+    parallelism"): the GPU types searched (none: `why_skipped` says why), the months with a
+    fleet meeting the risk, the plan's cost summed over months (USD, objective statistic;
+    NaN when a month has none) and the fleets by month (labels)."""
+
+    tp: int
+    gpus: tuple[str, ...]
+    months: int
+    months_met: int = 0
+    total_usd: float = float("nan")
+    fleets: tuple[str, ...] = ()
+    chosen: bool = False
+    why_skipped: str = ""
+
+    @property
+    def mean_usd(self) -> float:
+        """Mean cost a month of the whole plan (USD; NaN when a month has no fleet)."""
+        return self.total_usd / self.months if self.months else float("nan")
+
+
 @dataclass
 class Plan:
-    """What `plan_experiment` found: the recommendation and everything that supports it."""
+    """What `plan_experiment` found: the recommendation and everything that supports it.
+
+    `exp` is the experiment at the chosen tensor-parallel degree (`tp`); `choices`, `tried`
+    and the bests are the chosen degree's; `by_tp` summarises every degree searched."""
 
     exp: Experiment
     settings: PlanSearchSpec
@@ -107,13 +107,16 @@ class Plan:
     # month → the cheapest static / autoscaled candidate meeting the risk ("does moving pay?")
     static_best: dict[int, MonthChoice] = field(default_factory=dict)
     autoscaled_best: dict[int, MonthChoice] = field(default_factory=dict)
+    tp: int = 1
     orders: list[Order] = field(default_factory=list)  # fleet increases with a lead time
+    by_tp: list[TpOutcome] = field(default_factory=list)  # one per degree searched
 
 
 def candidate_gpus(
     exp: Experiment, settings: PlanSearchSpec, prices: dict[str, GpuPrice]
 ) -> tuple[list[str], dict[str, str]]:
-    """The GPU types to search and, for the others asked for or listed, why not."""
+    """The GPU types to search at `exp`'s `[engine] tp` and, for the others asked for or
+    listed, why not (not priced, or the model does not fit at that degree)."""
     asked = settings.gpus or tuple(g for g in gpu_catalog() if g in prices)
     ok: list[str] = []
     why: dict[str, str] = {}
@@ -130,6 +133,43 @@ def candidate_gpus(
     return ok, why
 
 
+def experiment_at(exp: Experiment, tp: int, cost: CostSpec | None = None) -> Experiment:
+    """`exp` at tensor-parallel degree `tp` (priced by `cost` when given), without
+    `[[plans]]`. At the file's own degree its engine is resolved as `Experiment.with_spec`
+    does; at another, on the input fleet's GPU types that hold the model there (the input
+    fleet may not fit at another degree: nothing runs it there — the planner's `Evaluator`
+    resolves each candidate's own GPU types)."""
+    spec = exp.spec
+    spec = dataclasses.replace(
+        spec,
+        engine=dataclasses.replace(spec.engine, tp=tp),
+        cost=cost if cost is not None else spec.cost,
+        plans=(),
+    )
+    if tp == exp.spec.engine.tp:
+        return exp.with_spec(spec)
+    fits = []
+    for gpu in spec.gpus_used():
+        try:
+            resolve_engine(spec.engine, [gpu])
+        except ModelDoesNotFit:
+            continue
+        fits.append(gpu)
+    return dataclasses.replace(exp, spec=spec, engine=resolve_engine(spec.engine, fits))
+
+
+def _outcome(found: TpSearch, months: int) -> TpOutcome:
+    by_month = {ch.month: ch.candidate.label() for ch in found.choices}
+    return TpOutcome(
+        found.tp,
+        tuple(found.gpus),
+        months,
+        months - len(found.infeasible) if found.choices else 0,
+        found.total_usd if found.feasible else float("nan"),
+        tuple(by_month.get(m, "") for m in range(1, months + 1)),
+    )
+
+
 def plan_experiment(
     exp: Experiment,
     settings: PlanSearchSpec | None = None,
@@ -140,13 +180,14 @@ def plan_experiment(
     verify: bool = True,
     compare_input: bool = True,
     progress: Progress | None = None,
-    min_counts: dict[str, int] | None = None,
+    min_counts: Mapping[tuple[str, int], int] | None = None,
 ) -> Plan:
-    """Search the cheapest plan meeting the risk target (module docstring).
+    """Search the cheapest plan meeting the risk target, at each tensor-parallel degree of
+    `[plan] tp` (module docstring).
 
     `verify`: run the recommendation on fresh replications; `compare_input`: evaluate the input
-    file's own plan on the search's replications. `min_counts` (GPU type → replicas) skips
-    smaller counts, known to fail (e.g. from a lower volume of a break-even sweep: more
+    file's own plan on the search's replications. `min_counts` ((GPU type, tp) → replicas)
+    skips smaller counts, known to fail (e.g. from a lower volume of a break-even sweep: more
     traffic never needs fewer replicas)."""
     t0 = time.perf_counter()
     s = settings or exp.spec.search
@@ -157,7 +198,6 @@ def plan_experiment(
         raise ValueError(f"unknown price list {prov!r}: one of {', '.join(sorted(price_lists()))}")
     prices = priced(prov, spec.cost)
     overrides = [p.override for p in prices.values() if p.override]
-    gpu_names, skipped = candidate_gpus(exp, s, prices)
     cost = dataclasses.replace(
         spec.cost,
         gpu_usd_per_hour=tuple(sorted((g, p.on_demand_usd_per_hour) for g, p in prices.items())),
@@ -169,164 +209,61 @@ def plan_experiment(
             )
         ),
     )
-    base = exp.with_spec(dataclasses.replace(spec, cost=cost, fleet=spec.fleet, plans=()))
-    ev = Evaluator(base, spec.slo, s.attainment_target, s.confidence, jobs, backend, address)
-    profile = tuple(float(x) for x in exp.profile.array)
-    cands = []
-    for gpu in gpu_names:
-        for share in s.spot_shares:
-            if share > 0 and prices[gpu].spot_usd_per_hour is None:
-                continue
-            for api in s.api_options:
-                for count in range((min_counts or {}).get(gpu, 1), s.max_replicas + 1):
-                    spot = round(share * count)
-                    cands.append(Candidate(gpu, count, spot, api))
-                    if s.schedules and share == 0 and count >= 2:
-                        hourly = profile_counts(count, profile)
-                        if min(hourly) < count:  # a flat profile leaves nothing to schedule
-                            cands.append(Candidate(gpu, count, 0, api, hourly))
-    tp, ops = spec.engine.tp, spec.cost.ops_usd_per_month
-    bills: dict[Candidate, tuple[float, ...]] = {}
-
-    def bound(c: Candidate, month: int) -> float:
-        """A lower bound on `c`'s cost in `month` (USD): a static candidate's on-demand
-        GPU-hours + operations (`Candidate.lower_cost`); a scheduled one's bill, as a
-        replication bills it (`scheduled_bill_usd`), + operations."""
-        if not c.scheduled:
-            return c.lower_cost(prices[c.gpu], tp, ops)
-        if c not in bills:
-            plan = constant_plan(c.label(), spec.months, c.pools(), c.api)
-            bills[c] = scheduled_bill_usd(plan, spec.engine, spec.spot, cost)
-        return bills[c][month - 1] + ops
-
-    def visit_order(c: Candidate, month: int) -> tuple[float, bool, int, str, int, str]:
-        listed = bound(c, month) if c.scheduled else c.list_cost(prices[c.gpu], tp, ops)
-        return (listed, c.api, c.count, c.gpu, c.spot, c.kind)
-
-    floors: dict[tuple[str, int], int] = {}
-
-    def capacity_per_s(gpu: str) -> float:
-        engine = resolve_engine(spec.engine, [gpu])
-        return capacities(engine, [gpu], base.lengths, spec.slo)[gpu].requests_per_s
-
-    running: dict[str, float] = {}
-
-    def autoscaled(month: int) -> list[Candidate]:
-        """The month's autoscaled candidates (`sim.planning.autoscale`): per GPU type, API
-        option, target utilisation and N ≥ 2 above the month's minimum."""
-        out = []
-        for gpu in gpu_names if s.autoscale else []:
-            if gpu not in running:
-                engine = resolve_engine(spec.engine, [gpu])
-                running[gpu] = concurrency_at_capacity(engine, gpu, base.lengths, spec.slo).running
-            least = min_replicas_for(mean_rate_per_s(base, month), profile, capacity_per_s(gpu))
-            for u in s.autoscale_utilisation:
-                target = autoscale_target(running[gpu], u)
-                for api in s.api_options:
-                    lowest = max(2, least + 1, (min_counts or {}).get(gpu, 1))
-                    for n in range(lowest, s.max_replicas + 1):
-                        scaler = autoscale_spec(least, n, target)
-                        out.append(Candidate(gpu, n, 0, api, scaler=scaler, utilisation=u))
-        return out
-
-    def floor(gpu: str, month: int) -> int:
-        """The fewest replicas of `gpu` whose capacity at the SLO (`sim.capacity`) covers the
-        month's mean arrival rate at nominal growth. Below it the fleet is overloaded on
-        average in about half the replications or more, so P(miss) > risk whenever risk < 0.5:
-        such counts are skipped without simulation (it prunes high-volume searches)."""
-        if (gpu, month) not in floors:
-            cap = capacity_per_s(gpu)
-            rate = mean_rate_per_s(base, month)
-            floors[(gpu, month)] = math.ceil(rate / cap) if cap > 0 else s.max_replicas + 1
-        return floors[(gpu, month)]
-
-    cands = sorted(set(cands), key=lambda c: visit_order(c, 1))
-    tried: list[Tried] = []
-    failed_at: dict[tuple[int, tuple[str, float, bool, str]], int] = {}
-    met_at: dict[tuple[int, tuple[str, float, bool, str]], int] = {}  # autoscaled families
-    choices: list[MonthChoice] = []
-    static_choices: dict[int, MonthChoice] = {}
-    static_best: dict[int, MonthChoice] = {}
-    autoscaled_best: dict[int, MonthChoice] = {}
-    moving_kinds = ["scheduled", *(f"autoscaled {u:g}" for u in s.autoscale_utilisation)]
-    chosen: dict[int, Evaluation] = {}
-    infeasible: list[int] = []
-    for month in range(1, spec.months + 1):
-        best: MonthChoice | None = None
-        best_static: MonthChoice | None = None  # for "does scheduling pay?"
-        best_auto: MonthChoice | None = None  # for "does moving the fleet pay?"
-        for c in sorted(cands + autoscaled(month), key=lambda c: visit_order(c, month)):
-            cap = fleet_cap(s, c.gpu, month)
-            if cap is not None and c.count > cap:
-                continue  # more than can serve by then (`sim.planning.orders`)
-            # A static candidate must beat the best static one (the comparison a scheduled
-            # or autoscaled choice is reported against), an autoscaled one the best
-            # autoscaled one, a scheduled one the best of all.
-            bar = best if c.scheduled else best_auto if c.autoscaled else best_static
-            # (a cent of slack: the bound and the bill add the same dollars in another order)
-            if bar is not None and bound(c, month) >= bar.cost_usd - 0.01:
-                continue  # cannot beat the month's best (visited in list-price order)
-            if failed_at.get((month, c.family), 0) >= c.count:
-                continue
-            if met_at.get((month, c.family), c.count + 1) <= c.count:
-                continue  # a smaller ceiling of this autoscaler met the risk
-            if not c.api and s.risk < 0.5 and c.count < floor(c.gpu, month):
-                continue  # mean load above what c replicas serve at the SLO: see `floor`
-            plan = constant_plan(c.label(), spec.months, c.pools(), c.api)
-            accepted, result = _decide(ev, plan, month, s)
-            p = result.misses(month)
-            objective = result.cost(month, "p95" if s.objective == "p95" else "mean")
-            tried.append(Tried(month, c, objective, p, accepted))
-            say(
-                f"month {month}: {c.label():<28} P(miss) {p.words():<34} "
-                f"{'accept' if accepted else 'reject'}  ${objective:,.0f}/month"
-            )
-            if not accepted:
-                failed_at[(month, c.family)] = max(failed_at.get((month, c.family), 0), c.count)
-                if not c.moves and not c.spot:
-                    # its scheduled and autoscaled variants serve no more replicas in any
-                    # hour: they fail too
-                    for kind in moving_kinds:
-                        fam = (c.gpu, 0.0, c.api, kind)
-                        failed_at[(month, fam)] = max(failed_at.get((month, fam), 0), c.count)
-                continue
-            if c.autoscaled:
-                met_at[(month, c.family)] = min(met_at.get((month, c.family), c.count), c.count)
-                if best_auto is None or objective < best_auto.cost_usd:
-                    best_auto = month_choice(result, c, month, objective)
-            if best is None or objective < best.cost_usd:
-                chosen[month] = result
-                best = month_choice(result, c, month, objective)
-            if not c.moves and (best_static is None or objective < best_static.cost_usd):
-                best_static = month_choice(result, c, month, objective)
-        if best_static is not None:
-            static_best[month] = best_static
-        if best_auto is not None:
-            autoscaled_best[month] = best_auto
-        if best is None:
-            infeasible.append(month)
-        else:
-            choices.append(best)
-            if best.candidate.moves and best_static is not None:
-                static_choices[month] = best_static
-    if (s.max_change_per_month is not None or s.min_months_per_gpu_type > 1) and not infeasible:
-        say("applying max_change_per_month / min_months_per_gpu_type")
-        choices, chosen = practical_plan(ev, s, spec.months, choices, prices, tp, ops, say)
-        static_choices = {}  # the constrained plan is static
-    recommended = PlanSpec(
-        "recommended",
-        tuple(
-            MonthPlan(next((ch.candidate.pools() for ch in choices if ch.month == m), ()))
-            for m in range(1, spec.months + 1)
-        ),
-        any(ch.candidate.api for ch in choices),
-    )
-    plan_orders = orders(s, recommended.fleet) if choices and not infeasible else []
+    own_tp = spec.engine.tp
+    degrees = s.tp or (own_tp,)
+    several = len(degrees) > 1
+    searches: list[TpSearch] = []
+    outcomes: dict[int, TpOutcome] = {}
+    skipped: dict[str, str] = {}
+    for tp in degrees:
+        base = experiment_at(exp, tp, cost)
+        gpu_names, why = candidate_gpus(base, s, prices)
+        skipped.update({(f"{g} (tp {tp})" if several else g): w for g, w in why.items()})
+        if not gpu_names:
+            reason = f"no candidate GPU type holds {spec.engine.model} at tp {tp}"
+            say(f"tp {tp}: skipped, {reason}")
+            outcomes[tp] = TpOutcome(tp, (), spec.months, why_skipped=reason)
+            continue
+        if several:
+            say(f"tp {tp}: searching {', '.join(gpu_names)}")
+        found = search_at_tp(
+            base,
+            s,
+            gpu_names,
+            prices,
+            jobs=jobs,
+            backend=backend,
+            address=address,
+            say=say,
+            min_counts=min_counts,
+        )
+        searches.append(found)
+        outcomes[tp] = _outcome(found, spec.months)
+    if not searches:  # no degree has a GPU type: an empty search at the file's own degree
+        base = experiment_at(exp, degrees[0], cost)
+        ev = Evaluator(base, spec.slo, s.attainment_target, s.confidence, jobs, backend, address)
+        searches.append(
+            TpSearch(degrees[0], base, ev, [], infeasible=list(range(1, spec.months + 1)))
+        )
+    # the cheapest whole plan; where no degree meets the risk every month, the one meeting it
+    # in most months (the first degree on ties), so the report says where it fails
+    pick = min(searches, key=lambda f: (len(f.infeasible), f.total_usd))
+    if pick.tp in outcomes:
+        outcomes[pick.tp] = dataclasses.replace(outcomes[pick.tp], chosen=pick.feasible)
+    if several and pick.feasible:
+        say(f"tp {pick.tp}: the cheapest plan, ${pick.total_usd / spec.months:,.0f} a month")
+    choices, infeasible, base, ev = pick.choices, pick.infeasible, pick.base, pick.evaluator
+    recommended = pick.recommended()
+    feasible = bool(choices) and not infeasible
+    plan_orders = orders(s, recommended.fleet) if feasible else []
     verification = input_eval = None
-    if verify and choices and not infeasible:
+    evaluators = [f.evaluator for f in searches]
+    if verify and feasible:
         say(f"verifying the recommended plan on {s.verify_replications} fresh replications")
         fresh = Evaluator(
-            base.with_spec(dataclasses.replace(base.spec, seed=verification_seed(spec.seed))),
+            dataclasses.replace(
+                base, spec=dataclasses.replace(base.spec, seed=verification_seed(spec.seed))
+            ),
             spec.slo,
             s.attainment_target,
             s.confidence,
@@ -335,28 +272,42 @@ def plan_experiment(
             address,
         )
         verification = fresh.evaluate(recommended, s.verify_replications)
+    # the input file's plan and the spreadsheet run at the file's own degree, on the
+    # search's replications there (a new evaluator, same seed, when it was not searched)
+    own = next((f.evaluator for f in searches if f.tp == own_tp), None)
+    if compare_input and own is None:
+        own = Evaluator(
+            experiment_at(exp, own_tp, cost),
+            spec.slo,
+            s.attainment_target,
+            s.confidence,
+            jobs,
+            backend,
+            address,
+        )
+        evaluators.append(own)
     priced_input = all(p.gpu in prices for m in spec.fleet for p in m.pools)
-    if compare_input and spec.plans == () and priced_input:
+    if compare_input and own is not None and spec.plans == () and priced_input:
         say("evaluating the plan in the input file on the search's replications")
-        input_eval = ev.evaluate(
+        input_eval = own.evaluate(
             PlanSpec("input file", spec.fleet, True), max(s.stages[0], min(s.stages[1:2] or (0,)))
         )
     sheet = sheet_rate = None
-    sheet_gpu = next(
-        (p.gpu for p in spec.fleet[0].pools if p.gpu in prices),
-        choices[0].candidate.gpu if choices else None,
-    )
-    if compare_input and sheet_gpu is not None:
+    input_gpu = next((p.gpu for p in spec.fleet[0].pools if p.gpu in prices), None)
+    sheet_gpu = input_gpu or (choices[0].candidate.gpu if choices else None)
+    sheet_ev = own if input_gpu is not None else ev
+    if compare_input and sheet_gpu is not None and sheet_ev is not None:
         say(f"evaluating a spreadsheet plan (average load ÷ one {sheet_gpu}'s throughput)")
-        sheet_plan, sheet_rate = spreadsheet_plan(base, sheet_gpu)
-        sheet = ev.evaluate(sheet_plan, s.stages[min(1, len(s.stages) - 1)])
+        sheet_plan, sheet_rate = spreadsheet_plan(sheet_ev.exp, sheet_gpu)
+        sheet = sheet_ev.evaluate(sheet_plan, s.stages[min(1, len(s.stages) - 1)])
+    engine = base.spec.engine
     uncal = [
-        f"{spec.engine.model} on {g} (tp {tp}): step times from the roofline, uncalibrated"
+        f"{engine.model} on {g} (tp {engine.tp}): step times from the roofline, uncalibrated"
         for g in sorted({ch.candidate.gpu for ch in choices})
-        if not resolve_engine(spec.engine, [g]).step_time(g).calibrated
+        if not resolve_engine(engine, [g]).step_time(g).calibrated
     ]
     return Plan(
-        exp=exp,
+        exp=exp if pick.tp == own_tp else experiment_at(exp, pick.tp),
         settings=s,
         price_list=prov,
         prices=prices,
@@ -364,21 +315,24 @@ def plan_experiment(
         choices=choices,
         recommended=recommended,
         verification=verification,
-        tried=tried,
+        tried=pick.tried,
         input_plan=input_eval,
         skipped_gpus=skipped,
-        evaluations=len(ev.cache) + (1 if verification is not None else 0),
-        replications=ev.replications_run + (verification.replications if verification else 0),
+        evaluations=sum(len(e.cache) for e in evaluators) + (verification is not None),
+        replications=sum(e.replications_run for e in evaluators)
+        + (verification.replications if verification else 0),
         wall_s=time.perf_counter() - t0,
         uncalibrated=uncal,
         infeasible_months=infeasible,
-        chosen=chosen,
+        chosen=pick.chosen,
         spreadsheet=sheet,
         spreadsheet_rate=float("nan") if sheet_rate is None else sheet_rate,
-        static_choices=static_choices,
-        static_best=static_best,
-        autoscaled_best=autoscaled_best,
+        static_choices=pick.static_choices,
+        static_best=pick.static_best,
+        autoscaled_best=pick.autoscaled_best,
+        tp=pick.tp,
         orders=plan_orders,
+        by_tp=[outcomes[tp] for tp in degrees],
     )
 
 

@@ -2,7 +2,8 @@
 
 The input experiment is read again as data, its `[fleet]`/`[[plans]]` replaced by the
 recommended months (scheduled pools with their `schedule` rules, autoscaled ones with their
-`autoscale` table), its name suffixed `-plan`, and every file path of its `[workload]`
+`autoscale` table), its `[engine] tp` set to the degree the plan was found at, its name
+suffixed `-plan`, and every file path of its `[workload]`
 rewritten relative to the folder the plan is written to, so `sim run
 reports/<name>/plan.toml` works from the same working directory as the input did. Written
 with tomli-w (a TOML writer is not in the standard library; tomli-w is the writer of the same
@@ -83,15 +84,19 @@ def plan_document(
     name: str,
     target_dir: Path,
     usd_per_hour: dict[str, float] | None = None,
+    tp: int | None = None,
 ) -> str:
     """The text of the runnable experiment (see the module docstring); `usd_per_hour` (the
-    search's price list) is written into `[cost.gpu_usd_per_hour]` for the GPUs it uses."""
+    search's price list) is written into `[cost.gpu_usd_per_hour]` for the GPUs it uses, `tp`
+    (the plan's tensor-parallel degree) into `[engine] tp`."""
     doc = read_toml_file(experiment_file)
     source_dir = Path(experiment_file).resolve().parent
     doc.pop("plans", None)
     doc.pop("fleet", None)
     doc.pop("plan", None)
     doc["name"] = name
+    if tp is not None:
+        doc.setdefault("engine", {})["tp"] = tp
     if "workload" in doc:
         doc["workload"] = _rebase(doc["workload"], source_dir, target_dir)
     months = [{"pools": [pool_table(p) for p in month.pools]} for month in plan.fleet]

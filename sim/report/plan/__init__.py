@@ -2,7 +2,8 @@
 
 `recommendation_lines(plan)` is the plain-words answer (also the page's first screen and the
 terminal's first lines); `plan_months_table` the month-by-month table; `schedule_table` and
-`autoscale_table` whether a fleet that moves pays against the cheapest static one;
+`autoscale_table` whether a fleet that moves pays against the cheapest static one; `tp_table`
+and `tp_lines` the best plan at each tensor-parallel degree searched;
 `write_plan_report` writes `plan.html` (recommendation, month table, monthly cost vs the
 all-API bill, replicas per month, does scheduling / autoscaling pay, the cost–risk frontier of
 the candidates tried, how the search ran) and `plan.toml`. Charts are pure functions of tables
@@ -22,6 +23,7 @@ from sim.report.plan.tables import (
     line_html,
     plan_months_table,
     schedule_table,
+    tp_table,
 )
 from sim.report.plan.words import (
     api_prices,
@@ -31,6 +33,7 @@ from sim.report.plan.words import (
     recommendation_lines,
     schedule_lines,
     schedule_runs,
+    tp_lines,
 )
 
 __all__ = [
@@ -51,5 +54,7 @@ __all__ = [
     "schedule_runs",
     "schedule_table",
     "tornado_chart",
+    "tp_lines",
+    "tp_table",
     "write_plan_report",
 ]

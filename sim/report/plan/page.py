@@ -18,6 +18,7 @@ from sim.report.plan.tables import (
     line_html,
     plan_months_table,
     schedule_table,
+    tp_table,
 )
 from sim.report.plan.words import api_prices, recommendation_lines
 from sim.report.shell import Chart, _atomic_write, chart_blocks, html_page
@@ -52,6 +53,7 @@ def write_plan_report(plan: Plan, out_dir: Path, sensitivity: pl.DataFrame | Non
     frontier = frontier_table(plan)
     schedules = schedule_table(plan)
     autoscaled = autoscale_table(plan)
+    by_tp = tp_table(plan)
     tornado = ""
     if sensitivity is not None and not sensitivity.is_empty():
         tornado = (
@@ -82,6 +84,14 @@ def write_plan_report(plan: Plan, out_dir: Path, sensitivity: pl.DataFrame | Non
             if not autoscaled.is_empty()
             else ""
         )
+        + (
+            "<h2>By tensor parallelism</h2>"
+            "<p>The best whole plan found at each tensor-parallel degree searched, on the same "
+            "replications (one degree for the whole plan: <code>[engine] tp</code> is one value "
+            "per experiment).</p>" + _table_html(by_tp, FORMATS)
+            if not by_tp.is_empty()
+            else ""
+        )
         + tornado
         + "<h2>How the search ran</h2><ul>"
         + "".join(f"<li>{n}</li>" for n in notes)
@@ -92,6 +102,8 @@ def write_plan_report(plan: Plan, out_dir: Path, sensitivity: pl.DataFrame | Non
     _atomic_write(page, html_page(f"Plan for {spec.name}", body).encode("utf-8"))
     if plan.choices and not plan.infeasible_months:
         prices = {g: p.on_demand_usd_per_hour for g, p in plan.prices.items()}
-        text = plan_document(spec.file, plan.recommended, f"{spec.name}-plan", out_dir, prices)
+        text = plan_document(
+            spec.file, plan.recommended, f"{spec.name}-plan", out_dir, prices, plan.tp
+        )
         _atomic_write(out_dir / "plan.toml", text.encode("utf-8"))
     return page

@@ -1,7 +1,8 @@
 """`sim plan`'s tables (polars frames, one row per month or candidate) and their HTML.
 
 `plan_months_table` (the recommendation by month), `schedule_table` ("does scheduling pay?"),
-`autoscale_table` ("does autoscaling pay?"), `frontier_table` (the candidates tried);
+`autoscale_table` ("does autoscaling pay?"), `tp_table` ("By tensor parallelism"),
+`frontier_table` (the candidates tried);
 `HEADINGS` and `FORMATS` name and format their columns on the page.
 """
 
@@ -12,7 +13,7 @@ import re
 
 import polars as pl
 
-from sim.planning.search import Plan
+from sim.planning.search import Plan, months_text
 
 
 def plan_months_table(plan: Plan) -> pl.DataFrame:
@@ -99,6 +100,37 @@ def autoscale_table(plan: Plan) -> pl.DataFrame:
     return pl.DataFrame(rows)
 
 
+def tp_table(plan: Plan) -> pl.DataFrame:
+    """Where `[plan] tp` was given, one row per degree searched: the GPU types that hold the
+    model at it, its best plan's fleets by run of months, the months meeting the risk, the
+    mean monthly cost (None: some month has no fleet meeting the risk) and whether the plan
+    chose it."""
+    if not plan.settings.tp:
+        return pl.DataFrame()
+    rows = []
+    for o in plan.by_tp:
+        runs: list[tuple[list[int], str]] = []
+        for month, label in enumerate(o.fleets, start=1):
+            if not label:
+                continue
+            if runs and runs[-1][1] == label and runs[-1][0][-1] == month - 1:
+                runs[-1][0].append(month)
+            else:
+                runs.append(([month], label))
+        fleets = "; ".join(f"{label} ({months_text(m)})" for m, label in runs)
+        rows.append(
+            {
+                "tp": o.tp,
+                "gpus_searched": ", ".join(o.gpus) if o.gpus else "none",
+                "tp_plan": fleets or (o.why_skipped or "none met the risk"),
+                "months_met": f"{o.months_met} of {o.months}",
+                "mean_cost_usd": o.mean_usd if o.months_met == o.months and o.gpus else None,
+                "tp_chosen": "yes" if o.chosen else "",
+            }
+        )
+    return pl.DataFrame(rows, schema_overrides={"mean_cost_usd": pl.Float64})
+
+
 def frontier_table(plan: Plan) -> pl.DataFrame:
     """Candidates tried, per month: cost and P(miss) bound, with the Pareto front marked."""
     rows = [
@@ -180,6 +212,12 @@ HEADINGS = {
     "cold_start_share": "Requests arriving in a cold start",
     "autoscaling_saves_usd": "Autoscaling saves / month",
     "chosen": "The plan chose",
+    "tp": "Tensor parallelism",
+    "gpus_searched": "GPU types that hold the model",
+    "tp_plan": "Best plan (fleet, months)",
+    "months_met": "Months meeting the risk",
+    "mean_cost_usd": "Mean cost / month",
+    "tp_chosen": "Chosen",
 }
 
 
@@ -202,4 +240,5 @@ FORMATS = {
     "launches_per_day": "{:.0f}",
     "cold_start_share": "{:.1%}",
     "autoscaling_saves_usd": "${:+,.0f}",
+    "mean_cost_usd": "${:,.0f}",
 }

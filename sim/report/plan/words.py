@@ -12,13 +12,20 @@ from sim.planning.prices import comparison_api
 from sim.planning.search import Plan, all_api_usd, months_text
 
 
+def gpu_words(c: Candidate) -> str:
+    """The GPU type of a candidate's replicas, with their tensor-parallel degree above 1:
+    "a100-40gb (tp 2, 2 GPUs a replica)"."""
+    return c.gpu if c.tp == 1 else f"{c.gpu} (tp {c.tp}, {c.tp} GPUs a replica)"
+
+
 def candidate_words(c: Candidate) -> str:
     """A fleet in words: "2 × a100-80gb, on-demand"; a scheduled one by its busy hours; an
-    autoscaled one by its bounds and target."""
+    autoscaled one by its bounds and target; the TP when above 1 (`gpu_words`)."""
+    gpu = gpu_words(c)
     if c.scaler is not None:
         a = c.scaler
         words = (
-            f"{a.min_replicas}–{a.max_replicas} × {c.gpu}, on-demand, moved by an autoscaler on "
+            f"{a.min_replicas}–{a.max_replicas} × {gpu}, on-demand, moved by an autoscaler on "
             f"sequences {a.signal} per replica (target {a.target:g}, {c.utilisation:.0%} of what "
             "one replica runs at its capacity at the SLO)"
         )
@@ -26,15 +33,15 @@ def candidate_words(c: Candidate) -> str:
         lo, busy = min(c.hourly), sum(1 for x in c.hourly if x == c.count)
         if set(c.hourly) == {lo, c.count}:
             words = (
-                f"{c.count} × {c.gpu} at the profile's busy hours ({busy} h a week), {lo} otherwise"
+                f"{c.count} × {gpu} at the profile's busy hours ({busy} h a week), {lo} otherwise"
             )
         else:
             words = (
-                f"{c.count} × {c.gpu} at the profile's busiest hours ({busy} h a week), down "
+                f"{c.count} × {gpu} at the profile's busiest hours ({busy} h a week), down "
                 f"to {lo} at the quietest ({sum(c.hourly) / len(c.hourly):.1f} on average)"
             )
     else:
-        words = f"{c.count} × {c.gpu}" + (f" ({c.spot} on spot)" if c.spot else ", on-demand")
+        words = f"{c.count} × {gpu}" + (f" ({c.spot} on spot)" if c.spot else ", on-demand")
     return words + (", spilling to the API at peaks" if c.api else "")
 
 
@@ -51,7 +58,7 @@ def _fleet_words(plan: Plan) -> list[tuple[list[int], str]]:
 
 
 def _static_words(c: Candidate) -> str:
-    base = f"{c.count} × {c.gpu}" + (f" ({c.spot} on spot)" if c.spot else "")
+    base = f"{c.count} × {gpu_words(c)}" + (f" ({c.spot} on spot)" if c.spot else "")
     return base + " around the clock" + (" with API spill" if c.api else "")
 
 
@@ -131,6 +138,37 @@ def autoscale_lines(plan: Plan) -> list[str]:
     ]
 
 
+def tp_lines(plan: Plan) -> list[str]:
+    """Where `[plan] tp` was given: the degrees searched, the one chosen and its cost against
+    the best plan at each other degree, and the degrees skipped or short of the risk."""
+    if not plan.settings.tp:
+        return []
+    out = plan.by_tp
+    searched = ", ".join(str(o.tp) for o in out)
+    lines = [
+        f"Tensor parallelism: searched tp {searched}, one degree for the whole plan "
+        "(`[engine] tp` is one value per experiment, so plan.toml runs as written)."
+    ]
+    chosen = next((o for o in out if o.chosen), None)
+    others = [o for o in out if not o.chosen and o.months_met == o.months and o.gpus]
+    if chosen is not None:
+        against = "; ".join(f"${o.mean_usd:,.0f} at tp {o.tp}" for o in others)
+        lines.append(
+            f"The cheapest plan meeting the risk is at tp {chosen.tp}: ${chosen.mean_usd:,.0f} "
+            f"a month"
+            + (f" (against {against})." if against else " (the only degree that has one).")
+        )
+    for o in out:
+        if not o.gpus:
+            lines.append(f"At tp {o.tp}: skipped, {o.why_skipped}.")
+        elif o.months_met < o.months:
+            lines.append(
+                f"At tp {o.tp}: no fleet of at most {plan.settings.max_replicas} replicas meets "
+                f"the risk in {o.months - o.months_met} of {o.months} months."
+            )
+    return lines
+
+
 def order_lines(plan: Plan) -> list[str]:
     """One "order by" sentence per fleet increase of a GPU type with a lead time."""
     start = plan.settings.start_date
@@ -164,7 +202,8 @@ def recommendation_lines(plan: Plan) -> list[str]:
                 "orders can arrive."
                 if s.current_fleet is not None and s.lead_time_days
                 else ""
-            )
+            ),
+            *tp_lines(plan),
         ]
     lines = []
     saves = {tuple(months): clause for months, _, clause in schedule_runs(plan)}
@@ -182,6 +221,7 @@ def recommendation_lines(plan: Plan) -> list[str]:
         )
     lines += schedule_lines(plan, [m for m, _ in fleet_runs])
     lines += autoscale_lines(plan)
+    lines += tp_lines(plan)
     lines += order_lines(plan)
     worst = max(plan.choices, key=lambda c: c.misses.bound)
     k, n = worst.misses.k, worst.misses.n

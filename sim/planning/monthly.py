@@ -1,0 +1,284 @@
+"""The month-by-month search at one tensor-parallel degree: `search_at_tp`.
+
+`sim.planning.search.plan_experiment` runs it once per degree of `[plan] tp` and keeps the
+cheapest whole plan; here every candidate is a fleet of `tp`-way replicas (`Candidate.tp`: a
+replica costs `tp` GPU-hours an hour) on an experiment whose engine is resolved at `tp`.
+
+Candidates. For each candidate GPU type (the `[plan] gpus` list, or every GPU on the price list
+that holds one `max_model_len` request), replica counts 1..`max_replicas`, spot shares and API
+spill on/off; with `[plan] schedules` (default on), each on-demand count N ≥ 2 also as a
+scheduled fleet following the weekly profile, N at its busiest hour (`sim.planning.schedules`);
+with `[plan] autoscale` (default on), each on-demand N ≥ 2 also as a fleet a reactive
+autoscaler moves between the month's quietest-hour need and N, one candidate per target
+(`sim.planning.autoscale`).
+A candidate is one fleet kept the same in every month; evaluating it over replications gives
+every month's result at once (`sim.planning.evaluate`). A month that starts before a GPU
+type's lead time has run out has at most `[plan] current_fleet` of it (`sim.planning.orders`).
+
+Decision per month. Candidates are visited in order of their cost at list prices (spot slots
+at the spot list price all month, API spill last at equal cost); one whose cost lower bound
+(on-demand GPU-hours + operations; spot and API at $0, since reclaims can leave spot unbilled)
+reaches the month's best so far is skipped unsimulated. Each other one is given replications
+stage by stage (`REPLICATION_STAGES`) until the one-sided Clopper–Pearson bound on P(miss)
+decides it: accepted when the upper bound ≤ risk, rejected when the lower bound > risk or when
+the last stage leaves it undecided (not proven safe). The month's choice is the accepted
+candidate of least objective cost. Under common random numbers a month's misses do not
+increase with the replica count, so a count that fails marks every smaller count of its family
+failed too (and, a scheduled N serving at most N in every hour, the scheduled ones up to it).
+Where a scheduled candidate is chosen, the cheapest accepted static one is found as well (a
+static candidate is skipped only when it cannot beat the best static one) and reported
+beside it: what scheduling saves at the same risk.
+
+Autoscaled candidates. Their bill is known only after simulation: they are visited and pruned
+by their lower bound (min_replicas on demand all month + operations) against the month's best
+autoscaled one, so the cheapest autoscaled fleet meeting the risk is found too and reported
+beside the cheapest static one ("does moving the fleet pay?"). An autoscaled N serves at most
+N in any hour, so a static N that fails marks it failed (it is tried only while static N meets
+the risk or is undecided); once an autoscaled N meets the risk, larger N of its target are not
+tried (a higher ceiling only adds cost the bound cannot see).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from sim.capacity import capacities
+from sim.config import MonthPlan, PlanSpec
+from sim.config.plan import PlanSearchSpec
+from sim.engine import resolve_engine
+from sim.experiment import Experiment
+from sim.planning.autoscale import (
+    autoscale_spec,
+    autoscale_target,
+    concurrency_at_capacity,
+    min_replicas_for,
+)
+from sim.planning.constraints import practical_plan
+from sim.planning.decide import Candidate, MonthChoice, Tried, _decide, month_choice
+from sim.planning.evaluate import Evaluation, Evaluator, constant_plan
+from sim.planning.orders import fleet_cap
+from sim.planning.prices import GpuPrice
+from sim.planning.schedules import profile_counts, scheduled_bill_usd
+from sim.planning.spreadsheet import mean_rate_per_s
+from sim.runner import Backend
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class TpSearch:
+    """What the month-by-month search found at tensor-parallel degree `tp`: each month's
+    choice (`infeasible`: months where no candidate met the risk), every decision, the
+    evaluations of the choices, the static / autoscaled bests ("does moving pay?"), and the
+    `evaluator` (its replications, reused by the comparisons at this degree)."""
+
+    tp: int
+    base: Experiment  # the experiment at `tp`, priced from the list, without `[[plans]]`
+    evaluator: Evaluator
+    gpus: list[str]
+    choices: list[MonthChoice] = field(default_factory=list)
+    tried: list[Tried] = field(default_factory=list)
+    chosen: dict[int, Evaluation] = field(default_factory=dict)
+    static_choices: dict[int, MonthChoice] = field(default_factory=dict)
+    static_best: dict[int, MonthChoice] = field(default_factory=dict)
+    autoscaled_best: dict[int, MonthChoice] = field(default_factory=dict)
+    infeasible: list[int] = field(default_factory=list)
+
+    @property
+    def feasible(self) -> bool:
+        """Whether every month has a fleet meeting the risk."""
+        return bool(self.choices) and not self.infeasible
+
+    @property
+    def total_usd(self) -> float:
+        """The whole plan's cost: Σ over months of the choices' objective cost (USD; inf when
+        a month has no fleet meeting the risk)."""
+        return sum(ch.cost_usd for ch in self.choices) if self.feasible else math.inf
+
+    def recommended(self) -> PlanSpec:
+        """The months' choices as one plan (a month without a choice has no pools)."""
+        return PlanSpec(
+            "recommended",
+            tuple(
+                MonthPlan(next((ch.candidate.pools() for ch in self.choices if ch.month == m), ()))
+                for m in range(1, self.base.spec.months + 1)
+            ),
+            any(ch.candidate.api for ch in self.choices),
+        )
+
+
+def search_at_tp(
+    base: Experiment,
+    s: PlanSearchSpec,
+    gpu_names: list[str],
+    prices: dict[str, GpuPrice],
+    *,
+    jobs: int = 1,
+    backend: Backend = "local",
+    address: str | None = None,
+    say: Progress = lambda _: None,
+    min_counts: Mapping[tuple[str, int], int] | None = None,
+) -> TpSearch:
+    """The cheapest fleet per month of `tp`-way replicas (tp = `base.spec.engine.tp`) of
+    `gpu_names` meeting the risk (module docstring); `base` is priced from `prices` and has
+    no `[[plans]]`. `min_counts`: (GPU type, tp) → the fewest replicas worth trying."""
+    tp = base.spec.engine.tp
+    spec = base.spec
+    ev = Evaluator(base, spec.slo, s.attainment_target, s.confidence, jobs, backend, address)
+    profile = tuple(float(x) for x in base.profile.array)
+    cands = []
+    for gpu in gpu_names:
+        for share in s.spot_shares:
+            if share > 0 and prices[gpu].spot_usd_per_hour is None:
+                continue
+            for api in s.api_options:
+                for count in range((min_counts or {}).get((gpu, tp), 1), s.max_replicas + 1):
+                    spot = round(share * count)
+                    cands.append(Candidate(gpu, count, spot, api, tp=tp))
+                    if s.schedules and share == 0 and count >= 2:
+                        hourly = profile_counts(count, profile)
+                        if min(hourly) < count:  # a flat profile leaves nothing to schedule
+                            cands.append(Candidate(gpu, count, 0, api, hourly, tp=tp))
+    ops = spec.cost.ops_usd_per_month
+    bills: dict[Candidate, tuple[float, ...]] = {}
+
+    def bound(c: Candidate, month: int) -> float:
+        """A lower bound on `c`'s cost in `month` (USD): a static candidate's on-demand
+        GPU-hours + operations (`Candidate.lower_cost`); a scheduled one's bill, as a
+        replication bills it (`scheduled_bill_usd`), + operations."""
+        if not c.scheduled:
+            return c.lower_cost(prices[c.gpu], tp, ops)
+        if c not in bills:
+            plan = constant_plan(c.label(), spec.months, c.pools(), c.api)
+            bills[c] = scheduled_bill_usd(plan, spec.engine, spec.spot, spec.cost)
+        return bills[c][month - 1] + ops
+
+    def visit_order(c: Candidate, month: int) -> tuple[float, bool, int, str, int, str]:
+        listed = bound(c, month) if c.scheduled else c.list_cost(prices[c.gpu], tp, ops)
+        return (listed, c.api, c.count, c.gpu, c.spot, c.kind)
+
+    floors: dict[tuple[str, int], int] = {}
+
+    def capacity_per_s(gpu: str) -> float:
+        engine = resolve_engine(spec.engine, [gpu])
+        return capacities(engine, [gpu], base.lengths, spec.slo)[gpu].requests_per_s
+
+    running: dict[str, float] = {}
+
+    def autoscaled(month: int) -> list[Candidate]:
+        """The month's autoscaled candidates (`sim.planning.autoscale`): per GPU type, API
+        option, target utilisation and N ≥ 2 above the month's minimum."""
+        out = []
+        for gpu in gpu_names if s.autoscale else []:
+            if gpu not in running:
+                engine = resolve_engine(spec.engine, [gpu])
+                running[gpu] = concurrency_at_capacity(engine, gpu, base.lengths, spec.slo).running
+            least = min_replicas_for(mean_rate_per_s(base, month), profile, capacity_per_s(gpu))
+            for u in s.autoscale_utilisation:
+                target = autoscale_target(running[gpu], u)
+                for api in s.api_options:
+                    lowest = max(2, least + 1, (min_counts or {}).get((gpu, tp), 1))
+                    for n in range(lowest, s.max_replicas + 1):
+                        scaler = autoscale_spec(least, n, target)
+                        out.append(Candidate(gpu, n, 0, api, scaler=scaler, utilisation=u, tp=tp))
+        return out
+
+    def floor(gpu: str, month: int) -> int:
+        """The fewest replicas of `gpu` whose capacity at the SLO (`sim.capacity`) covers the
+        month's mean arrival rate at nominal growth. Below it the fleet is overloaded on
+        average in about half the replications or more, so P(miss) > risk whenever risk < 0.5:
+        such counts are skipped without simulation (it prunes high-volume searches)."""
+        if (gpu, month) not in floors:
+            cap = capacity_per_s(gpu)
+            rate = mean_rate_per_s(base, month)
+            floors[(gpu, month)] = math.ceil(rate / cap) if cap > 0 else s.max_replicas + 1
+        return floors[(gpu, month)]
+
+    cands = sorted(set(cands), key=lambda c: visit_order(c, 1))
+    tried: list[Tried] = []
+    failed_at: dict[tuple[int, tuple[str, float, bool, str]], int] = {}
+    met_at: dict[tuple[int, tuple[str, float, bool, str]], int] = {}  # autoscaled families
+    choices: list[MonthChoice] = []
+    static_choices: dict[int, MonthChoice] = {}
+    static_best: dict[int, MonthChoice] = {}
+    autoscaled_best: dict[int, MonthChoice] = {}
+    moving_kinds = ["scheduled", *(f"autoscaled {u:g}" for u in s.autoscale_utilisation)]
+    chosen: dict[int, Evaluation] = {}
+    infeasible: list[int] = []
+    for month in range(1, spec.months + 1):
+        best: MonthChoice | None = None
+        best_static: MonthChoice | None = None  # for "does scheduling pay?"
+        best_auto: MonthChoice | None = None  # for "does moving the fleet pay?"
+        for c in sorted(cands + autoscaled(month), key=lambda c: visit_order(c, month)):
+            cap = fleet_cap(s, c.gpu, month)
+            if cap is not None and c.count > cap:
+                continue  # more than can serve by then (`sim.planning.orders`)
+            # A static candidate must beat the best static one (the comparison a scheduled
+            # or autoscaled choice is reported against), an autoscaled one the best
+            # autoscaled one, a scheduled one the best of all.
+            bar = best if c.scheduled else best_auto if c.autoscaled else best_static
+            # (a cent of slack: the bound and the bill add the same dollars in another order)
+            if bar is not None and bound(c, month) >= bar.cost_usd - 0.01:
+                continue  # cannot beat the month's best (visited in list-price order)
+            if failed_at.get((month, c.family), 0) >= c.count:
+                continue
+            if met_at.get((month, c.family), c.count + 1) <= c.count:
+                continue  # a smaller ceiling of this autoscaler met the risk
+            if not c.api and s.risk < 0.5 and c.count < floor(c.gpu, month):
+                continue  # mean load above what c replicas serve at the SLO: see `floor`
+            plan = constant_plan(c.label(), spec.months, c.pools(), c.api)
+            accepted, result = _decide(ev, plan, month, s)
+            p = result.misses(month)
+            objective = result.cost(month, "p95" if s.objective == "p95" else "mean")
+            tried.append(Tried(month, c, objective, p, accepted))
+            say(
+                f"month {month}: {c.label():<28} P(miss) {p.words():<34} "
+                f"{'accept' if accepted else 'reject'}  ${objective:,.0f}/month"
+            )
+            if not accepted:
+                failed_at[(month, c.family)] = max(failed_at.get((month, c.family), 0), c.count)
+                if not c.moves and not c.spot:
+                    # its scheduled and autoscaled variants serve no more replicas in any
+                    # hour: they fail too
+                    for kind in moving_kinds:
+                        fam = (c.gpu, 0.0, c.api, kind)
+                        failed_at[(month, fam)] = max(failed_at.get((month, fam), 0), c.count)
+                continue
+            if c.autoscaled:
+                met_at[(month, c.family)] = min(met_at.get((month, c.family), c.count), c.count)
+                if best_auto is None or objective < best_auto.cost_usd:
+                    best_auto = month_choice(result, c, month, objective)
+            if best is None or objective < best.cost_usd:
+                chosen[month] = result
+                best = month_choice(result, c, month, objective)
+            if not c.moves and (best_static is None or objective < best_static.cost_usd):
+                best_static = month_choice(result, c, month, objective)
+        if best_static is not None:
+            static_best[month] = best_static
+        if best_auto is not None:
+            autoscaled_best[month] = best_auto
+        if best is None:
+            infeasible.append(month)
+        else:
+            choices.append(best)
+            if best.candidate.moves and best_static is not None:
+                static_choices[month] = best_static
+    if (s.max_change_per_month is not None or s.min_months_per_gpu_type > 1) and not infeasible:
+        say("applying max_change_per_month / min_months_per_gpu_type")
+        choices, chosen = practical_plan(ev, s, spec.months, choices, prices, tp, ops, say)
+        static_choices = {}  # the constrained plan is static
+    return TpSearch(
+        tp,
+        base,
+        ev,
+        gpu_names,
+        choices,
+        tried,
+        chosen,
+        static_choices,
+        static_best,
+        autoscaled_best,
+        infeasible,
+    )
