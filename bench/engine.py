@@ -16,12 +16,16 @@ lengths:
      2 s notice, 10 min to a replacement), API spill when the predicted wait exceeds 0.5 s or
      no replica is up, 600 RPM with retries: compiled vs lazy vs reference.
 Then a fleet sweep: 1/4/16/64/200 replicas at 70% of saturation each (JSQ routing), CPU time
-per request of the compiled engine (and of the Python one up to 16 replicas).
+per request of the compiled engine (and of the Python one up to 16 replicas), split into the
+compiled core's routing and its data plane: the core alone (`CompiledFleet.route` + `flush`,
+no SimPy, no log copies) against a replay of the same per-request replica choices without a
+router (`replay` below: advance the chosen replica, submit), which does the same physics
+(same segments, same timestamps, checked); the difference is what choosing the replica costs.
 Every timing is the best CPU time of 3 repeats. The kernels' JIT time is reported apart: the
 load from numba's on-disk cache in this process, and with `--cold-jit` a compilation from
 scratch in a fresh process (an empty NUMBA_CACHE_DIR).
 
-Usage: python bench/engine.py [--requests N] [--reference-requests N] [--cold-jit]
+Usage: python bench/engine.py [--requests N] [--reference-requests N] [--cold-jit] [--sweep-only]
 The reference engine is run on a prefix of the workload (default 20k requests) because it is
 slow; its rate is per request of that prefix, and the timestamps of the prefix are checked to
 agree with the compiled engine's.
@@ -40,10 +44,13 @@ from pathlib import Path
 
 import numpy as np
 import simpy
+from numba import njit
 
 from sim.config import ApiSpec, SpillSpec
 from sim.engine import EngineLimits, RequestLog, StepTimeModel, load_step_time_catalog
-from sim.engine.compiled import compile_kernels
+from sim.engine.compiled import JSQ, CompiledFleet, compile_kernels
+from sim.engine.compiled.layout import Q_REP, X_ARR, X_FIN
+from sim.engine.compiled.replica import advance_to, submit
 from sim.fleet import ApiClient, Outage
 from sim.model import FleetPhase, Hybrid, ReplicaSpec, simulate
 from sim.traces import read_azure_trace
@@ -225,25 +232,98 @@ def compare_hybrid(
     print(f"  compiled == fast bit for bit: {same}; max |compiled - reference| {diff:.2e} s")
 
 
+@njit(cache=False)
+def replay(
+    ri: np.ndarray,
+    rf: np.ndarray,
+    q: np.ndarray,
+    qf: np.ndarray,
+    needs: np.ndarray,
+    heap: np.ndarray,
+    ent: np.ndarray,
+    busy: np.ndarray,
+    nbusy: np.ndarray,
+    chosen: np.ndarray,
+) -> None:
+    """The data plane without a router: each arrival to the replica `chosen[i]` (JSQ's choice,
+    from a routed run), as `fleet.route` does once it has chosen."""
+    for i in range(q.shape[0]):
+        r = chosen[i]
+        t = qf[i, X_ARR]
+        advance_to(ri, rf, q, qf, needs, heap, ent, busy, nbusy, r, t)
+        submit(ri, rf, q, needs, r, i, t, 0)
+
+
+def core_split(
+    wl: Workload, size: int, limits: EngineLimits, step: StepTimeModel
+) -> tuple[float, float, float]:
+    """Best CPU s of the compiled core routing by JSQ (route + flush) and of the replay of its
+    choices (replay + flush), and segments per request."""
+    log = RequestLog(*wl)
+    n = len(log)
+    routed_s = replayed_s = float("inf")
+    chosen = finish = np.zeros(0)
+    segments = 0
+    for _ in range(REPEATS):
+        fleet = CompiledFleet(log, [(limits, step)] * size)
+        t0 = time.process_time()
+        fleet.route(0, n, list(range(size)), JSQ, limits.max_model_len)
+        fleet.flush()
+        routed_s = min(routed_s, time.process_time() - t0)
+        chosen = fleet.state.q[:, Q_REP].copy()
+        finish = fleet.state.qf[:, X_FIN].copy()
+        segments = fleet.segments()
+    for _ in range(REPEATS):
+        fleet = CompiledFleet(log, [(limits, step)] * size)
+        t0 = time.process_time()
+        replay(*fleet.state, chosen)
+        fleet.flush()
+        replayed_s = min(replayed_s, time.process_time() - t0)
+        if not np.array_equal(fleet.state.qf[:, X_FIN], finish, equal_nan=True):
+            raise AssertionError("the replay of JSQ's choices gave other timestamps")
+        if fleet.segments() != segments:
+            raise AssertionError("the replay of JSQ's choices simulated other segments")
+    return routed_s, replayed_s, segments / n
+
+
 def fleet_sweep(
     sizes: list[int], per_replica_rate: float, n: int, limits: EngineLimits, step: StepTimeModel
 ) -> None:
-    """CPU µs per request against fleet size at a fixed load per replica."""
+    """CPU µs per request against fleet size at a fixed load per replica; the core's time
+    split into routing and data plane (module docstring)."""
     print(
         f"\n[fleet sweep] JSQ, {per_replica_rate:.2f} req/s per replica (70% of saturation), "
-        f"{n:,} requests per size"
+        f"{n:,} requests per size; load average {os.getloadavg()[0]:.2f}"
     )
-    base = None
+    replay(*CompiledFleet(RequestLog([0.0], [1], [1]), [(limits, step)]).state, np.zeros(1, int))
+    rows = []
     for size in sizes:
         wl = workload(n, per_replica_rate * size, seed=10 + size)
         comp_s, _, _ = run("compiled", wl, size, limits, step)
-        us = comp_s / n * 1e6
-        base = base or us
-        line = f"  {size:>4} replicas: compiled {us:6.3f} µs/request ({us / base:4.2f}x of 1)"
+        routed_s, replayed_s, segs = core_split(wl, size, limits, step)
+        rows.append((size, comp_s / n * 1e6, routed_s / n * 1e6, replayed_s / n * 1e6, segs))
+        lazy = ""
         if size <= 16:
             lazy_s, _, _ = run("lazy", wl, size, limits, step, repeats=1)
-            line += f"; fast (Python) {lazy_s / n * 1e6:6.2f} µs/request"
-        print(line)
+            lazy = f"; fast (Python) {lazy_s / n * 1e6:6.2f}"
+        print(f"  {size:>4} replicas: compiled {comp_s / n * 1e6:6.3f} µs/request{lazy}")
+    print(
+        "  µs/request: compiled = simulate(); core = route + flush; data plane = replay of the"
+        " same choices; routing = core - data plane"
+    )
+    print("  replicas  compiled (x of 1)   core  data plane (x of 1)  routing  segments/req")
+    _, base, _, base_plane, _ = rows[0]
+    for size, comp, core, plane, segs in rows:
+        print(
+            f"  {size:>8}  {comp:8.3f} ({comp / base:4.2f}x)  {core:5.3f}  {plane:10.3f} "
+            f"({plane / base_plane:4.2f}x)  {core - plane:7.3f}  {segs:12.2f}"
+        )
+    first, last = rows[0], rows[-1]
+    print(
+        f"  routing µs/request at R={last[0]} vs R={first[0]}: {last[2] - last[3]:.3f} vs "
+        f"{first[2] - first[3]:.3f}; compiled {last[1] / first[1]:.2f}x of R={first[0]}; "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
 
 
 def cold_jit_s() -> float:
@@ -264,6 +344,7 @@ def main() -> None:
     parser.add_argument("--sweep-requests", type=int, default=200_000)
     parser.add_argument("--cold-jit", action="store_true", help="also time a compile from scratch")
     parser.add_argument("--only-hybrid", action="store_true", help="the hybrid scenario alone")
+    parser.add_argument("--sweep-only", action="store_true", help="the fleet sweep alone")
     args = parser.parse_args()
     jit = compile_kernels()
     print(f"JIT: kernels loaded from numba's cache (or compiled) in {jit:.2f} s (not in the rates)")
@@ -274,6 +355,10 @@ def main() -> None:
     limits = EngineLimits(
         max_num_seqs=256, max_num_batched_tokens=4096, kv_blocks=25_000, max_model_len=16_384
     )
+    if args.sweep_only:
+        sat = saturation_rate(limits, step)
+        fleet_sweep([1, 4, 16, 64, 200], 0.7 * sat, args.sweep_requests, limits, step)
+        return
     if args.only_hybrid:
         sat = saturation_rate(limits, step)
         compare_hybrid(
