@@ -136,6 +136,27 @@ def test_jsq_change_heap_picks_what_the_full_scan_picks(w: dict) -> None:
     _assert_identical(compiled, lazy)
 
 
+@pytest.mark.parametrize("replicas", [70, 200])
+def test_jsq_on_a_large_fleet_with_ties_picks_what_the_full_scan_picks(replicas: int) -> None:
+    """JSQ's tournament tree (keys: load, then pool position) on fleets past the hypothesis
+    test's size, one of them not a power of two: integer step times and arrival instants make
+    equal loads and step boundaries at arrival instants common."""
+    rng = np.random.default_rng(replicas)
+    n = 4000
+    w = {
+        "arrivals": np.cumsum(rng.integers(0, 2, n) * 0.125).tolist(),
+        "inputs": rng.integers(1, 60, n).tolist(),
+        "outputs": rng.integers(1, 40, n).tolist(),
+        "limits": EngineLimits(8, 64, 60, 200, 4),
+        "step": StepTimeModel(1.0, 0.0, 0.0, 0.0, 0.0, 0.0),
+        "replicas": replicas,
+    }
+    compiled, _ = _run(w, "compiled")
+    lazy, _ = _run(w, "lazy")
+    _assert_identical(compiled, lazy)
+    assert len(set(compiled.replica)) == replicas
+
+
 @pytest.mark.parametrize("routing", ROUTING_POLICIES)
 @pytest.mark.parametrize("seed", range(2))
 def test_compiled_equals_reference_under_heavy_preemption(seed: int, routing: str) -> None:

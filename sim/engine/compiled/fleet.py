@@ -22,11 +22,18 @@ about (steps per request per replica), independent of the fleet size R — inste
 step boundary is taken a microsecond early, so that rounding of `t − s0` cannot hide it.
 
 NOTE: measured on bench/engine.py's sweep (70% load per replica): 2.3 load changes per
-arrival at 4 replicas, 4.8 at 16, 5.9 at 200, each ~120–190 ns (advance, closed-form load,
-heap and tree); JSQ dispatch costs ~1.2–1.4 µs per arrival at 200 replicas against ~0.25 µs
-for round robin. A lazier variant keyed on lower bounds (the load at the end of each decode
-run) was estimated first and rejected: at 200 replicas ~42 members per arrival have a bound
-below the minimum and would need a refresh.
+arrival at 4 replicas, 4.8 at 16, 5.8 at 64, 5.9 at 200 (a member's load changes at each of
+its step boundaries, ~6 per arrival to it, whatever R), 2.6 of them a segment's end; each
+~150–180 ns (advance, closed-form load, heap and tree). Routing (the core's time minus a
+replay of the same choices without a router) is ~0.2 µs per request at 4 replicas, ~0.5 at
+16, ~0.85 at 200, against ~0.2 µs for the data plane itself, flat in R. Two lazier variants
+were measured and rejected: (1) lower bounds (the load at the end of each decode run): at
+200 replicas ~42 members per arrival have a bound below the minimum (JSQ keeps the bottom of
+the fleet ~20 tokens apart, less than one decode step); (2) exact loads only for the members
+at or below a threshold, the others woken when their run (or a bound over the steps after
+it) could take them below it: the same choices, 3–4 refreshes per arrival instead of 6
+(segment ends and the threshold's O(R) rebuilds remain), 1.10 vs 1.37 µs per request at 200
+replicas with the index tree, no gain at 64 or fewer: not worth a second mechanism.
 """
 
 from __future__ import annotations
@@ -86,22 +93,25 @@ def load_and_next_change(ri: Arr, rf: Arr, r: int, t: float) -> tuple[int, float
 
 
 @kernel(inline=True)
-def _tree_fix(win: Arr, load: Arr, leaf: int) -> None:
-    """Replay the matches above `leaf` (pool position `leaf - width`) of the tournament tree
-    (ties: the lower position), up to the first node whose winner is neither changed nor
-    the leaf itself: above it nothing changed.
+def _tree_fix(tree: Arr, leaf: int, key: int) -> None:
+    """Set `leaf`'s key (load << shift | pool position) in the tournament tree and replay the
+    matches above it, up to the first node whose winner's key is unchanged: above it nothing
+    changed. A key orders members by (load, position), so the lower position wins ties.
 
     NOTE: stopping early took the 200-replica sweep from 2.66 to 1.96 µs per request: most
-    updates are a replica that is not the least loaded doing one more decode step."""
-    m = leaf - len(load)
+    updates are a replica that is not the least loaded doing one more decode step. Keeping
+    the packed keys in the nodes (instead of member indices looked up in a load array) saved
+    another ~0.2 µs per request at 200 replicas (bench/engine.py's sweep, ~6 fixes per
+    arrival): each level is two adjacent loads and a min, without an indirection."""
+    tree[leaf] = key
     i = leaf >> 1
     while i >= 1:
-        a = win[2 * i]
-        b = win[2 * i + 1]
-        w = a if load[a] <= load[b] else b
-        if w == win[i] and w != m:
+        a = tree[2 * i]
+        b = tree[2 * i + 1]
+        w = a if a < b else b
+        if w == tree[i]:
             return
-        win[i] = w
+        tree[i] = w
         i >>= 1
 
 
@@ -174,15 +184,13 @@ def route(
     but written to `spilled[counters[1]]`, in order, for the control plane's API client."""
     size = len(pool)
     width = 1
+    shift = 0
     while width < size:
         width *= 2
-    load = np.full(width, np.iinfo(np.int64).max, dtype=np.int64)
-    win = np.zeros(2 * width, dtype=np.int64)
-    for j in range(width):
-        win[width + j] = j
-    for node in range(width - 1, 0, -1):
-        a, b = win[2 * node], win[2 * node + 1]
-        win[node] = a if load[a] <= load[b] else b
+        shift += 1
+    # JSQ's tournament tree: leaf `width + m` holds member m's key (load << shift | m); a
+    # load fits while it is under 2**(63 - shift) tokens
+    tree = np.full(2 * width, np.iinfo(np.int64).max, dtype=np.int64)
     hk = np.full(size, -math.inf)  # JSQ: every member is looked at on the first arrival
     hv = np.arange(size)
     hpos = np.arange(size)
@@ -213,11 +221,13 @@ def route(
             if j2 >= j1:
                 j2 += 1
             pair[0], pair[1] = min(j1, j2), max(j1, j2)
-            for c in range(2):  # the two loads, each brought up to t
-                advance_to(ri, rf, q, qf, needs, heap, ent, busy, nbusy, pool[pair[c]], t)
-                load[c] = remaining_at(ri, rf, pool[pair[c]], t)
-            j = pair[1] if load[1] < load[0] else pair[0]
-            best_load = load[1] if load[1] < load[0] else load[0]
+            # the two loads, each brought up to t
+            advance_to(ri, rf, q, qf, needs, heap, ent, busy, nbusy, pool[pair[0]], t)
+            load0 = remaining_at(ri, rf, pool[pair[0]], t)
+            advance_to(ri, rf, q, qf, needs, heap, ent, busy, nbusy, pool[pair[1]], t)
+            load1 = remaining_at(ri, rf, pool[pair[1]], t)
+            j = pair[1] if load1 < load0 else pair[0]
+            best_load = load1 if load1 < load0 else load0
         else:  # JSQ: bring the members whose load may have changed up to date
             jsq = True
             while hk[0] <= t:
@@ -225,11 +235,11 @@ def route(
                 r = pool[m]
                 if ri[r, I_STATE] != IDLE and rf[r, F_T] <= t:
                     advance_to(ri, rf, q, qf, needs, heap, ent, busy, nbusy, r, t)
-                load[m], hk[0] = load_and_next_change(ri, rf, r, t)
-                _tree_fix(win, load, width + m)
+                now, hk[0] = load_and_next_change(ri, rf, r, t)
+                _tree_fix(tree, width + m, (now << shift) | m)
                 _heap_sift(hk, hv, hpos, 0, size)
-            j = win[1]
-            best_load = load[j]
+            j = tree[1] & (width - 1)
+            best_load = tree[1] >> shift
         r = pool[j]
         advance_to(ri, rf, q, qf, needs, heap, ent, busy, nbusy, r, t)
         if spill:
@@ -260,8 +270,8 @@ def route(
         submit(ri, rf, q, needs, r, i, t, gen)
         counters[0] += 1
         if jsq:
-            load[j], hk[hpos[j]] = load_and_next_change(ri, rf, r, t)
-            _tree_fix(win, load, width + j)
+            now, hk[hpos[j]] = load_and_next_change(ri, rf, r, t)
+            _tree_fix(tree, width + j, (now << shift) | j)
             _heap_sift(hk, hv, hpos, hpos[j], size)
 
 
