@@ -278,3 +278,21 @@ def test_cli_plan_writes_a_runnable_autoscaled_plan(day_night: Experiment, tmp_p
     assert pool.count == pool.autoscale.min_replicas and pool.autoscale.max_replicas == 2
     run = CliRunner().invoke(main, ["check", str(out / "plan.toml")])
     assert run.exit_code == 0, run.output
+
+
+def test_an_autoscaler_that_cannot_pay_is_not_tried(day_night: Experiment) -> None:
+    """At a volume one L4 carries day and night, the static 1 meets the risk; an autoscaler
+    from 1 costs at least one L4 all month, as much: it is not simulated, and the table says
+    why rather than "none met the risk"."""
+    from sim.report.plan import autoscale_table
+
+    spec = day_night.spec
+    quiet = dataclasses.replace(
+        spec, workload=dataclasses.replace(spec.workload, base_requests_per_day=2000.0)
+    )
+    exp = dataclasses.replace(day_night, spec=quiet)
+    plan = plan_experiment(exp, _small(exp), verify=False, compare_input=False)
+    assert plan.choices[0].candidate == Candidate("l4", 1)
+    assert not any(t.candidate.autoscaled for t in plan.tried)
+    (row,) = autoscale_table(plan).iter_rows(named=True)
+    assert row["autoscaled_fleet"] is None and row["why_none"] == "cannot pay: not tried"

@@ -208,7 +208,7 @@ def plan(
                 "—"
                 if r["static_fleet"] is None
                 else f"{r['static_misses']} [≤{r['static_p_miss_bound']:.1%}]",
-                f"{r['autoscaled_fleet'] or 'none met the risk'} {money(r['autoscaled_cost_usd'])}",
+                f"{r['autoscaled_fleet'] or r['why_none']} {money(r['autoscaled_cost_usd'])}",
                 f"{r['autoscaled_misses']} [≤{r['autoscaled_p_miss_bound']:.1%}]" if auto else "—",
                 f"{r['launches_per_day']:.0f}" if auto else "—",
                 f"{r['cold_start_share']:.1%}" if auto else "—",

@@ -217,10 +217,18 @@ def search_at_tp(
                 continue  # more than can serve by then (`sim.planning.orders`)
             # A static candidate must beat the best static one (the comparison a scheduled
             # or autoscaled choice is reported against), an autoscaled one the best
-            # autoscaled one, a scheduled one the best of all.
-            bar = best if c.scheduled else best_auto if c.autoscaled else best_static
+            # autoscaled one and the best static one (an autoscaler that cannot be cheaper
+            # than a fixed fleet meeting the risk does not pay: its floor alone costs as
+            # much), a scheduled one the best of all.
+            bars = (
+                [best]
+                if c.scheduled
+                else [best_auto, best_static]
+                if c.autoscaled
+                else [best_static]
+            )
             # (a cent of slack: the bound and the bill add the same dollars in another order)
-            if bar is not None and bound(c, month) >= bar.cost_usd - 0.01:
+            if any(b is not None and bound(c, month) >= b.cost_usd - 0.01 for b in bars):
                 continue  # cannot beat the month's best (visited in list-price order)
             if failed_at.get((month, c.family), 0) >= c.count:
                 continue

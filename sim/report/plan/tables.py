@@ -70,14 +70,19 @@ def autoscale_table(plan: Plan) -> pl.DataFrame:
     cheapest autoscaled fleet meeting the risk — mean cost, P(miss) k/n and its one-sided
     bound, the autoscaler's launches per day and share of requests arriving during a cold
     start — what autoscaling saves (negative: it costs more) and which kind the plan chose.
-    An empty cell: no fleet of that kind of at most `max_replicas` met the risk."""
+    An empty cell: no fleet of that kind of at most `max_replicas` met the risk, or (autoscaled,
+    `why_none`) none was tried, its floor alone costing as much as the static fleet."""
     if not plan.settings.autoscale:
         return pl.DataFrame()
     by_month = {ch.month: ch for ch in plan.choices}
+    tried = {t.month for t in plan.tried if t.candidate.autoscaled}
     rows = []
     for month in sorted(set(plan.static_best) | set(plan.autoscaled_best)):
         static, auto = plan.static_best.get(month), plan.autoscaled_best.get(month)
         chosen = by_month.get(month)
+        # no autoscaled fleet: none tried met the risk, or none was tried because its floor
+        # alone (min_replicas all month) costs as much as the static fleet (`monthly`)
+        why = None if auto else "none met the risk" if month in tried else "cannot pay: not tried"
         rows.append(
             {
                 "month": month,
@@ -86,6 +91,7 @@ def autoscale_table(plan: Plan) -> pl.DataFrame:
                 "static_misses": f"{static.misses.k}/{static.misses.n}" if static else None,
                 "static_p_miss_bound": static.misses.bound if static else None,
                 "autoscaled_fleet": auto.candidate.label() if auto else None,
+                "why_none": why,
                 "autoscaled_cost_usd": auto.cost_usd if auto else None,
                 "autoscaled_misses": f"{auto.misses.k}/{auto.misses.n}" if auto else None,
                 "autoscaled_p_miss_bound": auto.misses.bound if auto else None,
@@ -205,6 +211,7 @@ HEADINGS = {
     "static_p_miss_bound": "Its 95 % bound",
     "saving_usd": "Scheduling saves / month",
     "autoscaled_fleet": "Cheapest autoscaled fleet meeting the risk",
+    "why_none": "No autoscaled fleet because",
     "autoscaled_cost_usd": "Its mean cost / month",
     "autoscaled_misses": "Its misses / replications",
     "autoscaled_p_miss_bound": "Its 95 % bound",
