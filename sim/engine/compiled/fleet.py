@@ -24,7 +24,7 @@ step boundary is taken a microsecond early, so that rounding of `t − s0` canno
 NOTE: measured on bench/engine.py's sweep (70% load per replica): 2.3 load changes per
 arrival at 4 replicas, 4.8 at 16, 5.8 at 64, 5.9 at 200 (a member's load changes at each of
 its step boundaries, ~6 per arrival to it, whatever R), 2.6 of them a segment's end; each
-~150–180 ns (advance, closed-form load, heap and tree). Routing (the core's time minus a
+~150 ns (advance, closed-form load, heap and tree). Routing (the core's time minus a
 replay of the same choices without a router) is ~0.2 µs per request at 4 replicas, ~0.5 at
 16, ~0.85 at 200, against ~0.2 µs for the data plane itself, flat in R. Two lazier variants
 were measured and rejected: (1) lower bounds (the load at the end of each decode run): at
@@ -32,8 +32,9 @@ were measured and rejected: (1) lower bounds (the load at the end of each decode
 the fleet ~20 tokens apart, less than one decode step); (2) exact loads only for the members
 at or below a threshold, the others woken when their run (or a bound over the steps after
 it) could take them below it: the same choices, 3–4 refreshes per arrival instead of 6
-(segment ends and the threshold's O(R) rebuilds remain), 1.10 vs 1.37 µs per request at 200
-replicas with the index tree, no gain at 64 or fewer: not worth a second mechanism.
+(segment ends and the threshold's O(R) rebuilds remain): route at 200 replicas 0.93 against
+1.11 µs per request, no gain at 16 or fewer: not worth a second mechanism. A timing wheel in
+place of the change heap was slower (1.44 against 1.09 µs at 200 replicas).
 """
 
 from __future__ import annotations
