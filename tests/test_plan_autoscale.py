@@ -284,7 +284,7 @@ def test_an_autoscaler_that_cannot_pay_is_not_tried(day_night: Experiment) -> No
     """At a volume one L4 carries day and night, the static 1 meets the risk; an autoscaler
     from 1 costs at least one L4 all month, as much: it is not simulated, and the table says
     why rather than "none met the risk"."""
-    from sim.report.plan import autoscale_table
+    from sim.report.plan import autoscale_never_tried, autoscale_table
 
     spec = day_night.spec
     quiet = dataclasses.replace(
@@ -294,5 +294,7 @@ def test_an_autoscaler_that_cannot_pay_is_not_tried(day_night: Experiment) -> No
     plan = plan_experiment(exp, _small(exp), verify=False, compare_input=False)
     assert plan.choices[0].candidate == Candidate("l4", 1)
     assert not any(t.candidate.autoscaled for t in plan.tried)
-    (row,) = autoscale_table(plan).iter_rows(named=True)
+    table = autoscale_table(plan)
+    (row,) = table.iter_rows(named=True)
     assert row["autoscaled_fleet"] is None and row["why_none"] == "cannot pay: not tried"
+    assert autoscale_never_tried(table)

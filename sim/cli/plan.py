@@ -17,6 +17,8 @@ from sim.experiment import load_experiment
 from sim.planning import plan_experiment
 from sim.planning.sensitivity import sensitivity, sensitivity_table
 from sim.report.plan import (
+    AUTOSCALE_NEVER_PAYS,
+    autoscale_never_tried,
     autoscale_table,
     plan_months_table,
     recommendation_lines,
@@ -190,7 +192,11 @@ def plan(
             )
         console.print(t)
     moving = autoscale_table(result)
-    if not moving.is_empty():
+    if autoscale_never_tried(moving):
+        console.print(
+            f"does autoscaling pay? {AUTOSCALE_NEVER_PAYS}", highlight=False, markup=False
+        )
+    elif not moving.is_empty():
         t = Table(title="does autoscaling pay? (cheapest static vs cheapest autoscaled, same risk)")
         for col in ("month", "static", "P(miss) [bound]", "autoscaled", "P(miss) [bound] "):
             t.add_column(col, justify="left" if col in ("static", "autoscaled") else "right")

@@ -16,8 +16,10 @@ A package with the face of the module it was (house style: ~500 lines a module):
 from sim.report.plan.charts import cost_chart, replicas_chart, tornado_chart
 from sim.report.plan.page import write_plan_report
 from sim.report.plan.tables import (
+    AUTOSCALE_NEVER_PAYS,
     FORMATS,
     HEADINGS,
+    autoscale_never_tried,
     autoscale_table,
     frontier_table,
     line_html,
@@ -37,10 +39,12 @@ from sim.report.plan.words import (
 )
 
 __all__ = [
+    "AUTOSCALE_NEVER_PAYS",
     "FORMATS",
     "HEADINGS",
     "api_prices",
     "autoscale_lines",
+    "autoscale_never_tried",
     "autoscale_table",
     "candidate_words",
     "cost_chart",

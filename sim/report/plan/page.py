@@ -11,8 +11,10 @@ from sim.planning.search import Plan, all_api_usd
 from sim.planning.write import plan_document
 from sim.report.plan.charts import cost_chart, replicas_chart, tornado_chart
 from sim.report.plan.tables import (
+    AUTOSCALE_NEVER_PAYS,
     FORMATS,
     _table_html,
+    autoscale_never_tried,
     autoscale_table,
     frontier_table,
     line_html,
@@ -77,7 +79,9 @@ def write_plan_report(plan: Plan, out_dir: Path, sensitivity: pl.DataFrame | Non
             else ""
         )
         + (
-            "<h2>Does autoscaling pay?</h2>"
+            f"<h2>Does autoscaling pay?</h2><p>{html.escape(AUTOSCALE_NEVER_PAYS)}</p>"
+            if autoscale_never_tried(autoscaled)
+            else "<h2>Does autoscaling pay?</h2>"
             "<p>Per month, the cheapest static and the cheapest autoscaled fleet meeting the "
             "risk target on the same replications (mean cost; launches and cold starts: means "
             "across replications).</p>" + _table_html(autoscaled, FORMATS)

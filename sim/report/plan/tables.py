@@ -82,7 +82,7 @@ def autoscale_table(plan: Plan) -> pl.DataFrame:
         chosen = by_month.get(month)
         # no autoscaled fleet: none tried met the risk, or none was tried because its floor
         # alone (min_replicas all month) costs as much as the static fleet (`monthly`)
-        why = None if auto else "none met the risk" if month in tried else "cannot pay: not tried"
+        why = None if auto else "none met the risk" if month in tried else NOT_TRIED
         rows.append(
             {
                 "month": month,
@@ -104,6 +104,18 @@ def autoscale_table(plan: Plan) -> pl.DataFrame:
             }
         )
     return pl.DataFrame(rows)
+
+
+NOT_TRIED = "cannot pay: not tried"
+AUTOSCALE_NEVER_PAYS = (
+    "Not at this volume: in every month the cheapest static fleet meeting the risk costs no "
+    "more than an autoscaler's floor (its fewest replicas all month), so none was simulated."
+)
+
+
+def autoscale_never_tried(table: pl.DataFrame) -> bool:
+    """Whether `autoscale_table` says, for every month, that no autoscaler could pay."""
+    return not table.is_empty() and all(w == NOT_TRIED for w in table["why_none"].to_list())
 
 
 def tp_table(plan: Plan) -> pl.DataFrame:
