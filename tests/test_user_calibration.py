@@ -6,11 +6,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import polars as pl
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 from sim.calibration.bench import BenchSpec, run_bench
 from sim.calibration.measured import MeasuredRun
@@ -18,7 +21,15 @@ from sim.calibration.profiles import render_entries
 from sim.calibration.runs import fit_runs, run_case, run_errors, scaled_entry
 from sim.calibration.samples import mean_rate, write_all
 from sim.cli import main
-from sim.engine.catalog import load_step_time_catalog, load_user_calibration
+from sim.engine.catalog import (
+    StepTimeEntry,
+    load_step_time_catalog,
+    load_user_calibration,
+    resolve_step_time,
+)
+from sim.errors import ConfigError
+from sim.experiment import load_experiment
+from sim.units import SECONDS_PER_MONTH
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sim" / "data" / "samples"
@@ -237,3 +248,177 @@ def test_bad_calibration_file(tmp_path: Path) -> None:
     line = _one_line(["bench", "--model", "llama-3-8b", "--gpu", "h100-80gb", "--calibration",
                       str(bad), "--num-prompts", "5"])  # fmt: skip
     assert "mine.toml" in line and "entry[0].tp" in line
+
+
+# -------------------------------------------------- a GPU type defined in the calibration file
+
+TRACES = ROOT / "traces"
+OWN_GPU = "my-l40s-like"
+# The packaged L40S row (sim/data/gpus.toml [l40s]), copied, with a distinct price so that the
+# cost can only come from this file.
+OWN_GPU_TABLE = f"""\
+[[gpu]]
+name = "{OWN_GPU}"
+memory_gb = 48.0
+memory_bandwidth_gb_per_s = 864.0
+fp16_dense_tflops = 362.05
+fp8_dense_tflops = 733.0
+interconnect = "pcie4"
+interconnect_gb_per_s = 64.0
+price_usd_per_hour = 0.77
+spot_price_usd_per_hour = 0.31
+source = "copied from sim/data/gpus.toml [l40s] (NVIDIA L40S datasheet); test prices"
+"""
+OWN_EXPERIMENT = f"""\
+name = "own-gpu"
+seed = 3
+months = 1
+
+[monte_carlo]
+replications = 1
+
+[workload]
+base_requests_per_day = 200
+weekly_profile = "{TRACES.as_posix()}/servegen_weekly_profile.csv"
+lengths = "{TRACES.as_posix()}/azure_conv_2023.csv"
+
+[workload.growth]
+mean_monthly = 0.0
+sd_log = 0.0
+
+[engine]
+model = "llama-3-8b"
+max_num_seqs = 256
+max_num_batched_tokens = 2048
+max_model_len = 8192
+calibration = "mine.toml"
+
+[fleet]
+pools = [{{ name = "own", gpu = "{OWN_GPU}", count = 1 }}]
+
+[cost]
+ops_usd_per_month = 0.0
+
+[slo]
+ttft_s = 1.5
+tpot_s = 0.1
+"""
+
+
+def _own_entry() -> StepTimeEntry:
+    """The packaged llama-3-8b/a100-80gb entry relabelled for the user's GPU, slowed by 1.3."""
+    base = load_step_time_catalog()[("llama-3-8b", "a100-80gb", 1, "fp16")]
+    return dataclasses.replace(
+        base, gpu=OWN_GPU, step=base.step.scaled(1.3), source="test: a100 entry x1.3"
+    )
+
+
+def _own_files(folder: Path, *, entry: bool, experiment: str = OWN_EXPERIMENT) -> Path:
+    cal = OWN_GPU_TABLE + ("\n" + render_entries([_own_entry()], "test") if entry else "")
+    (folder / "mine.toml").write_text(cal, encoding="utf-8")
+    exp = folder / "own.toml"
+    exp.write_text(experiment, encoding="utf-8")
+    return exp
+
+
+def _run(exp: Path) -> tuple[Result, dict[str, Any]]:
+    out = exp.parent / "out"
+    res = CliRunner().invoke(main, ["run", str(exp), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    return res, json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+
+
+def test_own_gpu_runs_on_its_entry_and_its_price(tmp_path: Path) -> None:
+    res, manifest = _run(_own_files(tmp_path, entry=True))
+    cal = load_user_calibration(tmp_path / "mine.toml")
+    engine = manifest["engine"][OWN_GPU]
+    assert manifest["step_times"] == {OWN_GPU: "calibrated"}
+    want = _own_entry().step
+    # rel: the file holds coefficients to 6 significant digits (render_entries)
+    assert engine["step_time"]["step"]["per_token_s"] == pytest.approx(want.per_token_s, rel=1e-5)
+    assert engine["step_time"]["step"]["overhead_s"] == pytest.approx(want.overhead_s, rel=1e-5)
+    # the GPU's provenance: the file, its hash, the table and its source, then the entry's
+    source = engine["step_time"]["source"]
+    assert source.startswith(f"GPU {OWN_GPU} from calibration file {cal.label} gpu[0] (copied")
+    assert "test: a100 entry x1.3" in source
+    assert f"used for {OWN_GPU}" in res.stderr
+    # KV blocks from the file's memory: the same as on the packaged L40S it copies
+    from sim.engine import kv_cache
+
+    exp = load_experiment(tmp_path / "own.toml")
+    assert engine["kv_blocks"] == kv_cache(exp.spec.engine, "l40s").blocks
+    # cost from the file's price: one replica, the whole month at $0.77/h
+    assert dict(exp.spec.cost.gpu_usd_per_hour)[OWN_GPU] == 0.77
+    assert dict(exp.spec.cost.spot_usd_per_hour)[OWN_GPU] == 0.31
+    months = pl.read_parquet(tmp_path / "out" / "months.parquet")
+    hours = SECONDS_PER_MONTH / 3600
+    assert months["gpu_cost_usd"].to_list() == pytest.approx([0.77 * hours])
+
+
+def test_own_gpu_without_entry_runs_on_the_roofline_uncalibrated(tmp_path: Path) -> None:
+    res, manifest = _run(_own_files(tmp_path, entry=False))
+    assert manifest["step_times"] == {OWN_GPU: "uncalibrated"}
+    step = manifest["engine"][OWN_GPU]["step_time"]
+    assert "UNCALIBRATED roofline" in step["source"] and f"GPU {OWN_GPU} from" in step["source"]
+    assert f"on {OWN_GPU}: step times from the roofline" in res.stdout
+    # the roofline of the copied specs is the packaged L40S's
+    l40s = resolve_step_time("llama-3-8b", "l40s", 1, "fp16").step
+    assert step["step"]["per_token_s"] == pytest.approx(l40s.per_token_s)
+    assert step["step"]["flat_s"] == pytest.approx(l40s.flat_s)
+
+
+def test_cost_table_overrides_own_gpu_price(tmp_path: Path) -> None:
+    text = OWN_EXPERIMENT + f'\n[cost.gpu_usd_per_hour]\n"{OWN_GPU}" = 2.5\n'
+    text = text.replace("[cost]\nops_usd_per_month = 0.0\n", "")
+    text = text.replace("[cost.gpu", "[cost]\nops_usd_per_month = 0.0\n[cost.gpu")
+    exp = load_experiment(_own_files(tmp_path, entry=False, experiment=text))
+    assert dict(exp.spec.cost.gpu_usd_per_hour)[OWN_GPU] == 2.5
+
+
+def test_calibration_argument_brings_own_gpu(tmp_path: Path) -> None:
+    """`load_experiment(path, calibration)` (what `--calibration` should call) reads the file
+    before the fleet: an experiment without the key may name the file's GPU."""
+    text = OWN_EXPERIMENT.replace('calibration = "mine.toml"\n', "")
+    exp_file = _own_files(tmp_path, entry=True, experiment=text)
+    with pytest.raises(ConfigError, match=re.escape("fleet.pools[0].gpu")):
+        load_experiment(exp_file)
+    exp = load_experiment(exp_file, calibration=tmp_path / "mine.toml")
+    assert exp.engine.step_time(OWN_GPU).calibrated
+
+
+def _check_line(folder: Path, cal_text: str, pool_gpu: str = OWN_GPU) -> str:
+    (folder / "mine.toml").write_text(cal_text, encoding="utf-8")
+    exp = folder / "own.toml"
+    exp.write_text(OWN_EXPERIMENT.replace(f'"{OWN_GPU}"', f'"{pool_gpu}"'), encoding="utf-8")
+    return _one_line(["check", str(exp)])
+
+
+@pytest.mark.parametrize(
+    ("edit", "where", "value"),
+    [
+        (("memory_gb = 48.0\n", ""), "gpu[0].memory_gb: missing", None),
+        (("price_usd_per_hour = 0.77", "price_usd_per_hour = -1.0"),
+         "gpu[0].price_usd_per_hour: must be a number > 0", "got -1.0"),
+        ((f'name = "{OWN_GPU}"', 'name = "l40s"'), "gpu[0].name: is a packaged GPU", "got 'l40s'"),
+        (('source = "copied', 'notes = "copied'), "gpu[0].source: missing", None),
+    ],
+)  # fmt: skip
+def test_bad_gpu_table_is_one_located_line(
+    tmp_path: Path, edit: tuple[str, str], where: str, value: str | None
+) -> None:
+    assert edit[0] in OWN_GPU_TABLE
+    text = OWN_GPU_TABLE.replace(*edit)
+    if where.endswith("source: missing"):  # the renamed key is reported apart: keep one line
+        text = text.replace("notes = ", "# notes = ")
+    # a clash renames the GPU: the pool names the packaged one, so only the clash is reported
+    line = _check_line(tmp_path, text, "l40s" if "packaged" in where else OWN_GPU)
+    assert f"{tmp_path / 'mine.toml'}: {where}" in line
+    if value is not None:
+        assert value in line
+
+
+def test_unknown_gpu_without_the_file_still_fails(tmp_path: Path) -> None:
+    exp = tmp_path / "own.toml"
+    exp.write_text(OWN_EXPERIMENT.replace('calibration = "mine.toml"\n', ""), encoding="utf-8")
+    line = _one_line(["check", str(exp)])
+    assert "fleet.pools[0].gpu" in line and OWN_GPU in line

@@ -37,6 +37,7 @@ from sim.config.sections import (
     cost_section,
     engine_section,
     fleet_section,
+    gpu_table,
     plans_section,
     spot_section,
 )
@@ -109,12 +110,17 @@ def keys_read(text: str, file: str) -> set[str]:
     return ctx.asked
 
 
-def parse_experiment(text: str, file: str) -> ExperimentSpec:
-    """Parse and validate experiment TOML `text` read from `file`; raise ConfigError."""
-    return _parse(text, Context(file))
+def parse_experiment(text: str, file: str, calibration: str | Path | None = None) -> ExperimentSpec:
+    """Parse and validate experiment TOML `text` read from `file`; raise ConfigError.
+
+    calibration: a calibration file that replaces `[engine] calibration` (`--calibration`),
+    read before the fleet so that pools may name the GPU types its `[[gpu]]` tables define.
+    """
+    override = None if calibration is None else str(Path(calibration).resolve())
+    return _parse(text, Context(file), override)
 
 
-def _parse(text: str, ctx: Context) -> ExperimentSpec:
+def _parse(text: str, ctx: Context, calibration: str | None = None) -> ExperimentSpec:
     file = ctx.file
     try:
         data = tomllib.loads(text)
@@ -138,15 +144,16 @@ def _parse(text: str, ctx: Context) -> ExperimentSpec:
     mc.close()
     workload = workload_section(ctx, top.table("workload"), Path(file).resolve().parent)
     _check_total_growth(ctx, workload, months)
-    engine = engine_section(ctx, top.table("engine"))
-    plans = plans_section(ctx, top, months)
+    engine = engine_section(ctx, top.table("engine"), calibration)
+    known_gpus, gpu_names = gpu_table(ctx, engine.calibration)
+    plans = plans_section(ctx, top, months, gpu_names)
     if plans:
         if "fleet" in top.data:
             ctx.add("fleet", "give either [fleet] or [[plans]], not both", has_value=False)
             top.seen.add("fleet")
         fleet = plans[0].fleet
     else:
-        fleet = fleet_section(ctx, top.table("fleet"), months)
+        fleet = fleet_section(ctx, top.table("fleet"), months, gpu_names)
     all_plans = plans or (PlanSpec("main", fleet),)
     spot = spot_section(ctx, top, all_plans)
     api = api_section(ctx, top)
@@ -154,7 +161,7 @@ def _parse(text: str, ctx: Context) -> ExperimentSpec:
         for i, plan in enumerate(plans):
             if "api" in _raw_plan_keys(data, i):
                 ctx.add(f"plans[{i}].api", "needs an [api] section to spill to", plan.api)
-    cost = cost_section(ctx, top.table("cost"), all_plans)
+    cost = cost_section(ctx, top.table("cost"), all_plans, known_gpus)
     search = plan_section(
         ctx, top.table("plan"), has_spot=spot is not None, has_api=api is not None
     )
@@ -240,7 +247,8 @@ def _raw_plan_keys(data: dict[str, Any], i: int) -> tuple[str, ...]:
     return ()
 
 
-def load_experiment_spec(path: str | Path) -> ExperimentSpec:
+def load_experiment_spec(path: str | Path, calibration: str | Path | None = None) -> ExperimentSpec:
     """Read and validate an experiment file (a located `ConfigError` when it cannot be read:
-    the path policy of `sim.errors.path_refusal`, at most `MAX_FILE_BYTES`, UTF-8)."""
-    return parse_experiment(read_user_text(path), str(path))
+    the path policy of `sim.errors.path_refusal`, at most `MAX_FILE_BYTES`, UTF-8);
+    `calibration` replaces its `[engine] calibration` (`parse_experiment`)."""
+    return parse_experiment(read_user_text(path), str(path), calibration)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 
 from sim.config.pools import NAME, pool_spec
@@ -34,15 +34,21 @@ from sim.config.spec import (
 from sim.data import (
     DTYPE_BYTES,
     QUANTIZATION_WEIGHT_DTYPE,
+    GpuSpec,
     api_providers,
     gpus,
     models,
+    read_toml_file,
     spot_market_rows,
 )
+from sim.data.user_gpus import parse_user_gpus
+from sim.errors import ConfigError
 from sim.units import MARKETS
 
 
-def engine_section(ctx: Context, t: Table) -> EngineSpec:
+def engine_section(ctx: Context, t: Table, calibration_override: str | None = None) -> EngineSpec:
+    """`[engine]`; `calibration_override` (an absolute path, `--calibration`) replaces the
+    file's `calibration` key."""
     model = t.string("model", choices=tuple(sorted(models())))
     dtype = t.string("dtype", "fp16", choices=tuple(DTYPE_BYTES))
     weight_dtype = t.string("weight_dtype", None, choices=tuple(DTYPE_BYTES))
@@ -57,6 +63,8 @@ def engine_section(ctx: Context, t: Table) -> EngineSpec:
             )
         weight_dtype = implied
     calibration = _calibration_file(ctx, t)
+    if calibration_override is not None:
+        calibration = calibration_override
     spec = EngineSpec(
         model=model,
         dtype=dtype,
@@ -114,16 +122,43 @@ def _calibration_file(ctx: Context, t: Table) -> str | None:
     return existing_file(ctx, where, raw, Path(ctx.file).parent)
 
 
-def fleet_section(ctx: Context, t: Table, months: int) -> tuple[MonthPlan, ...]:
-    """`[fleet]` (or one `[[plans]]` entry): `months = [{pools}, ...]`, or `pools` for all."""
-    fleet = _months(ctx, t, months)
+def gpu_table(ctx: Context, calibration: str | None) -> tuple[dict[str, GpuSpec], set[str]]:
+    """The GPU types an experiment may name: the packaged table and the `[[gpu]]` tables of
+    its calibration file (`sim.data.user_gpus`; problems located in that file go to `ctx`),
+    and every name the file defines, valid or not (a pool naming a rejected table is not
+    reported a second time). Read here, before the fleet and the cost, because pools name these
+    GPU types and their prices are the cost's defaults; `sim.experiment` resolves the engine."""
+    known = dict(gpus())
+    if calibration is None:
+        return known, set(known)
+    try:
+        rows = read_toml_file(calibration).get("gpu")
+    except ConfigError as err:
+        ctx.problems.extend(err.problems)
+        return known, set(known)
+    names = {
+        r["name"] for r in rows or () if isinstance(r, dict) and isinstance(r.get("name"), str)
+    }
+    try:
+        known.update(parse_user_gpus(rows, calibration))
+    except ConfigError as err:
+        ctx.problems.extend(err.problems)
+    return known, set(known) | names
+
+
+def fleet_section(
+    ctx: Context, t: Table, months: int, known: Collection[str]
+) -> tuple[MonthPlan, ...]:
+    """`[fleet]` (or one `[[plans]]` entry): `months = [{pools}, ...]`, or `pools` for all;
+    pools may name the GPU types in `known` (`gpu_table`'s names)."""
+    fleet = _months(ctx, t, months, known)
     t.close()
     return fleet
 
 
-def _months(ctx: Context, t: Table, months: int) -> tuple[MonthPlan, ...]:
+def _months(ctx: Context, t: Table, months: int, known: Collection[str]) -> tuple[MonthPlan, ...]:
     if "pools" in t.data and "months" not in t.data:
-        plan = _month(ctx, t, t.path)
+        plan = _month(ctx, t, t.path, known)
         return (plan,) * months if isinstance(months, int) else (plan,)
     raw = t.raw("months")
     where = join(t.path, "months")
@@ -140,13 +175,13 @@ def _months(ctx: Context, t: Table, months: int) -> tuple[MonthPlan, ...]:
         ctx.add(where, f"must have one entry per month ({months})", f"{len(raw)} entries")
     for i, month in enumerate(raw):
         mt = Table(ctx, month, f"{where}[{i}]")
-        plans.append(_month(ctx, mt, mt.path))
+        plans.append(_month(ctx, mt, mt.path, known))
         mt.close()
     return tuple(plans)
 
 
-def _month(ctx: Context, mt: Table, path: str) -> MonthPlan:
-    known_gpus = tuple(sorted(gpus()))
+def _month(ctx: Context, mt: Table, path: str, known: Collection[str]) -> MonthPlan:
+    known_gpus = tuple(sorted(known))
     pools_raw = mt.raw("pools")
     pools: list[PoolSpec] = []
     if not isinstance(pools_raw, list) or not pools_raw:
@@ -184,7 +219,9 @@ def _month(ctx: Context, mt: Table, path: str) -> MonthPlan:
 _NAME = NAME
 
 
-def plans_section(ctx: Context, top: Table, months: int) -> tuple[PlanSpec, ...]:
+def plans_section(
+    ctx: Context, top: Table, months: int, known: Collection[str]
+) -> tuple[PlanSpec, ...]:
     """`[[plans]]`: several fleet plans compared with common random numbers (or none)."""
     raw = top.raw("plans")
     if raw is MISSING:
@@ -206,7 +243,7 @@ def plans_section(ctx: Context, top: Table, months: int) -> tuple[PlanSpec, ...]
         if isinstance(name, str):
             names.add(name)
         api = pt.boolean("api", True)
-        fleet = _months(ctx, pt, months)
+        fleet = _months(ctx, pt, months, known)
         pt.close()
         out.append(PlanSpec(name, fleet, api))
     return tuple(out)
@@ -321,26 +358,35 @@ MAX_USD_PER_MONTH = 1e10
 MAX_USD_PER_MILLION = 10_000.0
 
 
-def cost_section(ctx: Context, t: Table, plans: tuple[PlanSpec, ...]) -> CostSpec:
+def cost_section(
+    ctx: Context, t: Table, plans: tuple[PlanSpec, ...], known: Mapping[str, GpuSpec]
+) -> CostSpec:
+    """`[cost]`: prices default to `known`'s (`gpu_table`: the packaged table's, and those of
+    the calibration file's GPU types), overridden by the experiment's tables."""
     ops = t.number("ops_usd_per_month", MISSING, *within(0, MAX_USD_PER_MONTH, "$/month"))
     budget = t.number(
         "budget_usd_per_month", None, *within(0, MAX_USD_PER_MONTH, "$/month", open_low=True)
     )
-    known = gpus()
     prices = _price_table(
-        ctx, t.table("gpu_usd_per_hour"), {n: g.price_usd_per_hour for n, g in known.items()}
+        ctx,
+        t.table("gpu_usd_per_hour"),
+        {n: g.price_usd_per_hour for n, g in known.items()},
+        known,
     )
     spot_defaults = {
         n: g.spot_price_usd_per_hour
         for n, g in known.items()
         if g.spot_price_usd_per_hour is not None
     }
-    spot = _price_table(ctx, t.table("spot_usd_per_hour"), spot_defaults)
-    _require_prices(ctx, plans, "spot", spot, "cost.spot_usd_per_hour", "the GPU catalog has none")
-    reserved = _price_table(ctx, t.table("reserved_usd_per_hour"), {})
+    spot = _price_table(ctx, t.table("spot_usd_per_hour"), spot_defaults, known)
+    _require_prices(
+        ctx, plans, known, "spot", spot, "cost.spot_usd_per_hour", "the GPU catalog has none"
+    )
+    reserved = _price_table(ctx, t.table("reserved_usd_per_hour"), {}, known)
     _require_prices(
         ctx,
         plans,
+        known,
         "reserved",
         reserved,
         "cost.reserved_usd_per_hour",
@@ -366,6 +412,7 @@ def cost_section(ctx: Context, t: Table, plans: tuple[PlanSpec, ...]) -> CostSpe
 def _require_prices(
     ctx: Context,
     plans: tuple[PlanSpec, ...],
+    known: Mapping[str, GpuSpec],
     market: str,
     prices: dict[str, float],
     key: str,
@@ -373,7 +420,6 @@ def _require_prices(
 ) -> None:
     """One located problem per GPU a `market` pool uses without a price in `prices` (marked
     NaN there, so it is reported once and left out of the spec)."""
-    known = gpus()
     for plan in plans:
         for m, month in enumerate(plan.fleet):
             for pool in month.pools:
@@ -387,9 +433,10 @@ def _require_prices(
                     prices[pool.gpu] = math.nan
 
 
-def _price_table(ctx: Context, table: Table, defaults: dict[str, float]) -> dict[str, float]:
-    """Per-GPU $/h: catalog defaults, overridden by the experiment's table."""
-    known = gpus()
+def _price_table(
+    ctx: Context, table: Table, defaults: dict[str, float], known: Mapping[str, GpuSpec]
+) -> dict[str, float]:
+    """Per-GPU $/h: catalog defaults, overridden by the experiment's table (GPUs in `known`)."""
     prices = dict(defaults)
     for key in list(table.data):
         if key not in known:

@@ -15,11 +15,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sim.data import gpus, models, read_toml, read_toml_file
+from sim.data import GpuSpec, gpus, models, read_toml, read_toml_file
+from sim.data.user_gpus import parse_user_gpus
 from sim.engine.roofline import load_roofline_factors, roofline_step_time
 from sim.engine.steptime import COEFFICIENTS, StepTimeModel
 from sim.errors import ConfigError, Problem
@@ -170,14 +171,17 @@ def load_step_time_catalog() -> dict[CatalogKey, StepTimeEntry]:
 class UserCalibration:
     """A user's calibration file (`[engine] calibration`, `--calibration`): `[[entry]]` tables
     in the catalog's format (what `sim calibrate runs --out` writes), which take precedence over
-    the packaged entries of the same (model, gpu, tp, dtype).
+    the packaged entries of the same (model, gpu, tp, dtype), and `[[gpu]]` tables defining GPU
+    types the packaged table lacks (`sim.data.user_gpus`: specs, prices, source).
 
     file: the path as given; sha256: the hex digest of its bytes (named in every output).
+    gpus: the file's own GPU types by name, in file order (empty when it defines none).
     """
 
     file: str
     sha256: str
     entries: dict[CatalogKey, StepTimeEntry]
+    gpus: dict[str, GpuSpec] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -203,10 +207,36 @@ def load_user_calibration(path: str | Path) -> UserCalibration:
 @functools.cache
 def _load_user_calibration(resolved: str, size: int, mtime_ns: int, given: str) -> UserCalibration:
     del size, mtime_ns  # cache keys only
-    doc = read_toml_file(resolved)
-    entries = parse_step_time_catalog(doc, given)
+    doc = dict(read_toml_file(resolved))
+    problems: list[Problem] = []
+    own_gpus: dict[str, GpuSpec] = {}
+    entries: dict[CatalogKey, StepTimeEntry] = {}
+    try:
+        own_gpus = parse_user_gpus(doc.pop("gpu", None), given)
+    except ConfigError as err:
+        problems += err.problems
+    # A file may define GPUs only: their step times then come from the roofline.
+    if "entry" in doc or not (own_gpus or problems):
+        try:
+            entries = parse_step_time_catalog(doc, given)
+        except ConfigError as err:
+            problems += err.problems
+    if problems:
+        raise ConfigError(problems)
     digest = hashlib.sha256(Path(resolved).read_bytes()).hexdigest()
-    return UserCalibration(given, digest, entries)
+    return UserCalibration(given, digest, entries, own_gpus)
+
+
+def gpu_spec(gpu: str, calibration: str | None) -> GpuSpec:
+    """The specs of GPU type `gpu`: the packaged table's row, else the `[[gpu]]` table of the
+    user's `calibration` file (KeyError when neither has it)."""
+    packaged = gpus().get(gpu)
+    if packaged is not None:
+        return packaged
+    own = {} if calibration is None else load_user_calibration(calibration).gpus
+    if gpu not in own:
+        raise KeyError(gpu)
+    return own[gpu]
 
 
 def catalog_with_calibration(calibration: str | None) -> dict[CatalogKey, StepTimeEntry]:
@@ -256,20 +286,32 @@ def resolve_step_time(
     user's file has an entry for it under the weights' dtype.
     """
     key = (model, gpu, tp, dtype)
-    if calibration is not None:
-        user = load_user_calibration(calibration)
+    user = None if calibration is None else load_user_calibration(calibration)
+    own = None if user is None else user.gpus.get(gpu)
+    # A GPU from the user's file: its provenance leads the source, which the manifest and the
+    # terminal's "calibration: <file>: used for <GPU types>" line show.
+    defined = "" if own is None or user is None else f"GPU {gpu} from {_defined_in(user, gpu)}. "
+    if user is not None:
         mine = user.entries.get(key if weight_dtype is None else (model, gpu, tp, weight_dtype))
         if mine is not None:
-            source = f"calibration file {user.label}: {mine.source}"
+            source = f"{defined}calibration file {user.label}: {mine.source}"
             return ResolvedStepTime(mine.step, source, True, mine.residual_sd_log)
     catalog = load_step_time_catalog()
     entry = catalog.get(key) if weight_dtype is None else None
     if entry is not None:
         return ResolvedStepTime(entry.step, entry.source, True, entry.residual_sd_log)
+    spec = gpus()[gpu] if own is None else own
+    if own is not None and user is not None and tp > 1 and own.interconnect_gb_per_s <= 0:
+        at = f"gpu[{list(user.gpus).index(gpu)}].interconnect_gb_per_s"
+        why = (
+            f"missing: the roofline of {model} at tp {tp} needs the GPU-to-GPU bandwidth "
+            f"(or give an [[entry]] for {model}/{gpu}/tp{tp}/{weight_dtype or dtype})"
+        )
+        raise ConfigError([Problem(user.file, at, why, has_value=False)])
     factors = load_roofline_factors()
     step, source = roofline_step_time(
         models()[model],
-        gpus()[gpu],
+        spec,
         tp=tp,
         weight_dtype=weight_dtype or dtype,
         kv_dtype=dtype,
@@ -277,5 +319,11 @@ def resolve_step_time(
     )
     have = ", ".join(f"{m}/{g}/tp{t}/{d}" for (m, g, t, d) in sorted(catalog))
     return ResolvedStepTime(
-        step, f"{source}. Fitted entries: {have}", False, factors.residual_sd_log
+        step, f"{defined}{source}. Fitted entries: {have}", False, factors.residual_sd_log
     )
+
+
+def _defined_in(user: UserCalibration, gpu: str) -> str:
+    """Where a user's GPU type comes from: file, hash, table and the file's `source`."""
+    i = list(user.gpus).index(gpu)
+    return f"calibration file {user.label} gpu[{i}] ({user.gpus[gpu].spec_source})"
