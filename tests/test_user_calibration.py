@@ -422,3 +422,13 @@ def test_unknown_gpu_without_the_file_still_fails(tmp_path: Path) -> None:
     exp.write_text(OWN_EXPERIMENT.replace('calibration = "mine.toml"\n', ""), encoding="utf-8")
     line = _one_line(["check", str(exp)])
     assert "fleet.pools[0].gpu" in line and OWN_GPU in line
+
+
+def test_own_gpu_at_tp2_on_the_roofline_needs_its_interconnect(tmp_path: Path) -> None:
+    text = OWN_GPU_TABLE.replace('interconnect = "pcie4"\ninterconnect_gb_per_s = 64.0\n', "")
+    (tmp_path / "mine.toml").write_text(text, encoding="utf-8")
+    exp = tmp_path / "own.toml"
+    exp.write_text(OWN_EXPERIMENT.replace("[engine]\n", "[engine]\ntp = 2\n"), encoding="utf-8")
+    line = _one_line(["check", str(exp)])
+    assert f"{tmp_path / 'mine.toml'}: gpu[0].interconnect_gb_per_s: missing" in line
+    assert "tp 2" in line
