@@ -173,7 +173,6 @@ def test_calibration_scales_results_exactly(tmp_path: Path) -> None:
 
 
 def test_experiment_calibration_in_manifest_engine(tmp_path: Path) -> None:
-    from sim.cli.options import with_calibration
     from sim.experiment import load_experiment
 
     exp = load_experiment(ROOT / "experiments" / "growth20pct.toml")
@@ -182,7 +181,7 @@ def test_experiment_calibration_in_manifest_engine(tmp_path: Path) -> None:
     entry = load_step_time_catalog()[key]
     cal = tmp_path / "mine.toml"
     cal.write_text(render_entries([scaled_entry(entry, (1.0, 1.5, 1.0))], "x"), encoding="utf-8")
-    mine = with_calibration(exp, cal)
+    mine = load_experiment(ROOT / "experiments" / "growth20pct.toml", cal)  # --calibration
     got, want = mine.engine.step_time(gpu).step, exp.engine.step_time(gpu).step
     # rel: the file holds coefficients to 6 significant digits (render_entries)
     assert got.per_token_s == pytest.approx(1.5 * want.per_token_s, rel=1e-5)
@@ -432,3 +431,20 @@ def test_own_gpu_at_tp2_on_the_roofline_needs_its_interconnect(tmp_path: Path) -
     line = _one_line(["check", str(exp)])
     assert f"{tmp_path / 'mine.toml'}: gpu[0].interconnect_gb_per_s: missing" in line
     assert "tp 2" in line
+
+
+def test_calibration_option_brings_own_gpu_to_sim_run(tmp_path: Path) -> None:
+    """`sim run --calibration FILE` on an experiment without `[engine] calibration`: pools may
+    name the GPU the file defines, as with the key."""
+    exp = _own_files(tmp_path, entry=True)
+    exp.write_text(exp.read_text().replace('calibration = "mine.toml"\n', ""), encoding="utf-8")
+    out = tmp_path / "out"
+    cal = tmp_path / "mine.toml"
+    res = CliRunner().invoke(main, ["run", str(exp), "--out", str(out), "--calibration", str(cal)])
+    assert res.exit_code == 0, res.output
+    assert f"used for {OWN_GPU}" in res.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["step_times"] == {OWN_GPU: "calibrated"}
+    source = manifest["engine"][OWN_GPU]["step_time"]["source"]
+    assert source.startswith(f"GPU {OWN_GPU} from calibration file")
+    assert "test: a100 entry x1.3" in source

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import click
@@ -19,12 +18,10 @@ CALIBRATION_OPTION = click.option(
 )
 
 
-def with_calibration(exp: Experiment, calibration: Path | None) -> Experiment:
-    """`exp` with `--calibration` (when given) as its `[engine] calibration`, engine resolved
-    again; prints which file (and hash) supplies which step-time entries."""
-    if calibration is not None:
-        engine = dataclasses.replace(exp.spec.engine, calibration=str(calibration.resolve()))
-        exp = exp.with_spec(dataclasses.replace(exp.spec, engine=engine))
+def say_calibration(exp: Experiment) -> Experiment:
+    """Print which calibration file (and hash) supplies which step-time entries of `exp`
+    (`--calibration` is applied when the experiment is loaded: `load_experiment(file,
+    calibration)`, so pools may name the GPU types the file defines); `exp` unchanged."""
     file = exp.spec.engine.calibration
     if file is not None:
         user = load_user_calibration(file)

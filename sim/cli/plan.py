@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from sim.cli.common import user_errors
-from sim.cli.options import CALIBRATION_OPTION, with_calibration
+from sim.cli.options import CALIBRATION_OPTION, say_calibration
 from sim.config.plan import TP_VALUES
 from sim.experiment import load_experiment
 from sim.planning import plan_experiment
@@ -97,7 +97,7 @@ def plan(
     sensitivity_n: int | None,
 ) -> None:
     """Search the cheapest plan for FILE whose P(miss SLO) per month is within the risk."""
-    exp = with_calibration(load_experiment(file), calibration)
+    exp = say_calibration(load_experiment(file, calibration))
     s = exp.spec.search
     changes: dict[str, object] = {}
     if gpus:

@@ -13,7 +13,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.table import Table
 
 from sim.cli.common import SafePath, user_errors
-from sim.cli.options import CALIBRATION_OPTION, with_calibration
+from sim.cli.options import CALIBRATION_OPTION, say_calibration
 from sim.errors import ConfigError
 from sim.experiment import load_experiment
 from sim.replication import ReplicationOutput
@@ -97,7 +97,7 @@ def run(
         raise click.UsageError("--resume and --fresh exclude each other")
     if address is not None and backend != "ray":
         raise click.UsageError("--address needs --backend ray")
-    exp = with_calibration(load_experiment(file), calibration)
+    exp = say_calibration(load_experiment(file, calibration))
     total = replications or exp.spec.replications
     size = estimate_run(exp, total, jobs)
     problems = size_problems(exp, size)
