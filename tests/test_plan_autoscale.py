@@ -174,10 +174,10 @@ def test_family_is_tried_in_bound_order(day_night: Experiment, searched: Plan) -
         assert c.scaler is not None and c.scaler.signal == "running"
         assert c.scaler.min_replicas == least and c.scaler.max_replicas == c.count >= 2
         assert c.scaler.target == autoscale_target(running, c.utilisation)
-    # cheapest bound first: the static 1 (same bound as an autoscaler from 1, fewer replicas),
-    # then the autoscalers, then the static 2
+    # cheapest bound first, an autoscaler right after the static fleet of its ceiling (if that
+    # fails, the autoscaler — never more replicas up — is skipped unsimulated)
     assert tried[0] == Candidate("l4", 1)
-    assert tried.index(Candidate("l4", 2)) > max(tried.index(c) for c in auto)
+    assert all(tried.index(Candidate("l4", c.count)) < tried.index(c) for c in auto)
     # once an autoscaled N met the risk, no larger N of its target was tried
     met = [t.candidate for t in searched.tried if t.candidate.autoscaled and t.accepted]
     assert met
@@ -298,3 +298,15 @@ def test_an_autoscaler_that_cannot_pay_is_not_tried(day_night: Experiment) -> No
     (row,) = table.iter_rows(named=True)
     assert row["autoscaled_fleet"] is None and row["why_none"] == "cannot pay: not tried"
     assert autoscale_never_tried(table)
+
+
+def test_an_autoscaler_is_not_tried_when_its_ceiling_fails(day_night: Experiment) -> None:
+    """With a risk no 10-replication candidate can meet (its bound is at least 26 %), every
+    static fleet fails; an autoscaler never has more replicas up than its ceiling, so none is
+    simulated (each is visited after the static fleet of its ceiling)."""
+    plan = plan_experiment(
+        day_night, _small(day_night, risk=0.01), verify=False, compare_input=False
+    )
+    assert plan.choices == []
+    assert any(t.candidate == Candidate("l4", 3) for t in plan.tried)
+    assert not any(t.candidate.autoscaled for t in plan.tried)

@@ -40,6 +40,7 @@ tried (a higher ceiling only adds cost the bound cannot see).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -155,9 +156,18 @@ def search_at_tp(
             bills[c] = scheduled_bill_usd(plan, spec.engine, spec.spot, spec.cost)
         return bills[c][month - 1] + ops
 
-    def visit_order(c: Candidate, month: int) -> tuple[float, bool, int, str, int, str]:
-        listed = bound(c, month) if c.scheduled else c.list_cost(prices[c.gpu], tp, ops)
-        return (listed, c.api, c.count, c.gpu, c.spot, c.kind)
+    def visit_order(c: Candidate, month: int) -> tuple[float, bool, int, str, int, bool, str]:
+        # NOTE: an autoscaled N is visited right after the static N of its ceiling, not at its
+        # own (lower) bound: it never has more replicas up, so when the static N fails it is
+        # skipped unsimulated (`failed_at`); a borderline autoscaler otherwise took all 150
+        # replications before the static fleet that decides it was tried (hybrid_burst). The
+        # order changes no answer: every candidate is still pruned by its own bound.
+        if c.autoscaled:
+            ceiling = dataclasses.replace(c, scaler=None, utilisation=0.0)
+            listed = ceiling.list_cost(prices[c.gpu], tp, ops)
+        else:
+            listed = bound(c, month) if c.scheduled else c.list_cost(prices[c.gpu], tp, ops)
+        return (listed, c.api, c.count, c.gpu, c.spot, c.autoscaled, c.kind)
 
     floors: dict[tuple[str, int], int] = {}
 
