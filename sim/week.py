@@ -20,7 +20,7 @@ from sim.rng import WEEK_WINDOW, Streams
 from sim.units import HOURS_PER_WEEK, SECONDS_PER_DAY, SECONDS_PER_HOUR, SECONDS_PER_MONTH
 
 WEEK_PROBE_S = 300.0  # fleet-state sample period: 2,016 probes a week
-WEEK_MAX_REQUESTS = 2_000_000  # above this, the first day only
+WEEK_MAX_REQUESTS = 10_000_000  # above this, the first day only (~10 s of compiled engine)
 
 WEEK_S = float(HOURS_PER_WEEK * SECONDS_PER_HOUR)
 

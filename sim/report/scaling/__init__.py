@@ -56,6 +56,7 @@ from sim.report.scaling.week import (
     SCALE_EVENTS,
     TABLEAU10,
     fleet_week_chart,
+    span_words,
     week_frame,
     week_table,
     week_table_html,
@@ -127,7 +128,11 @@ def scaling_section_html(
         parts += [f"<p><b>{html.escape(s)}</b></p>" for s in saving_sentences(saving)]
         parts.append(saving_html(saving, plans[0]))
     if chart_html:
-        parts.append("<h3>One week of the busiest month</h3>")
+        span = "One week"
+        if fleet_week is not None and not fleet_week.is_empty():
+            t = fleet_week.get_column("t_s")
+            span = span_words((float(t.max()) - float(t.min())) / 3600.0)  # type: ignore[arg-type]
+        parts.append(f"<h3>{span} of the busiest month</h3>")
         parts.append(chart_html)
     week = week_table(fleet_week, scale_events, plans)
     if week is not None:

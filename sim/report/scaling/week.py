@@ -35,6 +35,11 @@ TABLEAU10: Final = (
 # --------------------------------------------------------------------------- the week chart
 
 
+def span_words(hours: float) -> str:
+    """ "One week" or, when the replay was cut to its first day, "One day"."""
+    return "One week" if hours > 48 else "One day"
+
+
 def week_frame(fleet_week: pl.DataFrame) -> pl.DataFrame:
     """The chart's table: ``plan, hour, when, serving_replicas, waiting``; ``hour`` counts from
     Monday 00:00 of the week of the first probe (the plan clock's t = 0 is a Monday 00:00),
@@ -82,7 +87,12 @@ def fleet_week_chart(
     domain = _in_order(fleet_week, every)
     colours = [TABLEAU10[every.index(p) % len(TABLEAU10)] for p in domain]
     lo, hi = float(data["hour"].min()), float(data["hour"].max())  # type: ignore[arg-type]
-    midnights = [24 * d for d in range(int(lo // 24), int(hi // 24) + 2) if lo <= 24 * d <= hi]
+    # ticks at midnights over a week; every 3 hours when the replay was cut to a day
+    # (`sim.week.WEEK_MAX_REQUESTS`)
+    step = 24 if hi - lo > 48 else 3
+    midnights = [
+        step * d for d in range(int(lo // step), int(hi // step) + 2) if lo <= step * d <= hi
+    ]
     days = "[" + ",".join(f"'{d}'" for d in DAYS) + "]"
     scale = alt.Scale(domain=[lo, hi], nice=False)
     x = alt.X(
@@ -90,7 +100,9 @@ def fleet_week_chart(
         title="Plan clock (day and hour of the week)",
         scale=scale,
         axis=alt.Axis(
-            values=midnights, labelExpr=f"{days}[floor(datum.value / 24) % 7] + ' 00:00'"
+            values=midnights,
+            labelExpr=f"{days}[floor(datum.value / 24) % 7] + ' ' + "
+            "(datum.value % 24 < 10 ? '0' : '') + (datum.value % 24) + ':00'",
         ),
     )
     colour = alt.Color("plan:N", title="Plan", scale=alt.Scale(domain=domain, range=colours))
@@ -134,7 +146,7 @@ def fleet_week_chart(
     )
     return alt.vconcat(replicas, waiting, data=_inline(data), spacing=6).properties(
         title=alt.TitleParams(
-            "One week of the busiest month: replicas serving and requests waiting",
+            f"{span_words(hi - lo)} of the busiest month: replicas serving and requests waiting",
             subtitle=(
                 "Replication 0, probed every few minutes · waiting: on the replicas and at the "
                 "router · plans whose fleet does not move are not replayed"
