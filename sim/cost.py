@@ -29,7 +29,8 @@ import numpy as np
 from sim.config import ApiSpec, CostSpec, PlanSpec
 from sim.fleet import Fleet, Outage, spot_price_path
 from sim.fleet.autoscale import ScaleEvent, billed_runs, pending_runs
-from sim.fleet.serving import overlap_s, scaler_spans, serving_runs
+from sim.fleet.schedule import overlap_s
+from sim.fleet.serving import scaler_spans, serving_runs
 from sim.rng import Streams
 from sim.units import HOURS_PER_MONTH, SECONDS_PER_HOUR, SECONDS_PER_MONTH, Market
 from sim.workload.clock import seconds_by_hour
@@ -200,8 +201,7 @@ def rounded_runs(
 
 def seconds_in_month(runs: Iterable[tuple[float, float]], month: int) -> float:
     """Seconds of `runs` inside 1-based `month`."""
-    m0, m1 = (month - 1) * SECONDS_PER_MONTH, month * SECONDS_PER_MONTH
-    return float(sum(max(0.0, min(b, m1) - max(a, m0)) for a, b in runs))
+    return overlap_s(list(runs), (month - 1) * SECONDS_PER_MONTH, month * SECONDS_PER_MONTH)
 
 
 def scheduled_seconds(
@@ -251,10 +251,7 @@ def scaled_use(
     for span_end, span in scaler_spans(events, sim_end_s):
         for replica, runs in billed_runs(span, span_end).items():
             gpu = fleet.slots[replica].gpu
-            inside = sum(
-                max(0.0, min(b, end_s) - max(a, start_s))
-                for a, b in rounded_runs(runs, granularity_s)
-            )
+            inside = overlap_s(rounded_runs(runs, granularity_s), start_s, end_s)
             seconds[gpu] = seconds.get(gpu, 0.0) + inside
         for pending in pending_runs(span, span_end).values():
             for a, b in pending:

@@ -45,7 +45,8 @@ from sim.fleet import (
     step_time_factors,
 )
 from sim.fleet.autoscale import Scaler, profile_floor
-from sim.fleet.serving import overlap_s, serving_by_hour, serving_runs
+from sim.fleet.schedule import overlap_s
+from sim.fleet.serving import serving_by_hour
 from sim.horizon import Window, choose_windows, fleet_slice, strata_of_slots
 from sim.model import Engine, Hybrid, SimulationResult, simulate
 from sim.records import Outcomes
@@ -415,19 +416,18 @@ def _simulate_window(
     phases = run.fleet.routing_between(t0, end) if moving else [FleetPhase(t0, active)]
     res = simulate(log, run.fleet.replicas, phases, engine, hybrid)
     busy = busy_inside([res.busy_periods[r] for r in active], start, end)
-    serving_s = None
     use = None
-    if moving:
+    if scalers:
+        g = spec.cost.granularity_s(Market.ON_DEMAND)
+        use = scaled_use(res.scale_events, run.fleet, req.arrival_s, start, end, g, end)
+    serving_s = None
+    if moving:  # scheduled slots' serving runs, plus the autoscaled ones' (`use`)
         scaled = {i for sc in scalers for i in sc.replicas}
         serving_s = sum(
             overlap_s(run.fleet.serving[r], start, end) for r in active if r not in scaled
         )
-        serving_s += sum(
-            overlap_s(runs, start, end) for runs in serving_runs(res.scale_events, end).values()
-        )
-    if scalers:
-        g = spec.cost.granularity_s(Market.ON_DEMAND)
-        use = scaled_use(res.scale_events, run.fleet, req.arrival_s, start, end, g, end)
+        if use is not None:
+            serving_s += use.serving_s
     # NOTE: only the requests arriving inside the window (a suffix: arrivals are sorted) are
     # converted and measured, not the warm-up's: 0.01 s less per replication of growth20pct.
     first = int(np.searchsorted(req.arrival_s, start, side="left"))

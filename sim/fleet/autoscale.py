@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from sim.config import AutoscaleSpec
+from sim.fleet.schedule import merge
 from sim.units import HOURS_PER_WEEK, SECONDS_PER_HOUR
 
 __all__ = [
@@ -320,13 +321,4 @@ def pending_runs(
                 spans.setdefault(e.pool, []).append((start, e.t_s))
     for (pool, _), t in open_at.items():
         spans.setdefault(pool, []).append((t, max(t, end_s)))
-    out: dict[str, list[tuple[float, float]]] = {}
-    for pool, runs in sorted(spans.items()):
-        merged: list[tuple[float, float]] = []
-        for a, b in sorted(runs):
-            if merged and a <= merged[-1][1]:
-                merged[-1] = (merged[-1][0], max(merged[-1][1], b))
-            else:
-                merged.append((a, b))
-        out[pool] = merged
-    return out
+    return {pool: merge(runs) for pool, runs in sorted(spans.items())}

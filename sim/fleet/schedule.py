@@ -45,6 +45,11 @@ def serving_hours(counts: Sequence[int], k: int, start_s: float, end_s: float) -
     return out
 
 
+def overlap_s(runs: Sequence[Interval], start: float, end: float) -> float:
+    """Seconds of `runs` inside [start, end)."""
+    return float(sum(max(0.0, min(b, end) - max(a, start)) for a, b in runs))
+
+
 def merge(intervals: Sequence[Interval]) -> list[Interval]:
     """Sorted, touching or overlapping intervals joined (a slot serving across a month
     boundary is one run)."""

@@ -13,11 +13,6 @@ from sim.units import SECONDS_PER_MONTH
 from sim.workload.clock import seconds_by_hour
 
 
-def overlap_s(runs: Sequence[tuple[float, float]], start: float, end: float) -> float:
-    """Seconds of `runs` inside [start, end)."""
-    return float(sum(max(0.0, min(b, end) - max(a, start)) for a, b in runs))
-
-
 def serving_by_hour(
     fleet: Fleet, hours: int, events: Sequence[ScaleEvent] = (), end_s: float = 0.0
 ) -> np.ndarray:
