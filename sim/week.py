@@ -9,6 +9,7 @@ so the report never costs more than a few seconds.
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 
 from sim.experiment import Experiment
@@ -18,6 +19,7 @@ from sim.records import FLEET_WEEK_SCHEMA, SCALE_EVENTS_SCHEMA
 from sim.replication import hybrid_for, plan_run, request_log, sample_growth, window_requests
 from sim.rng import WEEK_WINDOW, Streams
 from sim.units import HOURS_PER_WEEK, SECONDS_PER_DAY, SECONDS_PER_HOUR, SECONDS_PER_MONTH
+from sim.workload import MonthRequests
 
 WEEK_PROBE_S = 300.0  # fleet-state sample period: 2,016 probes a week
 WEEK_MAX_REQUESTS = 10_000_000  # above this, the first day only (~10 s of compiled engine)
@@ -49,16 +51,11 @@ def sample_week(exp: Experiment) -> tuple[pl.DataFrame, pl.DataFrame]:
     t0, req = window_requests(
         exp.traffic(), month, start, end, warmup_s=spec.horizon.warmup_s, growth=growth, rngs=rngs
     )
-    if len(req.arrival_s) > WEEK_MAX_REQUESTS:
+    if len(req.arrival_s) > WEEK_MAX_REQUESTS:  # the week's own first day (arrivals sorted)
         end = start + SECONDS_PER_DAY
-        t0, req = window_requests(
-            exp.traffic(),
-            month,
-            start,
-            end,
-            warmup_s=spec.horizon.warmup_s,
-            growth=growth,
-            rngs=streams.window(month, WEEK_WINDOW),
+        n = int(np.searchsorted(req.arrival_s, end, side="left"))
+        req = MonthRequests(
+            req.month, req.arrival_s[:n], req.input_tokens[:n], req.output_tokens[:n]
         )
     if len(req.arrival_s) == 0:
         return week, events
