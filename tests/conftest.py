@@ -5,6 +5,8 @@
   `slow` times slower (real queueing at light volume).
 - `api_spec`: a factory of a test API ($1/$5 per M tokens, 0.5 s TTFT, 100 tokens/s, no
   rate limits), any field overridable.
+- `day_night`: one month of 15,000 requests/day on one L4 under a 4:1 day/night profile
+  (the small searches of tests/test_plan_schedules.py and tests/test_plan_autoscale.py).
 - `scale_step_times`: `scale(exp, **factors)` gives the experiment with named step-time
   coefficients multiplied on every GPU type.
 """
@@ -111,3 +113,28 @@ def api_spec() -> ApiFactory:
 @pytest.fixture
 def scale_step_times() -> Callable[..., Experiment]:
     return scaled_step_times
+
+
+DAY_NIGHT = [4.0 if 8 <= h % 24 < 20 else 1.0 for h in range(168)]  # busy 08-20 every day
+
+
+@pytest.fixture(scope="session")
+def day_night(tmp_path_factory: pytest.TempPathFactory) -> Experiment:
+    """One month of 15,000 requests/day on L4s, busy 08-20 (4×) and quiet at night: one L4
+    (≈ 0.28 requests/s at the default SLO, `sim.capacity`) holds the night, not the day. The
+    profile is read from a CSV written here."""
+    tmp = tmp_path_factory.mktemp("daynight")
+    csv = tmp / "profile.csv"
+    csv.write_text(
+        "hour_of_week,multiplier\n" + "".join(f"{h},{v}\n" for h, v in enumerate(DAY_NIGHT))
+    )
+    text = (ROOT / "experiments" / "growth20pct.toml").read_text()
+    text = text.replace('"../traces/servegen_weekly_profile.csv"', f'"{csv.as_posix()}"')
+    text = text.replace('"../traces/', f'"{ROOT.as_posix()}/traces/')
+    text = text.replace("base_requests_per_day = 5000", "base_requests_per_day = 15000")
+    text = text.replace("months = 6", "months = 1")
+    head, _, rest = text.partition("[[fleet.months]]")
+    fleet = '[[fleet.months]]\npools = [{ name = "base", gpu = "l4", count = 1 }]\n'
+    f = tmp / "daynight.toml"
+    f.write_text(head + fleet + rest[rest.index("[cost]") :])
+    return load_experiment(f)

@@ -120,28 +120,6 @@ def test_plan_autoscale_key_is_read(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------ the search, small runs
-@pytest.fixture(scope="module")
-def day_night(tmp_path_factory: pytest.TempPathFactory) -> Experiment:
-    """One month of 15,000 requests/day on L4s, busy 08-20 (4×) and quiet at night: one L4
-    (≈ 0.28 requests/s at the default SLO) holds the night, not the day (as in
-    tests/test_plan_schedules.py); the profile is a CSV written here."""
-    tmp = tmp_path_factory.mktemp("daynight")
-    csv = tmp / "profile.csv"
-    csv.write_text(
-        "hour_of_week,multiplier\n" + "".join(f"{h},{v}\n" for h, v in enumerate(DAY_NIGHT))
-    )
-    text = (ROOT / "experiments" / "growth20pct.toml").read_text()
-    text = text.replace('"../traces/servegen_weekly_profile.csv"', f'"{csv.as_posix()}"')
-    text = text.replace('"../traces/', f'"{ROOT.as_posix()}/traces/')
-    text = text.replace("base_requests_per_day = 5000", "base_requests_per_day = 15000")
-    text = text.replace("months = 6", "months = 1")
-    head, _, rest = text.partition("[[fleet.months]]")
-    fleet = '[[fleet.months]]\npools = [{ name = "base", gpu = "l4", count = 1 }]\n'
-    f = tmp / "daynight.toml"
-    f.write_text(head + fleet + rest[rest.index("[cost]") :])
-    return load_experiment(f)
-
-
 def _small(exp: Experiment, **changes: object) -> PlanSearchSpec:
     s = dataclasses.replace(
         exp.spec.search,

@@ -17,7 +17,7 @@ import numpy as np
 import polars as pl
 
 from sim.capacity import capacities, with_token_utilisation
-from sim.config import EngineSpec, MonthPlan, PlanSpec, PoolSpec, SloSpec
+from sim.config import EngineSpec, MonthPlan, PlanSearchSpec, PlanSpec, PoolSpec, SloSpec
 from sim.errors import SimError
 from sim.experiment import Experiment
 from sim.runner import Backend, replicate
@@ -129,6 +129,18 @@ class Evaluator:
         )
         self.cache[key] = ev
         return ev
+
+
+def search_evaluator(
+    exp: Experiment,
+    s: PlanSearchSpec,
+    jobs: int = 1,
+    backend: Backend = "local",
+    address: str | None = None,
+) -> Evaluator:
+    """An `Evaluator` of `exp` judged as the search `s` judges: its SLO, attainment target and
+    confidence; replications on `jobs` workers of `backend`."""
+    return Evaluator(exp, exp.spec.slo, s.attainment_target, s.confidence, jobs, backend, address)
 
 
 def constant_plan(name: str, months: int, pools: Sequence[PoolSpec], api: bool) -> PlanSpec:

@@ -58,7 +58,7 @@ from sim.planning.autoscale import (
 )
 from sim.planning.constraints import practical_plan
 from sim.planning.decide import Candidate, MonthChoice, Tried, _decide, month_choice
-from sim.planning.evaluate import Evaluation, Evaluator, constant_plan
+from sim.planning.evaluate import Evaluation, Evaluator, constant_plan, search_evaluator
 from sim.planning.orders import fleet_cap
 from sim.planning.prices import GpuPrice
 from sim.planning.schedules import profile_counts, scheduled_bill_usd
@@ -127,7 +127,7 @@ def search_at_tp(
     no `[[plans]]`. `min_counts`: (GPU type, tp) → the fewest replicas worth trying."""
     tp = base.spec.engine.tp
     spec = base.spec
-    ev = Evaluator(base, spec.slo, s.attainment_target, s.confidence, jobs, backend, address)
+    ev = search_evaluator(base, s, jobs, backend, address)
     profile = tuple(float(x) for x in base.profile.array)
     cands = []
     for gpu in gpu_names:

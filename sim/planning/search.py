@@ -43,7 +43,7 @@ from sim.data import gpus as gpu_catalog
 from sim.engine import ModelDoesNotFit, resolve_engine
 from sim.experiment import Experiment
 from sim.planning.decide import MonthChoice, Tried
-from sim.planning.evaluate import Evaluation, Evaluator
+from sim.planning.evaluate import Evaluation, search_evaluator
 from sim.planning.monthly import TpSearch, search_at_tp
 from sim.planning.orders import Order, orders
 from sim.planning.prices import GpuPrice, default_price_list, price_lists, priced
@@ -241,7 +241,7 @@ def plan_experiment(
         outcomes[tp] = _outcome(found, spec.months)
     if not searches:  # no degree has a GPU type: an empty search at the file's own degree
         base = experiment_at(exp, degrees[0], cost)
-        ev = Evaluator(base, spec.slo, s.attainment_target, s.confidence, jobs, backend, address)
+        ev = search_evaluator(base, s, jobs, backend, address)
         searches.append(
             TpSearch(degrees[0], base, ev, [], infeasible=list(range(1, spec.months + 1)))
         )
@@ -260,31 +260,14 @@ def plan_experiment(
     evaluators = [f.evaluator for f in searches]
     if verify and feasible:
         say(f"verifying the recommended plan on {s.verify_replications} fresh replications")
-        fresh = Evaluator(
-            dataclasses.replace(
-                base, spec=dataclasses.replace(base.spec, seed=verification_seed(spec.seed))
-            ),
-            spec.slo,
-            s.attainment_target,
-            s.confidence,
-            jobs,
-            backend,
-            address,
-        )
+        seeded = dataclasses.replace(base.spec, seed=verification_seed(spec.seed))
+        fresh = search_evaluator(dataclasses.replace(base, spec=seeded), s, jobs, backend, address)
         verification = fresh.evaluate(recommended, s.verify_replications)
     # the input file's plan and the spreadsheet run at the file's own degree, on the
     # search's replications there (a new evaluator, same seed, when it was not searched)
     own = next((f.evaluator for f in searches if f.tp == own_tp), None)
     if compare_input and own is None:
-        own = Evaluator(
-            experiment_at(exp, own_tp, cost),
-            spec.slo,
-            s.attainment_target,
-            s.confidence,
-            jobs,
-            backend,
-            address,
-        )
+        own = search_evaluator(experiment_at(exp, own_tp, cost), s, jobs, backend, address)
         evaluators.append(own)
     priced_input = all(p.gpu in prices for m in spec.fleet for p in m.pools)
     if compare_input and own is not None and spec.plans == () and priced_input:
