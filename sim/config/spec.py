@@ -266,6 +266,8 @@ class MonthPlan:
 
     def least_serving(self) -> int:
         """The fewest replicas the month's schedules leave serving in any hour of the week."""
+        if not any(p.schedule for p in self.pools):  # every hour alike: no 168-hour sum
+            return sum(p.hourly_counts()[0] for p in self.pools)
         hourly = [p.hourly_counts() for p in self.pools]
         return min(sum(c[h] for c in hourly) for h in range(168))
 

@@ -128,7 +128,8 @@ def build_fleet(
         active: list[int] = []
         start, end = float(m * SECONDS_PER_MONTH), float((m + 1) * SECONDS_PER_MONTH)
         for pool in month.pools:
-            counts = pool.hourly_counts()
+            # only a schedule serves by hour; other slots serve their whole month
+            counts = pool.hourly_counts() if pool.schedule else None
             members: list[int] = []
             for k in range(pool.slots):
                 key = (pool.name, pool.gpu, k)
@@ -144,7 +145,7 @@ def build_fleet(
                     )
                     serving.append([])
                 i = index[key]
-                runs = serving_hours(counts, k, start, end)
+                runs = [(start, end)] if counts is None else serving_hours(counts, k, start, end)
                 if runs:
                     active.append(i)
                     members.append(i)
