@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -204,9 +204,19 @@ def hybrid_for(
 
 
 def run_replication(
-    exp: Experiment, replication: int, engine: Engine = "fast"
+    exp: Experiment,
+    replication: int,
+    engine: Engine = "fast",
+    months: Collection[int] | None = None,
 ) -> ReplicationOutput:
-    """Simulate replication `replication` of every plan of `exp`; reduce it to KPI rows."""
+    """Simulate replication `replication` of every plan of `exp`; reduce it to KPI rows.
+
+    `months` (1-based; None: all): on a sampled horizon only these months are simulated and
+    have rows. Their rows are the bits a whole replication gives them: a sampled month draws
+    its windows, traffic and API latencies from streams named by the month, and the growth
+    path, reclaims and bill are drawn whole either way (`sim.planning.evaluate` decides a
+    candidate fleet month by month). A full horizon carries queues across month boundaries,
+    so it always simulates, and returns, every month."""
     t0 = time.perf_counter()
     streams = Streams(exp.spec.seed, replication)
     rows: list[dict[str, object]] = []
@@ -218,7 +228,7 @@ def run_replication(
     for plan in spec.all_plans():
         run = plan_run(exp, plan, streams)
         if wl is None:
-            r, h, n, ev = _sampled_replication(exp, streams, run, engine)
+            r, h, n, ev = _sampled_replication(exp, streams, run, engine, months)
         else:
             r, h, n, ev = _full_replication(exp, streams, run, wl, engine)
         rows.extend(r)
@@ -286,8 +296,15 @@ def _full_replication(
     return rows, hourly, len(log), result.simpy_events
 
 
-def _sampled_replication(exp: Experiment, streams: Streams, run: PlanRun, engine: Engine) -> Rows:
-    """One plan of a replication on the sampled horizon: windows of each month.
+def _sampled_replication(
+    exp: Experiment,
+    streams: Streams,
+    run: PlanRun,
+    engine: Engine,
+    months: Collection[int] | None = None,
+) -> Rows:
+    """One plan of a replication on the sampled horizon: windows of each month (of `months`
+    only, when given).
 
     Windows are the same for every plan (their streams do not name the plan). Each window
     sees the reclaims that overlap it; the month's spot bill and reclaim count come from the
@@ -303,6 +320,8 @@ def _sampled_replication(exp: Experiment, streams: Streams, run: PlanRun, engine
     requests = events = 0
     plain = not run.outages and (spec.api is None or not run.plan.api) and not run.plan.moves
     for month in range(1, spec.months + 1):
+        if months is not None and month not in months:
+            continue
         active = run.fleet.phases[month - 1].replicas
         k = fleet_slice(run.fleet.replicas, active, plain=plain)
         windows = choose_windows(

@@ -54,9 +54,11 @@ __all__ = [
 ]
 
 
-def _safe_replication(exp: Experiment, replication: int) -> ReplicationOutput:
+def _safe_replication(
+    exp: Experiment, replication: int, months: frozenset[int] | None = None
+) -> ReplicationOutput:
     try:
-        return run_replication(exp, replication)
+        return run_replication(exp, replication, months=months)
     except Exception as err:  # recorded per replication, as desmod does; the run goes on
         detail = "".join(traceback.format_exception_only(type(err), err)).strip()
         return ReplicationOutput(replication, [], [], 0, 0, 0.0, error=detail)
@@ -128,15 +130,17 @@ ProgressFn = Callable[[ReplicationOutput, int, int], None]
 Backend = Literal["local", "ray"]
 
 
-def _local_outputs(exp: Experiment, todo: list[int], jobs: int) -> Iterator[ReplicationOutput]:
+def _local_outputs(
+    exp: Experiment, todo: list[int], jobs: int, months: frozenset[int] | None = None
+) -> Iterator[ReplicationOutput]:
     """Replications in this process (jobs = 1) or a process pool, as they finish."""
     if jobs == 1:
         for k in todo:
-            yield _safe_replication(exp, k)
+            yield _safe_replication(exp, k, months)
         return
     with ProcessPoolExecutor(max_workers=jobs) as pool:
         futures: list[Future[ReplicationOutput]] = [
-            pool.submit(_safe_replication, exp, k) for k in todo
+            pool.submit(_safe_replication, exp, k, months) for k in todo
         ]
         try:
             for fut in as_completed(futures):
@@ -147,7 +151,11 @@ def _local_outputs(exp: Experiment, todo: list[int], jobs: int) -> Iterator[Repl
 
 
 def _ray_outputs(
-    exp: Experiment, todo: list[int], jobs: int, address: str | None
+    exp: Experiment,
+    todo: list[int],
+    jobs: int,
+    address: str | None,
+    months: frozenset[int] | None = None,
 ) -> Iterator[ReplicationOutput]:
     """Replications as Ray tasks (a local cluster of `jobs` CPUs, or the one at `address`).
 
@@ -167,7 +175,7 @@ def _ray_outputs(
             ray.init(address=address, log_to_driver=False)
     task = ray.remote(_safe_replication)
     shared = ray.put(exp)
-    pending = [task.remote(shared, k) for k in todo]
+    pending = [task.remote(shared, k, months) for k in todo]
     try:
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
@@ -185,16 +193,19 @@ def replicate(
     jobs: int = 1,
     backend: Backend = "local",
     address: str | None = None,
+    months: Iterable[int] | None = None,
 ) -> list[ReplicationOutput]:
     """The given replications of `exp` on a backend, in replication order (no store, no
-    summary): the building block of searches that add replications as they need them."""
+    summary): the building block of searches that add replications as they need them.
+    `months`: simulate only these months where the horizon allows (`run_replication`)."""
     todo = list(replications)
     if not todo:
         return []
+    only = None if months is None else frozenset(months)
     if backend == "ray":
-        outputs = list(_ray_outputs(exp, todo, jobs, address))
+        outputs = list(_ray_outputs(exp, todo, jobs, address, only))
     elif backend == "local":
-        outputs = list(_local_outputs(exp, todo, min(jobs, len(todo))))
+        outputs = list(_local_outputs(exp, todo, min(jobs, len(todo)), only))
     else:
         raise ValueError(f"unknown backend {backend!r}")
     return sorted(outputs, key=lambda o: o.replication)

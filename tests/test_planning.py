@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from polars.testing import assert_frame_equal
 from scipy.stats import binom
 
 from sim.cli import main
-from sim.config import SloSpec
+from sim.config import ApiSpec, PoolSpec, SloSpec, SpillSpec, SpotSpec
 from sim.experiment import Experiment, load_experiment
 from sim.planning import plan_experiment
 from sim.planning.decide import Candidate, _decide
@@ -111,6 +112,38 @@ def test_search_never_accepts_above_the_risk_bound(small: Experiment) -> None:
     # cannot meet a 30 ms TPOT at any rate) is skipped without a single replication.
     pruned = plan_experiment(small, _settings(small, risk=0.26), verify=False)
     assert {t.candidate.gpu for t in pruned.tried} == {"a100-80gb"}
+
+
+def test_a_month_decided_alone_has_the_bits_of_the_whole_horizon(
+    tiny: Callable[..., Experiment], api_spec: Callable[..., ApiSpec]
+) -> None:
+    """The search decides a candidate month by month, simulating that month only: its rows
+    must be those a whole replication gives it (growth, reclaims, windows, API latencies),
+    whatever order months and replication counts are asked in."""
+    exp = tiny(requests_per_day=20000.0, months=3)
+    spec = dataclasses.replace(
+        exp.spec,
+        horizon=dataclasses.replace(exp.spec.horizon, mode="sampled"),
+        api=api_spec(spill=SpillSpec(max_wait_s=0.01)),
+        spot=SpotSpec("aws-advisor-gt20pct", preemptions_per_instance_hour=0.5),
+    )
+    exp = exp.with_spec(spec)
+    pools = (
+        PoolSpec("base", "a100-80gb", 1),
+        PoolSpec("spot", "a100-80gb", 1, "spot"),
+    )
+    plan = constant_plan("od+spot+api", 3, pools, True)
+    whole = Evaluator(exp, spec.slo).evaluate(plan, 3)
+    ev = Evaluator(exp, spec.slo)
+    assert ev.evaluate(plan, 2, month=3).replications_of(3) == 2
+    ev.evaluate(plan, 3, month=1)
+    part = ev.evaluate(plan, 3, month=3)
+    assert (part.replications_of(1), part.replications_of(2), part.replications) == (3, 0, 0)
+    both = ev.evaluate(plan, 3)  # month 2 only is missing
+    assert ev.months_run == 9 and ev.replications_run == 2 + 3 + 1 + 3
+    assert whole.months["api_requests"].sum() > 0 and whole.months["spot_preemptions"].sum() > 0
+    assert_frame_equal(both.months, whole.months, check_exact=True)
+    assert ev.evaluate(plan, 3) is both  # nothing left to run
 
 
 def test_price_lists_name_one_provider_and_list_overrides(growth_experiment: Experiment) -> None:

@@ -259,7 +259,8 @@ def plan(
     wrote = "plan.html" + (", plan.toml" if (target / "plan.toml").exists() else "")
     console.print(
         f"wrote {target}/ ({wrote}) — {result.evaluations} candidate fleets, "
-        f"{result.replications} replications in {result.wall_s:.0f} s",
+        f"{result.replications} replications ({result.months_simulated} simulated months) "
+        f"in {result.wall_s:.0f} s",
         highlight=False,
     )
     del page

@@ -177,10 +177,10 @@ def decide(
 def _decide(
     ev: Evaluator, plan: PlanSpec, month: int, s: PlanSearchSpec
 ) -> tuple[bool, Evaluation]:
-    """Add replications stage by stage until the bound decides `plan` for `month`."""
-    result = ev.evaluate(plan, s.stages[0])
+    """Add replications of `month` stage by stage until the bound decides `plan` for it."""
+    result = ev.evaluate(plan, s.stages[0], month)
     for n in s.stages:
-        result = ev.evaluate(plan, n)
+        result = ev.evaluate(plan, n, month)
         p = result.misses(month)
         if p.bound <= s.risk:
             return True, result

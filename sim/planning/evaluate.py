@@ -1,10 +1,11 @@
 """Evaluating one fleet plan over replications, incrementally: the planner's unit of work.
 
-An `Evaluator` owns the experiment and the seed; `evaluate(plan, n)` makes sure replications
-0..n−1 of `plan` have been simulated (running only the missing ones, on the process pool or
-Ray like `sim run`) and returns its `Evaluation`. Replication k of every plan sees the same
-traffic and reclaims (common random numbers, `sim.rng`), so comparisons between candidates are
-paired and P(miss) falls with the replica count in each replication, not only on average.
+An `Evaluator` owns the experiment and the seed; `evaluate(plan, n, month)` makes sure
+replications 0..n−1 of `plan` have been simulated for `month` (or every month), running only
+the missing ones, on the process pool or Ray like `sim run`, and returns its `Evaluation`.
+Replication k of every plan sees the same traffic and reclaims (common random numbers,
+`sim.rng`), so comparisons between candidates are paired and P(miss) falls with the replica
+count in each replication, not only on average.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ from sim.stats.risk import Proportion, missed_slo
 
 @dataclass
 class Evaluation:
-    """The `months` rows of one plan over replications 0..n−1 (replication order)."""
+    """The `months` rows of one plan: month m over replications 0..n_m−1 (sorted by
+    replication, then month). A search deciding month m simulates only that month, so months
+    can have different replication counts (`replications_of`)."""
 
     plan: PlanSpec
     months: pl.DataFrame
@@ -37,7 +40,15 @@ class Evaluation:
 
     @property
     def replications(self) -> int:
-        return int(self.months["replication"].n_unique()) if not self.months.is_empty() else 0
+        """The replications every month has (0 when a month has none)."""
+        if self.months.is_empty():
+            return 0
+        months = range(1, len(self.plan.fleet) + 1)
+        return min(self.replications_of(m) for m in months)
+
+    def replications_of(self, month: int) -> int:
+        """The replications month `month` has (0..n−1, a prefix: they are added in order)."""
+        return self.month(month).height
 
     def month(self, month: int) -> pl.DataFrame:
         return self.months.filter(pl.col("month") == month)
@@ -96,27 +107,47 @@ class Evaluator:
     # keyed by the engine too: the same fleet at another `[engine] tp` (or model, precision)
     # is another evaluation, even when a caller swaps `exp`
     cache: dict[tuple[EngineSpec, PlanSpec], Evaluation] = field(default_factory=dict)
-    replications_run: int = 0
+    replications_run: int = 0  # replications simulated (of one month or more)
+    months_run: int = 0  # (replication, month) pairs simulated: the search's unit of work
 
-    def evaluate(self, plan: PlanSpec, n: int) -> Evaluation:
-        """`plan` over replications 0..n−1, simulating only those not yet run."""
+    def evaluate(self, plan: PlanSpec, n: int, month: int | None = None) -> Evaluation:
+        """`plan` over replications 0..n−1 of `month` (None: of every month), simulating only
+        the (replication, month) pairs not yet run. A month's rows do not depend on which
+        other months ran with it (`sim.replication.run_replication`), so deciding a candidate
+        month by month costs one month per replication, not the horizon."""
         key = (self.exp.spec.engine, plan)
         have = self.cache.get(key)
-        done = have.replications if have is not None else 0
-        if have is not None and done >= n:
+        wanted = range(1, len(plan.fleet) + 1) if month is None else (month,)
+        done = {m: have.replications_of(m) if have is not None else 0 for m in wanted}
+        need = [m for m in wanted if done[m] < n]
+        if have is not None and not need:
             return have
         spec = dataclasses.replace(self.exp.spec, plans=(plan,), fleet=plan.fleet)
         exp = self.exp.with_spec(spec)
+        first = min(done[m] for m in need)
         outputs = replicate(
-            exp, range(done, n), jobs=self.jobs, backend=self.backend, address=self.address
+            exp,
+            range(first, n),
+            jobs=self.jobs,
+            backend=self.backend,
+            address=self.address,
+            months=None if month is None else need,
         )
         failed = [o for o in outputs if o.error is not None]
         if failed:
             raise SimError(
                 f"plan {plan.name}: replication {failed[0].replication} failed: {failed[0].error}"
             )
-        self.replications_run += len(outputs)
         rows = months_frame([r for o in outputs for r in o.months])
+        # keep each month's new replications only (a full horizon returns every month, and a
+        # month may have had more replications than another): each month stays a prefix
+        rows = rows.filter(
+            pl.any_horizontal(
+                (pl.col("month") == m) & (pl.col("replication") >= done[m]) for m in need
+            )
+        )
+        self.replications_run += len(outputs)
+        self.months_run += rows.height
         caps = capacities(exp.engine, exp.spec.gpus_used(), exp.lengths, self.slo)
         rows = with_token_utilisation(rows, [plan], caps)
         months = rows if have is None else pl.concat([have.months, rows])

@@ -11,8 +11,9 @@ scheduled fleet following the weekly profile, N at its busiest hour (`sim.planni
 with `[plan] autoscale` (default on), each on-demand N ≥ 2 also as a fleet a reactive
 autoscaler moves between the month's quietest-hour need and N, one candidate per target
 (`sim.planning.autoscale`).
-A candidate is one fleet kept the same in every month; evaluating it over replications gives
-every month's result at once (`sim.planning.evaluate`). A month that starts before a GPU
+A candidate is one fleet kept the same in every month, decided month by month: deciding it
+for month m simulates month m only (`sim.planning.evaluate`; a sampled month's rows are the
+same bits whichever months run beside it). A month that starts before a GPU
 type's lead time has run out has at most `[plan] current_fleet` of it (`sim.planning.orders`).
 
 Decision per month. Candidates are visited in order of their cost at list prices (spot slots

@@ -95,7 +95,7 @@ class Plan:
     input_plan: Evaluation | None
     skipped_gpus: dict[str, str]
     evaluations: int
-    replications: int
+    replications: int  # replications simulated, of one month (a month's decision) or more
     wall_s: float
     uncalibrated: list[str] = field(default_factory=list)
     infeasible_months: list[int] = field(default_factory=list)
@@ -110,6 +110,7 @@ class Plan:
     tp: int = 1
     orders: list[Order] = field(default_factory=list)  # fleet increases with a lead time
     by_tp: list[TpOutcome] = field(default_factory=list)  # one per degree searched
+    months_simulated: int = 0  # (replication, month) pairs: the search's work
 
 
 def candidate_gpus(
@@ -304,6 +305,8 @@ def plan_experiment(
         evaluations=sum(len(e.cache) for e in evaluators) + (verification is not None),
         replications=sum(e.replications_run for e in evaluators)
         + (verification.replications if verification else 0),
+        months_simulated=sum(e.months_run for e in evaluators)
+        + (verification.months.height if verification else 0),
         wall_s=time.perf_counter() - t0,
         uncalibrated=uncal,
         infeasible_months=infeasible,

@@ -46,7 +46,8 @@ def write_plan_report(plan: Plan, out_dir: Path, sensitivity: pl.DataFrame | Non
     notes = [
         f"Prices: the {html.escape(plan.price_list)} list of sim/data/gpus.toml"
         + (f"; overrides: {html.escape('; '.join(plan.overrides))}" if plan.overrides else ""),
-        f"Search: {plan.evaluations} candidate fleets, {plan.replications} replications, "
+        f"Search: {plan.evaluations} candidate fleets, {plan.replications} replications "
+        f"({plan.months_simulated} simulated months: a fleet is decided month by month), "
         f"{plan.wall_s:.0f} s. A candidate is accepted when the one-sided "
         f"{s.confidence:.0%} Clopper–Pearson bound on P(miss) is ≤ {s.risk:.0%}.",
     ]
