@@ -55,7 +55,7 @@ __all__ = [
 
 
 def _safe_replication(
-    exp: Experiment, replication: int, months: frozenset[int] | None = None
+    exp: Experiment, replication: int, months: frozenset[int] | None
 ) -> ReplicationOutput:
     try:
         return run_replication(exp, replication, months=months)
