@@ -54,10 +54,18 @@ __all__ = [
 ]
 
 
-def _safe_replication(
+def _safe_replication(exp: Experiment, replication: int) -> ReplicationOutput:
+    return _safe_months(exp, replication, None)
+
+
+def _safe_months(
     exp: Experiment, replication: int, months: frozenset[int] | None
 ) -> ReplicationOutput:
+    """Replication `replication` of `months` (None: all; `run_replication`), its error
+    recorded instead of raised."""
     try:
+        if months is None:
+            return run_replication(exp, replication)
         return run_replication(exp, replication, months=months)
     except Exception as err:  # recorded per replication, as desmod does; the run goes on
         detail = "".join(traceback.format_exception_only(type(err), err)).strip()
@@ -136,11 +144,14 @@ def _local_outputs(
     """Replications in this process (jobs = 1) or a process pool, as they finish."""
     if jobs == 1:
         for k in todo:
-            yield _safe_replication(exp, k, months)
+            yield _safe_replication(exp, k) if months is None else _safe_months(exp, k, months)
         return
     with ProcessPoolExecutor(max_workers=jobs) as pool:
         futures: list[Future[ReplicationOutput]] = [
-            pool.submit(_safe_replication, exp, k, months) for k in todo
+            pool.submit(_safe_replication, exp, k)
+            if months is None
+            else pool.submit(_safe_months, exp, k, months)
+            for k in todo
         ]
         try:
             for fut in as_completed(futures):
@@ -173,9 +184,13 @@ def _ray_outputs(
             ray.init(num_cpus=jobs, include_dashboard=False, log_to_driver=False)
         else:
             ray.init(address=address, log_to_driver=False)
-    task = ray.remote(_safe_replication)
     shared = ray.put(exp)
-    pending = [task.remote(shared, k, months) for k in todo]
+    if months is None:
+        task = ray.remote(_safe_replication)
+        pending = [task.remote(shared, k) for k in todo]
+    else:
+        some = ray.remote(_safe_months)
+        pending = [some.remote(shared, k, months) for k in todo]
     try:
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
