@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pytest
 from click.testing import CliRunner
 from polars.testing import assert_frame_equal
@@ -17,8 +18,8 @@ from sim.cli import main
 from sim.config import ApiSpec, PoolSpec, SloSpec, SpillSpec, SpotSpec
 from sim.experiment import Experiment, load_experiment
 from sim.planning import plan_experiment
-from sim.planning.decide import Candidate, _decide
-from sim.planning.evaluate import Evaluator, constant_plan
+from sim.planning.decide import Candidate, _decide, cost_cannot_beat
+from sim.planning.evaluate import Evaluation, Evaluator, constant_plan
 from sim.planning.prices import default_price_list, price_lists, priced
 from sim.stats.risk import Proportion, lower_bound, upper_bound
 
@@ -304,3 +305,54 @@ def test_spreadsheet_plan_sizes_by_average_load(growth_experiment: Experiment) -
     )
     counts = [m.replicas for m in spreadsheet_plan(heavy, "a100-80gb")[0].fleet]
     assert counts == sorted(counts) and counts[0] >= 2  # 23 req/s, growing 20 % a month
+
+
+def test_cost_cut_is_the_mean_bound() -> None:
+    """k = 20 replications at $3,000 and a floor of $800: accepted at 150 the mean is at least
+    (20 · 3000 + 130 · 800) / 150 = $1,093.33."""
+    rows = pl.DataFrame({"month": [1] * 20, "replication": list(range(20)), "cost_usd": 3000.0})
+    result = Evaluation(constant_plan("x", 1, (), True), rows, SloSpec(1.0, 0.1), None, 0.95)
+
+    def cut(n_last: int, best_usd: float, month: int = 1) -> bool:
+        return cost_cannot_beat(result, n_last, month=month, floor_usd=800.0, best_usd=best_usd)
+
+    assert cut(150, 1093.0) and not cut(150, 1094.0)
+    assert cut(60, 1094.0)  # (60000 + 40 · 800) / 60 = 1533
+    assert not cut(150, 0.0, month=2)  # nothing run for month 2
+
+
+@pytest.mark.slow
+def test_cost_cut_changes_no_choice(
+    day_night: Experiment, api_spec: Callable[..., ApiSpec], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Candidates dropped because their cost so far cannot beat the month's best (API spill
+    at 100x the test API's prices) leave the search's choice as it was without the cut."""
+    import sim.planning.monthly as monthly
+
+    api = api_spec(
+        input_usd_per_million=100.0,
+        output_usd_per_million=500.0,
+        spill=SpillSpec(max_wait_s=0.5),
+    )
+    exp = day_night.with_spec(dataclasses.replace(day_night.spec, api=api))
+    s = dataclasses.replace(
+        exp.spec.search,
+        gpus=("l4",),
+        max_replicas=4,
+        risk=0.3,
+        stages=(5, 10, 20),
+        api_options=(False, True),
+        schedules=False,
+        autoscale_utilisation=(0.5,),
+    )
+    said: list[str] = []
+    cut = plan_experiment(exp, s, verify=False, compare_input=False, progress=said.append)
+    dropped = [line for line in said if "cannot beat" in line]
+    assert dropped and all("+ API" in line for line in dropped)
+    monkeypatch.setattr(monthly, "cost_cannot_beat", lambda *_, **__: False)
+    full = plan_experiment(exp, s, verify=False, compare_input=False)
+    assert [c.candidate for c in cut.choices] == [c.candidate for c in full.choices]
+    assert [c.cost_usd for c in cut.choices] == [c.cost_usd for c in full.choices]
+    # what was dropped was never recorded as decided
+    decided = {t.candidate.label() for t in cut.tried}
+    assert not [line for line in dropped if line.split(": ", 1)[1].split("  ")[0] in decided]

@@ -8,6 +8,7 @@ still undecided at the last stage); `month_choice` records a decided candidate's
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sim.config import AutoscaleSpec, PlanSpec, PoolSpec
@@ -171,19 +172,48 @@ def decide(
     ev: Evaluator, c: Candidate, months: int, month: int, s: PlanSearchSpec
 ) -> tuple[bool, Evaluation]:
     """Whether candidate `c` meets the risk in `month` (its constant plan, staged replications)."""
-    return _decide(ev, constant_plan(c.label(), months, c.pools(), c.api), month, s)
+    accepted, result = _decide(ev, constant_plan(c.label(), months, c.pools(), c.api), month, s)
+    return bool(accepted), result
 
 
 def _decide(
-    ev: Evaluator, plan: PlanSpec, month: int, s: PlanSearchSpec
-) -> tuple[bool, Evaluation]:
-    """Add replications of `month` stage by stage until the bound decides `plan` for it."""
+    ev: Evaluator,
+    plan: PlanSpec,
+    month: int,
+    s: PlanSearchSpec,
+    beaten: Callable[[Evaluation, int], bool] | None = None,
+) -> tuple[bool | None, Evaluation]:
+    """Add replications of `month` stage by stage until the bound decides `plan` for it:
+    True (accepted), False (rejected). With `beaten`, a plan still undecided after a stage is
+    dropped — None — when `beaten(result, n_last)` says that even if accepted at any later
+    stage (at most `n_last` replications) it could not cost less than what the caller has
+    already found (`cost_cannot_beat`)."""
     result = ev.evaluate(plan, s.stages[0], month)
-    for n in s.stages:
+    for i, n in enumerate(s.stages):
         result = ev.evaluate(plan, n, month)
         p = result.misses(month)
         if p.bound <= s.risk:
             return True, result
         if lower_bound(p.k, p.n, p.confidence) > s.risk:
             return False, result
+        if beaten is not None and i + 1 < len(s.stages) and beaten(result, s.stages[-1]):
+            return None, result
     return False, result
+
+
+def cost_cannot_beat(
+    result: Evaluation, n_last: int, *, month: int, floor_usd: float, best_usd: float
+) -> bool:
+    """Whether `result`'s mean monthly cost, were it accepted with up to `n_last`
+    replications, must be at least `best_usd`: the k replications run so far cost Σ c_i, and
+    each later one costs at least `floor_usd` (the candidate's cost lower bound: on-demand
+    GPU-hours + operations), so the mean of n ≥ k replications is at least
+    (Σ c_i + (n − k) · floor_usd) ÷ n, smallest at n = `n_last` when the runs so far average
+    above the floor. Exact: no candidate dropped by it could have been the month's choice.
+    (A cent of slack, as the search's other cost cuts.)"""
+    costs = result.month(month)["cost_usd"].to_numpy()
+    k = len(costs)
+    if k == 0 or n_last < k:
+        return False
+    least = min((float(costs.sum()) + (n - k) * floor_usd) / n for n in (k, n_last))
+    return least >= best_usd - 0.01

@@ -23,7 +23,12 @@ reaches the month's best so far is skipped unsimulated. Each other one is given 
 stage by stage (`REPLICATION_STAGES`) until the one-sided Clopper–Pearson bound on P(miss)
 decides it: accepted when the upper bound ≤ risk, rejected when the lower bound > risk or when
 the last stage leaves it undecided (not proven safe). The month's choice is the accepted
-candidate of least objective cost. Under common random numbers a month's misses do not
+candidate of least objective cost. A candidate still undecided after a stage is dropped when
+its replications so far already cost too much: were it accepted later, its mean cost would be
+at least (Σ costs so far + its cost lower bound × the replications still to come) ÷ the last
+stage, and when that reaches the month's best it cannot be chosen (`cost_cannot_beat`; an
+API-spill candidate visited at its GPUs' price is usually dropped after its first stage).
+Under common random numbers a month's misses do not
 increase with the replica count, so a count that fails marks every smaller count of its family
 failed too (and, a scheduled N serving at most N in every hour, the scheduled ones up to it).
 Where a scheduled candidate is chosen, the cheapest accepted static one is found as well (a
@@ -45,6 +50,7 @@ import dataclasses
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 
 from sim.capacity import capacities
 from sim.config import MonthPlan, PlanSpec
@@ -58,7 +64,14 @@ from sim.planning.autoscale import (
     min_replicas_for,
 )
 from sim.planning.constraints import practical_plan
-from sim.planning.decide import Candidate, MonthChoice, Tried, _decide, month_choice
+from sim.planning.decide import (
+    Candidate,
+    MonthChoice,
+    Tried,
+    _decide,
+    cost_cannot_beat,
+    month_choice,
+)
 from sim.planning.evaluate import Evaluation, Evaluator, constant_plan, search_evaluator
 from sim.planning.orders import fleet_cap
 from sim.planning.prices import GpuPrice
@@ -248,9 +261,22 @@ def search_at_tp(
             if not c.api and s.risk < 0.5 and c.count < floor(c.gpu, month):
                 continue  # mean load above what c replicas serve at the SLO: see `floor`
             plan = constant_plan(c.label(), spec.months, c.pools(), c.api)
-            accepted, result = _decide(ev, plan, month, s)
+            bar = min((b.cost_usd for b in bars if b is not None), default=math.inf)
+            beaten = (
+                partial(cost_cannot_beat, month=month, floor_usd=bound(c, month), best_usd=bar)
+                if s.objective == "mean"
+                else None
+            )
+            accepted, result = _decide(ev, plan, month, s, beaten)
             p = result.misses(month)
             objective = result.cost(month, "p95" if s.objective == "p95" else "mean")
+            if accepted is None:
+                say(
+                    f"month {month}: {c.label():<28} P(miss) {p.words():<34} "
+                    f"dropped: costs ${objective:,.0f} in {p.n} replications, cannot beat "
+                    f"${bar:,.0f} at any later stage"
+                )
+                continue
             tried.append(Tried(month, c, objective, p, accepted))
             say(
                 f"month {month}: {c.label():<28} P(miss) {p.words():<34} "
