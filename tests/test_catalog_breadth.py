@@ -27,6 +27,7 @@ CARD_PARAMS = {
     "llama-3.2-1b": 1.23e9,
     "llama-3.2-3b": 3.21e9,
     "llama-3.3-70b": 70.6e9,
+    "qwen2-7b": 7.6e9,
     "qwen2.5-7b": 7.61e9,
     "qwen2.5-14b": 14.7e9,
     "qwen2.5-32b": 32.5e9,
