@@ -221,8 +221,9 @@ def engine_setup(spec: BenchSpec) -> tuple[EngineSetup, list[str]]:
 @dataclass(frozen=True, eq=False)
 class BenchResult:
     """A predicted `vllm bench serve` run: per request (in send order) its lengths, send time,
-    TTFT and E2E latency (s; NaN when the engine rejected it: longer than max_model_len), and
-    the engine and step times it ran on."""
+    TTFT and E2E latency (s; NaN when the engine rejected it: longer than max_model_len), its
+    queue time (send to first scheduled, s: vLLM's queued interval, engine side, without the
+    client time), and the engine and step times it ran on."""
 
     spec: BenchSpec
     engine: EngineSetup
@@ -232,6 +233,7 @@ class BenchResult:
     output_lens: IntArray = field(repr=False)
     ttfts_s: FloatArray = field(repr=False)
     e2els_s: FloatArray = field(repr=False)
+    queues_s: FloatArray = field(repr=False)
     notes: tuple[str, ...] = ()
 
     @property
@@ -436,11 +438,11 @@ def run_bench(spec: BenchSpec) -> BenchResult:
     start = send_times(n, spec.request_rate, spec.burstiness, rng)
     model = step.step.with_cpu(spec.cpu_s())
     if spec.max_concurrency is not None:
-        start, ttft, e2e = closed_loop_requests(
+        start, ttft, e2e, queue = closed_loop_requests(
             setup, model, spec.max_concurrency, start, input_lens, output_lens
         )
     else:
-        ttft, e2e = simulate_requests(setup, model, start, input_lens, output_lens)
+        ttft, e2e, queue = simulate_requests(setup, model, start, input_lens, output_lens)
     client = spec.client_s()
     if client:
         ttft = ttft + client
@@ -454,6 +456,7 @@ def run_bench(spec: BenchSpec) -> BenchResult:
         output_lens=output_lens,
         ttfts_s=ttft,
         e2els_s=e2e,
+        queues_s=queue,
         notes=tuple(notes),
     )
 
@@ -465,15 +468,16 @@ def closed_loop_requests(
     ready_s: FloatArray,
     input_lens: IntArray,
     output_lens: IntArray,
-) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """(send time, TTFT, E2E) per request from `concurrency` closed-loop clients sending in
-    order, each request not before its `ready_s` (NaN TTFT/E2E: rejected)."""
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    """(send time, TTFT, E2E, queue time) per request from `concurrency` closed-loop clients
+    sending in order, each request not before its `ready_s` (NaN latencies: rejected)."""
     log = RequestLog(ready_s.tolist(), input_lens.tolist(), output_lens.tolist())
     run_closed_loop(log, setup.limits(), step, concurrency, ready_s=ready_s.tolist())
     sent = np.asarray(log.arrival_s)
     ttft = np.asarray(log.first_token_s, dtype=np.float64) - sent
     e2e = np.asarray(log.finish_s, dtype=np.float64) - sent
-    return sent, ttft, e2e
+    queue = np.asarray(log.first_scheduled_s, dtype=np.float64) - sent
+    return sent, ttft, e2e, queue
 
 
 def simulate_requests(
@@ -482,8 +486,8 @@ def simulate_requests(
     arrival_s: FloatArray,
     input_lens: IntArray,
     output_lens: IntArray,
-) -> tuple[FloatArray, FloatArray]:
-    """(TTFT, E2E) per request of one replica (NaN: rejected), in the given order."""
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """(TTFT, E2E, queue time) per request of one replica (NaN: rejected), in the given order."""
     order = np.argsort(arrival_s, kind="stable")
     log = RequestLog(
         arrival_s[order].tolist(), input_lens[order].tolist(), output_lens[order].tolist()
@@ -493,6 +497,8 @@ def simulate_requests(
     arrival = np.asarray(log.arrival_s)
     ttft = np.empty(order.size)
     e2e = np.empty(order.size)
+    queue = np.empty(order.size)
     ttft[order] = np.asarray(log.first_token_s, dtype=np.float64) - arrival
     e2e[order] = np.asarray(log.finish_s, dtype=np.float64) - arrival
-    return ttft, e2e
+    queue[order] = np.asarray(log.first_scheduled_s, dtype=np.float64) - arrival
+    return ttft, e2e, queue

@@ -288,11 +288,14 @@ def step_time_model(entry: StepTimeEntry) -> StepTimeModel:
 
 @dataclass(frozen=True)
 class Replay:
-    """Simulated per-request latencies (s) of a replayed run (NaN: rejected, too long)."""
+    """Simulated per-request latencies (s) of a replayed run (NaN: rejected, too long).
+
+    queue_s: arrival to first scheduled (vLLM's queued interval; prefill = TTFT − queue)."""
 
     ttft_s: FloatArray
     e2e_s: FloatArray
     preemptions: int
+    queue_s: FloatArray
 
     def metrics(self, output_tokens: npt.ArrayLike) -> dict[str, float]:
         return latency_metrics(self.ttft_s, self.e2e_s, output_tokens)
@@ -314,4 +317,5 @@ def replay(
         ttft_s=np.asarray(log.first_token_s) - arrival,
         e2e_s=np.asarray(log.finish_s) - arrival,
         preemptions=int(sum(log.preemptions)),
+        queue_s=np.asarray(log.first_scheduled_s) - arrival,
     )
