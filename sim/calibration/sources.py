@@ -14,7 +14,9 @@
   `vllm:inter_token_latency_seconds` (or the older `vllm:time_per_output_token_seconds`),
   `vllm:e2e_request_latency_seconds`, `vllm:request_prompt_tokens`,
   `vllm:request_generation_tokens`, and `vllm:cache_config_info` (num_gpu_blocks,
-  block_size). A scrape has no per-request arrival times: the replay sends the window's
+  block_size); when present, the per-request interval histograms of the engine core's
+  timestamps (`INTERVAL_HISTOGRAMS`: queue, prefill, decode, inference time and per-request
+  TPOT). A scrape has no per-request arrival times: the replay sends the window's
   requests evenly at the window's mean rate (count / window length; pass the load
   generator's rate when it is known), with lengths at the quantiles of the token histograms
   rescaled to their exact means. Bursty traffic queues more than the even replay: expect TTFT to
@@ -47,6 +49,18 @@ LATENCY_HISTOGRAMS = {
     "itl": ("vllm:inter_token_latency_seconds", "vllm:time_per_output_token_seconds"),
     "e2e": ("vllm:e2e_request_latency_seconds",),
 }
+INTERVAL_HISTOGRAMS = {
+    "queue": "vllm:request_queue_time_seconds",
+    "prefill": "vllm:request_prefill_time_seconds",
+    "decode": "vllm:request_decode_time_seconds",
+    "inference": "vllm:request_inference_time_seconds",
+    "tpot": "vllm:request_time_per_output_token_seconds",
+}
+"""Optional per-request histograms, observed once per finished request (vLLM V1
+`vllm/v1/metrics/stats.py` `update_from_finished_request`, `loggers.py`): queue = first
+scheduled − queued, prefill = first token − first scheduled, decode = last token − first token,
+inference = last token − first scheduled, tpot = decode / (output tokens − 1), 0 for a
+one-token output (`request_time_per_output_token` is vLLM ≥ 0.11; the others are older)."""
 TOKEN_HISTOGRAMS = {
     "input": "vllm:request_prompt_tokens",
     "output": "vllm:request_generation_tokens",
@@ -171,7 +185,9 @@ class Snapshot:
 
 @dataclass(frozen=True, eq=False)
 class ScrapeRun:
-    """What a `/metrics` window says: latency and token histograms, window length, engine info."""
+    """What a `/metrics` window says: latency and token histograms, window length, engine info.
+
+    latency: "ttft", "itl", "e2e", and each key of `INTERVAL_HISTOGRAMS` the scrape has."""
 
     name: str
     file: str
@@ -337,17 +353,26 @@ def scrape_run(path: str | Path) -> ScrapeRun:
     file = str(path)
     snaps = read_snapshots(path)
 
-    def hist(names: Iterable[str], required: str) -> Histogram:
+    def hist(names: Iterable[str]) -> Histogram | None:
         for name in names:
             b = _histogram(file, snaps[-1], name)
             if b is None:
                 continue
             a = _histogram(file, snaps[0], name) if len(snaps) > 1 else None
             return _delta(file, name, a, b)
-        raise TraceError(file, None, required, None, "missing histogram")
+        return None
 
-    latency = {k: hist(v, v[0]) for k, v in LATENCY_HISTOGRAMS.items()}
-    tokens = {k: hist((v,), v) for k, v in TOKEN_HISTOGRAMS.items()}
+    def required(names: tuple[str, ...]) -> Histogram:
+        h = hist(names)
+        if h is None:
+            raise TraceError(file, None, names[0], None, "missing histogram")
+        return h
+
+    latency = {k: required(v) for k, v in LATENCY_HISTOGRAMS.items()}
+    for key, name in INTERVAL_HISTOGRAMS.items():
+        if (h := hist((name,))) is not None:
+            latency[key] = h
+    tokens = {k: required((v,)) for k, v in TOKEN_HISTOGRAMS.items()}
     if latency["e2e"].count < 1:
         raise TraceError(file, None, LATENCY_HISTOGRAMS["e2e"][0], 0, "no request in the window")
     info = snaps[-1].samples.get("vllm:cache_config_info") or []
@@ -369,75 +394,3 @@ def _int_label(labels: dict[str, str], key: str) -> int | None:
     except (KeyError, ValueError):
         return None
     return v if v > 0 else None
-
-
-# ------------------------------------------------------------------------------ writing
-
-
-def scrape_text(
-    *,
-    ttft_s: FloatArray,
-    e2e_s: FloatArray,
-    input_tokens: npt.NDArray[np.int64],
-    output_tokens: npt.NDArray[np.int64],
-    start_s: float,
-    end_s: float,
-    kv_blocks: int | None = None,
-    block_size: int = 16,
-) -> str:
-    """A `/metrics` snapshot (text format) of finished requests, with vLLM's metric names and
-    bucket bounds in the style of vLLM's (not necessarily the bounds of every version; the
-    reader takes whatever bounds a file has), a sample timestamp at `end_s` and
-    `process_start_time_seconds` = `start_s` — what a scrape right after a benchmark reads.
-    Used to make the generated samples and the round-trip tests (`sim bench` output)."""
-    lat_bounds = {
-        "ttft": [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0,
-                 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0],
-        "itl": [0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5,
-                5.0, 7.5, 10.0, 20.0, 40.0, 80.0],
-        "e2e": [0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0,
-                60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0],
-    }  # fmt: skip
-    token_bounds: list[float] = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000]
-    token_bounds += [20000, 50000]
-    out_n = output_tokens.astype(np.float64)
-    multi = out_n > 1
-    gaps = np.where(multi, (e2e_s - ttft_s) / np.maximum(out_n - 1, 1), 0.0)
-    series: dict[str, tuple[FloatArray, FloatArray, list[float]]] = {
-        "ttft": (ttft_s, np.ones_like(ttft_s), lat_bounds["ttft"]),
-        "itl": (gaps[multi], out_n[multi] - 1, lat_bounds["itl"]),
-        "e2e": (e2e_s, np.ones_like(e2e_s), lat_bounds["e2e"]),
-        "input": (input_tokens.astype(np.float64), np.ones(len(input_tokens)), token_bounds),
-        "output": (out_n, np.ones(len(out_n)), token_bounds),
-    }
-    names = {
-        "ttft": "vllm:time_to_first_token_seconds",
-        "itl": "vllm:inter_token_latency_seconds",
-        "e2e": "vllm:e2e_request_latency_seconds",
-        "input": "vllm:request_prompt_tokens",
-        "output": "vllm:request_generation_tokens",
-    }
-    ts = f" {round(end_s * 1000)}"
-    lines = [
-        "# HELP process_start_time_seconds Start time of the process since unix epoch.",
-        "# TYPE process_start_time_seconds gauge",
-        f"process_start_time_seconds {start_s!r}{ts}",
-    ]
-    if kv_blocks is not None:
-        lines += [
-            "# HELP vllm:cache_config_info Information of the LLMEngine CacheConfig",
-            "# TYPE vllm:cache_config_info gauge",
-            f'vllm:cache_config_info{{block_size="{block_size}",num_gpu_blocks="{kv_blocks}"}}'
-            f" 1.0{ts}",
-        ]
-    for key, (values, weights, bounds) in series.items():
-        b = np.array([*map(float, bounds), math.inf])
-        cum = histogram_of(np.asarray(values, dtype=np.float64), weights, b)
-        name = names[key]
-        lines += [f"# HELP {name} {key} (generated)", f"# TYPE {name} histogram"]
-        for le, c in zip(b, cum, strict=True):
-            le_text = "+Inf" if math.isinf(le) else repr(float(le))
-            lines.append(f'{name}_bucket{{le="{le_text}"}} {float(c)!r}{ts}')
-        lines.append(f"{name}_count {float(cum[-1])!r}{ts}")
-        lines.append(f"{name}_sum {float(np.dot(values, weights))!r}{ts}")
-    return "\n".join(lines) + "\n"
