@@ -170,18 +170,24 @@ def search_at_tp(
             bills[c] = scheduled_bill_usd(plan, spec.engine, spec.spot, spec.cost)
         return bills[c][month - 1] + ops
 
-    def visit_order(c: Candidate, month: int) -> tuple[float, bool, int, str, int, bool, str]:
-        # NOTE: an autoscaled N is visited right after the static N of its ceiling, not at its
-        # own (lower) bound: it never has more replicas up, so when the static N fails it is
-        # skipped unsimulated (`failed_at`); a borderline autoscaler otherwise took all 150
-        # replications before the static fleet that decides it was tried (hybrid_burst). The
-        # order changes no answer: every candidate is still pruned by its own bound.
+    def visit_order(c: Candidate, month: int) -> tuple[bool, float, bool, int, str, int, bool, str]:
+        # NOTE: fleets whose bill is known before simulation (on-demand, static or scheduled,
+        # without API) are visited first, cheapest first: the first one accepted sets a month's
+        # best that the others — API spill, spot, autoscalers, whose bill only simulation
+        # tells — must beat, and most of those are then dropped after their first stage
+        # (`cost_cannot_beat`) or skipped by their bound. Visited first at their GPUs' price,
+        # a borderline API candidate took all 150 replications (hybrid_burst). An autoscaled
+        # N comes after the static N of its ceiling, not at its own (lower) bound: it never
+        # has more replicas up, so when the static N fails it is skipped unsimulated
+        # (`failed_at`). The order changes no choice: every candidate is still pruned by its
+        # own bound and cut by its own costs.
         if c.autoscaled:
             ceiling = dataclasses.replace(c, scaler=None, utilisation=0.0)
             listed = ceiling.list_cost(prices[c.gpu], tp, ops)
         else:
             listed = bound(c, month) if c.scheduled else c.list_cost(prices[c.gpu], tp, ops)
-        return (listed, c.api, c.count, c.gpu, c.spot, c.autoscaled, c.kind)
+        billed_later = c.api or c.spot > 0 or c.autoscaled
+        return (billed_later, listed, c.api, c.count, c.gpu, c.spot, c.autoscaled, c.kind)
 
     floors: dict[tuple[str, int], int] = {}
 
