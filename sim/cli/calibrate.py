@@ -198,7 +198,8 @@ def runs(
         tp=key[2],
         dtype=dtype,
         source=f"sim calibrate runs: scale factors of {'/'.join(map(str, start.key))} fitted "
-        f"to TTFT/TPOT/E2E p50/p95 of {names}; heldout_mape here is the in-sample mean |error|.",
+        f"to {names} (per-request runs: TTFT/TPOT/E2E p50/p95; /metrics scrapes: the "
+        "histograms' exact means); heldout_mape here is the in-sample mean |error|.",
     )
     table = Table(title="percentile error before → after (simulated / measured − 1)")
     for col in ("run", "metric", "measured (s)", "before", "after"):
