@@ -24,6 +24,7 @@ import polars as pl
 
 from sim.calibration.bench import BenchSpec, engine_setup, run_bench
 from sim.data import models
+from sim.data.hardware import canonical_model_name
 
 METRIC_COLUMNS = {
     "ttft_mean": ("ttft_mean_ms", "mean_ttft_ms"),
@@ -49,13 +50,22 @@ def _num(v: Any) -> float | None:
 
 
 def _model(name: str) -> tuple[str | None, str]:
-    """(catalog model, weight dtype) of a checkpoint name."""
+    """(catalog model, weight dtype) of a checkpoint name: its Hugging Face id when the model
+    table knows it (`canonical_model_name`), else the name with its precision suffix and
+    instruct/chat/version tags stripped."""
     base = name.split()[0].split("/")[-1].lower()
     dtype = "fp16"
+    known = canonical_model_name(name.split()[0])
+    if known is not None:
+        for suffix, d in (("-fp8", "fp8"), ("-awq", "int4"), ("-gptq", "int4")):
+            if suffix in base:
+                dtype = d
+        return known, dtype
     for suffix, d in (("-fp8", "fp8"), ("-awq", "int4"), ("-gptq", "int4")):
         if suffix in base:
             base, dtype = base.replace(suffix, ""), d
     base = re.sub(r"-(instruct|chat-hf|chat|hf)(-\d+)?$", "", base)
+    base = re.sub(r"-v\d+(\.\d+)*$", "", base)  # Mixtral-8x7B-v0.1
     base = base.replace("meta-llama-", "llama-")
     if base.startswith("meta-"):
         base = base[5:]
@@ -73,6 +83,42 @@ def _gpu(name: str) -> str | None:
     return None
 
 
+def _reported_kv_blocks(text: str) -> int | None:
+    """vLLM's KV-cache size when the row quotes its server log ("KV cache 5.01 GiB = 93,872
+    tokens"), in blocks of 16 (vLLM's default block size); None when not quoted. A measured
+    size overrides the estimate (DESIGN §4: vLLM's reported `num_gpu_blocks` is more exact)."""
+    m = re.search(r"KV cache [0-9.]+ GiB = ([0-9,]+) tokens", text)
+    return int(m.group(1).replace(",", "")) // 16 if m else None
+
+
+def _measured_means(notes: str) -> tuple[int, int] | None:
+    """(input, output) mean lengths a row's notes report as measured ("measured prompt_len mean
+    591.63 ... output_len mean 193.72": inference-perf rows), or None."""
+    pin = re.search(r"measured prompt_len mean ([0-9.]+)", notes)
+    pout = re.search(r"output_len mean ([0-9.]+)", notes)
+    if pin is None or pout is None:
+        return None
+    return max(1, round(float(pin.group(1)))), max(1, round(float(pout.group(1))))
+
+
+TPOT_CONSISTENCY = 1.5
+"""How far (as a ratio either way) a row's mean E2E − TTFT may stray from its mean TPOT × (mean
+output − 1) before its TPOT is judged not to time tokens. `vllm bench serve` times tokens (up to
+the spread of lengths and TPOTs, well inside this); inference-perf's rows of early 2026 show
+E2E − TTFT ≈ (2 × output − 1) × TPOT on all 24 rows (ITL p50 ≈ 0.03 ms: two stream timestamps per
+token), so their TPOT is half the time per token and not compared."""
+
+
+def _tpot_consistent(measured: dict[str, float], output_len: int) -> bool:
+    """Whether the published mean TPOT agrees with the published mean E2E and TTFT (True when
+    a mean is missing: nothing to check)."""
+    e2e, ttft, tpot = (measured.get(k) for k in ("e2e_mean", "ttft_mean", "tpot_mean"))
+    if e2e is None or ttft is None or tpot is None or output_len < 2:
+        return True
+    ratio = (e2e - ttft) / (tpot * (output_len - 1))
+    return 1.0 / TPOT_CONSISTENCY <= ratio <= TPOT_CONSISTENCY
+
+
 @dataclass(frozen=True)
 class PublicCase:
     row: str
@@ -82,6 +128,7 @@ class PublicCase:
     load: float = math.nan
     measured: dict[str, float] = field(default_factory=dict)
     version: str = ""
+    counted: float = 1.0  # output tokens the client counts per generated token (throughput)
 
 
 def case_of(r: dict[str, Any], versioned: bool = True, timing: str = "client") -> PublicCase:
@@ -114,15 +161,40 @@ def case_of(r: dict[str, Any], versioned: bool = True, timing: str = "client") -
     n = int(_num(r["num_requests"]) or _num(r["completed_requests"]) or 0)
     done = _num(r["completed_requests"]) or n
     approx = ""
+    counted = 1.0  # output tokens the client counts per token the engine generates
+    ignore_eos = "ignore-eos" in r["client_command"] or "ignore_eos true" in r["notes"]
+    realised_out = (_num(r["total_output_tokens"]) or 0) / done if done else 0.0
+    nominal_out = int(_num(r["output_len_tokens"]) or 0)
     if r["dataset"].lower().startswith("random") and _num(r["input_len_tokens"]):
         lin = int(_num(r["input_len_tokens"]) or 1)
-        lout = int(_num(r["output_len_tokens"]) or 1)
-    elif _num(r["total_input_tokens"]) and _num(r["total_output_tokens"]) and done:
+        lout = nominal_out or 1
+        if not ignore_eos and 0 < realised_out < lout:
+            # without --ignore-eos `vllm bench serve` does not send ignore_eos
+            # (vllm/benchmarks/lib/endpoint_request_func.py), so outputs stop at EOS
+            lout = max(1, round(realised_out))
+            approx = "output length: the realised mean (stopped at EOS before the cap)"
+    elif _num(r["total_input_tokens"]) and realised_out:
         lin = max(1, round((_num(r["total_input_tokens"]) or 0) / done))
-        lout = max(1, round((_num(r["total_output_tokens"]) or 0) / done))
+        lout = max(1, round(realised_out))
         approx = "lengths: the realised means (dataset lengths not shipped)"
+    elif (measured_lens := _measured_means(r["notes"])) is not None:
+        lin, lout = measured_lens
+        approx = "lengths: the measured means in the notes (per-request lengths not shipped)"
+        if ignore_eos and nominal_out > 0:
+            # the engine generates the cap; the client's count re-tokenises the text
+            counted, lout = lout / nominal_out, nominal_out
+            approx += (
+                f"; the engine generates the cap {nominal_out}, the client counts"
+                f" {counted:.2f} per token"
+            )
     else:
         return skip("lengths unknown (no random lengths, no token totals)")
+    if not _tpot_consistent(measured, lout):
+        measured = {k: v for k, v in measured.items() if not k.startswith("tpot")}
+        approx += (
+            "; TPOT not compared: the published mean TPOT is not (E2E - TTFT) / (output - 1)"
+            " of the published means (the client times stream chunks, not tokens)"
+        )
     rate, burst, conc = math.inf, 1.0, None
     if kind == "closed_loop_concurrency":
         conc = int(_num(r["concurrency"]) or 1)
@@ -146,6 +218,7 @@ def case_of(r: dict[str, Any], versioned: bool = True, timing: str = "client") -
     budget = _num(r["max_num_batched_tokens"])
     mml = _num(r["max_model_len"])
     steps = int(_num(r["num_scheduler_steps"]) or 1)
+    kv_blocks = _reported_kv_blocks(r["server_flags"] + " " + r["notes"])
     chunked = "on" in r["chunked_prefill"].lower() or "true" in r["chunked_prefill"].lower()
     spec = BenchSpec(
         model=model,
@@ -161,6 +234,7 @@ def case_of(r: dict[str, Any], versioned: bool = True, timing: str = "client") -
         max_num_seqs=int(seqs) if seqs else None,
         max_num_batched_tokens=int(budget) if budget else None,
         max_model_len=int(mml) if mml else None,
+        kv_blocks=kv_blocks,
         gpu_memory_utilization=_num(r["gpu_memory_utilization"]) or 0.9,
         max_concurrency=conc,
         vllm_version=version if versioned and version else None,
@@ -180,7 +254,7 @@ def case_of(r: dict[str, Any], versioned: bool = True, timing: str = "client") -
         load = max(1.0, n / cap)
     else:
         load = rate * (measured.get("e2e_mean", math.inf) / 1e3) / cap
-    return PublicCase(rid, spec, "", approx, load, measured, version)
+    return PublicCase(rid, spec, "", approx, load, measured, version, counted)
 
 
 def replay_all(
@@ -204,7 +278,7 @@ def replay_all(
         for k, (_, key) in METRIC_COLUMNS.items():
             if k in c.measured:
                 m = c.measured[k]
-                s = float(res[key])
+                s = float(res[key]) * (c.counted if k == "throughput" else 1.0)
                 out.append((c.row, c.version, c.load, k, m, s, s / m - 1.0, c.approx))
     return pl.DataFrame(
         out,

@@ -1,0 +1,141 @@
+"""How a published vLLM run becomes a `sim bench` replay (`sim.calibration.public_runs.case_of`):
+checkpoint names, the lengths the engine generates and the client counts, the KV size a server
+log quotes, and which published metrics time what the simulator times. Synthetic rows: fast, no
+data files needed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from sim.calibration.public_runs import METRIC_COLUMNS, _model, case_of
+
+COLUMNS = (
+    *("row_id", "engine", "engine_version", "model", "precision", "quantization"),
+    *("kv_cache_dtype", "gpu_type", "tensor_parallel", "pipeline_parallel", "replicas"),
+    *("max_num_seqs", "max_num_batched_tokens", "max_model_len", "chunked_prefill"),
+    *("num_scheduler_steps", "gpu_memory_utilization", "server_flags", "workload_type"),
+    *("dataset", "input_len_tokens", "output_len_tokens", "num_requests", "request_rate_qps"),
+    *("concurrency", "client_tool", "client_command", "completed_requests"),
+    *("total_input_tokens", "total_output_tokens", "sweep_id", "notes"),
+)
+
+
+def row(**fields: Any) -> dict[str, str]:
+    """A runs.csv row: every column empty unless given (metric columns by their CSV names)."""
+    base = {c: "" for c in COLUMNS}
+    base.update({col: "" for col, _ in METRIC_COLUMNS.values()})
+    base.update(
+        row_id="T1",
+        engine="vLLM",
+        engine_version="0.11.0",
+        model="meta-llama/Llama-2-7b-hf",
+        precision="BF16",
+        gpu_type="H100-SXM-80GB",
+        tensor_parallel="1",
+        workload_type="offline_burst",
+        num_requests="100",
+        request_rate_qps="inf",
+        client_tool="vllm bench serve",
+    )
+    base.update({k: str(v) for k, v in fields.items()})
+    return base
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("mistralai/Mixtral-8x7B-v0.1", ("mixtral-8x7b", "fp16")),
+        ("codellama/CodeLlama-34b-Instruct-hf", ("codellama-34b", "fp16")),
+        ('Qwen/Qwen2-7B-Instruct (local copy "Qwen2-7B-Instruct")', ("qwen2-7b", "fp16")),
+        ("Qwen/Qwen3-8B-FP8", ("qwen3-8b", "fp8")),
+        ("Qwen/Qwen3-32B-AWQ", ("qwen3-32b", "int4")),
+        ("openai/gpt-oss-20b", ("gpt-oss-20b", "fp16")),
+    ],
+)
+def test_checkpoint_names_map_through_the_catalog_aliases(name: str, expected: tuple) -> None:
+    assert _model(name) == expected
+
+
+def test_random_outputs_without_ignore_eos_stop_at_eos() -> None:
+    # vllm bench serve sends ignore_eos only with --ignore-eos: 500 x 200-token caps produced
+    # 52,309 tokens, so the engine generated 105 per request on average, not 200
+    r = row(
+        dataset="random (vllm bench, seed 42)",
+        input_len_tokens=4000,
+        output_len_tokens=200,
+        num_requests=500,
+        completed_requests=500,
+        total_output_tokens=52309,
+        client_command="vllm bench serve --dataset-name random --random-output-len 200",
+    )
+    c = case_of(r)
+    assert c.spec is not None
+    assert (c.spec.input_len, c.spec.output_len) == (4000, 105)
+    forced = case_of({**r, "client_command": r["client_command"] + " --ignore-eos"})
+    assert forced.spec is not None and forced.spec.output_len == 200
+
+
+def test_inference_perf_lengths_engine_cap_and_client_count() -> None:
+    # ignore_eos: the engine generates the 247-token cap; the client re-tokenises the text and
+    # counts 193.72 per request, which is what its output throughput divides
+    notes = (
+        "output_len 247 (ignore_eos true); measured prompt_len mean 591.63 / p50 591.0; "
+        "output_len mean 193.72 / p50 247.0 / p99 249.0"
+    )
+    r = row(
+        workload_type="online_constant_rate",
+        dataset="inference-perf synthetic shared_prefix (codegen)",
+        input_len_tokens=566,
+        output_len_tokens=247,
+        request_rate_qps=5.0,
+        num_requests=3000,
+        completed_requests=3000,
+        max_num_seqs=128,
+        max_num_batched_tokens=2048,
+        client_tool="inference-perf (kubernetes-sigs), streaming /v1/completions",
+        notes=notes,
+        ttft_mean_ms=25.0,
+        tpot_mean_ms=3.6,
+        e2e_mean_ms=1810.0,
+        output_throughput_tok_per_s=966.0,
+    )
+    c = case_of(r)
+    assert c.spec is not None
+    assert (c.spec.input_len, c.spec.output_len) == (592, 247)
+    assert c.counted == pytest.approx(192 / 247, abs=0.01)  # the rounded measured mean
+    # E2E - TTFT = 1785 ms is ~2 x 246 TPOTs of 3.6 ms: TPOT times stream chunks, not tokens
+    assert "tpot_mean" not in c.measured and "TPOT not compared" in c.approx
+    assert {"ttft_mean", "e2e_mean", "throughput"} <= set(c.measured)
+
+
+def test_tpot_kept_when_it_agrees_with_e2e_and_ttft() -> None:
+    r = row(
+        dataset="random",
+        input_len_tokens=512,
+        output_len_tokens=128,
+        client_command="vllm bench serve --ignore-eos",
+        ttft_mean_ms=40.0,
+        tpot_mean_ms=10.0,
+        e2e_mean_ms=40.0 + 127 * 10.0 * 1.1,  # within the spread of lengths and TPOTs
+    )
+    c = case_of(r)
+    assert "tpot_mean" in c.measured and "TPOT" not in c.approx
+
+
+def test_kv_size_quoted_from_the_server_log_overrides_the_estimate() -> None:
+    r = row(
+        model='Qwen/Qwen2-7B-Instruct (local copy "Qwen2-7B-Instruct")',
+        gpu_type="A100-80GB",
+        dataset="random (benchmark_serving.py defaults)",
+        input_len_tokens=1024,
+        output_len_tokens=1024,
+        max_model_len=16384,
+        gpu_memory_utilization=0.25,
+        server_flags="vllm serve ... --gpu-memory-utilization 0.25; KV cache 5.01 GiB = "
+        "93,872 tokens (5,867 blocks of 16)",
+    )
+    c = case_of(r)
+    assert c.spec is not None and c.spec.kv_blocks == 93872 // 16
+    assert case_of({**r, "server_flags": "vllm serve"}).spec.kv_blocks is None  # type: ignore[union-attr]
