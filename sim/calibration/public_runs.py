@@ -102,21 +102,22 @@ def _measured_means(notes: str) -> tuple[int, int] | None:
 
 
 TPOT_CONSISTENCY = 1.5
-"""How far (as a ratio either way) a row's mean E2E − TTFT may stray from its mean TPOT × (mean
-output − 1) before its TPOT is judged not to time tokens. `vllm bench serve` times tokens (up to
-the spread of lengths and TPOTs, well inside this); inference-perf's rows of early 2026 show
-E2E − TTFT ≈ (2 × output − 1) × TPOT on all 24 rows (ITL p50 ≈ 0.03 ms: two stream timestamps per
-token), so their TPOT is half the time per token and not compared."""
+"""How far a row's mean E2E − TTFT may exceed its mean TPOT × (mean output − 1) before its TPOT
+is judged to time something finer than tokens. `vllm bench serve` times tokens: the ratio is
+1.00 in replays of open and closed loops with heavy-tailed lengths, and below 1 in bursts (the
+short requests decode in the crowded start: 0.57 for a ShareGPT-like burst of 1000 on H100), so
+only the upper side is checked. inference-perf's rows of early 2026 have E2E − TTFT ≈
+(2 × output − 1) × TPOT on all 24 rows (ratio 2.0; ITL p50 ≈ 0.03 ms: two stream timestamps per
+token): their TPOT is half the time per token and is not compared."""
 
 
 def _tpot_consistent(measured: dict[str, float], output_len: int) -> bool:
-    """Whether the published mean TPOT agrees with the published mean E2E and TTFT (True when
-    a mean is missing: nothing to check)."""
+    """Whether the published mean TPOT is not finer than the published mean E2E, TTFT and output
+    length allow (True when a mean is missing: nothing to check)."""
     e2e, ttft, tpot = (measured.get(k) for k in ("e2e_mean", "ttft_mean", "tpot_mean"))
     if e2e is None or ttft is None or tpot is None or output_len < 2:
         return True
-    ratio = (e2e - ttft) / (tpot * (output_len - 1))
-    return 1.0 / TPOT_CONSISTENCY <= ratio <= TPOT_CONSISTENCY
+    return (e2e - ttft) / (tpot * (output_len - 1)) <= TPOT_CONSISTENCY
 
 
 @dataclass(frozen=True)
