@@ -1,10 +1,21 @@
 """Replay the published vLLM runs of `shared/data/vllm-public-runs/runs.csv` through `sim bench`
 (`sim.calibration.bench.run_bench`, the same code as the CLI) and compare.
 
-A row is replayed when its model and GPU are in the catalogs, it runs on one engine (no data or
-pipeline parallelism), its lengths are known (the `random` dataset's fixed lengths; otherwise
-the realised mean lengths `total_*_tokens / completed`, an approximation named in the reason)
-and its workload is a burst, a constant or Poisson rate, or closed-loop concurrency. MLPerf
+A row is replayed when its model (by Hugging Face id or alias, `canonical_model_name`) and GPU
+are in the catalogs, it runs on one engine (no data or pipeline parallelism), its lengths are
+known and its workload is a burst, a constant or Poisson rate, or closed-loop concurrency.
+Lengths, each an approximation named in the case's note where it is one:
+
+* `random` dataset: the fixed lengths, except that without `--ignore-eos` outputs stop at EOS
+  (`vllm bench serve` sends `ignore_eos` only with the flag), so the realised mean output
+  `total_output_tokens / completed` is replayed when it is below the cap;
+* otherwise the realised means `total_*_tokens / completed`;
+* else the measured means a row's notes quote (inference-perf); with `ignore_eos` the engine
+  generates the cap while the client counts its re-tokenised text, so the simulated output
+  throughput is counted at the client's rate (`PublicCase.counted`).
+
+A published TPOT finer than the row's own E2E, TTFT and output length allow is not compared
+(`TPOT_CONSISTENCY`); a KV size quoted from the server log replaces the estimate. MLPerf
 rows (input lengths not published), speculative-decoding/MTP rows and multi-engine rows are
 listed with their reason. Load (for the <= 85 % gate): closed loop, concurrency over the
 engine's concurrency capacity; open loop, Little's law on the measured mean E2E
