@@ -10,10 +10,11 @@ generated or replayed, so callers need not know which; `sample_month_requests` o
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sim.config import ExperimentSpec, ReplaySpec, WorkloadSpec, load_experiment_spec
+from sim.config import EngineSpec, ExperimentSpec, ReplaySpec, WorkloadSpec, load_experiment_spec
 from sim.config.spec import TraceColumns
 from sim.data import GpuSpec, models
 from sim.engine import (
@@ -87,27 +88,42 @@ def resolve_experiment_engine(spec: ExperimentSpec) -> ResolvedEngine:
     """The engine on every GPU type of every plan (packaged GPU types, and those the
     `[engine] calibration` file defines in `[[gpu]]` tables); a `ConfigError` located at
     `engine` for each GPU type whose KV cache cannot hold one request of `max_model_len`."""
-    settings = spec.engine
+    try:
+        return resolve_engine_on(spec.engine, spec.gpus_used())
+    except ModelDoesNotFit as err:
+        value = f"{spec.engine.model}/"
+        raise ConfigError(
+            [
+                Problem(spec.file, "engine", m, value + g)
+                for g, m in zip(err.gpus, err.messages, strict=True)
+            ]
+        ) from None
+
+
+def resolve_engine_on(settings: EngineSpec, gpu_names: Sequence[str]) -> ResolvedEngine:
+    """`sim.engine.resolve_engine` on `gpu_names`, packaged GPU types and those the
+    `settings.calibration` file defines (`[[gpu]]`) alike: what `sim plan` resolves each
+    candidate GPU type with. `ModelDoesNotFit` names every GPU type (sorted) whose KV cache
+    cannot hold one request of `max_model_len`."""
     own = {} if settings.calibration is None else load_user_calibration(settings.calibration).gpus
-    used = spec.gpus_used()
     per_gpu: dict[str, GpuEngine] = {}
     bad: list[tuple[str, str]] = []
     try:
-        per_gpu.update(resolve_engine(settings, [g for g in used if g not in own]).per_gpu)
+        per_gpu.update(resolve_engine(settings, [g for g in gpu_names if g not in own]).per_gpu)
     except ModelDoesNotFit as err:
         bad += zip(err.gpus, err.messages, strict=True)
-    for gpu in (g for g in used if g in own):
-        engine, why = _user_gpu_engine(spec, own[gpu])
+    for gpu in (g for g in gpu_names if g in own):
+        engine, why = _user_gpu_engine(settings, own[gpu])
         per_gpu[gpu] = engine
         if why is not None:
             bad.append((gpu, why))
     if bad:
-        value = f"{settings.model}/"
-        raise ConfigError([Problem(spec.file, "engine", m, value + g) for g, m in sorted(bad)])
+        bad.sort()
+        raise ModelDoesNotFit([g for g, _ in bad], [m for _, m in bad])
     return ResolvedEngine(settings, per_gpu)
 
 
-def _user_gpu_engine(spec: ExperimentSpec, gpu: GpuSpec) -> tuple[GpuEngine, str | None]:
+def _user_gpu_engine(s: EngineSpec, gpu: GpuSpec) -> tuple[GpuEngine, str | None]:
     """The engine on a GPU type of the user's calibration file, and why the model does not fit
     on it (None when it does).
 
@@ -115,7 +131,6 @@ def _user_gpu_engine(spec: ExperimentSpec, gpu: GpuSpec) -> tuple[GpuEngine, str
     `kv_capacity_tokens` in whole blocks), which looks GPUs up in the packaged table only; a
     `GpuSpec` argument there would let `resolve_engine` take user GPU types and remove this.
     """
-    s = spec.engine
     step = resolve_step_time(s.model, gpu.name, s.tp, s.dtype, s.weight_dtype, s.calibration)
     if s.kv_blocks is not None:
         kv = KvCache(s.kv_blocks, float(s.kv_blocks * s.block_size))

@@ -21,6 +21,7 @@ from sim.planning import plan_experiment
 from sim.planning.decide import Candidate, _decide, cost_cannot_beat
 from sim.planning.evaluate import Evaluation, Evaluator, constant_plan
 from sim.planning.prices import default_price_list, price_lists, priced
+from sim.planning.write import plan_document
 from sim.stats.risk import Proportion, lower_bound, upper_bound
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -356,3 +357,30 @@ def test_cost_cut_changes_no_choice(
     # what was dropped was never recorded as decided
     decided = {t.candidate.label() for t in cut.tried}
     assert not [line for line in dropped if line.split(": ", 1)[1].split("  ")[0] in decided]
+
+
+def test_plan_searches_a_calibration_files_gpu(tmp_path: Path) -> None:
+    """A GPU type defined in the calibration file (`[[gpu]]`) is a candidate at its own price,
+    said to be on no provider's list, and the written plan names the file so it runs."""
+    cal = tmp_path / "cal" / "mine.toml"
+    cal.parent.mkdir()
+    cal.write_text(
+        '[[gpu]]\nname = "my-l40s-like"\nmemory_gb = 48.0\nmemory_bandwidth_gb_per_s = 864.0\n'
+        'fp16_dense_tflops = 362.05\nprice_usd_per_hour = 0.3\nsource = "test: an L40S at $0.3"\n'
+    )
+    exp = load_experiment(ROOT / "experiments" / "growth20pct.toml", cal)
+    exp = exp.with_spec(dataclasses.replace(exp.spec, months=1, fleet=exp.spec.fleet[:1]))
+    s = _settings(exp, gpus=(), max_replicas=1, stages=(5, 10), risk=0.3)
+    result = plan_experiment(exp, s, verify=False, compare_input=False)
+    assert "my-l40s-like" in {t.candidate.gpu for t in result.tried}
+    assert result.prices["my-l40s-like"].on_demand_usd_per_hour == 0.3
+    assert any("my-l40s-like: $0.3/h" in o and "calibration file" in o for o in result.overrides)
+    assert result.choices[0].candidate.gpu == "my-l40s-like"  # the cheapest GPU that fits
+    out = tmp_path / "report"
+    out.mkdir()
+    six = constant_plan("x", 6, result.recommended.fleet[0].pools, False)  # the file's months
+    text = plan_document(exp.spec.file, six, "x", out, None, 1, str(cal))
+    assert 'calibration = "../cal/mine.toml"' in text
+    written = out / "plan.toml"
+    written.write_text(text.replace('"../traces/', f'"{ROOT.as_posix()}/traces/'))
+    assert load_experiment(written).spec.fleet[0].pools[0].gpu == "my-l40s-like"

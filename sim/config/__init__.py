@@ -163,7 +163,11 @@ def _parse(text: str, ctx: Context, calibration: str | None = None) -> Experimen
                 ctx.add(f"plans[{i}].api", "needs an [api] section to spill to", plan.api)
     cost = cost_section(ctx, top.table("cost"), all_plans, known_gpus)
     search = plan_section(
-        ctx, top.table("plan"), has_spot=spot is not None, has_api=api is not None
+        ctx,
+        top.table("plan"),
+        has_spot=spot is not None,
+        has_api=api is not None,
+        known_gpus=known_gpus,
     )
     slo_t = top.table("slo")
     slo = SloSpec(

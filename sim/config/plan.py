@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from sim.config.reader import MISSING, Context, Table, hint, join, positive
@@ -88,9 +89,18 @@ class PlanSearchSpec:
         return dict(self.lead_time_days).get(gpu, 0.0)
 
 
-def plan_section(ctx: Context, t: Table, *, has_spot: bool, has_api: bool) -> PlanSearchSpec:
-    """Read `[plan]` (every key optional; defaults in `PlanSearchSpec`)."""
-    known = gpus()
+def plan_section(
+    ctx: Context,
+    t: Table,
+    *,
+    has_spot: bool,
+    has_api: bool,
+    known_gpus: Collection[str] | None = None,
+) -> PlanSearchSpec:
+    """Read `[plan]` (every key optional; defaults in `PlanSearchSpec`). `known_gpus`: the GPU
+    types it may name (default: the packaged table; an experiment's also has its calibration
+    file's, `sim.config.sections.gpu_table`)."""
+    known = tuple(gpus() if known_gpus is None else known_gpus)
     raw_gpus = t.raw("gpus")
     names: tuple[str, ...] = ()
     if raw_gpus is not None and raw_gpus is not t.data.get("\0"):

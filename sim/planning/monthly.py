@@ -40,8 +40,10 @@ by their lower bound (min_replicas on demand all month + operations) against the
 autoscaled one, so the cheapest autoscaled fleet meeting the risk is found too and reported
 beside the cheapest static one ("does moving the fleet pay?"). An autoscaled N serves at most
 N in any hour, so a static N that fails marks it failed (it is tried only while static N meets
-the risk or is undecided); once an autoscaled N meets the risk, larger N of its target are not
-tried (a higher ceiling only adds cost the bound cannot see).
+the risk or is undecided); once an autoscaled N meets the risk, or is dropped because its cost
+cannot beat the month's best, larger N of its target are not tried (a higher ceiling only adds
+cost the bound cannot see). That rule is a heuristic, not a bound: with API spill a higher
+ceiling can cost less (less spilled), so an autoscaled fleet spilling to the API may be missed.
 """
 
 from __future__ import annotations
@@ -55,8 +57,7 @@ from functools import partial
 from sim.capacity import capacities
 from sim.config import MonthPlan, PlanSpec
 from sim.config.plan import PlanSearchSpec
-from sim.engine import resolve_engine
-from sim.experiment import Experiment
+from sim.experiment import Experiment, resolve_engine_on
 from sim.planning.autoscale import (
     autoscale_spec,
     autoscale_target,
@@ -192,7 +193,7 @@ def search_at_tp(
     floors: dict[tuple[str, int], int] = {}
 
     def capacity_per_s(gpu: str) -> float:
-        engine = resolve_engine(spec.engine, [gpu])
+        engine = resolve_engine_on(spec.engine, [gpu])
         return capacities(engine, [gpu], base.lengths, spec.slo)[gpu].requests_per_s
 
     running: dict[str, float] = {}
@@ -203,7 +204,7 @@ def search_at_tp(
         out = []
         for gpu in gpu_names if s.autoscale else []:
             if gpu not in running:
-                engine = resolve_engine(spec.engine, [gpu])
+                engine = resolve_engine_on(spec.engine, [gpu])
                 running[gpu] = concurrency_at_capacity(engine, gpu, base.lengths, spec.slo).running
             least = min_replicas_for(mean_rate_per_s(base, month), profile, capacity_per_s(gpu))
             for u in s.autoscale_utilisation:
@@ -277,6 +278,8 @@ def search_at_tp(
             p = result.misses(month)
             objective = result.cost(month, "p95" if s.objective == "p95" else "mean")
             if accepted is None:
+                if c.autoscaled:  # as if met: a higher ceiling is not tried (module docstring)
+                    met_at[(month, c.family)] = min(met_at.get((month, c.family), c.count), c.count)
                 say(
                     f"month {month}: {c.label():<28} P(miss) {p.words():<34} "
                     f"dropped: costs ${objective:,.0f} in {p.n} replications, cannot beat "

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from sim.config import ApiSpec, CostSpec
 from sim.data import GpuSpec, api_providers, gpus
+from sim.engine.catalog import load_user_calibration
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,28 @@ def priced(provider: str, cost: CostSpec) -> dict[str, GpuPrice]:
             override=f"{gpu}: ${price:g}/h from the experiment file{was}",
         )
     return base
+
+
+def calibration_prices(cost: CostSpec, calibration: str | None) -> dict[str, GpuPrice]:
+    """The GPU types the calibration file `calibration` defines (`[[gpu]]` tables,
+    `sim.data.user_gpus`), priced as the file prices them unless the experiment's `[cost]`
+    sets a price. They are on no provider's list, so each is marked as an override: every
+    output then says that this GPU's price is the user's own, next to the list's."""
+    if calibration is None:
+        return {}
+    od, spot = dict(cost.gpu_usd_per_hour), dict(cost.spot_usd_per_hour)
+    out = {}
+    for name, g in load_user_calibration(calibration).gpus.items():
+        price = od.get(name, g.price_usd_per_hour)
+        out[name] = GpuPrice(
+            name,
+            price,
+            spot.get(name, g.spot_price_usd_per_hour),
+            f"calibration file {calibration} [[gpu]] {name}: {g.price_source}",
+            override=f"{name}: ${price:g}/h, its own price from the calibration file "
+            f"{calibration} (on no provider's list)",
+        )
+    return out
 
 
 def comparison_api(api: ApiSpec | None, compare_api: str) -> tuple[str, float, float]:

@@ -40,13 +40,19 @@ from dataclasses import dataclass, field
 from sim.config import CostSpec, PlanSpec
 from sim.config.plan import PlanSearchSpec
 from sim.data import gpus as gpu_catalog
-from sim.engine import ModelDoesNotFit, resolve_engine
-from sim.experiment import Experiment
+from sim.engine import ModelDoesNotFit
+from sim.experiment import Experiment, resolve_engine_on
 from sim.planning.decide import MonthChoice, Tried
 from sim.planning.evaluate import Evaluation, search_evaluator
 from sim.planning.monthly import TpSearch, search_at_tp
 from sim.planning.orders import Order, orders
-from sim.planning.prices import GpuPrice, default_price_list, price_lists, priced
+from sim.planning.prices import (
+    GpuPrice,
+    calibration_prices,
+    default_price_list,
+    price_lists,
+    priced,
+)
 from sim.planning.spreadsheet import spreadsheet_plan
 from sim.rng import verification_seed
 from sim.runner import Backend
@@ -118,7 +124,8 @@ def candidate_gpus(
 ) -> tuple[list[str], dict[str, str]]:
     """The GPU types to search at `exp`'s `[engine] tp` and, for the others asked for or
     listed, why not (not priced, or the model does not fit at that degree)."""
-    asked = settings.gpus or tuple(g for g in gpu_catalog() if g in prices)
+    own = tuple(g for g in prices if g not in gpu_catalog())  # a calibration file's GPU types
+    asked = settings.gpus or tuple(g for g in (*gpu_catalog(), *own) if g in prices)
     ok: list[str] = []
     why: dict[str, str] = {}
     for gpu in asked:
@@ -126,7 +133,7 @@ def candidate_gpus(
             why[gpu] = "not on the price list"
             continue
         try:
-            resolve_engine(exp.spec.engine, [gpu])
+            resolve_engine_on(exp.spec.engine, [gpu])
         except ModelDoesNotFit as err:
             why[gpu] = err.messages[0]
             continue
@@ -152,11 +159,11 @@ def experiment_at(exp: Experiment, tp: int, cost: CostSpec | None = None) -> Exp
     fits = []
     for gpu in spec.gpus_used():
         try:
-            resolve_engine(spec.engine, [gpu])
+            resolve_engine_on(spec.engine, [gpu])
         except ModelDoesNotFit:
             continue
         fits.append(gpu)
-    return dataclasses.replace(exp, spec=spec, engine=resolve_engine(spec.engine, fits))
+    return dataclasses.replace(exp, spec=spec, engine=resolve_engine_on(spec.engine, fits))
 
 
 def _outcome(found: TpSearch, months: int) -> TpOutcome:
@@ -197,7 +204,7 @@ def plan_experiment(
     prov = s.price_list or default_price_list(spec.gpus_used())
     if prov not in price_lists():
         raise ValueError(f"unknown price list {prov!r}: one of {', '.join(sorted(price_lists()))}")
-    prices = priced(prov, spec.cost)
+    prices = priced(prov, spec.cost) | calibration_prices(spec.cost, spec.engine.calibration)
     overrides = [p.override for p in prices.values() if p.override]
     cost = dataclasses.replace(
         spec.cost,
@@ -288,7 +295,7 @@ def plan_experiment(
     uncal = [
         f"{engine.model} on {g} (tp {engine.tp}): step times from the roofline, uncalibrated"
         for g in sorted({ch.candidate.gpu for ch in choices})
-        if not resolve_engine(engine, [g]).step_time(g).calibrated
+        if not resolve_engine_on(engine, [g]).step_time(g).calibrated
     ]
     return Plan(
         exp=exp if pick.tp == own_tp else experiment_at(exp, pick.tp),

@@ -2,7 +2,8 @@
 
 The input experiment is read again as data, its `[fleet]`/`[[plans]]` replaced by the
 recommended months (scheduled pools with their `schedule` rules, autoscaled ones with their
-`autoscale` table), its `[engine] tp` set to the degree the plan was found at, its name
+`autoscale` table), its `[engine] tp` set to the degree the plan was found at (and its
+`[engine] calibration` to the calibration file the search used, as a relative path), its name
 suffixed `-plan`, and every file path of its `[workload]`
 rewritten relative to the folder the plan is written to, so `sim run
 reports/<name>/plan.toml` works from the same working directory as the input did. Written
@@ -85,10 +86,13 @@ def plan_document(
     target_dir: Path,
     usd_per_hour: dict[str, float] | None = None,
     tp: int | None = None,
+    calibration: str | None = None,
 ) -> str:
     """The text of the runnable experiment (see the module docstring); `usd_per_hour` (the
     search's price list) is written into `[cost.gpu_usd_per_hour]` for the GPUs it uses, `tp`
-    (the plan's tensor-parallel degree) into `[engine] tp`."""
+    (the plan's tensor-parallel degree) into `[engine] tp`, `calibration` (the calibration
+    file the search used: the file's key or `--calibration`) into `[engine] calibration`,
+    relative to `target_dir`, so the plan's GPU types from that file are known to `sim run`."""
     doc = read_toml_file(experiment_file)
     source_dir = Path(experiment_file).resolve().parent
     doc.pop("plans", None)
@@ -97,6 +101,9 @@ def plan_document(
     doc["name"] = name
     if tp is not None:
         doc.setdefault("engine", {})["tp"] = tp
+    if calibration is not None:
+        where = os.path.relpath(Path(calibration).resolve(), target_dir.resolve())
+        doc.setdefault("engine", {})["calibration"] = Path(where).as_posix()
     if "workload" in doc:
         doc["workload"] = _rebase(doc["workload"], source_dir, target_dir)
     months = [{"pools": [pool_table(p) for p in month.pools]} for month in plan.fleet]

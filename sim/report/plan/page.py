@@ -108,7 +108,13 @@ def write_plan_report(plan: Plan, out_dir: Path, sensitivity: pl.DataFrame | Non
     if plan.choices and not plan.infeasible_months:
         prices = {g: p.on_demand_usd_per_hour for g, p in plan.prices.items()}
         text = plan_document(
-            spec.file, plan.recommended, f"{spec.name}-plan", out_dir, prices, plan.tp
+            spec.file,
+            plan.recommended,
+            f"{spec.name}-plan",
+            out_dir,
+            prices,
+            plan.tp,
+            spec.engine.calibration,
         )
         _atomic_write(out_dir / "plan.toml", text.encode("utf-8"))
     return page
