@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -203,20 +203,32 @@ def hybrid_for(
     return Hybrid(outages=outages, api=api, probe_s=probe_s, scalers=scalers)
 
 
-def run_replication(
-    exp: Experiment,
-    replication: int,
-    engine: Engine = "fast",
-    months: Collection[int] | None = None,
-) -> ReplicationOutput:
-    """Simulate replication `replication` of every plan of `exp`; reduce it to KPI rows.
+@dataclass(frozen=True)
+class Scope:
+    """What of a replication to compute (default: everything).
 
     `months` (1-based; None: all): on a sampled horizon only these months are simulated and
     have rows. Their rows are the bits a whole replication gives them: a sampled month draws
     its windows, traffic and API latencies from streams named by the month, and the growth
     path, reclaims and bill are drawn whole either way (`sim.planning.evaluate` decides a
     candidate fleet month by month). A full horizon carries queues across month boundaries,
-    so it always simulates, and returns, every month."""
+    so it always simulates, and returns, every month.
+    `standard_errors`: the sampled horizon's bootstrap of each month's standard errors
+    (`sim.stats.sampled`); off, the `*_se` columns are NaN and the rest the same bits (its
+    stream is its own)."""
+
+    months: frozenset[int] | None = None
+    standard_errors: bool = True
+
+
+WHOLE = Scope()
+
+
+def run_replication(
+    exp: Experiment, replication: int, engine: Engine = "fast", scope: Scope = WHOLE
+) -> ReplicationOutput:
+    """Simulate replication `replication` of every plan of `exp` (the part `scope` asks
+    for); reduce it to KPI rows."""
     t0 = time.perf_counter()
     streams = Streams(exp.spec.seed, replication)
     rows: list[dict[str, object]] = []
@@ -228,7 +240,7 @@ def run_replication(
     for plan in spec.all_plans():
         run = plan_run(exp, plan, streams)
         if wl is None:
-            r, h, n, ev = _sampled_replication(exp, streams, run, engine, months)
+            r, h, n, ev = _sampled_replication(exp, streams, run, engine, scope)
         else:
             r, h, n, ev = _full_replication(exp, streams, run, wl, engine)
         rows.extend(r)
@@ -297,14 +309,10 @@ def _full_replication(
 
 
 def _sampled_replication(
-    exp: Experiment,
-    streams: Streams,
-    run: PlanRun,
-    engine: Engine,
-    months: Collection[int] | None = None,
+    exp: Experiment, streams: Streams, run: PlanRun, engine: Engine, scope: Scope = WHOLE
 ) -> Rows:
-    """One plan of a replication on the sampled horizon: windows of each month (of `months`
-    only, when given).
+    """One plan of a replication on the sampled horizon: windows of each month (of
+    `scope.months` only, when given).
 
     Windows are the same for every plan (their streams do not name the plan). Each window
     sees the reclaims that overlap it; the month's spot bill and reclaim count come from the
@@ -320,7 +328,7 @@ def _sampled_replication(
     requests = events = 0
     plain = not run.outages and (spec.api is None or not run.plan.api) and not run.plan.moves
     for month in range(1, spec.months + 1):
-        if months is not None and month not in months:
+        if scope.months is not None and month not in scope.months:
             continue
         active = run.fleet.phases[month - 1].replicas
         k = fleet_slice(run.fleet.replicas, active, plain=plain)
@@ -364,7 +372,7 @@ def _sampled_replication(
             month_s=float(SECONDS_PER_MONTH),
             cost=cost,
             growth=float(growth[month - 1]),
-            rng=streams.horizon_bootstrap(month),
+            rng=streams.horizon_bootstrap(month) if scope.standard_errors else None,
             spot=run.spot[month - 1],
             api_prices=api_prices(spec.api),
         )

@@ -36,7 +36,7 @@ from sim.records import (
     TIMELINE_EVENTS_SCHEMA,
     TIMELINE_SCHEMA,
 )
-from sim.replication import ReplicationOutput, run_replication
+from sim.replication import WHOLE, ReplicationOutput, Scope, run_replication
 from sim.stats import hourly_frame, months_frame, paired_differences, summarise
 from sim.stats.risk import risk_table
 from sim.store import PartStore
@@ -55,18 +55,16 @@ __all__ = [
 
 
 def _safe_replication(exp: Experiment, replication: int) -> ReplicationOutput:
-    return _safe_months(exp, replication, None)
+    return _safe_scoped(exp, replication, WHOLE)
 
 
-def _safe_months(
-    exp: Experiment, replication: int, months: frozenset[int] | None
-) -> ReplicationOutput:
-    """Replication `replication` of `months` (None: all; `run_replication`), its error
+def _safe_scoped(exp: Experiment, replication: int, scope: Scope) -> ReplicationOutput:
+    """The part `scope` asks for of replication `replication` (`run_replication`), its error
     recorded instead of raised."""
     try:
-        if months is None:
+        if scope == WHOLE:
             return run_replication(exp, replication)
-        return run_replication(exp, replication, months=months)
+        return run_replication(exp, replication, scope=scope)
     except Exception as err:  # recorded per replication, as desmod does; the run goes on
         detail = "".join(traceback.format_exception_only(type(err), err)).strip()
         return ReplicationOutput(replication, [], [], 0, 0, 0.0, error=detail)
@@ -139,18 +137,18 @@ Backend = Literal["local", "ray"]
 
 
 def _local_outputs(
-    exp: Experiment, todo: list[int], jobs: int, months: frozenset[int] | None = None
+    exp: Experiment, todo: list[int], jobs: int, scope: Scope = WHOLE
 ) -> Iterator[ReplicationOutput]:
     """Replications in this process (jobs = 1) or a process pool, as they finish."""
     if jobs == 1:
         for k in todo:
-            yield _safe_replication(exp, k) if months is None else _safe_months(exp, k, months)
+            yield _safe_replication(exp, k) if scope == WHOLE else _safe_scoped(exp, k, scope)
         return
     with ProcessPoolExecutor(max_workers=jobs) as pool:
         futures: list[Future[ReplicationOutput]] = [
             pool.submit(_safe_replication, exp, k)
-            if months is None
-            else pool.submit(_safe_months, exp, k, months)
+            if scope == WHOLE
+            else pool.submit(_safe_scoped, exp, k, scope)
             for k in todo
         ]
         try:
@@ -166,7 +164,7 @@ def _ray_outputs(
     todo: list[int],
     jobs: int,
     address: str | None,
-    months: frozenset[int] | None = None,
+    scope: Scope = WHOLE,
 ) -> Iterator[ReplicationOutput]:
     """Replications as Ray tasks (a local cluster of `jobs` CPUs, or the one at `address`).
 
@@ -185,12 +183,12 @@ def _ray_outputs(
         else:
             ray.init(address=address, log_to_driver=False)
     shared = ray.put(exp)
-    if months is None:
+    if scope == WHOLE:
         task = ray.remote(_safe_replication)
         pending = [task.remote(shared, k) for k in todo]
     else:
-        some = ray.remote(_safe_months)
-        pending = [some.remote(shared, k, months) for k in todo]
+        some = ray.remote(_safe_scoped)
+        pending = [some.remote(shared, k, scope) for k in todo]
     try:
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
@@ -208,19 +206,18 @@ def replicate(
     jobs: int = 1,
     backend: Backend = "local",
     address: str | None = None,
-    months: Iterable[int] | None = None,
+    scope: Scope = WHOLE,
 ) -> list[ReplicationOutput]:
     """The given replications of `exp` on a backend, in replication order (no store, no
     summary): the building block of searches that add replications as they need them.
-    `months`: simulate only these months where the horizon allows (`run_replication`)."""
+    `scope`: the months and standard errors to compute (`sim.replication.Scope`)."""
     todo = list(replications)
     if not todo:
         return []
-    only = None if months is None else frozenset(months)
     if backend == "ray":
-        outputs = list(_ray_outputs(exp, todo, jobs, address, only))
+        outputs = list(_ray_outputs(exp, todo, jobs, address, scope))
     elif backend == "local":
-        outputs = list(_local_outputs(exp, todo, min(jobs, len(todo)), only))
+        outputs = list(_local_outputs(exp, todo, min(jobs, len(todo)), scope))
     else:
         raise ValueError(f"unknown backend {backend!r}")
     return sorted(outputs, key=lambda o: o.replication)

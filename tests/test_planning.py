@@ -22,6 +22,8 @@ from sim.planning.decide import Candidate, _decide, cost_cannot_beat
 from sim.planning.evaluate import Evaluation, Evaluator, constant_plan
 from sim.planning.prices import default_price_list, price_lists, priced
 from sim.planning.write import plan_document
+from sim.runner import replicate
+from sim.stats import months_frame
 from sim.stats.risk import Proportion, lower_bound, upper_bound
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -146,6 +148,14 @@ def test_a_month_decided_alone_has_the_bits_of_the_whole_horizon(
     assert whole.months["api_requests"].sum() > 0 and whole.months["spot_preemptions"].sum() > 0
     assert_frame_equal(both.months, whole.months, check_exact=True)
     assert ev.evaluate(plan, 3) is both  # nothing left to run
+    # the search skips the standard errors' bootstrap: NaN there, every other column as in a run
+    one = dataclasses.replace(spec, plans=(plan,), fleet=plan.fleet)
+    full = months_frame([r for o in replicate(exp.with_spec(one), range(3)) for r in o.months])
+    se = [c for c in full.columns if c.endswith("_se") or c.endswith("_se_s")]
+    assert se and full[se].null_count().sum_horizontal().item() == 0
+    assert all(both.months[c].is_nan().all() for c in se)
+    same = [c for c in full.columns if c not in se and c != "token_utilisation"]  # (added later)
+    assert_frame_equal(both.months.select(same), full.select(same), check_exact=True)
 
 
 def test_price_lists_name_one_provider_and_list_overrides(growth_experiment: Experiment) -> None:

@@ -21,6 +21,7 @@ from sim.capacity import capacities, with_token_utilisation
 from sim.config import EngineSpec, MonthPlan, PlanSearchSpec, PlanSpec, PoolSpec, SloSpec
 from sim.errors import SimError
 from sim.experiment import Experiment
+from sim.replication import Scope
 from sim.runner import Backend, replicate
 from sim.stats import months_frame
 from sim.stats.risk import Proportion, missed_slo
@@ -131,7 +132,7 @@ class Evaluator:
             jobs=self.jobs,
             backend=self.backend,
             address=self.address,
-            months=None if month is None else need,
+            scope=Scope(None if month is None else frozenset(need), standard_errors=False),
         )
         failed = [o for o in outputs if o.error is not None]
         if failed:
