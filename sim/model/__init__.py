@@ -53,7 +53,9 @@ the compiled path reproduces (`sim.model.compiled`). A replica that serves at th
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
+import operator
 from collections import deque
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -153,7 +155,8 @@ def simulate(
     for phase in phases:
         if not phase.replicas:
             raise ValueError(f"fleet phase at {phase.start_s} s has no replica")
-    if any(b < a for a, b in zip(log.arrival_s, log.arrival_s[1:], strict=False)):
+    arrivals = log.arrival_s
+    if any(map(operator.gt, arrivals, itertools.islice(arrivals, 1, None))):  # C-speed scan
         raise ValueError("arrival times must be sorted")
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}")
