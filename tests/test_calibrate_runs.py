@@ -159,3 +159,79 @@ def test_cli_calibrate_runs_writes_a_catalog_entry(tmp_path: Path) -> None:
 
     parsed = parse_step_time_catalog(tomllib.loads(out.read_text()), str(out))
     assert ("llama-3-8b", "a100-80gb", 1, "fp16") in parsed
+
+
+SUMMARY = {  # a `vllm bench serve --save-result` JSON without --save-detailed (vLLM's keys)
+    "completed": 300,
+    "total_input_tokens": 153_600,
+    "total_output_tokens": 38_400,
+    "request_rate": 8.0,
+    "burstiness": 1.0,
+    "max_concurrency": None,
+    "mean_ttft_ms": 24.9,
+    "median_ttft_ms": 24.0,
+    "p99_ttft_ms": 41.0,
+    "mean_tpot_ms": 10.2,
+    "median_tpot_ms": 10.3,
+    "p99_tpot_ms": 11.9,
+    "mean_itl_ms": 10.2,
+    "std_itl_ms": 1.0,
+}
+
+
+def test_a_summary_only_vllm_bench_json_is_a_run(tmp_path: Path) -> None:
+    """No per-request lists: the workload is the mean lengths at the run's send rate, and the
+    published statistics are what the fit matches (ms -> s; std is not a statistic we fit)."""
+    path = tmp_path / "summary.json"
+    path.write_text(json.dumps(SUMMARY))
+    run, _ = read_measured_run(path)
+    assert isinstance(run, MeasuredRun) and run.ttft_s is None and run.size == 300
+    assert set(run.input_tokens.tolist()) == {512} and set(run.output_tokens.tolist()) == {128}
+    assert run.arrival_s[-1] == pytest.approx(300 / 8.0) and np.all(np.diff(run.arrival_s) >= 0)
+    assert run.published == pytest.approx(
+        {
+            "ttft_mean_s": 0.0249,
+            "ttft_p50_s": 0.024,
+            "ttft_p99_s": 0.041,
+            "tpot_mean_s": 0.0102,
+            "tpot_p50_s": 0.0103,
+            "tpot_p99_s": 0.0119,
+            "itl_mean_s": 0.0102,
+        }
+    )
+    inf = tmp_path / "burst.json"
+    inf.write_text(json.dumps(SUMMARY | {"request_rate": "inf"}))
+    assert not read_measured_run(inf)[0].arrival_s.any()
+
+
+@pytest.mark.parametrize(
+    ("change", "where"),
+    [
+        ({"max_concurrency": 8}, "max_concurrency"),
+        ({"completed": 2.5}, "completed"),
+        ({"total_input_tokens": "many"}, "total_input_tokens"),
+        ({"request_rate": -1}, "request_rate"),
+    ],
+)
+def test_a_bad_summary_is_one_located_line(
+    tmp_path: Path, change: dict[str, object], where: str
+) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(SUMMARY | change))
+    result = CliRunner().invoke(
+        main, ["calibrate", "runs", str(path), "--model", "llama-3-8b", "--gpu", "h100-80gb"]
+    )
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and where in lines[0] and "bad.json" in lines[0]
+
+
+def test_cli_calibrates_a_summary_only_json_with_one_command(tmp_path: Path) -> None:
+    path = tmp_path / "summary.json"
+    path.write_text(json.dumps(SUMMARY))
+    out = tmp_path / "fitted.toml"
+    args = ["calibrate", "runs", str(path), "--model", "llama-3-8b", "--gpu", "h100-80gb"]
+    result = CliRunner().invoke(main, [*args, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "a summary without per-request data" in result.output
+    assert "ttft_mean_s" in result.output and out.exists()

@@ -4,7 +4,9 @@
 (`queued_ts`, `first_token_ts`, `last_token_ts`; the engine configuration from a `meta.json`
 beside it when present), `vllm bench serve` result JSON with `ttfts` and `itls` (E2E = TTFT +
 Σ ITL), GuideLLM reports and `/metrics` scrapes (`sim.calibration.sources`), and the
-validation CSV schema of `sim.calibration.validate`.
+validation CSV schema of `sim.calibration.validate`. A `vllm bench serve --save-result` JSON
+without `--save-detailed` (vLLM's default: no per-request lists) is a summary run
+(`vllm_bench_summary_run`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from sim.calibration.measured import MeasuredRun, read_validation_csv
+from sim.calibration.measured import METRICS, MeasuredRun, read_validation_csv
 from sim.calibration.sources import (
     ScrapeRun,
     guidellm_run,
@@ -28,6 +30,7 @@ from sim.calibration.sources import (
 from sim.errors import TraceError
 from sim.traces._io import base_suffix, read_bytes
 from sim.traces.readers import read_json_lines, vllm_bench_trace
+from sim.workload.client import send_times
 
 LLMSERVINGSIM_TIMES = {
     "input_toks": "integer",
@@ -84,6 +87,8 @@ def read_measured_run(path: str | Path) -> tuple[MeasuredRun | ScrapeRun, Engine
         if is_prometheus_range(doc):
             scrape = scrape_run(path)
             return scrape, EngineHints(kv_blocks=scrape.kv_blocks)
+        if isinstance(doc, dict) and "input_lens" not in doc and "completed" in doc:
+            return vllm_bench_summary_run(path, doc), _vllm_bench_hints(doc)
         return _vllm_bench_run(path), _vllm_bench_hints(doc)
     if suffix in (".jsonl", ".ndjson"):
         return _llmservingsim_run(path), _llmservingsim_meta(Path(path).with_name("meta.json"))
@@ -230,4 +235,71 @@ def _vllm_bench_run(path: str | Path) -> MeasuredRun:
         output_tokens=trace.frame["output_tokens"].to_numpy().astype(np.int64),
         ttft_s=ttft,
         e2e_s=e2e,
+    )
+
+
+SUMMARY_STATS = {"mean": "mean", "median": "p50", "p95": "p95", "p99": "p99"}
+"""vLLM's summary statistic prefixes (`mean_ttft_ms`, `median_…`, `p95_…`, `p99_…`) -> ours."""
+SUMMARY_METRICS = {"ttft": "ttft", "tpot": "tpot", "itl": "itl", "e2el": "e2e"}
+"""vLLM's metric names in the summary keys -> ours (`sim.calibration.measured.METRICS`)."""
+
+
+def vllm_bench_summary_run(path: str | Path, doc: dict[str, Any]) -> MeasuredRun:
+    """A `vllm bench serve --save-result` JSON without `--save-detailed`: no per-request
+    lengths, send times or latencies, only the run's totals and statistics (vLLM's
+    `vllm/benchmarks/serve.py` result keys).
+
+    The replay workload is rebuilt from what the summary says: `completed` requests of the
+    mean lengths (`total_input_tokens` / `completed`, `total_output_tokens` / `completed`,
+    rounded), sent as the run sent them (`request_rate`, `burstiness`: `sim bench`'s
+    `send_times`, seed 0). The fit matches the published statistics (`MeasuredRun.published`:
+    every `mean_/median_/p95_/p99_` of `ttft`, `tpot`, `itl`, `e2el` present, in ms). A run with
+    `max_concurrency` (closed-loop clients) is refused: its send times depend on the engine.
+    """
+    file = str(path)
+
+    def number(key: str, *, integer: bool = False, default: float | None = None) -> float:
+        v = doc.get(key, default)
+        kind = "a positive integer" if integer else "a positive number"
+        why = f"must be {kind} (summary-only vllm bench JSON)"
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise TraceError(file, None, key, v, why)
+        if not math.isfinite(v) or v <= 0 or (integer and not float(v).is_integer()):
+            raise TraceError(file, None, key, v, why)
+        return float(v)
+
+    if doc.get("max_concurrency") not in (None, 0):
+        raise TraceError(
+            file,
+            None,
+            "max_concurrency",
+            doc.get("max_concurrency"),
+            "closed-loop clients: their send times depend on the engine, so a summary without "
+            "per-request start times cannot be replayed (rerun with --save-detailed)",
+        )
+    n = int(number("completed", integer=True))
+    mean_in = max(1, round(number("total_input_tokens") / n))
+    mean_out = max(1, round(number("total_output_tokens") / n))
+    raw_rate = doc.get("request_rate", "inf")
+    rate = math.inf if str(raw_rate) == "inf" else number("request_rate")
+    burstiness = number("burstiness", default=1.0)
+    published: dict[str, float] = {}
+    for metric, ours in SUMMARY_METRICS.items():
+        for stat, our_stat in SUMMARY_STATS.items():
+            v = doc.get(f"{stat}_{metric}_ms")
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+                name = f"{ours}_{our_stat}_s"
+                if name in METRICS:
+                    published[name] = float(v) / 1e3
+    if not published:
+        raise TraceError(
+            file, None, "mean_ttft_ms", None, "no latency statistic (mean_/median_/p99_…_ms)"
+        )
+    return MeasuredRun(
+        name=Path(file).stem,
+        file=file,
+        arrival_s=send_times(n, rate, burstiness, np.random.default_rng(0)),
+        input_tokens=np.full(n, mean_in, dtype=np.int64),
+        output_tokens=np.full(n, mean_out, dtype=np.int64),
+        published=published,
     )

@@ -167,6 +167,14 @@ def run_case(
             f"max_num_batched_tokens {budget} ({why}; pass --max-num-seqs and "
             "--max-num-batched-tokens if your server set them)"
         )
+    if measured.ttft_s is None and measured.published:
+        notes.append(
+            f"{Path(file).name}: a summary without per-request data (no --save-detailed): "
+            f"replayed as {measured.size} requests of its mean lengths "
+            f"({int(measured.input_tokens[0])} in, {int(measured.output_tokens[0])} out) at its "
+            f"send rate; fitted to its {len(measured.published)} published statistics — "
+            "lengths that varied make its percentiles less reliable than a detailed run's"
+        )
     if scrape is not None:
         notes.append(
             f"{Path(file).name}: {scrape.requests} requests in a {scrape.window_s:.1f} s window, "

@@ -152,9 +152,10 @@ def runs(
 ) -> None:
     """Fit overhead/linear/attention scale factors to measured runs FILES by replay.
 
-    FILES: `vllm bench serve --save-result --save-detailed` JSON (or `sim bench`'s), GuideLLM
-    report JSON, a vLLM /metrics scrape (.prom/.txt, or a Prometheus range export .json),
-    LLMServingSim requests.jsonl, or a per-request CSV (docs/calibrate-your-stack.md)."""
+    FILES: `vllm bench serve --save-result` JSON, with or without --save-detailed (or `sim
+    bench`'s), GuideLLM report JSON, a vLLM /metrics scrape (.prom/.txt, or a Prometheus range
+    export .json), LLMServingSim requests.jsonl, or a per-request CSV
+    (docs/calibrate-your-stack.md)."""
     terms = tuple(t.strip() for t in fit_terms.split(",") if t.strip())
     if not terms or set(terms) - set(FACTOR_NAMES):
         raise click.BadParameter(f"choose from {', '.join(FACTOR_NAMES)}", param_hint="--fit")
