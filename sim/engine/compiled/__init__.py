@@ -242,12 +242,23 @@ class CompiledFleet:
         return int(self.state.ri[:, _r.I_SEGS].sum())
 
     def busy_periods(self) -> list[list[tuple[float, float]]]:
-        """(start, end) in s of each replica's busy periods, in time order."""
-        out: list[list[tuple[float, float]]] = [[] for _ in range(self.state.ri.shape[0])]
+        """(start, end) in s of each replica's busy periods, in time order.
+
+        NOTE: the rows (replica, start, end) are in time order across replicas; a stable sort
+        by replica and `zip` of each replica's columns build the tuples at C speed (a Python
+        loop over the rows was a tenth of a growth20pct replication)."""
+        replicas = self.state.ri.shape[0]
         rows = self.state.busy[: int(self.state.nbusy[0])]
-        for r, s, e in rows.tolist():
-            out[int(r)].append((s, e))
-        return out
+        if rows.shape[0] == 0:
+            return [[] for _ in range(replicas)]
+        rep = rows[:, 0].astype(np.int64)
+        rows = rows[np.argsort(rep, kind="stable")]
+        starts, ends = rows[:, 1].tolist(), rows[:, 2].tolist()
+        bounds = np.cumsum(np.bincount(rep, minlength=replicas)).tolist()
+        return [
+            list(zip(starts[a:b], ends[a:b], strict=True))
+            for a, b in zip([0, *bounds[:-1]], bounds, strict=True)
+        ]
 
     def write_log(self, log: RequestLog) -> None:
         """Copy the per-request outcomes into `log`."""
