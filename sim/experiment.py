@@ -10,24 +10,16 @@ generated or replayed, so callers need not know which; `sample_month_requests` o
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sim.config import EngineSpec, ExperimentSpec, ReplaySpec, WorkloadSpec, load_experiment_spec
+from sim.config import ExperimentSpec, ReplaySpec, WorkloadSpec, load_experiment_spec
 from sim.config.spec import TraceColumns
-from sim.data import GpuSpec, models
 from sim.engine import (
-    GpuEngine,
-    KvCache,
     ModelDoesNotFit,
     ResolvedEngine,
-    kv_capacity_tokens,
-    kv_shortfall,
     resolve_engine,
-    resolve_step_time,
 )
-from sim.engine.catalog import load_user_calibration
 from sim.errors import ConfigError, Problem, TraceError
 from sim.horizon import horizon_mode
 from sim.rng import Streams
@@ -86,10 +78,11 @@ class Experiment:
 
 def resolve_experiment_engine(spec: ExperimentSpec) -> ResolvedEngine:
     """The engine on every GPU type of every plan (packaged GPU types, and those the
-    `[engine] calibration` file defines in `[[gpu]]` tables); a `ConfigError` located at
-    `engine` for each GPU type whose KV cache cannot hold one request of `max_model_len`."""
+    `[engine] calibration` file defines in `[[gpu]]` tables: `sim.engine.resolve_engine`
+    takes both); a `ConfigError` located at `engine` for each GPU type whose KV cache cannot
+    hold one request of `max_model_len`."""
     try:
-        return resolve_engine_on(spec.engine, spec.gpus_used())
+        return resolve_engine(spec.engine, spec.gpus_used())
     except ModelDoesNotFit as err:
         value = f"{spec.engine.model}/"
         raise ConfigError(
@@ -98,55 +91,6 @@ def resolve_experiment_engine(spec: ExperimentSpec) -> ResolvedEngine:
                 for g, m in zip(err.gpus, err.messages, strict=True)
             ]
         ) from None
-
-
-def resolve_engine_on(settings: EngineSpec, gpu_names: Sequence[str]) -> ResolvedEngine:
-    """`sim.engine.resolve_engine` on `gpu_names`, packaged GPU types and those the
-    `settings.calibration` file defines (`[[gpu]]`) alike: what `sim plan` resolves each
-    candidate GPU type with. `ModelDoesNotFit` names every GPU type (sorted) whose KV cache
-    cannot hold one request of `max_model_len`."""
-    own = {} if settings.calibration is None else load_user_calibration(settings.calibration).gpus
-    per_gpu: dict[str, GpuEngine] = {}
-    bad: list[tuple[str, str]] = []
-    try:
-        per_gpu.update(resolve_engine(settings, [g for g in gpu_names if g not in own]).per_gpu)
-    except ModelDoesNotFit as err:
-        bad += zip(err.gpus, err.messages, strict=True)
-    for gpu in (g for g in gpu_names if g in own):
-        engine, why = _user_gpu_engine(settings, own[gpu])
-        per_gpu[gpu] = engine
-        if why is not None:
-            bad.append((gpu, why))
-    if bad:
-        bad.sort()
-        raise ModelDoesNotFit([g for g, _ in bad], [m for _, m in bad])
-    return ResolvedEngine(settings, per_gpu)
-
-
-def _user_gpu_engine(s: EngineSpec, gpu: GpuSpec) -> tuple[GpuEngine, str | None]:
-    """The engine on a GPU type of the user's calibration file, and why the model does not fit
-    on it (None when it does).
-
-    NOTE: the KV blocks mirror `sim.engine.kv.kv_cache` (the measured `kv_blocks`, else
-    `kv_capacity_tokens` in whole blocks), which looks GPUs up in the packaged table only; a
-    `GpuSpec` argument there would let `resolve_engine` take user GPU types and remove this.
-    """
-    step = resolve_step_time(s.model, gpu.name, s.tp, s.dtype, s.weight_dtype, s.calibration)
-    if s.kv_blocks is not None:
-        kv = KvCache(s.kv_blocks, float(s.kv_blocks * s.block_size))
-    else:
-        tokens = kv_capacity_tokens(
-            models()[s.model],
-            gpu,
-            dtype=s.dtype,
-            weight_dtype=s.weight_dtype,
-            tp=s.tp,
-            gpu_memory_utilization=s.gpu_memory_utilization,
-            max_num_batched_tokens=s.max_num_batched_tokens,
-            max_num_seqs=s.max_num_seqs,
-        )
-        kv = KvCache(max(0, int(tokens // s.block_size)), tokens)
-    return GpuEngine(gpu.name, step, kv.blocks), kv_shortfall(s, gpu.name, kv)
 
 
 def build_experiment(spec: ExperimentSpec) -> Experiment:

@@ -24,7 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sim.config import EngineSpec
-from sim.data import GpuSpec, ModelShape, gpus, models
+from sim.data import GpuSpec, ModelShape, models
+from sim.engine.catalog import gpu_spec
 
 ACTIVATION_BYTES = 2.0
 """Bytes per activation element (fp16/bf16, vLLM's model dtype)."""
@@ -87,7 +88,7 @@ def kv_cache(settings: EngineSpec, gpu: str) -> KvCache:
         return KvCache(settings.kv_blocks, float(settings.kv_blocks * settings.block_size))
     tokens = kv_capacity_tokens(
         models()[settings.model],
-        gpus()[gpu],
+        gpu_spec(gpu, settings.calibration),  # packaged, or the calibration file's [[gpu]]
         dtype=settings.dtype,
         weight_dtype=settings.weight_dtype,
         tp=settings.tp,

@@ -57,7 +57,8 @@ from functools import partial
 from sim.capacity import capacities
 from sim.config import MonthPlan, PlanSpec
 from sim.config.plan import PlanSearchSpec
-from sim.experiment import Experiment, resolve_engine_on
+from sim.engine import resolve_engine
+from sim.experiment import Experiment
 from sim.planning.autoscale import (
     autoscale_spec,
     autoscale_target,
@@ -193,7 +194,7 @@ def search_at_tp(
     floors: dict[tuple[str, int], int] = {}
 
     def capacity_per_s(gpu: str) -> float:
-        engine = resolve_engine_on(spec.engine, [gpu])
+        engine = resolve_engine(spec.engine, [gpu])
         return capacities(engine, [gpu], base.lengths, spec.slo)[gpu].requests_per_s
 
     running: dict[str, float] = {}
@@ -204,7 +205,7 @@ def search_at_tp(
         out = []
         for gpu in gpu_names if s.autoscale else []:
             if gpu not in running:
-                engine = resolve_engine_on(spec.engine, [gpu])
+                engine = resolve_engine(spec.engine, [gpu])
                 running[gpu] = concurrency_at_capacity(engine, gpu, base.lengths, spec.slo).running
             least = min_replicas_for(mean_rate_per_s(base, month), profile, capacity_per_s(gpu))
             for u in s.autoscale_utilisation:

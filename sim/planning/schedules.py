@@ -25,7 +25,7 @@ from collections.abc import Sequence
 
 from sim.config import CostSpec, EngineSpec, PlanSpec, PoolSpec, ScheduleRule, SpotSpec
 from sim.cost import plan_month_costs
-from sim.experiment import resolve_engine_on
+from sim.engine import resolve_engine
 from sim.fleet import build_fleet, replica_cold_start_s
 from sim.units import HOURS_PER_DAY, HOURS_PER_WEEK
 
@@ -106,6 +106,6 @@ def scheduled_bill_usd(
     bill), scheduled slots billed from one cold start (`sim.fleet.replica_cold_start_s`)
     before each serving run. Spot slots and the API are not included."""
     gpus = sorted({p.gpu for m in plan.fleet for p in m.pools})
-    fleet = build_fleet(plan, resolve_engine_on(engine, gpus))
+    fleet = build_fleet(plan, resolve_engine(engine, gpus))
     cold = replica_cold_start_s(spot, engine)
     return tuple(m.gpu_cost_usd for m in plan_month_costs(plan, engine.tp, cost, fleet, cold))

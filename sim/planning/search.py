@@ -40,8 +40,8 @@ from dataclasses import dataclass, field
 from sim.config import CostSpec, PlanSpec
 from sim.config.plan import PlanSearchSpec
 from sim.data import gpus as gpu_catalog
-from sim.engine import ModelDoesNotFit
-from sim.experiment import Experiment, resolve_engine_on
+from sim.engine import ModelDoesNotFit, resolve_engine
+from sim.experiment import Experiment
 from sim.planning.decide import MonthChoice, Tried
 from sim.planning.evaluate import Evaluation, search_evaluator
 from sim.planning.monthly import TpSearch, search_at_tp
@@ -133,7 +133,7 @@ def candidate_gpus(
             why[gpu] = "not on the price list"
             continue
         try:
-            resolve_engine_on(exp.spec.engine, [gpu])
+            resolve_engine(exp.spec.engine, [gpu])
         except ModelDoesNotFit as err:
             why[gpu] = err.messages[0]
             continue
@@ -159,11 +159,11 @@ def experiment_at(exp: Experiment, tp: int, cost: CostSpec | None = None) -> Exp
     fits = []
     for gpu in spec.gpus_used():
         try:
-            resolve_engine_on(spec.engine, [gpu])
+            resolve_engine(spec.engine, [gpu])
         except ModelDoesNotFit:
             continue
         fits.append(gpu)
-    return dataclasses.replace(exp, spec=spec, engine=resolve_engine_on(spec.engine, fits))
+    return dataclasses.replace(exp, spec=spec, engine=resolve_engine(spec.engine, fits))
 
 
 def _outcome(found: TpSearch, months: int) -> TpOutcome:
@@ -295,7 +295,7 @@ def plan_experiment(
     uncal = [
         f"{engine.model} on {g} (tp {engine.tp}): step times from the roofline, uncalibrated"
         for g in sorted({ch.candidate.gpu for ch in choices})
-        if not resolve_engine_on(engine, [g]).step_time(g).calibrated
+        if not resolve_engine(engine, [g]).step_time(g).calibrated
     ]
     return Plan(
         exp=exp if pick.tp == own_tp else experiment_at(exp, pick.tp),

@@ -14,7 +14,8 @@ import math
 
 from sim.capacity import capacities
 from sim.config import MonthPlan, PlanSpec, PoolSpec
-from sim.experiment import Experiment, resolve_engine_on
+from sim.engine import resolve_engine
+from sim.experiment import Experiment
 from sim.units import SECONDS_PER_MONTH
 
 
@@ -31,7 +32,7 @@ def spreadsheet_plan(exp: Experiment, gpu: str) -> tuple[PlanSpec, float]:
     """The spreadsheet plan on `gpu` (on-demand, no API) and the throughput it assumed
     (requests/s per replica)."""
     spec = exp.spec
-    engine = resolve_engine_on(spec.engine, [gpu])
+    engine = resolve_engine(spec.engine, [gpu])
     rate_per_replica = capacities(engine, [gpu], exp.lengths, spec.slo)[gpu].requests_per_s
     months = []
     for m in range(1, spec.months + 1):
