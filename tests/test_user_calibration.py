@@ -500,3 +500,22 @@ def test_calibration_option_brings_own_gpu_to_sim_run(tmp_path: Path) -> None:
     source = manifest["engine"][OWN_GPU]["step_time"]["source"]
     assert source.startswith(f"GPU {OWN_GPU} from calibration file")
     assert "test: a100 entry x1.3" in source
+
+
+def test_bench_runs_on_own_gpu_as_on_the_gpu_it_copies(tmp_path: Path) -> None:
+    """`sim bench --gpu <a file's GPU> --calibration FILE`: the KV cache and step times of the
+    packaged L40S its specs copy (the file's entry, slowed 1.3x, when it has one); without the
+    file the GPU is unknown (one located line)."""
+    _own_files(tmp_path, entry=False)
+    cal = str(tmp_path / "mine.toml")
+    kw: dict[str, Any] = {"input_len": 512, "output_len": 64, "request_rate": 4.0}
+    own = run_bench(BenchSpec("llama-3-8b", OWN_GPU, num_prompts=60, calibration=cal, **kw))
+    l40s = run_bench(BenchSpec("llama-3-8b", "l40s", num_prompts=60, **kw))
+    assert own.engine.limits() == l40s.engine.limits()  # KV blocks from the file's memory
+    if not resolve_step_time("llama-3-8b", "l40s", 1, "fp16").calibrated:  # both rooflines
+        np.testing.assert_allclose(own.ttfts_s, l40s.ttfts_s, rtol=1e-12)
+    args = ["bench", "--model", "llama-3-8b", "--gpu", OWN_GPU, "--num-prompts", "5"]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 2 and f"gpu: not in the GPU catalog, got '{OWN_GPU}'" in res.output
+    res = CliRunner().invoke(main, [*args, "--calibration", cal])
+    assert res.exit_code == 0 and "Serving Benchmark Result" in res.output

@@ -44,9 +44,14 @@ import numpy as np
 import numpy.typing as npt
 
 from sim.calibration.measured import EngineSetup, MeasuredRun
-from sim.data import gpus, models
+from sim.data import GpuSpec, models
 from sim.engine import RequestLog
-from sim.engine.catalog import ResolvedStepTime, load_user_calibration, resolve_step_time
+from sim.engine.catalog import (
+    ResolvedStepTime,
+    gpu_spec,
+    load_user_calibration,
+    resolve_step_time,
+)
 from sim.engine.closed_loop import run_closed_loop
 from sim.engine.steptime import StepTimeModel
 from sim.engine.versions import (
@@ -81,9 +86,13 @@ vllm/engine/arg_utils.py, vLLM ≥ 0.8; the A100 exception is vLLM PR #17885): a
 max_num_batched_tokens 8192, every other GPU 256 and 2048."""
 
 
-def vllm_default_limits(gpu: str) -> tuple[int, int, str]:
-    """(max_num_seqs, max_num_batched_tokens, why) of vLLM V1's OpenAI server on `gpu`."""
-    spec = gpus().get(gpu)
+def vllm_default_limits(gpu: str, calibration: str | None = None) -> tuple[int, int, str]:
+    """(max_num_seqs, max_num_batched_tokens, why) of vLLM V1's OpenAI server on `gpu` (a
+    packaged GPU type or one the `calibration` file defines)."""
+    try:
+        spec: GpuSpec | None = gpu_spec(gpu, calibration)
+    except KeyError:
+        spec = None
     memory = spec.memory_gb * 1e9 if spec is not None else 0.0
     source = "vLLM V1 OpenAI-server default (vllm/engine/arg_utils.py get_batch_defaults)"
     if memory >= BIG_GPU_BYTES and "a100" not in gpu:
@@ -166,8 +175,11 @@ def engine_setup(spec: BenchSpec) -> tuple[EngineSetup, list[str]]:
     problems = []
     if spec.model not in models():
         problems.append(Problem("bench", "model", "not in the model catalog", spec.model))
-    if spec.gpu not in gpus():
-        problems.append(Problem("bench", "gpu", "not in the GPU catalog", spec.gpu))
+    try:
+        gpu_spec(spec.gpu, spec.calibration)
+    except KeyError:
+        where = "" if spec.calibration is None else " nor in the calibration file's [[gpu]]"
+        problems.append(Problem("bench", "gpu", f"not in the GPU catalog{where}", spec.gpu))
     if problems:
         raise ConfigError(problems)
     notes = []
@@ -181,7 +193,7 @@ def engine_setup(spec: BenchSpec) -> tuple[EngineSetup, list[str]]:
             raise ConfigError([problem]) from None
     max_len = spec.max_model_len or models()[spec.model].max_position
     if spec.family == "v1":
-        seqs, budget, why = vllm_default_limits(spec.gpu)
+        seqs, budget, why = vllm_default_limits(spec.gpu, spec.calibration)
     elif spec.scheduler == "v0":
         seqs = V0_DEFAULT_MAX_NUM_SEQS
         budget = max(max_len, V0_DEFAULT_BATCHED_TOKENS)
@@ -209,6 +221,7 @@ def engine_setup(spec: BenchSpec) -> tuple[EngineSetup, list[str]]:
         weight_dtype=weights if weights != kv else None,
         scheduler=spec.scheduler,
         num_scheduler_steps=spec.num_scheduler_steps,
+        calibration=spec.calibration,
     )
     if spec.vllm_version is not None:
         notes.append(

@@ -37,7 +37,7 @@ import polars as pl
 from sim.config import EngineSpec
 from sim.data import gpus, models
 from sim.engine import EngineLimits, RequestLog, StepTimeModel
-from sim.engine.catalog import StepTimeEntry
+from sim.engine.catalog import StepTimeEntry, load_user_calibration
 from sim.engine.kv import kv_cache
 from sim.errors import ConfigError, Problem, TraceError
 from sim.model import FleetPhase, ReplicaSpec, simulate
@@ -227,6 +227,7 @@ class EngineSetup:
     weight_dtype: str | None = None
     scheduler: str = "v1"
     num_scheduler_steps: int = 1
+    calibration: str | None = None  # a user calibration file: its [[gpu]] types are known
 
     @property
     def key(self) -> tuple[str, str, int, str]:
@@ -246,6 +247,7 @@ class EngineSetup:
             block_size=self.block_size,
             kv_blocks=self.kv_blocks,
             weight_dtype=self.weight_dtype,
+            calibration=self.calibration,
         )
 
     def resolved_kv_blocks(self) -> int:
@@ -253,7 +255,11 @@ class EngineSetup:
         model or GPU is not in the catalog)."""
         if self.kv_blocks is not None:
             return self.kv_blocks
-        if self.model not in models() or self.gpu not in gpus():
+        known = self.gpu in gpus() or (
+            self.calibration is not None
+            and self.gpu in load_user_calibration(self.calibration).gpus
+        )
+        if self.model not in models() or not known:
             missing = self.model if self.model not in models() else self.gpu
             raise ConfigError(
                 [Problem("engine", "kv_blocks", "not logged and not in the catalog", missing)]
