@@ -107,3 +107,18 @@ def test_unknown_gpu_is_one_line() -> None:
     res = CliRunner().invoke(main, ["bench", "--model", "llama-3-8b", "--gpu", "tpu-v9"])
     assert res.exit_code == 2
     assert res.stderr.strip().count("\n") == 0 and "gpu" in res.stderr
+
+
+def test_gpu_memory_utilization_sets_the_kv_estimate(tmp_path: Path) -> None:
+    """`--gpu-memory-utilization` as vLLM's: less memory, fewer KV blocks (in the JSON)."""
+    blocks = []
+    for share in ("0.5", "0.9"):
+        out = tmp_path / f"{share}.json"
+        args = ["bench", "--model", "llama-3-8b", "--gpu", "a100-80gb", "--num-prompts", "5"]
+        more = ["--gpu-memory-utilization", share, "--save-result", str(out)]
+        res = CliRunner().invoke(main, [*args, *more])
+        assert res.exit_code == 0, res.output
+        blocks.append(json.loads(out.read_text())["sim_engine"]["kv_blocks"])
+    assert 0 < blocks[0] < blocks[1]
+    bad = CliRunner().invoke(main, [*args, "--gpu-memory-utilization", "0"])
+    assert bad.exit_code == 2

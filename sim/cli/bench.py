@@ -61,6 +61,13 @@ def _dataset_lengths(path: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
 @click.option("--max-model-len", type=click.IntRange(min=2), help="[default: the model's]")
 @click.option("--kv-blocks", type=click.IntRange(min=1), help="vLLM's num_gpu_blocks.")
 @click.option(
+    "--gpu-memory-utilization",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=0.9,
+    show_default=True,
+    help="vLLM's share of GPU memory for weights, activations and KV (the KV estimate).",
+)
+@click.option(
     "--max-concurrency",
     type=click.IntRange(min=1),
     help="Closed-loop clients (vLLM's semaphore); each request's clock starts when it is sent.",
@@ -110,6 +117,7 @@ def bench(
     max_num_batched_tokens: int | None,
     max_model_len: int | None,
     kv_blocks: int | None,
+    gpu_memory_utilization: float,
     max_concurrency: int | None,
     vllm_version: str | None,
     num_scheduler_steps: int,
@@ -161,6 +169,7 @@ def bench(
         max_num_batched_tokens=max_num_batched_tokens,
         max_model_len=max_model_len,
         kv_blocks=kv_blocks,
+        gpu_memory_utilization=gpu_memory_utilization,
         calibration=None if calibration is None else str(calibration),
         input_lens=lens[0],
         output_lens=lens[1],
