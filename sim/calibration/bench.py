@@ -9,8 +9,9 @@ What follows vLLM (`vllm/benchmarks/serve.py` and `vllm/benchmarks/datasets.py`,
 commit 009e6d4a1cd6ba3fb2a9fc00f4ec06f5297232a1, read through the search tool):
 
 * arrivals and `random` dataset lengths: `sim.workload.client` (`send_times`,
-  `random_lengths`); the random dataset ignores EOS, so every request generates exactly its
-  output length.
+  `random_lengths`); every request generates exactly its output length, as with
+  `--ignore-eos` (vLLM sends `ignore_eos` only with that flag: without it a real model may stop
+  early at EOS, which this prediction does not model — give the realised lengths as a dataset).
 * statistics (`calculate_metrics`): TTFT, TPOT = (E2E − TTFT)/(output − 1) for outputs > 1,
   ITL = every gap between consecutive tokens, E2EL; mean, median, std and `np.percentile` at
   `--metric-percentiles` (default 99), reported in ms for `--percentile-metrics` (default
