@@ -181,7 +181,7 @@ SUMMARY = {  # a `vllm bench serve --save-result` JSON without --save-detailed (
 
 def test_a_summary_only_vllm_bench_json_is_a_run(tmp_path: Path) -> None:
     """No per-request lists: the workload is the mean lengths at the run's send rate, and the
-    published statistics are what the fit matches (ms -> s; std is not a statistic we fit)."""
+    published statistics are kept (ms -> s; std is not one; the fit reads its FIT_METRICS)."""
     path = tmp_path / "summary.json"
     path.write_text(json.dumps(SUMMARY))
     run, _ = read_measured_run(path)
@@ -211,6 +211,7 @@ def test_a_summary_only_vllm_bench_json_is_a_run(tmp_path: Path) -> None:
         ({"completed": 2.5}, "completed"),
         ({"total_input_tokens": "many"}, "total_input_tokens"),
         ({"request_rate": -1}, "request_rate"),
+        ({"request_rate": None}, "request_rate"),
     ],
 )
 def test_a_bad_summary_is_one_located_line(
@@ -234,4 +235,6 @@ def test_cli_calibrates_a_summary_only_json_with_one_command(tmp_path: Path) -> 
     result = CliRunner().invoke(main, [*args, "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "a summary without per-request data" in result.output
+    assert "ttft_mean_s, ttft_p50_s, tpot_mean_s, tpot_p50_s of its" in result.output
+    assert "(no E2E statistic and no p95" in result.output
     assert "ttft_mean_s" in result.output and out.exists()

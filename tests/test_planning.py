@@ -22,6 +22,8 @@ from sim.planning.decide import Candidate, _decide, cost_cannot_beat
 from sim.planning.evaluate import Evaluation, Evaluator, constant_plan
 from sim.planning.prices import default_price_list, price_lists, priced
 from sim.planning.write import plan_document
+from sim.replication import Scope
+from sim.report.plan.tables import DROPPED, autoscale_table
 from sim.runner import replicate
 from sim.stats import months_frame
 from sim.stats.risk import Proportion, lower_bound, upper_bound
@@ -156,6 +158,42 @@ def test_a_month_decided_alone_has_the_bits_of_the_whole_horizon(
     assert all(both.months[c].is_nan().all() for c in se)
     same = [c for c in full.columns if c not in se and c != "token_utilisation"]  # (added later)
     assert_frame_equal(both.months.select(same), full.select(same), check_exact=True)
+
+
+def test_a_full_horizon_is_simulated_once_for_every_month(
+    tiny: Callable[..., Experiment],
+) -> None:
+    """A full horizon carries queues over month boundaries: deciding month 1 simulates (and
+    keeps) every month, so deciding month 2 next runs nothing."""
+    exp = tiny(requests_per_day=2000.0, months=2)
+    spec = dataclasses.replace(exp.spec, horizon=dataclasses.replace(exp.spec.horizon, mode="full"))
+    exp = exp.with_spec(spec)
+    assert exp.horizon()[0] == "full"
+    plan = constant_plan("one", 2, (PoolSpec("base", "a100-80gb", 1),), False)
+    ev = Evaluator(exp, spec.slo)
+    first = ev.evaluate(plan, 2, month=1)
+    assert (first.replications_of(1), first.replications_of(2)) == (2, 2)
+    assert ev.evaluate(plan, 2, month=2) is first
+    assert (ev.replications_run, ev.months_run) == (2, 4)
+
+
+def test_month_subsets_on_the_process_pool_equal_one_process(
+    tiny: Callable[..., Experiment],
+) -> None:
+    """`replicate(scope=...)` sends the scope to the workers: two workers give the rows one
+    process gives."""
+    exp = tiny(requests_per_day=20000.0, months=3)
+    spec = dataclasses.replace(
+        exp.spec, horizon=dataclasses.replace(exp.spec.horizon, mode="sampled")
+    )
+    exp = exp.with_spec(spec)
+    scope = Scope(frozenset({2}), standard_errors=False)
+    one, two = (
+        months_frame([r for o in replicate(exp, range(2), jobs=j, scope=scope) for r in o.months])
+        for j in (1, 2)
+    )
+    assert one["month"].unique().to_list() == [2]
+    assert_frame_equal(one, two, check_exact=True)
 
 
 def test_price_lists_name_one_provider_and_list_overrides(growth_experiment: Experiment) -> None:
@@ -360,13 +398,30 @@ def test_cost_cut_changes_no_choice(
     cut = plan_experiment(exp, s, verify=False, compare_input=False, progress=said.append)
     dropped = [line for line in said if "cannot beat" in line]
     assert dropped and all("+ API" in line for line in dropped)
+    assert len(cut.dropped) == len(dropped)
+    assert all(any(t.candidate.label() + " " in line for line in dropped) for t in cut.dropped)
+    # a month whose autoscalers were all dropped says so (not "not tried")
+    only_dropped = dataclasses.replace(
+        cut,
+        autoscaled_best={},
+        tried=[t for t in cut.tried if not t.candidate.autoscaled],
+    )
+    assert autoscale_table(only_dropped)["why_none"].to_list() == [DROPPED]
+    # the cut is a bound on the mean: with the p95 objective it is off
+    p95 = plan_experiment(
+        exp,
+        dataclasses.replace(s, objective="p95"),
+        verify=False,
+        compare_input=False,
+        progress=said.append,
+    )
+    assert not p95.dropped
     monkeypatch.setattr(monthly, "cost_cannot_beat", lambda *_, **__: False)
     full = plan_experiment(exp, s, verify=False, compare_input=False)
     assert [c.candidate for c in cut.choices] == [c.candidate for c in full.choices]
     assert [c.cost_usd for c in cut.choices] == [c.cost_usd for c in full.choices]
     # what was dropped was never recorded as decided
-    decided = {t.candidate.label() for t in cut.tried}
-    assert not [line for line in dropped if line.split(": ", 1)[1].split("  ")[0] in decided]
+    assert not {t.candidate for t in cut.dropped} & {t.candidate for t in cut.tried}
 
 
 def test_plan_searches_a_calibration_files_gpu(tmp_path: Path) -> None:

@@ -348,3 +348,45 @@ def test_spot_price_path_mean_changes_and_cap() -> None:
     flat = spot_price_path(rng, 100, od, ratio, change_probability_per_week=0.0, level_log_sd=0.0)
     assert np.all(flat == pytest.approx(od * ratio))
     assert spot_price_path(rng, 0, od, ratio).size == 0
+
+
+def _waves_block_by_block(
+    m: SpotMarket, streams: Streams, horizon_s: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The circular block bootstrap written one block at a time (the definition)."""
+    trace = m.trace
+    assert trace is not None
+    offsets = streams.spot_waves(m.name).uniform(
+        0.0, trace.span_s, size=max(0, math.ceil(horizon_s / trace.block_s))
+    )
+    times = np.asarray(trace.times_s)
+    fractions = np.asarray(trace.reclaimed) / np.asarray(trace.running_before)
+    out_t, out_f = [np.empty(0)], [np.empty(0)]
+    for b, start in enumerate(offsets):
+        rel = (times - start) % trace.span_s
+        inside = rel < trace.block_s
+        order = np.argsort(rel[inside], kind="stable")
+        out_t.append(b * trace.block_s + rel[inside][order])
+        out_f.append(fractions[inside][order])
+    t, f = np.concatenate(out_t), np.concatenate(out_f)
+    return t[t < horizon_s], f[t < horizon_s]
+
+
+@pytest.mark.parametrize("name", [n for n, m in markets().items() if m.trace is not None])
+def test_waves_are_the_block_by_block_bootstrap(name: str) -> None:
+    """`reclaim_waves` bootstraps every block at once: the same bits as one block at a time,
+    for horizons that are not a multiple of the block, shorter than one, empty, and blocks
+    longer than the trace (every event inside)."""
+    base = markets()[name]
+    assert base.trace is not None
+    long_blocks = dataclasses.replace(
+        base, trace=dataclasses.replace(base.trace, block_s=2.5 * base.trace.span_s)
+    )
+    for m in (base, long_blocks):
+        for seed in range(6):
+            for horizon_s in (0.0, 1.0, 3599.0, 3600.0, 1e5 + 0.5, 6 * 730 * HOUR):
+                s = Streams(seed, seed % 3)
+                got = reclaim_waves(m, streams=s, horizon_s=horizon_s)
+                want = _waves_block_by_block(m, Streams(seed, seed % 3), horizon_s)
+                assert got[0].tobytes() == want[0].tobytes()
+                assert got[1].tobytes() == want[1].tobytes()

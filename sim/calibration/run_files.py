@@ -252,9 +252,12 @@ def vllm_bench_summary_run(path: str | Path, doc: dict[str, Any]) -> MeasuredRun
     The replay workload is rebuilt from what the summary says: `completed` requests of the
     mean lengths (`total_input_tokens` / `completed`, `total_output_tokens` / `completed`,
     rounded), sent as the run sent them (`request_rate`, `burstiness`: `sim bench`'s
-    `send_times`, seed 0). The fit matches the published statistics (`MeasuredRun.published`:
-    every `mean_/median_/p95_/p99_` of `ttft`, `tpot`, `itl`, `e2el` present, in ms). A run with
-    `max_concurrency` (closed-loop clients) is refused: its send times depend on the engine.
+    `send_times`, seed 0). `MeasuredRun.published` holds every `mean_/median_/p95_/p99_` of
+    `ttft`, `tpot`, `itl`, `e2el` present (ms -> s); the fit matches those among its
+    `FIT_METRICS` (means, medians and p95 of TTFT, TPOT and E2E; p99 and ITL are kept for the
+    report). Failed requests (`failed`) loaded the server but are not replayed. A run with
+    `max_concurrency` (closed-loop clients) is refused: its send times depend on the engine;
+    so is one without `request_rate` (vLLM always writes it).
     """
     file = str(path)
 
@@ -280,8 +283,9 @@ def vllm_bench_summary_run(path: str | Path, doc: dict[str, Any]) -> MeasuredRun
     n = int(number("completed", integer=True))
     mean_in = max(1, round(number("total_input_tokens") / n))
     mean_out = max(1, round(number("total_output_tokens") / n))
-    raw_rate = doc.get("request_rate", "inf")
-    rate = math.inf if str(raw_rate) == "inf" else number("request_rate")
+    if "request_rate" not in doc:
+        raise TraceError(file, None, "request_rate", None, "missing (vLLM writes it: inf or req/s)")
+    rate = math.inf if str(doc["request_rate"]) == "inf" else number("request_rate")
     burstiness = number("burstiness", default=1.0)
     published: dict[str, float] = {}
     for metric, ours in SUMMARY_METRICS.items():

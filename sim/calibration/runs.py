@@ -168,12 +168,20 @@ def run_case(
             "--max-num-batched-tokens if your server set them)"
         )
     if measured.ttft_s is None and measured.published:
+        fitted = [m for m in FIT_METRICS if m in measured.published]
+        missing = "" if any(m.startswith("e2e") for m in fitted) else " (no E2E statistic"
+        if not any(m.endswith("p95_s") for m in fitted):
+            missing += " and no p95" if missing else " (no p95"
+        if missing:
+            missing += ": `vllm bench serve --percentile-metrics ttft,tpot,itl,e2el "
+            "--metric-percentiles 95,99` publishes them)"
         notes.append(
             f"{Path(file).name}: a summary without per-request data (no --save-detailed): "
             f"replayed as {measured.size} requests of its mean lengths "
             f"({int(measured.input_tokens[0])} in, {int(measured.output_tokens[0])} out) at its "
-            f"send rate; fitted to its {len(measured.published)} published statistics — "
-            "lengths that varied make its percentiles less reliable than a detailed run's"
+            f"send rate; fitted to {', '.join(fitted) or 'none'} of its published statistics"
+            f"{missing} — lengths that varied make its percentiles less reliable than a "
+            "detailed run's"
         )
     if scrape is not None:
         notes.append(

@@ -167,7 +167,7 @@ def _parse(text: str, ctx: Context, calibration: str | None = None) -> Experimen
         top.table("plan"),
         has_spot=spot is not None,
         has_api=api is not None,
-        known_gpus=known_gpus,
+        known_gpus=gpu_names,  # (a rejected [[gpu]] table is reported once, as for pools)
     )
     slo_t = top.table("slo")
     slo = SloSpec(

@@ -209,8 +209,10 @@ def cost_cannot_beat(
     each later one costs at least `floor_usd` (the candidate's cost lower bound: on-demand
     GPU-hours + operations), so the mean of n ≥ k replications is at least
     (Σ c_i + (n − k) · floor_usd) ÷ n, smallest at n = `n_last` when the runs so far average
-    above the floor. Exact: no candidate dropped by it could have been the month's choice.
-    (A cent of slack, as the search's other cost cuts.)"""
+    above the floor. Exact up to a cent (the slack of the search's other cost cuts): no
+    candidate dropped by it could have been the month's choice by more than $0.01.
+    (`sim.planning.monthly` also stops the larger ceilings of a dropped autoscaler: that is its
+    `met_at` heuristic, not this bound.)"""
     costs = result.month(month)["cost_usd"].to_numpy()
     k = len(costs)
     if k == 0 or n_last < k:

@@ -115,10 +115,16 @@ class Evaluator:
         """`plan` over replications 0..n−1 of `month` (None: of every month), simulating only
         the (replication, month) pairs not yet run. A month's rows do not depend on which
         other months ran with it (`sim.replication.run_replication`), so deciding a candidate
-        month by month costs one month per replication, not the horizon."""
+        month by month costs one month per replication, not the horizon (on a sampled horizon;
+        a full one simulates, and keeps, every month)."""
         key = (self.exp.spec.engine, plan)
         have = self.cache.get(key)
-        wanted = range(1, len(plan.fleet) + 1) if month is None else (month,)
+        # a full horizon simulates every month of a replication at once (queues carry over
+        # month boundaries): all its months are kept, whichever month was asked for
+        whole = month is None or self.exp.horizon()[0] == "full"
+        wanted: Sequence[int] = (
+            range(1, len(plan.fleet) + 1) if month is None or whole else (month,)
+        )
         done = {m: have.replications_of(m) if have is not None else 0 for m in wanted}
         need = [m for m in wanted if done[m] < n]
         if have is not None and not need:
@@ -132,7 +138,7 @@ class Evaluator:
             jobs=self.jobs,
             backend=self.backend,
             address=self.address,
-            scope=Scope(None if month is None else frozenset(need), standard_errors=False),
+            scope=Scope(None if whole else frozenset(need), standard_errors=False),
         )
         failed = [o for o in outputs if o.error is not None]
         if failed:

@@ -102,6 +102,9 @@ class TpSearch:
     static_best: dict[int, MonthChoice] = field(default_factory=dict)
     autoscaled_best: dict[int, MonthChoice] = field(default_factory=dict)
     infeasible: list[int] = field(default_factory=list)
+    # candidates dropped undecided by the cost cut (`cost_cannot_beat`): not in `tried`, whose
+    # entries are decided (a dropped one is neither accepted nor shown to fail)
+    dropped: list[Tried] = field(default_factory=list)
 
     @property
     def feasible(self) -> bool:
@@ -182,7 +185,8 @@ def search_at_tp(
         # N comes after the static N of its ceiling, not at its own (lower) bound: it never
         # has more replicas up, so when the static N fails it is skipped unsimulated
         # (`failed_at`). The order changes no choice: every candidate is still pruned by its
-        # own bound and cut by its own costs.
+        # own bound and cut by its own costs (the `met_at` heuristic for autoscalers aside,
+        # module docstring).
         if c.autoscaled:
             ceiling = dataclasses.replace(c, scaler=None, utilisation=0.0)
             listed = ceiling.list_cost(prices[c.gpu], tp, ops)
@@ -230,6 +234,7 @@ def search_at_tp(
 
     cands = sorted(set(cands), key=lambda c: visit_order(c, 1))
     tried: list[Tried] = []
+    dropped: list[Tried] = []
     failed_at: dict[tuple[int, tuple[str, float, bool, str]], int] = {}
     met_at: dict[tuple[int, tuple[str, float, bool, str]], int] = {}  # autoscaled families
     choices: list[MonthChoice] = []
@@ -279,6 +284,7 @@ def search_at_tp(
             p = result.misses(month)
             objective = result.cost(month, "p95" if s.objective == "p95" else "mean")
             if accepted is None:
+                dropped.append(Tried(month, c, objective, p, False))
                 if c.autoscaled:  # as if met: a higher ceiling is not tried (module docstring)
                     met_at[(month, c.family)] = min(met_at.get((month, c.family), c.count), c.count)
                 say(
@@ -336,4 +342,5 @@ def search_at_tp(
         static_best,
         autoscaled_best,
         infeasible,
+        dropped,
     )

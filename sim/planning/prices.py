@@ -106,13 +106,19 @@ def calibration_prices(cost: CostSpec, calibration: str | None) -> dict[str, Gpu
     out = {}
     for name, g in load_user_calibration(calibration).gpus.items():
         price = od.get(name, g.price_usd_per_hour)
+        if price == g.price_usd_per_hour:
+            source = f"calibration file {calibration} [[gpu]] {name}: {g.price_source}"
+            said = f"its own price from the calibration file {calibration}"
+        else:  # the experiment's [cost] sets it (the config fills the file's price otherwise)
+            source = f"experiment file [cost.gpu_usd_per_hour] {name} = ${price:g}/h"
+            said = f"from the experiment file (the calibration file {calibration} says "
+            said += f"${g.price_usd_per_hour:g}/h)"
         out[name] = GpuPrice(
             name,
             price,
             spot.get(name, g.spot_price_usd_per_hour),
-            f"calibration file {calibration} [[gpu]] {name}: {g.price_source}",
-            override=f"{name}: ${price:g}/h, its own price from the calibration file "
-            f"{calibration} (on no provider's list)",
+            source,
+            override=f"{name}: ${price:g}/h, {said} (on no provider's list)",
         )
     return out
 

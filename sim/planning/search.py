@@ -116,6 +116,7 @@ class Plan:
     tp: int = 1
     orders: list[Order] = field(default_factory=list)  # fleet increases with a lead time
     by_tp: list[TpOutcome] = field(default_factory=list)  # one per degree searched
+    dropped: list[Tried] = field(default_factory=list)  # undecided, cut by their cost so far
     months_simulated: int = 0  # (replication, month) pairs: the search's work
 
 
@@ -307,6 +308,7 @@ def plan_experiment(
         recommended=recommended,
         verification=verification,
         tried=pick.tried,
+        dropped=pick.dropped,
         input_plan=input_eval,
         skipped_gpus=skipped,
         evaluations=sum(len(e.cache) for e in evaluators) + (verification is not None),

@@ -71,18 +71,30 @@ def autoscale_table(plan: Plan) -> pl.DataFrame:
     bound, the autoscaler's launches per day and share of requests arriving during a cold
     start — what autoscaling saves (negative: it costs more) and which kind the plan chose.
     An empty cell: no fleet of that kind of at most `max_replicas` met the risk, or (autoscaled,
-    `why_none`) none was tried, its floor alone costing as much as the static fleet."""
+    `why_none`) none was tried, its floor alone costing as much as the static fleet, or those
+    simulated were dropped, their replications so far costing more than the static fleet could
+    (`sim.planning.decide.cost_cannot_beat`)."""
     if not plan.settings.autoscale:
         return pl.DataFrame()
     by_month = {ch.month: ch for ch in plan.choices}
     tried = {t.month for t in plan.tried if t.candidate.autoscaled}
+    dropped = {t.month for t in plan.dropped if t.candidate.autoscaled}
     rows = []
     for month in sorted(set(plan.static_best) | set(plan.autoscaled_best)):
         static, auto = plan.static_best.get(month), plan.autoscaled_best.get(month)
         chosen = by_month.get(month)
-        # no autoscaled fleet: none tried met the risk, or none was tried because its floor
-        # alone (min_replicas all month) costs as much as the static fleet (`monthly`)
-        why = None if auto else "none met the risk" if month in tried else NOT_TRIED
+        # no autoscaled fleet: none tried met the risk, none could beat the static fleet's
+        # cost (dropped by the cost cut), or none was tried because its floor alone
+        # (min_replicas all month) costs as much as the static fleet (`monthly`)
+        why = (
+            None
+            if auto
+            else DROPPED
+            if month in dropped
+            else "none met the risk"
+            if month in tried
+            else NOT_TRIED
+        )
         rows.append(
             {
                 "month": month,
@@ -107,6 +119,7 @@ def autoscale_table(plan: Plan) -> pl.DataFrame:
 
 
 NOT_TRIED = "cannot pay: not tried"
+DROPPED = "cannot pay: its cost so far could not beat the static fleet's"
 AUTOSCALE_NEVER_PAYS = (
     "Not at this volume: in every month the cheapest static fleet meeting the risk costs no "
     "more than an autoscaler's floor (its fewest replicas all month), so none was simulated."
