@@ -100,7 +100,7 @@ def plan_section(
     """Read `[plan]` (every key optional; defaults in `PlanSearchSpec`). `known_gpus`: the GPU
     types it may name (default: the packaged table; an experiment's also has its calibration
     file's, `sim.config.sections.gpu_table`)."""
-    known = tuple(gpus() if known_gpus is None else known_gpus)
+    known = tuple(gpus()) if known_gpus is None else tuple(sorted(known_gpus))  # (hints: stable)
     raw_gpus = t.raw("gpus")
     names: tuple[str, ...] = ()
     if raw_gpus is not None and raw_gpus is not t.data.get("\0"):
