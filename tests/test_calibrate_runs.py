@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,13 @@ from click.testing import CliRunner
 from sim.calibration.fit import causal_pairs, fit_step_time, holdout_mask
 from sim.calibration.measured import EngineSetup, MeasuredRun, replay, step_time_model
 from sim.calibration.profiles import StepSamples, fit_profile, render_entries
-from sim.calibration.runs import RunCase, fit_runs, read_measured_run, scaled_entry
+from sim.calibration.runs import (
+    RunCase,
+    fit_runs,
+    fit_warnings,
+    read_measured_run,
+    scaled_entry,
+)
 from sim.cli import main
 from sim.engine.catalog import StepTimeEntry, parse_step_time_catalog
 from sim.engine.steptime import StepTimeModel
@@ -238,3 +245,23 @@ def test_cli_calibrates_a_summary_only_json_with_one_command(tmp_path: Path) -> 
     assert "ttft_mean_s, ttft_p50_s, tpot_mean_s, tpot_p50_s of its" in result.output
     assert "(no E2E statistic and no p95" in result.output
     assert "ttft_mean_s" in result.output and out.exists()
+
+
+def test_factor_standard_errors_follow_the_data() -> None:
+    """Exact data pin a fitted factor down (standard error ~0, no warning); a factor not fitted
+    has none; a run publishing fewer statistics than factors identifies none of them (inf, a
+    'poorly identified' warning for each)."""
+    engine = EngineSetup("m", "g", 1, "fp16", 64, 2048, 4096, kv_blocks=4000)
+    run = _synthetic_run(scaled_entry(_base(), (1.0, 1.3, 1.0)), engine)
+    exact = fit_runs(_base(), [RunCase(run, engine)], fit=("linear",))
+    assert exact.se_log[0] is None and exact.se_log[2] is None
+    assert exact.se_log[1] is not None and exact.se_log[1] < 0.01
+    assert not [w for w in fit_warnings(exact, [RunCase(run, engine)]) if "identified" in w]
+    one_stat = MeasuredRun(
+        "one", "one", run.arrival_s, run.input_tokens, run.output_tokens,
+        published={"ttft_mean_s": float(np.mean(run.ttft_s))},  # type: ignore[arg-type]
+    )  # fmt: skip
+    cases = [RunCase(one_stat, engine)]
+    loose = fit_runs(_base(), cases)
+    assert all(se is not None and math.isinf(se) for se in loose.se_log)
+    assert sum("poorly identified" in w for w in fit_warnings(loose, cases)) >= 2

@@ -287,14 +287,52 @@ def run_errors(entry: StepTimeEntry, cases: Sequence[RunCase]) -> pl.DataFrame:
     )
 
 
-def _objective(entry: StepTimeEntry, cases: Sequence[RunCase]) -> float:
+def _residuals(entry: StepTimeEntry, cases: Sequence[RunCase]) -> np.ndarray:
+    """log(simulated / measured) of every fitted metric (10 where a request never finished)."""
     err = run_errors(entry, cases).filter(pl.col("fitted"))["error"].to_numpy()
     if err.size == 0:
         raise ValueError("no metric to fit: runs need TTFT and E2E per request")
     with np.errstate(divide="ignore", invalid="ignore"):
         logs = np.log1p(err)
-    logs = np.where(np.isfinite(logs), logs, 10.0)  # a request never finished: heavy penalty
-    return float(np.mean(logs**2))
+    return np.where(np.isfinite(logs), logs, 10.0)  # a request never finished: heavy penalty
+
+
+def _objective(entry: StepTimeEntry, cases: Sequence[RunCase]) -> float:
+    return float(np.mean(_residuals(entry, cases) ** 2))
+
+
+UNCERTAINTY_STEP_LOG = 0.05
+"""Central-difference step of the factors' standard errors, in log-factor units (±5 %): the
+replay is piecewise constant at fine scale, so the step must span many of its plateaus."""
+
+
+def factor_standard_errors(
+    base: StepTimeEntry, cases: Sequence[RunCase], logs: Sequence[float], free: Sequence[int]
+) -> list[float]:
+    """Standard errors of the fitted log-factors `logs[free]` (one per free factor; inf where
+    the data cannot identify it): nonlinear least squares' s^2 (J'J)^-1, with J the
+    central-difference Jacobian of the log-errors (`_residuals`) and s^2 their mean square over
+    m - p degrees of freedom (m fitted metrics, p free factors). 2p extra replays."""
+    x0 = np.asarray(logs, dtype=np.float64)
+
+    def r(x: np.ndarray) -> np.ndarray:
+        return _residuals(scaled_entry(base, [float(v) for v in np.exp(x)]), cases)
+
+    r0 = r(x0)
+    m, p = r0.size, len(free)
+    if m <= p:
+        return [math.inf] * p
+    jac = np.empty((m, p))
+    for j, k in enumerate(free):
+        step = np.zeros(3)
+        step[k] = UNCERTAINTY_STEP_LOG
+        jac[:, j] = (r(x0 + step) - r(x0 - step)) / (2 * UNCERTAINTY_STEP_LOG)
+    s2 = float(r0 @ r0) / (m - p)
+    info = jac.T @ jac
+    if not np.all(np.isfinite(info)) or np.linalg.cond(info) > 1e10:
+        return [math.inf] * p
+    cov = s2 * np.linalg.inv(info)
+    return [float(math.sqrt(max(v, 0.0))) for v in np.diag(cov)]
 
 
 @dataclass(frozen=True)
@@ -306,6 +344,9 @@ class RunFit:
     before: pl.DataFrame
     after: pl.DataFrame
     evaluations: int
+    # standard error of each log-factor (None: not fitted; inf: not identified by the data);
+    # exp(±se) brackets the factor (`factor_standard_errors`)
+    se_log: tuple[float | None, float | None, float | None] = (None, None, None)
 
 
 PLAUSIBLE_FACTORS = (0.33, 3.0)
@@ -315,15 +356,25 @@ fitted entries, so a factor beyond 3x means the run measured something else (cli
 another engine version, a mislabelled GPU) or the data cannot identify it."""
 
 
+WIDE_SE_LOG = math.log(1.5)
+"""A factor whose standard error exceeds x/÷1.5 is flagged as poorly identified."""
+
+
 def fit_warnings(fit: RunFit, cases: Sequence[RunCase]) -> list[str]:
     """Implausible factors, factors at their bound, and terms the runs cannot identify."""
     out = []
     lo, hi = PLAUSIBLE_FACTORS
-    for name, v in zip(FACTOR_NAMES, fit.factors, strict=True):
+    for name, v, se in zip(FACTOR_NAMES, fit.factors, fit.se_log, strict=True):
         if abs(math.log(v)) >= LOG_FACTOR_BOUND - 1e-6:
             out.append(f"{name} x{v:.3g} is at the search bound: the data cannot identify it")
         elif not lo <= v <= hi:
             out.append(f"{name} x{v:.3g} is implausible (outside [{lo:g}, {hi:g}] of the start)")
+        elif se is not None and se > WIDE_SE_LOG:
+            out.append(
+                f"{name} x{v:.3g} is poorly identified: its standard error is "
+                f"{'unbounded' if math.isinf(se) else f'x/÷{math.exp(se):.2f}'} (too few or "
+                "too similar statistics for the factors fitted)"
+            )
     preempted = any(
         replay(c.run, c.engine.limits(), fit.entry.step, c.replicas).preemptions > 0 for c in cases
     )
@@ -390,6 +441,10 @@ def fit_runs(
             break
         step = max(step / 4, 0.01)
     factors = factors_of(x)
+    se = factor_standard_errors(base, cases, [math.log(v) for v in factors], free)
+    standard_errors: list[float | None] = [None, None, None]
+    for k, v in zip(free, se, strict=True):
+        standard_errors[k] = v
     fitted = scaled_entry(base, factors)
     after = run_errors(fitted, cases)
     changes = dict(entry_changes)
@@ -403,4 +458,5 @@ def fit_runs(
         before=run_errors(base, cases),
         after=after,
         evaluations=count,
+        se_log=(standard_errors[0], standard_errors[1], standard_errors[2]),
     )

@@ -3,6 +3,7 @@ docs/validation.md)."""
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -215,8 +216,13 @@ def runs(
             f"{row['error_after']:+.1%}",
         )
     console.print(table)
-    factors = ", ".join(f"{n} ×{v:.3f}" for n, v in zip(FACTOR_NAMES, result.factors, strict=True))
-    console.print(f"factors: {factors} ({result.evaluations} replays)", highlight=False)
+    factors = ", ".join(
+        f"{n} ×{v:.3f}{_se_text(se)}"
+        for n, v, se in zip(FACTOR_NAMES, result.factors, result.se_log, strict=True)
+    )
+    console.print(
+        f"factors: {factors} ({result.evaluations} replays; ± one standard error)", highlight=False
+    )
     for warning in fit_warnings(result, cases):
         console.print(f"warning: {warning}", highlight=False)
     _write_entries(out, [result.entry], f"Fitted by `sim calibrate runs` from {names}")
@@ -277,3 +283,13 @@ def validate(show_all: bool, names: tuple[str, ...], catalog_file: Path | None) 
     if failed:
         console.print(f"[red]missed targets:[/red] {', '.join(failed)}")
         sys.exit(1)
+
+
+def _se_text(se: float | None) -> str:
+    """ " (±2.1 %)" for a fitted factor's standard error (log scale), " (not identified)" when
+    unbounded, "" when the factor was not fitted."""
+    if se is None:
+        return ""
+    if math.isinf(se):
+        return " (not identified)"
+    return f" (±{math.expm1(se):.1%})"
