@@ -127,7 +127,10 @@ class Evaluator:
         )
         done = {m: have.replications_of(m) if have is not None else 0 for m in wanted}
         need = [m for m in wanted if done[m] < n]
-        if have is not None and not need:
+        if not need:  # (n = 0 before anything ran: an empty evaluation)
+            if have is None:
+                empty = months_frame([])
+                return Evaluation(plan, empty, self.slo, self.attainment_target, self.confidence)
             return have
         spec = dataclasses.replace(self.exp.spec, plans=(plan,), fleet=plan.fleet)
         exp = self.exp.with_spec(spec)
