@@ -54,16 +54,10 @@ __all__ = [
 ]
 
 
-def _safe_replication(exp: Experiment, replication: int) -> ReplicationOutput:
-    return _safe_scoped(exp, replication, WHOLE)
-
-
-def _safe_scoped(exp: Experiment, replication: int, scope: Scope) -> ReplicationOutput:
+def _safe_replication(exp: Experiment, replication: int, scope: Scope) -> ReplicationOutput:
     """The part `scope` asks for of replication `replication` (`run_replication`), its error
     recorded instead of raised."""
     try:
-        if scope == WHOLE:
-            return run_replication(exp, replication)
         return run_replication(exp, replication, scope=scope)
     except Exception as err:  # recorded per replication, as desmod does; the run goes on
         detail = "".join(traceback.format_exception_only(type(err), err)).strip()
@@ -142,14 +136,11 @@ def _local_outputs(
     """Replications in this process (jobs = 1) or a process pool, as they finish."""
     if jobs == 1:
         for k in todo:
-            yield _safe_replication(exp, k) if scope == WHOLE else _safe_scoped(exp, k, scope)
+            yield _safe_replication(exp, k, scope)
         return
     with ProcessPoolExecutor(max_workers=jobs) as pool:
         futures: list[Future[ReplicationOutput]] = [
-            pool.submit(_safe_replication, exp, k)
-            if scope == WHOLE
-            else pool.submit(_safe_scoped, exp, k, scope)
-            for k in todo
+            pool.submit(_safe_replication, exp, k, scope) for k in todo
         ]
         try:
             for fut in as_completed(futures):
@@ -183,12 +174,8 @@ def _ray_outputs(
         else:
             ray.init(address=address, log_to_driver=False)
     shared = ray.put(exp)
-    if scope == WHOLE:
-        task = ray.remote(_safe_replication)
-        pending = [task.remote(shared, k) for k in todo]
-    else:
-        some = ray.remote(_safe_scoped)
-        pending = [some.remote(shared, k, scope) for k in todo]
+    task = ray.remote(_safe_replication)
+    pending = [task.remote(shared, k, scope) for k in todo]
     try:
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)

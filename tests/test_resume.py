@@ -18,7 +18,7 @@ from click.testing import CliRunner
 import sim.runner as runner
 from sim.cli import main
 from sim.experiment import Experiment, load_experiment
-from sim.replication import ReplicationOutput
+from sim.replication import ReplicationOutput, Scope
 from sim.store import PartStore, StoreError, fingerprint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,10 +49,10 @@ def test_resume_after_interrupt_equals_uninterrupted(
 
     real = runner._safe_replication
 
-    def interrupted_at_2(e: Experiment, k: int) -> ReplicationOutput:
+    def interrupted_at_2(e: Experiment, k: int, scope: Scope) -> ReplicationOutput:
         if k == 2:
             raise KeyboardInterrupt
-        return real(e, k)
+        return real(e, k, scope)
 
     fp = fingerprint(exp.spec, exp.engine, runner.version())
     store = PartStore.open(tmp_path / "x.parts", fp, resume=False, fresh=False)
@@ -63,9 +63,9 @@ def test_resume_after_interrupt_equals_uninterrupted(
     store = PartStore.open(tmp_path / "x.parts", fp, resume=True, fresh=False)
     calls: list[int] = []
 
-    def counted(e: Experiment, k: int) -> ReplicationOutput:
+    def counted(e: Experiment, k: int, scope: Scope) -> ReplicationOutput:
         calls.append(k)
-        return real(e, k)
+        return real(e, k, scope)
 
     monkeypatch.setattr(runner, "_safe_replication", counted)
     second = runner.run_experiment(exp, replications=4, store=store)
@@ -167,9 +167,9 @@ def test_resume_heals_bad_parts_and_keeps_good_ones(
     real = runner._safe_replication
     calls: list[int] = []
 
-    def counted(e: Experiment, k: int) -> ReplicationOutput:
+    def counted(e: Experiment, k: int, scope: Scope) -> ReplicationOutput:
         calls.append(k)
-        return real(e, k)
+        return real(e, k, scope)
 
     monkeypatch.setattr(runner, "_safe_replication", counted)
     healed = runner.run_experiment(exp, replications=5, store=store)

@@ -12,7 +12,7 @@ import pytest
 
 from sim.config import SloSpec
 from sim.experiment import Experiment
-from sim.replication import run_replication, sample_workload
+from sim.replication import WHOLE, Scope, run_replication, sample_workload
 from sim.rng import Streams
 from sim.runner import run_experiment
 
@@ -92,11 +92,11 @@ def test_interrupt_keeps_finished_replications(monkeypatch: pytest.MonkeyPatch, 
     real = runner._safe_replication
     calls = []
 
-    def flaky(exp: Experiment, k: int) -> runner.ReplicationOutput:
+    def flaky(exp: Experiment, k: int, scope: Scope) -> runner.ReplicationOutput:
         calls.append(k)
         if k == 2:
             raise KeyboardInterrupt
-        return real(exp, k)
+        return real(exp, k, scope)
 
     monkeypatch.setattr(runner, "_safe_replication", flaky)
     res = run_experiment(tiny(), replications=4, jobs=1)
@@ -112,10 +112,12 @@ def test_failed_replication_is_recorded_and_the_rest_go_on(
 
     real = runner.run_replication
 
-    def broken(exp: Experiment, k: int, engine: str = "fast") -> runner.ReplicationOutput:
+    def broken(
+        exp: Experiment, k: int, engine: str = "fast", scope: Scope = WHOLE
+    ) -> runner.ReplicationOutput:
         if k == 1:
             raise RuntimeError("boom")
-        return real(exp, k)
+        return real(exp, k, engine, scope)
 
     monkeypatch.setattr(runner, "run_replication", broken)
     res = run_experiment(tiny(), replications=3, jobs=1)
