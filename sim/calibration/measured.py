@@ -35,9 +35,9 @@ import numpy.typing as npt
 import polars as pl
 
 from sim.config import EngineSpec
-from sim.data import gpus, models
+from sim.data import models
 from sim.engine import EngineLimits, RequestLog, StepTimeModel
-from sim.engine.catalog import StepTimeEntry, load_user_calibration
+from sim.engine.catalog import StepTimeEntry, gpu_spec
 from sim.engine.kv import kv_cache
 from sim.errors import ConfigError, Problem, TraceError
 from sim.model import FleetPhase, ReplicaSpec, simulate
@@ -255,10 +255,11 @@ class EngineSetup:
         model or GPU is not in the catalog)."""
         if self.kv_blocks is not None:
             return self.kv_blocks
-        known = self.gpu in gpus() or (
-            self.calibration is not None
-            and self.gpu in load_user_calibration(self.calibration).gpus
-        )
+        try:
+            gpu_spec(self.gpu, self.calibration)  # packaged, or the calibration file's
+            known = True
+        except KeyError:
+            known = False
         if self.model not in models() or not known:
             missing = self.model if self.model not in models() else self.gpu
             raise ConfigError(

@@ -192,6 +192,10 @@ def _pooled(
     return np.concatenate(arrays), np.repeat(w, [a.size for a in arrays])
 
 
+BOOTSTRAPPED = ("ttft_p95_s", "slo_attainment", "gpu_utilisation")
+"""The month KPIs whose standard error the bootstrap gives (`<kpi>_se`, NaN without it)."""
+
+
 def _bootstrap_se(
     results: Sequence[WindowResult],
     ttft: _Pooled,
@@ -210,7 +214,7 @@ def _bootstrap_se(
     busy = np.array([r.busy_s for r in results], dtype=np.float64)
     replicas = [r.replicas for r in results]
     serving = _serving(results)
-    draws: dict[str, list[float]] = {"ttft_p95_s": [], "slo_attainment": [], "gpu_utilisation": []}
+    draws: dict[str, list[float]] = {k: [] for k in BOOTSTRAPPED}
     # NOTE: one float sort per month, then integer ranks of sorted runs per resample (and dot
     # products over index arrays instead of lists of window objects): _bootstrap_se went from
     # 0.21 s to 0.03 s per replication of growth20pct (cProfile, 4-8 replications on a loaded
@@ -274,7 +278,7 @@ def sampled_month_rows(
     serving = _serving(results)
     if rng is None:
         ttft = _Sorted.of(*_pooled(results, "ttft_s", w))  # == _Pooled.of(...).sorted
-        se = {f"{k}_se": float("nan") for k in ("ttft_p95_s", "slo_attainment", "gpu_utilisation")}
+        se = {f"{k}_se": float("nan") for k in BOOTSTRAPPED}
     else:
         pooled = _Pooled.of([r.ttft_s for r in results], w)
         ttft = pooled.sorted
