@@ -214,6 +214,21 @@ def load_groups(path: str | Path = RUNS) -> list[Group]:
 # ------------------------------------------------------------------------------ commands
 
 
+def _given(flag: str, value: object) -> list[str]:
+    """`[flag, value]` when the row states the value, else nothing (the command's default)."""
+    return [] if value is None else [flag, str(value)]
+
+
+def _engine_flags(spec: BenchSpec) -> list[str]:
+    """The engine limits the row states, as `sim bench` and `sim calibrate runs` spell them."""
+    return [
+        *_given("--max-num-seqs", spec.max_num_seqs),
+        *_given("--max-num-batched-tokens", spec.max_num_batched_tokens),
+        *_given("--max-model-len", spec.max_model_len),
+        *_given("--kv-blocks", spec.kv_blocks),
+    ]
+
+
 def bench_args(spec: BenchSpec, calibration: Path | None, out: Path) -> list[str]:
     """The `sim bench` command line replaying `spec` (what `case_of` built for the row)."""
     rate = "inf" if math.isinf(spec.request_rate) else f"{spec.request_rate:g}"
@@ -224,15 +239,7 @@ def bench_args(spec: BenchSpec, calibration: Path | None, out: Path) -> list[str
         *("--request-rate", rate, "--burstiness", f"{spec.burstiness:g}"),
         *("--num-prompts", str(spec.num_prompts)),
     ]
-    for flag, value in (
-        ("--max-num-seqs", spec.max_num_seqs),
-        ("--max-num-batched-tokens", spec.max_num_batched_tokens),
-        ("--max-model-len", spec.max_model_len),
-        ("--kv-blocks", spec.kv_blocks),
-        ("--max-concurrency", spec.max_concurrency),
-    ):
-        if value is not None:
-            args += [flag, str(value)]
+    args += _engine_flags(spec) + _given("--max-concurrency", spec.max_concurrency)
     args += ["--percentile-metrics", "ttft,tpot,itl,e2el", "--metric-percentiles", "95,99"]
     if calibration is not None:
         args += ["--calibration", str(calibration)]
@@ -255,15 +262,7 @@ def calibrate_args(json_path: Path, spec: BenchSpec, out: Path) -> list[str]:
         *("calibrate", "runs", str(json_path), "--model", spec.model, "--gpu", spec.gpu),
         *("--tp", str(spec.tp), "--dtype", "fp16"),
     ]
-    for flag, value in (
-        ("--max-num-seqs", spec.max_num_seqs),
-        ("--max-num-batched-tokens", spec.max_num_batched_tokens),
-        ("--max-model-len", spec.max_model_len),
-        ("--kv-blocks", spec.kv_blocks),
-    ):
-        if value is not None:
-            args += [flag, str(value)]
-    return [*args, "--out", str(out)]
+    return [*args, *_engine_flags(spec), "--out", str(out)]
 
 
 def run_cli(args: Sequence[str]) -> tuple[int, str]:

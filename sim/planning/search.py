@@ -125,8 +125,12 @@ def candidate_gpus(
 ) -> tuple[list[str], dict[str, str]]:
     """The GPU types to search at `exp`'s `[engine] tp` and, for the others asked for or
     listed, why not (not priced, or the model does not fit at that degree)."""
-    own = tuple(g for g in prices if g not in gpu_catalog())  # a calibration file's GPU types
-    asked = settings.gpus or tuple(g for g in (*gpu_catalog(), *own) if g in prices)
+    catalog = gpu_catalog()
+    # the packaged GPU types on the price list, in catalog order, then a calibration file's
+    asked = settings.gpus or (
+        *(g for g in catalog if g in prices),
+        *(g for g in prices if g not in catalog),
+    )
     ok: list[str] = []
     why: dict[str, str] = {}
     for gpu in asked:
