@@ -27,6 +27,7 @@ from sim.calibration.sources import (
     is_prometheus_range,
     scrape_run,
 )
+from sim.config.reader import as_float
 from sim.errors import TraceError
 from sim.traces._io import base_suffix, read_bytes
 from sim.traces.readers import read_json_lines, vllm_bench_trace
@@ -263,13 +264,11 @@ def vllm_bench_summary_run(path: str | Path, doc: dict[str, Any]) -> MeasuredRun
 
     def number(key: str, *, integer: bool = False, default: float | None = None) -> float:
         v = doc.get(key, default)
-        kind = "a positive integer" if integer else "a positive number"
-        why = f"must be {kind} (summary-only vllm bench JSON)"
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise TraceError(file, None, key, v, why)
-        if not math.isfinite(v) or v <= 0 or (integer and not float(v).is_integer()):
-            raise TraceError(file, None, key, v, why)
-        return float(v)
+        f = as_float(v)  # a finite number, or None
+        if f is None or f <= 0 or (integer and not f.is_integer()):
+            kind = "a positive integer" if integer else "a positive number"
+            raise TraceError(file, None, key, v, f"must be {kind} (summary-only vllm bench JSON)")
+        return f
 
     if doc.get("max_concurrency") not in (None, 0):
         raise TraceError(
@@ -290,11 +289,10 @@ def vllm_bench_summary_run(path: str | Path, doc: dict[str, Any]) -> MeasuredRun
     published: dict[str, float] = {}
     for metric, ours in SUMMARY_METRICS.items():
         for stat, our_stat in SUMMARY_STATS.items():
-            v = doc.get(f"{stat}_{metric}_ms")
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
-                name = f"{ours}_{our_stat}_s"
-                if name in METRICS:
-                    published[name] = float(v) / 1e3
+            v = as_float(doc.get(f"{stat}_{metric}_ms"))
+            name = f"{ours}_{our_stat}_s"
+            if v is not None and name in METRICS:
+                published[name] = v / 1e3
     if not published:
         raise TraceError(
             file, None, "mean_ttft_ms", None, "no latency statistic (mean_/median_/p99_…_ms)"
