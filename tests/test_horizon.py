@@ -145,13 +145,14 @@ def test_resampled_quantile_is_the_sort_of_the_resample() -> None:
         ]
         w = rng.choice([1.0, 8.0, 10.0, 106.66666666666667, 73.0 / 3.0], size=n)
         pooled = _Pooled.of(arrays, w)
-        picks = rng.integers(0, n, size=n)
-        values = np.concatenate([arrays[j] for j in picks])
-        weights = np.concatenate([np.full(arrays[j].size, w[j]) for j in picks])
+        every = rng.integers(0, n, size=(3, n))
         for q in (0.5, 0.95, 0.99):
-            expected = weighted_quantile(values, weights, q)
-            got = pooled.resampled_quantile(picks, w, q)
-            assert got == expected or (np.isnan(got) and np.isnan(expected))
+            got = pooled.resampled_quantiles(every, w, q)
+            for picks, value in zip(every, got, strict=True):
+                values = np.concatenate([arrays[j] for j in picks])
+                weights = np.concatenate([np.full(arrays[j].size, w[j]) for j in picks])
+                expected = weighted_quantile(values, weights, q)
+                assert value == expected or (np.isnan(value) and np.isnan(expected))
 
 
 def test_busy_inside_is_the_loop_it_replaced() -> None:
