@@ -13,10 +13,12 @@ every finished replication is saved at once, and a later run resumes from them.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Literal
@@ -50,6 +52,7 @@ __all__ = [
     "Results",
     "replicate",
     "run_experiment",
+    "shared_workers",
     "version",
 ]
 
@@ -130,15 +133,39 @@ ProgressFn = Callable[[ReplicationOutput, int, int], None]
 Backend = Literal["local", "ray"]
 
 
+_SHARED: ContextVar[ProcessPoolExecutor | None] = ContextVar("shared_workers", default=None)
+
+
+@contextlib.contextmanager
+def shared_workers(jobs: int) -> Iterator[None]:
+    """Inside the block, every local `replicate` or run on `jobs` > 1 workers uses one process
+    pool of `jobs` workers, started once and shut down at the end (a search's hundreds of
+    small batches; each worker loads the compiled kernels once). Results are unchanged: a
+    replication's numbers depend only on (experiment, seed, replication)."""
+    if jobs <= 1 or _SHARED.get() is not None:
+        yield
+        return
+    pool = ProcessPoolExecutor(max_workers=jobs)
+    token = _SHARED.set(pool)
+    try:
+        yield
+    finally:
+        _SHARED.reset(token)
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def _local_outputs(
     exp: Experiment, todo: list[int], jobs: int, scope: Scope = WHOLE
 ) -> Iterator[ReplicationOutput]:
-    """Replications in this process (jobs = 1) or a process pool, as they finish."""
+    """Replications in this process (jobs = 1) or a process pool (the `shared_workers` pool
+    when one is open), as they finish."""
     if jobs == 1:
         for k in todo:
             yield _safe_replication(exp, k, scope)
         return
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
+    shared = _SHARED.get()
+    with contextlib.ExitStack() as stack:
+        pool = shared or stack.enter_context(ProcessPoolExecutor(max_workers=jobs))
         futures: list[Future[ReplicationOutput]] = [
             pool.submit(_safe_replication, exp, k, scope) for k in todo
         ]

@@ -18,7 +18,13 @@ from sim.cli import main
 from sim.config import ApiSpec, PoolSpec, SloSpec, SpillSpec, SpotSpec
 from sim.experiment import Experiment, load_experiment
 from sim.planning import plan_experiment
-from sim.planning.decide import Candidate, _decide, cost_cannot_beat
+from sim.planning.decide import (
+    Candidate,
+    _decide,
+    cost_cannot_beat,
+    futility_looks,
+    most_misses_accepted,
+)
 from sim.planning.evaluate import Evaluation, Evaluator, constant_plan
 from sim.planning.prices import default_price_list, price_lists, priced
 from sim.planning.write import plan_document
@@ -354,6 +360,52 @@ def test_spreadsheet_plan_sizes_by_average_load(growth_experiment: Experiment) -
     )
     counts = [m.replicas for m in spreadsheet_plan(heavy, "a100-80gb")[0].fleet]
     assert counts == sorted(counts) and counts[0] >= 2  # 23 req/s, growing 20 % a month
+
+
+def test_futility_looks_and_the_misses_a_stage_accepts() -> None:
+    assert futility_looks((20, 60, 150)) == [4, 10, 20, 40, 60, 104, 150]
+    assert futility_looks((5, 10)) == [4, 5, 6, 10]
+    assert [most_misses_accepted(n, 0.05, 0.95) for n in (20, 58, 59, 150)] == [-1, -1, 0, 2]
+    for n in (5, 20, 60, 150, 400):
+        for risk in (0.01, 0.05, 0.3):
+            k = most_misses_accepted(n, risk, 0.95)
+            assert k < 0 or upper_bound(k, n) <= risk
+            assert k == n or upper_bound(k + 1, n) > risk
+
+
+@pytest.mark.slow
+def test_futility_changes_no_decision(
+    day_night: Experiment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A candidate rejected as soon as it has more misses than the last stage accepts is the
+    one the staged rule rejects later: the same decisions and choices, fewer replications
+    (here one L4 through the day's peak is rejected before the second stage)."""
+    import sim.planning.decide as decide
+
+    s = dataclasses.replace(
+        day_night.spec.search,
+        gpus=("l4",),
+        max_replicas=4,
+        risk=0.3,
+        stages=(5, 10, 20),
+        api_options=(False,),
+        schedules=False,
+        autoscale_utilisation=(0.5,),
+    )
+    early = plan_experiment(day_night, s, verify=False, compare_input=False)
+    monkeypatch.setattr(decide, "most_misses_accepted", lambda n, *_: n)  # never futile
+    late = plan_experiment(day_night, s, verify=False, compare_input=False)
+    assert [c.candidate for c in early.choices] == [c.candidate for c in late.choices]
+    assert [c.cost_usd for c in early.choices] == [c.cost_usd for c in late.choices]
+    decided = {(t.month, t.candidate): t for t in late.tried}
+    assert {(t.month, t.candidate) for t in early.tried} == set(decided)
+    shorter = 0
+    for t in early.tried:
+        other = decided[(t.month, t.candidate)]
+        assert t.accepted == other.accepted
+        assert t.misses.n <= other.misses.n
+        shorter += t.misses.n < other.misses.n
+    assert shorter > 0
 
 
 def test_cost_cut_is_the_mean_bound() -> None:

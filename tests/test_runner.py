@@ -10,11 +10,13 @@ import numpy as np
 import polars as pl
 import pytest
 
+from sim import runner
 from sim.config import SloSpec
 from sim.experiment import Experiment
 from sim.replication import WHOLE, Scope, run_replication, sample_workload
 from sim.rng import Streams
-from sim.runner import run_experiment
+from sim.runner import replicate, run_experiment, shared_workers
+from sim.stats import months_frame
 
 ROOT = Path(__file__).resolve().parents[1]
 Tiny = Callable[..., Experiment]  # the `tiny` fixture (conftest.py)
@@ -34,6 +36,25 @@ def test_same_seed_same_tables_whatever_the_number_of_workers(
     # and the replications really differ from each other (streams are per replication)
     counts = one.months.filter(pl.col("month") == 1)["requests"].to_list()
     assert len(set(counts)) == 3
+
+
+@pytest.mark.slow
+def test_shared_workers_start_once_and_change_nothing(tiny: Tiny) -> None:
+    """Inside `shared_workers` every batch runs on the same two worker processes (a search's
+    hundreds of batches start no new ones) and gives the same rows as one process."""
+    exp = tiny(months=2)
+    serial = replicate(exp, range(4), jobs=1)
+    pids: list[set[int]] = []
+    with shared_workers(2):
+        pool = runner._SHARED.get()
+        assert pool is not None
+        for batch in (range(2), range(2, 4)):
+            outs = replicate(exp, batch, jobs=2)
+            got = months_frame([r for o in outs for r in o.months])
+            assert got.equals(months_frame([r for k in batch for r in serial[k].months]))
+            pids.append(set(pool._processes))
+    assert runner._SHARED.get() is None
+    assert pids[0] == pids[1] and len(pids[0]) == 2
 
 
 def test_different_seed_different_traffic(tiny: Tiny) -> None:

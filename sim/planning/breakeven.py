@@ -30,7 +30,7 @@ from sim.cost import api_usd_per_request, break_even_requests, pool_cost, usd_pe
 from sim.experiment import Experiment
 from sim.planning.prices import comparison_api
 from sim.planning.search import Plan, plan_experiment
-from sim.runner import Backend
+from sim.runner import Backend, shared_workers
 from sim.units import HOURS_PER_MONTH, SECONDS_PER_DAY, SECONDS_PER_MONTH
 from sim.workload import NoBurst, WeeklyProfile
 
@@ -276,6 +276,24 @@ def breakeven(
     hybrid: also search plans that spill to the API (when the experiment has `[api]`)."""
     if naive:
         return naive_breakeven(exp, volumes)
+    with shared_workers(jobs if backend == "local" else 1):  # one pool for every search
+        return _breakeven(
+            exp, volumes, flat_profile, no_bursts, hybrid, refine, jobs, backend, address, progress
+        )
+
+
+def _breakeven(
+    exp: Experiment,
+    volumes: Sequence[float],
+    flat_profile: bool,
+    no_bursts: bool,
+    hybrid: bool,
+    refine: int,
+    jobs: int,
+    backend: Backend,
+    address: str | None,
+    progress: Callable[[str], None] | None,
+) -> Breakeven:
     say = progress or (lambda _: None)
     name, p_in, p_out = comparison_api(exp.spec.api, exp.spec.search.compare_api)
     s = exp.spec.search

@@ -3,11 +3,13 @@
 `Candidate` is one fleet kept the same every month; `decide` gives it replications stage by
 stage (`sim.config.plan.REPLICATION_STAGES`) until the one-sided Clopper–Pearson bound on the
 month's P(miss SLO) decides it (accepted: upper bound ≤ risk; rejected: lower bound > risk, or
-still undecided at the last stage); `month_choice` records a decided candidate's evidence.
+still undecided at the last stage, or already more misses than the last stage can accept);
+`month_choice` records a decided candidate's evidence.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -16,7 +18,7 @@ from sim.config.plan import PlanSearchSpec
 from sim.planning.evaluate import Evaluation, Evaluator, constant_plan
 from sim.planning.prices import GpuPrice
 from sim.planning.schedules import scheduled_pool
-from sim.stats.risk import Proportion, lower_bound
+from sim.stats.risk import Proportion, lower_bound, upper_bound
 from sim.units import HOURS_PER_DAY, HOURS_PER_MONTH
 
 DAYS_PER_MONTH = HOURS_PER_MONTH / HOURS_PER_DAY  # 730 h ÷ 24 h: the months table's month
@@ -184,21 +186,58 @@ def _decide(
     beaten: Callable[[Evaluation, int], bool] | None = None,
 ) -> tuple[bool | None, Evaluation]:
     """Add replications of `month` stage by stage until the bound decides `plan` for it:
-    True (accepted), False (rejected). With `beaten`, a plan still undecided after a stage is
-    dropped — None — when `beaten(result, n_last)` says that even if accepted at any later
-    stage (at most `n_last` replications) it could not cost less than what the caller has
-    already found (`cost_cannot_beat`)."""
-    result = ev.evaluate(plan, s.stages[0], month)
-    for i, n in enumerate(s.stages):
+    True (accepted), False (rejected). With `beaten`, a plan still undecided is dropped —
+    None — when `beaten(result, n_last)` says that even if accepted at any later stage (at
+    most `n_last` replications) it could not cost less than what the caller has already
+    found (`cost_cannot_beat`).
+
+    Futility: misses only accumulate, and a stage of n replications accepts at most
+    `most_misses_accepted(n)` of them, so a plan that has already missed more often than the
+    largest later stage accepts is rejected at once — the decision it would reach at its
+    last stage, without the replications in between. This is checked at the stages and at
+    the looks between them (`futility_looks`), so a fleet missing every month is rejected
+    after 4 replications instead of 20."""
+    last = s.stages[-1]
+    stages = set(s.stages)
+    most = {n: most_misses_accepted(n, s.risk, s.confidence) for n in s.stages}
+    result = ev.evaluate(plan, 0, month)
+    for n in futility_looks(s.stages):
         result = ev.evaluate(plan, n, month)
         p = result.misses(month)
-        if p.bound <= s.risk:
-            return True, result
-        if lower_bound(p.k, p.n, p.confidence) > s.risk:
-            return False, result
-        if beaten is not None and i + 1 < len(s.stages) and beaten(result, s.stages[-1]):
+        if n in stages:
+            if p.bound <= s.risk:
+                return True, result
+            if lower_bound(p.k, p.n, p.confidence) > s.risk:
+                return False, result
+            if n == last:
+                return False, result
+        if p.k > max(most[m] for m in s.stages if m > n):
+            return False, result  # no later stage can accept it
+        if beaten is not None and beaten(result, last):
             return None, result
     return False, result
+
+
+def futility_looks(stages: tuple[int, ...]) -> list[int]:
+    """The replication counts at which `_decide` looks: the stages, and between them where
+    only futility (or the cost cut) can stop a plan: 4 and 10 below the first stage, and the
+    midpoint of each two stages (rounded down to an even count, so that two workers share
+    every batch). For (20, 60, 150): 4, 10, 20, 40, 60, 104, 150."""
+    looks = {n for n in (4, 10) if n < stages[0]} | set(stages)
+    for a, b in itertools.pairwise(stages):
+        mid = (a + b) // 2 // 2 * 2
+        if a < mid < b:
+            looks.add(mid)
+    return sorted(looks)
+
+
+def most_misses_accepted(n: int, risk: float, confidence: float) -> int:
+    """The most misses in n replications that still accept (one-sided upper bound ≤ risk);
+    −1 when none does (n too small for the risk)."""
+    k = -1
+    while k + 1 <= n and upper_bound(k + 1, n, confidence) <= risk:
+        k += 1
+    return k
 
 
 def cost_cannot_beat(

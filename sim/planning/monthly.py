@@ -22,12 +22,15 @@ at the spot list price all month, API spill last at equal cost); one whose cost 
 reaches the month's best so far is skipped unsimulated. Each other one is given replications
 stage by stage (`REPLICATION_STAGES`) until the one-sided Clopper–Pearson bound on P(miss)
 decides it: accepted when the upper bound ≤ risk, rejected when the lower bound > risk or when
-the last stage leaves it undecided (not proven safe). The month's choice is the accepted
-candidate of least objective cost. A candidate still undecided after a stage is dropped when
-its replications so far already cost too much: were it accepted later, its mean cost would be
-at least (Σ costs so far + its cost lower bound × the replications still to come) ÷ the last
-stage, and when that reaches the month's best it cannot be chosen (`cost_cannot_beat`; an
-API-spill candidate visited at its GPUs' price is usually dropped after its first stage).
+the last stage leaves it undecided (not proven safe) — or as soon as it has missed more often
+than the last stage can accept, which it would be there (futility: misses only accumulate;
+looked at between the stages too, `sim.planning.decide.futility_looks`). The month's choice
+is the accepted candidate of least objective cost. A candidate still undecided is dropped
+when its replications so far already cost too much: were it accepted later, its mean cost
+would be at least (Σ costs so far + its cost lower bound × the replications still to come) ÷
+the last stage, and when that reaches the month's best it cannot be chosen
+(`cost_cannot_beat`; an API-spill candidate visited at its GPUs' price is usually dropped
+after its first stage).
 Under common random numbers a month's misses do not
 increase with the replica count, so a count that fails marks every smaller count of its family
 failed too (and, a scheduled N serving at most N in every hour, the scheduled ones up to it).
@@ -73,6 +76,7 @@ from sim.planning.decide import (
     _decide,
     cost_cannot_beat,
     month_choice,
+    most_misses_accepted,
 )
 from sim.planning.evaluate import Evaluation, Evaluator, constant_plan, search_evaluator
 from sim.planning.orders import fleet_cap
@@ -237,6 +241,7 @@ def search_at_tp(
     dropped: list[Tried] = []
     failed_at: dict[tuple[int, tuple[str, float, bool, str]], int] = {}
     met_at: dict[tuple[int, tuple[str, float, bool, str]], int] = {}  # autoscaled families
+    most_accepted = most_misses_accepted(s.stages[-1], s.risk, s.confidence)
     choices: list[MonthChoice] = []
     static_choices: dict[int, MonthChoice] = {}
     static_best: dict[int, MonthChoice] = {}
@@ -294,9 +299,15 @@ def search_at_tp(
                 )
                 continue
             tried.append(Tried(month, c, objective, p, accepted))
+            futile = not accepted and p.n < s.stages[-1] and p.k > most_accepted
             say(
                 f"month {month}: {c.label():<28} P(miss) {p.words():<34} "
                 f"{'accept' if accepted else 'reject'}  ${objective:,.0f}/month"
+                + (
+                    f" ({s.stages[-1]} replications accept at most {most_accepted} misses)"
+                    if futile
+                    else ""
+                )
             )
             if not accepted:
                 failed_at[(month, c.family)] = max(failed_at.get((month, c.family), 0), c.count)

@@ -55,7 +55,7 @@ from sim.planning.prices import (
 )
 from sim.planning.spreadsheet import spreadsheet_plan
 from sim.rng import verification_seed
-from sim.runner import Backend
+from sim.runner import Backend, shared_workers
 
 Progress = Callable[[str], None]
 
@@ -201,7 +201,34 @@ def plan_experiment(
     `verify`: run the recommendation on fresh replications; `compare_input`: evaluate the input
     file's own plan on the search's replications. `min_counts` ((GPU type, tp) → replicas)
     skips smaller counts, known to fail (e.g. from a lower volume of a break-even sweep: more
-    traffic never needs fewer replicas)."""
+    traffic never needs fewer replicas). Local workers are started once for the whole search
+    (`sim.runner.shared_workers`)."""
+    with shared_workers(jobs if backend == "local" else 1):
+        return _plan_experiment(
+            exp,
+            settings,
+            jobs=jobs,
+            backend=backend,
+            address=address,
+            verify=verify,
+            compare_input=compare_input,
+            progress=progress,
+            min_counts=min_counts,
+        )
+
+
+def _plan_experiment(
+    exp: Experiment,
+    settings: PlanSearchSpec | None,
+    *,
+    jobs: int,
+    backend: Backend,
+    address: str | None,
+    verify: bool,
+    compare_input: bool,
+    progress: Progress | None,
+    min_counts: Mapping[tuple[str, int], int] | None,
+) -> Plan:
     t0 = time.perf_counter()
     s = settings or exp.spec.search
     spec = exp.spec

@@ -29,7 +29,7 @@ import polars as pl
 from sim.config import PlanSpec
 from sim.engine import GpuEngine
 from sim.experiment import Experiment
-from sim.runner import Backend, replicate
+from sim.runner import Backend, replicate, shared_workers
 from sim.stats import months_frame
 from sim.stats.risk import Proportion, missed_slo
 from sim.workload import EmpiricalLengths
@@ -187,14 +187,15 @@ def sensitivity(
     say = progress or (lambda _: None)
     # The plan's GPU types must be resolved before the variants change step times.
     base = exp.with_spec(dataclasses.replace(exp.spec, plans=(plan,), fleet=plan.fleet))
-    p, cost = _run(base, plan, replications, jobs, backend)
-    baseline = SensitivityRow("baseline", "", "as in the experiment", p, cost)
-    rows = []
-    for name, low_words, high_words, low, high in factors(base):
-        for end, words, variant in (("low", low_words, low), ("high", high_words, high)):
-            p, cost = _run(variant(base), plan, replications, jobs, backend)
-            rows.append(SensitivityRow(name, end, words, p, cost))
-            say(f"{name} {words}: P(miss in some month) {p.words()}, ${cost:,.0f}/month")
+    with shared_workers(jobs if backend == "local" else 1):  # one pool for every variant
+        p, cost = _run(base, plan, replications, jobs, backend)
+        baseline = SensitivityRow("baseline", "", "as in the experiment", p, cost)
+        rows = []
+        for name, low_words, high_words, low, high in factors(base):
+            for end, words, variant in (("low", low_words, low), ("high", high_words, high)):
+                p, cost = _run(variant(base), plan, replications, jobs, backend)
+                rows.append(SensitivityRow(name, end, words, p, cost))
+                say(f"{name} {words}: P(miss in some month) {p.words()}, ${cost:,.0f}/month")
     return baseline, rows
 
 
