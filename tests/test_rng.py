@@ -74,3 +74,27 @@ def test_negative_keys_are_refused() -> None:
 def test_name_key_is_stable_across_processes() -> None:
     # zlib.crc32, not Python's salted hash(): the same in every worker process
     assert name_key("a100-80gb") == zlib.crc32(b"a100-80gb") == 3922350890
+
+
+def test_a_stream_is_numpys_default_rng_of_its_key() -> None:
+    """`stream` seeds PCG64 from its own compiled copy of SeedSequence's pooling: the same
+    generator as `np.random.default_rng(key)`, for keys of every length and size (words above
+    2**32 split into two), and the Python form of the arithmetic is numpy's too."""
+    from sim.rng import _pcg64_state_py
+
+    g = np.random.default_rng(5)
+    for trial in range(2000):
+        extra = [int(x) for x in g.integers(0, 2**32, size=int(g.integers(0, 6)))]
+        big = int(g.integers(0, 2**62)) if trial % 4 == 0 else int(g.integers(0, 2**31))
+        key = [int(g.integers(0, 12)), int(g.integers(0, 5000)), big, *extra]
+        ours, numpys = stream(key[0], key[1], key[2], *key[3:]), np.random.default_rng(key)
+        assert ours.integers(0, 2**63, 3).tolist() == numpys.integers(0, 2**63, 3).tolist()
+        if trial < 200:
+            words = [w for x in key for w in ([x & 0xFFFFFFFF] + ([x >> 32] if x >> 32 else []))]
+            with np.errstate(over="ignore"):
+                state = _pcg64_state_py(np.array(words, dtype=np.uint64))
+            assert (
+                state.tolist() == np.random.SeedSequence(key).generate_state(4, np.uint64).tolist()
+            )
+    with pytest.raises(ValueError, match=">= 0"):
+        stream(Stream.GROWTH, 0, 0, -3)
