@@ -17,6 +17,7 @@ import itertools
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -48,13 +49,16 @@ from sim.fleet.autoscale import Scaler, profile_floor
 from sim.fleet.schedule import overlap_s
 from sim.fleet.serving import serving_by_hour
 from sim.horizon import Window, choose_windows, fleet_slice, strata_of_slots
-from sim.model import Engine, Hybrid, SimulationResult, simulate
+from sim.model import Engine, Hybrid, SimulationResult, simulate, simulate_one_phase
 from sim.records import Outcomes
 from sim.rng import MonthRngs, Streams
 from sim.stats import WindowResult, full_month_rows, sampled_month_rows, window_result
 from sim.units import HOURS_PER_MONTH, SECONDS_PER_MONTH, Market
 from sim.workload import MonthRequests, Traffic, sample_month, sample_monthly_growth
 from sim.workload.clock import seconds_by_hour
+
+if TYPE_CHECKING:  # (the compiled core loads numba: imported where it runs)
+    from sim.engine.compiled import CompiledFleet
 
 
 @dataclass(frozen=True)
@@ -126,6 +130,26 @@ def outcomes_of(
         api=np.asarray(log.api[first:], dtype=bool),
         dropped=np.asarray(log.dropped[first:], dtype=bool),
         throttled=throttled,
+    )
+
+
+def _core_outcomes(requests: MonthRequests, fleet: CompiledFleet, first: int) -> Outcomes:
+    """`outcomes_of` for a run on the compiled core alone (no spot, API or autoscaler: no
+    evictions, spills, drops or throttles), read from the core's arrays."""
+    first_token_s, finish_s, rejected, preemptions = fleet.outcomes(first)
+    none = np.zeros(first_token_s.size, dtype=bool)
+    return Outcomes(
+        arrival_s=requests.arrival_s[first:],
+        first_token_s=first_token_s,
+        finish_s=finish_s,
+        input_tokens=requests.input_tokens[first:].astype(np.int64),
+        output_tokens=requests.output_tokens[first:].astype(np.int64),
+        rejected=rejected,
+        preemptions=preemptions,
+        evictions=np.zeros(first_token_s.size, dtype=np.int64),
+        api=none,
+        dropped=none,
+        throttled=none,
     )
 
 
@@ -436,10 +460,29 @@ def _simulate_window(
         growth=growth,
         rngs=rngs,
     )
-    log = request_log(req)
     near = outages_touching(run.outages, t0, end)
     scalers = run.scalers(t0, end)
-    hybrid = hybrid_for(spec.api, run, near, api_rng, len(log), scalers=scalers)
+    hybrid = hybrid_for(spec.api, run, near, api_rng, len(req), scalers=scalers)
+    # NOTE: only the requests arriving inside the window (a suffix: arrivals are sorted) are
+    # converted and measured, not the warm-up's: 0.01 s less per replication of growth20pct.
+    first = int(np.searchsorted(req.arrival_s, start, side="left"))
+    plain = None
+    if hybrid is None and not moving:  # a static fleet and nothing else: the core alone
+        plain = simulate_one_phase(req, run.fleet.replicas, FleetPhase(t0, active), engine)
+    if plain is not None:
+        fleet, events = plain
+        outcome = _core_outcomes(req, fleet, first)
+        result = window_result(
+            window,
+            outcome,
+            None,
+            spec.slo,
+            fleet.busy_inside(active, start, end),
+            len(active),
+            whole / len(active),
+        )
+        return result, len(req), events, None
+    log = request_log(req)
     phases = run.fleet.routing_between(t0, end) if moving else [FleetPhase(t0, active)]
     res = simulate(log, run.fleet.replicas, phases, engine, hybrid)
     busy = busy_inside([res.busy_periods[r] for r in active], start, end)
@@ -455,9 +498,6 @@ def _simulate_window(
         )
         if use is not None:
             serving_s += use.serving_s
-    # NOTE: only the requests arriving inside the window (a suffix: arrivals are sorted) are
-    # converted and measured, not the warm-up's: 0.01 s less per replication of growth20pct.
-    first = int(np.searchsorted(req.arrival_s, start, side="left"))
     outcome = outcomes_of(log, req, res, first)
     return (
         window_result(

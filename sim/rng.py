@@ -2,9 +2,9 @@
 
 A stream is identified by (stream id, replication, root seed, sub-keys…) and is the generator
 `numpy.random.default_rng([stream_id, replication, seed, *sub_keys])` gives (numpy's
-SeedSequence entropy pooling, SPEC 7; `stream` runs a compiled copy of that pooling, 4× faster). The plan is deliberately not part of any key: replication k of every
-plan sees the same traffic and the same preemptions (common random numbers), so plan
-comparisons are paired.
+SeedSequence entropy pooling, SPEC 7; `stream` runs a compiled copy of that pooling, 4×
+faster). The plan is deliberately not part of any key: replication k of every plan sees the
+same traffic and the same preemptions (common random numbers), so plan comparisons are paired.
 
 `Streams(seed, replication)` is built once per replication (desmod's run owns its generator)
 and passed down; each named stream is one method, and every sub-key convention lives here.

@@ -19,7 +19,7 @@ from sim.engine import EngineLimits, RequestLog, StepTimeModel, prefill_pairs
 from sim.engine.compiled import compile_kernels
 from sim.fleet.routing import ROUTING_POLICIES, two_choices
 from sim.fleet.spot import Outage
-from sim.model import FleetPhase, Hybrid, ReplicaSpec, simulate
+from sim.model import FleetPhase, Hybrid, ReplicaSpec, simulate, simulate_one_phase
 
 STEP = StepTimeModel(
     overhead_s=0.004,
@@ -234,3 +234,41 @@ def test_compiled_runs_hybrid_runs_and_p2c_needs_an_rng() -> None:
     assert res.reclaims == 1 and not math.isnan(log.finish_s[0])
     with pytest.raises(ValueError, match="routing_rng"):
         simulate(log, spec, [FleetPhase(0.0, (0,))], routing="power_of_two_choices")
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(workloads(max_replicas=4), st.floats(0.0, 3.0), st.floats(0.5, 40.0))
+def test_one_phase_on_arrays_is_simulate_bit_for_bit(w: dict, start: float, length: float) -> None:
+    """A static window read from the core's arrays (`simulate_one_phase`: no log lists) has
+    the outcomes `simulate` writes into the log and, over a sub-fleet in any order, the busy
+    seconds `sim.replication.busy_inside` sums from its busy periods, to the bit."""
+    from sim.replication import busy_inside
+    from sim.workload import MonthRequests
+
+    n = w["replicas"]
+    specs = [ReplicaSpec("p", "g", w["limits"], w["step"])] * n
+    order = np.random.default_rng(w["seed"]).permutation(n)
+    active = tuple(int(i) for i in order[: max(1, n - 1)])
+    phase = FleetPhase(0.0, active)
+    req = MonthRequests(
+        1,
+        np.asarray(w["arrivals"], dtype=float),
+        np.asarray(w["inputs"], dtype=np.int64),
+        np.asarray(w["outputs"], dtype=np.int64),
+    )
+    log = RequestLog(w["arrivals"], w["inputs"], w["outputs"])
+    res = simulate(log, specs, [phase], "compiled")
+    got = simulate_one_phase(req, specs, phase, "fast")
+    assert got is not None
+    fleet, events = got
+    assert events == res.simpy_events
+    first = len(log) // 3
+    first_token, finish, rejected, preemptions = fleet.outcomes(first)
+    assert np.array_equal(first_token, np.asarray(log.first_token_s[first:]), equal_nan=True)
+    assert np.array_equal(finish, np.asarray(log.finish_s[first:]), equal_nan=True)
+    assert rejected.tolist() == log.rejected[first:]
+    assert preemptions.tolist() == log.preemptions[first:]
+    end = start + length
+    expected = busy_inside([res.busy_periods[r] for r in active], start, end)
+    assert fleet.busy_inside(active, start, end) == expected
+    assert simulate_one_phase(req, specs, phase, "reference") is None

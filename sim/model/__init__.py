@@ -59,7 +59,7 @@ import operator
 from collections import deque
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import simpy
@@ -81,6 +81,9 @@ from sim.fleet.spot import Outage
 from sim.model.autoscale import autoscale_process
 from sim.model.engines import _FastReplicas, _ReferenceReplicas
 
+if TYPE_CHECKING:  # (the compiled core loads numba: imported where it runs)
+    from sim.engine.compiled import CompiledFleet, Requests
+
 __all__ = [
     "Engine",
     "FleetPhase",
@@ -90,6 +93,7 @@ __all__ = [
     "SimulationResult",
     "TimelineRow",
     "simulate",
+    "simulate_one_phase",
 ]
 
 Engine = Literal["fast", "compiled", "lazy", "reference"]
@@ -202,6 +206,30 @@ def simulate(
     else:
         wiring = _ReferenceReplicas(env, log, replicas, counters)
     return _run(env, log, replicas, phases, wiring, hybrid, counters, routing, uniforms)
+
+
+def simulate_one_phase(
+    requests: Requests, replicas: Sequence[ReplicaSpec], phase: FleetPhase, engine: Engine
+) -> tuple[CompiledFleet, int] | None:
+    """`simulate` of one fleet phase with no spot, API, probe or autoscaler, on the compiled
+    core, reading the request arrays directly (no `RequestLog`): the flushed fleet (its
+    `outcomes` and `busy_inside`) and the SimPy events the run counts. None where `simulate`
+    would not use the compiled core (`engine` lazy or reference, or a V0 replica).
+
+    NOTE: a sampled window of a static fleet is this case; building the log's lists and
+    copying the outcomes back were a fifth of a growth20pct replication."""
+    if engine not in ("fast", "compiled") or any(not replicas[i].limits.v1 for i in phase.replicas):
+        return None
+    arrivals = np.asarray(requests.arrival_s)
+    if arrivals.size and phase.start_s > arrivals[0]:
+        raise ValueError("the first fleet phase must start at or before the first arrival")
+    if not phase.replicas:
+        raise ValueError(f"fleet phase at {phase.start_s} s has no replica")
+    if arrivals.size > 1 and bool((arrivals[1:] < arrivals[:-1]).any()):
+        raise ValueError("arrival times must be sorted")
+    from sim.model.compiled import run_one_phase  # (numba on first use, as in `simulate`)
+
+    return run_one_phase(requests, replicas, phase)
 
 
 # ------------------------------------------------------------------------ the dispatch loop

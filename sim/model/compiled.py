@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import simpy
 
-from sim.engine.compiled import JSQ, P2C, ROUND_ROBIN, CompiledFleet, Spill
+from sim.engine.compiled import JSQ, P2C, ROUND_ROBIN, CompiledFleet, Requests, Spill
 from sim.engine.log import RequestLog
 from sim.fleet.autoscale import ReplicaLoad, ScaleEvent, Scaler, pool_signal
 from sim.fleet.plan import FleetPhase, ReplicaSpec
@@ -95,6 +95,18 @@ def _plain(
     env.process(control())
     env.run()
     return _plain_result(log, fleet, events[0])
+
+
+def run_one_phase(
+    requests: Requests, specs: Sequence[ReplicaSpec], phase: FleetPhase
+) -> tuple[CompiledFleet, int]:
+    """`_plain`'s one-phase run (JSQ) on a request set's arrays: the flushed fleet and the
+    SimPy event count `_plain` reports (the timeout to a phase starting after time 0)."""
+    fleet = CompiledFleet(requests, [(s.limits, s.step_time) for s in specs])
+    max_len = specs[phase.replicas[0]].limits.max_model_len
+    fleet.route(0, len(requests), phase.replicas, JSQ, max_len)
+    fleet.flush()
+    return fleet, 1 if phase.start_s > 0.0 else 0
 
 
 def _plain_result(log: RequestLog, fleet: CompiledFleet, simpy_events: int) -> SimulationResult:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
@@ -33,7 +33,15 @@ from sim.engine.compiled.replica import advance_to
 from sim.engine.log import RequestLog
 from sim.engine.steptime import EngineLimits, StepTimeModel, decode_steps_within
 
-__all__ = ["JSQ", "P2C", "ROUND_ROBIN", "CompiledFleet", "Spill", "compile_kernels"]
+__all__ = [
+    "JSQ",
+    "P2C",
+    "ROUND_ROBIN",
+    "CompiledFleet",
+    "Requests",
+    "Spill",
+    "compile_kernels",
+]
 
 _NONE = np.zeros(0, dtype=np.int64)
 
@@ -51,6 +59,18 @@ class Spill(NamedTuple):
     rate: np.ndarray
 
 
+class Requests(Protocol):
+    """What the core reads of a request set: a `RequestLog`, or arrays (`MonthRequests`)."""
+
+    @property
+    def arrival_s(self) -> Sequence[float] | np.ndarray: ...
+    @property
+    def input_tokens(self) -> Sequence[int] | np.ndarray: ...
+    @property
+    def output_tokens(self) -> Sequence[int] | np.ndarray: ...
+    def __len__(self) -> int: ...
+
+
 class CompiledFleet:
     """Replicas with the given limits and step times, serving the requests of `log`.
 
@@ -59,7 +79,7 @@ class CompiledFleet:
 
     def __init__(
         self,
-        log: RequestLog,
+        log: Requests,
         replicas: Sequence[tuple[EngineLimits, StepTimeModel]],
         uniforms: np.ndarray | None = None,
     ) -> None:
@@ -259,6 +279,32 @@ class CompiledFleet:
             list(zip(starts[a:b], ends[a:b], strict=True))
             for a, b in zip([0, *bounds[:-1]], bounds, strict=True)
         ]
+
+    def outcomes(self, first: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """First token (s), finish (s), rejected (bool) and preemptions of requests `first`
+        on, as arrays: the values `write_log` copies into a log, without the lists."""
+        q, qf = self.state.q, self.state.qf
+        return (
+            qf[first:, _r.X_FIRST].copy(),
+            qf[first:, _r.X_FIN].copy(),
+            q[first:, _r.Q_REJ] != 0,
+            q[first:, _r.Q_PRE].copy(),
+        )
+
+    def busy_inside(self, replicas: Sequence[int], start_s: float, end_s: float) -> float:
+        """Busy seconds inside [start_s, end_s) of `replicas`' busy periods, summed replica by
+        replica (in the given order), each in time order, left to right: the sum
+        `sim.replication.busy_inside` makes of `busy_periods()`, the same bits."""
+        rows = self.state.busy[: int(self.state.nbusy[0])]
+        position = np.full(self.state.ri.shape[0], -1, dtype=np.int64)
+        position[np.asarray(replicas, dtype=np.int64)] = np.arange(len(replicas))
+        at = position[rows[:, 0].astype(np.int64)]
+        keep = at >= 0
+        if not keep.any():
+            return 0.0
+        rows = rows[keep][np.argsort(at[keep], kind="stable")]
+        inside = np.minimum(rows[:, 2], end_s) - np.maximum(rows[:, 1], start_s)
+        return 0.0 + float(np.cumsum(np.maximum(inside, 0.0))[-1])
 
     def write_log(self, log: RequestLog) -> None:
         """Copy the per-request outcomes into `log`."""
