@@ -107,12 +107,44 @@ class _Sorted:
 
     @staticmethod
     def of(values: FloatArray, weights: FloatArray) -> _Sorted:
-        order = np.argsort(values, kind="stable")
+        order = stable_argsort(values)
         w = weights[order]
         return _Sorted(values[order], w, np.cumsum(w))
 
     def quantile(self, q: float) -> float:
         return _quantile(self.values, self.cum, q)
+
+
+def stable_argsort(values: FloatArray) -> npt.NDArray[np.intp]:
+    """`np.argsort(values, kind="stable")`, the same permutation, several times faster.
+
+    numpy's stable sort of floats is a merge sort; its default argsort is a vectorised
+    quicksort that may order equal values any way. Equal values (NaNs counted equal, as both
+    sorts put them last) are then put back in index order: each gets the key (rank of its
+    value among the distinct values) × n + its index, unique keys whose sort order is the
+    stable one whatever the algorithm (only the members of such runs are sorted again).
+
+    NOTE: 60,000 TTFTs with ties: 13.5 ms stable against 1.6 ms quicksort (numpy 2.4 on this
+    machine); a month of a static hybrid_burst fleet sorts three such arrays, a quarter of its
+    CPU in a plan search.
+    """
+    order = np.argsort(values)
+    n = order.size
+    if n < 2:
+        return order
+    v = values[order]
+    same = v[1:] == v[:-1]
+    same |= np.isnan(v[1:]) & np.isnan(v[:-1])
+    if not same.any():
+        return order
+    tied = np.zeros(n, dtype=bool)  # members of a run of equal values: only they move
+    tied[1:] = same
+    tied[:-1] |= same
+    at = np.flatnonzero(tied)
+    rank = np.cumsum(~same[at[1:] - 1])  # runs are contiguous: a new run where not `same`
+    key = np.concatenate(([0], rank)) * n + order[at]
+    order[at] = order[at][np.argsort(key)]
+    return order
 
 
 def _quantile(values: FloatArray, cum: FloatArray, q: float) -> float:
@@ -150,14 +182,16 @@ class _Pooled:
         values = np.concatenate(arrays) if arrays else np.empty(0)
         weights = np.repeat(w, sizes)  # == np.full(size, weight) per window, concatenated
         window = np.repeat(np.arange(len(arrays), dtype=np.int64), sizes)
-        order = np.argsort(values, kind="stable")
+        order = stable_argsort(values)
         s = _Sorted(values[order], weights[order], np.cumsum(weights[order]))
         # NaN != NaN: each NaN is a block of its own (they sort last either way)
         new = np.empty(s.values.size, dtype=bool)
         new[:1] = True
         np.not_equal(s.values[1:], s.values[:-1], out=new[1:])
         block = np.cumsum(new) - 1
-        by_window = np.argsort(window[order], kind="stable")  # per window, ascending value
+        win = window[order]
+        # (a stable sort of 16-bit keys is numpy's radix sort: the same permutation, faster)
+        by_window = np.argsort(win.astype(np.uint16) if len(arrays) < 2**16 else win, kind="stable")
         bounds = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
         return _Pooled(s, s.values[new], block[by_window].astype(np.int64), bounds)
 
