@@ -354,6 +354,13 @@ def api_prices(api: ApiSpec | None) -> tuple[float, float] | None:
     return api.input_usd_per_million, api.output_usd_per_million
 
 
+def cost_before_api_usd(cost: MonthCost, spot: SpotBill = NO_SPOT) -> float:
+    """A month's cost without its API bill: GPUs (on demand, spot and the spot's on-demand
+    fallback) + operations — `cost_fields`' `cost_usd` adds the API bill (≥ 0) to exactly this
+    sum, so it is a lower bound on it to the last bit (rounding is monotone)."""
+    return cost.gpu_cost_usd + spot.spot_usd + spot.fallback_usd + cost.ops_cost_usd
+
+
 def cost_fields(
     cost: MonthCost,
     input_tokens: int,
@@ -374,7 +381,7 @@ def cost_fields(
     if prices is None:
         api_usd = 0.0
     gpu_usd = cost.gpu_cost_usd + spot.spot_usd + spot.fallback_usd
-    total = gpu_usd + cost.ops_cost_usd + api_usd
+    total = cost_before_api_usd(cost, spot) + api_usd
     all_api = (input_tokens * per_m_in + output_tokens * per_m_out) / 1e6
     tokens = input_tokens + output_tokens
     return {

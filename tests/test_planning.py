@@ -408,6 +408,49 @@ def test_futility_changes_no_decision(
     assert shorter > 0
 
 
+@pytest.mark.slow
+def test_spot_bill_cut_changes_no_choice(
+    day_night: Experiment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A spot fleet whose bill without the API (its reclaims' spot hours + on-demand +
+    operations, no simulation) already reaches the month's best in every stage's mean is
+    skipped unsimulated; with the bills read as $0 the same choice is made, and whatever was
+    skipped is a spot fleet the staged rule did not choose."""
+    import sim.planning.monthly as monthly
+
+    exp = day_night.with_spec(
+        dataclasses.replace(
+            day_night.spec,
+            spot=SpotSpec("aws-advisor-gt20pct", preemptions_per_instance_hour=0.5),
+        )
+    )
+    s = dataclasses.replace(
+        exp.spec.search,
+        price_list="aws",
+        gpus=("a10g",),
+        max_replicas=8,
+        risk=0.3,
+        stages=(5, 10, 20),
+        api_options=(False,),
+        spot_shares=(0.0, 1.0),
+        schedules=False,
+        autoscale=False,
+    )
+    cut = plan_experiment(exp, s, verify=False, compare_input=False)
+    monkeypatch.setattr(monthly, "costs_before_api", lambda e, p, k: (0.0,) * e.spec.months)
+    full = plan_experiment(exp, s, verify=False, compare_input=False)
+    assert [c.candidate for c in cut.choices] == [c.candidate for c in full.choices]
+    assert [c.cost_usd for c in cut.choices] == [c.cost_usd for c in full.choices]
+    decided = {(t.month, t.candidate): t for t in full.tried}
+    assert all(decided[(t.month, t.candidate)].accepted == t.accepted for t in cut.tried)
+    skipped = set(decided) - {(t.month, t.candidate) for t in cut.tried}
+    assert skipped and all(c.spot == c.count for _, c in skipped)
+    best = {ch.month: ch.cost_usd for ch in full.choices}
+    for key in skipped:
+        t = decided[key]
+        assert not t.accepted or t.cost_usd >= best[t.month]
+
+
 def test_cost_cut_is_the_mean_bound() -> None:
     """k = 20 replications at $3,000 and a floor of $800: accepted at 150 the mean is at least
     (20 · 3000 + 130 · 800) / 150 = $1,093.33."""

@@ -83,6 +83,7 @@ from sim.planning.orders import fleet_cap
 from sim.planning.prices import GpuPrice
 from sim.planning.schedules import profile_counts, scheduled_bill_usd
 from sim.planning.spreadsheet import mean_rate_per_s
+from sim.replication import costs_before_api
 from sim.runner import Backend
 
 Progress = Callable[[str], None]
@@ -179,6 +180,28 @@ def search_at_tp(
             bills[c] = scheduled_bill_usd(plan, spec.engine, spec.spot, spec.cost)
         return bills[c][month - 1] + ops
 
+    before_api: dict[Candidate, list[tuple[float, ...]]] = {}
+
+    def spot_cannot_beat(c: Candidate, month: int, bar: float) -> bool:
+        """Whether spot candidate `c` cannot beat `bar` in `month` at any stage it could be
+        accepted at, from its bill alone: each replication's cost without the API bill (GPUs
+        on demand and spot, as that replication's reclaims bill them, + operations:
+        `sim.replication.costs_before_api`, no simulation) is a lower bound on its cost, so
+        when the mean of those bounds over the first n replications reaches `bar` for every
+        stage n, its mean cost at acceptance would too (exact, like `cost_cannot_beat`).
+        Computed lazily: it stops at the first stage whose mean stays below."""
+        if bar == math.inf:
+            return False
+        plan = constant_plan(c.label(), spec.months, c.pools(), c.api)
+        exp = base.with_spec(dataclasses.replace(spec, plans=(plan,), fleet=plan.fleet))
+        have = before_api.setdefault(c, [])
+        for n in s.stages:
+            while len(have) < n:
+                have.append(costs_before_api(exp, plan, len(have)))
+            if math.fsum(r[month - 1] for r in have[:n]) / n < bar - 0.01:
+                return False
+        return True
+
     def visit_order(c: Candidate, month: int) -> tuple[bool, float, bool, int, str, int, bool, str]:
         # NOTE: fleets whose bill is known before simulation (on-demand, static or scheduled,
         # without API) are visited first, cheapest first: the first one accepted sets a month's
@@ -272,6 +295,9 @@ def search_at_tp(
             # (a cent of slack: the bound and the bill add the same dollars in another order)
             if any(b is not None and bound(c, month) >= b.cost_usd - 0.01 for b in bars):
                 continue  # cannot beat the month's best (visited in list-price order)
+            bar = min((b.cost_usd for b in bars if b is not None), default=math.inf)
+            if c.spot and s.objective == "mean" and spot_cannot_beat(c, month, bar):
+                continue  # its GPUs' bill alone reaches the month's best
             if failed_at.get((month, c.family), 0) >= c.count:
                 continue
             if met_at.get((month, c.family), c.count + 1) <= c.count:
@@ -279,7 +305,6 @@ def search_at_tp(
             if not c.api and s.risk < 0.5 and c.count < floor(c.gpu, month):
                 continue  # mean load above what c replicas serve at the SLO: see `floor`
             plan = constant_plan(c.label(), spec.months, c.pools(), c.api)
-            bar = min((b.cost_usd for b in bars if b is not None), default=math.inf)
             beaten = (
                 partial(cost_cannot_beat, month=month, floor_usd=bound(c, month), best_usd=bar)
                 if s.objective == "mean"
