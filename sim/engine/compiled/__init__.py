@@ -4,7 +4,8 @@
 its owner (the SimPy control plane in `sim.model`) calls `route(i0, i1, pool, ...)` to dispatch
 the arrivals between two control instants over the replicas the control plane allows, and
 `flush()` at the end. Per-request outcomes (first scheduled, first token, finish, preemptions,
-replica, rejected) are then written back to the `RequestLog`.
+replica, rejected) are then written back to the `RequestLog`, or read as arrays (`outcomes`,
+`busy_inside`: a static window of a sampled horizon, `sim.model.simulate_one_phase`).
 
 Semantics are those of `FastReplica` (`sim.engine.fast`) and the routing policies of
 `sim.fleet.routing`; the one-step-per-event `ReferenceReplica` is the oracle both are tested
