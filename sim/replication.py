@@ -27,7 +27,6 @@ from sim.cost import (
     ScaledUse,
     SpotBill,
     api_prices,
-    cost_before_api_usd,
     plan_month_costs,
     scaled_use,
     spot_bill,
@@ -209,17 +208,6 @@ def plan_run(exp: Experiment, plan: PlanSpec, streams: Streams) -> PlanRun:
     costs = plan_month_costs(plan, spec.engine.tp, spec.cost, fleet, cold)
     profile = tuple(float(x) for x in exp.profile.array)
     return PlanRun(plan, fleet, outages, costs, bill, cold, profile)
-
-
-def costs_before_api(exp: Experiment, plan: PlanSpec, replication: int) -> tuple[float, ...]:
-    """Replication `replication`'s cost of each month of `plan` without the API bill
-    (`sim.cost.cost_before_api_usd`), from its reclaims alone — no window is simulated, so
-    it costs ~20 ms. A lower bound on each month row's `cost_usd`, exact for plans without
-    an autoscaled pool (whose GPU-hours only simulation tells: refused)."""
-    if any(p.autoscale is not None for m in plan.fleet for p in m.pools):
-        raise ValueError(f"plan {plan.name}: an autoscaled pool's bill needs simulation")
-    run = plan_run(exp, plan, Streams(exp.spec.seed, replication))
-    return tuple(cost_before_api_usd(c, b) for c, b in zip(run.costs, run.spot, strict=True))
 
 
 def hybrid_for(

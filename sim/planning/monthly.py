@@ -60,6 +60,7 @@ from functools import partial
 from sim.capacity import capacities
 from sim.config import MonthPlan, PlanSpec
 from sim.config.plan import PlanSearchSpec
+from sim.cost import cost_before_api_usd
 from sim.engine import resolve_engine
 from sim.experiment import Experiment
 from sim.planning.autoscale import (
@@ -83,7 +84,8 @@ from sim.planning.orders import fleet_cap
 from sim.planning.prices import GpuPrice
 from sim.planning.schedules import profile_counts, scheduled_bill_usd
 from sim.planning.spreadsheet import mean_rate_per_s
-from sim.replication import costs_before_api
+from sim.replication import plan_run
+from sim.rng import Streams
 from sim.runner import Backend
 
 Progress = Callable[[str], None]
@@ -132,6 +134,17 @@ class TpSearch:
             ),
             any(ch.candidate.api for ch in self.choices),
         )
+
+
+def costs_before_api(exp: Experiment, plan: PlanSpec, replication: int) -> tuple[float, ...]:
+    """Replication `replication`'s cost of each month of `plan` without the API bill
+    (`sim.cost.cost_before_api_usd`), from its reclaims alone — no window is simulated, so
+    it costs ~20 ms. A lower bound on each month row's `cost_usd`, exact for plans without
+    an autoscaled pool (whose GPU-hours only simulation tells: refused)."""
+    if any(p.autoscale is not None for m in plan.fleet for p in m.pools):
+        raise ValueError(f"plan {plan.name}: an autoscaled pool's bill needs simulation")
+    run = plan_run(exp, plan, Streams(exp.spec.seed, replication))
+    return tuple(cost_before_api_usd(c, b) for c, b in zip(run.costs, run.spot, strict=True))
 
 
 def search_at_tp(
@@ -186,7 +199,7 @@ def search_at_tp(
         """Whether spot candidate `c` cannot beat `bar` in `month` at any stage it could be
         accepted at, from its bill alone: each replication's cost without the API bill (GPUs
         on demand and spot, as that replication's reclaims bill them, + operations:
-        `sim.replication.costs_before_api`, no simulation) is a lower bound on its cost, so
+        `costs_before_api`, no simulation) is a lower bound on its cost, so
         when the mean of those bounds over the first n replications reaches `bar` for every
         stage n, its mean cost at acceptance would too (exact, like `cost_cannot_beat`).
         Computed lazily: it stops at the first stage whose mean stays below."""
