@@ -32,7 +32,7 @@ from sim.cost import (
     spot_bill,
     with_scaled,
 )
-from sim.engine import RequestLog
+from sim.engine import RequestLog, busy_seconds_inside
 from sim.experiment import Experiment
 from sim.fleet import (
     Fleet,
@@ -519,9 +519,5 @@ def busy_inside(
     the sum is sequential (`cumsum`), as the loop's was, so the same bits.
     """
     n = sum(len(p) for p in periods)
-    if n == 0:
-        return 0.0
     flat = itertools.chain.from_iterable(itertools.chain.from_iterable(periods))
-    se = np.fromiter(flat, np.float64, 2 * n).reshape(n, 2)
-    inside = np.minimum(se[:, 1], end) - np.maximum(se[:, 0], start)
-    return 0.0 + float(np.cumsum(np.maximum(inside, 0.0))[-1])
+    return busy_seconds_inside(np.fromiter(flat, np.float64, 2 * n).reshape(n, 2), start, end)

@@ -31,7 +31,7 @@ from sim.engine.kv import (
     kv_shortfall,
     weight_bytes_per_gpu,
 )
-from sim.engine.log import RequestLog
+from sim.engine.log import RequestLog, busy_seconds_inside
 from sim.engine.reference import ReferenceReplica
 from sim.engine.resolve import GpuEngine, ModelDoesNotFit, ResolvedEngine, resolve_engine
 from sim.engine.roofline import (
@@ -58,6 +58,7 @@ __all__ = [
     "StepTimeEntry",
     "StepTimeModel",
     "activation_reserve_bytes",
+    "busy_seconds_inside",
     "kv_cache",
     "kv_capacity_tokens",
     "kv_shortfall",

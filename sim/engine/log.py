@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
+
 
 class RequestLog:
     """Inputs (arrival, lengths) and outcomes (timestamps, preemptions, replica, API) by request."""
@@ -56,3 +58,12 @@ class RequestLog:
 
     def __len__(self) -> int:
         return len(self.arrival_s)
+
+
+def busy_seconds_inside(periods_s: np.ndarray, start_s: float, end_s: float) -> float:
+    """Σ of each (start, end) row of `periods_s`'s overlap with [start_s, end_s), in row
+    order, summed left to right (`cumsum`, the order a loop over the periods adds them in)."""
+    if periods_s.shape[0] == 0:
+        return 0.0
+    inside = np.minimum(periods_s[:, 1], end_s) - np.maximum(periods_s[:, 0], start_s)
+    return 0.0 + float(np.cumsum(np.maximum(inside, 0.0))[-1])

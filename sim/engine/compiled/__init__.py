@@ -31,7 +31,7 @@ from sim.engine.compiled import layout as _r
 from sim.engine.compiled.control import evict
 from sim.engine.compiled.fleet import JSQ, P2C, ROUND_ROBIN, flush, route
 from sim.engine.compiled.replica import advance_to
-from sim.engine.log import RequestLog
+from sim.engine.log import RequestLog, busy_seconds_inside
 from sim.engine.steptime import EngineLimits, StepTimeModel, decode_steps_within
 
 __all__ = [
@@ -293,19 +293,16 @@ class CompiledFleet:
         )
 
     def busy_inside(self, replicas: Sequence[int], start_s: float, end_s: float) -> float:
-        """Busy seconds inside [start_s, end_s) of `replicas`' busy periods, summed replica by
-        replica (in the given order), each in time order, left to right: the sum
-        `sim.replication.busy_inside` makes of `busy_periods()`, the same bits."""
+        """Busy seconds inside [start_s, end_s) of `replicas`' busy periods, replica by replica
+        (in the given order), each in time order (`busy_seconds_inside`): what
+        `sim.replication.busy_inside` sums from `busy_periods()`, the same bits."""
         rows = self.state.busy[: int(self.state.nbusy[0])]
         position = np.full(self.state.ri.shape[0], -1, dtype=np.int64)
         position[np.asarray(replicas, dtype=np.int64)] = np.arange(len(replicas))
         at = position[rows[:, 0].astype(np.int64)]
         keep = at >= 0
-        if not keep.any():
-            return 0.0
         rows = rows[keep][np.argsort(at[keep], kind="stable")]
-        inside = np.minimum(rows[:, 2], end_s) - np.maximum(rows[:, 1], start_s)
-        return 0.0 + float(np.cumsum(np.maximum(inside, 0.0))[-1])
+        return busy_seconds_inside(rows[:, 1:], start_s, end_s)
 
     def write_log(self, log: RequestLog) -> None:
         """Copy the per-request outcomes into `log`."""
