@@ -77,10 +77,8 @@ def _plain(
         # timeout to the phase's start and then route every arrival, so the core routes them
         # at once (the same run, the same event count; an eighth of a growth20pct
         # replication was building and running that environment per window).
-        phase = phases[0]
-        max_len = specs[phase.replicas[0]].limits.max_model_len
-        fleet.route(0, len(times), phase.replicas, policy, max_len)
-        return _plain_result(log, fleet, 1 if phase.start_s > env.now else 0)
+        timeouts = _route_one_phase(fleet, len(times), specs, phases[0], policy, env.now)
+        return _plain_result(log, fleet, timeouts)
     bounds = [0] + [bisect.bisect_left(times, p.start_s) for p in phases[1:]] + [len(times)]
     events = [0]
 
@@ -103,10 +101,23 @@ def run_one_phase(
     """`_plain`'s one-phase run (JSQ) on a request set's arrays: the flushed fleet and the
     SimPy event count `_plain` reports (the timeout to a phase starting after time 0)."""
     fleet = CompiledFleet(requests, [(s.limits, s.step_time) for s in specs])
-    max_len = specs[phase.replicas[0]].limits.max_model_len
-    fleet.route(0, len(requests), phase.replicas, JSQ, max_len)
+    events = _route_one_phase(fleet, len(requests), specs, phase, JSQ, 0.0)
     fleet.flush()
-    return fleet, 1 if phase.start_s > 0.0 else 0
+    return fleet, events
+
+
+def _route_one_phase(
+    fleet: CompiledFleet,
+    n: int,
+    specs: Sequence[ReplicaSpec],
+    phase: FleetPhase,
+    policy: int,
+    now_s: float,
+) -> int:
+    """Route all `n` arrivals over `phase`'s replicas at once; the SimPy events the run counts
+    (the timeout to a phase starting after `now_s`)."""
+    fleet.route(0, n, phase.replicas, policy, specs[phase.replicas[0]].limits.max_model_len)
+    return 1 if phase.start_s > now_s else 0
 
 
 def _plain_result(log: RequestLog, fleet: CompiledFleet, simpy_events: int) -> SimulationResult:
