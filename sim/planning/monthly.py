@@ -195,7 +195,7 @@ def search_at_tp(
 
     before_api: dict[Candidate, list[tuple[float, ...]]] = {}
 
-    def spot_cannot_beat(c: Candidate, month: int, bar: float) -> bool:
+    def spot_cannot_beat(c: Candidate, plan: PlanSpec, month: int, bar: float) -> bool:
         """Whether spot candidate `c` cannot beat `bar` in `month` at any stage it could be
         accepted at, from its bill alone: each replication's cost without the API bill (GPUs
         on demand and spot, as that replication's reclaims bill them, + operations:
@@ -205,7 +205,6 @@ def search_at_tp(
         Computed lazily: it stops at the first stage whose mean stays below."""
         if bar == math.inf:
             return False
-        plan = constant_plan(c.label(), spec.months, c.pools(), c.api)
         exp = base.with_spec(dataclasses.replace(spec, plans=(plan,), fleet=plan.fleet))
         have = before_api.setdefault(c, [])
         for n in s.stages:
@@ -308,9 +307,6 @@ def search_at_tp(
             # (a cent of slack: the bound and the bill add the same dollars in another order)
             if any(b is not None and bound(c, month) >= b.cost_usd - 0.01 for b in bars):
                 continue  # cannot beat the month's best (visited in list-price order)
-            bar = min((b.cost_usd for b in bars if b is not None), default=math.inf)
-            if c.spot and s.objective == "mean" and spot_cannot_beat(c, month, bar):
-                continue  # its GPUs' bill alone reaches the month's best
             if failed_at.get((month, c.family), 0) >= c.count:
                 continue
             if met_at.get((month, c.family), c.count + 1) <= c.count:
@@ -318,6 +314,9 @@ def search_at_tp(
             if not c.api and s.risk < 0.5 and c.count < floor(c.gpu, month):
                 continue  # mean load above what c replicas serve at the SLO: see `floor`
             plan = constant_plan(c.label(), spec.months, c.pools(), c.api)
+            bar = min((b.cost_usd for b in bars if b is not None), default=math.inf)
+            if c.spot and s.objective == "mean" and spot_cannot_beat(c, plan, month, bar):
+                continue  # its GPUs' bill alone reaches the month's best
             beaten = (
                 partial(cost_cannot_beat, month=month, floor_usd=bound(c, month), best_usd=bar)
                 if s.objective == "mean"
