@@ -137,12 +137,13 @@ _SHARED: ContextVar[ProcessPoolExecutor | None] = ContextVar("shared_workers", d
 
 
 @contextlib.contextmanager
-def shared_workers(jobs: int) -> Iterator[None]:
+def shared_workers(jobs: int, backend: Backend = "local") -> Iterator[None]:
     """Inside the block, every local `replicate` or run on `jobs` > 1 workers uses one process
     pool of `jobs` workers, started once and shut down at the end (a search's hundreds of
-    small batches; each worker loads the compiled kernels once). Results are unchanged: a
-    replication's numbers depend only on (experiment, seed, replication)."""
-    if jobs <= 1 or _SHARED.get() is not None:
+    small batches; each worker loads the compiled kernels once). Nothing for Ray, whose
+    workers persist anyway. Results are unchanged: a replication's numbers depend only on
+    (experiment, seed, replication)."""
+    if backend != "local" or jobs <= 1 or _SHARED.get() is not None:
         yield
         return
     pool = ProcessPoolExecutor(max_workers=jobs)

@@ -276,7 +276,7 @@ def breakeven(
     hybrid: also search plans that spill to the API (when the experiment has `[api]`)."""
     if naive:
         return naive_breakeven(exp, volumes)
-    with shared_workers(jobs if backend == "local" else 1):  # one pool for every search
+    with shared_workers(jobs, backend):  # one pool for every search
         return _breakeven(
             exp, volumes, flat_profile, no_bursts, hybrid, refine, jobs, backend, address, progress
         )

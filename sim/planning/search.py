@@ -203,7 +203,7 @@ def plan_experiment(
     skips smaller counts, known to fail (e.g. from a lower volume of a break-even sweep: more
     traffic never needs fewer replicas). Local workers are started once for the whole search
     (`sim.runner.shared_workers`)."""
-    with shared_workers(jobs if backend == "local" else 1):
+    with shared_workers(jobs, backend):
         return _plan_experiment(
             exp,
             settings,

@@ -187,7 +187,7 @@ def sensitivity(
     say = progress or (lambda _: None)
     # The plan's GPU types must be resolved before the variants change step times.
     base = exp.with_spec(dataclasses.replace(exp.spec, plans=(plan,), fleet=plan.fleet))
-    with shared_workers(jobs if backend == "local" else 1):  # one pool for every variant
+    with shared_workers(jobs, backend):  # one pool for every variant
         p, cost = _run(base, plan, replications, jobs, backend)
         baseline = SensitivityRow("baseline", "", "as in the experiment", p, cost)
         rows = []
