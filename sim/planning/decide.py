@@ -198,24 +198,19 @@ def _decide(
     the looks between them (`futility_looks`), so a fleet missing every month is rejected
     after 4 replications instead of 20."""
     last = s.stages[-1]
-    stages = set(s.stages)
     most = {n: most_misses_accepted(n, s.risk, s.confidence) for n in s.stages}
-    result = ev.evaluate(plan, 0, month)
     for n in futility_looks(s.stages):
         result = ev.evaluate(plan, n, month)
         p = result.misses(month)
-        if n in stages:
-            if p.bound <= s.risk:
-                return True, result
-            if lower_bound(p.k, p.n, p.confidence) > s.risk:
-                return False, result
-            if n == last:
-                return False, result
-        if p.k > max(most[m] for m in s.stages if m > n):
-            return False, result  # no later stage can accept it
+        if n in most and p.bound <= s.risk:
+            return True, result
+        if n in most and lower_bound(p.k, p.n, p.confidence) > s.risk:
+            return False, result
+        if n == last or p.k > max(most[m] for m in s.stages if m > n):
+            return False, result  # not proven safe at the last stage, or no later stage can be
         if beaten is not None and beaten(result, last):
             return None, result
-    return False, result
+    return False, result  # (unreached: the last look is the last stage)
 
 
 def futility_looks(stages: tuple[int, ...]) -> list[int]:
