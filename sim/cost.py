@@ -358,7 +358,12 @@ def cost_before_api_usd(cost: MonthCost, spot: SpotBill = NO_SPOT) -> float:
     """A month's cost without its API bill: GPUs (on demand, spot and the spot's on-demand
     fallback) + operations — `cost_fields`' `cost_usd` adds the API bill (≥ 0) to exactly this
     sum, so it is a lower bound on it to the last bit (rounding is monotone)."""
-    return cost.gpu_cost_usd + spot.spot_usd + spot.fallback_usd + cost.ops_cost_usd
+    return _gpu_usd(cost, spot) + cost.ops_cost_usd
+
+
+def _gpu_usd(cost: MonthCost, spot: SpotBill) -> float:
+    """A month's GPU bill: on demand, spot, and the spot's on-demand fallback."""
+    return cost.gpu_cost_usd + spot.spot_usd + spot.fallback_usd
 
 
 def cost_fields(
@@ -380,7 +385,7 @@ def cost_fields(
     api_usd = (api.input_tokens * per_m_in + api.output_tokens * per_m_out) / 1e6
     if prices is None:
         api_usd = 0.0
-    gpu_usd = cost.gpu_cost_usd + spot.spot_usd + spot.fallback_usd
+    gpu_usd = _gpu_usd(cost, spot)
     total = cost_before_api_usd(cost, spot) + api_usd
     all_api = (input_tokens * per_m_in + output_tokens * per_m_out) / 1e6
     tokens = input_tokens + output_tokens
