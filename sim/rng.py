@@ -65,8 +65,6 @@ def name_key(name: str) -> int:
 def stream(stream_id: Stream, replication: int, seed: int, *extra: int) -> np.random.Generator:
     """The generator of one named stream of one replication (optionally sub-keyed): the one
     `np.random.default_rng([stream_id, replication, seed, *extra])` gives, bit for bit."""
-    if replication < 0 or seed < 0:
-        raise ValueError(f"replication and seed must be >= 0, got {replication}, {seed}")
     words: list[int] = []
     for x in (int(stream_id), replication, seed, *extra):
         if x < 0:
