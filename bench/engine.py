@@ -1,7 +1,10 @@
 """Engine speed, measured side by side in one run (see the README's "Benchmarks").
 
 Prints simulated requests per CPU-second of
-  * the compiled data plane (`sim.engine.compiled`, numba; the default for plain runs),
+  * the compiled data plane (`sim.engine.compiled`, numba; the default for plain runs), twice:
+    through `simulate` (a `RequestLog` of Python lists in and out, as spot, API and autoscaled
+    runs use it) and on arrays in and out (`simulate_one_phase`: the path a sampled window of
+    a static fleet takes, and the core's interface as issue #14 specifies it),
   * the pure-Python event-skipping engine (`FastReplica`, engine "lazy"),
   * the iteration-level reference engine (one SimPy event per step),
   * a bare SimPy loop doing 3 timeouts per request (the floor any SimPy model pays),
@@ -40,6 +43,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Generator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +56,7 @@ from sim.engine.compiled import JSQ, CompiledFleet, compile_kernels
 from sim.engine.compiled.layout import Q_REP, X_ARR, X_FIN
 from sim.engine.compiled.replica import advance_to, submit
 from sim.fleet import ApiClient, Outage
-from sim.model import FleetPhase, Hybrid, ReplicaSpec, simulate
+from sim.model import FleetPhase, Hybrid, ReplicaSpec, simulate, simulate_one_phase
 from sim.traces import read_azure_trace
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,6 +102,41 @@ def run(
     return best, log, result.simpy_events
 
 
+@dataclass(frozen=True)
+class Arrays:
+    """A request set as arrays (`sim.engine.compiled.Requests`), as a sampled window has it."""
+
+    arrival_s: np.ndarray
+    input_tokens: np.ndarray
+    output_tokens: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.arrival_s.size)
+
+
+def run_arrays(
+    wl: Workload, replicas: int, limits: EngineLimits, step: StepTimeModel
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """Best CPU time of `simulate_one_phase` on the workload's arrays, reading the outcomes
+    out as arrays (`CompiledFleet.outcomes`); the first-token and finish times."""
+    requests = Arrays(
+        np.asarray(wl[0], dtype=np.float64),
+        np.asarray(wl[1], dtype=np.int64),
+        np.asarray(wl[2], dtype=np.int64),
+    )
+    specs = [ReplicaSpec("p", "a100-80gb", limits, step)] * replicas
+    phase = FleetPhase(0.0, tuple(range(replicas)))
+    best = float("inf")
+    first = finish = np.zeros(0)
+    for _ in range(REPEATS):
+        t0 = time.process_time()
+        done = simulate_one_phase(requests, specs, phase, "compiled")
+        assert done is not None
+        first, finish, _, _ = done[0].outcomes()
+        best = min(best, time.process_time() - t0)
+    return best, first, finish
+
+
 def floor_rate(n: int) -> float:
     def proc(env: simpy.Environment) -> Generator[simpy.Event, object, None]:
         for _ in range(n):
@@ -137,6 +176,12 @@ def compare(
 ) -> None:
     n = len(wl[0])
     comp_s, comp_log, comp_events = run("compiled", wl, replicas, limits, step)
+    arr_s, arr_first, arr_finish = run_arrays(wl, replicas, limits, step)
+    if not (
+        np.array_equal(arr_first, comp_log.first_token_s, equal_nan=True)
+        and np.array_equal(arr_finish, comp_log.finish_s, equal_nan=True)
+    ):
+        raise AssertionError("the array path gave other timestamps than simulate()")
     lazy_s, _, lazy_events = run("lazy", wl, replicas, limits, step)
     prefix = (wl[0][:ref_n], wl[1][:ref_n], wl[2][:ref_n])
     pc_s, pc_log, _ = run("compiled", prefix, replicas, limits, step)
@@ -146,6 +191,7 @@ def compare(
         for k in ("first_token_s", "finish_s")
     )
     comp_rate = n / comp_s
+    arr_rate = n / arr_s
     lazy_rate = n / lazy_s
     ref_rate = ref_n / ref_s
     prefix_comp_rate = ref_n / pc_s
@@ -153,6 +199,7 @@ def compare(
     p95 = np.nanpercentile(ttft, 95)
     print(f"\n[{name}] {n:,} requests, {replicas} replica(s); p95 TTFT {p95:.3f} s")
     print(f"  compiled engine    {comp_rate:>12,.0f} req/CPU-s   {comp_events / n:.4f} events/req")
+    print(f"  compiled, arrays   {arr_rate:>12,.0f} req/CPU-s   (simulate_one_phase; same bits)")
     print(f"  fast (Python)      {lazy_rate:>12,.0f} req/CPU-s   {lazy_events / n:.2f} events/req")
     print(
         f"  reference engine   {ref_rate:>12,.0f} req/CPU-s   {ref_events / ref_n:.1f} events/req"
@@ -160,7 +207,7 @@ def compare(
     )
     print(f"  bare SimPy floor   {floor:>12,.0f} req/CPU-s   3.00 events/request")
     print(f"  compiled / reference {prefix_comp_rate / ref_rate:>10.0f}x  (same prefix)")
-    print(f"  compiled / floor     {comp_rate / floor:>10.2f}x")
+    print(f"  compiled / floor     {comp_rate / floor:>10.2f}x  (arrays: {arr_rate / floor:.2f}x)")
     print(f"  compiled / fast      {comp_rate / lazy_rate:>10.1f}x")
     print(f"  max |compiled - reference| timestamp on the prefix: {diff:.2e} s")
 
