@@ -49,7 +49,15 @@ from sim.fleet.autoscale import Scaler, profile_floor
 from sim.fleet.schedule import overlap_s
 from sim.fleet.serving import serving_by_hour
 from sim.horizon import Window, choose_windows, fleet_slice, strata_of_slots
-from sim.model import Engine, Hybrid, SimulationResult, simulate, simulate_one_phase
+from sim.model import (
+    ArrayRun,
+    Engine,
+    Hybrid,
+    SimulationResult,
+    simulate,
+    simulate_arrays,
+    simulate_one_phase,
+)
 from sim.records import Outcomes
 from sim.rng import MonthRngs, Streams
 from sim.stats import WindowResult, full_month_rows, sampled_month_rows, window_result
@@ -150,6 +158,27 @@ def _core_outcomes(requests: MonthRequests, fleet: CompiledFleet, first: int) ->
         api=none,
         dropped=none,
         throttled=none,
+    )
+
+
+def _array_outcomes(requests: MonthRequests, run: ArrayRun, first: int) -> Outcomes:
+    """`outcomes_of` for a run read back as arrays (`sim.model.simulate_arrays`)."""
+    first_token_s, finish_s, rejected, preemptions = run.fleet.outcomes(first)
+    throttled = np.zeros(first_token_s.size, dtype=bool)
+    rids = np.asarray(run.api_throttled_rids, dtype=np.int64)
+    throttled[rids[rids >= first] - first] = True
+    return Outcomes(
+        arrival_s=requests.arrival_s[first:],
+        first_token_s=first_token_s,
+        finish_s=finish_s,
+        input_tokens=requests.input_tokens[first:].astype(np.int64),
+        output_tokens=requests.output_tokens[first:].astype(np.int64),
+        rejected=rejected,
+        preemptions=preemptions,
+        evictions=run.evictions[first:],
+        api=run.api[first:],
+        dropped=run.dropped[first:],
+        throttled=throttled,
     )
 
 
@@ -482,14 +511,23 @@ def _simulate_window(
             whole / len(active),
         )
         return result, len(req), events, None
-    log = request_log(req)
     phases = run.fleet.routing_between(t0, end) if moving else [FleetPhase(t0, active)]
-    res = simulate(log, run.fleet.replicas, phases, engine, hybrid)
-    busy = busy_inside([res.busy_periods[r] for r in active], start, end)
+    hybrid = hybrid or Hybrid()
+    arrays = simulate_arrays(req, run.fleet.replicas, phases, engine, hybrid)
+    if arrays is not None:
+        busy = arrays.fleet.busy_inside(active, start, end)
+        scale_events, events = arrays.scale_events, arrays.simpy_events
+        outcome = _array_outcomes(req, arrays, first)
+    else:
+        log = request_log(req)
+        res = simulate(log, run.fleet.replicas, phases, engine, hybrid)
+        busy = busy_inside([res.busy_periods[r] for r in active], start, end)
+        scale_events, events = res.scale_events, res.simpy_events
+        outcome = outcomes_of(log, req, res, first)
     use = None
     if scalers:
         g = spec.cost.granularity_s(Market.ON_DEMAND)
-        use = scaled_use(res.scale_events, run.fleet, req.arrival_s, start, end, g, end)
+        use = scaled_use(scale_events, run.fleet, req.arrival_s, start, end, g, end)
     serving_s = None
     if moving:  # scheduled slots' serving runs, plus the autoscaled ones' (`use`)
         scaled = {i for sc in scalers for i in sc.replicas}
@@ -498,13 +536,12 @@ def _simulate_window(
         )
         if use is not None:
             serving_s += use.serving_s
-    outcome = outcomes_of(log, req, res, first)
     return (
         window_result(
             window, outcome, None, spec.slo, busy, len(active), whole / len(active), serving_s
         ),
-        len(log),
-        res.simpy_events,
+        len(req),
+        events,
         use,
     )
 

@@ -24,6 +24,7 @@ from sim.config import AUTOSCALE_SIGNALS, ApiSpec, AutoscaleSpec, SpillSpec
 from sim.engine import EngineLimits, RequestLog, StepTimeModel
 from sim.fleet import ApiClient, Outage
 from sim.fleet.autoscale import (
+    Autoscaler,
     ReplicaLoad,
     ScaleEvent,
     Scaler,
@@ -43,7 +44,10 @@ from sim.model import (
     RoutingPolicy,
     SimulationResult,
     simulate,
+    simulate_arrays,
 )
+from sim.replication import busy_inside
+from sim.workload import MonthRequests
 
 Api = Callable[..., ApiSpec]  # the `api_spec` fixture (conftest.py)
 ENGINES: tuple[Engine, ...] = ("compiled", "lazy", "reference")
@@ -108,6 +112,45 @@ def test_cooldown_and_stabilisation() -> None:
     # the window is (100 − 60, 100]: 3 at 45 s counts, 4 at 30 s does not
     assert desired_replicas(spec, 4, 0, 0.0, 100.0, history) == 3
     assert desired_replicas(spec, 4, 0, 0.0, 106.0, history) == 2
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(st.floats(0.0, 12.0), st.booleans()), min_size=1, max_size=80),
+    st.sampled_from([0.0, 20.0, 45.0, 300.0]),
+    st.sampled_from([0.0, 30.0]),
+    st.sampled_from([0.0, 0.1]),
+)
+def test_tick_keeps_desired_replicas_over_the_whole_history(
+    ticks: list[tuple[float, bool]], down_s: float, up_s: float, tolerance: float
+) -> None:
+    """`Autoscaler.tick` keeps only the window's running maximum of the recommendations; its
+    decisions are those of `desired_replicas` given every earlier tick's recommendation."""
+    spec = _spec(
+        min_replicas=0,
+        max_replicas=6,
+        down_cooldown_s=down_s,
+        up_cooldown_s=up_s,
+        tolerance=tolerance,
+        interval_s=15.0,
+    )
+    mech = Autoscaler(Scaler("p", tuple(range(6)), 0.0, 1e9, 1, spec), [])
+    mech.start(0.0)
+    every: list[tuple[float, int]] = []
+    for k, (signal, come_up) in enumerate(ticks, start=1):
+        t = 15.0 * k
+        if come_up and mech.pending:  # a pending launch comes up before this tick
+            mech.serve(t - 1.0, mech.pending[0])
+        serving, pending = len(mech.serving), len(mech.pending)
+        want = desired_replicas(spec, serving, pending, signal, t, every, mech.last_up_s)
+        every.append((t, hpa_recommendation(spec, serving, pending, signal)))
+        launch, release = mech.tick(t, signal)
+        if want > serving + pending:
+            assert len(launch) == want - serving - pending and not release
+        elif want < serving + pending:
+            assert len(release) == min(serving + pending - want, serving) and not launch
+        else:
+            assert not launch and not release
 
 
 def test_pool_signal_per_serving_replica() -> None:
@@ -386,16 +429,17 @@ def test_engines_agree_with_an_autoscaler(api_spec: Api, case: dict) -> None:
 
     seen: dict[str, list[tuple]] = {e: [] for e in ENGINES}
     runs = {}
+    tick = Autoscaler.tick
     for e in ENGINES:
-        # every tick's replica states, as each engine reads them (not only the decisions)
-        def spy(*args: object, _seen: list = seen[e]) -> float:
-            _seen.append(args)
-            return pool_signal(*args)  # type: ignore[arg-type]
+        # every tick's signal, as each engine reads it (not only the decisions): the lazy and
+        # reference engines sum `ReplicaLoad`s, the compiled one reads its arrays
+        def spy(
+            mech: Autoscaler, t_s: float, signal: float, _seen: list = seen[e]
+        ) -> tuple[list[int], list[int]]:
+            _seen.append((t_s, signal))
+            return tick(mech, t_s, signal)
 
-        with (
-            mock.patch("sim.model.pool_signal", spy),
-            mock.patch("sim.model.compiled.pool_signal", spy),
-        ):
+        with mock.patch.object(Autoscaler, "tick", spy):
             runs[e] = _sim(case["w"], case["replicas"], hybrid(), e, LIMITS, STEP, case["routing"])
     (comp, rc), (lazy, rl), (ref, rr) = runs["compiled"], runs["lazy"], runs["reference"]
     _identical(comp, lazy)
@@ -405,6 +449,8 @@ def test_engines_agree_with_an_autoscaler(api_spec: Api, case: dict) -> None:
     assert rc.timeline == rl.timeline
     assert rc.unserved == rl.unserved == rr.unserved
     assert sum(_outcomes(comp, rc.unserved).values()) == n
+    if case["routing"] == "least_outstanding_tokens":  # the window path: arrays in and out
+        _same_on_arrays(case, hybrid(), comp, rc)
     end_s = case["scaler"].end_s
     runs_s = billed_runs(rc.scale_events, end_s)
     assert math.isclose(_billed_s(runs_s), _integral_up_s(rc.scale_events, end_s), abs_tol=1e-9)
@@ -414,6 +460,35 @@ def test_engines_agree_with_an_autoscaler(api_spec: Api, case: dict) -> None:
             event(what)
     if rc.backlogged:
         event("backlogged")
+
+
+def _same_on_arrays(case: dict, hybrid: Hybrid, log: RequestLog, res: SimulationResult) -> None:
+    """`simulate_arrays` gives `simulate`'s run (`log`, `res`: compiled) bit for bit."""
+    arrivals, inputs, outputs = case["w"]
+    requests = MonthRequests(
+        1,
+        np.asarray(arrivals, dtype=np.float64),
+        np.asarray(inputs, dtype=np.int64),
+        np.asarray(outputs, dtype=np.int64),
+    )
+    specs = [ReplicaSpec("p", "g", LIMITS, STEP)] * case["replicas"]
+    phases = [FleetPhase(0.0, tuple(range(case["replicas"])))]
+    run = simulate_arrays(requests, specs, phases, "compiled", hybrid)
+    assert run is not None
+    first, finish, rejected, preemptions = run.fleet.outcomes()
+    assert np.array_equal(first, log.first_token_s, equal_nan=True)
+    assert np.array_equal(finish, log.finish_s, equal_nan=True)
+    assert rejected.tolist() == log.rejected and preemptions.tolist() == log.preemptions
+    assert run.evictions.tolist() == log.evictions
+    assert run.api.tolist() == log.api and run.dropped.tolist() == log.dropped
+    assert run.scale_events == res.scale_events
+    assert run.api_throttled_rids == res.api_throttled_rids
+    assert run.simpy_events == res.simpy_events
+    horizon = (arrivals[-1] if arrivals else 0.0) + 10.0
+    for start, end in ((0.0, horizon), (arrivals[0] / 2 if arrivals else 0.0, horizon / 3)):
+        replicas = list(range(case["replicas"]))
+        busy = busy_inside([res.busy_periods[r] for r in replicas], start, end)
+        assert run.fleet.busy_inside(replicas, start, end) == busy
 
 
 # ------------------------------------------------------------------------ predictive floor

@@ -32,6 +32,7 @@ billed until the release. Replicas serving at `start_s` are logged "up" and "ser
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -50,6 +51,7 @@ __all__ = [
     "desired_replicas",
     "hpa_recommendation",
     "pending_runs",
+    "per_serving",
     "pool_signal",
     "profile_floor",
     "replica_signal",
@@ -167,11 +169,26 @@ def pool_signal(
     total = 0.0
     for load in loads:
         total += replica_signal(signal, load)
+    return per_serving(
+        signal, total, len(loads), backlog_requests, backlog_prompt_tokens, prefill_tokens_per_s
+    )
+
+
+def per_serving(
+    signal: str,
+    total: float,
+    serving: int,
+    backlog_requests: int = 0,
+    backlog_prompt_tokens: int = 0,
+    prefill_tokens_per_s: float = 1.0,
+) -> float:
+    """`pool_signal` from the `total` of its `serving` replicas' signals (summed in slot
+    order, from 0.0): the router's backlog added, divided by the serving count (1 if none)."""
     if signal == "queue_depth":
         total += backlog_requests
     elif signal == "predicted_ttft":
         total += backlog_prompt_tokens / prefill_tokens_per_s
-    return total / max(len(loads), 1)
+    return total / max(serving, 1)
 
 
 def hpa_recommendation(spec: AutoscaleSpec, serving: int, pending: int, signal: float) -> int:
@@ -199,15 +216,28 @@ def desired_replicas(
     when smaller, the largest of it and the earlier ticks' recommendations in `history`
     ((t_s, recommendation), any order) strictly within the last `down_cooldown_s`. Never
     below `floor` (the predictive floor; a rise to it ignores the scale-up cooldown)."""
-    current = serving + pending
     rec = max(hpa_recommendation(spec, serving, pending, signal), floor)
+    cutoff = t_s - spec.down_cooldown_s
+    earlier = max((r for t, r in history if t > cutoff), default=rec)
+    return _desired(spec, serving + pending, rec, floor, t_s, last_up_s, earlier)
+
+
+def _desired(
+    spec: AutoscaleSpec,
+    current: int,
+    rec: int,
+    floor: int,
+    t_s: float,
+    last_up_s: float,
+    earlier: int,
+) -> int:
+    """`desired_replicas` from this tick's recommendation `rec` (floor applied) and the
+    largest of the earlier ones within the stabilisation window, `earlier` (`rec` if none)."""
     if floor > current:
         return rec
     if rec > current:
         return rec if t_s - last_up_s >= spec.up_cooldown_s else current
-    cutoff = t_s - spec.down_cooldown_s
-    stable = max([rec, *(r for t, r in history if t > cutoff)])
-    return min(stable, current)
+    return min(max(rec, earlier), current)
 
 
 class Autoscaler:
@@ -220,7 +250,9 @@ class Autoscaler:
         self.events = events
         self.serving: list[int] = []
         self.pending: list[int] = []
-        self.history: list[tuple[float, int]] = []
+        # (tick time, recommendation) of the ticks within the stabilisation window that are
+        # larger than every later one (oldest first: the first is the window's largest)
+        self.history: deque[tuple[float, int]] = deque()
         self.last_up_s = -math.inf
 
     def _log(self, t_s: float, replica: int, kind: ScaleKind) -> None:
@@ -245,12 +277,19 @@ class Autoscaler:
         serving, pending = len(self.serving), len(self.pending)
         floor = sc.floor_at(t_s)
         rec = max(hpa_recommendation(spec, serving, pending, signal), floor)
-        want = desired_replicas(
-            spec, serving, pending, signal, t_s, self.history, self.last_up_s, floor
-        )
-        self.history.append((t_s, rec))
+        # `desired_replicas` over every earlier tick's recommendation, with the window's
+        # largest kept in O(1) per tick: ticks come in time order, so the ones outside the
+        # window are the oldest, and one no larger than a later one is never the largest
+        # while that later one is in the window
         cutoff = t_s - spec.down_cooldown_s
-        self.history = [(t, r) for t, r in self.history if t > cutoff]
+        history = self.history
+        while history and history[0][0] <= cutoff:
+            history.popleft()
+        earlier = history[0][1] if history else rec
+        want = _desired(spec, serving + pending, rec, floor, t_s, self.last_up_s, earlier)
+        while history and history[-1][1] <= rec:
+            history.pop()
+        history.append((t_s, rec))
         launch: list[int] = []
         release: list[int] = []
         if want > serving + pending:

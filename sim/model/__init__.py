@@ -85,6 +85,7 @@ if TYPE_CHECKING:  # (the compiled core loads numba: imported where it runs)
     from sim.engine.compiled import CompiledFleet, Requests
 
 __all__ = [
+    "ArrayRun",
     "Engine",
     "FleetPhase",
     "Hybrid",
@@ -93,6 +94,7 @@ __all__ = [
     "SimulationResult",
     "TimelineRow",
     "simulate",
+    "simulate_arrays",
     "simulate_one_phase",
 ]
 
@@ -140,6 +142,23 @@ class SimulationResult:
     scale_events: list[ScaleEvent] = field(default_factory=list)  # in SimPy order
 
 
+@dataclass
+class ArrayRun:
+    """`simulate_arrays`' result: the flushed core (per-request times, rejections and
+    preemptions through `fleet.outcomes`, busy seconds through `fleet.busy_inside`), the
+    outcomes the control plane writes per request as arrays (reclaim evictions, sent to the
+    API, dropped by its rate limit), and the run's SimPy events, scale events and throttled
+    requests — what `SimulationResult` holds, for the same run."""
+
+    fleet: CompiledFleet
+    evictions: np.ndarray
+    api: np.ndarray
+    dropped: np.ndarray
+    simpy_events: int
+    scale_events: list[ScaleEvent]
+    api_throttled_rids: list[int]
+
+
 def simulate(
     log: RequestLog,
     replicas: Sequence[ReplicaSpec],
@@ -154,11 +173,7 @@ def simulate(
     `routing` names the policy of `sim.fleet.routing`; `power_of_two_choices` draws two
     uniforms per request from `routing_rng` (required for it), before the run.
     """
-    if not phases or phases[0].start_s > (log.arrival_s[0] if len(log) else 0.0):
-        raise ValueError("the first fleet phase must start at or before the first arrival")
-    for phase in phases:
-        if not phase.replicas:
-            raise ValueError(f"fleet phase at {phase.start_s} s has no replica")
+    _check_phases(log.arrival_s[0] if len(log) else 0.0, phases)
     arrivals = log.arrival_s
     if any(map(operator.gt, arrivals, itertools.islice(arrivals, 1, None))):  # C-speed scan
         raise ValueError("arrival times must be sorted")
@@ -172,13 +187,7 @@ def simulate(
             raise ValueError("power_of_two_choices routing needs routing_rng")
         uniforms = routing_rng.random((len(log), 2))
     hybrid = hybrid or Hybrid()
-    for sc in hybrid.scalers:
-        if not math.isfinite(sc.end_s) or sc.spec.interval_s <= 0:
-            raise ValueError(f"autoscaler of pool {sc.pool!r}: needs a finite end_s and interval")
-        if not 0 <= sc.initial <= len(sc.replicas):
-            raise ValueError(f"autoscaler of pool {sc.pool!r}: initial {sc.initial} out of range")
-        if any(not 0 <= i < len(replicas) for i in sc.replicas):
-            raise ValueError(f"autoscaler of pool {sc.pool!r}: replica index out of range")
+    _check_scalers(hybrid, len(replicas))
     if engine == "fast":
         engine = "compiled"
     if any(not s.limits.v1 for s in replicas):
@@ -208,6 +217,55 @@ def simulate(
     return _run(env, log, replicas, phases, wiring, hybrid, counters, routing, uniforms)
 
 
+def _check_phases(first_arrival_s: float, phases: Sequence[FleetPhase]) -> None:
+    if not phases or phases[0].start_s > first_arrival_s:
+        raise ValueError("the first fleet phase must start at or before the first arrival")
+    for phase in phases:
+        if not phase.replicas:
+            raise ValueError(f"fleet phase at {phase.start_s} s has no replica")
+
+
+def _check_arrays(requests: Requests, phases: Sequence[FleetPhase]) -> None:
+    arrivals = np.asarray(requests.arrival_s)
+    _check_phases(float(arrivals[0]) if arrivals.size else math.inf, phases)
+    if arrivals.size > 1 and bool((arrivals[1:] < arrivals[:-1]).any()):
+        raise ValueError("arrival times must be sorted")
+
+
+def _check_scalers(hybrid: Hybrid, replicas: int) -> None:
+    for sc in hybrid.scalers:
+        if not math.isfinite(sc.end_s) or sc.spec.interval_s <= 0:
+            raise ValueError(f"autoscaler of pool {sc.pool!r}: needs a finite end_s and interval")
+        if not 0 <= sc.initial <= len(sc.replicas):
+            raise ValueError(f"autoscaler of pool {sc.pool!r}: initial {sc.initial} out of range")
+        if any(not 0 <= i < replicas for i in sc.replicas):
+            raise ValueError(f"autoscaler of pool {sc.pool!r}: replica index out of range")
+
+
+def simulate_arrays(
+    requests: Requests,
+    replicas: Sequence[ReplicaSpec],
+    phases: Sequence[FleetPhase],
+    engine: Engine,
+    hybrid: Hybrid,
+) -> ArrayRun | None:
+    """`simulate` (JSQ routing) of a request set's arrays on the compiled core with spot
+    reclaims, API spill or autoscalers, read back as arrays (`ArrayRun`) instead of a
+    `RequestLog`'s lists: the same run, the same bits. None where `simulate` would not use
+    the compiled core (`engine` lazy or reference, or a V0 replica).
+
+    NOTE: a sampled window of a hybrid or moving fleet is this case: building the log's
+    lists, copying the core's outcomes into them and back into arrays were about a third of
+    an autoscaled window's CPU."""
+    if engine not in ("fast", "compiled") or any(not s.limits.v1 for s in replicas):
+        return None
+    _check_arrays(requests, phases)
+    _check_scalers(hybrid, len(replicas))
+    from sim.model.compiled import run_hybrid_arrays  # (numba on first use, as in `simulate`)
+
+    return run_hybrid_arrays(requests, replicas, phases, hybrid)
+
+
 def simulate_one_phase(
     requests: Requests, replicas: Sequence[ReplicaSpec], phase: FleetPhase, engine: Engine
 ) -> tuple[CompiledFleet, int] | None:
@@ -220,13 +278,7 @@ def simulate_one_phase(
     copying the outcomes back were a fifth of a growth20pct replication."""
     if engine not in ("fast", "compiled") or any(not replicas[i].limits.v1 for i in phase.replicas):
         return None
-    arrivals = np.asarray(requests.arrival_s)
-    if arrivals.size and phase.start_s > arrivals[0]:
-        raise ValueError("the first fleet phase must start at or before the first arrival")
-    if not phase.replicas:
-        raise ValueError(f"fleet phase at {phase.start_s} s has no replica")
-    if arrivals.size > 1 and bool((arrivals[1:] < arrivals[:-1]).any()):
-        raise ValueError("arrival times must be sorted")
+    _check_arrays(requests, [phase])
     from sim.model.compiled import run_one_phase  # (numba on first use, as in `simulate`)
 
     return run_one_phase(requests, replicas, phase)

@@ -34,12 +34,13 @@ from typing import Any
 import numpy as np
 import simpy
 
+from sim.config import AUTOSCALE_SIGNALS
 from sim.engine.compiled import JSQ, P2C, ROUND_ROBIN, CompiledFleet, Requests, Spill
 from sim.engine.log import RequestLog
-from sim.fleet.autoscale import ReplicaLoad, ScaleEvent, Scaler, pool_signal
+from sim.fleet.autoscale import ScaleEvent, Scaler, per_serving
 from sim.fleet.plan import FleetPhase, ReplicaSpec
 from sim.fleet.routing import RoutingPolicy
-from sim.model import Hybrid, SimulationResult, TimelineRow
+from sim.model import ArrayRun, Hybrid, SimulationResult, TimelineRow
 from sim.model.autoscale import autoscale_process
 
 _POLICY = {"least_outstanding_tokens": JSQ, "round_robin": ROUND_ROBIN, "power_of_two_choices": P2C}
@@ -56,29 +57,34 @@ def run_compiled(
 ) -> SimulationResult:
     """Replay `log` through the fleet on the compiled core (module docstring)."""
     fleet = CompiledFleet(log, [(s.limits, s.step_time) for s in specs], uniforms)
-    if not hybrid.outages and hybrid.api is None and not hybrid.probe_s and not hybrid.scalers:
-        return _plain(env, log, specs, phases, fleet, _POLICY[routing])
+    if _is_plain(hybrid):
+        return _plain_result(
+            log, fleet, _plain(env, log.arrival_s, specs, phases, fleet, _POLICY[routing])
+        )
     return _Hybrid(env, log, specs, phases, fleet, _POLICY[routing], hybrid).run()
+
+
+def _is_plain(hybrid: Hybrid) -> bool:
+    """No reclaim, API, probe or autoscaler: the core routes each phase's arrivals at once."""
+    return not hybrid.outages and hybrid.api is None and not hybrid.probe_s and not hybrid.scalers
 
 
 def _plain(
     env: simpy.Environment,
-    log: RequestLog,
+    times: Sequence[float] | np.ndarray,
     specs: Sequence[ReplicaSpec],
     phases: Sequence[FleetPhase],
     fleet: CompiledFleet,
     policy: int,
-) -> SimulationResult:
+) -> int:
     """SimPy steps through the fleet phases; between two phase starts the core routes every
-    arrival and advances the replicas."""
-    times = log.arrival_s
+    arrival (`times`: the arrival times) and advances the replicas. The SimPy events."""
     if len(phases) == 1:
         # NOTE: one phase has no control event between its arrivals: SimPy would hold a single
         # timeout to the phase's start and then route every arrival, so the core routes them
         # at once (the same run, the same event count; an eighth of a growth20pct
         # replication was building and running that environment per window).
-        timeouts = _route_one_phase(fleet, len(times), specs, phases[0], policy, env.now)
-        return _plain_result(log, fleet, timeouts)
+        return _route_one_phase(fleet, len(times), specs, phases[0], policy, env.now)
     bounds = [0] + [bisect.bisect_left(times, p.start_s) for p in phases[1:]] + [len(times)]
     events = [0]
 
@@ -92,7 +98,7 @@ def _plain(
 
     env.process(control())
     env.run()
-    return _plain_result(log, fleet, events[0])
+    return events[0]
 
 
 def run_one_phase(
@@ -134,6 +140,55 @@ def _plain_result(log: RequestLog, fleet: CompiledFleet, simpy_events: int) -> S
     )
 
 
+class Marks:
+    """What `_Hybrid` reads and writes of a request set besides the core's arrays, for a run
+    on arrays (`run_hybrid_arrays`): arrivals and lengths as lists (the same Python values a
+    `RequestLog` holds, read one at a time by the control plane), and the outcomes it writes
+    per request — reclaim evictions, API spill, API drops — as arrays."""
+
+    __slots__ = ("api", "arrival_s", "dropped", "evictions", "input_tokens", "output_tokens")
+
+    def __init__(self, requests: Requests) -> None:
+        n = len(requests)
+        self.arrival_s: list[float] = np.asarray(requests.arrival_s, dtype=np.float64).tolist()
+        self.input_tokens: list[int] = np.asarray(requests.input_tokens, dtype=np.int64).tolist()
+        self.output_tokens: list[int] = np.asarray(requests.output_tokens, dtype=np.int64).tolist()
+        self.evictions = np.zeros(n, dtype=np.int64)
+        self.api = np.zeros(n, dtype=bool)
+        self.dropped = np.zeros(n, dtype=bool)
+
+    def __len__(self) -> int:
+        return len(self.arrival_s)
+
+
+def run_hybrid_arrays(
+    requests: Requests, specs: Sequence[ReplicaSpec], phases: Sequence[FleetPhase], hybrid: Hybrid
+) -> ArrayRun:
+    """`run_compiled` of a hybrid run (JSQ routing) on a request set's arrays, without a
+    `RequestLog`: the core's outcomes stay in its arrays (`CompiledFleet.outcomes`,
+    `busy_inside`) and the control plane's in `Marks`' (a window's lists and copies back
+    were ~a third of an autoscaled month's CPU)."""
+    fleet = CompiledFleet(requests, [(s.limits, s.step_time) for s in specs])
+    n = len(requests)
+    if _is_plain(hybrid):  # a moving fleet alone: `_plain`, as `run_compiled` takes it
+        events = _plain(simpy.Environment(), requests.arrival_s, specs, phases, fleet, JSQ)
+        fleet.flush()
+        none = np.zeros(n, dtype=bool)
+        return ArrayRun(fleet, np.zeros(n, dtype=np.int64), none, none, events, [], [])
+    marks = Marks(requests)
+    run = _Hybrid(simpy.Environment(), marks, specs, phases, fleet, JSQ, hybrid)
+    run.play()
+    return ArrayRun(
+        fleet,
+        marks.evictions,
+        marks.api,
+        marks.dropped,
+        run.counts["events"],
+        run.scale_events,
+        run.throttled(),
+    )
+
+
 class _Hybrid:
     """Spot reclaims, API spill, the router's backlog and probes over a `CompiledFleet`: the
     SimPy processes of `sim.model._run` with the data plane swapped for the core."""
@@ -141,7 +196,7 @@ class _Hybrid:
     def __init__(
         self,
         env: simpy.Environment,
-        log: RequestLog,
+        log: RequestLog | Marks,
         specs: Sequence[ReplicaSpec],
         phases: Sequence[FleetPhase],
         fleet: CompiledFleet,
@@ -179,21 +234,11 @@ class _Hybrid:
         self.scale_events: list[ScaleEvent] = []
 
     def run(self) -> SimulationResult:
-        env, hybrid, log = self.env, self.hybrid, self.log
-        for i, outs in sorted(hybrid.outages.items()):
-            if outs:
-                env.process(self._reclaims(i, outs))
-        if hybrid.probe_s:
-            env.process(self._probe(hybrid.probe_s))
-        for sc in hybrid.scalers:
-            signal = self._signal_of(sc)
-            env.process(
-                autoscale_process(env, sc, self.scale_events, signal, self._hold, self._drain)
-            )
-        env.process(self._arrivals())
-        env.run()
+        """Play the run and copy the outcomes into the `RequestLog`."""
+        assert isinstance(self.log, RequestLog)
+        log = self.log
+        self.play()
         fleet = self.fleet
-        fleet.flush()
         fleet.write_log(log)
         return SimulationResult(
             log=log,
@@ -206,10 +251,31 @@ class _Hybrid:
             spilled=self.counts["spilled"],
             backlogged=self.counts["backlogged"],
             unserved=[rid for rid, _ in self.backlog],
-            api_throttled_rids=list(self.api.counters.throttled_rids) if self.api else [],
+            api_throttled_rids=self.throttled(),
             timeline=self.timeline,
             scale_events=self.scale_events,
         )
+
+    def throttled(self) -> list[int]:
+        """Requests the API answered with a 429 at least once."""
+        return list(self.api.counters.throttled_rids) if self.api else []
+
+    def play(self) -> None:
+        """Run the SimPy processes to the end and flush the fleet."""
+        env, hybrid = self.env, self.hybrid
+        for i, outs in sorted(hybrid.outages.items()):
+            if outs:
+                env.process(self._reclaims(i, outs))
+        if hybrid.probe_s:
+            env.process(self._probe(hybrid.probe_s))
+        for sc in hybrid.scalers:
+            signal = self._signal_of(sc)
+            env.process(
+                autoscale_process(env, sc, self.scale_events, signal, self._hold, self._drain)
+            )
+        env.process(self._arrivals())
+        env.run()
+        self.fleet.flush()
 
     # ------------------------------------------------------------------ dispatch
     def _phase_at(self, t: float) -> int:
@@ -231,17 +297,19 @@ class _Hybrid:
         """The pool signal of `sc` at a tick, as `sim.model._run` reads it."""
         fleet, log, rate = self.fleet, self.log, self.rate
 
+        code = AUTOSCALE_SIGNALS.index(sc.spec.signal)
+        kv_tokens = np.asarray(self.kv_tokens, dtype=np.int64)
+        rates = np.asarray(rate, dtype=np.float64)
+
         def signal_at(t: float, serving: Sequence[int]) -> float:
-            loads = []
-            for r in serving:
-                waiting, running, cached, queued = fleet.load(r, t)
-                loads.append(
-                    ReplicaLoad(waiting, running, cached, self.kv_tokens[r], queued, rate[r])
-                )
+            # (one kernel call for the pool: `pool_signal`'s sum over `ReplicaLoad`s)
+            total = fleet.pool_total(np.asarray(serving, dtype=np.int64), t, code, kv_tokens, rates)
             inputs = log.input_tokens
             backlog = sum(inputs[rid] + gen for rid, gen in self.backlog)
             n = len(self.backlog)
-            return pool_signal(sc.spec.signal, loads, n, backlog, rate[sc.replicas[0]])
+            return per_serving(
+                sc.spec.signal, total, len(serving), n, backlog, rate[sc.replicas[0]]
+            )
 
         return signal_at
 

@@ -28,11 +28,11 @@ from typing import NamedTuple, Protocol
 import numpy as np
 
 from sim.engine.compiled import layout as _r
-from sim.engine.compiled.control import evict
+from sim.engine.compiled.control import evict, pool_total
 from sim.engine.compiled.fleet import JSQ, P2C, ROUND_ROBIN, flush, route
 from sim.engine.compiled.replica import advance_to
 from sim.engine.log import RequestLog, busy_seconds_inside
-from sim.engine.steptime import EngineLimits, StepTimeModel, decode_steps_within
+from sim.engine.steptime import EngineLimits, StepTimeModel
 
 __all__ = [
     "JSQ",
@@ -70,6 +70,9 @@ class Requests(Protocol):
     @property
     def output_tokens(self) -> Sequence[int] | np.ndarray: ...
     def __len__(self) -> int: ...
+
+
+_NO_SPILL = Spill(-1, math.nan, np.zeros(0))
 
 
 class CompiledFleet:
@@ -175,8 +178,8 @@ class CompiledFleet:
         spill: Spill | None,
     ) -> list[int]:
         pool_arr = np.asarray(pool, dtype=np.int64)
-        spilled = np.empty(i1 - i0 if spill is not None else 0, dtype=np.int64)
-        rules = spill or Spill(-1, math.nan, np.zeros(0))
+        spilled = np.empty(i1 - i0, dtype=np.int64) if spill is not None else _NONE
+        rules = spill or _NO_SPILL
         self.counters[1] = 0
         route(
             *self.state,
@@ -196,6 +199,8 @@ class CompiledFleet:
             rules.rate,
             spilled,
         )
+        if spill is None:
+            return []
         rids_spilled: list[int] = spilled[: int(self.counters[1])].tolist()
         return rids_spilled
 
@@ -224,17 +229,18 @@ class CompiledFleet:
         ri = self.state.ri
         return int(ri[r, _r.I_NWAIT]), int(ri[r, _r.I_NRUN])
 
-    def load(self, r: int, t: float) -> tuple[int, int, int, int]:
-        """Bring replica `r` up to `t`; then its requests waiting, sequences running, tokens
-        held in the KV cache (`FastReplica.cached_tokens_at`) and queued prompt tokens."""
-        advance_to(*self.state, r, t)
-        ri, rf = self.state.ri[r], self.state.rf[r]
-        g = int(ri[_r.I_G])
-        if ri[_r.I_STATE] == _r.RUN and t > rf[_r.F_S0]:
-            g += decode_steps_within(float(rf[_r.F_A]), float(rf[_r.F_B]), t - float(rf[_r.F_S0]))
-        tail = int(ri[_r.I_TAILC]) if ri[_r.I_TAIL] >= 0 else 0
-        cached = int(ri[_r.I_SUMOFF]) + int(ri[_r.I_NDEC]) * g + tail
-        return int(ri[_r.I_NWAIT]), int(ri[_r.I_NRUN]), cached, int(ri[_r.I_QPT])
+    def pool_total(
+        self,
+        serving: np.ndarray,
+        t: float,
+        signal: int,
+        kv_capacity_tokens: np.ndarray,
+        rate: np.ndarray,
+    ) -> float:
+        """Bring the replicas `serving` up to `t`; the sum of their autoscaling `signal`
+        (`control.pool_total`; its index in `sim.config.AUTOSCALE_SIGNALS`) in that order.
+        One call per autoscaler tick (a Python read of each replica's state cost ~8 µs)."""
+        return float(pool_total(*self.state, serving, t, signal, kv_capacity_tokens, rate))
 
     def reject(self, rid: int) -> None:
         """Mark `rid` rejected (longer than the model length), outside `route`."""

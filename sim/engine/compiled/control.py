@@ -1,4 +1,5 @@
-"""Kernels the control plane calls at its own instants: a spot reclaim's eviction.
+"""Kernels the control plane calls at its own instants: a spot reclaim's eviction, and an
+autoscaler tick's reading of its pool (`pool_total`).
 
 `evict` is `FastReplica.evict` over `layout.State`: the instance is gone at `t`; steps ending
 by `t` are applied (in a decode run, every whole step done by `t`), the step under way is lost,
@@ -46,6 +47,50 @@ from sim.engine.compiled.layout import (
     Arr,
 )
 from sim.engine.compiled.replica import _end_run, advance_to, decode_steps_within
+
+# the signals of `sim.config.AUTOSCALE_SIGNALS`, in its order
+QUEUE_DEPTH, RUNNING, KV_USAGE, PREDICTED_TTFT = 0, 1, 2, 3
+
+
+@kernel()
+def pool_total(
+    ri: Arr,
+    rf: Arr,
+    q: Arr,
+    qf: Arr,
+    needs: Arr,
+    heap: Arr,
+    ent: Arr,
+    busy: Arr,
+    nbusy: Arr,
+    serving: Arr,
+    t: float,
+    signal: int,
+    kv_capacity_tokens: Arr,
+    rate: Arr,
+) -> float:
+    """Σ over the replicas `serving` (in order), each brought up to `t`, of one replica's
+    `signal` (`sim.fleet.autoscale.replica_signal`, the same expressions): requests waiting,
+    sequences running, KV tokens held (`FastReplica.cached_tokens_at`) ÷
+    `kv_capacity_tokens[r]`, or queued prompt tokens ÷ `rate[r]` (tokens/s). Summed left to
+    right from 0.0, as `pool_signal` adds them."""
+    total = 0.0
+    for m in range(len(serving)):
+        r = serving[m]
+        advance_to(ri, rf, q, qf, needs, heap, ent, busy, nbusy, r, t)
+        if signal == QUEUE_DEPTH:
+            total += ri[r, I_NWAIT]
+        elif signal == RUNNING:
+            total += ri[r, I_NRUN]
+        elif signal == KV_USAGE:
+            g = ri[r, I_G]
+            if ri[r, I_STATE] == RUN and t > rf[r, F_S0]:
+                g += decode_steps_within(rf[r, F_A], rf[r, F_B], t - rf[r, F_S0])
+            tail = ri[r, I_TAILC] if ri[r, I_TAIL] >= 0 else 0
+            total += (ri[r, I_SUMOFF] + ri[r, I_NDEC] * g + tail) / kv_capacity_tokens[r]
+        else:
+            total += ri[r, I_QPT] / rate[r]
+    return total
 
 
 @kernel()
