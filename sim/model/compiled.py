@@ -21,6 +21,10 @@ between them:
   routed the batch gives the calls the same order and times as calling it per arrival —
   exact, without stopping the loop at each arrival. Arrivals that find no healthy replica, or
   a backlog at the router, are handled one by one here, as in the lazy path.
+
+`run_compiled` reads a `RequestLog` and writes the outcomes back into it (`simulate`);
+`run_one_phase` and `run_hybrid_arrays` read a request set's arrays and leave the outcomes in
+the core's (`sim.model.simulate_one_phase`, `simulate_arrays`: a sampled window's path).
 """
 
 from __future__ import annotations
@@ -173,8 +177,8 @@ def run_hybrid_arrays(
     if _is_plain(hybrid):  # a moving fleet alone: `_plain`, as `run_compiled` takes it
         events = _plain(simpy.Environment(), requests.arrival_s, specs, phases, fleet, JSQ)
         fleet.flush()
-        none = np.zeros(n, dtype=bool)
-        return ArrayRun(fleet, np.zeros(n, dtype=np.int64), none, none, events, [], [])
+        no = np.zeros(n, dtype=bool)
+        return ArrayRun(fleet, np.zeros(n, dtype=np.int64), no, no.copy(), events, [], [])
     marks = Marks(requests)
     run = _Hybrid(simpy.Environment(), marks, specs, phases, fleet, JSQ, hybrid)
     run.play()
