@@ -122,10 +122,7 @@ def outcomes_of(
 ) -> Outcomes:
     """A simulated log as per-request outcome arrays (spot and API outcomes included), from
     request `first` on (a window's measured requests: those after its warm-up)."""
-    n = len(log) - first
-    throttled = np.zeros(n, dtype=bool)
-    rids = np.asarray(result.api_throttled_rids, dtype=np.int64)
-    throttled[rids[rids >= first] - first] = True
+    throttled = _throttled(result.api_throttled_rids, first, len(log) - first)
     return Outcomes(
         arrival_s=requests.arrival_s[first:],
         first_token_s=np.asarray(log.first_token_s[first:]),
@@ -141,11 +138,15 @@ def outcomes_of(
     )
 
 
-def _core_outcomes(requests: MonthRequests, fleet: CompiledFleet, first: int) -> Outcomes:
-    """`outcomes_of` for a run on the compiled core alone (no spot, API or autoscaler: no
-    evictions, spills, drops or throttles), read from the core's arrays."""
+def _core_outcomes(
+    requests: MonthRequests, fleet: CompiledFleet, first: int, run: ArrayRun | None = None
+) -> Outcomes:
+    """`outcomes_of` for a run read from the compiled core's arrays: with `run`
+    (`sim.model.simulate_arrays`), its evictions, API spills, drops and throttles; without, a
+    run on the core alone (no spot, API or autoscaler: none of them)."""
     first_token_s, finish_s, rejected, preemptions = fleet.outcomes(first)
-    none = np.zeros(first_token_s.size, dtype=bool)
+    n = first_token_s.size
+    none = np.zeros(n, dtype=bool)
     return Outcomes(
         arrival_s=requests.arrival_s[first:],
         first_token_s=first_token_s,
@@ -154,32 +155,19 @@ def _core_outcomes(requests: MonthRequests, fleet: CompiledFleet, first: int) ->
         output_tokens=requests.output_tokens[first:].astype(np.int64),
         rejected=rejected,
         preemptions=preemptions,
-        evictions=np.zeros(first_token_s.size, dtype=np.int64),
-        api=none,
-        dropped=none,
-        throttled=none,
+        evictions=run.evictions[first:] if run else np.zeros(n, dtype=np.int64),
+        api=run.api[first:] if run else none,
+        dropped=run.dropped[first:] if run else none,
+        throttled=_throttled(run.api_throttled_rids, first, n) if run else none,
     )
 
 
-def _array_outcomes(requests: MonthRequests, run: ArrayRun, first: int) -> Outcomes:
-    """`outcomes_of` for a run read back as arrays (`sim.model.simulate_arrays`)."""
-    first_token_s, finish_s, rejected, preemptions = run.fleet.outcomes(first)
-    throttled = np.zeros(first_token_s.size, dtype=bool)
-    rids = np.asarray(run.api_throttled_rids, dtype=np.int64)
-    throttled[rids[rids >= first] - first] = True
-    return Outcomes(
-        arrival_s=requests.arrival_s[first:],
-        first_token_s=first_token_s,
-        finish_s=finish_s,
-        input_tokens=requests.input_tokens[first:].astype(np.int64),
-        output_tokens=requests.output_tokens[first:].astype(np.int64),
-        rejected=rejected,
-        preemptions=preemptions,
-        evictions=run.evictions[first:],
-        api=run.api[first:],
-        dropped=run.dropped[first:],
-        throttled=throttled,
-    )
+def _throttled(rids: Sequence[int], first: int, n: int) -> np.ndarray:
+    """Whether each of the `n` requests from `first` on is among `rids` (throttled ones)."""
+    throttled = np.zeros(n, dtype=bool)
+    at = np.asarray(rids, dtype=np.int64)
+    throttled[at[at >= first] - first] = True
+    return throttled
 
 
 def request_log(requests: MonthRequests | Workload) -> RequestLog:
@@ -517,7 +505,7 @@ def _simulate_window(
     if arrays is not None:
         busy = arrays.fleet.busy_inside(active, start, end)
         scale_events, events = arrays.scale_events, arrays.simpy_events
-        outcome = _array_outcomes(req, arrays, first)
+        outcome = _core_outcomes(req, arrays.fleet, first, arrays)
     else:
         log = request_log(req)
         res = simulate(log, run.fleet.replicas, phases, engine, hybrid)
