@@ -255,8 +255,8 @@ def simulate_arrays(
     the compiled core (`engine` lazy or reference, or a V0 replica).
 
     NOTE: a sampled window of a hybrid or moving fleet is this case: building the log's
-    lists, copying the core's outcomes into them and back into arrays were about a third of
-    an autoscaled window's CPU."""
+    lists, copying the core's outcomes into them and back into arrays were a sixth of an
+    autoscaled window's time under cProfile (which inflates the Python around them)."""
     if engine not in ("fast", "compiled") or any(not s.limits.v1 for s in replicas):
         return None
     _check_arrays(requests, phases)

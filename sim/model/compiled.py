@@ -170,8 +170,7 @@ def run_hybrid_arrays(
 ) -> ArrayRun:
     """`run_compiled` of a hybrid run (JSQ routing) on a request set's arrays, without a
     `RequestLog`: the core's outcomes stay in its arrays (`CompiledFleet.outcomes`,
-    `busy_inside`) and the control plane's in `Marks`' (a window's lists and copies back
-    were ~a third of an autoscaled month's CPU)."""
+    `busy_inside`) and the control plane's in `Marks`' (`sim.model.simulate_arrays`)."""
     fleet = CompiledFleet(requests, [(s.limits, s.step_time) for s in specs])
     n = len(requests)
     if _is_plain(hybrid):  # a moving fleet alone: `_plain`, as `run_compiled` takes it
