@@ -2,9 +2,10 @@
 
 Prints simulated requests per CPU-second of
   * the compiled data plane (`sim.engine.compiled`, numba; the default for plain runs), twice:
-    through `simulate` (a `RequestLog` of Python lists in and out, as spot, API and autoscaled
-    runs use it) and on arrays in and out (`simulate_one_phase`: the path a sampled window of
-    a static fleet takes, and the core's interface as issue #14 specifies it),
+    through `simulate` (a `RequestLog` of Python lists in and out, as full-horizon runs and
+    library users call it; the log is built before the clock starts) and on arrays in and out
+    (`simulate_one_phase`: the path a sampled window of a static fleet takes — hybrid and
+    moving windows take `simulate_arrays` — and the core's interface as issue #14 specifies),
   * the pure-Python event-skipping engine (`FastReplica`, engine "lazy"),
   * the iteration-level reference engine (one SimPy event per step),
   * a bare SimPy loop doing 3 timeouts per request (the floor any SimPy model pays),

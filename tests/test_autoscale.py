@@ -390,6 +390,7 @@ def scaled_workloads(draw: st.DrawFn) -> dict:
         "scaler": scaler,
         "outages": outages,
         "spill": draw(st.sampled_from(["none", "no_replica", "wait", "queue"])),
+        "rpm": draw(st.sampled_from([None, None, 20])),
         "routing": draw(st.sampled_from(ROUTING_POLICIES)),
     }
 
@@ -419,32 +420,43 @@ def test_engines_agree_with_an_autoscaler(api_spec: Api, case: dict) -> None:
 
     def hybrid() -> Hybrid:
         api = None
+        rpm = case["rpm"]  # a low limit throttles and drops spilled requests
         if case["spill"] == "no_replica":
-            api = _api(api_spec, SpillSpec(), n)
+            api = _api(api_spec, SpillSpec(), n, rpm=rpm)
         elif case["spill"] == "wait":
-            api = _api(api_spec, SpillSpec(max_wait_s=0.05, when_no_replica=False), n)
+            api = _api(api_spec, SpillSpec(max_wait_s=0.05, when_no_replica=False), n, rpm=rpm)
         elif case["spill"] == "queue":
-            api = _api(api_spec, SpillSpec(queue_over=1), n)
+            api = _api(api_spec, SpillSpec(queue_over=1), n, rpm=rpm)
         return Hybrid(outages=case["outages"], api=api, probe_s=0.7, scalers=(case["scaler"],))
 
     seen: dict[str, list[tuple]] = {e: [] for e in ENGINES}
+    loads: dict[str, list[tuple]] = {e: [] for e in ENGINES}
     runs = {}
     tick = Autoscaler.tick
     for e in ENGINES:
         # every tick's signal, as each engine reads it (not only the decisions): the lazy and
-        # reference engines sum `ReplicaLoad`s, the compiled one reads its arrays
+        # reference engines sum `ReplicaLoad`s (each replica's state compared too), the
+        # compiled one reads its arrays
         def spy(
             mech: Autoscaler, t_s: float, signal: float, _seen: list = seen[e]
         ) -> tuple[list[int], list[int]]:
             _seen.append((t_s, signal))
             return tick(mech, t_s, signal)
 
-        with mock.patch.object(Autoscaler, "tick", spy):
+        def spy_loads(*args: object, _seen: list = loads[e]) -> float:
+            _seen.append(args)
+            return pool_signal(*args)  # type: ignore[arg-type]
+
+        with (
+            mock.patch.object(Autoscaler, "tick", spy),
+            mock.patch("sim.model.pool_signal", spy_loads),
+        ):
             runs[e] = _sim(case["w"], case["replicas"], hybrid(), e, LIMITS, STEP, case["routing"])
     (comp, rc), (lazy, rl), (ref, rr) = runs["compiled"], runs["lazy"], runs["reference"]
     _identical(comp, lazy)
     _close(comp, ref)
     assert seen["compiled"] == seen["lazy"] == seen["reference"]
+    assert loads["lazy"] == loads["reference"] and len(loads["lazy"]) == len(seen["lazy"])
     assert rc.scale_events == rl.scale_events == rr.scale_events
     assert rc.timeline == rl.timeline
     assert rc.unserved == rl.unserved == rr.unserved
@@ -460,6 +472,10 @@ def test_engines_agree_with_an_autoscaler(api_spec: Api, case: dict) -> None:
             event(what)
     if rc.backlogged:
         event("backlogged")
+    if rc.api_throttled_rids:
+        event("throttled")
+    if any(comp.dropped):
+        event("dropped")
 
 
 def _same_on_arrays(case: dict, hybrid: Hybrid, log: RequestLog, res: SimulationResult) -> None:
@@ -484,8 +500,8 @@ def _same_on_arrays(case: dict, hybrid: Hybrid, log: RequestLog, res: Simulation
     assert run.scale_events == res.scale_events
     assert run.api_throttled_rids == res.api_throttled_rids
     assert run.simpy_events == res.simpy_events
-    horizon = (arrivals[-1] if arrivals else 0.0) + 10.0
-    for start, end in ((0.0, horizon), (arrivals[0] / 2 if arrivals else 0.0, horizon / 3)):
+    horizon = arrivals[-1] + 10.0
+    for start, end in ((0.0, horizon), (arrivals[0] / 2, horizon / 3)):
         replicas = list(range(case["replicas"]))
         busy = busy_inside([res.busy_periods[r] for r in replicas], start, end)
         assert run.fleet.busy_inside(replicas, start, end) == busy

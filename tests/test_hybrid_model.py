@@ -23,7 +23,9 @@ from sim.config import ApiSpec, SpillSpec
 from sim.engine import EngineLimits, RequestLog, StepTimeModel
 from sim.fleet import ApiClient, Outage
 from sim.fleet.routing import ROUTING_POLICIES
-from sim.model import FleetPhase, Hybrid, ReplicaSpec, simulate
+from sim.model import FleetPhase, Hybrid, ReplicaSpec, simulate, simulate_arrays
+from sim.replication import _core_outcomes, busy_inside, outcomes_of
+from sim.workload import MonthRequests
 
 STEP = StepTimeModel(0.004, 0.006, 64, 2e-5, 1e-7, 1e-10)
 Api = Callable[..., ApiSpec]  # the `api_spec` fixture (conftest.py)
@@ -180,6 +182,67 @@ def test_compiled_equals_lazy_and_reference_with_reclaims_and_spill(
     ):
         if happened:
             event(what)  # --hypothesis-show-statistics: how often each case is exercised
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(reclaimed_workloads(), st.floats(0.0, 1.0))
+def test_a_window_on_arrays_is_the_same_run(api_spec: Api, case: dict, cut: float) -> None:
+    """`simulate_arrays` (a sampled window's path: arrays in, the core's arrays out) gives
+    `simulate`'s compiled run bit for bit — fleet phases, reclaims, spill, 429s and drops, or
+    none of them (its plain branch) — and `_core_outcomes` reads from request `first` on what
+    `outcomes_of` reads from the log."""
+    n = len(case["w"][0])
+    step = StepTimeModel(0.05, 0.02, 32, 1e-4, 1e-6, 1e-8)
+
+    def hybrid() -> Hybrid:
+        api = None
+        if case["spill"] == "no_replica":
+            api = _api(api_spec, SpillSpec(), n)
+        elif case["spill"] in ("wait", "wait_rpm"):
+            rpm = 3 if case["spill"] == "wait_rpm" else None
+            api = _api(api_spec, SpillSpec(max_wait_s=0.02), n, rpm=rpm)
+        elif case["spill"] == "queue":
+            api = _api(api_spec, SpillSpec(queue_over=1), n)
+        return Hybrid(outages=_outs(case["outages"]), api=api, probe_s=case["probe"])
+
+    log, res = _run(
+        case["w"], case["replicas"], hybrid(), "compiled", step=step, phases=case["phases"]
+    )
+    arrivals, inputs, outputs = (np.asarray(x) for x in case["w"])
+    req = MonthRequests(
+        1, arrivals.astype(np.float64), inputs.astype(np.int64), outputs.astype(np.int64)
+    )
+    specs = [ReplicaSpec("p", "g", LIMITS, step)] * case["replicas"]
+    run = simulate_arrays(req, specs, case["phases"], "compiled", hybrid())
+    assert run is not None
+    assert run.simpy_events == res.simpy_events
+    assert run.api_throttled_rids == res.api_throttled_rids
+    first = int(cut * n)
+    a, b = _core_outcomes(req, run.fleet, first, run), outcomes_of(log, req, res, first)
+    for name in (
+        "first_token_s",
+        "finish_s",
+        "rejected",
+        "preemptions",
+        "evictions",
+        "api",
+        "dropped",
+        "throttled",
+        "arrival_s",
+        "input_tokens",
+        "output_tokens",
+    ):
+        x, y = getattr(a, name), getattr(b, name)
+        assert x.dtype == y.dtype and np.array_equal(x, y, equal_nan=True), name
+    replicas = sorted({r for p in case["phases"] for r in p.replicas})
+    end = arrivals[-1] + 30.0
+    assert run.fleet.busy_inside(replicas, arrivals[first % n], end) == busy_inside(
+        [res.busy_periods[r] for r in replicas], arrivals[first % n], end
+    )
+    if not (case["outages"] or case["probe"]) and case["spill"] == "none":
+        event("plain")
+    if res.api_throttled_rids and first > 0:
+        event("throttled after first")
 
 
 def test_reclaimed_requests_finish_elsewhere_and_nothing_is_lost() -> None:

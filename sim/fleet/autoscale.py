@@ -177,18 +177,18 @@ def pool_signal(
 def per_serving(
     signal: str,
     total: float,
-    serving: int,
+    replicas_serving: int,
     backlog_requests: int = 0,
     backlog_prompt_tokens: int = 0,
     prefill_tokens_per_s: float = 1.0,
 ) -> float:
-    """`pool_signal` from the `total` of its `serving` replicas' signals (summed in slot
-    order, from 0.0): the router's backlog added, divided by the serving count (1 if none)."""
+    """`pool_signal` from the `total` of its `replicas_serving` replicas' signals (summed in
+    slot order, from 0.0): the router's backlog added, divided by that count (1 if none)."""
     if signal == "queue_depth":
         total += backlog_requests
     elif signal == "predicted_ttft":
         total += backlog_prompt_tokens / prefill_tokens_per_s
-    return total / max(serving, 1)
+    return total / max(replicas_serving, 1)
 
 
 def hpa_recommendation(spec: AutoscaleSpec, serving: int, pending: int, signal: float) -> int:

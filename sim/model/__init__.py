@@ -226,6 +226,8 @@ def _check_phases(first_arrival_s: float, phases: Sequence[FleetPhase]) -> None:
 
 
 def _check_arrays(requests: Requests, phases: Sequence[FleetPhase]) -> None:
+    # (no arrival, no constraint on the first phase's start, as `simulate_one_phase` always
+    # had it: an empty window simulates nothing; `simulate` asks a start at or before 0)
     arrivals = np.asarray(requests.arrival_s)
     _check_phases(float(arrivals[0]) if arrivals.size else math.inf, phases)
     if arrivals.size > 1 and bool((arrivals[1:] < arrivals[:-1]).any()):
@@ -249,8 +251,9 @@ def simulate_arrays(
     engine: Engine,
     hybrid: Hybrid,
 ) -> ArrayRun | None:
-    """`simulate` (JSQ routing) of a request set's arrays on the compiled core with spot
-    reclaims, API spill or autoscalers, read back as arrays (`ArrayRun`) instead of a
+    """`simulate` (JSQ routing) of a request set's arrays on the compiled core — a fleet
+    that moves by phase, spot reclaims, API spill, autoscalers — read back as arrays
+    (`ArrayRun`) instead of a
     `RequestLog`'s lists: the same run, the same bits. None where `simulate` would not use
     the compiled core (`engine` lazy or reference, or a V0 replica).
 

@@ -5,7 +5,8 @@ its owner (the SimPy control plane in `sim.model`) calls `route(i0, i1, pool, ..
 the arrivals between two control instants over the replicas the control plane allows, and
 `flush()` at the end. Per-request outcomes (first scheduled, first token, finish, preemptions,
 replica, rejected) are then written back to the `RequestLog`, or read as arrays (`outcomes`,
-`busy_inside`: a static window of a sampled horizon, `sim.model.simulate_one_phase`).
+`busy_inside`: a window of a sampled horizon, `sim.model.simulate_one_phase` and
+`simulate_arrays`).
 
 Semantics are those of `FastReplica` (`sim.engine.fast`) and the routing policies of
 `sim.fleet.routing`; the one-step-per-event `ReferenceReplica` is the oracle both are tested
@@ -235,12 +236,14 @@ class CompiledFleet:
         t: float,
         signal: int,
         kv_capacity_tokens: np.ndarray,
-        rate: np.ndarray,
+        prefill_tokens_per_s: np.ndarray,
     ) -> float:
         """Bring the replicas `serving` up to `t`; the sum of their autoscaling `signal`
         (`control.pool_total`; its index in `sim.config.AUTOSCALE_SIGNALS`) in that order.
         One call per autoscaler tick (a Python read of each replica's state cost ~8 µs)."""
-        return float(pool_total(*self.state, serving, t, signal, kv_capacity_tokens, rate))
+        return float(
+            pool_total(*self.state, serving, t, signal, kv_capacity_tokens, prefill_tokens_per_s)
+        )
 
     def reject(self, rid: int) -> None:
         """Mark `rid` rejected (longer than the model length), outside `route`."""
@@ -332,5 +335,7 @@ def compile_kernels() -> float:
         fleet.route(0, 3, [0, 1], policy, 16, Spill(1, 0.1, np.ones(2)))
         fleet.dispatch(fleet.evict(0, 0.25), 0.25, [1], policy)
         fleet.advance(1, 0.3)
+        for signal in range(4):  # `control.pool_total`, every signal
+            fleet.pool_total(np.array([0, 1]), 0.4, signal, np.full(2, 64), np.ones(2))
         fleet.flush()
     return time.perf_counter() - t0

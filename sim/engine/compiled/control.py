@@ -67,12 +67,12 @@ def pool_total(
     t: float,
     signal: int,
     kv_capacity_tokens: Arr,
-    rate: Arr,
+    prefill_tokens_per_s: Arr,
 ) -> float:
     """Σ over the replicas `serving` (in order), each brought up to `t`, of one replica's
     `signal` (`sim.fleet.autoscale.replica_signal`, the same expressions): requests waiting,
     sequences running, KV tokens held (`FastReplica.cached_tokens_at`) ÷
-    `kv_capacity_tokens[r]`, or queued prompt tokens ÷ `rate[r]` (tokens/s). Summed left to
+    `kv_capacity_tokens[r]`, or queued prompt tokens ÷ `prefill_tokens_per_s[r]`. Summed left to
     right from 0.0, as `pool_signal` adds them."""
     total = 0.0
     for m in range(len(serving)):
@@ -89,7 +89,7 @@ def pool_total(
             tail = ri[r, I_TAILC] if ri[r, I_TAIL] >= 0 else 0
             total += (ri[r, I_SUMOFF] + ri[r, I_NDEC] * g + tail) / kv_capacity_tokens[r]
         else:
-            total += ri[r, I_QPT] / rate[r]
+            total += ri[r, I_QPT] / prefill_tokens_per_s[r]
     return total
 
 
