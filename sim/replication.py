@@ -17,7 +17,6 @@ import itertools
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -32,7 +31,7 @@ from sim.cost import (
     spot_bill,
     with_scaled,
 )
-from sim.engine import RequestLog, busy_seconds_inside
+from sim.engine import busy_seconds_inside
 from sim.experiment import Experiment
 from sim.fleet import (
     Fleet,
@@ -49,24 +48,13 @@ from sim.fleet.autoscale import Scaler, profile_floor
 from sim.fleet.schedule import overlap_s
 from sim.fleet.serving import serving_by_hour
 from sim.horizon import Window, choose_windows, fleet_slice, strata_of_slots
-from sim.model import (
-    ArrayRun,
-    Engine,
-    Hybrid,
-    SimulationResult,
-    simulate,
-    simulate_arrays,
-    simulate_one_phase,
-)
-from sim.records import Outcomes
+from sim.model import Engine, Hybrid, simulate, simulate_arrays, simulate_one_phase
+from sim.model.outcomes import core_outcomes, outcomes_of, request_log
 from sim.rng import MonthRngs, Streams
 from sim.stats import WindowResult, full_month_rows, sampled_month_rows, window_result
 from sim.units import HOURS_PER_MONTH, SECONDS_PER_MONTH, Market
 from sim.workload import MonthRequests, Traffic, sample_month, sample_monthly_growth
 from sim.workload.clock import seconds_by_hour
-
-if TYPE_CHECKING:  # (the compiled core loads numba: imported where it runs)
-    from sim.engine.compiled import CompiledFleet
 
 
 @dataclass(frozen=True)
@@ -111,68 +99,6 @@ def sample_workload(exp: Experiment, streams: Streams) -> Workload:
         np.concatenate([r.input_tokens for r in months]),
         np.concatenate([r.output_tokens for r in months]),
         growth,
-    )
-
-
-def outcomes_of(
-    log: RequestLog,
-    requests: MonthRequests | Workload,
-    result: SimulationResult,
-    first: int = 0,
-) -> Outcomes:
-    """A simulated log as per-request outcome arrays (spot and API outcomes included), from
-    request `first` on (a window's measured requests: those after its warm-up)."""
-    throttled = _throttled(result.api_throttled_rids, first, len(log) - first)
-    return Outcomes(
-        arrival_s=requests.arrival_s[first:],
-        first_token_s=np.asarray(log.first_token_s[first:]),
-        finish_s=np.asarray(log.finish_s[first:]),
-        input_tokens=requests.input_tokens[first:].astype(np.int64),
-        output_tokens=requests.output_tokens[first:].astype(np.int64),
-        rejected=np.asarray(log.rejected[first:], dtype=bool),
-        preemptions=np.asarray(log.preemptions[first:], dtype=np.int64),
-        evictions=np.asarray(log.evictions[first:], dtype=np.int64),
-        api=np.asarray(log.api[first:], dtype=bool),
-        dropped=np.asarray(log.dropped[first:], dtype=bool),
-        throttled=throttled,
-    )
-
-
-def _core_outcomes(
-    requests: MonthRequests, fleet: CompiledFleet, first: int, run: ArrayRun | None = None
-) -> Outcomes:
-    """`outcomes_of` for a run read from the compiled core's arrays: with `run`
-    (`sim.model.simulate_arrays`), its evictions, API spills, drops and throttles; without, a
-    run on the core alone (no spot, API or autoscaler: none of them)."""
-    first_token_s, finish_s, rejected, preemptions = fleet.outcomes(first)
-    n = first_token_s.size
-    none = np.zeros(n, dtype=bool)
-    return Outcomes(
-        arrival_s=requests.arrival_s[first:],
-        first_token_s=first_token_s,
-        finish_s=finish_s,
-        input_tokens=requests.input_tokens[first:].astype(np.int64),
-        output_tokens=requests.output_tokens[first:].astype(np.int64),
-        rejected=rejected,
-        preemptions=preemptions,
-        evictions=run.evictions[first:] if run else np.zeros(n, dtype=np.int64),
-        api=run.api[first:] if run else none,
-        dropped=run.dropped[first:] if run else none,
-        throttled=_throttled(run.api_throttled_rids, first, n) if run else none,
-    )
-
-
-def _throttled(rids: Sequence[int], first: int, n: int) -> np.ndarray:
-    """Whether each of the `n` requests from `first` on is among `rids` (throttled ones)."""
-    throttled = np.zeros(n, dtype=bool)
-    at = np.asarray(rids, dtype=np.int64)
-    throttled[at[at >= first] - first] = True
-    return throttled
-
-
-def request_log(requests: MonthRequests | Workload) -> RequestLog:
-    return RequestLog(
-        requests.arrival_s.tolist(), requests.input_tokens.tolist(), requests.output_tokens.tolist()
     )
 
 
@@ -488,7 +414,7 @@ def _simulate_window(
         plain = simulate_one_phase(req, run.fleet.replicas, FleetPhase(t0, active), engine)
     if plain is not None:
         fleet, events = plain
-        outcome = _core_outcomes(req, fleet, first)
+        outcome = core_outcomes(req, fleet, first)
         result = window_result(
             window,
             outcome,
@@ -505,7 +431,7 @@ def _simulate_window(
     if arrays is not None:
         busy = arrays.fleet.busy_inside(active, start, end)
         scale_events, events = arrays.scale_events, arrays.simpy_events
-        outcome = _core_outcomes(req, arrays.fleet, first, arrays)
+        outcome = core_outcomes(req, arrays.fleet, first, arrays)
     else:
         log = request_log(req)
         res = simulate(log, run.fleet.replicas, phases, engine, hybrid)

@@ -15,8 +15,9 @@ from sim.experiment import Experiment
 from sim.fleet import FleetPhase, Outage, build_fleet, outages_touching, spot_outages
 from sim.fleet.spot import replica_cold_start_s
 from sim.model import simulate
+from sim.model.outcomes import request_log
 from sim.records import TIMELINE_EVENTS_SCHEMA, TIMELINE_SCHEMA
-from sim.replication import hybrid_for, plan_run, request_log, sample_growth, window_requests
+from sim.replication import hybrid_for, plan_run, sample_growth, window_requests
 from sim.rng import TIMELINE_WINDOW, Streams
 from sim.units import SECONDS_PER_MONTH
 

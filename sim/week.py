@@ -15,8 +15,9 @@ import polars as pl
 from sim.experiment import Experiment
 from sim.fleet import outages_touching
 from sim.model import simulate
+from sim.model.outcomes import request_log
 from sim.records import FLEET_WEEK_SCHEMA, SCALE_EVENTS_SCHEMA
-from sim.replication import hybrid_for, plan_run, request_log, sample_growth, window_requests
+from sim.replication import hybrid_for, plan_run, sample_growth, window_requests
 from sim.rng import WEEK_WINDOW, Streams
 from sim.units import HOURS_PER_WEEK, SECONDS_PER_DAY, SECONDS_PER_HOUR, SECONDS_PER_MONTH
 from sim.workload import MonthRequests

@@ -24,7 +24,8 @@ from sim.engine import EngineLimits, RequestLog, StepTimeModel
 from sim.fleet import ApiClient, Outage
 from sim.fleet.routing import ROUTING_POLICIES
 from sim.model import FleetPhase, Hybrid, ReplicaSpec, simulate, simulate_arrays
-from sim.replication import _core_outcomes, busy_inside, outcomes_of
+from sim.model.outcomes import core_outcomes, outcomes_of
+from sim.replication import busy_inside
 from sim.workload import MonthRequests
 
 STEP = StepTimeModel(0.004, 0.006, 64, 2e-5, 1e-7, 1e-10)
@@ -189,7 +190,7 @@ def test_compiled_equals_lazy_and_reference_with_reclaims_and_spill(
 def test_a_window_on_arrays_is_the_same_run(api_spec: Api, case: dict, cut: float) -> None:
     """`simulate_arrays` (a sampled window's path: arrays in, the core's arrays out) gives
     `simulate`'s compiled run bit for bit — fleet phases, reclaims, spill, 429s and drops, or
-    none of them (its plain branch) — and `_core_outcomes` reads from request `first` on what
+    none of them (its plain branch) — and `core_outcomes` reads from request `first` on what
     `outcomes_of` reads from the log."""
     n = len(case["w"][0])
     step = StepTimeModel(0.05, 0.02, 32, 1e-4, 1e-6, 1e-8)
@@ -218,7 +219,7 @@ def test_a_window_on_arrays_is_the_same_run(api_spec: Api, case: dict, cut: floa
     assert run.simpy_events == res.simpy_events
     assert run.api_throttled_rids == res.api_throttled_rids
     first = int(cut * n)
-    a, b = _core_outcomes(req, run.fleet, first, run), outcomes_of(log, req, res, first)
+    a, b = core_outcomes(req, run.fleet, first, run), outcomes_of(log, req, res, first)
     for name in (
         "first_token_s",
         "finish_s",
