@@ -4,8 +4,9 @@ Prints simulated requests per CPU-second of
   * the compiled data plane (`sim.engine.compiled`, numba; the default for plain runs), twice:
     through `simulate` (a `RequestLog` of Python lists in and out, as full-horizon runs and
     library users call it; the log is built before the clock starts) and on arrays in and out
-    (`simulate_one_phase`: the path a sampled window of a static fleet takes — hybrid and
-    moving windows take `simulate_arrays` — and the core's interface as issue #14 specifies),
+    (`simulate_one_phase`: the path a sampled window of a static fleet takes, and the core's
+    interface as issue #14 specifies; `simulate_arrays` for the hybrid scenario D, as its
+    windows run),
   * the pure-Python event-skipping engine (`FastReplica`, engine "lazy"),
   * the iteration-level reference engine (one SimPy event per step),
   * a bare SimPy loop doing 3 timeouts per request (the floor any SimPy model pays),
@@ -57,7 +58,14 @@ from sim.engine.compiled import JSQ, CompiledFleet, compile_kernels
 from sim.engine.compiled.layout import Q_REP, X_ARR, X_FIN
 from sim.engine.compiled.replica import advance_to, submit
 from sim.fleet import ApiClient, Outage
-from sim.model import FleetPhase, Hybrid, ReplicaSpec, simulate, simulate_one_phase
+from sim.model import (
+    FleetPhase,
+    Hybrid,
+    ReplicaSpec,
+    simulate,
+    simulate_arrays,
+    simulate_one_phase,
+)
 from sim.traces import read_azure_trace
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -116,10 +124,15 @@ class Arrays:
 
 
 def run_arrays(
-    wl: Workload, replicas: int, limits: EngineLimits, step: StepTimeModel
+    wl: Workload,
+    replicas: int,
+    limits: EngineLimits,
+    step: StepTimeModel,
+    hybrid: Callable[[], Hybrid] | None = None,
 ) -> tuple[float, np.ndarray, np.ndarray]:
-    """Best CPU time of `simulate_one_phase` on the workload's arrays, reading the outcomes
-    out as arrays (`CompiledFleet.outcomes`); the first-token and finish times."""
+    """Best CPU time of the array path on the workload's arrays — `simulate_one_phase`, or
+    `simulate_arrays` with `hybrid` — reading the outcomes out as arrays
+    (`CompiledFleet.outcomes`); the first-token and finish times."""
     requests = Arrays(
         np.asarray(wl[0], dtype=np.float64),
         np.asarray(wl[1], dtype=np.int64),
@@ -130,10 +143,17 @@ def run_arrays(
     best = float("inf")
     first = finish = np.zeros(0)
     for _ in range(REPEATS):
+        h = hybrid() if hybrid is not None else None
         t0 = time.process_time()
-        done = simulate_one_phase(requests, specs, phase, "compiled")
-        assert done is not None
-        first, finish, _, _ = done[0].outcomes()
+        if h is None:
+            done = simulate_one_phase(requests, specs, phase, "compiled")
+            assert done is not None
+            fleet = done[0]
+        else:
+            ran = simulate_arrays(requests, specs, [phase], "compiled", h)
+            assert ran is not None
+            fleet = ran.fleet
+        first, finish, _, _ = fleet.outcomes()
         best = min(best, time.process_time() - t0)
     return best, first, finish
 
@@ -254,6 +274,12 @@ def compare_hybrid(
     n = len(wl[0])
     make = hybrid_factory(n, wl[0][-1])
     comp_s, comp_log, _ = run("compiled", wl, 4, limits, step, hybrid=make)
+    arr_s, arr_first, arr_finish = run_arrays(wl, 4, limits, step, hybrid=make)
+    if not (
+        np.array_equal(arr_first, comp_log.first_token_s, equal_nan=True)
+        and np.array_equal(arr_finish, comp_log.finish_s, equal_nan=True)
+    ):
+        raise AssertionError("the array path gave other timestamps than simulate()")
     lazy_s, lazy_log, _ = run("lazy", wl, 4, limits, step, hybrid=make)
     prefix = (wl[0][:ref_n], wl[1][:ref_n], wl[2][:ref_n])
     make_ref = hybrid_factory(ref_n, wl[0][-1])
@@ -273,6 +299,7 @@ def compare_hybrid(
     evicted = sum(comp_log.evictions)
     print(f"\n[{name}] {n:,} requests; {spilled:.1%} spilled to the API, {evicted:,} evictions")
     print(f"  compiled engine    {n / comp_s:>12,.0f} req/CPU-s")
+    print(f"  compiled, arrays   {n / arr_s:>12,.0f} req/CPU-s   (simulate_arrays; same bits)")
     print(f"  fast (Python)      {n / lazy_s:>12,.0f} req/CPU-s")
     print(f"  reference engine   {ref_n / ref_s:>12,.0f} req/CPU-s  (first {ref_n:,} requests)")
     print(f"  compiled / fast      {lazy_s / comp_s:>10.1f}x")
