@@ -4,9 +4,8 @@ Prints simulated requests per CPU-second of
   * the compiled data plane (`sim.engine.compiled`, numba; the default for plain runs), twice:
     through `simulate` (a `RequestLog` of Python lists in and out, as full-horizon runs and
     library users call it; the log is built before the clock starts) and on arrays in and out
-    (`simulate_one_phase`: the path a sampled window of a static fleet takes, and the core's
-    interface as issue #14 specifies; `simulate_arrays` for the hybrid scenario D, as its
-    windows run),
+    (`simulate_arrays`: the path every sampled window takes, and the core's interface as
+    issue #14 specifies),
   * the pure-Python event-skipping engine (`FastReplica`, engine "lazy"),
   * the iteration-level reference engine (one SimPy event per step),
   * a bare SimPy loop doing 3 timeouts per request (the floor any SimPy model pays),
@@ -45,7 +44,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -64,9 +62,9 @@ from sim.model import (
     ReplicaSpec,
     simulate,
     simulate_arrays,
-    simulate_one_phase,
 )
 from sim.traces import read_azure_trace
+from sim.workload import MonthRequests
 
 ROOT = Path(__file__).resolve().parents[1]
 REPEATS = 3
@@ -111,51 +109,40 @@ def run(
     return best, log, result.simpy_events
 
 
-@dataclass(frozen=True)
-class Arrays:
-    """A request set as arrays (`sim.engine.compiled.Requests`), as a sampled window has it."""
-
-    arrival_s: np.ndarray
-    input_tokens: np.ndarray
-    output_tokens: np.ndarray
-
-    def __len__(self) -> int:
-        return int(self.arrival_s.size)
-
-
 def run_arrays(
     wl: Workload,
     replicas: int,
     limits: EngineLimits,
     step: StepTimeModel,
+    expected: RequestLog,
     hybrid: Callable[[], Hybrid] | None = None,
-) -> tuple[float, np.ndarray, np.ndarray]:
-    """Best CPU time of the array path on the workload's arrays — `simulate_one_phase`, or
-    `simulate_arrays` with `hybrid` — reading the outcomes out as arrays
-    (`CompiledFleet.outcomes`); the first-token and finish times."""
-    requests = Arrays(
+) -> float:
+    """Best CPU time of `simulate_arrays` on the workload's arrays (with `hybrid`, or none),
+    reading the outcomes out as arrays (`CompiledFleet.outcomes`); checked to give the
+    first-token and finish times of `expected` (the same run through `simulate`)."""
+    requests = MonthRequests(
+        1,
         np.asarray(wl[0], dtype=np.float64),
         np.asarray(wl[1], dtype=np.int64),
         np.asarray(wl[2], dtype=np.int64),
     )
     specs = [ReplicaSpec("p", "a100-80gb", limits, step)] * replicas
-    phase = FleetPhase(0.0, tuple(range(replicas)))
+    phases = [FleetPhase(0.0, tuple(range(replicas)))]
     best = float("inf")
     first = finish = np.zeros(0)
     for _ in range(REPEATS):
-        h = hybrid() if hybrid is not None else None
+        h = hybrid() if hybrid is not None else Hybrid()
         t0 = time.process_time()
-        if h is None:
-            done = simulate_one_phase(requests, specs, phase, "compiled")
-            assert done is not None
-            fleet = done[0]
-        else:
-            ran = simulate_arrays(requests, specs, [phase], "compiled", h)
-            assert ran is not None
-            fleet = ran.fleet
-        first, finish, _, _ = fleet.outcomes()
+        ran = simulate_arrays(requests, specs, phases, "compiled", h)
+        assert ran is not None
+        first, finish, _, _ = ran.fleet.outcomes()
         best = min(best, time.process_time() - t0)
-    return best, first, finish
+    if not (
+        np.array_equal(first, expected.first_token_s, equal_nan=True)
+        and np.array_equal(finish, expected.finish_s, equal_nan=True)
+    ):
+        raise AssertionError("the array path gave other timestamps than simulate()")
+    return best
 
 
 def floor_rate(n: int) -> float:
@@ -197,12 +184,7 @@ def compare(
 ) -> None:
     n = len(wl[0])
     comp_s, comp_log, comp_events = run("compiled", wl, replicas, limits, step)
-    arr_s, arr_first, arr_finish = run_arrays(wl, replicas, limits, step)
-    if not (
-        np.array_equal(arr_first, comp_log.first_token_s, equal_nan=True)
-        and np.array_equal(arr_finish, comp_log.finish_s, equal_nan=True)
-    ):
-        raise AssertionError("the array path gave other timestamps than simulate()")
+    arr_s = run_arrays(wl, replicas, limits, step, comp_log)
     lazy_s, _, lazy_events = run("lazy", wl, replicas, limits, step)
     prefix = (wl[0][:ref_n], wl[1][:ref_n], wl[2][:ref_n])
     pc_s, pc_log, _ = run("compiled", prefix, replicas, limits, step)
@@ -220,7 +202,7 @@ def compare(
     p95 = np.nanpercentile(ttft, 95)
     print(f"\n[{name}] {n:,} requests, {replicas} replica(s); p95 TTFT {p95:.3f} s")
     print(f"  compiled engine    {comp_rate:>12,.0f} req/CPU-s   {comp_events / n:.4f} events/req")
-    print(f"  compiled, arrays   {arr_rate:>12,.0f} req/CPU-s   (simulate_one_phase; same bits)")
+    print(f"  compiled, arrays   {arr_rate:>12,.0f} req/CPU-s   (simulate_arrays; same bits)")
     print(f"  fast (Python)      {lazy_rate:>12,.0f} req/CPU-s   {lazy_events / n:.2f} events/req")
     print(
         f"  reference engine   {ref_rate:>12,.0f} req/CPU-s   {ref_events / ref_n:.1f} events/req"
@@ -274,12 +256,7 @@ def compare_hybrid(
     n = len(wl[0])
     make = hybrid_factory(n, wl[0][-1])
     comp_s, comp_log, _ = run("compiled", wl, 4, limits, step, hybrid=make)
-    arr_s, arr_first, arr_finish = run_arrays(wl, 4, limits, step, hybrid=make)
-    if not (
-        np.array_equal(arr_first, comp_log.first_token_s, equal_nan=True)
-        and np.array_equal(arr_finish, comp_log.finish_s, equal_nan=True)
-    ):
-        raise AssertionError("the array path gave other timestamps than simulate()")
+    arr_s = run_arrays(wl, 4, limits, step, comp_log, hybrid=make)
     lazy_s, lazy_log, _ = run("lazy", wl, 4, limits, step, hybrid=make)
     prefix = (wl[0][:ref_n], wl[1][:ref_n], wl[2][:ref_n])
     make_ref = hybrid_factory(ref_n, wl[0][-1])

@@ -48,7 +48,7 @@ from sim.fleet.autoscale import Scaler, profile_floor
 from sim.fleet.schedule import overlap_s
 from sim.fleet.serving import serving_by_hour
 from sim.horizon import Window, choose_windows, fleet_slice, strata_of_slots
-from sim.model import Engine, Hybrid, simulate, simulate_arrays, simulate_one_phase
+from sim.model import Engine, Hybrid, simulate, simulate_arrays
 from sim.model.outcomes import core_outcomes, outcomes_of, request_log
 from sim.rng import MonthRngs, Streams
 from sim.stats import WindowResult, full_month_rows, sampled_month_rows, window_result
@@ -409,29 +409,13 @@ def _simulate_window(
     # NOTE: only the requests arriving inside the window (a suffix: arrivals are sorted) are
     # converted and measured, not the warm-up's: 0.01 s less per replication of growth20pct.
     first = int(np.searchsorted(req.arrival_s, start, side="left"))
-    plain = None
-    if hybrid is None and not moving:  # a static fleet and nothing else: the core alone
-        plain = simulate_one_phase(req, run.fleet.replicas, FleetPhase(t0, active), engine)
-    if plain is not None:
-        fleet, events = plain
-        outcome = core_outcomes(req, fleet, first)
-        result = window_result(
-            window,
-            outcome,
-            None,
-            spec.slo,
-            fleet.busy_inside(active, start, end),
-            len(active),
-            whole / len(active),
-        )
-        return result, len(req), events, None
     phases = run.fleet.routing_between(t0, end) if moving else [FleetPhase(t0, active)]
     hybrid = hybrid or Hybrid()
     arrays = simulate_arrays(req, run.fleet.replicas, phases, engine, hybrid)
     if arrays is not None:
         busy = arrays.fleet.busy_inside(active, start, end)
         scale_events, events = arrays.scale_events, arrays.simpy_events
-        outcome = core_outcomes(req, arrays.fleet, first, arrays)
+        outcome = core_outcomes(req, arrays, first)
     else:
         log = request_log(req)
         res = simulate(log, run.fleet.replicas, phases, engine, hybrid)

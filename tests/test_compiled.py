@@ -19,7 +19,7 @@ from sim.engine import EngineLimits, RequestLog, StepTimeModel, prefill_pairs
 from sim.engine.compiled import compile_kernels
 from sim.fleet.routing import ROUTING_POLICIES, two_choices
 from sim.fleet.spot import Outage
-from sim.model import FleetPhase, Hybrid, ReplicaSpec, simulate, simulate_one_phase
+from sim.model import FleetPhase, Hybrid, ReplicaSpec, simulate, simulate_arrays
 
 STEP = StepTimeModel(
     overhead_s=0.004,
@@ -239,7 +239,7 @@ def test_compiled_runs_hybrid_runs_and_p2c_needs_an_rng() -> None:
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(workloads(max_replicas=4), st.floats(0.0, 3.0), st.floats(0.5, 40.0))
 def test_one_phase_on_arrays_is_simulate_bit_for_bit(w: dict, start: float, length: float) -> None:
-    """A static window read from the core's arrays (`simulate_one_phase`: no log lists) has
+    """A static window read from the core's arrays (`simulate_arrays`: no log lists) has
     the outcomes `simulate` writes into the log and, over a sub-fleet in any order, the busy
     seconds `sim.replication.busy_inside` sums from its busy periods, to the bit."""
     from sim.replication import busy_inside
@@ -258,10 +258,10 @@ def test_one_phase_on_arrays_is_simulate_bit_for_bit(w: dict, start: float, leng
     )
     log = RequestLog(w["arrivals"], w["inputs"], w["outputs"])
     res = simulate(log, specs, [phase], "compiled")
-    got = simulate_one_phase(req, specs, phase, "fast")
+    got = simulate_arrays(req, specs, [phase], "fast", Hybrid())
     assert got is not None
-    fleet, events = got
-    assert events == res.simpy_events
+    fleet = got.fleet
+    assert got.simpy_events == res.simpy_events
     first = len(log) // 3
     first_token, finish, rejected, preemptions = fleet.outcomes(first)
     assert np.array_equal(first_token, np.asarray(log.first_token_s[first:]), equal_nan=True)
@@ -271,4 +271,4 @@ def test_one_phase_on_arrays_is_simulate_bit_for_bit(w: dict, start: float, leng
     end = start + length
     expected = busy_inside([res.busy_periods[r] for r in active], start, end)
     assert fleet.busy_inside(active, start, end) == expected
-    assert simulate_one_phase(req, specs, phase, "reference") is None
+    assert simulate_arrays(req, specs, [phase], "reference", Hybrid()) is None

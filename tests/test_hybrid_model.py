@@ -219,7 +219,7 @@ def test_a_window_on_arrays_is_the_same_run(api_spec: Api, case: dict, cut: floa
     assert run.simpy_events == res.simpy_events
     assert run.api_throttled_rids == res.api_throttled_rids
     first = int(cut * n)
-    a, b = core_outcomes(req, run.fleet, first, run), outcomes_of(log, req, res, first)
+    a, b = core_outcomes(req, run, first), outcomes_of(log, req, res, first)
     for name in (
         "first_token_s",
         "finish_s",

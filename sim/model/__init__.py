@@ -95,7 +95,6 @@ __all__ = [
     "TimelineRow",
     "simulate",
     "simulate_arrays",
-    "simulate_one_phase",
 ]
 
 Engine = Literal["fast", "compiled", "lazy", "reference"]
@@ -226,8 +225,8 @@ def _check_phases(first_arrival_s: float, phases: Sequence[FleetPhase]) -> None:
 
 
 def _check_arrays(requests: Requests, phases: Sequence[FleetPhase]) -> None:
-    # (no arrival, no constraint on the first phase's start, as `simulate_one_phase` always
-    # had it: an empty window simulates nothing; `simulate` asks a start at or before 0)
+    # (no arrival, no constraint on the first phase's start: an empty window simulates
+    # nothing; `simulate` asks a start at or before 0)
     arrivals = np.asarray(requests.arrival_s)
     _check_phases(float(arrivals[0]) if arrivals.size else math.inf, phases)
     if arrivals.size > 1 and bool((arrivals[1:] < arrivals[:-1]).any()):
@@ -251,40 +250,23 @@ def simulate_arrays(
     engine: Engine,
     hybrid: Hybrid,
 ) -> ArrayRun | None:
-    """`simulate` (JSQ routing) of a request set's arrays on the compiled core — a fleet
-    that moves by phase, spot reclaims, API spill, autoscalers — read back as arrays
-    (`ArrayRun`) instead of a
-    `RequestLog`'s lists: the same run, the same bits. None where `simulate` would not use
-    the compiled core (`engine` lazy or reference, or a V0 replica).
+    """`simulate` (JSQ routing) of a request set's arrays on the compiled core — a static
+    fleet, or one that moves by phase, with or without spot reclaims, API spill and
+    autoscalers — read back as arrays (`ArrayRun`) instead of a `RequestLog`'s lists: the
+    same run, the same bits. None where `simulate` would not use the compiled core (`engine`
+    lazy or reference, or a V0 replica).
 
-    NOTE: a sampled window of a hybrid or moving fleet is this case: building the log's
-    lists, copying the core's outcomes into them and back into arrays were a sixth of an
-    autoscaled window's time under cProfile (which inflates the Python around them)."""
+    NOTE: every sampled window is this case. Building the log's lists and copying the core's
+    outcomes into them and back into arrays were a fifth of a growth20pct replication, and a
+    sixth of an autoscaled window's time under cProfile (which inflates the Python around
+    them)."""
     if engine not in ("fast", "compiled") or any(not s.limits.v1 for s in replicas):
         return None
     _check_arrays(requests, phases)
     _check_scalers(hybrid, len(replicas))
-    from sim.model.compiled import run_hybrid_arrays  # (numba on first use, as in `simulate`)
+    from sim.model.compiled import run_arrays  # (numba on first use, as in `simulate`)
 
-    return run_hybrid_arrays(requests, replicas, phases, hybrid)
-
-
-def simulate_one_phase(
-    requests: Requests, replicas: Sequence[ReplicaSpec], phase: FleetPhase, engine: Engine
-) -> tuple[CompiledFleet, int] | None:
-    """`simulate` of one fleet phase with no spot, API, probe or autoscaler, on the compiled
-    core, reading the request arrays directly (no `RequestLog`): the flushed fleet (its
-    `outcomes` and `busy_inside`) and the SimPy events the run counts. None where `simulate`
-    would not use the compiled core (`engine` lazy or reference, or a V0 replica).
-
-    NOTE: a sampled window of a static fleet is this case; building the log's lists and
-    copying the outcomes back were a fifth of a growth20pct replication."""
-    if engine not in ("fast", "compiled") or any(not replicas[i].limits.v1 for i in phase.replicas):
-        return None
-    _check_arrays(requests, [phase])
-    from sim.model.compiled import run_one_phase  # (numba on first use, as in `simulate`)
-
-    return run_one_phase(requests, replicas, phase)
+    return run_arrays(requests, replicas, phases, hybrid)
 
 
 # ------------------------------------------------------------------------ the dispatch loop

@@ -23,8 +23,8 @@ between them:
   a backlog at the router, are handled one by one here, as in the lazy path.
 
 `run_compiled` reads a `RequestLog` and writes the outcomes back into it (`simulate`);
-`run_one_phase` and `run_hybrid_arrays` read a request set's arrays and leave the outcomes in
-the core's (`sim.model.simulate_one_phase`, `simulate_arrays`: a sampled window's path).
+`run_arrays` reads a request set's arrays and leaves the outcomes in the core's
+(`sim.model.simulate_arrays`: a sampled window's path).
 """
 
 from __future__ import annotations
@@ -88,7 +88,11 @@ def _plain(
         # timeout to the phase's start and then route every arrival, so the core routes them
         # at once (the same run, the same event count; an eighth of a growth20pct
         # replication was building and running that environment per window).
-        return _route_one_phase(fleet, len(times), specs, phases[0], policy, env.now)
+        phase = phases[0]
+        fleet.route(
+            0, len(times), phase.replicas, policy, specs[phase.replicas[0]].limits.max_model_len
+        )
+        return 1 if phase.start_s > env.now else 0
     bounds = [0] + [bisect.bisect_left(times, p.start_s) for p in phases[1:]] + [len(times)]
     events = [0]
 
@@ -103,31 +107,6 @@ def _plain(
     env.process(control())
     env.run()
     return events[0]
-
-
-def run_one_phase(
-    requests: Requests, specs: Sequence[ReplicaSpec], phase: FleetPhase
-) -> tuple[CompiledFleet, int]:
-    """`_plain`'s one-phase run (JSQ) on a request set's arrays: the flushed fleet and the
-    SimPy event count `_plain` reports (the timeout to a phase starting after time 0)."""
-    fleet = CompiledFleet(requests, [(s.limits, s.step_time) for s in specs])
-    events = _route_one_phase(fleet, len(requests), specs, phase, JSQ, 0.0)
-    fleet.flush()
-    return fleet, events
-
-
-def _route_one_phase(
-    fleet: CompiledFleet,
-    n: int,
-    specs: Sequence[ReplicaSpec],
-    phase: FleetPhase,
-    policy: int,
-    now_s: float,
-) -> int:
-    """Route all `n` arrivals over `phase`'s replicas at once; the SimPy events the run counts
-    (the timeout to a phase starting after `now_s`)."""
-    fleet.route(0, n, phase.replicas, policy, specs[phase.replicas[0]].limits.max_model_len)
-    return 1 if phase.start_s > now_s else 0
 
 
 def _plain_result(log: RequestLog, fleet: CompiledFleet, simpy_events: int) -> SimulationResult:
@@ -146,7 +125,7 @@ def _plain_result(log: RequestLog, fleet: CompiledFleet, simpy_events: int) -> S
 
 class Marks:
     """What `_Hybrid` reads and writes of a request set besides the core's arrays, for a run
-    on arrays (`run_hybrid_arrays`): arrivals and lengths as lists (the same Python values a
+    on arrays (`run_arrays`): arrivals and lengths as lists (the same Python values a
     `RequestLog` holds, read one at a time by the control plane), and the outcomes it writes
     per request — reclaim evictions, API spill, API drops — as arrays."""
 
@@ -165,15 +144,15 @@ class Marks:
         return len(self.arrival_s)
 
 
-def run_hybrid_arrays(
+def run_arrays(
     requests: Requests, specs: Sequence[ReplicaSpec], phases: Sequence[FleetPhase], hybrid: Hybrid
 ) -> ArrayRun:
-    """`run_compiled` of a hybrid run (JSQ routing) on a request set's arrays, without a
-    `RequestLog`: the core's outcomes stay in its arrays (`CompiledFleet.outcomes`,
-    `busy_inside`) and the control plane's in `Marks`' (`sim.model.simulate_arrays`)."""
+    """`run_compiled` (JSQ routing) on a request set's arrays, without a `RequestLog`: the
+    core's outcomes stay in its arrays (`CompiledFleet.outcomes`, `busy_inside`) and the
+    control plane's in `Marks`' (`sim.model.simulate_arrays`)."""
     fleet = CompiledFleet(requests, [(s.limits, s.step_time) for s in specs])
     n = len(requests)
-    if _is_plain(hybrid):  # a moving fleet alone: `_plain`, as `run_compiled` takes it
+    if _is_plain(hybrid):  # a static or moving fleet alone: `_plain`, as `run_compiled` has it
         events = _plain(simpy.Environment(), requests.arrival_s, specs, phases, fleet, JSQ)
         fleet.flush()
         no = np.zeros(n, dtype=bool)

@@ -1,21 +1,18 @@
 """A simulation's per-request outcomes as the arrays of `sim.records.Outcomes`: read from a
 `RequestLog` that `simulate` filled (`outcomes_of`), or from the compiled core's arrays
-(`core_outcomes`: a window on `simulate_one_phase` or `simulate_arrays`). Both give the same
+(`core_outcomes`: a window on `simulate_arrays`). Both give the same
 arrays, dtypes included, for the same run (tests/test_hybrid_model.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import numpy as np
 
 from sim.engine import RequestLog
 from sim.model import ArrayRun, SimulationResult
 from sim.records import Outcomes
-
-if TYPE_CHECKING:  # (the compiled core loads numba: imported where it runs)
-    from sim.engine.compiled import CompiledFleet
 
 __all__ = ["RequestArrays", "core_outcomes", "outcomes_of", "request_log", "throttled_flags"]
 
@@ -56,15 +53,11 @@ def outcomes_of(
     )
 
 
-def core_outcomes(
-    requests: RequestArrays, fleet: CompiledFleet, first: int, run: ArrayRun | None = None
-) -> Outcomes:
-    """`outcomes_of` for a run read from the compiled core's arrays: with `run`
-    (`sim.model.simulate_arrays`), its evictions, API spills, drops and throttles; without, a
-    run on the core alone (no spot, API or autoscaler: none of them)."""
-    first_token_s, finish_s, rejected, preemptions = fleet.outcomes(first)
-    n = first_token_s.size
-    none = np.zeros(n, dtype=bool)
+def core_outcomes(requests: RequestArrays, run: ArrayRun, first: int) -> Outcomes:
+    """`outcomes_of` for a run read back as arrays (`sim.model.simulate_arrays`): the core's
+    times, rejections and preemptions, and the control plane's evictions, API spills, drops
+    and throttles."""
+    first_token_s, finish_s, rejected, preemptions = run.fleet.outcomes(first)
     return Outcomes(
         arrival_s=requests.arrival_s[first:],
         first_token_s=first_token_s,
@@ -73,10 +66,10 @@ def core_outcomes(
         output_tokens=requests.output_tokens[first:].astype(np.int64),
         rejected=rejected,
         preemptions=preemptions,
-        evictions=run.evictions[first:] if run else np.zeros(n, dtype=np.int64),
-        api=run.api[first:] if run else none,
-        dropped=run.dropped[first:] if run else none,
-        throttled=throttled_flags(run.api_throttled_rids, first, n) if run else none,
+        evictions=run.evictions[first:],
+        api=run.api[first:],
+        dropped=run.dropped[first:],
+        throttled=throttled_flags(run.api_throttled_rids, first, first_token_s.size),
     )
 
 

@@ -5,8 +5,7 @@ its owner (the SimPy control plane in `sim.model`) calls `route(i0, i1, pool, ..
 the arrivals between two control instants over the replicas the control plane allows, and
 `flush()` at the end. Per-request outcomes (first scheduled, first token, finish, preemptions,
 replica, rejected) are then written back to the `RequestLog`, or read as arrays (`outcomes`,
-`busy_inside`: a window of a sampled horizon, `sim.model.simulate_one_phase` and
-`simulate_arrays`).
+`busy_inside`: a window of a sampled horizon, `sim.model.simulate_arrays`).
 
 Semantics are those of `FastReplica` (`sim.engine.fast`) and the routing policies of
 `sim.fleet.routing`; the one-step-per-event `ReferenceReplica` is the oracle both are tested
