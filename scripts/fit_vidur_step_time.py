@@ -813,8 +813,8 @@ def _measure_factors(
 def calibrate_roofline(data: Path, entries: Sequence[Entry], overhead_s: float) -> RooflineResult:
     """Measure the roofline's constants against the fitted entries, and its leave-one-out error."""
     hw_gpus, hw_models = gpus(), models()
-    # Fitted end to end on the public vLLM runs by scripts/fit_roofline_public.py, not here:
-    # carried over from the shipped table (the Vidur-era overhead until that script has run).
+    # Not measured here: carried over from the shipped table (Vidur's overhead). The CPU time
+    # of a versioned run comes from sim.engine.versions (scripts/fit_v1_cpu.py).
     try:
         serving_overhead_s = load_roofline_factors().serving_overhead_s
     except ConfigError:

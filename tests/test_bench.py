@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from click.testing import CliRunner
@@ -122,3 +123,76 @@ def test_gpu_memory_utilization_sets_the_kv_estimate(tmp_path: Path) -> None:
     assert 0 < blocks[0] < blocks[1]
     bad = CliRunner().invoke(main, [*args, "--gpu-memory-utilization", "0"])
     assert bad.exit_code == 2
+
+
+def test_cpu_family_follows_version_and_async_flag() -> None:
+    from sim.engine.versions import cpu_family, parse_version
+
+    cases = [
+        ("0.6.3", None, "v0"),
+        ("0.6.3", True, "v0"),  # V0 has no async scheduling: the flag does nothing
+        ("0.10.1", None, "v1"),
+        ("0.13.0", None, "v1"),
+        ("0.10.1", True, "v1-async"),
+        ("0.14.0", None, "v1-async"),
+        ("v0.15.1", False, "v1"),
+    ]
+    for text, flag, family in cases:
+        assert cpu_family(parse_version(text), flag) == family, (text, flag)
+
+
+def _bench_with(tmp_path: Path, name: str, overhead_factor: float, **kw: Any) -> Any:
+    """A small open-loop bench of llama-3-8b/a100-80gb with, when `overhead_factor` is given,
+    a user calibration file holding the packaged entry with its overhead scaled by it."""
+    from sim.calibration.profiles import render_entries
+    from sim.calibration.runs import scaled_entry
+    from sim.engine.catalog import load_step_time_catalog
+
+    cal = None
+    if overhead_factor >= 0:
+        entry = load_step_time_catalog()[("llama-3-8b", "a100-80gb", 1, "fp16")]
+        path = tmp_path / f"{name}.toml"
+        path.write_text(render_entries([scaled_entry(entry, (overhead_factor, 1, 1))], name))
+        cal = str(path)
+    spec = BenchSpec(
+        "llama-3-8b",
+        "a100-80gb",
+        input_len=300,
+        output_len=40,
+        request_rate=6.0,
+        num_prompts=60,
+        calibration=cal,
+        **kw,
+    )
+    return run_bench(spec)
+
+
+def test_version_sets_the_cpu_time_of_a_step(tmp_path: Path) -> None:
+    """Async scheduling (0.14+): a step is its GPU time, the packaged entry without its
+    overhead; synchronous V1: no overhead, CPU per sequence; a user's entry keeps its own."""
+    from sim.engine.versions import V1_CPU_PER_SEQ_S
+
+    gpu_only = _bench_with(tmp_path, "zero", 0.0)  # user entry, overhead 0, no version
+    for version in ("0.14.0", "0.15.1"):
+        run = _bench_with(tmp_path, "none", -1.0, vllm_version=version)
+        assert run.e2els_s.tolist() == gpu_only.e2els_s.tolist()
+        assert any("async scheduling" in n for n in run.notes)
+    old = _bench_with(tmp_path, "none", -1.0)  # no version: the catalog's 1.84 ms overhead
+    assert float(old.e2els_s.mean()) > float(gpu_only.e2els_s.mean())
+    sync = _bench_with(tmp_path, "none", -1.0, vllm_version="0.10.1")
+    same = _bench_with(tmp_path, "zero", 0.0, cpu_per_seq_s=V1_CPU_PER_SEQ_S)
+    assert sync.e2els_s.tolist() == same.e2els_s.tolist()
+    off = _bench_with(tmp_path, "none", -1.0, vllm_version="0.15.1", async_scheduling=False)
+    assert off.e2els_s.tolist() == sync.e2els_s.tolist()
+    # The user's entry was fitted on their server, CPU included: its overhead stays.
+    mine = _bench_with(tmp_path, "mine", 1.0, vllm_version="0.15.1")
+    assert mine.e2els_s.tolist() == old.e2els_s.tolist()
+
+
+def test_async_scheduling_flag_on_the_cli() -> None:
+    base = ["bench", "--model", "llama-3-8b", "--gpu", "a100-80gb", "--num-prompts", "20"]
+    more = ["--request-rate", "4", "--output-len", "16", "--vllm-version", "0.10.1"]
+    on = CliRunner().invoke(main, [*base, *more, "--async-scheduling"])
+    off = CliRunner().invoke(main, [*base, *more])
+    assert on.exit_code == 0 and off.exit_code == 0, (on.output, off.output)
+    assert "async scheduling" in on.output and "synchronous engine" in off.output

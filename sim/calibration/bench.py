@@ -30,15 +30,19 @@ What differs (documented, not hidden):
   each request's clock started when it is sent; with a finite rate the sends also wait for
   their scheduled time.
 * `--vllm-version`: V1 (>= 0.8) or V0 (0.5-0.7: prefill-first scheduler, `num_scheduler_steps`,
-  V0's default limits; run on the reference engine) and the family's CPU time per sequence
-  (`sim.engine.versions`). Without a version: V1, no CPU term (as before this option).
+  V0's default limits; run on the reference engine) and the CPU time of a step
+  (`sim.engine.versions.cpu_family`): V0 keeps the catalog's per-step overhead; synchronous V1
+  (0.8-0.13) replaces it by a CPU time per sequence; async scheduling (the default from 0.14,
+  or `--async-scheduling`) overlaps the CPU with the GPU, so a step is its GPU time. An entry
+  from the user's calibration file keeps its own overhead (it was fitted on their server).
+  Without a version: V1 with the catalog's overhead and no CPU term (as before this option).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -58,8 +62,10 @@ from sim.engine.steptime import StepTimeModel
 from sim.engine.versions import (
     CLIENT_S,
     CPU_PER_SEQ_S,
+    STEP_OVERHEAD_S,
     V0_DEFAULT_BATCHED_TOKENS,
     V0_DEFAULT_MAX_NUM_SEQS,
+    cpu_family,
     parse_version,
 )
 from sim.errors import ConfigError, Problem
@@ -115,7 +121,9 @@ class BenchSpec:
     vllm_version: the server's vLLM version (scheduler family, defaults, CPU time); None = V1
         without the CPU term. chunked_prefill: V0 only (None/False = off, V0's default).
     num_scheduler_steps: V0 multi-step scheduling (1 = off).
-    cpu_per_seq_s: CPU seconds per sequence per step; None = the version family's fitted
+    async_scheduling: `vllm serve --async-scheduling` (True) or `--no-async-scheduling`
+        (False); None = the version's default (on from 0.14). V1 only.
+    cpu_per_seq_s: CPU seconds per sequence per step; None = the CPU family's fitted
         value (`sim.engine.versions.CPU_PER_SEQ_S`), 0 without a version.
     timing: "engine" or "client" (adds the family's client time to TTFT and E2E).
     """
@@ -146,6 +154,7 @@ class BenchSpec:
     num_scheduler_steps: int = 1
     cpu_per_seq_s: float | None = None
     timing: str = "engine"
+    async_scheduling: bool | None = None
 
     @property
     def family(self) -> str:
@@ -157,13 +166,29 @@ class BenchSpec:
         """The scheduler that runs: V0's only for V0 without chunked prefill."""
         return "v0" if self.family == "v0" and not self.chunked_prefill else "v1"
 
+    @property
+    def cpu_family(self) -> str | None:
+        """ "v0", "v1" or "v1-async" (`sim.engine.versions.cpu_family`); None without a
+        version (the catalog's step times as they are)."""
+        if self.vllm_version is None:
+            return None
+        return cpu_family(parse_version(self.vllm_version), self.async_scheduling)
+
     def cpu_s(self) -> float:
+        """CPU seconds per sequence per step."""
         if self.cpu_per_seq_s is not None:
             return self.cpu_per_seq_s
-        return 0.0 if self.vllm_version is None else CPU_PER_SEQ_S[self.family]
+        fam = self.cpu_family
+        return 0.0 if fam is None else CPU_PER_SEQ_S[fam]
+
+    def overhead_s(self) -> float | None:
+        """Fixed seconds per step in place of the entry's `overhead_s`; None = keep it."""
+        fam = self.cpu_family
+        return None if fam is None else STEP_OVERHEAD_S[fam]
 
     def client_s(self) -> float:
-        return CLIENT_S[self.family] if self.timing == "client" else 0.0
+        fam = self.cpu_family or "v1"
+        return CLIENT_S[fam] if self.timing == "client" else 0.0
 
 
 def _catalog_dtype(dtype: str) -> str:
@@ -225,9 +250,19 @@ def engine_setup(spec: BenchSpec) -> tuple[EngineSetup, list[str]]:
         calibration=spec.calibration,
     )
     if spec.vllm_version is not None:
+        overhead = spec.overhead_s()
+        step_cpu = (
+            "the catalog's per-step overhead"
+            if overhead is None
+            else f"per-step overhead {overhead * 1e3:g} ms"
+        )
+        how = "async scheduling" if spec.cpu_family == "v1-async" else "synchronous engine"
+        if spec.family == "v0":
+            how = "V0 engine"
         notes.append(
             f"vLLM {spec.vllm_version}: {spec.family.upper()} family, {spec.scheduler.upper()} "
-            f"scheduler, CPU {spec.cpu_s() * 1e6:.1f} us per sequence per step"
+            f"scheduler, {how}: {step_cpu}, CPU {spec.cpu_s() * 1e6:.1f} us per sequence "
+            "per step (sim.engine.versions)"
         )
     return setup, notes
 
@@ -451,6 +486,9 @@ def run_bench(spec: BenchSpec) -> BenchResult:
         output_lens = random_lengths(n, spec.output_len, spec.range_ratio, rng)
     start = send_times(n, spec.request_rate, spec.burstiness, rng)
     model = step.step.with_cpu(spec.cpu_s())
+    overhead = spec.overhead_s()
+    if overhead is not None and not _user_entry(spec, setup):
+        model = replace(model, overhead_s=overhead)
     if spec.max_concurrency is not None:
         start, ttft, e2e, queue = closed_loop_requests(
             setup, model, spec.max_concurrency, start, input_lens, output_lens
@@ -473,6 +511,16 @@ def run_bench(spec: BenchSpec) -> BenchResult:
         queues_s=queue,
         notes=tuple(notes),
     )
+
+
+def _user_entry(spec: BenchSpec, setup: EngineSetup) -> bool:
+    """Whether the step times come from the user's calibration file (which keeps its own
+    per-step overhead: it was fitted on the user's server, CPU included)."""
+    if spec.calibration is None:
+        return False
+    entries = load_user_calibration(spec.calibration).entries
+    dtype = setup.dtype if setup.weight_dtype is None else setup.weight_dtype
+    return (setup.model, setup.gpu, setup.tp, dtype) in entries
 
 
 def closed_loop_requests(

@@ -143,6 +143,16 @@ class PublicCase:
     counted: float = 1.0  # output tokens the client counts per generated token (throughput)
 
 
+def _async_flag(server_flags: str) -> bool | None:
+    """`--async-scheduling` (True), `--no-async-scheduling` (False) or neither (None: the
+    version's default) in a row's `vllm serve` command line."""
+    if re.search(r"--no-async[-_]scheduling\b", server_flags):
+        return False
+    if re.search(r"--async[-_]scheduling\b", server_flags):
+        return True
+    return None
+
+
 def case_of(r: dict[str, Any], versioned: bool = True, timing: str = "client") -> PublicCase:
     """The `BenchSpec` replaying one row, or the reason it cannot be replayed."""
     rid = r["row_id"]
@@ -233,6 +243,7 @@ def case_of(r: dict[str, Any], versioned: bool = True, timing: str = "client") -
     kv_blocks = _reported_kv_blocks(r["server_flags"] + " " + r["notes"])
     chunked = "on" in r["chunked_prefill"].lower() or "true" in r["chunked_prefill"].lower()
     spec = BenchSpec(
+        async_scheduling=_async_flag(r["server_flags"]),
         model=model,
         gpu=gpu,
         tp=tp,

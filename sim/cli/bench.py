@@ -79,6 +79,12 @@ def _dataset_lengths(path: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
 @click.option("--num-scheduler-steps", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--enable-chunked-prefill", is_flag=True, help="V0 only (V1 always chunks).")
 @click.option(
+    "--async-scheduling/--no-async-scheduling",
+    default=None,
+    help="V1: the server's async scheduling (CPU overlapped with the GPU)  "
+    "[default: on from vLLM 0.14].",
+)
+@click.option(
     "--timing",
     type=click.Choice(("engine", "client")),
     default="engine",
@@ -122,6 +128,7 @@ def bench(
     vllm_version: str | None,
     num_scheduler_steps: int,
     enable_chunked_prefill: bool,
+    async_scheduling: bool | None,
     timing: str,
     percentile_metrics: str,
     metric_percentiles: str,
@@ -176,6 +183,7 @@ def bench(
         max_concurrency=max_concurrency,
         vllm_version=vllm_version,
         chunked_prefill=enable_chunked_prefill or None,
+        async_scheduling=async_scheduling,
         num_scheduler_steps=num_scheduler_steps,
         timing=timing,
     )

@@ -84,9 +84,10 @@ class RooflineFactors:
     overhead_s: CPU time per step (scheduling, sampling, input preparation) as Vidur profiled
         it (vLLM of early 2024, eager kernels): the fitted entries' value, kept for the
         leave-one-out check against them.
-    serving_overhead_s: the per-step time a roofline step carries on top of its GPU terms, in
-        vLLM V1 as served (CUDA graphs, a faster engine loop): fitted end to end on the public
-        runs by `scripts/fit_roofline_public.py` (docs/calibration.md).
+    serving_overhead_s: the per-step time a roofline step carries on top of its GPU terms:
+        today Vidur's `overhead_s`. A run that names its vLLM version replaces it by that
+        version's CPU time (`sim.engine.versions`: none with async scheduling, a CPU time per
+        sequence for synchronous V1), as it does for the fitted entries.
     residual_sd_log: SD of log(fitted / roofline) step time, leave-one-entry-out.
     leave_one_out_mape: MAPE of roofline vs fitted step time, leave-one-entry-out (fraction).
     source: how the numbers were measured.
