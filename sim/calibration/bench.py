@@ -100,7 +100,7 @@ def vllm_default_limits(gpu: str, calibration: str | None = None) -> tuple[int, 
         spec: GpuSpec | None = gpu_spec(gpu, calibration)
     except KeyError:
         spec = None
-    memory = spec.memory_gb * 1e9 if spec is not None else 0.0
+    memory = spec.device_memory_bytes if spec is not None else 0.0
     source = "vLLM V1 OpenAI-server default (vllm/engine/arg_utils.py get_batch_defaults)"
     if memory >= BIG_GPU_BYTES and "a100" not in gpu:
         return 1024, 8192, f"{source}: GPU with >= 70 GiB, not an A100"

@@ -40,6 +40,9 @@ class GpuSpec:
     """One GPU type (per GPU, not per instance).
 
     memory_gb: device memory in 1e9 bytes, as the datasheet states it.
+    device_memory_gib: the memory the device reports to CUDA (torch's `total_memory`, what
+        vLLM's `gpu_memory_utilization` multiplies), GiB; 0 = unknown, the KV estimate then
+        takes `memory_gb` (fewer bytes than any device here reports: conservative).
     memory_bandwidth_gb_per_s: peak memory bandwidth, 1e9 bytes/s.
     fp16_dense_tflops / fp8_dense_tflops: dense tensor-core peak, 1e12 FLOP/s (None: no FP8
         tensor cores, so FP8 weights are computed in fp16).
@@ -67,6 +70,14 @@ class GpuSpec:
     alt_price_source: str | None = None
     alt_spot_price_usd_per_hour: float | None = None
     alt_spot_price_source: str | None = None
+    device_memory_gib: float = 0.0
+
+    @property
+    def device_memory_bytes(self) -> float:
+        """Bytes the device reports to CUDA (`device_memory_gib`, else `memory_gb`)."""
+        if self.device_memory_gib > 0:
+            return self.device_memory_gib * 2.0**30
+        return self.memory_gb * 1e9
 
     @property
     def has_spot_price(self) -> bool:
@@ -260,6 +271,7 @@ def expected_experts_touched(experts: int, experts_per_token: int, tokens: float
 _GPU_STR = ("price_source", "spec_source", "interconnect")
 _GPU_FLOAT = (
     "memory_gb",
+    "device_memory_gib",
     "price_usd_per_hour",
     "memory_bandwidth_gb_per_s",
     "fp16_dense_tflops",

@@ -33,7 +33,12 @@ _REQUIRED_NUMBERS = (
     "fp16_dense_tflops",
     "price_usd_per_hour",
 )
-_OPTIONAL_NUMBERS = ("fp8_dense_tflops", "spot_price_usd_per_hour", "interconnect_gb_per_s")
+_OPTIONAL_NUMBERS = (
+    "fp8_dense_tflops",
+    "spot_price_usd_per_hour",
+    "interconnect_gb_per_s",
+    "device_memory_gib",
+)
 _KEYS = ("name", *_REQUIRED_NUMBERS, *_OPTIONAL_NUMBERS, "interconnect", "source")
 
 
@@ -47,7 +52,8 @@ def parse_user_gpus(rows: object, file: str) -> dict[str, GpuSpec]:
 
     Required: `name`, `memory_gb`, `memory_bandwidth_gb_per_s`, `fp16_dense_tflops`,
     `price_usd_per_hour` (on-demand) and `source` (where the numbers come from). Optional:
-    `fp8_dense_tflops`, `spot_price_usd_per_hour`, and `interconnect` with
+    `fp8_dense_tflops`, `spot_price_usd_per_hour`, `device_memory_gib` (what the device
+    reports to CUDA; without it the KV estimate takes `memory_gb`), and `interconnect` with
     `interconnect_gb_per_s`. Numbers must be finite and > 0, as in the packaged table
     (`sim.data.hardware.parse_gpus`). A packaged GPU's name, or a name given twice, is refused:
     a user GPU adds to the catalog, never replaces a row of it. `source` becomes the spec's
@@ -133,4 +139,5 @@ def _spec(name: str, row: dict[str, Any]) -> GpuSpec:
         spec_source=source,
         spot_price_usd_per_hour=None if spot is None else float(spot),
         spot_price_source=None if spot is None else source,
+        device_memory_gib=float(row.get("device_memory_gib", 0.0)),
     )

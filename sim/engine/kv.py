@@ -2,8 +2,14 @@
 
 Per GPU of a `tp`-way replica:
 
-    kv_bytes  = memory × gpu_memory_utilization − weights ÷ tp − activation_reserve
+    kv_bytes  = device_memory × gpu_memory_utilization − weights ÷ tp − activation_reserve
+                − NON_TORCH_RESERVE_BYTES
     kv_tokens = kv_bytes ÷ (2 × layers × kv_heads × head_dim × kv_dtype_bytes ÷ tp)
+
+`device_memory` is what the device reports to CUDA (`GpuSpec.device_memory_bytes`: measured
+where a source gives it, else the datasheet capacity scaled by the measured share of a GPU with
+the same kind of memory; sim/data/gpus.toml). vLLM multiplies that figure, not the datasheet's
+nominal GB: an "80GB" A100 reports 79.25 GiB = 85.1e9 bytes.
 
 Weights are counted at their own precision (`weight_dtype`: fp16/bf16, fp8, int8 or int4 for
 AWQ/GPTQ, see `ModelShape.weight_bytes`), the KV cache at `kv_dtype`. `activation_reserve` is the
@@ -12,11 +18,16 @@ residual stream in 16 bits — vLLM keeps activations in the model dtype whateve
 precision — plus fp32 logits for `max_num_seqs` sampled rows), a first-principles stand-in for
 what vLLM's profiling run measures.
 
-Measured against vLLM-reported block counts (tests/test_hardware.py): with `memory_gb` the
-datasheet's nominal GB (1e9 bytes) the estimate is 4-12 % BELOW vLLM's count (nominal GB
-under-count the device's real GiB by ~7 %, which more than covers the CUDA context, CUDA graphs
-and allocator slack this formula leaves out). A measured `kv_blocks` (vLLM's `num_gpu_blocks`)
-overrides the estimate: `kv_cache(settings, gpu)` is the one function every caller uses.
+`NON_TORCH_RESERVE_BYTES` stands for what the activation term leaves out (the CUDA context,
+NCCL and cuBLAS workspaces, CUDA graphs, allocator slack): the largest remainder measured on
+the vLLM-reported KV sizes of tests/test_hardware.py, rounded up, so that the estimate never
+gives more blocks than vLLM found there (measured: -0.5 % to -12.3 %). A measured `kv_blocks`
+(vLLM's `num_gpu_blocks`) overrides the estimate: `kv_cache(settings, gpu)` is the one function
+every caller uses.
+
+Before device memory was used (nominal GB x 1e9, no reserve term) the estimate was 4-12 % below
+vLLM on consumer GPUs and 8-18 % below on an A100 (the Qwen2-7B rows of vllm-public-runs), and
+it kept a 65.5 GB Qwen3-32B off one 80 GB GPU at its 40,960-token context, which vLLM served.
 """
 
 from __future__ import annotations
@@ -31,6 +42,11 @@ ACTIVATION_BYTES = 2.0
 """Bytes per activation element (fp16/bf16, vLLM's model dtype)."""
 LOGIT_BYTES = 4.0
 """vLLM's sampler upcasts logits to fp32."""
+NON_TORCH_RESERVE_BYTES = 0.95e9
+"""Memory outside the activation term, per GPU: the largest remainder (device memory x
+utilisation − weights − activations − reported KV) of the measured cases in tests/test_hardware.py
+is 0.92 GB (RTX 4090, vLLM 0.19, which also holds CUDA graphs); the A100 Qwen2-7B rows of vLLM
+0.10 leave 0.29 GB. Rounded up so no measured case gets more blocks than vLLM reported."""
 
 
 def weight_bytes_per_gpu(model: ModelShape, weight_dtype: str, tp: int) -> float:
@@ -64,7 +80,7 @@ def kv_capacity_tokens(
 
     dtype: the KV-cache dtype (and the weights' unless `weight_dtype` is given).
     """
-    per_gpu_budget = gpu.memory_gb * 1e9 * gpu_memory_utilization
+    per_gpu_budget = gpu.device_memory_bytes * gpu_memory_utilization - NON_TORCH_RESERVE_BYTES
     weights = weight_bytes_per_gpu(model, weight_dtype or dtype, tp)
     activations = activation_reserve_bytes(
         model, tp=tp, max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs
