@@ -368,3 +368,42 @@ def test_roofline_factors_are_validated() -> None:
     assert parse_roofline_factors({"roofline": good}, "x.toml") == load_roofline_factors()
     with pytest.raises(ConfigError, match=r"x\.toml: roofline\.mem_efficiency: must be a finite"):
         parse_roofline_factors({"roofline": {**good, "mem_efficiency": -1.0}}, "x.toml")
+
+
+# ------------------------------------------------------------------ [engine] vllm_version
+
+
+def test_vllm_version_sets_the_cpu_time_of_an_experiments_steps() -> None:
+    from sim.engine.versions import V1_CPU_PER_SEQ_S
+
+    _, plain = _only_step_time(_experiment("llama-3-8b", "a100-80gb"))
+    assert plain.step.overhead_s > 0 and plain.step.cpu_per_seq_s == 0.0  # the catalog's
+    _, new = _only_step_time(
+        _experiment("llama-3-8b", "a100-80gb", extra='vllm_version = "0.15.1"')
+    )
+    assert new.step == dataclasses.replace(plain.step, overhead_s=0.0)
+    assert "async scheduling" in new.source and new.calibrated
+    _, sync = _only_step_time(
+        _experiment("llama-3-8b", "a100-80gb", extra='vllm_version = "0.10.1"')
+    )
+    assert sync.step == dataclasses.replace(
+        plain.step, overhead_s=0.0, cpu_per_seq_s=V1_CPU_PER_SEQ_S
+    )
+    both = 'vllm_version = "0.10.1"\nasync_scheduling = true'
+    _, forced = _only_step_time(_experiment("llama-3-8b", "a100-80gb", extra=both))
+    assert forced.step == new.step
+
+
+@pytest.mark.parametrize(
+    ("extra", "where"),
+    [
+        ('vllm_version = "0.6.3"', "engine.vllm_version"),
+        ('vllm_version = "latest"', "engine.vllm_version"),
+        ("async_scheduling = false", "engine.async_scheduling"),
+    ],
+)
+def test_bad_vllm_version_is_one_located_problem(extra: str, where: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_experiment(_experiment("llama-3-8b", "a100-80gb", extra=extra), "x.toml")
+    (problem,) = err.value.problems
+    assert problem.key_path == where, problem

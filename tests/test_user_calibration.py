@@ -311,6 +311,7 @@ OWN_GPU_TABLE = f"""\
 [[gpu]]
 name = "{OWN_GPU}"
 memory_gb = 48.0
+device_memory_gib = 44.99
 memory_bandwidth_gb_per_s = 864.0
 fp16_dense_tflops = 362.05
 fp8_dense_tflops = 733.0

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -56,17 +56,18 @@ from sim.engine.catalog import (
     gpu_spec,
     load_user_calibration,
     resolve_step_time,
+    user_entry_used,
 )
 from sim.engine.closed_loop import run_closed_loop
 from sim.engine.steptime import StepTimeModel
 from sim.engine.versions import (
     CLIENT_S,
-    CPU_PER_SEQ_S,
-    STEP_OVERHEAD_S,
     V0_DEFAULT_BATCHED_TOKENS,
     V0_DEFAULT_MAX_NUM_SEQS,
     cpu_family,
+    describe,
     parse_version,
+    with_version_cpu,
 )
 from sim.errors import ConfigError, Problem
 from sim.model import FleetPhase, ReplicaSpec, simulate
@@ -174,17 +175,13 @@ class BenchSpec:
             return None
         return cpu_family(parse_version(self.vllm_version), self.async_scheduling)
 
-    def cpu_s(self) -> float:
-        """CPU seconds per sequence per step."""
-        if self.cpu_per_seq_s is not None:
-            return self.cpu_per_seq_s
+    def step_model(self, step: StepTimeModel, user_entry: bool) -> StepTimeModel:
+        """The step times a run uses: the version's CPU time on packaged step times (a user's
+        entry, fitted on their server, keeps its own), then `cpu_per_seq_s` when given."""
         fam = self.cpu_family
-        return 0.0 if fam is None else CPU_PER_SEQ_S[fam]
-
-    def overhead_s(self) -> float | None:
-        """Fixed seconds per step in place of the entry's `overhead_s`; None = keep it."""
-        fam = self.cpu_family
-        return None if fam is None else STEP_OVERHEAD_S[fam]
+        if fam is not None and not user_entry:
+            step = with_version_cpu(step, fam)
+        return step if self.cpu_per_seq_s is None else step.with_cpu(self.cpu_per_seq_s)
 
     def client_s(self) -> float:
         fam = self.cpu_family or "v1"
@@ -249,20 +246,10 @@ def engine_setup(spec: BenchSpec) -> tuple[EngineSetup, list[str]]:
         num_scheduler_steps=spec.num_scheduler_steps,
         calibration=spec.calibration,
     )
-    if spec.vllm_version is not None:
-        overhead = spec.overhead_s()
-        step_cpu = (
-            "the catalog's per-step overhead"
-            if overhead is None
-            else f"per-step overhead {overhead * 1e3:g} ms"
-        )
-        how = "async scheduling" if spec.cpu_family == "v1-async" else "synchronous engine"
-        if spec.family == "v0":
-            how = "V0 engine"
+    fam = spec.cpu_family
+    if spec.vllm_version is not None and fam is not None:
         notes.append(
-            f"vLLM {spec.vllm_version}: {spec.family.upper()} family, {spec.scheduler.upper()} "
-            f"scheduler, {how}: {step_cpu}, CPU {spec.cpu_s() * 1e6:.1f} us per sequence "
-            "per step (sim.engine.versions)"
+            f"{describe(parse_version(spec.vllm_version), fam)}; {spec.scheduler.upper()} scheduler"
         )
     return setup, notes
 
@@ -485,10 +472,7 @@ def run_bench(spec: BenchSpec) -> BenchResult:
         input_lens = random_lengths(n, spec.input_len, spec.range_ratio, rng)
         output_lens = random_lengths(n, spec.output_len, spec.range_ratio, rng)
     start = send_times(n, spec.request_rate, spec.burstiness, rng)
-    model = step.step.with_cpu(spec.cpu_s())
-    overhead = spec.overhead_s()
-    if overhead is not None and not _user_entry(spec, setup):
-        model = replace(model, overhead_s=overhead)
+    model = spec.step_model(step.step, _user_entry(spec, setup))
     if spec.max_concurrency is not None:
         start, ttft, e2e, queue = closed_loop_requests(
             setup, model, spec.max_concurrency, start, input_lens, output_lens
@@ -514,13 +498,10 @@ def run_bench(spec: BenchSpec) -> BenchResult:
 
 
 def _user_entry(spec: BenchSpec, setup: EngineSetup) -> bool:
-    """Whether the step times come from the user's calibration file (which keeps its own
-    per-step overhead: it was fitted on the user's server, CPU included)."""
-    if spec.calibration is None:
-        return False
-    entries = load_user_calibration(spec.calibration).entries
-    dtype = setup.dtype if setup.weight_dtype is None else setup.weight_dtype
-    return (setup.model, setup.gpu, setup.tp, dtype) in entries
+    """Whether the step times come from the user's calibration file."""
+    return user_entry_used(
+        setup.model, setup.gpu, setup.tp, setup.dtype, setup.weight_dtype, spec.calibration
+    )
 
 
 def closed_loop_requests(

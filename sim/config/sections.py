@@ -31,6 +31,7 @@ from sim.config.spec import (
     SpillSpec,
     SpotSpec,
 )
+from sim.config.vllm import parse_version
 from sim.data import (
     DTYPE_BYTES,
     QUANTIZATION_WEIGHT_DTYPE,
@@ -85,7 +86,15 @@ def engine_section(ctx: Context, t: Table, calibration_override: str | None = No
         kv_blocks=t.integer("kv_blocks", None, *within(1, 1e9)),
         weight_dtype=weight_dtype if weight_dtype != dtype else None,
         calibration=calibration,
+        vllm_version=_vllm_version(ctx, t),
+        async_scheduling=t.boolean("async_scheduling", None),
     )
+    if spec.async_scheduling is not None and spec.vllm_version is None:
+        ctx.add(
+            join(t.path, "async_scheduling"),
+            "needs vllm_version beside it (the CPU time of a step follows the version)",
+            spec.async_scheduling,
+        )
     if (
         isinstance(spec.max_num_seqs, int)
         and isinstance(spec.max_num_batched_tokens, int)
@@ -109,6 +118,24 @@ def engine_section(ctx: Context, t: Table, calibration_override: str | None = No
         )
     t.close()
     return spec
+
+
+def _vllm_version(ctx: Context, t: Table) -> str | None:
+    """`[engine] vllm_version`: a V1 version (0.8 or later); V0's scheduler runs in `sim bench`
+    only (the reference engine), not in experiments."""
+    raw = t.string("vllm_version", None)
+    if not isinstance(raw, str):
+        return None
+    where = join(t.path, "vllm_version")
+    try:
+        version = parse_version(raw)
+    except ValueError:
+        ctx.add(where, 'must be a vLLM version such as "0.15.1"', raw)
+        return None
+    if version.family != "v1":
+        ctx.add(where, "must be 0.8 or later (V1); V0 runs in `sim bench` only", raw)
+        return None
+    return raw.strip()
 
 
 def _calibration_file(ctx: Context, t: Table) -> str | None:

@@ -136,6 +136,11 @@ class EngineSpec:
     calibration: absolute path of the user's calibration file (`[engine] calibration`: step-time
         `[[entry]]` tables over the packaged catalog, `sim.engine.catalog.load_user_calibration`);
         None = packaged entries only.
+    vllm_version: the served vLLM (V1: 0.8 or later), which sets the CPU time of a step
+        (`sim.engine.versions`: none with async scheduling, the default from 0.14; a CPU time
+        per sequence for the synchronous engine); None = the catalog's step times as they are.
+    async_scheduling: `vllm serve --async-scheduling` (True) / `--no-async-scheduling`
+        (False); None = the version's default.
     """
 
     model: str
@@ -149,6 +154,8 @@ class EngineSpec:
     kv_blocks: int | None
     weight_dtype: str | None = None
     calibration: str | None = None
+    vllm_version: str | None = None
+    async_scheduling: bool | None = None
 
     @property
     def weights(self) -> str:

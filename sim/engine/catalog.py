@@ -323,6 +323,22 @@ def resolve_step_time(
     )
 
 
+def user_entry_used(
+    model: str,
+    gpu: str,
+    tp: int,
+    dtype: str,
+    weight_dtype: str | None = None,
+    calibration: str | None = None,
+) -> bool:
+    """Whether `resolve_step_time` with these arguments takes the user's calibrated entry
+    (fitted on the user's server, its CPU time included) rather than packaged step times."""
+    if calibration is None:
+        return False
+    key = (model, gpu, tp, dtype if weight_dtype is None else weight_dtype)
+    return key in load_user_calibration(calibration).entries
+
+
 def _defined_in(user: UserCalibration, gpu: str) -> str:
     """Where a user's GPU type comes from: file, hash, table and the file's `source`."""
     i = list(user.gpus).index(gpu)

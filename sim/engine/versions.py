@@ -32,16 +32,32 @@ first chunk's trip), 0: no fit on the public runs separated it from prefill time
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
+from dataclasses import replace
 
-V1_FIRST = (0, 8)
-"""First version whose default engine is V1 (vLLM 0.8.0 release notes: "V1 is now the default")."""
+from sim.config.vllm import (
+    ASYNC_DEFAULT_FIRST,
+    V1_FIRST,
+    VllmVersion,
+    cpu_family,
+    parse_version,
+)
+from sim.engine.steptime import StepTimeModel
 
-ASYNC_DEFAULT_FIRST = (0, 14)
-"""First version with async scheduling on by default (vLLM v0.14.0 release notes, #27614).
-It is off there for pipeline parallelism and some speculative decoding, which `sim` does not
-model anyway."""
+__all__ = [
+    "ASYNC_DEFAULT_FIRST",
+    "CLIENT_S",
+    "CPU_PER_SEQ_S",
+    "STEP_OVERHEAD_S",
+    "V0_DEFAULT_BATCHED_TOKENS",
+    "V0_DEFAULT_MAX_NUM_SEQS",
+    "V1_CPU_PER_SEQ_S",
+    "V1_FIRST",
+    "VllmVersion",
+    "cpu_family",
+    "describe",
+    "parse_version",
+    "with_version_cpu",
+]
 
 V0_DEFAULT_MAX_NUM_SEQS = 256  # vllm/config.py SchedulerConfig (V0), OpenAI server
 V0_DEFAULT_BATCHED_TOKENS = 2048  # vllm/config.py _DEFAULT_MAX_NUM_BATCHED_TOKENS (V0)
@@ -61,38 +77,23 @@ CLIENT_S: dict[str, float] = {"v0": 0.0, "v1": 0.0, "v1-async": 0.0}
 """Seconds a client-side benchmark adds to each request's TTFT and E2E, by CPU family."""
 
 
-@dataclass(frozen=True)
-class VllmVersion:
-    """A vLLM version as a user writes it ("0.10.1", "0.6.3.post1", "v0.9.2")."""
-
-    text: str
-    major: int
-    minor: int
-
-    @property
-    def family(self) -> str:
-        """ "v1" (>= 0.8) or "v0"."""
-        return "v1" if (self.major, self.minor) >= V1_FIRST else "v0"
-
-    @property
-    def async_by_default(self) -> bool:
-        """Whether this version schedules asynchronously unless told not to (>= 0.14)."""
-        return (self.major, self.minor) >= ASYNC_DEFAULT_FIRST
+def with_version_cpu(step: StepTimeModel, family: str) -> StepTimeModel:
+    """`step` with the CPU time of CPU family `family` ("v0", "v1", "v1-async"): the family's
+    per-step overhead in place of the entry's (V0 keeps the entry's) and its CPU time per
+    sequence. Only for packaged step times: a user's calibrated entry keeps its own."""
+    overhead = STEP_OVERHEAD_S[family]
+    out = step if overhead is None else replace(step, overhead_s=overhead)
+    return out.with_cpu(CPU_PER_SEQ_S[family])
 
 
-def cpu_family(version: VllmVersion, async_scheduling: bool | None = None) -> str:
-    """ "v0", "v1" or "v1-async" (module docstring): the version's family, with async
-    scheduling as given (`--async-scheduling` / `--no-async-scheduling`) or its default.
-    V0 has no async scheduling: the flag is ignored there."""
-    if version.family == "v0":
-        return "v0"
-    on = version.async_by_default if async_scheduling is None else async_scheduling
-    return "v1-async" if on else "v1"
-
-
-def parse_version(text: str) -> VllmVersion:
-    """Parse a vLLM version; ValueError when it does not start with MAJOR.MINOR."""
-    m = re.match(r"^\s*v?(\d+)\.(\d+)", text)
-    if m is None:
-        raise ValueError(f"not a vLLM version (MAJOR.MINOR...): {text!r}")
-    return VllmVersion(text.strip(), int(m.group(1)), int(m.group(2)))
+def describe(version: VllmVersion, family: str) -> str:
+    """One line on the CPU time a version's steps carry (for notes and manifests)."""
+    overhead = STEP_OVERHEAD_S[family]
+    how = {"v0": "V0 engine", "v1": "synchronous engine", "v1-async": "async scheduling"}[family]
+    step = "the catalog's per-step overhead"
+    if overhead is not None:
+        step = f"per-step overhead {overhead * 1e3:g} ms"
+    return (
+        f"vLLM {version.text}: {version.family.upper()} family, {how}: {step}, "
+        f"CPU {CPU_PER_SEQ_S[family] * 1e6:.1f} us per sequence per step (sim.engine.versions)"
+    )
