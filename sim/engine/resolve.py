@@ -88,7 +88,7 @@ def _with_version(settings: EngineSpec, gpu: str, step: ResolvedStepTime) -> Res
     return dataclasses.replace(
         step,
         step=with_version_cpu(step.step, family),
-        source=f"{step.source}. CPU time: {describe(version, family)}",
+        source=f"{step.source.rstrip('.')}. CPU time: {describe(version, family)}",
     )
 
 
