@@ -83,9 +83,11 @@ def workloads(draw: st.DrawFn, max_replicas: int = 3, max_n: int = 40) -> dict:
         cpu = float(draw(st.integers(0, 1)))  # the per-sequence CPU term (0 = off)
         step = StepTimeModel(float(draw(st.integers(1, 3))), 0.0, 0.0, 0.0, 0.0, 0.0, cpu)
     else:
+        # overhead 0 is vLLM >= 0.14 (async scheduling: a step is its GPU time), flat > 0 then
+        overhead = draw(st.sampled_from([0.0]) | st.floats(1e-3, 0.05))
         step = StepTimeModel(
-            overhead_s=draw(st.floats(1e-3, 0.05)),
-            flat_s=draw(st.floats(0.0, 0.05)),
+            overhead_s=overhead,
+            flat_s=draw(st.floats(1e-4 if overhead == 0.0 else 0.0, 0.05)),
             knee_tokens=draw(st.floats(0.0, 128.0)),
             per_token_s=draw(st.floats(0.0, 1e-3)),
             decode_attn_s_per_token=draw(st.floats(0.0, 1e-4)),
