@@ -56,7 +56,6 @@ from sim.engine.catalog import (
     gpu_spec,
     load_user_calibration,
     resolve_step_time,
-    user_entry_used,
 )
 from sim.engine.closed_loop import run_closed_loop
 from sim.engine.steptime import StepTimeModel
@@ -472,7 +471,7 @@ def run_bench(spec: BenchSpec) -> BenchResult:
         input_lens = random_lengths(n, spec.input_len, spec.range_ratio, rng)
         output_lens = random_lengths(n, spec.output_len, spec.range_ratio, rng)
     start = send_times(n, spec.request_rate, spec.burstiness, rng)
-    model = spec.step_model(step.step, _user_entry(spec, setup))
+    model = spec.step_model(step.step, step.user_entry)
     if spec.max_concurrency is not None:
         start, ttft, e2e, queue = closed_loop_requests(
             setup, model, spec.max_concurrency, start, input_lens, output_lens
@@ -494,13 +493,6 @@ def run_bench(spec: BenchSpec) -> BenchResult:
         e2els_s=e2e,
         queues_s=queue,
         notes=tuple(notes),
-    )
-
-
-def _user_entry(spec: BenchSpec, setup: EngineSetup) -> bool:
-    """Whether the step times come from the user's calibration file."""
-    return user_entry_used(
-        setup.model, setup.gpu, setup.tp, setup.dtype, setup.weight_dtype, spec.calibration
     )
 
 

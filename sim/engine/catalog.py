@@ -256,12 +256,15 @@ class ResolvedStepTime:
     residual_sd_log: SD of log(measured / predicted) step time for these coefficients (held-out
         profile rows for fitted entries, the roofline's measured spread otherwise); a
         replication may scale step times by exp(N(0, residual_sd_log²)).
+    user_entry: the coefficients are the user's calibrated entry (fitted on their server, its
+        CPU time included, so a vLLM version does not change them: `sim.engine.versions`).
     """
 
     step: StepTimeModel
     source: str
     calibrated: bool
     residual_sd_log: float
+    user_entry: bool = False
 
     @property
     def provenance(self) -> str:
@@ -295,7 +298,7 @@ def resolve_step_time(
         mine = user.entries.get(key if weight_dtype is None else (model, gpu, tp, weight_dtype))
         if mine is not None:
             source = f"{defined}calibration file {user.label}: {mine.source}"
-            return ResolvedStepTime(mine.step, source, True, mine.residual_sd_log)
+            return ResolvedStepTime(mine.step, source, True, mine.residual_sd_log, True)
     catalog = load_step_time_catalog()
     entry = catalog.get(key) if weight_dtype is None else None
     if entry is not None:
@@ -321,22 +324,6 @@ def resolve_step_time(
     return ResolvedStepTime(
         step, f"{defined}{source}. Fitted entries: {have}", False, factors.residual_sd_log
     )
-
-
-def user_entry_used(
-    model: str,
-    gpu: str,
-    tp: int,
-    dtype: str,
-    weight_dtype: str | None = None,
-    calibration: str | None = None,
-) -> bool:
-    """Whether `resolve_step_time` with these arguments takes the user's calibrated entry
-    (fitted on the user's server, its CPU time included) rather than packaged step times."""
-    if calibration is None:
-        return False
-    key = (model, gpu, tp, dtype if weight_dtype is None else weight_dtype)
-    return key in load_user_calibration(calibration).entries
 
 
 def _defined_in(user: UserCalibration, gpu: str) -> str:

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from sim.config import EngineSpec
-from sim.engine.catalog import ResolvedStepTime, resolve_step_time, user_entry_used
+from sim.engine.catalog import ResolvedStepTime, resolve_step_time
 from sim.engine.kv import kv_cache, kv_shortfall
 from sim.engine.steptime import EngineLimits
 from sim.engine.versions import cpu_family, describe, parse_version, with_version_cpu
@@ -68,20 +68,10 @@ class ResolvedEngine:
         return {gpu: e.step_time.provenance for gpu, e in sorted(self.per_gpu.items())}
 
 
-def _with_version(settings: EngineSpec, gpu: str, step: ResolvedStepTime) -> ResolvedStepTime:
+def _with_version(settings: EngineSpec, step: ResolvedStepTime) -> ResolvedStepTime:
     """`step` with the CPU time of `settings.vllm_version` (`sim.engine.versions`), unless the
     step times are the user's calibrated entry (fitted on their server, CPU included)."""
-    if settings.vllm_version is None:
-        return step
-    own = user_entry_used(
-        settings.model,
-        gpu,
-        settings.tp,
-        settings.dtype,
-        settings.weight_dtype,
-        settings.calibration,
-    )
-    if own:
+    if settings.vllm_version is None or step.user_entry:
         return step
     version = parse_version(settings.vllm_version)
     family = cpu_family(version, settings.async_scheduling)
@@ -107,7 +97,7 @@ def resolve_engine(settings: EngineSpec, gpu_names: Iterable[str]) -> ResolvedEn
             settings.weight_dtype,
             calibration=settings.calibration,
         )
-        step = _with_version(settings, gpu, step)
+        step = _with_version(settings, step)
         kv = kv_cache(settings, gpu)
         why = kv_shortfall(settings, gpu, kv)
         if why is not None:
