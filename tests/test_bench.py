@@ -141,18 +141,19 @@ def test_cpu_family_follows_version_and_async_flag() -> None:
         assert cpu_family(parse_version(text), flag) == family, (text, flag)
 
 
-def _bench_with(tmp_path: Path, name: str, overhead_factor: float, **kw: Any) -> Any:
+def _bench_with(tmp_path: Path, overhead_factor: float | None, **kw: Any) -> Any:
     """A small open-loop bench of llama-3-8b/a100-80gb with, when `overhead_factor` is given,
-    a user calibration file holding the packaged entry with its overhead scaled by it."""
+    a user calibration file holding the packaged entry with its overhead scaled by it (None:
+    the packaged catalog alone)."""
     from sim.calibration.profiles import render_entries
     from sim.calibration.runs import scaled_entry
     from sim.engine.catalog import load_step_time_catalog
 
     cal = None
-    if overhead_factor >= 0:
+    if overhead_factor is not None:
         entry = load_step_time_catalog()[("llama-3-8b", "a100-80gb", 1, "fp16")]
-        path = tmp_path / f"{name}.toml"
-        path.write_text(render_entries([scaled_entry(entry, (overhead_factor, 1, 1))], name))
+        path = tmp_path / f"overhead-x{overhead_factor:g}.toml"
+        path.write_text(render_entries([scaled_entry(entry, (overhead_factor, 1, 1))], path.stem))
         cal = str(path)
     spec = BenchSpec(
         "llama-3-8b",
@@ -172,20 +173,20 @@ def test_version_sets_the_cpu_time_of_a_step(tmp_path: Path) -> None:
     overhead; synchronous V1: no overhead, CPU per sequence; a user's entry keeps its own."""
     from sim.engine.versions import V1_CPU_PER_SEQ_S
 
-    gpu_only = _bench_with(tmp_path, "zero", 0.0)  # user entry, overhead 0, no version
+    gpu_only = _bench_with(tmp_path, 0.0)  # user entry, overhead 0, no version
     for version in ("0.14.0", "0.15.1"):
-        run = _bench_with(tmp_path, "none", -1.0, vllm_version=version)
+        run = _bench_with(tmp_path, None, vllm_version=version)
         assert run.e2els_s.tolist() == gpu_only.e2els_s.tolist()
         assert any("async scheduling" in n for n in run.notes)
-    old = _bench_with(tmp_path, "none", -1.0)  # no version: the catalog's 1.84 ms overhead
+    old = _bench_with(tmp_path, None)  # no version: the catalog's 1.84 ms overhead
     assert float(old.e2els_s.mean()) > float(gpu_only.e2els_s.mean())
-    sync = _bench_with(tmp_path, "none", -1.0, vllm_version="0.10.1")
-    same = _bench_with(tmp_path, "zero", 0.0, cpu_per_seq_s=V1_CPU_PER_SEQ_S)
+    sync = _bench_with(tmp_path, None, vllm_version="0.10.1")
+    same = _bench_with(tmp_path, 0.0, cpu_per_seq_s=V1_CPU_PER_SEQ_S)
     assert sync.e2els_s.tolist() == same.e2els_s.tolist()
-    off = _bench_with(tmp_path, "none", -1.0, vllm_version="0.15.1", async_scheduling=False)
+    off = _bench_with(tmp_path, None, vllm_version="0.15.1", async_scheduling=False)
     assert off.e2els_s.tolist() == sync.e2els_s.tolist()
     # The user's entry was fitted on their server, CPU included: its overhead stays.
-    mine = _bench_with(tmp_path, "mine", 1.0, vllm_version="0.15.1")
+    mine = _bench_with(tmp_path, 1.0, vllm_version="0.15.1")
     assert mine.e2els_s.tolist() == old.e2els_s.tolist()
 
 
