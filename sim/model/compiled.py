@@ -19,8 +19,10 @@ between them:
   at every arrival; a request they spill is handed back and sent to the API client here, in
   order. The API's answer never feeds back into the fleet, so calling it after the core has
   routed the batch gives the calls the same order and times as calling it per arrival —
-  exact, without stopping the loop at each arrival. Arrivals that find no healthy replica, or
-  a backlog at the router, are handled one by one here, as in the lazy path.
+  exact, without stopping the loop at each arrival. The batch goes to the API client over
+  arrays (`sim.fleet.api_arrays`: `ApiClient`'s rate-limit window in one compiled call, the
+  same bits). Arrivals that find no healthy replica, or a backlog at the router, are handled
+  one by one here, as in the lazy path.
 
 `run_compiled` reads a `RequestLog` and writes the outcomes back into it (`simulate`);
 `run_arrays` reads a request set's arrays and leaves the outcomes in the core's
@@ -41,6 +43,7 @@ import simpy
 from sim.config import AUTOSCALE_SIGNALS
 from sim.engine.compiled import JSQ, P2C, ROUND_ROBIN, CompiledFleet, Requests, Spill
 from sim.engine.log import RequestLog
+from sim.fleet.api_arrays import ArrayApiClient
 from sim.fleet.autoscale import ScaleEvent, Scaler, per_serving
 from sim.fleet.plan import FleetPhase, ReplicaSpec
 from sim.fleet.routing import RoutingPolicy
@@ -194,7 +197,11 @@ class _Hybrid:
         self.kv_tokens = [s.limits.kv_blocks * s.limits.block_size for s in specs]
         self.pools = [list(p.replicas) for p in phases]
         self.backlog: deque[tuple[int, int]] = deque()
-        self.api = hybrid.api
+        # the API client over arrays: route's spilled requests go to it a run at a time
+        self.api = None if hybrid.api is None else ArrayApiClient(hybrid.api, len(log))
+        self.arrival = np.asarray(log.arrival_s, dtype=np.float64)
+        self.inputs = np.asarray(log.input_tokens, dtype=np.int64)
+        self.outputs = np.asarray(log.output_tokens, dtype=np.int64)
         self.spill: Spill | None = None
         self.when_no_replica = False
         # Full-budget prefill rate of each replica (tokens/s), as sim.model._run has it.
@@ -306,6 +313,29 @@ class _Hybrid:
             return
         self.fleet.served_elsewhere(rid, served[0], served[1])
 
+    def _to_api_many(self, rids: np.ndarray) -> None:
+        """`_to_api` for each of the requests `route` spilled, at its arrival, in order: one
+        call of the API client's kernel for the run."""
+        if not len(rids):
+            return
+        api, log = self.api, self.log
+        assert api is not None
+        self.counts["spilled"] += len(rids)
+        first, finish = api.call_many(
+            rids, self.arrival[rids], self.inputs[rids], self.outputs[rids]
+        )
+        dropped = np.isnan(first)
+        if isinstance(log, Marks):
+            log.api[rids] = True
+            log.dropped[rids[dropped]] = True
+        else:
+            for rid in rids.tolist():
+                log.api[rid] = True
+            for rid in rids[dropped].tolist():
+                log.dropped[rid] = True
+        served = ~dropped
+        self.fleet.served_elsewhere_many(rids[served], first[served], finish[served])
+
     def _dispatch(self, items: list[tuple[int, int]], t: float, phase: int) -> None:
         """(rid, tokens already sent) at `t`, in order: to the pool, the API or the backlog."""
         pool = self.pools[phase]
@@ -363,8 +393,8 @@ class _Hybrid:
                     stop = min(end, bisect.bisect_left(times, starts[phase + 1], lo=i))
                 pool = self.pools[phase]
                 if pool and not self.backlog:
-                    for rid in fleet.route(i, stop, pool, self.policy, self.max_len[phase], spill):
-                        self._to_api(rid, times[rid])
+                    spilled = fleet.route(i, stop, pool, self.policy, self.max_len[phase], spill)
+                    self._to_api_many(spilled)
                     i = stop
                     continue
                 ta = times[i]  # no healthy replica, or a backlog: one by one

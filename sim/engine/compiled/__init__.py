@@ -141,12 +141,13 @@ class CompiledFleet:
         policy: int,
         max_model_len: int,
         spill: Spill | None = None,
-    ) -> list[int]:
+    ) -> np.ndarray:
         """Dispatch arrivals [i0, i1) over the replicas `pool` (in phase order) by `policy`
         (`JSQ`, `ROUND_ROBIN`, `P2C`); longer than `max_model_len`: rejected. With `spill`,
-        the requests its rules send to the API are not dispatched: returned, in order."""
+        the requests its rules send to the API are not dispatched: returned, in order (an
+        array of request indices; empty without `spill`)."""
         if i1 <= i0:
-            return []
+            return _NONE
         return self._route(i0, i1, _NONE, _NONE, math.nan, pool, policy, max_model_len, spill)
 
     def dispatch(
@@ -163,7 +164,9 @@ class CompiledFleet:
             return []
         arr = np.asarray(items, dtype=np.int64).reshape(-1, 2)
         rids, gens = np.ascontiguousarray(arr[:, 0]), np.ascontiguousarray(arr[:, 1])
-        return self._route(0, len(items), rids, gens, t, pool, policy, 0, spill)
+        spilled = self._route(0, len(items), rids, gens, t, pool, policy, 0, spill)
+        out: list[int] = spilled.tolist()
+        return out
 
     def _route(
         self,
@@ -176,7 +179,7 @@ class CompiledFleet:
         policy: int,
         max_model_len: int,
         spill: Spill | None,
-    ) -> list[int]:
+    ) -> np.ndarray:
         pool_arr = np.asarray(pool, dtype=np.int64)
         spilled = np.empty(i1 - i0, dtype=np.int64) if spill is not None else _NONE
         rules = spill or _NO_SPILL
@@ -200,9 +203,8 @@ class CompiledFleet:
             spilled,
         )
         if spill is None:
-            return []
-        rids_spilled: list[int] = spilled[: int(self.counters[1])].tolist()
-        return rids_spilled
+            return _NONE
+        return spilled[: int(self.counters[1])]
 
     def evict(self, r: int, t: float) -> list[tuple[int, int]]:
         """Replica `r`'s instance is gone at `t`: its unfinished requests (rid, output tokens
@@ -247,6 +249,15 @@ class CompiledFleet:
     def reject(self, rid: int) -> None:
         """Mark `rid` rejected (longer than the model length), outside `route`."""
         self.state.q[rid, _r.Q_REJ] = 1
+
+    def served_elsewhere_many(
+        self, rids: np.ndarray, first_token_s: np.ndarray, finish_s: np.ndarray
+    ) -> None:
+        """`served_elsewhere` for each of `rids` (distinct) with its times."""
+        qf = self.state.qf
+        unset = np.isnan(qf[rids, _r.X_FIRST])
+        qf[rids[unset], _r.X_FIRST] = first_token_s[unset]
+        qf[rids, _r.X_FIN] = finish_s
 
     def served_elsewhere(self, rid: int, first_token_s: float, finish_s: float) -> None:
         """Record `rid` as served off the fleet (the API): its first token unless it already
