@@ -141,7 +141,8 @@ def searched(day_night: Experiment) -> Plan:
 def test_family_is_tried_in_bound_order(day_night: Experiment, searched: Plan) -> None:
     exp = day_night
     tried = [t.candidate for t in searched.tried]
-    auto = [c for c in tried if c.autoscaled]
+    # (a lower target, dearer than the higher one of its ceiling, may be dropped undecided)
+    auto = [c for c in tried + [t.candidate for t in searched.dropped] if c.autoscaled]
     assert {c.utilisation for c in auto} == set(AUTOSCALE_UTILISATION)
     engine = resolve_engine(exp.spec.engine, ["l4"])
     running = concurrency_at_capacity(engine, "l4", exp.lengths, exp.spec.slo).running
@@ -155,7 +156,12 @@ def test_family_is_tried_in_bound_order(day_night: Experiment, searched: Plan) -
     # cheapest bound first, an autoscaler right after the static fleet of its ceiling (if that
     # fails, the autoscaler — never more replicas up — is skipped unsimulated)
     assert tried[0] == Candidate("l4", 1)
-    assert all(tried.index(Candidate("l4", c.count)) < tried.index(c) for c in auto)
+    assert all(tried.index(Candidate("l4", c.count)) < tried.index(c) for c in auto if c in tried)
+    # the higher target of a ceiling before the lower (`visit_order`)
+    for c in auto:
+        for d in auto:
+            if c in tried and d in tried and (c.count, c.api) == (d.count, d.api):
+                assert (tried.index(c) < tried.index(d)) == (c.utilisation > d.utilisation)
     # once an autoscaled N met the risk, no larger N of its target was tried
     met = [t.candidate for t in searched.tried if t.candidate.autoscaled and t.accepted]
     assert met

@@ -13,16 +13,21 @@ import pytest
 from click.testing import CliRunner
 from polars.testing import assert_frame_equal
 from scipy.stats import binom
+from scipy.stats import t as student_t
 
 from sim.cli import main
 from sim.config import ApiSpec, PoolSpec, SloSpec, SpillSpec, SpotSpec
 from sim.experiment import Experiment, load_experiment
 from sim.planning import plan_experiment
 from sim.planning.decide import (
+    COST_CUT_ALPHA,
     Candidate,
     _decide,
     cost_cannot_beat,
+    cost_gap,
+    dearer_than,
     futility_looks,
+    gap_of_costs,
     most_misses_accepted,
 )
 from sim.planning.evaluate import Evaluation, Evaluator, constant_plan
@@ -244,12 +249,15 @@ def test_plan_table_errors_are_located(tmp_path: Path) -> None:
         .read_text()
         .replace('"../traces/', f'"{ROOT.as_posix()}/traces/')
     )
-    f.write_text(text + '\n[plan]\ngpus = ["a100-80gx"]\nrisk = 5\nspot_shares = [0.5]\n')
+    f.write_text(
+        text + '\n[plan]\ngpus = ["a100-80gx"]\nrisk = 5\nspot_shares = [0.5]\ncost_cut = "t"\n'
+    )
     r = CliRunner().invoke(main, ["check", str(f)])
     assert r.exit_code == 2
     assert "plan.gpus[0]: unknown GPU" in r.output
     assert "plan.risk: must be in (0, 1)" in r.output
     assert "plan.spot_shares: needs a [spot] section" in r.output
+    assert "plan.cost_cut" in r.output and "statistical" in r.output
 
 
 @pytest.mark.slow
@@ -465,12 +473,61 @@ def test_cost_cut_is_the_mean_bound() -> None:
     assert not cut(150, 0.0, month=2)  # nothing run for month 2
 
 
+def test_statistical_cost_cut_is_a_t_lower_bound() -> None:
+    """The gap of 12 replications' costs to a best of $1,000: their mean minus $1,000, and that
+    minus the 99.9 % one-sided t quantile (11 degrees of freedom) × the standard error; none
+    below 4 replications or without a best; a constant cost is its own bound."""
+    costs = np.array([1100.0, 1180, 1050, 1240, 1130, 1090, 1210, 1160, 1070, 1120, 1190, 1150])
+    rows = pl.DataFrame({"month": 1, "replication": list(range(12)), "cost_usd": costs})
+    result = Evaluation(constant_plan("x", 1, (), True), rows, SloSpec(1.0, 0.1), None, 0.95)
+    gap = cost_gap(result, 1, 1000.0)
+    assert gap is not None and gap.replications == 12
+    se = costs.std(ddof=1) / np.sqrt(12)
+    assert gap.mean_usd == pytest.approx(costs.mean() - 1000.0, abs=1e-9)
+    lower = costs.mean() - 1000.0 - student_t.ppf(1 - COST_CUT_ALPHA, 11) * se
+    assert gap.lower_usd == pytest.approx(lower, rel=1e-9)
+    assert gap.dearer and dearer_than(result, 150, month=1, best_usd=1000.0)
+    high = costs.mean() - student_t.ppf(1 - COST_CUT_ALPHA, 11) * se  # just above the bound
+    assert not dearer_than(result, 150, month=1, best_usd=high + 0.01)
+    assert cost_gap(result, 2, 1000.0) is None  # nothing run for month 2
+    assert gap_of_costs(costs[:3], 0.0) is None and gap_of_costs(costs[:4], 0.0) is not None
+    assert gap_of_costs(costs, float("inf")) is None
+    flat = gap_of_costs(np.full(4, 1200.0), 1100.0)
+    assert flat is not None and flat.lower_usd == flat.mean_usd == 100.0
+
+
+def test_statistical_cost_cut_error_rates() -> None:
+    """How often the cut drops a candidate whose expected cost equals the best's, looked at
+    as the search looks (4, 10, 20, 40, 60, 104, 150 replications): normal costs at most the
+    Bonferroni 7 × 0.1 % (with Monte Carlo slack), right-skewed costs (lognormal: traffic
+    growth, API bills) less, and costs with rare deep dips (5 % of replications 20 × below the
+    usual, the failure `COST_CUT_ALPHA` names) far more: the cut's assumption, measured."""
+    rng = np.random.default_rng(7)
+    looks = futility_looks((20, 60, 150))
+    assert looks == [4, 10, 20, 40, 60, 104, 150]
+
+    def rate(draw: Callable[[int], np.ndarray], trials: int = 10_000) -> float:
+        drops = 0
+        for _ in range(trials):
+            costs = draw(150)
+            drops += any(g.dearer for n in looks if (g := gap_of_costs(costs[:n], 0.0)))
+        return drops / trials
+
+    normal = rate(lambda n: 150.0 * rng.standard_normal(n))
+    skewed = rate(lambda n: rng.lognormal(0.0, 0.5, n) - np.exp(0.125))
+    dips = rate(lambda n: np.where(rng.random(n) < 0.05, -19.0, 1.0), 2_000)
+    assert 0.0 < normal <= len(looks) * COST_CUT_ALPHA + 0.002
+    assert skewed < normal
+    assert dips > 0.3
+
+
 @pytest.mark.slow
 def test_cost_cut_changes_no_choice(
     day_night: Experiment, api_spec: Callable[..., ApiSpec], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Candidates dropped because their cost so far cannot beat the month's best (API spill
-    at 100x the test API's prices) leave the search's choice as it was without the cut."""
+    at 100x the test API's prices) leave the search's choice as it was without the cut (the
+    exact cut, `cost_cut = "exact"`)."""
     import sim.planning.monthly as monthly
 
     api = api_spec(
@@ -488,6 +545,7 @@ def test_cost_cut_changes_no_choice(
         api_options=(False, True),
         schedules=False,
         autoscale_utilisation=(0.5,),
+        cost_cut="exact",
     )
     said: list[str] = []
     cut = plan_experiment(exp, s, verify=False, compare_input=False, progress=said.append)
@@ -513,10 +571,50 @@ def test_cost_cut_changes_no_choice(
     assert not p95.dropped
     monkeypatch.setattr(monthly, "cost_cannot_beat", lambda *_, **__: False)
     full = plan_experiment(exp, s, verify=False, compare_input=False)
+    assert not full.dropped
     assert [c.candidate for c in cut.choices] == [c.candidate for c in full.choices]
     assert [c.cost_usd for c in cut.choices] == [c.cost_usd for c in full.choices]
     # what was dropped was never recorded as decided
     assert not {t.candidate for t in cut.dropped} & {t.candidate for t in cut.tried}
+
+
+@pytest.mark.slow
+def test_statistical_cost_cut_keeps_the_choice_on_fewer_replications(
+    day_night: Experiment, api_spec: Callable[..., ApiSpec]
+) -> None:
+    """With API spill at 5x the test API's prices, the statistical cut (the default) drops
+    the API candidates and the autoscaler spilling to the API after 4–5 replications, each
+    clearly dearer than the month's best, where the exact cut accepts one at $1,893 after 10:
+    the same choice at the same cost, on fewer replications."""
+    api = api_spec(
+        input_usd_per_million=5.0, output_usd_per_million=25.0, spill=SpillSpec(max_wait_s=0.5)
+    )
+    exp = day_night.with_spec(dataclasses.replace(day_night.spec, api=api))
+    s = dataclasses.replace(
+        exp.spec.search,
+        gpus=("l4",),
+        max_replicas=4,
+        risk=0.3,
+        stages=(5, 10, 20),
+        api_options=(False, True),
+        schedules=False,
+        autoscale_utilisation=(0.5,),
+    )
+    assert s.cost_cut == "statistical"
+    said: list[str] = []
+    cut = plan_experiment(exp, s, verify=False, compare_input=False, progress=said.append)
+    exact = plan_experiment(
+        exp, dataclasses.replace(s, cost_cut="exact"), verify=False, compare_input=False
+    )
+    assert [c.candidate for c in cut.choices] == [c.candidate for c in exact.choices]
+    assert [c.cost_usd for c in cut.choices] == [c.cost_usd for c in exact.choices]
+    assert cut.replications < exact.replications
+    reasons = [line for line in said if "lower bound" in line]  # the statistical cut's lines
+    assert reasons and len(reasons) == len(cut.dropped)
+    assert {t.candidate for t in cut.dropped} > {t.candidate for t in exact.dropped}
+    assert not {t.candidate for t in cut.dropped} & {t.candidate for t in cut.tried}
+    best = cut.choices[0].cost_usd
+    assert all(t.cost_usd > best for t in cut.dropped)  # each looked dearer than the best
 
 
 def test_plan_searches_a_calibration_files_gpu(tmp_path: Path) -> None:

@@ -10,6 +10,10 @@ from sim.config.reader import MISSING, Context, Table, hint, join, positive
 from sim.data import api_providers, gpus
 
 OBJECTIVES = ("mean", "p95")
+COST_CUTS = ("statistical", "exact")
+"""How `sim plan` drops an undecided candidate on its cost (`sim.planning.decide`): "exact"
+only when its mean cost at any later stage must reach the month's best; "statistical" also
+when its mean cost so far is above the best's beyond chance (a one-sided t-test at 0.1 %)."""
 TP_VALUES = (1, 2, 4, 8)
 """Tensor-parallel degrees `[plan] tp` accepts: those of `[engine] tp` (`sim.config.sections`)."""
 REPLICATION_STAGES = (20, 60, 150)
@@ -61,6 +65,10 @@ class PlanSearchSpec:
     start_date: the calendar day the plan starts (None: order dates as day offsets only).
     tp: tensor-parallel degrees to search, ascending (empty: the experiment's `[engine] tp`
         only). The plan keeps one degree in every month (`sim.planning.search`).
+    cost_cut: "statistical" or "exact" (`COST_CUTS`): with the mean objective, an undecided
+        candidate is dropped when it cannot beat the month's best — "exact": its mean cost at
+        any later stage must reach the best's; "statistical" (default): that, or its mean
+        cost so far is above the best's beyond chance (`sim.planning.decide.dearer_than`).
     """
 
     gpus: tuple[str, ...] = ()
@@ -84,6 +92,7 @@ class PlanSearchSpec:
     current_fleet: tuple[tuple[str, int], ...] | None = None
     start_date: datetime.date | None = None
     tp: tuple[int, ...] = ()
+    cost_cut: str = "statistical"
 
     def lead_time(self, gpu: str) -> float:
         """Days from ordering `gpu` to its serving (0 when not given)."""
@@ -117,6 +126,7 @@ def plan_section(
     confidence = t.number("confidence", 0.95, check=lambda x: 0.5 <= x < 1.0, rule="in [0.5, 1)")
     target = t.number("attainment_target", None, check=lambda x: 0.0 < x <= 1.0, rule="in (0, 1]")
     objective = t.string("objective", "mean", choices=OBJECTIVES)
+    cost_cut = t.string("cost_cut", "statistical", choices=COST_CUTS)
     max_replicas = t.integer("max_replicas", 16, check=lambda x: 1 <= x <= 256, rule="in 1..256")
     shares = _fractions(ctx, t, "spot_shares", (0.0, 0.5) if has_spot else (0.0,))
     if any(s > 0 for s in shares) and not has_spot:
@@ -161,6 +171,7 @@ def plan_section(
         current_fleet=None if current is None else tuple((g, int(v)) for g, v in current.items()),
         start_date=start,
         tp=tp,
+        cost_cut=cost_cut,
     )
 
 

@@ -4,14 +4,21 @@
 stage (`sim.config.plan.REPLICATION_STAGES`) until the one-sided Clopper–Pearson bound on the
 month's P(miss SLO) decides it (accepted: upper bound ≤ risk; rejected: lower bound > risk, or
 still undecided at the last stage, or already more misses than the last stage can accept);
-`month_choice` records a decided candidate's evidence.
+`month_choice` records a decided candidate's evidence. Two cost cuts drop a candidate still
+undecided that cannot be the month's choice: `cost_cannot_beat` (exact: its mean cost at any
+later stage must reach the best's) and `dearer_than` (statistical: its mean cost so far exceeds
+the best's by more than chance allows, `COST_CUT_ALPHA`).
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import stdtrit
 
 from sim.config import AutoscaleSpec, PlanSpec, PoolSpec
 from sim.config.plan import PlanSearchSpec
@@ -253,3 +260,71 @@ def cost_cannot_beat(
         return False
     least = min((float(costs.sum()) + (n - k) * floor_usd) / n for n in (k, n_last))
     return least >= best_usd - 0.01
+
+
+COST_CUT_ALPHA = 0.001
+"""One-sided significance of `dearer_than` at each look: were a candidate's monthly costs
+normal, the chance that one whose expected cost equals the month's best is dropped at that
+look. It is looked at ≤ 7 times from `COST_CUT_MIN_REPLICATIONS` on (4, 10, 20, 40, 60, 104
+and 150 with the default stages): ≤ 0.7 % over its looks (Bonferroni). Right-skewed costs
+(traffic growth, API bills) make the test conservative; a cost with rare deep dips below its
+usual value would make it err more often (`tests/test_planning.py` measures both), and a dip
+cannot go below the candidate's cost floor (on-demand GPU-hours + operations)."""
+
+COST_CUT_MIN_REPLICATIONS = 4
+"""The fewest replications `dearer_than` judges a candidate on: the first look of `_decide`
+(`futility_looks`). At 4 the 99.9 % t quantile is 10.2 standard errors, so only a candidate
+costing several times the best (an API-spill fleet visited at its GPUs' price) is dropped
+there; closer ones wait for later looks."""
+
+
+@dataclass(frozen=True)
+class CostGap:
+    """A candidate's mean monthly cost over its `replications` so far minus the month's best
+    cost (`best_usd`, the objective the search compares), and the one-sided lower confidence
+    bound of that difference at 1 − `COST_CUT_ALPHA` (Student's t on the candidate's costs;
+    USD a month)."""
+
+    replications: int
+    mean_usd: float
+    lower_usd: float
+
+    @property
+    def dearer(self) -> bool:
+        """Whether the candidate's expected cost is above the best's beyond chance."""
+        return self.lower_usd > 0.0
+
+
+def cost_gap(
+    result: Evaluation, month: int, best_usd: float, alpha: float = COST_CUT_ALPHA
+) -> CostGap | None:
+    """`CostGap` of `result`'s costs in `month` against `best_usd` (t with n − 1 degrees of
+    freedom); None below `COST_CUT_MIN_REPLICATIONS` replications or without a best."""
+    return gap_of_costs(result.month(month)["cost_usd"].to_numpy(), best_usd, alpha)
+
+
+def gap_of_costs(
+    costs_usd: np.ndarray, best_usd: float, alpha: float = COST_CUT_ALPHA
+) -> CostGap | None:
+    """`cost_gap` of one candidate's monthly costs (USD, one per replication so far)."""
+    n = len(costs_usd)
+    if n < COST_CUT_MIN_REPLICATIONS or not math.isfinite(best_usd):
+        return None
+    mean = float(costs_usd.mean()) - best_usd
+    spread = float(costs_usd.std(ddof=1)) / math.sqrt(n)
+    lower = mean - float(stdtrit(n - 1, 1.0 - alpha)) * spread if spread > 0 else mean
+    return CostGap(n, mean, lower)
+
+
+def dearer_than(result: Evaluation, n_last: int, *, month: int, best_usd: float) -> bool:
+    """`_decide`'s statistical cost cut: whether `result`'s expected cost in `month` is above
+    the month's best, `best_usd`, beyond chance (`cost_gap`). Unlike `cost_cannot_beat` it is
+    not a bound: a candidate it drops would, were it run on, most likely be accepted at a
+    cost above the best or rejected (module docstring of `sim.planning.monthly`). It compares
+    with the best's reported cost — every replication the best ran, rare expensive ones
+    included — not replication by replication, so a rare bill of the best's that the
+    candidate's first replications did not pair with cannot make it look dearer. (`n_last`:
+    `_decide`'s argument, unused.)"""
+    del n_last
+    gap = cost_gap(result, month, best_usd)
+    return gap is not None and gap.dearer

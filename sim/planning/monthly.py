@@ -30,7 +30,12 @@ when its replications so far already cost too much: were it accepted later, its 
 would be at least (Σ costs so far + its cost lower bound × the replications still to come) ÷
 the last stage, and when that reaches the month's best it cannot be chosen
 (`cost_cannot_beat`; an API-spill candidate visited at its GPUs' price is usually dropped
-after its first stage).
+after its first stage). That cut is exact but weak where a candidate's floor is far below its
+cost (an autoscaler's floor is its minimum replicas): with `[plan] cost_cut = "statistical"`
+(the default) a candidate is also dropped once, from its 4th replication on, the one-sided
+99.9 % t lower bound on its mean cost is above the month's best (`dearer_than`). Not a bound:
+it drops a candidate whose expected cost is above the best's, where the exact cut would run it
+on until its bound rejects or accepts it at a cost above the best's (or, by chance, below).
 Under common random numbers a month's misses do not
 increase with the replica count, so a count that fails marks every smaller count of its family
 failed too (and, a scheduled N serving at most N in every hour, the scheduled ones up to it).
@@ -71,11 +76,14 @@ from sim.planning.autoscale import (
 )
 from sim.planning.constraints import practical_plan
 from sim.planning.decide import (
+    COST_CUT_ALPHA,
     Candidate,
     MonthChoice,
     Tried,
     _decide,
     cost_cannot_beat,
+    cost_gap,
+    dearer_than,
     month_choice,
     most_misses_accepted,
 )
@@ -214,7 +222,9 @@ def search_at_tp(
                 return False
         return True
 
-    def visit_order(c: Candidate, month: int) -> tuple[bool, float, bool, int, str, int, bool, str]:
+    def visit_order(
+        c: Candidate, month: int
+    ) -> tuple[bool, float, bool, int, str, int, bool, float, str]:
         # NOTE: fleets whose bill is known before simulation (on-demand, static or scheduled,
         # without API) are visited first, cheapest first: the first one accepted sets a month's
         # best that the others — API spill, spot, autoscalers, whose bill only simulation
@@ -224,15 +234,27 @@ def search_at_tp(
         # N comes after the static N of its ceiling, not at its own (lower) bound: it never
         # has more replicas up, so when the static N fails it is skipped unsimulated
         # (`failed_at`). The order changes no choice: every candidate is still pruned by its
-        # own bound and cut by its own costs (the `met_at` heuristic for autoscalers aside,
-        # module docstring).
+        # own bound and cut by its own costs (the `met_at` heuristic for autoscalers and the
+        # statistical cut's error aside, module docstring). Between the targets of one autoscaled ceiling the higher goes
+        # first: it runs fewer replicas, so it usually costs less, and once accepted it is the
+        # bar that drops a dearer lower target after a few replications (`dearer_than`).
         if c.autoscaled:
             ceiling = dataclasses.replace(c, scaler=None, utilisation=0.0)
             listed = ceiling.list_cost(prices[c.gpu], tp, ops)
         else:
             listed = bound(c, month) if c.scheduled else c.list_cost(prices[c.gpu], tp, ops)
         billed_later = c.api or c.spot > 0 or c.autoscaled
-        return (billed_later, listed, c.api, c.count, c.gpu, c.spot, c.autoscaled, c.kind)
+        return (
+            billed_later,
+            listed,
+            c.api,
+            c.count,
+            c.gpu,
+            c.spot,
+            c.autoscaled,
+            -c.utilisation,
+            c.kind,
+        )
 
     floors: dict[tuple[str, int], int] = {}
 
@@ -314,13 +336,17 @@ def search_at_tp(
             if not c.api and s.risk < 0.5 and c.count < floor(c.gpu, month):
                 continue  # mean load above what c replicas serve at the SLO: see `floor`
             plan = constant_plan(c.label(), spec.months, c.pools(), c.api)
-            bar = min((b.cost_usd for b in bars if b is not None), default=math.inf)
+            rival = min((b for b in bars if b is not None), key=_cost, default=None)
+            bar = rival.cost_usd if rival is not None else math.inf
             if c.spot and s.objective == "mean" and spot_cannot_beat(c, plan, month, bar):
                 continue  # its GPUs' bill alone reaches the month's best
+            exact = partial(cost_cannot_beat, month=month, floor_usd=bound(c, month), best_usd=bar)
             beaten = (
-                partial(cost_cannot_beat, month=month, floor_usd=bound(c, month), best_usd=bar)
-                if s.objective == "mean"
-                else None
+                None
+                if s.objective != "mean"
+                else exact
+                if s.cost_cut == "exact"
+                else _either(exact, partial(dearer_than, month=month, best_usd=bar))
             )
             accepted, result = _decide(ev, plan, month, s, beaten)
             p = result.misses(month)
@@ -329,10 +355,10 @@ def search_at_tp(
                 dropped.append(Tried(month, c, objective, p, False))
                 if c.autoscaled:  # as if met: a higher ceiling is not tried (module docstring)
                     met_at[(month, c.family)] = min(met_at.get((month, c.family), c.count), c.count)
+                why = _why_dropped(result, rival, month, bar, exact(result, s.stages[-1]))
                 say(
                     f"month {month}: {c.label():<28} P(miss) {p.words():<34} "
-                    f"dropped: costs ${objective:,.0f} in {p.n} replications, cannot beat "
-                    f"${bar:,.0f} at any later stage"
+                    f"dropped: costs ${objective:,.0f} in {p.n} replications, {why}"
                 )
                 continue
             tried.append(Tried(month, c, objective, p, accepted))
@@ -391,4 +417,29 @@ def search_at_tp(
         autoscaled_best,
         infeasible,
         dropped,
+    )
+
+
+def _cost(choice: MonthChoice) -> float:
+    return choice.cost_usd
+
+
+def _either(
+    a: Callable[[Evaluation, int], bool], b: Callable[[Evaluation, int], bool]
+) -> Callable[[Evaluation, int], bool]:
+    """`_decide`'s `beaten`: the exact cut `a`, else the statistical cut `b`."""
+    return lambda result, n_last: a(result, n_last) or b(result, n_last)
+
+
+def _why_dropped(
+    result: Evaluation, rival: MonthChoice | None, month: int, bar: float, exact: bool
+) -> str:
+    """The progress line's reason for a dropped candidate: the exact cut's, else its cost gap
+    to the month's best (`sim.planning.decide.cost_gap`)."""
+    gap = cost_gap(result, month, bar)
+    if exact or rival is None or gap is None:
+        return f"cannot beat ${bar:,.0f} at any later stage"
+    return (
+        f"${gap.mean_usd:+,.0f}/month over {rival.candidate.label()} "
+        f"({1 - COST_CUT_ALPHA:.1%} lower bound ${gap.lower_usd:+,.0f})"
     )

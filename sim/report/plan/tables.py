@@ -73,7 +73,8 @@ def autoscale_table(plan: Plan) -> pl.DataFrame:
     An empty cell: no fleet of that kind of at most `max_replicas` met the risk, or (autoscaled,
     `why_none`) none was tried, its floor alone costing as much as the static fleet, or those
     simulated were dropped, their replications so far costing more than the static fleet could
-    (`sim.planning.decide.cost_cannot_beat`)."""
+    (`sim.planning.decide.cost_cannot_beat`), or more than it beyond chance
+    (`sim.planning.decide.dearer_than`)."""
     if not plan.settings.autoscale:
         return pl.DataFrame()
     by_month = {ch.month: ch for ch in plan.choices}
@@ -119,7 +120,7 @@ def autoscale_table(plan: Plan) -> pl.DataFrame:
 
 
 NOT_TRIED = "cannot pay: not tried"
-DROPPED = "cannot pay: its cost so far could not beat the static fleet's"
+DROPPED = "cannot pay: its cost so far was above the static fleet's"
 AUTOSCALE_NEVER_PAYS = (
     "Not at this volume: in every month the cheapest static fleet meeting the risk costs no "
     "more than an autoscaler's floor (its fewest replicas all month), so none was simulated."
