@@ -235,9 +235,10 @@ def search_at_tp(
         # has more replicas up, so when the static N fails it is skipped unsimulated
         # (`failed_at`). The order changes no choice: every candidate is still pruned by its
         # own bound and cut by its own costs (the `met_at` heuristic for autoscalers and the
-        # statistical cut's error aside, module docstring). Between the targets of one autoscaled ceiling the higher goes
-        # first: it runs fewer replicas, so it usually costs less, and once accepted it is the
-        # bar that drops a dearer lower target after a few replications (`dearer_than`).
+        # statistical cut's error aside, module docstring). Between the targets of one
+        # autoscaled ceiling the higher goes first: it runs fewer replicas, so it usually
+        # costs less, and once accepted it is the bar that drops a dearer lower target after
+        # a few replications (`dearer_than`).
         if c.autoscaled:
             ceiling = dataclasses.replace(c, scaler=None, utilisation=0.0)
             listed = ceiling.list_cost(prices[c.gpu], tp, ops)
