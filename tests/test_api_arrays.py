@@ -6,12 +6,13 @@ big for a minute — sent one at a time and in runs."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
-from hypothesis import event, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from sim.config import ApiSpec, SpillSpec
+from sim.config import ApiSpec
 from sim.fleet.api import ApiClient
 from sim.fleet.api_arrays import ArrayApiClient
 
@@ -19,7 +20,10 @@ _limit = st.one_of(st.none(), st.integers(1, 8))
 _tokens = st.one_of(st.none(), st.integers(50, 4_000))
 
 
-@settings(max_examples=150, deadline=None)
+# (`api_spec` is a stateless factory: sharing it between examples is safe)
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     calls=st.lists(
         st.tuples(
@@ -40,6 +44,7 @@ _tokens = st.one_of(st.none(), st.integers(50, 4_000))
     seed=st.integers(0, 2**16),
 )
 def test_array_client_equals_the_python_client(
+    api_spec: Callable[..., ApiSpec],
     calls: list[tuple[float, int, int]],
     rpm: int | None,
     tpm: int | None,
@@ -50,22 +55,13 @@ def test_array_client_equals_the_python_client(
     runs: list[int],
     seed: int,
 ) -> None:
-    spec = ApiSpec(
-        provider="test",
-        input_usd_per_million=1.0,
-        output_usd_per_million=5.0,
-        ttft_median_s=0.5,
-        ttft_p95_s=0.5,
-        output_tokens_per_s_median=100.0,
-        output_tokens_per_s_p5=100.0,
+    spec = api_spec(
         rpm=rpm,
         tpm=tpm,
         input_tpm=input_tpm,
         output_tpm=output_tpm,
         on_limit=on_limit,
         max_retry_wait_s=max_retry_wait_s,
-        spill=SpillSpec(),
-        source="test",
     )
     n = len(calls)
     rng = np.random.default_rng(seed)

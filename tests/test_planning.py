@@ -17,6 +17,7 @@ from scipy.stats import t as student_t
 
 from sim.cli import main
 from sim.config import ApiSpec, PoolSpec, SloSpec, SpillSpec, SpotSpec
+from sim.config.plan import PlanSearchSpec
 from sim.experiment import Experiment, load_experiment
 from sim.planning import plan_experiment
 from sim.planning.decide import (
@@ -521,18 +522,14 @@ def test_statistical_cost_cut_error_rates() -> None:
     assert dips > 0.3
 
 
-@pytest.mark.slow
-def test_cost_cut_changes_no_choice(
-    day_night: Experiment, api_spec: Callable[..., ApiSpec], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Candidates dropped because their cost so far cannot beat the month's best (API spill
-    at 100x the test API's prices) leave the search's choice as it was without the cut (the
-    exact cut, `cost_cut = "exact"`)."""
-    import sim.planning.monthly as monthly
-
+def _spilling_l4s(
+    day_night: Experiment, api_spec: Callable[..., ApiSpec], times_price: float
+) -> tuple[Experiment, PlanSearchSpec]:
+    """`day_night` spilling to the test API at `times_price` × its prices (spill when the
+    queued prefill would take > 0.5 s), searched over 1–4 L4s, API on/off, autoscaled at 0.5."""
     api = api_spec(
-        input_usd_per_million=100.0,
-        output_usd_per_million=500.0,
+        input_usd_per_million=1.0 * times_price,
+        output_usd_per_million=5.0 * times_price,
         spill=SpillSpec(max_wait_s=0.5),
     )
     exp = day_night.with_spec(dataclasses.replace(day_night.spec, api=api))
@@ -545,8 +542,21 @@ def test_cost_cut_changes_no_choice(
         api_options=(False, True),
         schedules=False,
         autoscale_utilisation=(0.5,),
-        cost_cut="exact",
     )
+    return exp, s
+
+
+@pytest.mark.slow
+def test_cost_cut_changes_no_choice(
+    day_night: Experiment, api_spec: Callable[..., ApiSpec], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Candidates dropped because their cost so far cannot beat the month's best (API spill
+    at 100x the test API's prices) leave the search's choice as it was without the cut (the
+    exact cut, `cost_cut = "exact"`)."""
+    import sim.planning.monthly as monthly
+
+    exp, s = _spilling_l4s(day_night, api_spec, 100.0)
+    s = dataclasses.replace(s, cost_cut="exact")
     said: list[str] = []
     cut = plan_experiment(exp, s, verify=False, compare_input=False, progress=said.append)
     dropped = [line for line in said if "cannot beat" in line]
@@ -586,20 +596,7 @@ def test_statistical_cost_cut_keeps_the_choice_on_fewer_replications(
     the API candidates and the autoscaler spilling to the API after 4–5 replications, each
     clearly dearer than the month's best, where the exact cut accepts one at $1,893 after 10:
     the same choice at the same cost, on fewer replications."""
-    api = api_spec(
-        input_usd_per_million=5.0, output_usd_per_million=25.0, spill=SpillSpec(max_wait_s=0.5)
-    )
-    exp = day_night.with_spec(dataclasses.replace(day_night.spec, api=api))
-    s = dataclasses.replace(
-        exp.spec.search,
-        gpus=("l4",),
-        max_replicas=4,
-        risk=0.3,
-        stages=(5, 10, 20),
-        api_options=(False, True),
-        schedules=False,
-        autoscale_utilisation=(0.5,),
-    )
+    exp, s = _spilling_l4s(day_night, api_spec, 5.0)
     assert s.cost_cut == "statistical"
     said: list[str] = []
     cut = plan_experiment(exp, s, verify=False, compare_input=False, progress=said.append)
