@@ -129,22 +129,46 @@ def _plain_result(log: RequestLog, fleet: CompiledFleet, simpy_events: int) -> S
 class Marks:
     """What `_Hybrid` reads and writes of a request set besides the core's arrays, for a run
     on arrays (`run_arrays`): arrivals and lengths as lists (the same Python values a
-    `RequestLog` holds, read one at a time by the control plane), and the outcomes it writes
-    per request — reclaim evictions, API spill, API drops — as arrays."""
+    `RequestLog` holds, read one at a time by the control plane) and as the arrays they came
+    from (`arrays`: what the API client reads a run of spilled requests from), and the
+    outcomes it writes per request — reclaim evictions, API spill, API drops — as arrays."""
 
-    __slots__ = ("api", "arrival_s", "dropped", "evictions", "input_tokens", "output_tokens")
+    __slots__ = (
+        "api",
+        "arrays",
+        "arrival_s",
+        "dropped",
+        "evictions",
+        "input_tokens",
+        "output_tokens",
+    )
 
     def __init__(self, requests: Requests) -> None:
         n = len(requests)
-        self.arrival_s: list[float] = np.asarray(requests.arrival_s, dtype=np.float64).tolist()
-        self.input_tokens: list[int] = np.asarray(requests.input_tokens, dtype=np.int64).tolist()
-        self.output_tokens: list[int] = np.asarray(requests.output_tokens, dtype=np.int64).tolist()
+        self.arrays = _request_arrays(requests)
+        arrival, inputs, outputs = self.arrays
+        self.arrival_s: list[float] = arrival.tolist()
+        self.input_tokens: list[int] = inputs.tolist()
+        self.output_tokens: list[int] = outputs.tolist()
         self.evictions = np.zeros(n, dtype=np.int64)
         self.api = np.zeros(n, dtype=bool)
         self.dropped = np.zeros(n, dtype=bool)
 
     def __len__(self) -> int:
         return len(self.arrival_s)
+
+
+def _request_arrays(
+    log: RequestLog | Requests | Marks,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Arrival times (s, float64) and input and output tokens (int64) of a request set."""
+    if isinstance(log, Marks):
+        return log.arrays
+    return (
+        np.asarray(log.arrival_s, dtype=np.float64),
+        np.asarray(log.input_tokens, dtype=np.int64),
+        np.asarray(log.output_tokens, dtype=np.int64),
+    )
 
 
 def run_arrays(
@@ -197,11 +221,10 @@ class _Hybrid:
         self.kv_tokens = [s.limits.kv_blocks * s.limits.block_size for s in specs]
         self.pools = [list(p.replicas) for p in phases]
         self.backlog: deque[tuple[int, int]] = deque()
-        # the API client over arrays: route's spilled requests go to it a run at a time
+        # the API client over arrays: route's spilled requests go to it a run at a time, read
+        # from the request set's arrays (built only where there is an API)
         self.api = None if hybrid.api is None else ArrayApiClient(hybrid.api, len(log))
-        self.arrival = np.asarray(log.arrival_s, dtype=np.float64)
-        self.inputs = np.asarray(log.input_tokens, dtype=np.int64)
-        self.outputs = np.asarray(log.output_tokens, dtype=np.int64)
+        self.arrays = _request_arrays(log) if hybrid.api is not None else None
         self.spill: Spill | None = None
         self.when_no_replica = False
         # Full-budget prefill rate of each replica (tokens/s), as sim.model._run has it.
@@ -321,9 +344,9 @@ class _Hybrid:
         api, log = self.api, self.log
         assert api is not None
         self.counts["spilled"] += len(rids)
-        first, finish = api.call_many(
-            rids, self.arrival[rids], self.inputs[rids], self.outputs[rids]
-        )
+        assert self.arrays is not None
+        arrival, inputs, outputs = self.arrays
+        first, finish = api.call_many(rids, arrival[rids], inputs[rids], outputs[rids])
         dropped = np.isnan(first)
         if isinstance(log, Marks):
             log.api[rids] = True
