@@ -80,24 +80,14 @@ def test_array_client_equals_the_python_client(
     arrays = ArrayApiClient(ApiClient(spec, ttft, speed), capacity=max(1, n // 3))  # grows
     got: list[tuple[float, float] | None] = []
     k = 0
-    for size in [*runs, n]:  # runs of the given sizes, then the rest one at a time
+    for size in [*runs, n]:  # runs of the given sizes (1: a single request), then the rest
         end = min(n, k + size)
-        if end <= k:
-            break
-        if size == 1 or end - k == 1:
-            got.append(arrays.call(int(rids[k]), float(times[k]), int(inputs[k]), int(outputs[k])))
-        else:
-            first, finish = arrays.call_many(
-                rids[k:end], times[k:end], inputs[k:end], outputs[k:end]
-            )
-            got += [
-                None if math.isnan(a) else (float(a), float(b))
-                for a, b in zip(first, finish, strict=True)
-            ]
+        first, finish = arrays.call_many(rids[k:end], times[k:end], inputs[k:end], outputs[k:end])
+        got += [
+            None if math.isnan(a) else (float(a), float(b))
+            for a, b in zip(first, finish, strict=True)
+        ]
         k = end
-    while k < n:
-        got.append(arrays.call(int(rids[k]), float(times[k]), int(inputs[k]), int(outputs[k])))
-        k += 1
     assert got == expected  # bit for bit
     assert arrays.counters == python.counters
     c = python.counters

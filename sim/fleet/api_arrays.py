@@ -189,15 +189,3 @@ class ArrayApiClient:
         if throttled.any():
             self._throttled_rids.extend(rids[throttled].tolist())
         return first, finish
-
-    def call(
-        self, rid: int, t: float, input_tokens: int, output_tokens: int
-    ) -> tuple[float, float] | None:
-        """`ApiClient.call`: one request."""
-        first, finish = self.call_many(
-            np.array([rid], dtype=np.int64),
-            np.array([t], dtype=np.float64),
-            np.array([input_tokens], dtype=np.int64),
-            np.array([output_tokens], dtype=np.int64),
-        )
-        return None if math.isnan(first[0]) else (float(first[0]), float(finish[0]))

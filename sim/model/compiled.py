@@ -325,28 +325,17 @@ class _Hybrid:
 
         return signal_at
 
-    def _to_api(self, rid: int, t: float) -> None:
-        api, log = self.api, self.log
-        assert api is not None
-        self.counts["spilled"] += 1
-        log.api[rid] = True
-        served = api.call(rid, t, log.input_tokens[rid], log.output_tokens[rid])
-        if served is None:
-            log.dropped[rid] = True
-            return
-        self.fleet.served_elsewhere(rid, served[0], served[1])
-
-    def _to_api_many(self, rids: np.ndarray) -> None:
-        """`_to_api` for each of the requests `route` spilled, at its arrival, in order: one
-        call of the API client's kernel for the run."""
+    def _to_api(self, rids: np.ndarray, t: float | None = None) -> None:
+        """Send requests `rids` to the API, in order, each at its arrival (`t` None: the ones
+        `route` spilled) or all at `t`: one call of the API client's kernel for the run."""
         if not len(rids):
             return
-        api, log = self.api, self.log
-        assert api is not None
+        api, log, arrays = self.api, self.log, self.arrays
+        assert api is not None and arrays is not None
         self.counts["spilled"] += len(rids)
-        assert self.arrays is not None
-        arrival, inputs, outputs = self.arrays
-        first, finish = api.call_many(rids, arrival[rids], inputs[rids], outputs[rids])
+        arrival, inputs, outputs = arrays
+        times = arrival[rids] if t is None else np.full(len(rids), t)
+        first, finish = api.call_many(rids, times, inputs[rids], outputs[rids])
         dropped = np.isnan(first)
         if isinstance(log, Marks):
             log.api[rids] = True
@@ -357,21 +346,20 @@ class _Hybrid:
             for rid in rids[dropped].tolist():
                 log.dropped[rid] = True
         served = ~dropped
-        self.fleet.served_elsewhere_many(rids[served], first[served], finish[served])
+        self.fleet.served_elsewhere(rids[served], first[served], finish[served])
 
     def _dispatch(self, items: list[tuple[int, int]], t: float, phase: int) -> None:
         """(rid, tokens already sent) at `t`, in order: to the pool, the API or the backlog."""
         pool = self.pools[phase]
         if pool:
-            for rid in self.fleet.dispatch(items, t, pool, self.policy, self.spill):
-                self._to_api(rid, t)
+            self._to_api(self.fleet.dispatch(items, t, pool, self.policy, self.spill), t)
             return
-        for rid, generated in items:
-            if self.api is not None and self.when_no_replica:
-                self._to_api(rid, t)
-            else:
-                self.counts["backlogged"] += 1
-                self.backlog.append((rid, generated))
+        if self.api is not None and self.when_no_replica:
+            self._to_api(np.array([rid for rid, _ in items], dtype=np.int64), t)
+            return
+        for item in items:
+            self.counts["backlogged"] += 1
+            self.backlog.append(item)
 
     def _drain_backlog(self, t: float) -> None:
         phase = self._phase_at(t)
@@ -416,8 +404,9 @@ class _Hybrid:
                     stop = min(end, bisect.bisect_left(times, starts[phase + 1], lo=i))
                 pool = self.pools[phase]
                 if pool and not self.backlog:
-                    spilled = fleet.route(i, stop, pool, self.policy, self.max_len[phase], spill)
-                    self._to_api_many(spilled)
+                    self._to_api(
+                        fleet.route(i, stop, pool, self.policy, self.max_len[phase], spill)
+                    )
                     i = stop
                     continue
                 ta = times[i]  # no healthy replica, or a backlog: one by one

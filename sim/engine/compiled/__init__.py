@@ -157,16 +157,15 @@ class CompiledFleet:
         pool: Sequence[int],
         policy: int,
         spill: Spill | None = None,
-    ) -> list[int]:
+    ) -> np.ndarray:
         """Dispatch requests (rid, output tokens already sent) at `t`, in order, over `pool`
-        (re-queued after an eviction, or waiting at the router); the spilled ones, returned."""
+        (re-queued after an eviction, or waiting at the router); the spilled ones, returned
+        (as `route`)."""
         if not items:
-            return []
+            return _NONE
         arr = np.asarray(items, dtype=np.int64).reshape(-1, 2)
         rids, gens = np.ascontiguousarray(arr[:, 0]), np.ascontiguousarray(arr[:, 1])
-        spilled = self._route(0, len(items), rids, gens, t, pool, policy, 0, spill)
-        out: list[int] = spilled.tolist()
-        return out
+        return self._route(0, len(items), rids, gens, t, pool, policy, 0, spill)
 
     def _route(
         self,
@@ -250,22 +249,15 @@ class CompiledFleet:
         """Mark `rid` rejected (longer than the model length), outside `route`."""
         self.state.q[rid, _r.Q_REJ] = 1
 
-    def served_elsewhere_many(
+    def served_elsewhere(
         self, rids: np.ndarray, first_token_s: np.ndarray, finish_s: np.ndarray
     ) -> None:
-        """`served_elsewhere` for each of `rids` (distinct) with its times."""
+        """Record requests `rids` (distinct) as served off the fleet (the API): each one's
+        first token unless it already streamed one on a replica, and its finish."""
         qf = self.state.qf
         unset = np.isnan(qf[rids, _r.X_FIRST])
         qf[rids[unset], _r.X_FIRST] = first_token_s[unset]
         qf[rids, _r.X_FIN] = finish_s
-
-    def served_elsewhere(self, rid: int, first_token_s: float, finish_s: float) -> None:
-        """Record `rid` as served off the fleet (the API): its first token unless it already
-        streamed one on a replica, and its finish."""
-        qf = self.state.qf
-        if qf[rid, _r.X_FIRST] != qf[rid, _r.X_FIRST]:
-            qf[rid, _r.X_FIRST] = first_token_s
-        qf[rid, _r.X_FIN] = finish_s
 
     def flush(self) -> None:
         """Run every replica until all it holds has finished."""
