@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import time
 import traceback
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -156,10 +156,11 @@ def shared_workers(jobs: int, backend: Backend = "local") -> Iterator[None]:
 
 
 def _local_outputs(
-    exp: Experiment, todo: list[int], jobs: int, scope: Scope = WHOLE
-) -> Iterator[ReplicationOutput]:
+    exp: Experiment, todo: list[int], jobs: int, scope: Scope = WHOLE, ordered: bool = False
+) -> Generator[ReplicationOutput, None, None]:
     """Replications in this process (jobs = 1) or a process pool (the `shared_workers` pool
-    when one is open), as they finish."""
+    when one is open), as they finish (`ordered`: in the order of `todo`). Closing the
+    iterator early cancels the replications not yet begun."""
     if jobs == 1:
         for k in todo:
             yield _safe_replication(exp, k, scope)
@@ -171,7 +172,7 @@ def _local_outputs(
             pool.submit(_safe_replication, exp, k, scope) for k in todo
         ]
         try:
-            for fut in as_completed(futures):
+            for fut in futures if ordered else as_completed(futures):
                 yield fut.result()
         finally:  # Ctrl-C or an error: drop what has not started
             for fut in futures:
@@ -184,8 +185,11 @@ def _ray_outputs(
     jobs: int,
     address: str | None,
     scope: Scope = WHOLE,
-) -> Iterator[ReplicationOutput]:
-    """Replications as Ray tasks (a local cluster of `jobs` CPUs, or the one at `address`).
+    ordered: bool = False,
+) -> Generator[ReplicationOutput, None, None]:
+    """Replications as Ray tasks (a local cluster of `jobs` CPUs, or the one at `address`), as
+    they finish (`ordered`: in the order of `todo`); closing the iterator early cancels the
+    tasks not yet finished.
 
     The same `_safe_replication` runs in every worker, so results do not depend on where they
     ran. Workers need the `sim` package importable (installed on every node of a cluster).
@@ -206,7 +210,10 @@ def _ray_outputs(
     pending = [task.remote(shared, k, scope) for k in todo]
     try:
         while pending:
-            ready, pending = ray.wait(pending, num_returns=1)
+            if ordered:
+                ready, pending = pending[:1], pending[1:]
+            else:
+                ready, pending = ray.wait(pending, num_returns=1)
             for ref in ready:
                 yield ray.get(ref)
     finally:
@@ -222,20 +229,35 @@ def replicate(
     backend: Backend = "local",
     address: str | None = None,
     scope: Scope = WHOLE,
+    stop: Callable[[ReplicationOutput], bool] | None = None,
 ) -> list[ReplicationOutput]:
     """The given replications of `exp` on a backend, in replication order (no store, no
     summary): the building block of searches that add replications as they need them.
-    `scope`: the months and standard errors to compute (`sim.replication.Scope`)."""
-    todo = list(replications)
+    `scope`: the months and standard errors to compute (`sim.replication.Scope`).
+
+    `stop` (a sequential test): the outputs are handed to it in replication order, and the
+    list ends with the first one for which it returns True. What comes back is then the same
+    whatever the workers' timing; replications begun beyond it are discarded (on a pool, at
+    most its workers + 1 begin before the stop is seen; the rest are cancelled)."""
+    todo = sorted(replications)
     if not todo:
         return []
+    ordered = stop is not None
     if backend == "ray":
-        outputs = list(_ray_outputs(exp, todo, jobs, address, scope))
+        stream = _ray_outputs(exp, todo, jobs, address, scope, ordered)
     elif backend == "local":
-        outputs = list(_local_outputs(exp, todo, min(jobs, len(todo)), scope))
+        stream = _local_outputs(exp, todo, min(jobs, len(todo)), scope, ordered)
     else:
         raise ValueError(f"unknown backend {backend!r}")
-    return sorted(outputs, key=lambda o: o.replication)
+    if stop is None:
+        return sorted(stream, key=lambda o: o.replication)
+    outputs = []
+    with contextlib.closing(stream):
+        for out in stream:
+            outputs.append(out)
+            if stop(out):
+                break
+    return outputs
 
 
 class BackendError(SimError):

@@ -208,6 +208,40 @@ def test_month_subsets_on_the_process_pool_equal_one_process(
     assert_frame_equal(one, two, check_exact=True)
 
 
+def test_evaluation_stops_at_the_miss_no_stage_can_accept(
+    tiny: Callable[..., Experiment],
+) -> None:
+    """`evaluate(..., most_misses=m)` ends at the replication of the (m + 1)-th miss, in
+    replication order: the prefix a full evaluation shows, on one worker or two; a later call
+    that needs more replications simulates the rest, the same bits."""
+    exp = tiny(requests_per_day=20000.0, months=1)
+    spec = dataclasses.replace(
+        exp.spec, horizon=dataclasses.replace(exp.spec.horizon, mode="sampled")
+    )
+    plan = constant_plan("one", 1, (PoolSpec("base", "a100-80gb", 1),), False)
+    n = 10
+    probe = Evaluator(exp.with_spec(spec), spec.slo).evaluate(plan, n, month=1).month(1)
+    # an SLO half the replications miss
+    ttft_s = float(np.median(probe["ttft_p95_s"].to_numpy()))
+    slo = dataclasses.replace(spec.slo, ttft_s=ttft_s)
+    exp = exp.with_spec(dataclasses.replace(spec, slo=slo))
+    full = Evaluator(exp, slo).evaluate(plan, n, month=1).month(1)
+    missed = (full["ttft_p95_s"] > ttft_s).to_list()
+    third = [i for i, m in enumerate(missed) if m][2]
+    assert 2 <= third < n - 1
+    for jobs in (1, 2):
+        ev = Evaluator(exp, slo, jobs=jobs)
+        stopped = ev.evaluate(plan, n, month=1, most_misses=2)
+        assert stopped.replications_of(1) == third + 1
+        assert stopped.misses(1).k == 3
+        assert ev.replications_run == third + 1
+        assert_frame_equal(stopped.month(1), full.head(third + 1), check_exact=True)
+        # asked again with the same limit: nothing more runs
+        assert ev.evaluate(plan, n, month=1, most_misses=2) is stopped
+        rest = ev.evaluate(plan, n, month=1)
+        assert_frame_equal(rest.month(1), full, check_exact=True)
+
+
 def test_price_lists_name_one_provider_and_list_overrides(growth_experiment: Experiment) -> None:
     lists = price_lists()
     assert {"aws", "runpod"} <= set(lists)

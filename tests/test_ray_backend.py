@@ -9,7 +9,8 @@ import pytest
 
 from sim.config import MonthPlan, PoolSpec
 from sim.experiment import load_experiment
-from sim.runner import run_experiment
+from sim.runner import replicate, run_experiment
+from sim.stats import months_frame
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'sim[ray]')")
 
@@ -38,3 +39,12 @@ def test_ray_backend_gives_the_same_tables_as_local_processes(local_cluster: Non
     assert on_ray.errors == {} and on_ray.replications_done == [0, 1, 2]
     assert on_ray.months.equals(local.months)
     assert on_ray.hourly.equals(local.hourly)
+    # a sequential test's stop ends both backends at the same replication, in order
+    whole = replicate(exp, range(2), jobs=1)
+    for backend in ("ray", "local"):
+        outs = replicate(
+            exp, range(3), jobs=2, backend=backend, stop=lambda out: out.replication == 1
+        )
+        assert [o.replication for o in outs] == [0, 1]
+        got = months_frame([r for o in outs for r in o.months])
+        assert got.equals(months_frame([r for o in whole for r in o.months]))

@@ -20,8 +20,8 @@ REPLICATION_STAGES = (20, 60, 150)
 """Replications a candidate gets, stage by stage, until its Clopper–Pearson bound decides it:
 20 screens out clear failures (a lower bound above the risk); 60 is the least that can accept
 a 5 % risk with no miss at 95 % confidence (1 − 0.05^(1/59) = 4.9 %); 150 settles
-candidates with a few misses. Between and before them `sim.planning.decide.futility_looks`
-reject a candidate as soon as its misses exceed what 150 can accept (2 at 5 %)."""
+candidates with a few misses. A candidate is rejected as soon as its misses exceed what 150
+can accept (2 at 5 %): after every replication, in replication order (`sim.planning.decide`)."""
 AUTOSCALE_UTILISATION = (0.25, 0.5)
 """Fractions of the sequences one replica runs at its capacity at the SLO that an autoscaled
 candidate's HPA target is set to (`sim.planning.autoscale`), each tried as its own candidate.

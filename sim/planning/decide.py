@@ -201,14 +201,18 @@ def _decide(
     Futility: misses only accumulate, and a stage of n replications accepts at most
     `most_misses_accepted(n)` of them, so a plan that has already missed more often than the
     largest later stage accepts is rejected at once — the decision it would reach at its
-    last stage, without the replications in between. This is checked at the stages and at
-    the looks between them (`futility_looks`), so a fleet missing every month is rejected
-    after 4 replications instead of 20."""
+    last stage, without the replications in between. This is checked after every
+    replication, in replication order (`Evaluator.evaluate`'s `most_misses`): a fleet missing
+    every month is rejected after 3 replications (at 5 % risk) instead of 20, and one whose
+    third miss comes at replication 70 after 70, not at the next look (104). The cost cut
+    and the bounds are looked at only at the looks (`futility_looks`)."""
     last = s.stages[-1]
     most = {n: most_misses_accepted(n, s.risk, s.confidence) for n in s.stages}
     for n in futility_looks(s.stages):
-        result = ev.evaluate(plan, n, month)
+        result = ev.evaluate(plan, n, month, most_misses=most[last])
         p = result.misses(month)
+        if p.n < n:
+            return False, result  # stopped at its (most[last] + 1)-th miss: futile
         if n in most and p.bound <= s.risk:
             return True, result
         if n in most and lower_bound(p.k, p.n, p.confidence) > s.risk:
@@ -222,9 +226,10 @@ def _decide(
 
 def futility_looks(stages: tuple[int, ...]) -> list[int]:
     """The replication counts at which `_decide` looks: the stages, and between them where
-    only futility (or the cost cut) can stop a plan: 4 and 10 below the first stage, and the
-    midpoint of each two stages (rounded down to an even count, so that two workers share
-    every batch). For (20, 60, 150): 4, 10, 20, 40, 60, 104, 150."""
+    only the cost cut (futility is seen after every replication) can stop a plan: 4 and 10
+    below the first stage, and the midpoint of each two stages (rounded down to an even
+    count, so that two workers share every batch). For (20, 60, 150): 4, 10, 20, 40, 60,
+    104, 150."""
     looks = {n for n in (4, 10) if n < stages[0]} | set(stages)
     for a, b in itertools.pairwise(stages):
         mid = (a + b) // 2 // 2 * 2

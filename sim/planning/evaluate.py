@@ -11,7 +11,7 @@ count in each replication, not only on average.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,7 +21,7 @@ from sim.capacity import capacities, with_token_utilisation
 from sim.config import EngineSpec, MonthPlan, PlanSearchSpec, PlanSpec, PoolSpec, SloSpec
 from sim.errors import SimError
 from sim.experiment import Experiment
-from sim.replication import Scope
+from sim.replication import ReplicationOutput, Scope
 from sim.runner import Backend, replicate
 from sim.stats import months_frame
 from sim.stats.risk import Proportion, missed_slo
@@ -111,12 +111,27 @@ class Evaluator:
     replications_run: int = 0  # replications simulated (of one month or more)
     months_run: int = 0  # (replication, month) pairs simulated: the search's unit of work
 
-    def evaluate(self, plan: PlanSpec, n: int, month: int | None = None) -> Evaluation:
+    def evaluate(
+        self,
+        plan: PlanSpec,
+        n: int,
+        month: int | None = None,
+        *,
+        most_misses: int | None = None,
+    ) -> Evaluation:
         """`plan` over replications 0..n−1 of `month` (None: of every month), simulating only
         the (replication, month) pairs not yet run. A month's rows do not depend on which
         other months ran with it (`sim.replication.run_replication`), so deciding a candidate
         month by month costs one month per replication, not the horizon (on a sampled horizon;
-        a full one simulates, and keeps, every month)."""
+        a full one simulates, and keeps, every month).
+
+        `most_misses` (with `month`): stop at the first replication after which more than
+        `most_misses` of the month's replications have missed its SLO. The evaluation then
+        holds replications 0..k for that k < n − 1 (the same k whatever the workers' timing:
+        `sim.runner.replicate`'s `stop`); a search that can accept no more misses than that
+        needs no further replication to reject."""
+        if most_misses is not None and month is None:
+            raise ValueError("most_misses needs one month")
         key = (self.exp.spec.engine, plan)
         have = self.cache.get(key)
         # a full horizon simulates every month of a replication at once (queues carry over
@@ -135,6 +150,12 @@ class Evaluator:
         spec = dataclasses.replace(self.exp.spec, plans=(plan,), fleet=plan.fleet)
         exp = self.exp.with_spec(spec)
         first = min(done[m] for m in need)
+        stop = None
+        if most_misses is not None and month is not None:
+            before = have.misses(month).k if have is not None else 0
+            if have is not None and before > most_misses:
+                return have  # stopped there before
+            stop = _misses_over(most_misses - before, month, self.slo, self.attainment_target)
         outputs = replicate(
             exp,
             range(first, n),
@@ -142,6 +163,7 @@ class Evaluator:
             backend=self.backend,
             address=self.address,
             scope=Scope(None if whole else frozenset(need), standard_errors=False),
+            stop=stop,
         )
         failed = [o for o in outputs if o.error is not None]
         if failed:
@@ -170,6 +192,23 @@ class Evaluator:
         )
         self.cache[key] = ev
         return ev
+
+
+def _misses_over(
+    most: int, month: int, slo: SloSpec, attainment_target: float | None
+) -> Callable[[ReplicationOutput], bool]:
+    """`replicate`'s `stop`: true at the first output (in replication order) after which more
+    than `most` outputs have missed the SLO in `month` (`missed_slo`, the one definition)."""
+    seen = [0]
+
+    def stop(out: ReplicationOutput) -> bool:
+        if out.error is not None:
+            return True  # `evaluate` raises on it: nothing after it is needed
+        rows = months_frame([r for r in out.months if r["month"] == month])
+        seen[0] += int(rows.select(missed_slo(slo, attainment_target).sum()).item() or 0)
+        return seen[0] > most
+
+    return stop
 
 
 def search_evaluator(

@@ -24,7 +24,7 @@ stage by stage (`REPLICATION_STAGES`) until the one-sided Clopper–Pearson boun
 decides it: accepted when the upper bound ≤ risk, rejected when the lower bound > risk or when
 the last stage leaves it undecided (not proven safe) — or as soon as it has missed more often
 than the last stage can accept, which it would be there (futility: misses only accumulate;
-looked at between the stages too, `sim.planning.decide.futility_looks`). The month's choice
+looked at after every replication, in replication order). The month's choice
 is the accepted candidate of least objective cost. A candidate still undecided is dropped
 when its replications so far already cost too much: were it accepted later, its mean cost
 would be at least (Σ costs so far + its cost lower bound × the replications still to come) ÷
