@@ -1,7 +1,8 @@
 """The compiled data plane (`sim.engine.compiled`): the same per-request timestamps as the
 one-step-per-event reference engine (≤ 1e-9 s) and the same bits as `FastReplica`, on random
 workloads with ties and KV preemption, over 1–3 replicas and every routing policy; JSQ's
-change-heap router against the plain O(R) scan on larger fleets; phases and rejection.
+router (its scan of changed members, and its change heap and tree) against asking every
+replica on larger fleets; phases and rejection.
 
 The first test in a fresh checkout compiles the kernels (~30 s once; numba caches them).
 """
@@ -15,8 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import sim.engine.compiled as core
 from sim.engine import EngineLimits, RequestLog, StepTimeModel, prefill_pairs
-from sim.engine.compiled import compile_kernels
+from sim.engine.compiled import JSQ_SCAN_MAX, compile_kernels
 from sim.fleet.routing import ROUTING_POLICIES, two_choices
 from sim.fleet.spot import Outage
 from sim.model import FleetPhase, Hybrid, ReplicaSpec, simulate, simulate_arrays
@@ -129,20 +131,30 @@ def test_compiled_is_bit_identical_to_fast_replica(w: dict, routing: str) -> Non
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(workloads(max_replicas=24, max_n=200))
-def test_jsq_change_heap_picks_what_the_full_scan_picks(w: dict) -> None:
-    """The compiled JSQ looks only at replicas whose load may have changed; `FastReplica`'s
-    router asks every replica. Same choices, on fleets up to 24 replicas."""
-    compiled, _ = _run(w, "compiled")
+@given(workloads(max_replicas=24, max_n=200), st.sampled_from([JSQ_SCAN_MAX, 0]))
+def test_jsq_change_heap_picks_what_the_full_scan_picks(w: dict, scan_max: int) -> None:
+    """The compiled JSQ looks only at replicas whose load may have changed, by a scan or
+    (`scan_max` 0) its change heap and tournament tree; `FastReplica`'s router asks every
+    replica. Same choices, on fleets up to 24 replicas."""
+    core.JSQ_SCAN_MAX = scan_max
+    try:
+        got, _ = _run(w, "compiled")
+    finally:
+        core.JSQ_SCAN_MAX = JSQ_SCAN_MAX
     lazy, _ = _run(w, "lazy")
-    _assert_identical(compiled, lazy)
+    _assert_identical(got, lazy)
 
 
+@pytest.mark.parametrize("scan_max", [JSQ_SCAN_MAX, 0])
 @pytest.mark.parametrize("replicas", [70, 200])
-def test_jsq_on_a_large_fleet_with_ties_picks_what_the_full_scan_picks(replicas: int) -> None:
-    """JSQ's tournament tree (keys: load, then pool position) on fleets past the hypothesis
-    test's size, one of them not a power of two: integer step times and arrival instants make
-    equal loads and step boundaries at arrival instants common."""
+def test_jsq_on_a_large_fleet_with_ties_picks_what_the_full_scan_picks(
+    replicas: int, scan_max: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """JSQ's keys (load, then pool position), scanned or in the tournament tree (`scan_max`
+    0), on fleets past the hypothesis test's size, one of them not a power of two: integer
+    step times and arrival instants make equal loads and step boundaries at arrival instants
+    common."""
+    monkeypatch.setattr(core, "JSQ_SCAN_MAX", scan_max)
     rng = np.random.default_rng(replicas)
     n = 4000
     w = {

@@ -29,7 +29,7 @@ import numpy as np
 
 from sim.engine.compiled import layout as _r
 from sim.engine.compiled.control import evict, pool_total
-from sim.engine.compiled.fleet import JSQ, P2C, ROUND_ROBIN, flush, route
+from sim.engine.compiled.fleet import JSQ, JSQ_SCAN_MAX, P2C, ROUND_ROBIN, flush, route
 from sim.engine.compiled.replica import advance_to
 from sim.engine.log import RequestLog, busy_seconds_inside
 from sim.engine.steptime import EngineLimits, StepTimeModel
@@ -127,6 +127,9 @@ class CompiledFleet:
         self.uniforms = uniforms if uniforms is not None else np.zeros((n, 2))
         self.counters = np.zeros(2, dtype=np.int64)
         self._rows = n + nr + 1  # busy-period rows that may be written (grows on evictions)
+        # JSQ scans pools up to this size, else uses its tree (`fleet.JSQ_SCAN_MAX`; read
+        # here, so that a test can set the module's value to run the tree on small pools)
+        self.jsq_scan_max = JSQ_SCAN_MAX
 
     @property
     def routed(self) -> int:
@@ -192,6 +195,7 @@ class CompiledFleet:
             at,
             pool_arr,
             policy,
+            self.jsq_scan_max,
             max_model_len,
             self.uniforms,
             self.counters,

@@ -11,22 +11,25 @@ order), exactly as `sim.model`'s dispatch path does with `sim.fleet.routing`'s p
 * `P2C` (power of two choices): two distinct pool positions drawn from the request's two
   uniforms, the one with less outstanding work (ties: the first in pool order).
 
-**JSQ without looking at every replica.** A replica's outstanding work changes only when a
+**JSQ without recomputing every load.** A replica's outstanding work changes only when a
 request is submitted to it or a step ends (a mixed step, or a step boundary of a decode run,
 which `remaining_at` counts in closed form). Each pool member therefore carries the time its
-load may next change (`nxt`); a min-heap over `nxt` yields the members whose load must be
-recomputed at an arrival, and a tournament tree over (load, pool position) gives the minimum.
-Per arrival this costs O(log R) per member whose load changed since the previous arrival —
-about (steps per request per replica), independent of the fleet size R — instead of R calls.
+load may next change (`nxt`), and only the members whose `nxt` has come are brought up to
+date at an arrival — about (steps per request per replica) of them, whatever the fleet size R.
 `nxt` may be early (a spurious recompute is harmless), never late: within a decode run the next
 step boundary is taken a microsecond early, so that rounding of `t − s0` cannot hide it.
+Pools of up to `JSQ_SCAN_MAX` members (every fleet the shipped experiments and searches
+simulate) then find those members and the least load by one scan of two small arrays; larger
+ones by a min-heap over `nxt` and a tournament tree over (load, pool position): O(log R) per
+changed member, slower than the scan below ~700 members (`JSQ_SCAN_MAX`'s NOTE).
 
 NOTE: measured on bench/engine.py's sweep (70% load per replica): 2.3 load changes per
 arrival at 4 replicas, 4.8 at 16, 5.8 at 64, 5.9 at 200 (a member's load changes at each of
-its step boundaries, ~6 per arrival to it, whatever R), 2.6 of them a segment's end; each
-~150 ns (advance, closed-form load, heap and tree). Routing (the core's time minus a
-replay of the same choices without a router) is ~0.2 µs per request at 4 replicas, ~0.5 at
-16, ~0.85 at 200, against ~0.2 µs for the data plane itself, flat in R. Two lazier variants
+its step boundaries, ~6 per arrival to it, whatever R), 2.6 of them a segment's end. With the
+heap and the tree each cost ~150 ns, and routing (the core's time minus a replay of the same
+choices without a router) was ~0.3–0.4 µs per request at 4 replicas, ~0.6 at 16, ~0.9–1.0 at
+200, against ~0.2 µs for the data plane itself, flat in R; the scan takes 0.21, 0.36–0.55 and
+0.60. (The heap and tree were kept in nodes of packed keys; two lazier variants
 were measured and rejected: (1) lower bounds (the load at the end of each decode run): at
 200 replicas ~42 members per arrival have a bound below the minimum (JSQ keeps the bottom of
 the fleet ~20 tokens apart, less than one decode step); (2) exact loads only for the members
@@ -34,7 +37,9 @@ at or below a threshold, the others woken when their run (or a bound over the st
 it) could take them below it: the same choices, 3–4 refreshes per arrival instead of 6
 (segment ends and the threshold's O(R) rebuilds remain): route at 200 replicas 0.93 against
 1.11 µs per request, no gain at 16 or fewer: not worth a second mechanism. A timing wheel in
-place of the change heap was slower (1.44 against 1.09 µs at 200 replicas).
+place of the change heap was slower (1.44 against 1.09 µs at 200 replicas).) The scan wins
+below ~700 members because per changed member it only stores a key and a time, and a pass
+over R keys and times in cache is cheaper than the heap's and the tree's log R dependent steps.
 """
 
 from __future__ import annotations
@@ -66,6 +71,14 @@ from sim.engine.compiled.layout import (
 from sim.engine.compiled.replica import advance_to, decode_steps_within, remaining_at, submit
 
 JSQ, ROUND_ROBIN, P2C = 0, 1, 2
+
+JSQ_SCAN_MAX = 512
+"""Pools up to this size pick JSQ's member by a scan (module docstring); larger ones by the
+tournament tree. NOTE: measured on bench/engine.py's sweep workload (70 % load per replica,
+200,000 requests, routing = route + flush − a replay of the same choices, µs per request,
+two interleaved runs each): scan against tree 0.21 against 0.27–0.41 at 4 replicas, 0.36–0.55
+against 0.60–0.67 at 16, 0.59–0.61 against 0.84–0.93 at 128, 0.60–0.61 against 0.88–1.02 at
+256, 0.81–0.83 against 1.00–1.02 at 512, 1.23 against 1.09–1.15 at 1,024."""
 
 # NOTE: 1 µs of slack before a decode-run step boundary: times here are < 2e7 s (8 months),
 # where one ulp is < 4e-9 s, so `fl(t − s0)` cannot reach the boundary earlier than this.
@@ -164,6 +177,7 @@ def route(
     at: float,
     pool: Arr,
     policy: int,
+    scan_max: int,
     max_model_len: int,
     uniforms: Arr,
     counters: Arr,
@@ -189,9 +203,13 @@ def route(
     while width < size:
         width *= 2
         shift += 1
-    # JSQ's tournament tree: leaf `width + m` holds member m's key (load << shift | m); a
-    # load fits while it is under 2**(63 - shift) tokens
-    tree = np.full(2 * width, np.iinfo(np.int64).max, dtype=np.int64)
+    # JSQ's keys: member m's is (load << shift | m), so the least key is the least load, ties
+    # to the lower position; a load fits while it is under 2**(63 - shift) tokens. Up to
+    # `scan_max` members they sit in `keys` and `hk` holds each one's next change, both
+    # scanned per arrival; above it, a tournament tree (leaf `width + m`) and a change heap
+    linear = size <= scan_max
+    tree = np.full(1 if linear else 2 * width, np.iinfo(np.int64).max, dtype=np.int64)
+    keys = np.zeros(size, dtype=np.int64)
     hk = np.full(size, -math.inf)  # JSQ: every member is looked at on the first arrival
     hv = np.arange(size)
     hpos = np.arange(size)
@@ -229,6 +247,20 @@ def route(
             load1 = remaining_at(ri, rf, pool[pair[1]], t)
             j = pair[1] if load1 < load0 else pair[0]
             best_load = load1 if load1 < load0 else load0
+        elif linear:  # JSQ over a few members: scan for the changed ones, then the least
+            jsq = True
+            least = np.iinfo(np.int64).max
+            for m in range(size):
+                if hk[m] <= t:
+                    r = pool[m]
+                    if ri[r, I_STATE] != IDLE and rf[r, F_T] <= t:
+                        advance_to(ri, rf, q, qf, needs, heap, ent, busy, nbusy, r, t)
+                    now, hk[m] = load_and_next_change(ri, rf, r, t)
+                    keys[m] = (now << shift) | m
+                if keys[m] < least:
+                    least = keys[m]
+            j = least & (width - 1)
+            best_load = least >> shift
         else:  # JSQ: bring the members whose load may have changed up to date
             jsq = True
             while hk[0] <= t:
@@ -270,7 +302,10 @@ def route(
                 continue
         submit(ri, rf, q, needs, r, i, t, gen)
         counters[0] += 1
-        if jsq:
+        if jsq and linear:
+            now, hk[j] = load_and_next_change(ri, rf, r, t)
+            keys[j] = (now << shift) | j
+        elif jsq:
             now, hk[hpos[j]] = load_and_next_change(ri, rf, r, t)
             _tree_fix(tree, width + j, (now << shift) | j)
             _heap_sift(hk, hv, hpos, hpos[j], size)
