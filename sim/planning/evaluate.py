@@ -127,7 +127,7 @@ class Evaluator:
 
         `most_misses` (with `month`): stop at the first replication after which more than
         `most_misses` of the month's replications have missed its SLO. The evaluation then
-        holds replications 0..k for that k < n − 1 (the same k whatever the workers' timing:
+        holds replications 0..k for that k ≤ n − 1 (the same k whatever the workers' timing:
         `sim.runner.replicate`'s `stop`); a search that can accept no more misses than that
         needs no further replication to reject."""
         if most_misses is not None and month is None:

@@ -76,9 +76,10 @@ JSQ_SCAN_MAX = 512
 """Pools up to this size pick JSQ's member by a scan (module docstring); larger ones by the
 tournament tree. NOTE: measured on bench/engine.py's sweep workload (70 % load per replica,
 200,000 requests, routing = route + flush − a replay of the same choices, µs per request,
-two interleaved runs each): scan against tree 0.21 against 0.27–0.41 at 4 replicas, 0.36–0.55
-against 0.60–0.67 at 16, 0.59–0.61 against 0.84–0.93 at 128, 0.60–0.61 against 0.88–1.02 at
-256, 0.81–0.83 against 1.00–1.02 at 512, 1.23 against 1.09–1.15 at 1,024."""
+two interleaved runs each), scan against tree: 0.21 against 0.27–0.41 at 4 replicas;
+0.36–0.55 against 0.60–0.67 at 16; 0.58 (once 1.00, in a run noisy throughout) against
+0.84–0.93 at 128; 0.60–0.61 against 0.88–1.02 at 256; 0.81–0.83 against 1.00–1.02 at 512;
+1.23 against 1.09–1.15 at 1,024."""
 
 # NOTE: 1 µs of slack before a decode-run step boundary: times here are < 2e7 s (8 months),
 # where one ulp is < 4e-9 s, so `fl(t − s0)` cannot reach the boundary earlier than this.
