@@ -249,6 +249,9 @@ def route(
             j = pair[1] if load1 < load0 else pair[0]
             best_load = load1 if load1 < load0 else load0
         elif linear:  # JSQ over a few members: scan for the changed ones, then the least
+            # NOTE: the refresh (advance if a step ended, then the load) is written out here
+            # and in the heap loop below: one inline helper for both measured 3x slower
+            # routing at 4 replicas (0.64–0.68 against 0.21–0.23 µs a request, interleaved)
             jsq = True
             least = np.iinfo(np.int64).max
             for m in range(size):
