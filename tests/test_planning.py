@@ -673,3 +673,86 @@ def test_plan_searches_a_calibration_files_gpu(tmp_path: Path) -> None:
     written = out / "plan.toml"
     written.write_text(text.replace('"../traces/', f'"{ROOT.as_posix()}/traces/'))
     assert load_experiment(written).spec.fleet[0].pools[0].gpu == "my-l40s-like"
+
+
+def test_failures_carry_to_the_next_month_for_fixed_fleets_only() -> None:
+    """Month 1's failures start month 2: a static on-demand N marks its scheduled and
+    autoscaled variants up to N (as inside a month); a spot family carries alone; an
+    autoscaled family does not carry (its minimum rises with the load); other months and
+    larger counts already failed are left as they are."""
+    from sim.planning.monthly import carry_failures
+
+    kinds = ["scheduled", "autoscaled 0.5"]
+    failed = {
+        (1, ("l4", 0.0, False, "static")): 3,
+        (1, ("l4", 0.5, True, "static")): 4,
+        (1, ("a10g", 0.0, False, "autoscaled 0.5")): 5,
+        (1, ("a10g", 0.0, False, "scheduled")): 2,
+        (2, ("l4", 0.0, False, "scheduled")): 6,
+        (3, ("h100-80gb", 0.0, False, "static")): 1,
+    }
+    carry_failures(failed, 2, kinds)
+    assert failed == {
+        (1, ("l4", 0.0, False, "static")): 3,
+        (1, ("l4", 0.5, True, "static")): 4,
+        (1, ("a10g", 0.0, False, "autoscaled 0.5")): 5,
+        (1, ("a10g", 0.0, False, "scheduled")): 2,
+        (2, ("l4", 0.0, False, "static")): 3,
+        (2, ("l4", 0.0, False, "scheduled")): 6,  # a larger failure of month 2 stays
+        (2, ("l4", 0.0, False, "autoscaled 0.5")): 3,
+        (2, ("l4", 0.5, True, "static")): 4,
+        (2, ("a10g", 0.0, False, "scheduled")): 2,
+        (3, ("h100-80gb", 0.0, False, "static")): 1,
+    }
+
+
+def test_failures_carry_only_where_the_load_rises(growth_experiment: Experiment) -> None:
+    """+20 %/month with sd_log 0.1 (median factor 1.19): carried; no growth with any spread
+    (median below 1), or a decline: not; a replayed trace (months of other shapes): not."""
+    from sim.planning.monthly import failures_carry
+
+    def with_growth(mean: float, sd: float) -> Experiment:
+        w = growth_experiment.spec.workload
+        g = dataclasses.replace(w.growth, mean_monthly=mean, sd_log=sd)
+        spec = dataclasses.replace(
+            growth_experiment.spec, workload=dataclasses.replace(w, growth=g)
+        )
+        return growth_experiment.with_spec(spec)
+
+    assert failures_carry(with_growth(0.2, 0.1))
+    assert failures_carry(with_growth(0.0, 0.0))
+    assert not failures_carry(with_growth(0.0, 0.1))
+    assert not failures_carry(with_growth(-0.1, 0.0))
+    assert not failures_carry(load_experiment(ROOT / "experiments" / "azure_conv_replay.toml"))
+
+
+@pytest.mark.slow
+def test_carried_failures_change_no_choice(
+    day_night: Experiment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three months of growing traffic: the search that starts each month from the last
+    month's failures makes the same choices at the same costs as one that decides every
+    candidate afresh, on fewer decisions; whatever it skipped, the full search rejected."""
+    import sim.planning.monthly as monthly
+
+    spec = day_night.spec
+    exp = day_night.with_spec(dataclasses.replace(spec, months=3, fleet=spec.fleet * 3, plans=()))
+    s = dataclasses.replace(
+        exp.spec.search,
+        gpus=("l4",),
+        max_replicas=5,
+        risk=0.3,
+        stages=(5, 10, 20),
+        api_options=(False,),
+        autoscale=False,
+    )
+    carried = plan_experiment(exp, s, verify=False, compare_input=False)
+    monkeypatch.setattr(monthly, "failures_carry", lambda _: False)
+    fresh = plan_experiment(exp, s, verify=False, compare_input=False)
+    assert [c.candidate for c in carried.choices] == [c.candidate for c in fresh.choices]
+    assert [c.cost_usd for c in carried.choices] == [c.cost_usd for c in fresh.choices]
+    decided = {(t.month, t.candidate): t for t in fresh.tried}
+    assert all(decided[(t.month, t.candidate)].accepted == t.accepted for t in carried.tried)
+    skipped = set(decided) - {(t.month, t.candidate) for t in carried.tried}
+    assert skipped
+    assert all(month > 1 and not decided[(month, c)].accepted for month, c in skipped)

@@ -39,6 +39,11 @@ on until its bound rejects or accepts it at a cost above the best's (or, by chan
 Under common random numbers a month's misses do not
 increase with the replica count, so a count that fails marks every smaller count of its family
 failed too (and, a scheduled N serving at most N in every hour, the scheduled ones up to it).
+From month 2 on, the fixed fleets (static or scheduled, any spot share and API option) that
+failed the month before are failed from the start, with the moving fleets a static on-demand
+failure implies, where the traffic is generated and grows (`carry_failures`,
+`failures_carry`): a heuristic resting on a month's misses growing with its load, not a
+bound (each month draws its windows afresh).
 Where a scheduled candidate is chosen, the cheapest accepted static one is found as well (a
 static candidate is skipped only when it cannot beat the best static one) and reported
 beside it: what scheduling saves at the same risk.
@@ -95,6 +100,7 @@ from sim.planning.spreadsheet import mean_rate_per_s
 from sim.replication import plan_run
 from sim.rng import Streams
 from sim.runner import Backend
+from sim.workload.month import WorkloadModel
 
 Progress = Callable[[str], None]
 
@@ -307,7 +313,12 @@ def search_at_tp(
     moving_kinds = ["scheduled", *(f"autoscaled {u:g}" for u in s.autoscale_utilisation)]
     chosen: dict[int, Evaluation] = {}
     infeasible: list[int] = []
+    carries = failures_carry(base)
     for month in range(1, spec.months + 1):
+        if carries and month > 1:
+            carry_failures(failed_at, month, moving_kinds)
+        carried = {fam: n for (m, fam), n in failed_at.items() if m == month}
+        not_retried = 0
         best: MonthChoice | None = None
         best_static: MonthChoice | None = None  # for "does scheduling pay?"
         best_auto: MonthChoice | None = None  # for "does moving the fleet pay?"
@@ -331,6 +342,7 @@ def search_at_tp(
             if any(b is not None and bound(c, month) >= b.cost_usd - 0.01 for b in bars):
                 continue  # cannot beat the month's best (visited in list-price order)
             if failed_at.get((month, c.family), 0) >= c.count:
+                not_retried += carried.get(c.family, 0) >= c.count
                 continue
             if met_at.get((month, c.family), c.count + 1) <= c.count:
                 continue  # a smaller ceiling of this autoscaler met the risk
@@ -391,6 +403,11 @@ def search_at_tp(
                 best = month_choice(result, c, month, objective)
             if not c.moves and (best_static is None or objective < best_static.cost_usd):
                 best_static = month_choice(result, c, month, objective)
+        if not_retried:
+            say(
+                f"month {month}: {not_retried} fleets not tried: as large or smaller ones "
+                f"failed month {month - 1}, and load grows"
+            )
         if best_static is not None:
             static_best[month] = best_static
         if best_auto is not None:
@@ -419,6 +436,45 @@ def search_at_tp(
         infeasible,
         dropped,
     )
+
+
+def failures_carry(exp: Experiment) -> bool:
+    """Whether a fleet that failed a month fails the next one too (`carry_failures`): the
+    traffic is generated (`WorkloadModel`: every month the same weekly shape, bursts and
+    lengths, at the volume of its growth path) and each month's growth factor is more likely
+    a rise than a fall (its median, exp(log(1 + mean_monthly) − sd_log² / 2), at least 1).
+    A replayed trace's months differ in shape, so nothing carries there."""
+    growth = exp.spec.workload.growth
+    rises = math.log1p(growth.mean_monthly) - growth.sd_log**2 / 2.0 >= 0.0
+    return rises and isinstance(exp.traffic(), WorkloadModel)
+
+
+def carry_failures(
+    failed_at: dict[tuple[int, tuple[str, float, bool, str]], int],
+    month: int,
+    moving_kinds: list[str],
+) -> None:
+    """Month `month` starts with the previous month's failures of fixed fleets (static and
+    scheduled, with their spot share and API option): a fleet that could not meet the risk
+    under month − 1's load meets more load now (`failures_carry`), and a month's misses grow
+    with its load. A static on-demand N that failed marks the moving fleets up to N failed,
+    as inside a month. Autoscaled families do not carry: their minimum rises with the
+    month's load (`min_replicas_for`), so the same ceiling is another, larger fleet.
+
+    A heuristic, like the autoscalers' `met_at`: under common random numbers a month's
+    windows are drawn afresh, so a fleet rejected last month by a few misses could by chance
+    pass this month; on hybrid_burst it changes no decision and skips about one candidate
+    in six (README, "sim plan")."""
+    autoscaled = {k for k in moving_kinds if k.startswith("autoscaled")}
+    for (m, fam), n in list(failed_at.items()):
+        if m != month - 1 or fam[3] in autoscaled:
+            continue
+        failed_at[(month, fam)] = max(failed_at.get((month, fam), 0), n)
+        gpu, share, api, kind = fam
+        if kind == "static" and share == 0.0:
+            for moving in moving_kinds:
+                key = (month, (gpu, 0.0, api, moving))
+                failed_at[key] = max(failed_at.get(key, 0), n)
 
 
 def _cost(choice: MonthChoice) -> float:
