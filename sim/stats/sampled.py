@@ -111,8 +111,46 @@ class _Sorted:
         w = weights[order]
         return _Sorted(values[order], w, np.cumsum(w))
 
+    @staticmethod
+    def of_windows(arrays: Sequence[FloatArray], w: FloatArray) -> _Sorted:
+        """`of` over the windows' `arrays` concatenated, window j's values weighing `w[j]`:
+        the same arrays, bit for bit, faster (`sorted_windows`)."""
+        values, window = sorted_windows(arrays)
+        weights = w[window]
+        return _Sorted(values, weights, np.cumsum(weights))
+
     def quantile(self, q: float) -> float:
         return _quantile(self.values, self.cum, q)
+
+
+def sorted_windows(arrays: Sequence[FloatArray]) -> tuple[FloatArray, npt.NDArray[np.int64]]:
+    """The windows' values concatenated and sorted as `stable_argsort` orders them, and
+    each value's window (equal values by window, then by place).
+
+    NOTE: positive finite floats order as their bit patterns do, so when every value is
+    positive and finite and their patterns span few enough bits to leave room for the
+    window number below them, one sort of the packed integers (bits − least bits) << b |
+    window — numpy's vectorised sort, no permutation — gives both; equal values of one
+    window are the same bits, so their order is immaterial. Otherwise (zeros, negatives,
+    NaNs, a span too wide): `stable_argsort`. A month's ~200,000 TTFTs: the sort ~2 ms
+    against ~14 ms for an argsort (this machine, idle), three per month in a plan search.
+    """
+    sizes = [a.size for a in arrays]
+    window = np.repeat(np.arange(len(arrays), dtype=np.int64), sizes)
+    values = np.concatenate(arrays) if arrays else np.empty(0)
+    if values.size == 0:
+        return values, window
+    b = max(len(arrays) - 1, 1).bit_length()
+    lo, hi = values.min(), values.max()
+    if lo > 0 and np.isfinite(hi):
+        bits = values.view(np.int64)
+        least = int(lo.view(np.int64))
+        if int(hi.view(np.int64)) - least < 1 << (63 - b):
+            packed = np.sort(((bits - least) << b) | window)
+            out = ((packed >> b) + least).view(np.float64)
+            return out, packed & ((1 << b) - 1)
+    order = stable_argsort(values)
+    return values[order], window[order]
 
 
 def stable_argsort(values: FloatArray) -> npt.NDArray[np.intp]:
@@ -179,17 +217,14 @@ class _Pooled:
     @staticmethod
     def of(arrays: Sequence[FloatArray], w: FloatArray) -> _Pooled:
         sizes = np.array([a.size for a in arrays], dtype=np.int64)
-        values = np.concatenate(arrays) if arrays else np.empty(0)
-        weights = np.repeat(w, sizes)  # == np.full(size, weight) per window, concatenated
-        window = np.repeat(np.arange(len(arrays), dtype=np.int64), sizes)
-        order = stable_argsort(values)
-        s = _Sorted(values[order], weights[order], np.cumsum(weights[order]))
+        values, win = sorted_windows(arrays)  # == stable_argsort of the concatenation
+        weights = w[win]
+        s = _Sorted(values, weights, np.cumsum(weights))
         # NaN != NaN: each NaN is a block of its own (they sort last either way)
         new = np.empty(s.values.size, dtype=bool)
         new[:1] = True
         np.not_equal(s.values[1:], s.values[:-1], out=new[1:])
         block = np.cumsum(new) - 1
-        win = window[order]
         # (a stable sort of 16-bit keys is numpy's radix sort: the same permutation, faster)
         by_window = np.argsort(win.astype(np.uint16) if len(arrays) < 2**16 else win, kind="stable")
         bounds = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
@@ -208,16 +243,6 @@ class _Pooled:
         )
         values = np.append(self.block_value, np.nan)  # block -1: no values
         return np.asarray(values[blocks], dtype=np.float64)
-
-
-def _pooled(
-    results: Sequence[WindowResult], field: str, w: FloatArray
-) -> tuple[FloatArray, FloatArray]:
-    """One field of every window, concatenated, and each value's window weight."""
-    arrays = [getattr(r, field) for r in results]
-    if not arrays:
-        return np.empty(0), np.empty(0)
-    return np.concatenate(arrays), np.repeat(w, [a.size for a in arrays])
 
 
 BOOTSTRAPPED = ("ttft_p95_s", "slo_attainment", "gpu_utilisation")
@@ -307,14 +332,14 @@ def sampled_month_rows(
     w = np.array([r.window.weight for r in results])
     serving = _serving(results)
     if rng is None:
-        ttft = _Sorted.of(*_pooled(results, "ttft_s", w))  # == _Pooled.of(...).sorted
+        ttft = _Sorted.of_windows([r.ttft_s for r in results], w)  # == _Pooled.of(...).sorted
         se = {f"{k}_se": float("nan") for k in BOOTSTRAPPED}
     else:
         pooled = _Pooled.of([r.ttft_s for r in results], w)
         ttft = pooled.sorted
         se = _bootstrap_se(results, pooled, month_s, rng)
-    tpot = _Sorted.of(*_pooled(results, "tpot_s", w))
-    e2e = _Sorted.of(*_pooled(results, "e2e_s", w))
+    tpot = _Sorted.of_windows([r.tpot_s for r in results], w)
+    e2e = _Sorted.of_windows([r.e2e_s for r in results], w)
     # counts: each window's weight x fleet requests per simulated one (x 1.0: the same bits)
     wc = w * np.array([r.scale for r in results])
     requests = float(np.dot(wc, [r.requests for r in results]))
