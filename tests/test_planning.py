@@ -746,7 +746,8 @@ def test_carried_failures_change_no_choice(
         api_options=(False,),
         autoscale=False,
     )
-    carried = plan_experiment(exp, s, verify=False, compare_input=False)
+    said: list[str] = []
+    carried = plan_experiment(exp, s, verify=False, compare_input=False, progress=said.append)
     monkeypatch.setattr(monthly, "failures_carry", lambda _: False)
     fresh = plan_experiment(exp, s, verify=False, compare_input=False)
     assert [c.candidate for c in carried.choices] == [c.candidate for c in fresh.choices]
@@ -756,3 +757,5 @@ def test_carried_failures_change_no_choice(
     skipped = set(decided) - {(t.month, t.candidate) for t in carried.tried}
     assert skipped
     assert all(month > 1 and not decided[(month, c)].accepted for month, c in skipped)
+    told = [line for line in said if "fleets not tried" in line]
+    assert sum(int(line.split(": ")[1].split()[0]) for line in told) >= len(skipped)

@@ -341,13 +341,15 @@ def search_at_tp(
             # (a cent of slack: the bound and the bill add the same dollars in another order)
             if any(b is not None and bound(c, month) >= b.cost_usd - 0.01 for b in bars):
                 continue  # cannot beat the month's best (visited in list-price order)
-            if failed_at.get((month, c.family), 0) >= c.count:
-                not_retried += carried.get(c.family, 0) >= c.count
-                continue
             if met_at.get((month, c.family), c.count + 1) <= c.count:
                 continue  # a smaller ceiling of this autoscaler met the risk
             if not c.api and s.risk < 0.5 and c.count < floor(c.gpu, month):
                 continue  # mean load above what c replicas serve at the SLO: see `floor`
+            if failed_at.get((month, c.family), 0) >= c.count:
+                # (after the skips above, so that the fleets counted as not tried for last
+                # month's failures are ones that would have been simulated)
+                not_retried += carried.get(c.family, 0) >= c.count
+                continue
             plan = constant_plan(c.label(), spec.months, c.pools(), c.api)
             rival = min((b for b in bars if b is not None), key=_cost, default=None)
             bar = rival.cost_usd if rival is not None else math.inf
@@ -405,8 +407,8 @@ def search_at_tp(
                 best_static = month_choice(result, c, month, objective)
         if not_retried:
             say(
-                f"month {month}: {not_retried} fleets not tried: as large or smaller ones "
-                f"failed month {month - 1}, and load grows"
+                f"month {month}: {not_retried} fleets not tried: the same or a larger fleet "
+                f"of their kind failed month {month - 1}, and the load grows"
             )
         if best_static is not None:
             static_best[month] = best_static
