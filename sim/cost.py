@@ -31,6 +31,7 @@ from sim.fleet import Fleet, Outage, spot_price_path
 from sim.fleet.autoscale import ScaleEvent, billed_runs, pending_runs
 from sim.fleet.schedule import overlap_s
 from sim.fleet.serving import scaler_spans, serving_runs
+from sim.records import exact_dot
 from sim.rng import Streams
 from sim.units import HOURS_PER_MONTH, SECONDS_PER_HOUR, SECONDS_PER_MONTH, Market
 from sim.workload.clock import seconds_by_hour
@@ -339,7 +340,7 @@ def spot_bill(
             h0, h1 = m * HOURS_PER_MONTH, (m + 1) * HOURS_PER_MONTH
             b = bills[m]
             b[0] += tp * float(spot_s[h0:h1].sum()) / SECONDS_PER_HOUR
-            b[1] += tp * float(np.dot(spot_s[h0:h1], prices[slot.gpu][h0:h1])) / SECONDS_PER_HOUR
+            b[1] += tp * exact_dot(spot_s[h0:h1], prices[slot.gpu][h0:h1]) / SECONDS_PER_HOUR
             b[2] += tp * float(od_s[h0:h1].sum()) / SECONDS_PER_HOUR
             b[3] += tp * float(od_s[h0:h1].sum()) / SECONDS_PER_HOUR * od_price
             m0, m1 = m * SECONDS_PER_MONTH, (m + 1) * SECONDS_PER_MONTH

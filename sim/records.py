@@ -9,6 +9,7 @@ flat tables (polars) a run produces.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +19,19 @@ import polars as pl
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
+
+
+def exact_dot(a: npt.ArrayLike, b: npt.ArrayLike) -> float:
+    """Σ a_i × b_i, exactly rounded: `math.fsum` of the products (each an IEEE-rounded
+    float64), so the same bits on every CPU.
+
+    NOTE: `np.dot` hands float vectors to BLAS, whose dot kernel is chosen per CPU (OpenBLAS:
+    Zen, Haswell, SkyLakeX, ...) and adds in its own order: month tables (weighted counts,
+    utilisation and its standard error, the spot bill) differed in the last bit between an AMD
+    EPYC and the machine that recorded tests/golden/ — and would between the nodes of a Ray
+    cluster. A run's tables are reproducible on any machine only if no sum depends on it.
+    """
+    return math.fsum(np.multiply(a, b, dtype=np.float64).tolist())
 
 
 @dataclass(frozen=True)

@@ -287,3 +287,24 @@ def test_sorted_windows_is_the_stable_sort_of_the_concatenation() -> None:
             (fast.cum, slow.cum),
         ):
             assert np.array_equal(a.view(np.int64), b.view(np.int64))
+
+
+def test_exact_dot_is_exactly_rounded_in_any_order() -> None:
+    """`exact_dot` is the exactly rounded sum of the float64 products (checked against
+    rational arithmetic), so it does not depend on the order of the terms (or on the CPU's
+    BLAS, which `np.dot` would use): cancellation included, where a naive sum is off."""
+    from fractions import Fraction
+
+    from sim.records import exact_dot
+
+    rng = np.random.default_rng(5)
+    for _ in range(300):
+        n = int(rng.integers(1, 60))
+        a = rng.normal(size=n) * 10.0 ** rng.integers(-8, 9, n)
+        b = rng.normal(size=n)
+        products = np.multiply(a, b)
+        exact = float(sum((Fraction(float(p)) for p in products), Fraction(0)))
+        assert exact_dot(a, b) == exact
+        order = rng.permutation(n)
+        assert exact_dot(a[order], b[order]) == exact
+    assert exact_dot([1e16, 1.0, -1e16], [1.0, 1.0, 1.0]) == 1.0  # a naive left sum gives 0.0

@@ -20,7 +20,7 @@ import numpy.typing as npt
 from sim.config import SloSpec
 from sim.cost import NO_API, NO_SPOT, ApiUse, MonthCost, SpotBill
 from sim.horizon import Window
-from sim.records import BoolArray, FloatArray, Outcomes
+from sim.records import BoolArray, FloatArray, Outcomes, exact_dot
 from sim.stats._resample import resampled_quantile_blocks
 from sim.stats.kpi import MonthKpis, api_use, hourly_rows, month_row, request_kpis
 from sim.units import HOURS_PER_WEEK
@@ -287,12 +287,14 @@ def _bootstrap_se(
     draws["ttft_p95_s"] = ttft.resampled_quantiles(every, w, 0.95).tolist()
     for idx in every:
         ws = w[idx]
-        total = np.dot(ws, n[idx])
+        total = exact_dot(ws, n[idx])
         draws["slo_attainment"].append(
-            float(np.dot(ws, met[idx]) / total) if total > 0 else float("nan")
+            (exact_dot(ws, met[idx]) / total) if total > 0 else float("nan")
         )
-        capacity = replicas[int(idx[0])] * month_s if serving is None else np.dot(ws, serving[idx])
-        draws["gpu_utilisation"].append(float(np.dot(ws, busy[idx]) / capacity))
+        capacity = (
+            replicas[int(idx[0])] * month_s if serving is None else exact_dot(ws, serving[idx])
+        )
+        draws["gpu_utilisation"].append(exact_dot(ws, busy[idx]) / capacity)
     return {f"{k}_se": float(np.nanstd(v, ddof=1)) for k, v in draws.items()}
 
 
@@ -343,16 +345,16 @@ def sampled_month_rows(
     e2e = _Sorted.of_windows([r.e2e_s for r in results], w)
     # counts: each window's weight x fleet requests per simulated one (x 1.0: the same bits)
     wc = w * np.array([r.scale for r in results])
-    requests = float(np.dot(wc, [r.requests for r in results]))
-    rejected = float(np.dot(wc, [r.rejected for r in results]))
+    requests = exact_dot(wc, [r.requests for r in results])
+    rejected = exact_dot(wc, [r.rejected for r in results])
     n = np.array([r.requests for r in results], dtype=np.float64)
-    met = float(np.dot(w, [r.met for r in results]))
-    weighted_n = np.dot(w, n)
+    met = exact_dot(w, [r.met for r in results])
+    weighted_n = exact_dot(w, n)
     n_req = round(requests)
     n_rej = round(rejected)
 
     def total(values: list[int]) -> int:
-        return round(float(np.dot(wc, values)))
+        return round(exact_dot(wc, values))
 
     api = ApiUse(
         requests=total([r.api.requests for r in results]),
@@ -378,8 +380,8 @@ def sampled_month_rows(
         e2e_p99_s=e2e.quantile(0.99),
         slo_attainment=float(met / weighted_n) if weighted_n > 0 else float("nan"),
         gpu_utilisation=float(
-            np.dot(w, [r.busy_s for r in results])
-            / (results[0].replicas * month_s if serving is None else np.dot(w, serving))
+            exact_dot(w, [r.busy_s for r in results])
+            / (results[0].replicas * month_s if serving is None else exact_dot(w, serving))
         ),
         input_tokens=total([r.input_tokens for r in results]),
         output_tokens=total([r.output_tokens for r in results]),
