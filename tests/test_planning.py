@@ -23,6 +23,7 @@ from sim.planning import plan_experiment
 from sim.planning.decide import (
     COST_CUT_ALPHA,
     Candidate,
+    Tried,
     _decide,
     cost_cannot_beat,
     cost_gap,
@@ -33,6 +34,7 @@ from sim.planning.decide import (
 )
 from sim.planning.evaluate import Evaluation, Evaluator, constant_plan
 from sim.planning.prices import default_price_list, price_lists, priced
+from sim.planning.search import Plan
 from sim.planning.write import plan_document
 from sim.replication import Scope
 from sim.report.plan.tables import DROPPED, autoscale_table
@@ -416,6 +418,26 @@ def test_futility_looks_and_the_misses_a_stage_accepts() -> None:
             assert k == n or upper_bound(k + 1, n) > risk
 
 
+def _same_choices(
+    cut: Plan, full: Plan
+) -> tuple[dict[tuple[int, Candidate], Tried], set[tuple[int, Candidate]]]:
+    """Assert that a search with a cut makes `full`'s choices at its costs and decides what
+    it decides the same way; `full`'s decisions and those the cut left out."""
+    assert [c.candidate for c in cut.choices] == [c.candidate for c in full.choices]
+    assert [c.cost_usd for c in cut.choices] == [c.cost_usd for c in full.choices]
+    decided = {(t.month, t.candidate): t for t in full.tried}
+    assert all(decided[(t.month, t.candidate)].accepted == t.accepted for t in cut.tried)
+    return decided, set(decided) - {(t.month, t.candidate) for t in cut.tried}
+
+
+def _l4_search(exp: Experiment, **changes: object) -> PlanSearchSpec:
+    """The day-night searches' settings: L4s only, 30 % risk, stages 5/10/20, no API."""
+    base = dataclasses.replace(
+        exp.spec.search, gpus=("l4",), risk=0.3, stages=(5, 10, 20), api_options=(False,)
+    )
+    return dataclasses.replace(base, **changes)
+
+
 @pytest.mark.slow
 def test_futility_changes_no_decision(
     day_night: Experiment, monkeypatch: pytest.MonkeyPatch
@@ -425,16 +447,7 @@ def test_futility_changes_no_decision(
     (here one L4 through the day's peak is rejected before the second stage)."""
     import sim.planning.decide as decide
 
-    s = dataclasses.replace(
-        day_night.spec.search,
-        gpus=("l4",),
-        max_replicas=4,
-        risk=0.3,
-        stages=(5, 10, 20),
-        api_options=(False,),
-        schedules=False,
-        autoscale_utilisation=(0.5,),
-    )
+    s = _l4_search(day_night, max_replicas=4, schedules=False, autoscale_utilisation=(0.5,))
     early = plan_experiment(day_night, s, verify=False, compare_input=False)
     monkeypatch.setattr(decide, "most_misses_accepted", lambda n, *_: n)  # never futile
     late = plan_experiment(day_night, s, verify=False, compare_input=False)
@@ -482,11 +495,7 @@ def test_spot_bill_cut_changes_no_choice(
     cut = plan_experiment(exp, s, verify=False, compare_input=False)
     monkeypatch.setattr(monthly, "costs_before_api", lambda e, p, k: (0.0,) * e.spec.months)
     full = plan_experiment(exp, s, verify=False, compare_input=False)
-    assert [c.candidate for c in cut.choices] == [c.candidate for c in full.choices]
-    assert [c.cost_usd for c in cut.choices] == [c.cost_usd for c in full.choices]
-    decided = {(t.month, t.candidate): t for t in full.tried}
-    assert all(decided[(t.month, t.candidate)].accepted == t.accepted for t in cut.tried)
-    skipped = set(decided) - {(t.month, t.candidate) for t in cut.tried}
+    decided, skipped = _same_choices(cut, full)
     assert skipped and all(c.spot == c.count for _, c in skipped)
     best = {ch.month: ch.cost_usd for ch in full.choices}
     for key in skipped:
@@ -737,24 +746,12 @@ def test_carried_failures_change_no_choice(
 
     spec = day_night.spec
     exp = day_night.with_spec(dataclasses.replace(spec, months=3, fleet=spec.fleet * 3, plans=()))
-    s = dataclasses.replace(
-        exp.spec.search,
-        gpus=("l4",),
-        max_replicas=5,
-        risk=0.3,
-        stages=(5, 10, 20),
-        api_options=(False,),
-        autoscale=False,
-    )
+    s = _l4_search(exp, max_replicas=5, autoscale=False)
     said: list[str] = []
     carried = plan_experiment(exp, s, verify=False, compare_input=False, progress=said.append)
     monkeypatch.setattr(monthly, "failures_carry", lambda _: False)
     fresh = plan_experiment(exp, s, verify=False, compare_input=False)
-    assert [c.candidate for c in carried.choices] == [c.candidate for c in fresh.choices]
-    assert [c.cost_usd for c in carried.choices] == [c.cost_usd for c in fresh.choices]
-    decided = {(t.month, t.candidate): t for t in fresh.tried}
-    assert all(decided[(t.month, t.candidate)].accepted == t.accepted for t in carried.tried)
-    skipped = set(decided) - {(t.month, t.candidate) for t in carried.tried}
+    decided, skipped = _same_choices(carried, fresh)
     assert skipped
     assert all(month > 1 and not decided[(month, c)].accepted for month, c in skipped)
     told = [line for line in said if "fleets not tried" in line]
