@@ -388,13 +388,7 @@ def search_at_tp(
                 )
             )
             if not accepted:
-                failed_at[(month, c.family)] = max(failed_at.get((month, c.family), 0), c.count)
-                if not c.moves and not c.spot:
-                    # its scheduled and autoscaled variants serve no more replicas in any
-                    # hour: they fail too
-                    for kind in moving_kinds:
-                        fam = (c.gpu, 0.0, c.api, kind)
-                        failed_at[(month, fam)] = max(failed_at.get((month, fam), 0), c.count)
+                mark_failed(failed_at, month, c.family, c.count, moving_kinds)
                 continue
             if c.autoscaled:
                 met_at[(month, c.family)] = min(met_at.get((month, c.family), c.count), c.count)
@@ -467,16 +461,27 @@ def carry_failures(
     windows are drawn afresh, so a fleet rejected last month by a few misses could by chance
     pass this month; on hybrid_burst it changes no decision and leaves out 94 of 317
     decisions, 9 % of the search's replications (README, "sim plan")."""
-    autoscaled = {k for k in moving_kinds if k.startswith("autoscaled")}
     for (m, fam), n in list(failed_at.items()):
-        if m != month - 1 or fam[3] in autoscaled:
-            continue
-        failed_at[(month, fam)] = max(failed_at.get((month, fam), 0), n)
-        gpu, share, api, kind = fam
-        if kind == "static" and share == 0.0:
-            for moving in moving_kinds:
-                key = (month, (gpu, 0.0, api, moving))
-                failed_at[key] = max(failed_at.get(key, 0), n)
+        if m == month - 1 and not fam[3].startswith("autoscaled"):
+            mark_failed(failed_at, month, fam, n, moving_kinds)
+
+
+def mark_failed(
+    failed_at: dict[tuple[int, tuple[str, float, bool, str]], int],
+    month: int,
+    family: tuple[str, float, bool, str],
+    count: int,
+    moving_kinds: list[str],
+) -> None:
+    """`count` replicas of `family` (`Candidate.family`) fail `month`, and so every smaller
+    count of it; a static on-demand family's scheduled and autoscaled variants (`moving_kinds`)
+    serve no more replicas in any hour, so they fail up to `count` too."""
+    gpu, share, api, kind = family
+    fams = [family] + (
+        [(gpu, 0.0, api, k) for k in moving_kinds] if kind == "static" and share == 0.0 else []
+    )
+    for fam in fams:
+        failed_at[(month, fam)] = max(failed_at.get((month, fam), 0), count)
 
 
 def _cost(choice: MonthChoice) -> float:

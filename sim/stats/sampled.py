@@ -289,7 +289,7 @@ def _bootstrap_se(
         ws = w[idx]
         total = exact_dot(ws, n[idx])
         draws["slo_attainment"].append(
-            (exact_dot(ws, met[idx]) / total) if total > 0 else float("nan")
+            exact_dot(ws, met[idx]) / total if total > 0 else float("nan")
         )
         capacity = (
             replicas[int(idx[0])] * month_s if serving is None else exact_dot(ws, serving[idx])
