@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from sim.data import gpus, models, parse_models
-from sim.data.hardware import canonical_model_name, expected_experts_touched
+from sim.data.hardware import expected_experts_touched
+from sim.data.tables import canonical_model_name
 from sim.engine.kv import kv_capacity_tokens
 from sim.engine.roofline import (
     MOE_CHECK_TOKENS,
@@ -49,6 +50,11 @@ CARD_PARAMS = {
     "deepseek-v3": 671e9,
     "llama-4-scout": 109e9,
     "llama-4-maverick": 400e9,
+    # Qwen3.5's card counts the language model (9B); vLLM also loads its vision encoder, whose
+    # count (extra_params) comes from transformers' Qwen3_5VisionConfig, not from the card
+    "qwen3.5-9b": 9e9 + 456_010_480,
+    "qwen3.5-35b-a3b": 35e9,
+    "qwen3-next-80b-a3b": 80e9,
 }
 # Activated parameters on the model cards (they count the lm_head but not the input embedding).
 CARD_ACTIVE = {
@@ -58,6 +64,7 @@ CARD_ACTIVE = {
     "deepseek-v3": 37e9,
     "llama-4-scout": 17e9,
     "llama-4-maverick": 17e9,
+    "qwen3.5-35b-a3b": 3e9,
 }
 
 
@@ -117,6 +124,67 @@ def test_moe_step_reads_only_the_experts_a_batch_touches() -> None:
     assert MOE_CHECK_TOKENS[0] == 1
     dense = models()["llama-3-8b"]
     assert moe_linear_fit_error(dense, g, tp=1, weight_dtype="bf16", factors=f) == (0, 0, 0)
+
+
+def test_hybrid_linear_attention_kv_state_and_step_time() -> None:
+    """Qwen3.5-9B: 8 of 32 layers are gated attention (16 Q / 4 KV heads of 256), 24 are Gated
+    DeltaNet (16 QK / 32 V heads of 128, convolution kernel 4). By hand: KV bytes per token in
+    bf16 = 8 layers x 2 (K, V) x 4 heads x 256 x 2 bytes; the recurrent state per sequence =
+    24 layers x (conv (2 x 16 x 128 + 32 x 128) x 3 + temporal 32 x 128 x 128) x 2 bytes; TP2
+    halves both. The roofline counts query-key pairs on the 8 attention layers only, and charges
+    the state's read and write per sequence."""
+    m = models()["qwen3.5-9b"]
+    assert m.attention_layers == 8
+    assert m.kv_bytes_per_token("bf16", 1) == 8 * 2 * 4 * 256 * 2 == 32_768
+    state = 24 * ((2 * 16 * 128 + 32 * 128) * 3 + 32 * 128 * 128) * 2
+    assert m.state_bytes_per_seq("bf16", 1) == state == 26_345_472
+    assert m.state_bytes_per_seq("bf16", 2) == state / 2
+    assert m.kv_bytes_per_token("fp8", 2) == 32_768 / 4
+    f, g = load_roofline_factors(), gpus()["h100-80gb"]
+    st, source = roofline_step_time(m, g, tp=1, weight_dtype="bf16", kv_dtype="bf16", factors=f)
+    bw = g.memory_bandwidth_gb_per_s * 1e9 * f.attn_mem_efficiency
+    assert st.state_s_per_seq == pytest.approx(2 * state / bw, rel=1e-12)
+    assert st.decode_attn_s_per_token == pytest.approx(32_768 / bw, rel=1e-12)
+    pairs = 4.0 * 8 * 16 * 256 / (g.fp16_dense_tflops * 1e12 * f.attn_flop_efficiency)
+    assert st.prefill_attn_s_per_pair == pytest.approx(pairs, rel=1e-12)
+    assert "hybrid: 24 of 32 layers linear attention" in source
+    # a model without linear-attention layers carries no state term
+    dense, _ = roofline_step_time(
+        models()["qwen3-8b"], g, tp=1, weight_dtype="bf16", kv_dtype="bf16", factors=f
+    )
+    assert dense.state_s_per_seq == 0.0 and models()["qwen3-8b"].state_bytes_per_seq("bf16", 1) == 0
+
+
+def test_hybrid_kv_capacity_sets_aside_every_running_sequence_state() -> None:
+    """The KV estimate keeps `max_num_seqs` recurrent states out of the token pool: one more
+    sequence allowed costs its state's worth of tokens (plus its fp32 logits row, the
+    activation term's share of `max_num_seqs`). Where the pool cannot hold them all beside
+    one `max_model_len` request (GPUStack's Qwen3.5-9B server with --max-num-seqs 2048, which
+    vLLM ran), it keeps room for that request instead of refusing the server."""
+    m, g = models()["qwen3.5-9b"], gpus()["h100-80gb"]
+
+    def cap(seqs: int, max_len: int = 32768) -> float:
+        return kv_capacity_tokens(
+            m,
+            g,
+            dtype="bf16",
+            tp=1,
+            gpu_memory_utilization=0.9,
+            max_num_batched_tokens=8192,
+            max_num_seqs=seqs,
+            max_model_len=max_len,
+        )
+
+    per_seq = (m.state_bytes_per_seq("bf16", 1) + m.vocab * 4.0) / m.kv_bytes_per_token("bf16", 1)
+    assert cap(256) - cap(257) == pytest.approx(per_seq, rel=1e-9)
+    assert cap(1024) > 500_000  # 32 KB a token: the hybrid's cache holds far more tokens
+    assert 32768 <= cap(2048) < 32768 + m.state_bytes_per_seq("bf16", 1) / 32768
+    # a dense model reserves nothing, whatever max_model_len says
+    dense = models()["qwen3-8b"]
+    kw = dict(dtype="bf16", tp=1, gpu_memory_utilization=0.9, max_num_batched_tokens=8192)
+    assert kv_capacity_tokens(dense, g, max_num_seqs=256, **kw) == kv_capacity_tokens(
+        dense, g, max_num_seqs=256, max_model_len=40960, **kw
+    )
 
 
 def test_precision_in_the_roofline() -> None:

@@ -95,6 +95,8 @@ def workloads(draw: st.DrawFn, max_replicas: int = 3, max_n: int = 40) -> dict:
             decode_attn_s_per_token=draw(st.floats(0.0, 1e-4)),
             prefill_attn_s_per_pair=draw(st.floats(0.0, 1e-6)),
             cpu_per_seq_s=draw(st.sampled_from([0.0, 1e-4, 7.3e-4]) | st.floats(0.0, 2e-3)),
+            # a hybrid model's recurrent-state traffic per sequence (Qwen3.5-9B on an H100: 21 us)
+            state_s_per_seq=draw(st.sampled_from([0.0, 2.05e-5]) | st.floats(0.0, 1e-4)),
         )
     return {
         "arrivals": arrivals,

@@ -124,6 +124,8 @@ def workloads(draw: st.DrawFn) -> dict:
             decode_attn_s_per_token=draw(st.floats(0.0, 1e-4)),
             prefill_attn_s_per_pair=draw(st.floats(0.0, 1e-6)),
             cpu_per_seq_s=draw(st.sampled_from([0.0, 1e-4, 7.3e-4]) | st.floats(0.0, 2e-3)),
+            # a hybrid model's recurrent-state traffic per sequence (Qwen3.5-9B on an H100: 21 us)
+            state_s_per_seq=draw(st.sampled_from([0.0, 2.05e-5]) | st.floats(0.0, 1e-4)),
         )
     return {
         "arrivals": arrivals,
@@ -200,6 +202,23 @@ def test_cpu_per_sequence_term_by_hand() -> None:
         log, _ = _run([0.0, 0.0], [1, 1], [3, 3], limits, step, engine=engine)
         assert log.first_token_s == [2.0, 2.0], engine
         assert log.finish_s == [6.0, 6.0], engine
+
+
+def test_recurrent_state_term_is_charged_per_sequence_like_cpu_time() -> None:
+    """The same two requests as `test_cpu_per_sequence_term_by_hand`, with the 0.5 s per sequence
+    split into 0.25 s of CPU and 0.25 s of recurrent-state traffic (a hybrid model's
+    `state_s_per_seq`): the same steps of 1 + 2·0.5 = 2 s on every engine; `scaled` scales the
+    state term (GPU time) and not the CPU term."""
+    step = StepTimeModel(1.0, 0.0, 0.0, 0.0, 0.0, 0.0, cpu_per_seq_s=0.25, state_s_per_seq=0.25)
+    assert step.per_seq_s == 0.5 and step.step_s(2, 0, 0, seqs=2) == 2.0
+    limits = EngineLimits(8, 64, 64, 32, 4)
+    for engine in ("reference", "lazy", "compiled"):
+        log, _ = _run([0.0, 0.0], [1, 1], [3, 3], limits, step, engine=engine)
+        assert log.first_token_s == [2.0, 2.0], engine
+        assert log.finish_s == [6.0, 6.0], engine
+    doubled = step.scaled(2.0)
+    assert (doubled.state_s_per_seq, doubled.cpu_per_seq_s) == (0.5, 0.25)
+    assert step.with_cpu(0.0).state_s_per_seq == 0.25
 
 
 def _v0(seqs: int, budget: int, kv: int, max_len: int, bs: int, steps: int = 1) -> EngineLimits:

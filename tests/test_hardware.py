@@ -97,6 +97,13 @@ def test_every_number_in_the_gpu_and_model_tables_has_a_source() -> None:
         "v_head_dim",
         "sliding_window",
         "sliding_window_layers",
+        # the hybrid section's header names their config fields and sources
+        "linear_attention_layers",
+        "linear_key_heads",
+        "linear_value_heads",
+        "linear_key_head_dim",
+        "linear_value_head_dim",
+        "linear_conv_kernel",
     }
     for file in ("gpus.toml", "models.toml"):
         text = (DATA / file).read_text()

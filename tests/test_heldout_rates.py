@@ -60,9 +60,10 @@ def test_groups_differ_only_in_load(groups: dict[str, Any]) -> None:
     burst = groups["DL-A100-qwen2-7b-kv94k-burst"]
     assert burst.load == "num_requests" and len(burst.rows) == 10
     assert "closed loop" in groups["GS-qwen3-8b-h100-concurrency"].reason
-    assert "not in the catalog" in groups["GS-qwen3.5-9b-h100-rate-baseline"].reason
+    assert "MTP" in groups["GS-qwen3.5-9b-h100-rate-optimized"].reason
+    assert not groups["GS-qwen3.5-9b-h100-rate-baseline"].reason  # hybrid models are catalogued
     fitted = [g for g in groups.values() if not g.reason]
-    assert len(fitted) == 10  # 8 BLIS rate pairs + 2 burst-size sweeps
+    assert len(fitted) == 12  # 8 BLIS rate pairs + 2 burst-size sweeps + 2 Qwen3.5 rate sweeps
 
 
 @needs_data

@@ -35,7 +35,7 @@ import polars as pl
 
 from sim.calibration.bench import BenchSpec, engine_setup, run_bench
 from sim.data import models
-from sim.data.hardware import canonical_model_name
+from sim.data.tables import canonical_model_name
 
 METRIC_COLUMNS = {
     "ttft_mean": ("ttft_mean_ms", "mean_ttft_ms"),

@@ -1,7 +1,8 @@
 """The packaged data (TOML tables beside this package, each number with its source) and the
 one loader that reads them. A leaf: imports nothing from `sim` but `sim.errors`.
 
-- `gpus()`, `models()`: the GPU and model-shape tables (`gpus.toml`, `models.toml`).
+- `gpus()`, `models()`: the GPU and model-shape tables (`gpus.toml`, `models.toml`;
+  `sim.data.tables`), and `canonical_model_name` (a Hugging Face id or alias to its entry).
 - `api_providers()`: dated API list prices and limits (`api.toml`).
 - `spot_market_rows()`: spot markets (`spot_markets.toml`; `sim.fleet.spot` types them).
 - `read_toml(name)`: any packaged table (`step_time.toml` is typed by `sim.engine.catalog`).
@@ -13,13 +14,10 @@ from sim.data.hardware import (
     QUANTIZATION_WEIGHT_DTYPE,
     GpuSpec,
     ModelShape,
-    gpus,
-    models,
-    parse_gpus,
-    parse_models,
     weight_bytes_per_param,
 )
 from sim.data.loader import api_providers, packaged, read_toml, read_toml_file, spot_market_rows
+from sim.data.tables import canonical_model_name, gpus, models, parse_gpus, parse_models
 
 __all__ = [
     "DTYPE_BYTES",
@@ -28,6 +26,7 @@ __all__ = [
     "GpuSpec",
     "ModelShape",
     "api_providers",
+    "canonical_model_name",
     "gpus",
     "models",
     "packaged",

@@ -1,18 +1,13 @@
-"""The GPU and model tables shipped with the package (`sim/data/gpus.toml`, `models.toml`).
-
-Data only: every number's source is in the TOML beside it. Both tables are validated when first
-read (a missing or mistyped key is a `ConfigError` naming the file and key), then cached.
+"""The types of the GPU and model tables shipped with the package (`sim/data/gpus.toml`,
+`models.toml`): `GpuSpec`, `ModelShape` (a decoder's shape and what follows from it: parameter
+counts, weight, KV and recurrent-state bytes), the dtype sizes, and the expected experts a batch
+touches. Data only: every number's source is in the TOML beside it; `sim.data.tables` reads and
+validates the tables.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from functools import cache
-from typing import Any
-
-from sim.data.loader import read_toml
-from sim.errors import ConfigError, Problem
 
 GIB = 1024**3
 DTYPE_BYTES = {"fp16": 2.0, "bf16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5}
@@ -118,10 +113,18 @@ class ModelShape:
         tokens (Gemma-3's local layers, gpt-oss's banded layers, Llama-4's chunked layers). Shape
         only: KV capacity still counts every layer at full context, which is exact up to the
         window and conservative beyond it (vLLM's hybrid KV allocator stores less).
+    linear_attention_layers, linear_key_heads, linear_value_heads, linear_key_head_dim,
+        linear_value_head_dim, linear_conv_kernel: a hybrid model's Gated DeltaNet layers
+        (Qwen3-Next, Qwen3.5: `layer_types` / `full_attention_interval`, `linear_num_key_heads`,
+        `linear_num_value_heads`, `linear_key_head_dim`, `linear_value_head_dim`,
+        `linear_conv_kernel_dim`). Such a layer has no KV cache: it keeps a fixed recurrent state
+        per sequence (`state_bytes_per_seq`); the other `attention_layers` are standard attention.
+    attn_output_gate: the attention layers' q_proj also produces a sigmoid output gate, as wide as
+        the queries (Qwen3-Next and Qwen3.5 gated attention; `attn_output_gate`).
     extra_params: parameters vLLM loads outside the decoder the shape describes (a vision
         encoder): counted in the weight bytes at 16 bits, never in the active parameters.
     aliases: other names the model is known by (Hugging Face ids of instruct or quantised
-        checkpoints); `hf_id` is always one. See `canonical_model_name`.
+        checkpoints); `hf_id` is always one. See `sim.data.tables.canonical_model_name`.
     """
 
     name: str
@@ -149,6 +152,13 @@ class ModelShape:
     v_head_dim: int = 0
     sliding_window: int = 0
     sliding_window_layers: int = 0
+    linear_attention_layers: int = 0
+    linear_key_heads: int = 0
+    linear_value_heads: int = 0
+    linear_key_head_dim: int = 0
+    linear_value_head_dim: int = 0
+    linear_conv_kernel: int = 0
+    attn_output_gate: bool = False
     extra_params: int = 0
     aliases: tuple[str, ...] = ()
 
@@ -166,17 +176,46 @@ class ModelShape:
         """Layers whose MLP is routed experts (0 for a dense model)."""
         return self.layers - self.dense_layers if self.is_moe else 0
 
+    @property
+    def attention_layers(self) -> int:
+        """Layers with softmax attention, hence a KV cache (all but the linear-attention ones)."""
+        return self.layers - self.linear_attention_layers
+
     def kv_bytes_per_token(self, dtype: str, tp: int) -> float:
         """KV-cache bytes one token occupies on one GPU of a `tp`-way replica.
 
         Standard attention caches a key and a value per KV head: 2 × kv_heads × head_dim per
-        layer, split over the `tp` GPUs. MLA caches one latent and one RoPE key per layer,
-        kv_lora_rank + qk_rope_head_dim, shared by all heads, so vLLM keeps the whole latent on
-        every GPU: it does not shrink with `tp`.
+        attention layer, split over the `tp` GPUs. MLA caches one latent and one RoPE key per
+        layer, kv_lora_rank + qk_rope_head_dim, shared by all heads, so vLLM keeps the whole
+        latent on every GPU: it does not shrink with `tp`. Linear-attention layers cache nothing
+        per token (`state_bytes_per_seq`).
         """
         if self.is_mla:
             return self.layers * (self.kv_lora_rank + self.qk_rope_head_dim) * DTYPE_BYTES[dtype]
-        return 2.0 * self.layers * self.kv_heads * self.head_dim * DTYPE_BYTES[dtype] / tp
+        layers = self.attention_layers
+        return 2.0 * layers * self.kv_heads * self.head_dim * DTYPE_BYTES[dtype] / tp
+
+    @property
+    def _linear_conv_dim(self) -> int:
+        """Channels of a Gated DeltaNet layer's causal convolution (its q, k and v streams)."""
+        return (
+            2 * self.linear_key_heads * self.linear_key_head_dim
+            + self.linear_value_heads * self.linear_value_head_dim
+        )
+
+    def state_bytes_per_seq(self, dtype: str, tp: int) -> float:
+        """Recurrent-state bytes one sequence holds on one GPU of a `tp`-way replica, whatever
+        its length (0 without linear-attention layers).
+
+        Per Gated DeltaNet layer vLLM keeps a convolution state of conv_dim × (kernel − 1) and a
+        temporal state of value_heads × value_head_dim × key_head_dim, both split over `tp` and
+        stored in the KV cache's dtype (`MambaStateShapeCalculator.gated_delta_net_state_shape`
+        and `MambaStateDtypeCalculator`, vllm/model_executor/layers/mamba/mamba_utils.py).
+        """
+        per_layer = self._linear_conv_dim * (self.linear_conv_kernel - 1) + (
+            self.linear_value_heads * self.linear_value_head_dim * self.linear_key_head_dim
+        )
+        return self.linear_attention_layers * per_layer * DTYPE_BYTES[dtype] / tp
 
     @property
     def embedding_params(self) -> int:
@@ -198,9 +237,23 @@ class ModelShape:
         q = self.heads * self.head_dim
         kv = self.kv_heads * self.head_dim
         attn = self.hidden * (q + 2 * kv) + q * self.hidden
+        attn += self.hidden * q if self.attn_output_gate else 0
         attn += (q + 2 * kv) if self.qkv_bias else 0
         attn += 2 * self.head_dim if self.qk_norm else 0
         return attn
+
+    def _linear_attention_params(self) -> int:
+        """One Gated DeltaNet layer: in_proj_qkv, in_proj_z, in_proj_b and in_proj_a from the
+        hidden state, the depthwise convolution, dt_bias and A_log, the gated norm, out_proj."""
+        value = self.linear_value_heads * self.linear_value_head_dim
+        conv = self._linear_conv_dim
+        proj = self.hidden * (conv + value + 2 * self.linear_value_heads) + value * self.hidden
+        return (
+            proj
+            + conv * self.linear_conv_kernel
+            + 2 * self.linear_value_heads
+            + (self.linear_value_head_dim)
+        )
 
     def expert_params(self) -> int:
         """Parameters of one routed expert in one layer (a gated MLP: gate, up, down)."""
@@ -212,11 +265,14 @@ class ModelShape:
 
     def _decoder_params(self, routed: int) -> int:
         """All layers, with `routed` routed experts counted in each MoE layer."""
-        per_layer = self._attention_params() + 2 * self.hidden  # + two RMSNorms
+        mixers = self.attention_layers * self._attention_params()
+        if self.linear_attention_layers:
+            mixers += self.linear_attention_layers * self._linear_attention_params()
+        mixers += self.layers * 2 * self.hidden  # two RMSNorms per layer
         if not self.is_moe:
-            return self.layers * (per_layer + 3 * self.hidden * self.intermediate)
+            return mixers + self.layers * 3 * self.hidden * self.intermediate
         dense = self.dense_layers * 3 * self.hidden * self.dense_intermediate
-        return self.layers * per_layer + dense + self.moe_layers * self._mlp_params(routed)
+        return mixers + dense + self.moe_layers * self._mlp_params(routed)
 
     def param_count(self) -> int:
         """Total parameters implied by the shape (checked against `params` in the tests)."""
@@ -266,178 +322,3 @@ def expected_experts_touched(experts: int, experts_per_token: int, tokens: float
     if tokens <= 0:
         return 0.0
     return float(experts * (1.0 - (1.0 - experts_per_token / experts) ** tokens))
-
-
-_GPU_STR = ("price_source", "spec_source", "interconnect")
-_GPU_FLOAT = (
-    "memory_gb",
-    "device_memory_gib",
-    "price_usd_per_hour",
-    "memory_bandwidth_gb_per_s",
-    "fp16_dense_tflops",
-    "interconnect_gb_per_s",
-)
-_GPU_OPTIONAL_PAIRS = (
-    ("fp8_dense_tflops", None),
-    ("spot_price_usd_per_hour", "spot_price_source"),
-    ("alt_price_usd_per_hour", "alt_price_source"),
-    ("alt_spot_price_usd_per_hour", "alt_spot_price_source"),
-)
-_MODEL_INT = (
-    "layers",
-    "hidden",
-    "heads",
-    "kv_heads",
-    "head_dim",
-    "intermediate",
-    "vocab",
-    "max_position",
-)
-_MODEL_OPTIONAL_INT = (
-    "experts",
-    "experts_per_token",
-    "shared_experts",
-    "dense_layers",
-    "dense_intermediate",
-    "kv_lora_rank",
-    "qk_rope_head_dim",
-    "q_lora_rank",
-    "v_head_dim",
-    "sliding_window",
-    "sliding_window_layers",
-    "extra_params",
-)
-_MODEL_OPTIONAL_BOOL = ("qkv_bias", "qk_norm", "tie_embeddings")
-_MODEL_TOGETHER = (
-    ("experts", "experts_per_token"),
-    ("dense_layers", "dense_intermediate"),
-    ("kv_lora_rank", "qk_rope_head_dim", "v_head_dim"),
-    ("sliding_window", "sliding_window_layers"),
-)
-_MODEL_NEEDS_EXPERTS = ("shared_experts", "dense_layers")
-
-
-def _positive_number(v: object) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
-
-
-def parse_gpus(doc: dict[str, Any], file: str = "sim/data/gpus.toml") -> dict[str, GpuSpec]:
-    """Validate a parsed GPU table (one TOML table per GPU) and build the specs."""
-    problems: list[Problem] = []
-    known = {f for f in GpuSpec.__dataclass_fields__ if f != "name"}
-    out: dict[str, GpuSpec] = {}
-    for name, row in doc.items():
-        n_before = len(problems)
-        for k in sorted(set(row) - known):
-            problems.append(Problem(file, f"{name}.{k}", "unknown key", has_value=False))
-        for k in _GPU_FLOAT:
-            if not _positive_number(row.get(k)):
-                problems.append(Problem(file, f"{name}.{k}", "must be a number > 0", row.get(k)))
-        for k in _GPU_STR:
-            if not isinstance(row.get(k), str) or not row[k].strip():
-                problems.append(Problem(file, f"{name}.{k}", "must be a non-empty string", None))
-        for num, src in _GPU_OPTIONAL_PAIRS:
-            if num in row and not _positive_number(row[num]):
-                problems.append(Problem(file, f"{name}.{num}", "must be a number > 0", row[num]))
-            if src is not None and (num in row) != (src in row):
-                problems.append(
-                    Problem(file, f"{name}.{num}", f"needs {src} beside it", has_value=False)
-                )
-        if len(problems) > n_before:
-            continue
-        out[name] = GpuSpec(name=name, **row)
-    if problems:
-        raise ConfigError(problems)
-    return out
-
-
-def parse_models(doc: dict[str, Any], file: str = "sim/data/models.toml") -> dict[str, ModelShape]:
-    """Validate a parsed model table (one TOML table per model) and build the shapes.
-
-    Every alias (and every `hf_id`) must name one model only; aliases are matched
-    case-insensitively by `canonical_model_name`.
-    """
-    problems: list[Problem] = []
-    known = {f for f in ModelShape.__dataclass_fields__ if f != "name"}
-    out: dict[str, ModelShape] = {}
-    owner: dict[str, str] = {}
-    for name, row in doc.items():
-        n_before = len(problems)
-        for k in sorted(set(row) - known):
-            problems.append(Problem(file, f"{name}.{k}", "unknown key", has_value=False))
-        for k in (*_MODEL_INT, *_MODEL_OPTIONAL_INT, "params"):
-            if k not in row and k in _MODEL_OPTIONAL_INT:
-                continue
-            v = row.get(k)
-            if not _positive_number(v) or (k != "params" and not isinstance(v, int)):
-                problems.append(Problem(file, f"{name}.{k}", "must be a positive integer", v))
-        for k in _MODEL_OPTIONAL_BOOL:
-            if k in row and not isinstance(row[k], bool):
-                problems.append(Problem(file, f"{name}.{k}", "must be true or false", row[k]))
-        if not isinstance(row.get("hf_id"), str):
-            problems.append(Problem(file, f"{name}.hf_id", "must be a string", row.get("hf_id")))
-        aliases = row.get("aliases", [])
-        if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
-            problems.append(Problem(file, f"{name}.aliases", "must be a list of strings", aliases))
-            aliases = []
-        for group in _MODEL_TOGETHER:
-            if len({k in row for k in group}) > 1:
-                problems.append(Problem(file, name, f"{', '.join(group)} go together"))
-        for k in _MODEL_NEEDS_EXPERTS:
-            if k in row and "experts" not in row:
-                problems.append(Problem(file, f"{name}.{k}", "needs experts", row[k]))
-        dense, layers = row.get("dense_layers"), row.get("layers")
-        if isinstance(dense, int) and isinstance(layers, int) and dense >= layers:
-            problems.append(Problem(file, f"{name}.dense_layers", "must be < layers", dense))
-        for alias in (row.get("hf_id"), *aliases):
-            if not isinstance(alias, str):
-                continue
-            key = alias.lower()
-            if owner.get(key, name) != name:
-                problems.append(
-                    Problem(file, f"{name}.aliases", f"also names {owner[key]!r}", alias)
-                )
-            owner[key] = name
-        if len(problems) > n_before:
-            continue
-        out[name] = ModelShape(
-            name=name, **{**row, "params": float(row["params"]), "aliases": tuple(aliases)}
-        )
-    for alias, name in owner.items():
-        if alias in out and alias != name:
-            problems.append(Problem(file, f"{name}.aliases", f"is the name of {alias!r}", alias))
-    if problems:
-        raise ConfigError(problems)
-    return out
-
-
-@cache
-def gpus() -> dict[str, GpuSpec]:
-    """The GPU table, by catalog name (e.g. ``"a100-80gb"``). Read once; treat as read-only."""
-    return parse_gpus(read_toml("gpus.toml"))
-
-
-@cache
-def models() -> dict[str, ModelShape]:
-    """The model-shape table, by catalog name (e.g. ``"llama-3-8b"``). Read-only, cached."""
-    return parse_models(read_toml("models.toml"))
-
-
-@cache
-def model_aliases() -> dict[str, str]:
-    """Every alias and Hugging Face id in the model table, lower-cased, to its catalog name."""
-    out: dict[str, str] = {}
-    for name, m in models().items():
-        for alias in (m.hf_id, *m.aliases):
-            out[alias.lower()] = name
-    return out
-
-
-def canonical_model_name(name: str) -> str | None:
-    """The catalog name for `name`: itself when it is one, else the model whose `hf_id` or
-    `aliases` match it (case-insensitive, e.g. "meta-llama/Llama-3.1-8B-Instruct" ->
-    "llama-3.1-8b"); None when nothing matches. Callers that take user input (the experiment
-    reader, `sim bench --model`) map names through this before looking up `models()`."""
-    if name in models():
-        return name
-    return model_aliases().get(name.lower())

@@ -23,7 +23,8 @@ import math
 import re
 from typing import Any
 
-from sim.data.hardware import GpuSpec, gpus
+from sim.data.hardware import GpuSpec
+from sim.data.tables import gpus
 from sim.errors import ConfigError, Problem
 
 USER_GPU_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
@@ -55,7 +56,7 @@ def parse_user_gpus(rows: object, file: str) -> dict[str, GpuSpec]:
     `fp8_dense_tflops`, `spot_price_usd_per_hour`, `device_memory_gib` (what the device
     reports to CUDA; without it the KV estimate takes `memory_gb`), and `interconnect` with
     `interconnect_gb_per_s`. Numbers must be finite and > 0, as in the packaged table
-    (`sim.data.hardware.parse_gpus`). A packaged GPU's name, or a name given twice, is refused:
+    (`sim.data.tables.parse_gpus`). A packaged GPU's name, or a name given twice, is refused:
     a user GPU adds to the catalog, never replaces a row of it. `source` becomes the spec's
     `spec_source` and every price's source. All problems are collected, then raised at once as
     a `ConfigError` naming `file` and the key path (`gpu[0].memory_gb`).

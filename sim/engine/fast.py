@@ -49,7 +49,7 @@ class FastReplica:
         self._budget = limits.max_num_batched_tokens
         self._kv_blocks = limits.kv_blocks
         self._ov = step_time.overhead_s
-        self._cpu = step_time.cpu_per_seq_s
+        self._cpu = step_time.per_seq_s
         self._d = step_time.decode_attn_s_per_token
         self._flat = step_time.flat_s
         self._knee = step_time.knee_tokens

@@ -4,7 +4,17 @@ Per GPU of a `tp`-way replica:
 
     kv_bytes  = device_memory × gpu_memory_utilization − weights ÷ tp − activation_reserve
                 − NON_TORCH_RESERVE_BYTES
-    kv_tokens = kv_bytes ÷ (2 × layers × kv_heads × head_dim × kv_dtype_bytes ÷ tp)
+    kv_tokens = (kv_bytes − states × state_bytes_per_seq)
+                ÷ (2 × attention layers × kv_heads × head_dim × kv_dtype_bytes ÷ tp)
+
+`state_bytes_per_seq` is 0 except for hybrid models (Qwen3-Next, Qwen3.5), whose linear-attention
+layers keep a fixed recurrent state per running sequence in the same memory pool as the KV
+blocks (vLLM's hybrid KV-cache manager gives each request one state slot per such layer). The
+engines count tokens only, so the estimate sets aside `states` of them: `max_num_seqs`, the most
+the engine runs at once, or, where the pool cannot hold that many beside one `max_model_len`
+request (vLLM's own start-up requirement, which a server with `--max-num-seqs 2048` passes), as
+many as leave room for that request. With fewer sequences running vLLM lends their slots to
+tokens (and it rounds attention blocks up to the state's page size, which this leaves out).
 
 `device_memory` is what the device reports to CUDA (`GpuSpec.device_memory_bytes`: measured
 where a source gives it, else the datasheet capacity scaled by the measured share of a GPU with
@@ -75,17 +85,25 @@ def kv_capacity_tokens(
     max_num_batched_tokens: int,
     max_num_seqs: int,
     weight_dtype: str | None = None,
+    max_model_len: int = 0,
 ) -> float:
     """KV-cache capacity of one replica in tokens (negative when the model does not fit).
 
     dtype: the KV-cache dtype (and the weights' unless `weight_dtype` is given).
+    max_model_len: the longest request; a hybrid model keeps room for one (module docstring).
     """
     per_gpu_budget = gpu.device_memory_bytes * gpu_memory_utilization - NON_TORCH_RESERVE_BYTES
     weights = weight_bytes_per_gpu(model, weight_dtype or dtype, tp)
     activations = activation_reserve_bytes(
         model, tp=tp, max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs
     )
-    return (per_gpu_budget - weights - activations) / model.kv_bytes_per_token(dtype, tp)
+    pool = per_gpu_budget - weights - activations
+    per_token = model.kv_bytes_per_token(dtype, tp)
+    state = model.state_bytes_per_seq(dtype, tp)
+    if state > 0:
+        room = (pool - max_model_len * per_token) // state  # states beside one longest request
+        pool -= min(max_num_seqs, max(room, 1)) * state
+    return pool / per_token
 
 
 @dataclass(frozen=True)
@@ -111,6 +129,7 @@ def kv_cache(settings: EngineSpec, gpu: str) -> KvCache:
         gpu_memory_utilization=settings.gpu_memory_utilization,
         max_num_batched_tokens=settings.max_num_batched_tokens,
         max_num_seqs=settings.max_num_seqs,
+        max_model_len=settings.max_model_len,
     )
     return KvCache(max(0, int(tokens // settings.block_size)), tokens)
 

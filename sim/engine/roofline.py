@@ -12,7 +12,10 @@ uses (`sim.engine.catalog`), per GPU of a `tp`-way replica, all in seconds:
                    to grow before the ideal ridge, and a two-piece line fitted to them bends
                    earlier)
     decode_attn_s_per_token  = KV bytes per token per GPU ÷ (bandwidth × attn_mem_efficiency)
-    prefill_attn_s_per_pair  = 4 × layers × heads ÷ tp × head_dim ÷ (fp16 FLOP/s × attn_flop_eff.)
+    prefill_attn_s_per_pair  = 4 × attention layers × heads ÷ tp × head_dim
+                               ÷ (fp16 FLOP/s × attn_flop_efficiency)
+    state_s_per_seq          = 2 × recurrent-state bytes per sequence per GPU
+                               ÷ (bandwidth × attn_mem_efficiency)          (hybrid models)
     overhead_s   = the CPU per-step overhead measured for the fitted entries
 
 The efficiencies, the per-layer floor, the all-reduce latency and the interconnect efficiency
@@ -27,6 +30,14 @@ GPU's FP8 peak only for fp8 weights on a GPU with FP8 tensor cores (W8A8 on Ada,
 Blackwell, CDNA3), and at the fp16 peak otherwise (FP8 on Ampere and int4 are weight-only
 kernels that dequantise to fp16). An fp8 KV cache halves the bytes a decode reads per token of
 context; attention itself is computed at the fp16 peak.
+
+Hybrid models (Qwen3-Next, Qwen3.5): their Gated DeltaNet layers are linear attention with a
+fixed recurrent state per sequence (`ModelShape.state_bytes_per_seq`). Their projections are
+parameters like any other (in the GEMM terms above); they add no KV bytes per context token and no
+query-key pairs, so the attention terms count the softmax-attention layers only; and each sequence
+in a step reads its state and writes it back, memory traffic charged per sequence at the attention
+kernels' bandwidth (`state_s_per_seq`). The recurrence's own arithmetic (about 4 × value heads ×
+key and value head widths FLOPs per token per layer, 0.3 % of Qwen3.5-9B's GEMM FLOPs) is left out.
 
 MoE: a step of T tokens multiplies every token by the `experts_per_token` experts it routes to,
 so compute follows the active parameters, but the weights it READS are the shared ones plus the
@@ -111,10 +122,12 @@ class RooflineFactors:
 def weight_read_bytes(model: ModelShape, weight_dtype: str) -> float:
     """Bytes of weights one step streams from memory (all experts for an MoE model): the
     checkpoint's weights less the input embedding, which a step does not stream but gathers
-    (one row per token it processes). The lm_head is streamed in full; a tied lm_head is the
-    embedding matrix, read once."""
+    (one row per token it processes), and less `extra_params` (a vision encoder, 16-bit), which
+    runs only on image inputs: the text steps this models never touch it, though it takes its
+    memory (`sim.engine.kv`). The lm_head is streamed in full; a tied lm_head is the embedding
+    matrix, read once."""
     gathered = 0.0 if model.tie_embeddings else model.vocab * model.hidden * 2.0
-    return model.weight_bytes(weight_dtype) - gathered
+    return model.weight_bytes(weight_dtype) - gathered - model.extra_params * 2.0
 
 
 def allreduce_bandwidth_bytes_per_s(gpu: GpuSpec, tp: int, link_efficiency: float) -> float:
@@ -163,7 +176,8 @@ def roofline_step_time(
         knee_tokens = f.knee_fraction * weight_read_s / per_token_s
     decode = model.kv_bytes_per_token(kv_dtype, tp) / (bw * f.attn_mem_efficiency)
     q_width = model.heads * model.head_dim / tp
-    prefill = 4.0 * model.layers * q_width / (fp16_flops * f.attn_flop_efficiency)
+    prefill = 4.0 * model.attention_layers * q_width / (fp16_flops * f.attn_flop_efficiency)
+    state = 2.0 * model.state_bytes_per_seq(kv_dtype, tp) / (bw * f.attn_mem_efficiency)
     step = StepTimeModel(
         overhead_s=f.serving_overhead_s,
         flat_s=flat_s,
@@ -171,10 +185,16 @@ def roofline_step_time(
         per_token_s=per_token_s,
         decode_attn_s_per_token=decode,
         prefill_attn_s_per_pair=prefill,
+        state_s_per_seq=state,
     )
     moe = ""
     if model.is_moe:
         moe = " (MoE: weights of the experts a batch touches, fitted as a two-piece line)"
+    if model.linear_attention_layers:
+        moe += (
+            f" (hybrid: {model.linear_attention_layers} of {model.layers} layers linear"
+            " attention, a recurrent state per sequence)"
+        )
     return step, (
         f"UNCALIBRATED roofline from specs ({gpu.spec_source}; {model.hf_id} config.json),"
         f" weights {weight_dtype}, KV {kv_dtype}, TP{tp}{moe}; efficiencies measured against the"

@@ -1,11 +1,12 @@
 """Step-time model of one continuous-batching iteration (DESIGN §4).
 
-    step_time_s = overhead_s + cpu_per_seq_s · n_seqs             (CPU: schedule, sample, stream)
+    step_time_s = overhead_s + per_seq_s · n_seqs                 (CPU, and recurrent state reads)
                 + flat_s + per_token_s · max(0, T − knee_tokens)     (GEMMs etc.: roofline in T)
                 + decode_attn_s_per_token · Σ_decode context_tokens   (decode attention, KV reads)
                 + prefill_attn_s_per_pair · Σ_chunks (c·p + c(c+1)/2) (causal query-key pairs)
 
-`n_seqs` is the number of sequences in the step (decodes and prefill chunks); `T` is the number
+`n_seqs` is the number of sequences in the step (decodes and prefill chunks), and `per_seq_s` =
+`cpu_per_seq_s` + `state_s_per_seq`; `T` is the number
 of tokens computed in the step; a decode entry computes one token whose
 attention spans `context_tokens` = tokens already in its KV + 1; a prefill chunk of `c` tokens
 after `p` cached tokens attends over `c·p + c(c+1)/2` query-key pairs. An entry computing exactly
@@ -47,6 +48,12 @@ class StepTimeModel:
         set per vLLM version family (`sim.engine.versions`), 0 = off (the default, so every
         catalog entry and golden run is unchanged). A decode run of n sequences adds
         n·cpu_per_seq_s to every step, a constant, so the closed form k·a + b·k(k−1)/2 stays exact.
+    state_s_per_seq: GPU seconds per sequence in the step spent reading and writing its recurrent
+        state: the linear-attention (Gated DeltaNet) layers of a hybrid model keep a fixed-size
+        state per sequence instead of a KV cache, and every step that advances the sequence
+        streams it in and out (`ModelShape.state_bytes_per_seq`; the roofline sets it, 0 for
+        every model without such layers). Charged like `cpu_per_seq_s` (`per_seq_s`), but it is
+        GPU time: `scaled` scales it and `with_cpu` keeps it.
     """
 
     overhead_s: float
@@ -56,14 +63,21 @@ class StepTimeModel:
     decode_attn_s_per_token: float
     prefill_attn_s_per_pair: float
     cpu_per_seq_s: float = 0.0
+    state_s_per_seq: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in (*COEFFICIENTS, "cpu_per_seq_s"):
+        for name in (*COEFFICIENTS, "cpu_per_seq_s", "state_s_per_seq"):
             value = getattr(self, name)
             if not value >= 0.0:
                 raise ValueError(f"{name} must be >= 0, got {value!r}")
         if self.overhead_s + self.flat_s <= 0.0:
             raise ValueError("overhead_s + flat_s must be > 0: a step cannot take zero time")
+
+    @property
+    def per_seq_s(self) -> float:
+        """Seconds per sequence in a step: CPU time plus recurrent-state traffic (the engines
+        charge this; with no state it is `cpu_per_seq_s` exactly)."""
+        return self.cpu_per_seq_s + self.state_s_per_seq
 
     def linear_s(self, tokens: int) -> float:
         """Time of the token-linear operators for a step of `tokens` tokens, in seconds."""
@@ -80,7 +94,7 @@ class StepTimeModel:
         """
         return (
             self.overhead_s
-            + self.cpu_per_seq_s * seqs
+            + self.per_seq_s * seqs
             + self.linear_s(tokens)
             + self.decode_attn_s_per_token * decode_context_tokens
             + self.prefill_attn_s_per_pair * prefill_pairs
@@ -96,6 +110,7 @@ class StepTimeModel:
             decode_attn_s_per_token=self.decode_attn_s_per_token * factor,
             prefill_attn_s_per_pair=self.prefill_attn_s_per_pair * factor,
             cpu_per_seq_s=self.cpu_per_seq_s,  # CPU time: not the GPU fit's uncertainty
+            state_s_per_seq=self.state_s_per_seq * factor,
         )
 
     def with_cpu(self, cpu_per_seq_s: float) -> StepTimeModel:

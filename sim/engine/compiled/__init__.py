@@ -108,7 +108,7 @@ class CompiledFleet:
             rf[i, _r.F_KNEE] = step.knee_tokens
             rf[i, _r.F_PT] = step.per_token_s
             rf[i, _r.F_P] = step.prefill_attn_s_per_pair
-            rf[i, _r.F_CPU] = step.cpu_per_seq_s
+            rf[i, _r.F_CPU] = step.per_seq_s
         for col in (_r.I_TAIL, _r.I_WHEAD, _r.I_WTAIL, _r.I_RHEAD, _r.I_RTAIL):
             ri[:, col] = -1
         max_bs = max((lim.block_size for lim, _ in replicas), default=1)

@@ -64,7 +64,7 @@ F_FLAT = 7
 F_KNEE = 8
 F_PT = 9
 F_P = 10
-F_CPU = 11  # cpu_per_seq_s
+F_CPU = 11  # per_seq_s: cpu_per_seq_s + state_s_per_seq
 N_RF = 12
 
 # State.q columns: per-request integers.
