@@ -104,6 +104,18 @@ def test_vllm_version_selects_v0_and_its_defaults() -> None:
     )
 
 
+def test_hugging_face_id_names_its_catalog_model() -> None:
+    """`--model` takes the id `vllm bench serve --model` was given (catalog aliases): the same
+    prediction as the catalog name; an unknown id is one located line."""
+    tail = ["--gpu", "h100-80gb", "--num-prompts", "20", "--output-len", "16"]
+    by_id = CliRunner().invoke(main, ["bench", "--model", "Qwen/Qwen3.5-9B", *tail])
+    by_name = CliRunner().invoke(main, ["bench", "--model", "qwen3.5-9b", *tail])
+    assert by_id.exit_code == 0, by_id.output
+    assert by_id.output == by_name.output and "hybrid: 24 of 32 layers" in by_id.output
+    bad = CliRunner().invoke(main, ["bench", "--model", "Qwen/Qwen9-1B", *tail])
+    assert bad.exit_code == 2 and "model" in bad.stderr and bad.stderr.count("\n") == 1
+
+
 def test_unknown_gpu_is_one_line() -> None:
     res = CliRunner().invoke(main, ["bench", "--model", "llama-3-8b", "--gpu", "tpu-v9"])
     assert res.exit_code == 2

@@ -315,6 +315,16 @@ def test_unedited_copy_is_valid(tmp_path: Path) -> None:
     assert load_experiment_spec(path).months == 6
 
 
+def test_engine_model_may_be_a_hugging_face_id(tmp_path: Path) -> None:
+    """`[engine] model` takes a catalog name or a Hugging Face id / alias of one."""
+    path = tmp_path / "hf.toml"
+    path.write_text(
+        sub('model = "llama-3-8b"', 'model = "meta-llama/Meta-Llama-3-8B-Instruct"')(growth_text()),
+        encoding="utf-8",
+    )
+    assert load_experiment_spec(path).engine.model == "llama-3-8b"
+
+
 def test_unreadable_file_is_a_config_error(tmp_path: Path) -> None:
     path = tmp_path / "absent.toml"
     with pytest.raises(ConfigError) as info:

@@ -17,6 +17,7 @@ from sim.calibration.bench import (
 )
 from sim.cli.common import SafePath, user_errors
 from sim.data import DTYPE_BYTES
+from sim.data.tables import canonical_model_name
 from sim.errors import TraceError
 from sim.traces import RequestTrace, read_trace
 
@@ -32,7 +33,9 @@ def _dataset_lengths(path: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
 
 
 @click.command()
-@click.option("--model", required=True, help="Catalog model, e.g. llama-3.1-8b.")
+@click.option(
+    "--model", required=True, help="Catalog model or its Hugging Face id, e.g. llama-3.1-8b."
+)
 @click.option("--gpu", required=True, help="Catalog GPU, e.g. h100-80gb.")
 @click.option("--tp", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--dtype", type=click.Choice(tuple(DTYPE_BYTES)), default="fp16", show_default=True)
@@ -160,7 +163,7 @@ def bench(
             )
         lens = _dataset_lengths(dataset)
     spec = BenchSpec(
-        model=model,
+        model=canonical_model_name(model) or model,  # a Hugging Face id names its catalog model
         gpu=gpu,
         tp=tp,
         dtype=dtype,
