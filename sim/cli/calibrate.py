@@ -16,6 +16,7 @@ from sim.calibration.profiles import PROFILE_SOURCES, base_entry_for, fit_profil
 from sim.calibration.profiles import profile_samples as read_profile
 from sim.calibration.runs import (
     FACTOR_NAMES,
+    LOG_FACTOR_BOUND,
     EngineHints,
     fit_runs,
     fit_warnings,
@@ -287,9 +288,11 @@ def validate(show_all: bool, names: tuple[str, ...], catalog_file: Path | None) 
 
 def _se_text(se: float | None) -> str:
     """ " (±2.1 %)" for a fitted factor's standard error (log scale), " (not identified)" when
-    unbounded, "" when the factor was not fitted."""
+    it is wider than the fit's whole search range (a factor within e^±LOG_FACTOR_BOUND: the
+    runs cannot pin it; a Qwen3.5 rate sweep gave one past exp's range), "" when the factor was
+    not fitted."""
     if se is None:
         return ""
-    if math.isinf(se):
+    if not se <= LOG_FACTOR_BOUND:
         return " (not identified)"
     return f" (±{math.expm1(se):.1%})"
