@@ -265,3 +265,14 @@ def test_factor_standard_errors_follow_the_data() -> None:
     loose = fit_runs(_base(), cases)
     assert all(se is not None and math.isinf(se) for se in loose.se_log)
     assert sum("poorly identified" in w for w in fit_warnings(loose, cases)) >= 2
+
+
+def test_standard_error_past_the_search_range_is_not_identified() -> None:
+    """A factor's log-scale standard error wider than the fit's whole search range (e^±3) says
+    nothing about it: printed as "not identified", never by exp (a Qwen3.5 rate row gave 800,
+    past exp's range: it raised OverflowError)."""
+    from sim.cli.calibrate import _se_text
+
+    assert _se_text(None) == ""
+    assert _se_text(math.log(1.021)) == " (±2.1%)"
+    assert _se_text(800.0) == _se_text(math.inf) == _se_text(math.nan) == " (not identified)"
