@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from sim.calibration.bench import BenchSpec, run_bench
 from sim.cli import main
+from sim.data import sharegpt_lengths
 from sim.workload.client import send_times
 
 # The keys `vllm bench serve --save-result --save-detailed` writes for a generation run with
@@ -114,6 +115,25 @@ def test_hugging_face_id_names_its_catalog_model() -> None:
     assert by_id.output == by_name.output and "hybrid: 24 of 32 layers" in by_id.output
     bad = CliRunner().invoke(main, ["bench", "--model", "Qwen/Qwen9-1B", *tail])
     assert bad.exit_code == 2 and "model" in bad.stderr and bad.stderr.count("\n") == 1
+
+
+def test_sharegpt_dataset_samples_the_shipped_table() -> None:
+    """`--dataset sharegpt` draws its requests from the shipped ShareGPT table (vLLM's filters:
+    prompts of 4-1,024 tokens, outputs of 4 or more, 2,048 together; Llama-3 tokens with the
+    begin-of-text token), whose means sit within 3 % of those `vllm bench serve` printed for
+    1,000 ShareGPT prompts on GPUStack's runs (215.3-217.4 input tokens with the gpt-oss and
+    Qwen3 tokenizers)."""
+    ins, outs = (np.asarray(c) for c in sharegpt_lengths())
+    assert len(ins) == len(outs) == 15_822
+    assert ins.min() >= 4 and outs.min() >= 4 and ins.max() <= 1024 and (ins + outs).max() <= 2048
+    assert abs(ins.mean() / 215.3 - 1) < 0.03 and abs(ins.mean() / 217.4 - 1) < 0.03
+    args = ["bench", "--model", "llama-3-8b", "--gpu", "h100-80gb", "--num-prompts", "200"]
+    res = CliRunner().invoke(main, [*args, "--dataset", "sharegpt", "--request-rate", "4"])
+    assert res.exit_code == 0, res.output
+    total_in = int(res.output.split("Total input tokens:")[1].split()[0])
+    assert 0.8 < total_in / 200 / ins.mean() < 1.2  # 200 draws from the table
+    again = CliRunner().invoke(main, [*args, "--dataset", "sharegpt", "--request-rate", "4"])
+    assert again.output == res.output  # the same seed draws the same requests
 
 
 def test_unknown_gpu_is_one_line() -> None:

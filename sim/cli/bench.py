@@ -16,7 +16,7 @@ from sim.calibration.bench import (
     run_bench,
 )
 from sim.cli.common import SafePath, user_errors
-from sim.data import DTYPE_BYTES
+from sim.data import DTYPE_BYTES, sharegpt_lengths
 from sim.data.tables import canonical_model_name
 from sim.errors import TraceError
 from sim.traces import RequestTrace, read_trace
@@ -50,7 +50,8 @@ def _dataset_lengths(path: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
     "--dataset",
     default="random",
     show_default=True,
-    help="random, or a request trace FILE whose (input, output) lengths are sampled.",
+    help="random; sharegpt (ShareGPT V3's lengths as vLLM samples them, Llama-3 tokens:"
+    " sim/data/SOURCE.md); or a request trace FILE whose (input, output) lengths are sampled.",
 )
 @click.option("--input-len", type=click.IntRange(min=1), default=1024, show_default=True)
 @click.option("--output-len", type=click.IntRange(min=1), default=128, show_default=True)
@@ -155,12 +156,9 @@ def bench(
     if not all(0 <= p <= 100 for p in percentiles):
         raise click.BadParameter("numbers in [0, 100]", param_hint="--metric-percentiles")
     lens: tuple[tuple[int, ...], tuple[int, ...]] | tuple[None, None] = (None, None)
-    if dataset != "random":
-        if dataset == "sharegpt":
-            raise click.BadParameter(
-                "sharegpt is not shipped (no PyPI-packaged copy); give a trace FILE",
-                param_hint="--dataset",
-            )
+    if dataset == "sharegpt":  # the shipped table: vLLM's filters, Llama-3 token counts
+        lens = sharegpt_lengths()
+    elif dataset != "random":
         lens = _dataset_lengths(dataset)
     spec = BenchSpec(
         model=canonical_model_name(model) or model,  # a Hugging Face id names its catalog model

@@ -5,6 +5,8 @@ one loader that reads them. A leaf: imports nothing from `sim` but `sim.errors`.
   `sim.data.tables`), and `canonical_model_name` (a Hugging Face id or alias to its entry).
 - `api_providers()`: dated API list prices and limits (`api.toml`).
 - `spot_market_rows()`: spot markets (`spot_markets.toml`; `sim.fleet.spot` types them).
+- `sharegpt_lengths()`: ShareGPT V3's (input, output) token lengths as vLLM's benchmark samples
+  them (`sharegpt_v3_llama3.csv`, SOURCE.md).
 - `read_toml(name)`: any packaged table (`step_time.toml` is typed by `sim.engine.catalog`).
 """
 
@@ -16,7 +18,14 @@ from sim.data.hardware import (
     ModelShape,
     weight_bytes_per_param,
 )
-from sim.data.loader import api_providers, packaged, read_toml, read_toml_file, spot_market_rows
+from sim.data.loader import (
+    api_providers,
+    packaged,
+    read_toml,
+    read_toml_file,
+    sharegpt_lengths,
+    spot_market_rows,
+)
 from sim.data.tables import canonical_model_name, gpus, models, parse_gpus, parse_models
 
 __all__ = [
@@ -34,6 +43,7 @@ __all__ = [
     "parse_models",
     "read_toml",
     "read_toml_file",
+    "sharegpt_lengths",
     "spot_market_rows",
     "weight_bytes_per_param",
 ]

@@ -1,4 +1,5 @@
-"""The one reader of the packaged TOML tables beside this file (and of users' TOML data files).
+"""The one reader of the packaged TOML tables beside this file (and of users' TOML data files),
+and of the packaged ShareGPT length table.
 
 Every packaged table is read once and cached; treat what it returns as read-only.
 """
@@ -52,3 +53,19 @@ def spot_market_rows() -> dict[str, dict[str, Any]]:
     """Rows of `spot_markets.toml`'s `[markets]` by name (`sim.fleet.spot` types them)."""
     rows: dict[str, dict[str, Any]] = read_toml("spot_markets.toml")["markets"]
     return rows
+
+
+SHAREGPT_FILE = "sharegpt_v3_llama3.csv"
+"""(input, output) token lengths of ShareGPT V3 as `vllm bench serve --dataset-name sharegpt`
+samples them: vLLM's filters, the Llama-3 tokenizer (scripts/derive_sharegpt_lengths.py;
+sim/data/SOURCE.md)."""
+
+
+@cache
+def sharegpt_lengths() -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The packaged ShareGPT table as (input tokens, output tokens), row by row in file order."""
+    lines = packaged(SHAREGPT_FILE).read_text(encoding="utf-8").split()
+    if lines[0] != "input_tokens,output_tokens":
+        raise ValueError(f"sim/data/{SHAREGPT_FILE}: unexpected header {lines[0]!r}")
+    pairs = [line.split(",") for line in lines[1:]]
+    return tuple(int(a) for a, _ in pairs), tuple(int(b) for _, b in pairs)
