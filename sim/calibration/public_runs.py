@@ -9,6 +9,8 @@ Lengths, each an approximation named in the case's note where it is one:
 * `random` dataset: the fixed lengths, except that without `--ignore-eos` outputs stop at EOS
   (`vllm bench serve` sends `ignore_eos` only with the flag), so the realised mean output
   `total_output_tokens / completed` is replayed when it is below the cap;
+* a ShareGPT dataset: the shipped ShareGPT lengths (vLLM's sampler, Llama-3 tokens;
+  `sim.data.sharegpt_lengths`) scaled to the realised means `total_*_tokens / completed`;
 * otherwise the realised means `total_*_tokens / completed`;
 * else the measured means a row's notes quote (inference-perf); with `ignore_eos` the engine
   generates the cap while the client counts its re-tokenised text, so the simulated output
@@ -34,7 +36,7 @@ import numpy as np
 import polars as pl
 
 from sim.calibration.bench import BenchSpec, engine_setup, run_bench
-from sim.data import models
+from sim.data import models, sharegpt_lengths
 from sim.data.tables import canonical_model_name
 
 METRIC_COLUMNS = {
@@ -183,6 +185,7 @@ def case_of(r: dict[str, Any], versioned: bool = True, timing: str = "client") -
     n = int(_num(r["num_requests"]) or _num(r["completed_requests"]) or 0)
     done = _num(r["completed_requests"]) or n
     approx = ""
+    lens: tuple[tuple[int, ...], tuple[int, ...]] | tuple[None, None] = (None, None)
     counted = 1.0  # output tokens the client counts per token the engine generates
     ignore_eos = "ignore-eos" in r["client_command"] or "ignore_eos true" in r["notes"]
     realised_out = (_num(r["total_output_tokens"]) or 0) / done if done else 0.0
@@ -195,6 +198,13 @@ def case_of(r: dict[str, Any], versioned: bool = True, timing: str = "client") -
             # (vllm/benchmarks/lib/endpoint_request_func.py), so outputs stop at EOS
             lout = max(1, round(realised_out))
             approx = "output length: the realised mean (stopped at EOS before the cap)"
+    elif _num(r["total_input_tokens"]) and realised_out and "sharegpt" in r["dataset"].lower():
+        lin = max(1, round((_num(r["total_input_tokens"]) or 0) / done))
+        lout = max(1, round(realised_out))
+        lens = sharegpt_scaled(lin, lout)
+        approx = (
+            f"lengths: ShareGPT's (the shipped table) scaled to the realised means {lin}/{lout}"
+        )
     elif _num(r["total_input_tokens"]) and realised_out:
         lin = max(1, round((_num(r["total_input_tokens"]) or 0) / done))
         lout = max(1, round(realised_out))
@@ -258,6 +268,8 @@ def case_of(r: dict[str, Any], versioned: bool = True, timing: str = "client") -
         max_num_batched_tokens=int(budget) if budget else None,
         max_model_len=int(mml) if mml else None,
         kv_blocks=kv_blocks,
+        input_lens=lens[0],
+        output_lens=lens[1],
         gpu_memory_utilization=_num(r["gpu_memory_utilization"]) or 0.9,
         max_concurrency=conc,
         vllm_version=version if versioned and version else None,
@@ -278,6 +290,19 @@ def case_of(r: dict[str, Any], versioned: bool = True, timing: str = "client") -
     else:
         load = rate * (measured.get("e2e_mean", math.inf) / 1e3) / cap
     return PublicCase(rid, spec, "", approx, load, measured, version, counted)
+
+
+def sharegpt_scaled(mean_in: float, mean_out: float) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The shipped ShareGPT lengths (`sim.data.sharegpt_lengths`) with each column scaled to the
+    given mean (rounded, at least 1): ShareGPT's shape at a row's realised means. A `vllm bench
+    serve` row's means are within a few percent of the table's (another tokenizer; outputs that
+    stop at EOS); guidellm samples ShareGPT differently (no 1,024 / 2,048-token filters, means
+    342 / 281 on GPUStack's rows), so there the shape is an assumption."""
+    ins, outs = sharegpt_lengths()
+    a, b = np.asarray(ins, dtype=np.float64), np.asarray(outs, dtype=np.float64)
+    a = np.maximum(1, np.rint(a * (mean_in / a.mean()))).astype(np.int64)
+    b = np.maximum(1, np.rint(b * (mean_out / b.mean()))).astype(np.int64)
+    return tuple(int(x) for x in a), tuple(int(x) for x in b)
 
 
 def replay_all(
