@@ -123,8 +123,8 @@ def weight_read_bytes(model: ModelShape, weight_dtype: str) -> float:
     """Bytes of weights one step streams from memory (all experts for an MoE model): the
     checkpoint's weights less the input embedding, which a step does not stream but gathers
     (one row per token it processes), and less `extra_params` (a vision encoder, 16-bit), which
-    runs only on image inputs: the text steps this models never touch it, though it takes its
-    memory (`sim.engine.kv`). The lm_head is streamed in full; a tied lm_head is the embedding
+    runs only on image inputs: the text steps simulated here never touch it, though it takes
+    its memory (`sim.engine.kv`). The lm_head is streamed in full; a tied lm_head is the embedding
     matrix, read once."""
     gathered = 0.0 if model.tie_embeddings else model.vocab * model.hidden * 2.0
     return model.weight_bytes(weight_dtype) - gathered - model.extra_params * 2.0
@@ -187,17 +187,17 @@ def roofline_step_time(
         prefill_attn_s_per_pair=prefill,
         state_s_per_seq=state,
     )
-    moe = ""
+    shape = ""
     if model.is_moe:
-        moe = " (MoE: weights of the experts a batch touches, fitted as a two-piece line)"
+        shape = " (MoE: weights of the experts a batch touches, fitted as a two-piece line)"
     if model.linear_attention_layers:
-        moe += (
+        shape += (
             f" (hybrid: {model.linear_attention_layers} of {model.layers} layers linear"
             " attention, a recurrent state per sequence)"
         )
     return step, (
         f"UNCALIBRATED roofline from specs ({gpu.spec_source}; {model.hf_id} config.json),"
-        f" weights {weight_dtype}, KV {kv_dtype}, TP{tp}{moe}; efficiencies measured against the"
+        f" weights {weight_dtype}, KV {kv_dtype}, TP{tp}{shape}; efficiencies measured against the"
         f" fitted catalogue, leave-one-out step-time MAPE {f.leave_one_out_mape:.0%}"
         f" (sim/data/step_time.toml [roofline])"
     )

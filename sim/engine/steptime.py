@@ -5,9 +5,9 @@
                 + decode_attn_s_per_token · Σ_decode context_tokens   (decode attention, KV reads)
                 + prefill_attn_s_per_pair · Σ_chunks (c·p + c(c+1)/2) (causal query-key pairs)
 
-`n_seqs` is the number of sequences in the step (decodes and prefill chunks), and `per_seq_s` =
-`cpu_per_seq_s` + `state_s_per_seq`; `T` is the number
-of tokens computed in the step; a decode entry computes one token whose
+`n_seqs` is the number of sequences in the step (decodes and prefill chunks), and
+`per_seq_s` = `cpu_per_seq_s` + `state_s_per_seq`; `T` is the number of tokens computed in the
+step; a decode entry computes one token whose
 attention spans `context_tokens` = tokens already in its KV + 1; a prefill chunk of `c` tokens
 after `p` cached tokens attends over `c·p + c(c+1)/2` query-key pairs. An entry computing exactly
 one token is charged as a decode (this is what makes a decode-only batch's step time an exact
