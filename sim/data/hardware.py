@@ -248,12 +248,8 @@ class ModelShape:
         value = self.linear_value_heads * self.linear_value_head_dim
         conv = self._linear_conv_dim
         proj = self.hidden * (conv + value + 2 * self.linear_value_heads) + value * self.hidden
-        return (
-            proj
-            + conv * self.linear_conv_kernel
-            + 2 * self.linear_value_heads
-            + (self.linear_value_head_dim)
-        )
+        norm = self.linear_value_head_dim  # the gated RMSNorm's weight
+        return proj + conv * self.linear_conv_kernel + 2 * self.linear_value_heads + norm
 
     def expert_params(self) -> int:
         """Parameters of one routed expert in one layer (a gated MLP: gate, up, down)."""
