@@ -216,6 +216,10 @@ def test_hugging_face_ids_resolve_to_catalog_names() -> None:
     assert canonical_model_name("deepseek-ai/DeepSeek-R1") == "deepseek-v3"
     assert canonical_model_name("Qwen/Qwen3-235B-A22B-Instruct-2507-FP8") == "qwen3-235b-a22b"
     assert canonical_model_name("openai/gpt-oss-20b") == "gpt-oss-20b"
+    # the R1 distills keep their base models' architectures (DeepSeek-R1 README)
+    assert canonical_model_name("deepseek-ai/DeepSeek-R1-Distill-Llama-8B") == "llama-3.1-8b"
+    assert canonical_model_name("deepseek-ai/DeepSeek-R1-Distill-Qwen-32B") == "qwen2.5-32b"
+    assert canonical_model_name("Qwen/Qwen3.5-35B-A3B-FP8") == "qwen3.5-35b-a3b"
     assert canonical_model_name("llama-3-8b") == "llama-3-8b"
     assert canonical_model_name("no/such-model") is None
 
