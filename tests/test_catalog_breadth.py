@@ -40,6 +40,8 @@ CARD_PARAMS = {
     "qwen3-14b": 14.8e9,
     "qwen3-235b-a22b": 235e9,
     "mistral-7b": 7.25e9,
+    "mistral-7b-v0.1": 7.3e9,
+    "llama-2-13b": 13e9,
     "mixtral-8x7b": 46.7e9,
     "mixtral-8x22b": 141e9,
     "gpt-oss-20b": 20.9e9,
