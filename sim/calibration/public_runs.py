@@ -198,17 +198,15 @@ def case_of(r: dict[str, Any], versioned: bool = True, timing: str = "client") -
             # (vllm/benchmarks/lib/endpoint_request_func.py), so outputs stop at EOS
             lout = max(1, round(realised_out))
             approx = "output length: the realised mean (stopped at EOS before the cap)"
-    elif _num(r["total_input_tokens"]) and realised_out and "sharegpt" in r["dataset"].lower():
-        lin = max(1, round((_num(r["total_input_tokens"]) or 0) / done))
-        lout = max(1, round(realised_out))
-        lens = sharegpt_scaled(lin, lout)
-        approx = (
-            f"lengths: ShareGPT's (the shipped table) scaled to the realised means {lin}/{lout}"
-        )
     elif _num(r["total_input_tokens"]) and realised_out:
         lin = max(1, round((_num(r["total_input_tokens"]) or 0) / done))
         lout = max(1, round(realised_out))
         approx = "lengths: the realised means (dataset lengths not shipped)"
+        if "sharegpt" in r["dataset"].lower():
+            lens = sharegpt_scaled(lin, lout)
+            approx = (
+                f"lengths: ShareGPT's (the shipped table) scaled to the realised means {lin}/{lout}"
+            )
     elif (measured_lens := _measured_means(r["notes"])) is not None:
         lin, lout = measured_lens
         approx = "lengths: the measured means in the notes (per-request lengths not shipped)"
