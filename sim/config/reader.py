@@ -112,9 +112,17 @@ class Table:
         return self._get(key, default, as_bool, "true or false", None, "")
 
     def string(
-        self, key: str, default: Any = MISSING, choices: tuple[str, ...] | None = None
+        self,
+        key: str,
+        default: Any = MISSING,
+        choices: tuple[str, ...] | None = None,
+        alias: Callable[[str], str | None] | None = None,
     ) -> str:
+        """The string at `key`; `alias` maps another name of a choice to it (None: no such
+        name), before the value is checked against `choices`."""
         value: str = self._get(key, default, as_str, "a string", None, "")
+        if alias is not None and isinstance(value, str):
+            value = alias(value) or value
         if choices is not None and isinstance(value, str) and value not in choices:
             self.ctx.add(
                 join(self.path, key),

@@ -51,16 +51,8 @@ from sim.units import MARKETS
 def engine_section(ctx: Context, t: Table, calibration_override: str | None = None) -> EngineSpec:
     """`[engine]`; `calibration_override` (an absolute path, `--calibration`) replaces the
     file's `calibration` key."""
-    model = t.string("model")
-    if isinstance(model, str):  # a Hugging Face id or alias (e.g. "Qwen/Qwen3.5-9B") names one
-        model = canonical_model_name(model) or model
-        if model not in models():
-            names = tuple(sorted(models()))
-            ctx.add(
-                join(t.path, "model"),
-                f"must be one of {', '.join(names)}{hint(model, names)}",
-                model,
-            )
+    # a Hugging Face id or alias (e.g. "Qwen/Qwen3.5-9B") names its catalog model
+    model = t.string("model", choices=tuple(sorted(models())), alias=canonical_model_name)
     dtype = t.string("dtype", "fp16", choices=tuple(DTYPE_BYTES))
     weight_dtype = t.string("weight_dtype", None, choices=tuple(DTYPE_BYTES))
     quantization = t.string("quantization", None, choices=tuple(QUANTIZATION_WEIGHT_DTYPE))
