@@ -9,6 +9,7 @@ window start and the last is the window end.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Protocol
@@ -54,6 +55,15 @@ class NoBurst:
         """The single piece `[start_s, end_s)` with multiplier 1."""
         _check_window(start_s, end_s)
         return np.array([start_s, end_s], dtype=np.float64), np.ones(1, dtype=np.float64)
+
+
+@functools.lru_cache(maxsize=64)
+def _alternating(calm: float, burst: float, first: int, n: int) -> FloatArray:
+    """`n` values alternating between `calm` and `burst`, starting with the first if `first`
+    is 0 (read-only: shared between calls)."""
+    out = np.where((first + np.arange(n)) % 2 == 0, calm, burst).astype(np.float64)
+    out.flags.writeable = False
+    return out
 
 
 @dataclass(frozen=True)
@@ -128,30 +138,28 @@ class MarkovBurst:
         exponential with the state's mean and the path is stationary from `start_s` on.
         """
         _check_window(start_s, end_s)
-        means = np.array([self.mean_calm_s, self.mean_burst_s])
-        levels = np.array([self.calm_level, self.burst_level])
+        from sim.workload._pieces import alternating_path  # (numba: imported when first used)
+
         first = int(rng.random() < self.p_burst)  # 0 = calm, 1 = burst
         span = end_s - start_s
         # Draw sojourns in chunks sized for the expected number of switches; loop only in the
         # rare case the chunk falls short. The state alternates, so sojourn k is in state
-        # (first + k) mod 2.
+        # (first + k) mod 2; a chunk has an even length, so every chunk has the same means.
         per_cycle = self.mean_calm_s + self.mean_burst_s
         chunk = 2 * (int(span / per_cycle + 4.0 * math.sqrt(span / per_cycle + 1.0)) + 4)
+        means = _alternating(self.mean_calm_s, self.mean_burst_s, first, chunk)
         durations: list[FloatArray] = []
         total = 0.0
-        drawn = 0
         while total < span:
-            states = (first + drawn + np.arange(chunk)) % 2
-            part = rng.exponential(means[states])
+            # NOTE: `exponential(scale)` is `scale × standard_exponential()` draw by draw
+            # (numpy's random_exponential), so this is `rng.exponential(means)`'s bits without
+            # its per-call broadcasting and sign checks (tests/test_burst.py)
+            part = rng.standard_exponential(chunk) * means
             durations.append(part)
             total += float(part.sum())
-            drawn += chunk
-        sojourn = np.concatenate(durations)
-        ends = start_s + np.cumsum(sojourn)
-        n_pieces = int(np.searchsorted(ends, end_s, side="left")) + 1
-        breakpoints = np.concatenate(([start_s], ends[: n_pieces - 1], [end_s]))
-        states = (first + np.arange(n_pieces)) % 2
-        return breakpoints.astype(np.float64), levels[states].astype(np.float64)
+        sojourn = durations[0] if len(durations) == 1 else np.concatenate(durations)
+        levels = np.array([self.calm_level, self.burst_level])
+        return alternating_path(float(start_s), float(end_s), sojourn, first, levels)  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True)
