@@ -28,10 +28,10 @@ from typing import NamedTuple, Protocol
 import numpy as np
 
 from sim.engine.compiled import layout as _r
-from sim.engine.compiled.control import evict, pool_total
+from sim.engine.compiled.control import busy_within, evict, pool_total
 from sim.engine.compiled.fleet import JSQ, JSQ_SCAN_MAX, P2C, ROUND_ROBIN, flush, route
 from sim.engine.compiled.replica import advance_to
-from sim.engine.log import RequestLog, busy_seconds_inside
+from sim.engine.log import RequestLog
 from sim.engine.steptime import EngineLimits, StepTimeModel
 
 __all__ = [
@@ -311,13 +311,9 @@ class CompiledFleet:
         """Busy seconds inside [start_s, end_s) of `replicas`' busy periods, replica by replica
         (in the given order), each in time order (`busy_seconds_inside`): what
         `sim.replication.busy_inside` sums from `busy_periods()`, the same bits."""
-        rows = self.state.busy[: int(self.state.nbusy[0])]
         position = np.full(self.state.ri.shape[0], -1, dtype=np.int64)
         position[np.asarray(replicas, dtype=np.int64)] = np.arange(len(replicas))
-        at = position[rows[:, 0].astype(np.int64)]
-        keep = at >= 0
-        rows = rows[keep][np.argsort(at[keep], kind="stable")]
-        return busy_seconds_inside(rows[:, 1:], start_s, end_s)
+        return float(busy_within(self.state.busy, self.state.nbusy, position, start_s, end_s))
 
     def write_log(self, log: RequestLog) -> None:
         """Copy the per-request outcomes into `log`."""

@@ -1,5 +1,5 @@
-"""Kernels the control plane calls at its own instants: a spot reclaim's eviction, and an
-autoscaler tick's reading of its pool (`pool_total`).
+"""Kernels the control plane calls at its own instants: a spot reclaim's eviction, an
+autoscaler tick's reading of its pool (`pool_total`), and a window's busy time (`busy_within`).
 
 `evict` is `FastReplica.evict` over `layout.State`: the instance is gone at `t`; steps ending
 by `t` are applied (in a decode run, every whole step done by `t`), the step under way is lost,
@@ -9,6 +9,8 @@ replica idle and empty (KV freed), ready for its replacement.
 """
 
 from __future__ import annotations
+
+import numpy as np
 
 from sim.engine.compiled._jit import kernel
 from sim.engine.compiled.layout import (
@@ -151,3 +153,33 @@ def evict(
     ri[r, I_STATE] = IDLE
     rf[r, F_T] = t
     return n
+
+
+@kernel(allocates=True)
+def busy_within(busy: Arr, nbusy: Arr, position: Arr, start_s: float, end_s: float) -> float:
+    """Σ over the busy-period rows (replica, start, end) of replicas with `position[replica]`
+    ≥ 0, taken position by position and in row (time) order within one, of each period's
+    overlap with [start_s, end_s): `sim.engine.log.busy_seconds_inside` of the rows in that
+    order (a stable counting sort by position), added left to right as its `cumsum` does."""
+    rows = nbusy[0]
+    n_pos = 0
+    for r in range(position.size):
+        n_pos = max(n_pos, position[r] + 1)
+    first = np.zeros(n_pos + 1, dtype=np.int64)
+    for i in range(rows):
+        p = position[int(busy[i, 0])]
+        if p >= 0:
+            first[p + 1] += 1
+    for p in range(n_pos):
+        first[p + 1] += first[p]
+    order = np.empty(first[n_pos], dtype=np.int64)
+    for i in range(rows):
+        p = position[int(busy[i, 0])]
+        if p >= 0:
+            order[first[p]] = i
+            first[p] += 1
+    total = 0.0
+    for i in order:
+        inside = min(busy[i, 2], end_s) - max(busy[i, 1], start_s)
+        total += max(inside, 0.0)
+    return 0.0 + total
