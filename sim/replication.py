@@ -448,9 +448,7 @@ def _simulate_window(
         if use is not None:
             serving_s += use.serving_s
     return (
-        window_result(
-            window, outcome, None, spec.slo, busy, len(active), whole / len(active), serving_s
-        ),
+        window_result(window, outcome, spec.slo, busy, len(active), whole / len(active), serving_s),
         len(req),
         events,
         use,
