@@ -77,7 +77,7 @@ def _is_plain(hybrid: Hybrid) -> bool:
 
 
 def _plain(
-    env: simpy.Environment,
+    env: simpy.Environment | None,
     times: Sequence[float] | np.ndarray,
     specs: Sequence[ReplicaSpec],
     phases: Sequence[FleetPhase],
@@ -85,7 +85,8 @@ def _plain(
     policy: int,
 ) -> int:
     """SimPy steps through the fleet phases; between two phase starts the core routes every
-    arrival (`times`: the arrival times) and advances the replicas. The SimPy events."""
+    arrival (`times`: the arrival times) and advances the replicas. The SimPy events.
+    `env` None: a fresh environment (at time 0), built only if the phases need one."""
     if len(phases) == 1:
         # NOTE: one phase has no control event between its arrivals: SimPy would hold a single
         # timeout to the phase's start and then route every arrival, so the core routes them
@@ -95,7 +96,9 @@ def _plain(
         fleet.route(
             0, len(times), phase.replicas, policy, specs[phase.replicas[0]].limits.max_model_len
         )
-        return 1 if phase.start_s > env.now else 0
+        return 1 if phase.start_s > (0.0 if env is None else env.now) else 0
+    if env is None:
+        env = simpy.Environment()
     bounds = [0] + [bisect.bisect_left(times, p.start_s) for p in phases[1:]] + [len(times)]
     events = [0]
 
@@ -180,7 +183,7 @@ def run_arrays(
     fleet = CompiledFleet(requests, [(s.limits, s.step_time) for s in specs])
     n = len(requests)
     if _is_plain(hybrid):  # a static or moving fleet alone: `_plain`, as `run_compiled` has it
-        events = _plain(simpy.Environment(), requests.arrival_s, specs, phases, fleet, JSQ)
+        events = _plain(None, requests.arrival_s, specs, phases, fleet, JSQ)
         fleet.flush()
         no = np.zeros(n, dtype=bool)
         return ArrayRun(fleet, np.zeros(n, dtype=np.int64), no, no.copy(), events, [], [])
