@@ -3,7 +3,7 @@
 A sampled window draws ~150 arrivals, so the numpy calls that build its rate pieces (~40 of
 them, 1–3 µs each) cost more than the draws. These kernels do the same arithmetic in one call
 each, in the same order, so the same bits: every random draw stays with numpy's generator in
-the caller. `tests/test_arrivals.py` holds them to the numpy expressions they replace.
+the caller. `tests/test_arrival_kernels.py` holds them to the numpy expressions they replace.
 
 Times are plan seconds; rates are requests per second.
 """
@@ -95,15 +95,15 @@ def piece_means(edges_s: FloatArray, rates_per_s: FloatArray) -> tuple[FloatArra
 def place(
     edges_s: FloatArray, lengths_s: FloatArray, counts: IntArray, uniforms: FloatArray
 ) -> FloatArray:
-    """Sorted `edge + u × length` of each piece's `counts` arrivals, the uniforms `u` taken in
-    order (`np.repeat` of the edges and lengths by `counts`, then one sort)."""
+    """`edge + u × length` of each piece's `counts` arrivals, the uniforms `u` taken in order
+    (`np.repeat` of the edges and lengths by `counts`); unsorted: numpy's sort is the faster
+    (vectorised) one, numba's a plain quicksort (3–5x slower on 10,000 arrivals)."""
     times = np.empty(uniforms.size, dtype=np.float64)
     k = 0
     for i in range(counts.size):
         for _ in range(counts[i]):
             times[k] = edges_s[i] + uniforms[k] * lengths_s[i]
             k += 1
-    times.sort()
     return times
 
 

@@ -46,7 +46,7 @@ def piecewise_rate(
     from sim.workload._pieces import rate_pieces  # (numba: imported when first sampled)
 
     # NOTE: one compiled call in place of ~20 numpy calls (union of the hour edges and the
-    # breakpoints, the piece lookups, the profile): the same bits (tests/test_arrivals.py)
+    # breakpoints, the piece lookups, the profile): the same bits (tests/test_arrival_kernels.py)
     edges, rates = rate_pieces(
         float(start_s), float(end_s), float(base_rate_per_s), profile.array, bp, mult
     )
@@ -64,7 +64,9 @@ def sample_piecewise_poisson(
     counts = rng.poisson(means)
     # each piece's arrivals at edge + u × length, then one sort (the pieces are disjoint and
     # in order, so it equals sorting each piece)
-    return place(edges, lengths, counts, rng.random(int(counts.sum())))
+    times = place(edges, lengths, counts, rng.random(int(counts.sum())))
+    times.sort()
+    return times
 
 
 def sample_by_time_change(

@@ -153,7 +153,7 @@ class MarkovBurst:
         while total < span:
             # NOTE: `exponential(scale)` is `scale × standard_exponential()` draw by draw
             # (numpy's random_exponential), so this is `rng.exponential(means)`'s bits without
-            # its per-call broadcasting and sign checks (tests/test_burst.py)
+            # its per-call broadcasting and sign checks (tests/test_arrival_kernels.py)
             part = rng.standard_exponential(chunk) * means
             durations.append(part)
             total += float(part.sum())
