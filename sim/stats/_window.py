@@ -1,12 +1,12 @@
-"""Compiled kernel of a sampled window's measurements (`sim.stats.sampled.window_result`).
+"""Compiled kernel of the per-request KPIs of a request set (`sim.stats.kpi.request_set_kpis`:
+a sampled window, or a fully simulated month).
 
-A window holds ~100–300 requests, so the ~40 numpy calls of `kpi.request_kpis`, the counts and
-`kpi.api_use` cost more than their arithmetic. `window_measures` does the same arithmetic in
-one pass, in the same order (so the same bits): per request TTFT = first token − arrival,
+A window holds ~100–300 requests, so the ~40 numpy calls these KPIs took cost more than their
+arithmetic. `window_measures` does it in one pass: per request TTFT = first token − arrival,
 E2E = finish − arrival, TPOT = (finish − first token) / (output tokens − 1) for requests of
 more than one output token; served = accepted and finished; met = served, TTFT ≤ its SLO and
-(one output token or TPOT ≤ its SLO). `tests/test_window_kernel.py` holds it to
-`request_kpis` and `api_use`.
+(one output token or TPOT ≤ its SLO). `tests/test_window_kernel.py` holds it to those
+definitions written in numpy, bit for bit.
 """
 
 from __future__ import annotations

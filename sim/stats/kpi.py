@@ -1,10 +1,10 @@
 """The one definition of every per-request and per-month KPI (docs/glossary.md has the formulas).
 
-Per request (`request_kpis`): TTFT = first token − arrival; E2E = finish − arrival; TPOT =
-(finish − first token) / (output tokens − 1) for requests of more than one output token (vLLM
-bench's definition); a request is *served* when accepted and finished (not dropped by the API,
-not left waiting); it *meets the SLO* when served with TTFT ≤ `slo.ttft_s` and (one output
-token or TPOT ≤ `slo.tpot_s`).
+Per request (`request_set_kpis`, one compiled pass of `sim.stats._window`): TTFT = first
+token − arrival; E2E = finish − arrival; TPOT = (finish − first token) / (output tokens − 1) for
+requests of more than one output token (vLLM bench's definition); a request is *served* when
+accepted and finished (not dropped by the API, not left waiting); it *meets the SLO* when served
+with TTFT ≤ `slo.ttft_s` and (one output token or TPOT ≤ `slo.tpot_s`).
 
 Per month (`month_row`): the one builder of a `months` row, from a `MonthKpis` estimated either
 over every request of the month (`full_month_rows`, exact percentiles) or from sampled windows
@@ -21,45 +21,85 @@ import numpy as np
 from sim.config import SloSpec
 from sim.cost import NO_API, NO_SPOT, ApiUse, MonthCost, SpotBill, cost_fields
 from sim.records import BoolArray, FloatArray, Outcomes
+from sim.stats._window import (
+    N_API,
+    N_API_DROPPED,
+    N_API_INPUT,
+    N_API_OUTPUT,
+    N_API_THROTTLED,
+    N_INPUT,
+    N_MET,
+    N_OUTPUT,
+    N_PREEMPTIONS,
+    N_REJECTED,
+    N_REQUESTS,
+    N_REQUEUED,
+    window_measures,
+)
 from sim.units import HOURS_PER_WEEK, SECONDS_PER_HOUR
 
 
 @dataclass(frozen=True)
-class RequestKpis:
-    """Per-request latencies (seconds, NaN where undefined) and SLO flags of one request set."""
+class RequestSetKpis:
+    """What a set of requests measured (module docstring): the latencies of its served requests
+    (seconds, in request order; TPOT of those with more than one output token) and its counts."""
 
     ttft_s: FloatArray
-    tpot_s: FloatArray  # NaN for single-token requests
+    tpot_s: FloatArray
     e2e_s: FloatArray
-    multi: BoolArray  # more than one output token
-    served: BoolArray  # accepted and finished
-    met: BoolArray  # served and within both SLOs
+    requests: int
+    rejected: int
+    met: int  # served and within both SLOs
+    input_tokens: int  # of the served requests
+    output_tokens: int
+    preemptions: int
+    requeued: int
+    api: ApiUse  # traffic spilled to the API
 
 
-def request_kpis(o: Outcomes, slo: SloSpec) -> RequestKpis:
-    """TTFT, TPOT, E2E, served and SLO-met of every request of `o` (module docstring)."""
-    arrival = o.arrival_s
-    ttft = o.first_token_s - arrival
-    e2e = o.finish_s - arrival
-    multi = o.output_tokens > 1
-    tpot = np.full(arrival.shape, np.nan)
-    tpot[multi] = (o.finish_s[multi] - o.first_token_s[multi]) / (o.output_tokens[multi] - 1)
-    served = ~o.rejected & ~np.isnan(o.finish_s)
-    met = served & (ttft <= slo.ttft_s) & (~multi | (tpot <= slo.tpot_s))
-    return RequestKpis(ttft, tpot, e2e, multi, served, met)
+def request_set_kpis(o: Outcomes, slo: SloSpec, sel: BoolArray | None = None) -> RequestSetKpis:
+    """The KPIs of the requests of `o` selected by `sel` (None: all of them), computed in one
+    compiled pass (`sim.stats._window.window_measures`, the definitions of the module
+    docstring): a sampled window holds ~150 requests, where ~40 numpy calls cost more than
+    their arithmetic."""
 
+    def pick(a: np.ndarray) -> np.ndarray:
+        return a if sel is None else a[sel]
 
-def api_use(o: Outcomes, sel: BoolArray) -> ApiUse:
-    """The traffic of the selected requests that went to the API."""
-    on_api = sel & o.api
-    dropped = on_api & o.dropped
-    served = on_api & ~dropped
-    return ApiUse(
-        requests=int(on_api.sum()),
-        dropped=int(dropped.sum()),
-        throttled=int((on_api & o.throttled).sum()),
-        input_tokens=int(o.input_tokens[served].sum()),
-        output_tokens=int(o.output_tokens[served].sum()),
+    ttft, tpot, e2e, c = window_measures(
+        pick(o.arrival_s),
+        pick(o.first_token_s),
+        pick(o.finish_s),
+        pick(o.input_tokens),
+        pick(o.output_tokens),
+        pick(o.rejected),
+        pick(o.preemptions),
+        pick(o.evictions),
+        pick(o.api),
+        pick(o.dropped),
+        pick(o.throttled),
+        float(slo.ttft_s),
+        float(slo.tpot_s),
+    )
+    n = c.tolist()
+    return RequestSetKpis(
+        ttft_s=ttft,
+        tpot_s=tpot,
+        e2e_s=e2e,
+        requests=n[N_REQUESTS],
+        rejected=n[N_REJECTED],
+        met=n[N_MET],
+        input_tokens=n[N_INPUT],
+        output_tokens=n[N_OUTPUT],
+        preemptions=n[N_PREEMPTIONS],
+        requeued=n[N_REQUEUED],
+        api=ApiUse(
+            requests=n[N_API],
+            dropped=n[N_API_DROPPED],
+            throttled=n[N_API_THROTTLED],
+            input_tokens=n[N_API_INPUT],
+            output_tokens=n[N_API_OUTPUT],
+        ),
     )
 
 
@@ -183,48 +223,41 @@ def full_month_rows(
     horizon_s = months * month_s
     o = outcomes
     month_of = np.minimum((o.arrival_s // month_s).astype(np.int64), months - 1)
-    accepted = ~o.rejected
-    r = request_kpis(o, slo)
     hours_per_month = round(month_s / SECONDS_PER_HOUR)
     rows: list[dict[str, object]] = []
     hourly: list[dict[str, object]] = []
     for m in range(months):
         sel = month_of == m
-        acc = sel & accepted
-        n = int(sel.sum())
-        finished = int((acc & (o.finish_s <= horizon_s)).sum())
-        served = sel & r.served
-        ttft_m = r.ttft_s[served]
-        tpot_m = r.tpot_s[served & r.multi]
-        e2e_m = r.e2e_s[served]
+        r = request_set_kpis(o, slo, sel)
+        n = r.requests
+        finished = int((sel & ~o.rejected & (o.finish_s <= horizon_s)).sum())
         reps = list(active[m])
         h0, h1 = m * hours_per_month, (m + 1) * hours_per_month
         busy = np.zeros(hours_per_month)
         for rep in reps:
             busy += busy_hours[rep][h0:h1]
-        api = api_use(o, sel)
         kpis = MonthKpis(
             requests=n,
             finished=finished,
-            rejected=int((sel & o.rejected).sum()),
-            in_flight_at_end=int(acc.sum()) - finished - api.dropped,
-            preemptions=int(o.preemptions[sel].sum()),
-            requeued=int(o.evictions[sel].sum()),
-            ttft_p50_s=_pct(ttft_m, 50),
-            ttft_p95_s=_pct(ttft_m, 95),
-            ttft_p99_s=_pct(ttft_m, 99),
-            tpot_p50_s=_pct(tpot_m, 50),
-            tpot_p95_s=_pct(tpot_m, 95),
-            e2e_p50_s=_pct(e2e_m, 50),
-            e2e_p95_s=_pct(e2e_m, 95),
-            e2e_p99_s=_pct(e2e_m, 99),
-            slo_attainment=float(r.met[sel].mean()) if n else float("nan"),
+            rejected=r.rejected,
+            in_flight_at_end=n - r.rejected - finished - r.api.dropped,
+            preemptions=r.preemptions,
+            requeued=r.requeued,
+            ttft_p50_s=_pct(r.ttft_s, 50),
+            ttft_p95_s=_pct(r.ttft_s, 95),
+            ttft_p99_s=_pct(r.ttft_s, 99),
+            tpot_p50_s=_pct(r.tpot_s, 50),
+            tpot_p95_s=_pct(r.tpot_s, 95),
+            e2e_p50_s=_pct(r.e2e_s, 50),
+            e2e_p95_s=_pct(r.e2e_s, 95),
+            e2e_p99_s=_pct(r.e2e_s, 99),
+            slo_attainment=r.met / n if n else float("nan"),
             gpu_utilisation=float(busy.sum() / (len(reps) * month_s))
             if serving_hours is None
             else float(busy.sum() / serving_hours[h0:h1].sum()),
-            input_tokens=int(o.input_tokens[served].sum()),
-            output_tokens=int(o.output_tokens[served].sum()),
-            api=api,
+            input_tokens=r.input_tokens,
+            output_tokens=r.output_tokens,
+            api=r.api,
         )
         rows.append(
             month_row(

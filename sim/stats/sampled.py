@@ -22,22 +22,7 @@ from sim.cost import NO_API, NO_SPOT, ApiUse, MonthCost, SpotBill
 from sim.horizon import Window
 from sim.records import FloatArray, Outcomes, exact_dot
 from sim.stats._resample import resampled_quantile_blocks
-from sim.stats._window import (
-    N_API,
-    N_API_DROPPED,
-    N_API_INPUT,
-    N_API_OUTPUT,
-    N_API_THROTTLED,
-    N_INPUT,
-    N_MET,
-    N_OUTPUT,
-    N_PREEMPTIONS,
-    N_REJECTED,
-    N_REQUESTS,
-    N_REQUEUED,
-    window_measures,
-)
-from sim.stats.kpi import MonthKpis, hourly_rows, month_row
+from sim.stats.kpi import MonthKpis, hourly_rows, month_row, request_set_kpis
 from sim.units import HOURS_PER_WEEK
 
 BOOTSTRAP = 40  # resamples for the standard errors: ±11% relative precision on the SE itself
@@ -79,51 +64,23 @@ def window_result(
     """The measurements of one window: the requests of `outcomes` (those arriving inside it),
     on `replicas` simulated replicas (`busy_s` summed over them); on an exchangeable slice of
     k of R replicas, `scale` = R / k fleet requests per simulated one
-    (`sim.horizon.fleet_slice`). The per-request KPIs are `kpi.request_kpis`' and the API
-    traffic `kpi.api_use`'s, computed in one compiled pass (`sim.stats._window`)."""
-    o = outcomes
-    ttft, tpot, e2e, c = window_measures(
-        o.arrival_s,
-        o.first_token_s,
-        o.finish_s,
-        o.input_tokens,
-        o.output_tokens,
-        o.rejected,
-        o.preemptions,
-        o.evictions,
-        o.api,
-        o.dropped,
-        o.throttled,
-        float(slo.ttft_s),
-        float(slo.tpot_s),
-    )
-    counts = c.tolist()
-    api = (
-        NO_API
-        if counts[N_API] == 0
-        else ApiUse(
-            requests=counts[N_API],
-            dropped=counts[N_API_DROPPED],
-            throttled=counts[N_API_THROTTLED],
-            input_tokens=counts[N_API_INPUT],
-            output_tokens=counts[N_API_OUTPUT],
-        )
-    )
+    (`sim.horizon.fleet_slice`). Its KPIs are `kpi.request_set_kpis`'."""
+    r = request_set_kpis(outcomes, slo)
     return WindowResult(
         window=window,
-        requests=counts[N_REQUESTS],
-        rejected=counts[N_REJECTED],
-        ttft_s=ttft,
-        tpot_s=tpot,
-        e2e_s=e2e,
-        met=counts[N_MET],
-        input_tokens=counts[N_INPUT],
-        output_tokens=counts[N_OUTPUT],
-        preemptions=counts[N_PREEMPTIONS],
+        requests=r.requests,
+        rejected=r.rejected,
+        ttft_s=r.ttft_s,
+        tpot_s=r.tpot_s,
+        e2e_s=r.e2e_s,
+        met=r.met,
+        input_tokens=r.input_tokens,
+        output_tokens=r.output_tokens,
+        preemptions=r.preemptions,
         busy_s=busy_s,
         replicas=replicas,
-        requeued=counts[N_REQUEUED],
-        api=api,
+        requeued=r.requeued,
+        api=r.api,
         scale=scale,
         serving_s=serving_s,
     )
