@@ -3,8 +3,8 @@
 `sim.engine.versions.V1_CPU_PER_SEQ_S` is the CPU seconds per sequence per step of vLLM
 0.8-0.13 without async scheduling (the "v1" CPU family; module docstring there). It is fitted
 here by replaying, through `sim bench` (`sim.calibration.public_runs.replay_all`), the rows of
-`shared/data/vllm-public-runs/runs.csv` that run that engine, and choosing the value on a grid
-that minimises the loss:
+`sim/data/validation/public_runs.csv` (the packaged copy of shared/data/vllm-public-runs) that
+run that engine, and choosing the value on a grid that minimises the loss:
 
     loss = Σ over (source, metric family) of median |log(simulated / measured)|
 
@@ -40,7 +40,7 @@ from sim.data import models
 from sim.engine import versions
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-RUNS = REPO_ROOT / "../shared/data/vllm-public-runs/runs.csv"
+RUNS = REPO_ROOT / "sim/data/validation/public_runs.csv"
 GRID_S = tuple(x * 1e-6 for x in (0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 120, 150, 200))
 MAX_LOAD = 0.85
 VIDUR_OVERHEAD_S = 0.00183904  # the catalog's per-step overhead (sim/data/step_time.toml)

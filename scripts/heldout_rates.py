@@ -1,9 +1,10 @@
 """Fit on one rate, predict another (issue #13): held-out errors of a calibration fitted to one
 published vLLM run and used by `sim bench` at the other loads of the same configuration.
 
-Groups: rows of `shared/data/vllm-public-runs/runs.csv` that differ only in their load (request
-rate, concurrency or burst size): same source, model, GPU, TP, engine settings, workload kind,
-dataset and client. For each group, as a user would:
+Groups: rows of `sim/data/validation/public_runs.csv` (the packaged copy of
+shared/data/vllm-public-runs) that differ only in their load (request rate, concurrency or burst
+size): same source, model, GPU, TP, engine settings, workload kind, dataset and client. For
+each group, as a user would:
 
 1. each row becomes the JSON `vllm bench serve --save-result` writes without `--save-detailed`
    (`row_json`: only the keys the row publishes, under vLLM's names);
@@ -58,7 +59,7 @@ from sim.calibration.runs import (
 from sim.cli import main as sim_cli
 from sim.engine.catalog import load_step_time_catalog
 
-RUNS = Path(__file__).resolve().parent.parent / "../shared/data/vllm-public-runs/runs.csv"
+RUNS = Path(__file__).resolve().parent.parent / "sim/data/validation/public_runs.csv"
 GROUP_KEY = (
     *("source_id", "engine", "engine_version", "model", "precision", "quantization"),
     *("kv_cache_dtype", "gpu_type", "num_gpus", "tensor_parallel", "pipeline_parallel"),

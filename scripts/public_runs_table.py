@@ -1,11 +1,12 @@
 """Signed replay error of every published vLLM run (issue #12), one line per replayed row.
 
-Replays `shared/data/vllm-public-runs/runs.csv` through `sim bench`
-(`sim.calibration.public_runs.replay_all`, versioned, client timing) and prints, per row, its
-source, model, GPU, TP, precision, workload, vLLM version and load, then the median signed error
-(simulated / measured − 1) of each metric family; then the rows not replayed with their reason,
-and the median |error| per family on all rows and at <= 85 % load (docs/validation.md). Run from
-the repository root (about 5 s):
+Replays `sim/data/validation/public_runs.csv` (the packaged copy of
+shared/data/vllm-public-runs) through `sim bench` (`sim.calibration.public_runs.replay_all`,
+versioned, client timing) and prints, per row, its source, model, GPU, TP, precision, workload,
+vLLM version and load, then the median signed error (simulated / measured − 1) of each metric
+family; then the rows not replayed with their reason, and the median |error| per family on all
+rows and at <= 85 % load (docs/validation.md). `sim validate` judges the same replay against
+issue #12's targets. Run from the repository root (about 6 s):
 
     python scripts/public_runs_table.py [--csv OUT.csv]
 """
@@ -21,7 +22,7 @@ import polars as pl
 
 from sim.calibration.public_runs import family_medians, replay_all
 
-RUNS = Path(__file__).resolve().parent.parent / "../shared/data/vllm-public-runs/runs.csv"
+RUNS = Path(__file__).resolve().parent.parent / "sim/data/validation/public_runs.csv"
 FAMILIES = ("ttft", "tpot", "e2e", "throughput")
 
 

@@ -16,8 +16,7 @@ import polars as pl
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-RUNS = REPO / "../shared/data/vllm-public-runs/runs.csv"
-needs_data = pytest.mark.skipif(not RUNS.exists(), reason="shared/data/vllm-public-runs absent")
+RUNS = REPO / "sim/data/validation/public_runs.csv"  # the copy of shared/data/vllm-public-runs
 
 VLLM_KEYS = {
     *("model_id", "num_prompts", "request_rate", "burstiness", "max_concurrency", "duration"),
@@ -52,7 +51,6 @@ def groups(hr: ModuleType) -> dict[str, Any]:
     return {g.name: g for g in hr.load_groups(RUNS)}
 
 
-@needs_data
 def test_groups_differ_only_in_load(groups: dict[str, Any]) -> None:
     blis = groups["BLIS-llama-2-7b-tp1-general"]
     assert [r["row_id"] for r in blis.rows] == ["P189", "P190"]
@@ -66,7 +64,6 @@ def test_groups_differ_only_in_load(groups: dict[str, Any]) -> None:
     assert len(fitted) == 12  # 8 BLIS rate pairs + 2 burst-size sweeps + 2 Qwen3.5 rate sweeps
 
 
-@needs_data
 def test_row_becomes_vllm_result_json(hr: ModuleType, groups: dict[str, Any]) -> None:
     """Every key is one vLLM writes; every value is the row's cell; unpublished cells are absent."""
     for r in groups["BLIS-llama-2-7b-tp1-general"].rows:
@@ -98,7 +95,6 @@ def test_row_becomes_vllm_result_json(hr: ModuleType, groups: dict[str, Any]) ->
     assert not any(k.endswith("_e2el_ms") for k in burst)  # benchmark_serving.py printed no E2E
 
 
-@needs_data
 def test_summary_statistics_become_published_seconds(
     hr: ModuleType, groups: dict[str, Any]
 ) -> None:
@@ -113,7 +109,6 @@ def test_summary_statistics_become_published_seconds(
     assert not any(k.startswith("tpot") for k in hr.measured_metrics(doc, case))
 
 
-@needs_data
 @pytest.mark.slow
 def test_fit_on_one_rate_predicts_the_other(hr: ModuleType, tmp_path: Path) -> None:
     """BLIS Llama-2-7B codegen, 5 and 10 req/s: fitted on either rate (the command's default

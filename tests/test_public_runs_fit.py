@@ -21,7 +21,7 @@ from sim.data.tables import canonical_model_name
 from sim.engine import versions
 
 REPO = Path(__file__).resolve().parent.parent
-RUNS = REPO / "../shared/data/vllm-public-runs/runs.csv"
+RUNS = REPO / "sim/data/validation/public_runs.csv"  # the copy of shared/data/vllm-public-runs
 MARGIN = 0.05
 SHIPPED = {"ttft": 0.385, "tpot": 0.147, "e2e": 0.410, "throughput": 0.031}
 """Median |error| per family at <= 85 % load (27 rows) with the shipped constants and replay
@@ -42,10 +42,7 @@ before the hybrid linear-attention models (Qwen3.5, Qwen3-Next) joined the catal
 BEFORE = {"ttft": 0.46, "tpot": 0.69, "throughput": 0.40}
 """The same medians before the roofline fixes (docs/validation.md)."""
 
-needs_data = pytest.mark.skipif(not RUNS.exists(), reason="shared/data/vllm-public-runs absent")
 
-
-@needs_data
 def _hybrid_rows() -> list[str]:
     """Rows whose model has linear-attention layers (replayed only since they are modelled)."""
     runs = pl.read_csv(RUNS, infer_schema=False).select("row_id", "model")
@@ -57,7 +54,6 @@ def _hybrid_rows() -> list[str]:
     return out
 
 
-@needs_data
 def test_shipped_constants_stay_within_todays_error() -> None:
     every = replay_all(RUNS)
     for fam, limit in SHIPPED_ALL.items():
@@ -74,7 +70,6 @@ def test_shipped_constants_stay_within_todays_error() -> None:
     assert every.filter(pl.col("metric") != "")["row"].n_unique() >= REPLAYED
 
 
-@needs_data
 @pytest.mark.slow
 def test_v1_cpu_term_is_its_fit_and_predicts_held_out_sources_together() -> None:
     """The shipped V1 CPU term is the script's fit, and held out it beats the Vidur-era 1.84 ms

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
@@ -12,12 +13,16 @@ import pytest
 from click.testing import CliRunner
 
 from sim.calibration.measured import latency_metrics
+from sim.calibration.public_runs import read_runs, replay_all
 from sim.calibration.validate import (
+    GATE_MIN_SHARE,
     CaseResult,
     compare,
+    judge_public,
     load_cases,
     load_unreproduced,
     parse_cases,
+    summarise_public,
     validate_case,
 )
 from sim.cli import main
@@ -140,3 +145,109 @@ def test_cli_calibrate_profiles_missing_file() -> None:
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 2
     assert "error: /no/perf.csv: no such file" in result.output
+
+
+# ------------------------------------------------------------------ published runs (issue #12)
+
+
+def _replayed(rows: list[tuple[str, str, float, str, float]]) -> pl.DataFrame:
+    """`replay_all`-shaped rows from (run, version, load, metric, error)."""
+    return pl.DataFrame(
+        [
+            (run, ver, load, metric, 1.0, 1.0 + err, err, "" if metric else "why not")
+            for run, ver, load, metric, err in rows
+        ],
+        schema={
+            "row": pl.String,
+            "version": pl.String,
+            "load": pl.Float64,
+            "metric": pl.String,
+            "measured": pl.Float64,
+            "simulated": pl.Float64,
+            "error": pl.Float64,
+            "note": pl.String,
+        },
+        orient="row",
+    )
+
+
+def test_published_values_are_gated_only_for_v1_runs_at_low_load_on_targeted_metrics() -> None:
+    judged = judge_public(
+        _replayed(
+            [
+                ("A", "0.11", 0.5, "tpot_p50", 0.04),  # gated, within 5 %
+                ("A", "0.11", 0.5, "ttft_mean", 0.50),  # no target on means
+                ("B", "0.6", 0.5, "tpot_p50", 0.01),  # V0 engine: reported
+                ("C", "0.11", 0.9, "throughput", 0.01),  # above 85 % load
+                ("D", "", 0.5, "e2e_p95", 0.01),  # version not stated
+                ("E", "0.17", 0.2, "e2e_p95", -0.12),  # gated, misses 10 %
+                ("E", "0.17", 0.2, "ttft_p95", 0.149),  # gated, within 15 %
+                ("F", "0.11", math.nan, "", math.nan),  # not replayed
+            ]
+        )
+    )
+    targets = dict(zip(judged["row"] + "/" + judged["metric"], judged["target"], strict=True))
+    assert targets == {
+        "A/tpot_p50": 0.05,
+        "A/ttft_mean": None,
+        "B/tpot_p50": None,
+        "C/throughput": None,
+        "D/e2e_p95": None,
+        "E/e2e_p95": 0.10,
+        "E/ttft_p95": 0.15,
+        "F/": None,
+    }
+    assert judged["ok"].to_list() == [True, None, None, None, None, False, True, None]
+    s = summarise_public(judged)
+    assert (s.runs, s.replayed, s.gated_runs, s.gated, s.within) == (6, 5, 2, 3, 2)
+    assert s.share == pytest.approx(2 / 3) and not s.passed
+    assert s.medians["tpot"] == pytest.approx(0.025)  # A and B (any version) at <= 85 %
+    assert s.share < GATE_MIN_SHARE
+
+
+def test_published_runs_pass_at_the_issues_share_of_gated_values() -> None:
+    rows = [("A", "0.11", 0.5, "throughput", 0.01)] * 4 + [("A", "0.11", 0.5, "tpot_p50", 0.2)]
+    s = summarise_public(judge_public(_replayed(rows)))
+    assert s.share == pytest.approx(0.8) and s.passed
+    s = summarise_public(judge_public(_replayed(rows[1:])))
+    assert s.share == pytest.approx(0.75) and not s.passed
+
+
+def test_packaged_public_runs_are_the_shared_table() -> None:
+    shared = Path(__file__).resolve().parents[1] / "../shared/data/vllm-public-runs/runs.csv"
+    if not shared.exists():
+        pytest.skip("shared/data absent (the packaged copy is what every run reads)")
+    assert read_runs().equals(pl.read_csv(shared, infer_schema_length=0).fill_null(""))
+
+
+def test_cli_validate_one_published_run_prints_every_metric_and_its_verdict() -> None:
+    result = CliRunner().invoke(main, ["validate", "--case", "P096"])
+    assert "P096" in result.output and "e2e_p95" in result.output and "tok/s" in result.output
+    assert "lambda" not in result.output  # only the named run
+    judged = judge_public(replay_all(rows={"P096"}))
+    missed = bool((judged["ok"] == False).any())  # noqa: E712 (polars comparison)
+    assert judged["target"].is_not_null().any()  # the run is gated
+    assert result.exit_code == (1 if missed else 0), result.output
+    assert ("missed targets: P096" in result.output) == missed
+
+
+def test_cli_validate_unknown_published_run_is_one_line() -> None:
+    result = CliRunner().invoke(main, ["validate", "--case", "P999"])
+    assert result.exit_code == 2
+    assert "P999" in result.output and "Traceback" not in result.output
+
+
+def test_a_case_without_a_fitted_entry_replays_on_the_roofline_and_says_so() -> None:
+    case = next(c for c in load_cases() if c.name == "llmservingsim-rtxpro6000-llama3.1-8b")
+    result = validate_case(case)
+    assert not result.skipped and result.rows.height > 0
+    assert result.step_time_source.startswith("uncalibrated")
+
+
+@pytest.mark.slow
+def test_cli_validate_exits_by_the_share_of_gated_published_values() -> None:
+    result = CliRunner().invoke(main, ["validate"])
+    line = next(x for x in result.output.splitlines() if x.startswith("published runs:"))
+    share = float(line.split("within target (")[1].split("%")[0]) / 100
+    assert "not replayed (12): speculative decoding" in result.output
+    assert result.exit_code == (0 if share >= GATE_MIN_SHARE else 1)

@@ -1,5 +1,7 @@
-"""Replay the published vLLM runs of `shared/data/vllm-public-runs/runs.csv` through `sim bench`
-(`sim.calibration.bench.run_bench`, the same code as the CLI) and compare.
+"""Replay the published vLLM runs (`sim/data/validation/public_runs.csv`, a copy of
+`shared/data/vllm-public-runs/runs.csv`: SOURCE.md beside it) through `sim bench`
+(`sim.calibration.bench.run_bench`, the same code as the CLI) and compare; `sim validate`
+gates and reports them (`sim.calibration.validate`).
 
 A row is replayed when its model (by Hugging Face id or alias, `canonical_model_name`) and GPU
 are in the catalogs, it runs on one engine (no data or pipeline parallelism), its lengths are
@@ -29,6 +31,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -36,21 +39,32 @@ import numpy as np
 import polars as pl
 
 from sim.calibration.bench import BenchSpec, engine_setup, run_bench
-from sim.data import models, sharegpt_lengths
+from sim.data import models, packaged, sharegpt_lengths
 from sim.data.tables import canonical_model_name
 
 METRIC_COLUMNS = {
     "ttft_mean": ("ttft_mean_ms", "mean_ttft_ms"),
     "ttft_p50": ("ttft_p50_ms", "median_ttft_ms"),
+    "ttft_p90": ("ttft_p90_ms", "p90_ttft_ms"),
+    "ttft_p95": ("ttft_p95_ms", "p95_ttft_ms"),
     "ttft_p99": ("ttft_p99_ms", "p99_ttft_ms"),
     "tpot_mean": ("tpot_mean_ms", "mean_tpot_ms"),
     "tpot_p50": ("tpot_p50_ms", "median_tpot_ms"),
+    "tpot_p90": ("tpot_p90_ms", "p90_tpot_ms"),
+    "tpot_p95": ("tpot_p95_ms", "p95_tpot_ms"),
     "tpot_p99": ("tpot_p99_ms", "p99_tpot_ms"),
     "e2e_mean": ("e2e_mean_ms", "mean_e2el_ms"),
     "e2e_p50": ("e2e_p50_ms", "median_e2el_ms"),
+    "e2e_p90": ("e2e_p90_ms", "p90_e2el_ms"),
+    "e2e_p95": ("e2e_p95_ms", "p95_e2el_ms"),
     "e2e_p99": ("e2e_p99_ms", "p99_e2el_ms"),
     "throughput": ("output_throughput_tok_per_s", "output_throughput"),
 }
+"""Our metric name -> (runs.csv column, `sim bench`'s result key)."""
+PERCENTILES = (50.0, 90.0, 95.0, 99.0)
+"""The percentiles runs.csv publishes (p50 as the median; p90 and p95 on 36 and 81 rows)."""
+PUBLIC_RUNS_FILE = ("validation", "public_runs.csv")
+"""The packaged copy of the published runs (under `sim/data/`)."""
 MAX_PROMPTS = 1000  # replay at most this many requests of a row (speed); noted when cut
 
 
@@ -303,11 +317,24 @@ def sharegpt_scaled(mean_in: float, mean_out: float) -> tuple[tuple[int, ...], t
     return tuple(int(x) for x in a), tuple(int(x) for x in b)
 
 
+def read_runs(path: str | Path | None = None) -> pl.DataFrame:
+    """The published runs as strings ('' = not published): the packaged copy, or `path`."""
+    if path is None:
+        with resources.as_file(packaged(*PUBLIC_RUNS_FILE)) as p:
+            return pl.read_csv(p, infer_schema_length=0).fill_null("")
+    return pl.read_csv(path, infer_schema_length=0).fill_null("")
+
+
 def replay_all(
-    path: str | Path, versioned: bool = True, timing: str = "client", rows: set[str] | None = None
+    path: str | Path | None = None,
+    versioned: bool = True,
+    timing: str = "client",
+    rows: set[str] | None = None,
 ) -> pl.DataFrame:
-    """One row per (case, metric): measured, simulated, error = sim/measured − 1."""
-    df = pl.read_csv(path, infer_schema_length=0).fill_null("")
+    """One row per (case, metric): measured, simulated, error = sim/measured − 1; a case not
+    replayed has one row with an empty metric and its reason in `note`. `path`: a runs.csv
+    (default: the packaged copy)."""
+    df = read_runs(path)
     out = []
     for r in df.iter_rows(named=True):
         if rows is not None and r["row_id"] not in rows:
@@ -317,7 +344,7 @@ def replay_all(
             out.append((c.row, c.version, math.nan, "", math.nan, math.nan, math.nan, c.reason))
             continue
         try:
-            res = run_bench(c.spec).metrics(("ttft", "tpot", "itl", "e2el"), (50.0, 99.0))
+            res = run_bench(c.spec).metrics(("ttft", "tpot", "itl", "e2el"), PERCENTILES)
         except Exception as exc:
             out.append((c.row, c.version, c.load, "", math.nan, math.nan, math.nan, str(exc)))
             continue

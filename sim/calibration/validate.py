@@ -5,6 +5,11 @@ engine it ran on and its source; `validate_case` replays it with the step-time c
 its (model, GPU, TP, dtype) and puts measured and simulated statistics side by side. A case is
 *gated* — held to `TARGETS` — when it says so and its peak load is at most `GATE_MAX_LOAD` of
 the engine's concurrency capacity. `docs/validation.md` lists the cases and their errors.
+
+The published vLLM runs (`sim.calibration.public_runs`: summary statistics, replayed through
+`sim bench`'s code) are judged by `judge_public`: a value is gated when its run used vLLM >= 0.8
+at <= GATE_MAX_LOAD and its metric has an issue-#12 target (`PUBLIC_TARGETS`); the published
+runs pass when at least GATE_MIN_SHARE of the gated values are within target.
 """
 
 from __future__ import annotations
@@ -27,12 +32,15 @@ from sim.calibration.measured import (
     replay,
     step_time_model,
 )
+from sim.calibration.public_runs import family_medians
+from sim.config.vllm import parse_version
 from sim.data import packaged, read_toml, read_toml_file
 from sim.engine.catalog import (
     CatalogKey,
     StepTimeEntry,
     load_step_time_catalog,
     parse_step_time_catalog,
+    resolve_step_time,
 )
 from sim.errors import ConfigError, Problem
 
@@ -248,19 +256,27 @@ def validate_case(
     if case.skip:
         return CaseResult(case, math.nan, empty, "", skipped=case.skip)
     entry = cat.get(case.engine.key)
-    if entry is None:
-        m, g, tp, d = case.engine.key
-        reason = f"no step-time calibration for {m} on {g} tp{tp} {d} in the catalog"
-        return CaseResult(case, math.nan, empty, "", skipped=reason)
+    if entry is not None:
+        step, source = step_time_model(entry), entry.source
+    else:  # as `sim bench` and `sim run` do: the roofline of the specs, said so
+        e = case.engine
+        try:
+            resolved = resolve_step_time(e.model, e.gpu, e.tp, e.dtype, e.weight_dtype)
+        except KeyError as exc:
+            return CaseResult(case, math.nan, empty, "", skipped=f"not in the catalogs: {exc}")
+        step, source = resolved.step, f"uncalibrated: {resolved.source}"
     run = case.run()
-    limits = case.engine.limits()
+    try:
+        limits = case.engine.limits()
+    except ValueError as exc:  # the case's settings make no valid engine: listed, not fatal
+        return CaseResult(case, math.nan, empty, source, skipped=f"engine does not fit: {exc}")
     mean_tokens = float(np.mean(run.input_tokens + run.output_tokens))
     capacity = case.engine.concurrency_capacity(mean_tokens) * case.replicas
     load = run.peak_in_system() / capacity
-    sim = replay(run, limits, step_time_model(entry), case.replicas)
+    sim = replay(run, limits, step, case.replicas)
     gated = case.gate and load <= GATE_MAX_LOAD
     rows = compare(case.name, run.measured_metrics(), sim.metrics(run.output_tokens), load, gated)
-    return CaseResult(case, load, rows, entry.source)
+    return CaseResult(case, load, rows, source)
 
 
 def validate_all(
@@ -278,3 +294,79 @@ def catalog_with(extra_file: str | Path | None) -> dict[CatalogKey, StepTimeEntr
     if extra_file is not None:
         catalog.update(parse_step_time_catalog(read_toml_file(extra_file), str(extra_file)))
     return catalog
+
+
+# ------------------------------------------------------------------------ published runs
+
+PUBLIC_TARGETS: dict[str, float] = {k.removesuffix("_s"): v for k, v in TARGETS.items()} | {
+    "throughput": 0.05
+}
+"""Issue #12's targets on the published runs (`sim.calibration.public_runs`'s metric names):
+TPOT p50 and p95 within 5 %, E2E p95 within 10 %, TTFT p95 within 15 %, output throughput
+within 5 %."""
+GATE_MIN_SHARE = 0.80
+"""Issue #12: at least this share of the gated values within their targets."""
+
+
+def _v1(version: str) -> bool:
+    """Whether a runs.csv version (e.g. "0.11") is vLLM >= 0.8 (the V1 engine); False when
+    the version is not stated."""
+    try:
+        return parse_version(version).family == "v1"
+    except ValueError:
+        return False
+
+
+def judge_public(replayed: pl.DataFrame) -> pl.DataFrame:
+    """`public_runs.replay_all`'s rows with `target` (the metric's issue-#12 tolerance when the
+    value is gated: vLLM >= 0.8, load <= GATE_MAX_LOAD, a metric with a target; else null)
+    and `ok` (|error| <= target; null when not gated)."""
+    gate = pl.Series([_v1(v) for v in replayed["version"]], dtype=pl.Boolean) & replayed["load"].le(
+        GATE_MAX_LOAD
+    ).fill_null(False)
+    target = replayed["metric"].replace_strict(
+        PUBLIC_TARGETS, default=None, return_dtype=pl.Float64
+    )
+    out = replayed.with_columns(
+        target=pl.when(gate & replayed["error"].is_not_nan()).then(target).otherwise(None)
+    )
+    return out.with_columns(ok=pl.col("error").abs() <= pl.col("target"))
+
+
+@dataclass(frozen=True)
+class PublicSummary:
+    """What `sim validate` concludes on the published runs.
+
+    runs: rows in the file; replayed: rows simulated; gated_runs: rows with a gated value;
+    gated / within: gated values, and those within their target; medians: median |error| per
+    family over every replayed value at load <= GATE_MAX_LOAD (any version)."""
+
+    runs: int
+    replayed: int
+    gated_runs: int
+    gated: int
+    within: int
+    medians: Mapping[str, float]
+
+    @property
+    def share(self) -> float:
+        return self.within / self.gated if self.gated else math.nan
+
+    @property
+    def passed(self) -> bool:
+        """Issue #12's criterion: at least GATE_MIN_SHARE of the gated values within target."""
+        return self.gated > 0 and self.share >= GATE_MIN_SHARE
+
+
+def summarise_public(judged: pl.DataFrame) -> PublicSummary:
+    """The summary of `judge_public`'s rows."""
+    sim_rows = judged.filter(pl.col("metric") != "")
+    gated = judged.filter(pl.col("target").is_not_null())
+    return PublicSummary(
+        runs=judged["row"].n_unique(),
+        replayed=sim_rows["row"].n_unique(),
+        gated_runs=gated["row"].n_unique(),
+        gated=gated.height,
+        within=int(gated["ok"].sum()),
+        medians=family_medians(judged, GATE_MAX_LOAD),
+    )

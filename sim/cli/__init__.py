@@ -5,7 +5,7 @@ only when its command runs (`common.LazyGroup`).
 - `common`: the `main` group and `user_errors` (one located line per bad input, exit 2).
 - `run`: `sim check`, `sim run`.
 - `trace`: `sim trace inspect|fit|compare`.
-- `calibrate`: `sim calibrate profiles|runs`, `sim validate`.
+- `calibrate`: `sim calibrate profiles|runs`; `validate`: `sim validate`.
 - `plan`: `sim plan`; `breakeven`: `sim breakeven`.
 - `bench`: `sim bench` (what `vllm bench serve` would report).
 """

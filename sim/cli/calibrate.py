@@ -1,10 +1,8 @@
-"""`sim calibrate profiles|runs` and `sim validate` (sim/calibration/; docs/calibration.md,
-docs/validation.md)."""
+"""`sim calibrate profiles|runs` (sim/calibration/; docs/calibration.md)."""
 
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +20,6 @@ from sim.calibration.runs import (
     fit_warnings,
     run_case,
     start_entry,
-)
-from sim.calibration.validate import (
-    GATE_MAX_LOAD,
-    catalog_with,
-    load_cases,
-    load_unreproduced,
-    validate_all,
 )
 from sim.cli.common import user_errors
 from sim.engine.catalog import load_step_time_catalog
@@ -227,63 +218,6 @@ def runs(
     for warning in fit_warnings(result, cases):
         console.print(f"warning: {warning}", highlight=False)
     _write_entries(out, [result.entry], f"Fitted by `sim calibrate runs` from {names}")
-
-
-@click.command()
-@click.option("--all", "show_all", is_flag=True, help="Also list published numbers not reproduced.")
-@click.option("--case", "names", multiple=True, help="Only these cases (repeatable).")
-@click.option(
-    "--catalog",
-    "catalog_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Extra step-time entries (TOML, e.g. from `sim calibrate`) over the packaged catalog.",
-)
-@user_errors
-def validate(show_all: bool, names: tuple[str, ...], catalog_file: Path | None) -> None:
-    """Replay the packaged validation cases; exit 1 if a gated case misses its target."""
-    catalog = catalog_with(catalog_file)
-    cases = load_cases()
-    if names:
-        known = {c.name for c in cases}
-        for n in names:
-            if n not in known:
-                raise click.BadParameter(f"unknown case {n!r}; cases: {', '.join(sorted(known))}")
-        cases = tuple(c for c in cases if c.name in names)
-    results = validate_all(cases, catalog)
-    console = Console(width=max(Console().width, 130))
-    table = Table(title=f"validation (targets gated at load <= {GATE_MAX_LOAD:.0%})")
-    for col in ("case", "load", "metric", "measured", "simulated", "error", "target", "verdict"):
-        table.add_column(col, justify="left" if col in ("case", "metric") else "right")
-    for r in results:
-        for row in r.rows.iter_rows(named=True):
-            ok = row["ok"]
-            verdict = "report" if ok is None else ("pass" if ok else "[red]FAIL[/red]")
-            target = "" if row["target"] is None else f"±{row['target']:.0%}"
-            table.add_row(
-                row["case"],
-                f"{row['load']:.0%}",
-                row["metric"].removesuffix("_s"),
-                f"{row['measured_s'] * 1e3:,.1f} ms",
-                f"{row['simulated_s'] * 1e3:,.1f} ms",
-                f"{row['error']:+.1%}",
-                target,
-                verdict,
-            )
-    console.print(table)
-    for r in results:
-        if r.skipped:
-            console.print(f"not replayed: {r.case.name}: {r.skipped}", highlight=False)
-        elif not r.case.gate:
-            console.print(f"not gated: {r.case.name}: {r.case.note}", highlight=False)
-        elif not r.gated:
-            console.print(f"not gated: {r.case.name}: load {r.load:.0%} > 85%", highlight=False)
-    if show_all:
-        for item in load_unreproduced():
-            console.print(f"not reproducible: {item.name}: {item.reason}", highlight=False)
-    failed = [r.case.name for r in results if not r.passed]
-    if failed:
-        console.print(f"[red]missed targets:[/red] {', '.join(failed)}")
-        sys.exit(1)
 
 
 def _se_text(se: float | None) -> str:

@@ -91,7 +91,7 @@ COMMANDS = {
     "run": "sim.cli.run:run",
     "trace": "sim.cli.trace:trace",
     "calibrate": "sim.cli.calibrate:calibrate",
-    "validate": "sim.cli.calibrate:validate",
+    "validate": "sim.cli.validate:validate",
     "bench": "sim.cli.bench:bench",
     "plan": "sim.cli.plan:plan",
     "breakeven": "sim.cli.breakeven:breakeven_command",

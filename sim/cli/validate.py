@@ -1,0 +1,226 @@
+"""`sim validate`: the packaged per-request cases and the published vLLM runs against what the
+simulator predicts (sim/calibration/validate.py, sim/calibration/public_runs.py;
+docs/validation.md). Exit 1 when a gated case misses a target or fewer than issue #12's share of
+the published runs' gated values are within theirs."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+import polars as pl
+from rich.console import Console
+from rich.table import Table
+
+from sim.calibration.public_runs import read_runs, replay_all
+from sim.calibration.validate import (
+    GATE_MAX_LOAD,
+    GATE_MIN_SHARE,
+    PUBLIC_TARGETS,
+    CaseResult,
+    PublicSummary,
+    catalog_with,
+    judge_public,
+    load_cases,
+    load_unreproduced,
+    summarise_public,
+    validate_all,
+)
+from sim.cli.common import user_errors
+
+FAMILIES = ("ttft", "tpot", "e2e", "throughput")
+
+
+def _cases_table(results: list[CaseResult]) -> Table:
+    table = Table(title=f"validation (targets gated at load <= {GATE_MAX_LOAD:.0%})")
+    for col in ("case", "load", "metric", "measured", "simulated", "error", "target", "verdict"):
+        table.add_column(col, justify="left" if col in ("case", "metric") else "right")
+    for r in results:
+        for row in r.rows.iter_rows(named=True):
+            ok = row["ok"]
+            verdict = "report" if ok is None else ("pass" if ok else "[red]FAIL[/red]")
+            target = "" if row["target"] is None else f"±{row['target']:.0%}"
+            table.add_row(
+                row["case"],
+                f"{row['load']:.0%}",
+                row["metric"].removesuffix("_s"),
+                f"{row['measured_s'] * 1e3:,.1f} ms",
+                f"{row['simulated_s'] * 1e3:,.1f} ms",
+                f"{row['error']:+.1%}",
+                target,
+                verdict,
+            )
+    return table
+
+
+def _runs_meta() -> dict[str, tuple[str, ...]]:
+    """Row id → (model, GPU, TP, workload) as the published table names them."""
+    runs = read_runs()
+    out: dict[str, tuple[str, ...]] = {}
+    for r in runs.iter_rows(named=True):
+        model = r["model"].split(" ")[0].split("/")[-1]
+        gpu = r["gpu_type"].split(" ")[0].removesuffix("-80GB-HBM3").removesuffix("-SXM-80GB")
+        out[r["row_id"]] = (model, gpu, r["tensor_parallel"], r["workload_type"])
+    return out
+
+
+def _error_cell(error: float | None, target: float | None) -> str:
+    if error is None:
+        return ""
+    text = f"{error:+.0%}"
+    if target is None:
+        return f"[dim]{text}[/dim]"
+    return text if abs(error) <= target else f"[red]{text} ✗[/red]"
+
+
+def _public_table(judged: pl.DataFrame, every: bool) -> Table:
+    """One line per published run: the error of each metric with a target (red ✗: a gated
+    miss; dim: not gated); only runs with a gated value unless `every`."""
+    meta = _runs_meta()
+    title = (
+        "published vLLM runs: simulated / measured - 1 "
+        f"(gated: vLLM >= 0.8 at load <= {GATE_MAX_LOAD:.0%}; targets "
+        + ", ".join(f"{m} ±{t:.0%}" for m, t in PUBLIC_TARGETS.items())
+        + ")"
+    )
+    table = Table(title=title)
+    for col in ("run", "model", "gpu", "tp", "vLLM", "workload", "load", *PUBLIC_TARGETS):
+        table.add_column(
+            col, justify="left" if col in ("run", "model", "gpu", "workload") else "right"
+        )
+    simulated = judged.filter(pl.col("metric") != "")
+    for (row,), part in simulated.group_by("row", maintain_order=True):
+        if not every and part["target"].is_null().all():
+            continue
+        cells = {m: (e, t) for m, e, t in part.select("metric", "error", "target").iter_rows()}
+        model, gpu, tp, workload = meta.get(str(row), ("", "", "", ""))
+        load = part["load"][0]
+        table.add_row(
+            str(row),
+            model,
+            gpu,
+            tp,
+            part["version"][0],
+            workload,
+            f"{load:.0%}",
+            *(_error_cell(*cells.get(m, (None, None))) for m in PUBLIC_TARGETS),
+        )
+    return table
+
+
+def _print_public(console: Console, judged: pl.DataFrame, summary: PublicSummary) -> None:
+    skipped = judged.filter(pl.col("metric") == "")
+    for (reason,), part in skipped.group_by("note", maintain_order=True):
+        rows = ", ".join(part["row"].to_list())
+        console.print(f"not replayed ({part.height}): {reason}: {rows}", highlight=False)
+    console.print(
+        f"published runs: {summary.replayed} of {summary.runs} replayed; {summary.gated} gated "
+        f"values on {summary.gated_runs} runs, {summary.within} within target "
+        f"({summary.share:.0%}; needs {GATE_MIN_SHARE:.0%})",
+        highlight=False,
+    )
+    medians = ", ".join(f"{f} {summary.medians[f]:.0%}" for f in FAMILIES)
+    console.print(
+        f"median |error| at load <= {GATE_MAX_LOAD:.0%} (every replayed run): {medians}",
+        highlight=False,
+    )
+
+
+def _public_row_table(judged: pl.DataFrame) -> Table:
+    """Every compared metric of the selected published runs (`--case P096`)."""
+    table = Table(title="published vLLM runs, every metric")
+    for col in ("run", "load", "metric", "measured", "simulated", "error", "target", "verdict"):
+        table.add_column(col, justify="left" if col in ("run", "metric") else "right")
+    for row in judged.filter(pl.col("metric") != "").iter_rows(named=True):
+        unit = "tok/s" if row["metric"] == "throughput" else "ms"
+        ok, target = row["ok"], row["target"]
+        table.add_row(
+            row["row"],
+            f"{row['load']:.0%}",
+            row["metric"],
+            f"{row['measured']:,.1f} {unit}",
+            f"{row['simulated']:,.1f} {unit}",
+            f"{row['error']:+.1%}",
+            "" if target is None else f"±{target:.0%}",
+            "report" if ok is None else ("pass" if ok else "[red]FAIL[/red]"),
+        )
+    return table
+
+
+@click.command()
+@click.option(
+    "--all",
+    "show_all",
+    is_flag=True,
+    help="Also every published run that is not gated, and published numbers not reproduced.",
+)
+@click.option(
+    "--case", "names", multiple=True, help="Only these cases or published runs (P096; repeatable)."
+)
+@click.option(
+    "--catalog",
+    "catalog_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Extra step-time entries (TOML, e.g. from `sim calibrate`) over the packaged catalog.",
+)
+@user_errors
+def validate(show_all: bool, names: tuple[str, ...], catalog_file: Path | None) -> None:
+    """Replay the packaged validation cases and the published vLLM runs; exit 1 if a gated
+    case misses its target or too few published values are within theirs."""
+    catalog = catalog_with(catalog_file)
+    cases = load_cases()
+    runs = set(read_runs()["row_id"].to_list())
+    if names:
+        known = {c.name for c in cases}
+        for n in names:
+            if n not in known and n not in runs:
+                raise click.BadParameter(
+                    f"unknown case {n!r}; cases: {', '.join(sorted(known))}, or a published run "
+                    f"P001-P{len(runs):03d}",
+                    param_hint="--case",
+                )
+        cases = tuple(c for c in cases if c.name in names)
+        runs = {n for n in names if n in runs}
+    console = Console(width=max(Console().width, 150))
+    failed: list[str] = []
+    if cases:
+        results = validate_all(cases, catalog)
+        console.print(_cases_table(results))
+        for r in results:
+            if r.skipped:
+                console.print(f"not replayed: {r.case.name}: {r.skipped}", highlight=False)
+                continue
+            if r.step_time_source.startswith("uncalibrated"):
+                e = r.case.engine
+                console.print(
+                    f"uncalibrated: {r.case.name}: {e.model} on {e.gpu} tp{e.tp} {e.dtype} runs "
+                    "on the roofline of the specs (no fitted step-time entry)",
+                    highlight=False,
+                )
+            if not r.case.gate:
+                console.print(f"not gated: {r.case.name}: {r.case.note}", highlight=False)
+            elif not r.gated:
+                console.print(f"not gated: {r.case.name}: load {r.load:.0%} > 85%", highlight=False)
+        failed += [r.case.name for r in results if not r.passed]
+    if show_all:
+        for item in load_unreproduced():
+            console.print(f"not reproducible: {item.name}: {item.reason}", highlight=False)
+    if runs:
+        judged = judge_public(replay_all(rows=runs if names else None))
+        if names:
+            console.print(_public_row_table(judged))
+        else:
+            console.print(_public_table(judged, show_all))
+            summary = summarise_public(judged)
+            _print_public(console, judged, summary)
+            if not summary.passed:
+                failed.append(f"published runs ({summary.share:.0%} within target)")
+        failed += sorted(
+            judged.filter(pl.col("ok").not_() & pl.col("ok").is_not_null())["row"].unique()
+            if names
+            else []
+        )
+    if failed:
+        console.print(f"[red]missed targets:[/red] {', '.join(failed)}")
+        sys.exit(1)
