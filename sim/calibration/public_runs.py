@@ -23,7 +23,8 @@ A published TPOT finer than the row's own E2E, TTFT and output length allow is n
 rows (input lengths not published), speculative-decoding/MTP rows and multi-engine rows are
 listed with their reason. Load (for the <= 85 % gate): closed loop, concurrency over the
 engine's concurrency capacity; open loop, Little's law on the measured mean E2E
-(rate × E2E) over the same capacity; a burst is saturation (load 1+).
+(rate × E2E) over the same capacity; a burst (every request at t = 0, guidellm's capped at 512
+in flight included) is saturation (load 1+).
 """
 
 from __future__ import annotations
@@ -295,10 +296,12 @@ def case_of(r: dict[str, Any], versioned: bool = True, timing: str = "client") -
     except Exception as exc:  # a located config problem of the row: listed, not fatal
         return skip(f"engine does not fit: {exc}")
     cap = setup.concurrency_capacity(lin + lout)
-    if conc is not None:
-        load = min(conc, n) / cap
-    elif math.isinf(rate):
+    if kind == "offline_burst" or (conc is None and math.isinf(rate)):
+        # every request queued at t = 0: saturation, whatever the client's cap in flight
+        # (guidellm's 512), as a `vllm bench serve` burst
         load = max(1.0, n / cap)
+    elif conc is not None:
+        load = min(conc, n) / cap
     else:
         load = rate * (measured.get("e2e_mean", math.inf) / 1e3) / cap
     return PublicCase(rid, spec, "", approx, load, measured, version, counted)
