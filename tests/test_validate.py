@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -251,3 +252,16 @@ def test_cli_validate_exits_by_the_share_of_gated_published_values() -> None:
     share = float(line.split("within target (")[1].split("%")[0]) / 100
     assert "not replayed (12): speculative decoding" in result.output
     assert result.exit_code == (0 if share >= GATE_MIN_SHARE else 1)
+
+
+def test_a_case_that_names_its_vllm_version_runs_that_versions_cpu_time() -> None:
+    """vLLM 0.19 schedules asynchronously: its steps carry no CPU term, where an unversioned
+    replay keeps the Vidur-era 1.84 ms per step (`sim.engine.versions`)."""
+    case = next(c for c in load_cases() if c.name == "llmservingsim-rtxpro6000-llama3.1-8b")
+    assert case.engine.vllm_version == "0.19.0"
+    bare = dataclasses.replace(case, engine=dataclasses.replace(case.engine, vllm_version=None))
+    tpot = {}
+    for label, c in (("versioned", case), ("bare", bare)):
+        rows = validate_case(c).rows
+        tpot[label] = rows.filter(pl.col("metric") == "tpot_p50_s")["simulated_s"][0]
+    assert 0.0005 < tpot["bare"] - tpot["versioned"] < 0.0025

@@ -228,6 +228,7 @@ class EngineSetup:
     scheduler: str = "v1"
     num_scheduler_steps: int = 1
     calibration: str | None = None  # a user calibration file: its [[gpu]] types are known
+    vllm_version: str | None = None  # the server's vLLM version, when the run states it
 
     @property
     def key(self) -> tuple[str, str, int, str]:

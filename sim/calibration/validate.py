@@ -33,7 +33,7 @@ from sim.calibration.measured import (
     step_time_model,
 )
 from sim.calibration.public_runs import family_medians
-from sim.config.vllm import parse_version
+from sim.config.vllm import cpu_family, parse_version
 from sim.data import packaged, read_toml, read_toml_file
 from sim.engine.catalog import (
     CatalogKey,
@@ -42,6 +42,7 @@ from sim.engine.catalog import (
     parse_step_time_catalog,
     resolve_step_time,
 )
+from sim.engine.versions import with_version_cpu
 from sim.errors import ConfigError, Problem
 
 CASES_FILE = "validation/cases.toml"
@@ -107,6 +108,7 @@ _ENGINE_KEYS = {
     "kv_blocks": int,
     "gpu_memory_utilization": float,
     "weight_dtype": str,
+    "vllm_version": str,
 }
 _CASE_KEYS = {"name", "data", "source", "replicas", "gate", "skip", "note", "published", "engine"}
 
@@ -255,16 +257,19 @@ def validate_case(
     empty = pl.DataFrame(schema=COMPARE_SCHEMA)
     if case.skip:
         return CaseResult(case, math.nan, empty, "", skipped=case.skip)
-    entry = cat.get(case.engine.key)
+    e = case.engine
+    entry = cat.get(e.key)
+    user_entry = entry is not None and entry is not load_step_time_catalog().get(e.key)
     if entry is not None:
         step, source = step_time_model(entry), entry.source
     else:  # as `sim bench` and `sim run` do: the roofline of the specs, said so
-        e = case.engine
         try:
             resolved = resolve_step_time(e.model, e.gpu, e.tp, e.dtype, e.weight_dtype)
         except KeyError as exc:
             return CaseResult(case, math.nan, empty, "", skipped=f"not in the catalogs: {exc}")
         step, source = resolved.step, f"uncalibrated: {resolved.source}"
+    if e.vllm_version is not None and not user_entry:  # the version's CPU time, as `sim bench`
+        step = with_version_cpu(step, cpu_family(parse_version(e.vllm_version)))
     run = case.run()
     try:
         limits = case.engine.limits()
