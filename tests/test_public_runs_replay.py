@@ -142,3 +142,55 @@ def test_kv_size_quoted_from_the_server_log_overrides_the_estimate() -> None:
     c = case_of(r)
     assert c.spec is not None and c.spec.kv_blocks == 93872 // 16
     assert case_of({**r, "server_flags": "vllm serve"}).spec.kv_blocks is None  # type: ignore[union-attr]
+
+
+def test_a_context_the_kv_estimate_cannot_hold_replays_at_the_estimate_when_requests_fit() -> None:
+    """vLLM served Qwen3-32B on one H100 at its 40,960-token context; the KV estimate holds
+    fewer tokens. The row replays at the estimate's context when every request fits in it, and
+    says so; a row with a request longer than the estimate is not replayed."""
+    fits = case_of(
+        row(
+            model="Qwen/Qwen3-32B",
+            dataset="random",
+            input_len_tokens="1000",
+            output_len_tokens="100",
+        )
+    )
+    assert fits.spec is not None and fits.reason == ""
+    assert fits.spec.max_model_len is not None and 1100 <= fits.spec.max_model_len < 40960
+    assert "short of the model's 40,960 that vLLM served" in fits.approx
+    assert not fits.approx.startswith(";")
+    long = case_of(
+        row(
+            model="Qwen/Qwen3-32B",
+            dataset="random",
+            input_len_tokens="32000",
+            output_len_tokens="100",
+        )
+    )
+    assert long.spec is None and long.reason.startswith("engine does not fit")
+    given = case_of(
+        row(
+            model="Qwen/Qwen3-32B",
+            max_model_len="40960",
+            dataset="random",
+            input_len_tokens="1000",
+            output_len_tokens="100",
+        )
+    )
+    assert given.spec is None  # a context the row sets itself is not second-guessed
+
+
+@pytest.mark.parametrize(
+    ("text", "version"),
+    [
+        ("0.11.0", "0.11"),
+        ("0.15.1 (per companion design doc; journey-tracing build)", "0.15"),
+        ("main at 2025-08-19 (after v0.10.1; exact commit not stated)", "0.10"),
+        ("unknown", ""),
+    ],
+)
+def test_the_version_a_row_states_or_the_release_its_main_build_follows(
+    text: str, version: str
+) -> None:
+    assert case_of(row(engine_version=text)).version == version

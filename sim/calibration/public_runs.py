@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -175,8 +175,10 @@ def case_of(r: dict[str, Any], versioned: bool = True, timing: str = "client") -
     rid = r["row_id"]
     measured = {k: v for k, (col, _) in METRIC_COLUMNS.items() if (v := _num(r[col]) or 0.0) > 0}
     ver = r["engine_version"]
-    m = re.match(r"\d+\.\d+", ver)
-    version = m.group(0) if m else ("0.10" if ver.startswith("main 2025") else "")
+    # "0.11.0", or a main-branch build named by the release it follows ("main at 2025-08-19
+    # (after v0.10.1 ...)": that release's engine)
+    m = re.match(r"\d+\.\d+", ver) or re.search(r"after v?(\d+\.\d+)", ver)
+    version = (m.group(1) if m.groups() else m.group(0)) if m else ""
 
     def skip(reason: str) -> PublicCase:
         return PublicCase(rid, None, reason, measured=measured, version=version)
@@ -292,7 +294,28 @@ def case_of(r: dict[str, Any], versioned: bool = True, timing: str = "client") -
     )
     try:
         setup, _ = engine_setup(spec)
-        setup.limits()  # the row's limits must make a valid engine
+        try:
+            setup.limits()  # the row's limits must make a valid engine
+        except ValueError:
+            # vLLM served this row, so its KV cache held one request of max_model_len: where
+            # the estimate (sim.engine.kv) falls short of it, replay at the longest context
+            # the estimate holds, when every request of the row fits in it
+            kv_tokens = setup.resolved_kv_blocks() * setup.block_size
+            longest = max(lens[0] or (lin,)) + max(lens[1] or (lout,))
+            if mml or kv_tokens < longest:
+                raise
+            spec = replace(spec, max_model_len=kv_tokens)
+            setup, _ = engine_setup(spec)
+            setup.limits()
+            approx = "; ".join(
+                x
+                for x in (
+                    approx,
+                    f"max_model_len {kv_tokens:,}: the KV estimate's (sim.engine.kv), short of"
+                    f" the model's {models()[model].max_position:,} that vLLM served",
+                )
+                if x
+            )
     except Exception as exc:  # a located config problem of the row: listed, not fatal
         return skip(f"engine does not fit: {exc}")
     cap = setup.concurrency_capacity(lin + lout)
@@ -304,6 +327,7 @@ def case_of(r: dict[str, Any], versioned: bool = True, timing: str = "client") -
         load = min(conc, n) / cap
     else:
         load = rate * (measured.get("e2e_mean", math.inf) / 1e3) / cap
+    approx = approx.removeprefix("; ")
     return PublicCase(rid, spec, "", approx, load, measured, version, counted)
 
 
