@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from sim.calibration.measured import latency_metrics
+from sim.calibration.profiles import render_entries
 from sim.calibration.public_runs import read_runs, replay_all
 from sim.calibration.validate import (
     GATE_MIN_SHARE,
@@ -27,6 +28,7 @@ from sim.calibration.validate import (
     validate_case,
 )
 from sim.cli import main
+from sim.engine.catalog import load_step_time_catalog
 
 
 def test_latency_metrics_follow_vllm_bench_definitions() -> None:
@@ -265,3 +267,20 @@ def test_a_case_that_names_its_vllm_version_runs_that_versions_cpu_time() -> Non
         rows = validate_case(c).rows
         tpot[label] = rows.filter(pl.col("metric") == "tpot_p50_s")["simulated_s"][0]
     assert 0.0005 < tpot["bare"] - tpot["versioned"] < 0.0025
+
+
+def test_a_users_catalog_reaches_the_published_runs(tmp_path: Path) -> None:
+    """`sim validate --catalog FILE` replays the published runs on the user's entries too (as
+    `sim bench --calibration`): with every step twice as long (and the entry's own CPU time,
+    which a user's entry keeps) a light run's E2E more than doubles."""
+    key = ("llama-2-7b", "h100-80gb", 1, "fp16")  # BLIS's P181 (5 req/s, 7 % load)
+    base = load_step_time_catalog()[key]
+    cal = tmp_path / "mine.toml"
+    cal.write_text(render_entries([dataclasses.replace(base, step=base.step.scaled(2.0))], "x2"))
+    e2e = {}
+    for label, calibration in (("packaged", None), ("user", str(cal))):
+        df = replay_all(rows={"P181"}, calibration=calibration)
+        e2e[label] = df.filter(pl.col("metric") == "e2e_mean")["simulated"][0]
+    assert e2e["user"] > 2.0 * e2e["packaged"]
+    result = CliRunner().invoke(main, ["validate", "--case", "P181", "--catalog", str(cal)])
+    assert f"{e2e['user']:,.1f} ms" in result.output

@@ -170,8 +170,14 @@ def _async_flag(server_flags: str) -> bool | None:
     return None
 
 
-def case_of(r: dict[str, Any], versioned: bool = True, timing: str = "client") -> PublicCase:
-    """The `BenchSpec` replaying one row, or the reason it cannot be replayed."""
+def case_of(
+    r: dict[str, Any],
+    versioned: bool = True,
+    timing: str = "client",
+    calibration: str | None = None,
+) -> PublicCase:
+    """The `BenchSpec` replaying one row, or the reason it cannot be replayed. `calibration`:
+    a user's calibration file (its entries over the packaged catalog, as `sim bench`)."""
     rid = r["row_id"]
     measured = {k: v for k, (col, _) in METRIC_COLUMNS.items() if (v := _num(r[col]) or 0.0) > 0}
     ver = r["engine_version"]
@@ -291,6 +297,7 @@ def case_of(r: dict[str, Any], versioned: bool = True, timing: str = "client") -
         chunked_prefill=chunked or None,
         num_scheduler_steps=steps if versioned else 1,
         timing=timing if versioned else "engine",
+        calibration=calibration,
     )
     try:
         setup, _ = engine_setup(spec)
@@ -357,16 +364,17 @@ def replay_all(
     versioned: bool = True,
     timing: str = "client",
     rows: set[str] | None = None,
+    calibration: str | None = None,
 ) -> pl.DataFrame:
     """One row per (case, metric): measured, simulated, error = sim/measured − 1; a case not
     replayed has one row with an empty metric and its reason in `note`. `path`: a runs.csv
-    (default: the packaged copy)."""
+    (default: the packaged copy); `calibration`: a user's calibration file (`case_of`)."""
     df = read_runs(path)
     out = []
     for r in df.iter_rows(named=True):
         if rows is not None and r["row_id"] not in rows:
             continue
-        c = case_of(r, versioned, timing)
+        c = case_of(r, versioned, timing, calibration)
         if c.spec is None:
             out.append((c.row, c.version, math.nan, "", math.nan, math.nan, math.nan, c.reason))
             continue
