@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from sim.calibration.public_runs import METRIC_COLUMNS, _model, case_of
+from sim.calibration.public_runs import METRIC_COLUMNS, _gpu, _model, case_of
 
 COLUMNS = (
     *("row_id", "engine", "engine_version", "model", "precision", "quantization"),
@@ -194,3 +194,32 @@ def test_the_version_a_row_states_or_the_release_its_main_build_follows(
     text: str, version: str
 ) -> None:
     assert case_of(row(engine_version=text)).version == version
+
+
+@pytest.mark.parametrize(
+    ("name", "gpu"),
+    [
+        ("H100-SXM-80GB", "h100-80gb"),
+        ("H100-80GB-HBM3", "h100-80gb"),
+        ("H100 PCIe", None),  # 2.0 TB/s: not the catalog's SXM part
+        ("NVIDIA H100 NVL", None),
+        ("H200", "h200"),
+        ("A100-SXM-80GB", "a100-80gb"),
+        ("A100-SXM4-40GB", "a100-40gb"),
+        ("A100-PCIE-40GB", "a100-40gb"),
+        ("NVIDIA L40S", "l40s"),
+        ("L40", None),
+        ("NVIDIA L4", "l4"),
+        ("A10G", "a10g"),
+        ("A40", "a40"),
+        ("MI300X-192GB", "mi300x"),
+        ("RTX 4090", "rtx-4090"),
+        ("RTX PRO 6000", "rtx-pro-6000"),
+        ("B200", "b200"),
+        ("T4", None),
+    ],
+)
+def test_published_gpu_names_map_to_the_catalog(name: str, gpu: str | None) -> None:
+    assert _gpu(name) == gpu
+    if gpu is None:
+        assert case_of(row(gpu_type=name)).reason == f"GPU {name} not in the catalog"

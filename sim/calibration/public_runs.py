@@ -100,13 +100,32 @@ def _model(name: str) -> tuple[str | None, str]:
     return (base if base in models() else None), dtype
 
 
+_GPU_NAMES = (
+    (r"rtx ?pro ?6000", "rtx-pro-6000"),
+    (r"(rtx ?)?4090", "rtx-4090"),
+    (r"b200", "b200"),
+    (r"h200", "h200"),
+    (r"h100 ?(pcie|nvl)", None),  # 2.0 / 3.9 TB/s, 80 / 94 GB: not the catalog's SXM part
+    (r"h100", "h100-80gb"),
+    (r"a100\w* ?(sxm\d? ?|pcie ?)?40 ?gb?", "a100-40gb"),
+    (r"a100", "a100-80gb"),
+    (r"l40s", "l40s"),
+    (r"l40", None),  # the L40 (no S) is not in the catalog
+    (r"l4", "l4"),
+    (r"a10g", "a10g"),
+    (r"a40", "a40"),
+    (r"mi300x", "mi300x"),
+    (r"mi325x", "mi325x"),
+)
+"""How published GPU names ("H100-SXM-80GB", "NVIDIA L40S", "A100-SXM4-40GB", "RTX PRO 6000")
+map to `sim/data/gpus.toml`, most specific first; None: a part the catalog does not have."""
+
+
 def _gpu(name: str) -> str | None:
-    n = name.lower()
-    for key, gpu in (("h100", "h100-80gb"), ("h200", "h200"), ("a100", "a100-80gb")):
-        if key in n:
-            return gpu
-    for gpu in ("mi300x", "mi325x"):
-        if gpu in n:
+    """The catalog GPU a published GPU name is, or None (not in the catalog)."""
+    n = re.sub(r"[^a-z0-9]+", " ", name.lower()).strip()
+    for pattern, gpu in _GPU_NAMES:
+        if re.search(rf"\b{pattern}\b", n):
             return gpu
     return None
 
