@@ -52,6 +52,15 @@ def row(**fields: Any) -> dict[str, str]:
         ("Qwen/Qwen3-8B-FP8", ("qwen3-8b", "fp8")),
         ("Qwen/Qwen3-32B-AWQ", ("qwen3-32b", "int4")),
         ("openai/gpt-oss-20b", ("gpt-oss-20b", "fp16")),
+        ("RedHatAI/Llama-3.3-70B-Instruct-FP8-dynamic", ("llama-3.3-70b", "fp8")),
+        ("RedHatAI/Meta-Llama-3.1-8B-Instruct-FP8-dynamic", ("llama-3.1-8b", "fp8")),
+        ("neuralmagic/Meta-Llama-3.1-70B-Instruct-quantized.w8a8", ("llama-3.1-70b", "int8")),
+        ("neuralmagic/Meta-Llama-3.1-8B-Instruct-quantized.w4a16", ("llama-3.1-8b", "int4")),
+        ("hugging-quants/Meta-Llama-3.1-70B-Instruct-AWQ-INT4", ("llama-3.1-70b", "int4")),
+        ("Qwen/Qwen2.5-7B-Instruct-GPTQ-Int4", ("qwen2.5-7b", "int4")),
+        ("Qwen/Qwen2.5-72B-Instruct-GPTQ-Int8", ("qwen2.5-72b", "int8")),
+        ("google/gemma-3-27b-it", ("gemma-3-27b", "fp16")),
+        ("tiiuae/falcon-7b", (None, "fp16")),
     ],
 )
 def test_checkpoint_names_map_through_the_catalog_aliases(name: str, expected: tuple) -> None:

@@ -77,27 +77,39 @@ def _num(v: Any) -> float | None:
     return x if math.isfinite(x) or x == math.inf else None
 
 
+_QUANT_SUFFIXES = (
+    (r"[-_.]fp8([-_](dynamic|static|kv))*$", "fp8"),  # -FP8, -FP8-dynamic (Red Hat), -FP8-KV
+    (r"[-_.]gptq[-_]int8$", "int8"),
+    (r"[-_.](awq|gptq)([-_]int4)?$", "int4"),  # -AWQ, -AWQ-INT4, -GPTQ-Int4
+    (r"[-_.]quantized[-_.]w4a16$", "int4"),  # Neural Magic / Red Hat
+    (r"[-_.]quantized[-_.]w8a8$", "int8"),
+    (r"[-_.](w4a16|int4|4bit)$", "int4"),
+)
+"""Checkpoint-name suffixes of quantised weights and the weight dtype each stores (FP8; int4:
+AWQ/GPTQ/W4A16, 4-bit weights with fp16 activations; int8: W8A8 or GPTQ 8-bit), matched on the
+lower-cased name, the first that fits."""
+
+
 def _model(name: str) -> tuple[str | None, str]:
     """(catalog model, weight dtype) of a checkpoint name: its Hugging Face id when the model
-    table knows it (`canonical_model_name`), else the name with its precision suffix and
-    instruct/chat/version tags stripped."""
+    table knows it (`canonical_model_name`), else the name with its precision suffix
+    (`_QUANT_SUFFIXES`) and instruct/chat/version tags stripped."""
     base = name.split()[0].split("/")[-1].lower()
     dtype = "fp16"
+    for pattern, d in _QUANT_SUFFIXES:
+        if re.search(pattern, base):
+            base, dtype = re.sub(pattern, "", base), d
+            break
     known = canonical_model_name(name.split()[0])
     if known is not None:
-        for suffix, d in (("-fp8", "fp8"), ("-awq", "int4"), ("-gptq", "int4")):
-            if suffix in base:
-                dtype = d
         return known, dtype
-    for suffix, d in (("-fp8", "fp8"), ("-awq", "int4"), ("-gptq", "int4")):
-        if suffix in base:
-            base, dtype = base.replace(suffix, ""), d
-    base = re.sub(r"-(instruct|chat-hf|chat|hf)(-\d+)?$", "", base)
+    base = re.sub(r"-(instruct|chat-hf|chat|hf|it)(-\d+)?$", "", base)
     base = re.sub(r"-v\d+(\.\d+)*$", "", base)  # Mixtral-8x7B-v0.1
     base = base.replace("meta-llama-", "llama-")
     if base.startswith("meta-"):
         base = base[5:]
-    return (base if base in models() else None), dtype
+    known = canonical_model_name(base)
+    return known, dtype
 
 
 _GPU_NAMES = (
