@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from sim.calibration.public_runs import METRIC_COLUMNS, _gpu, _model, case_of
+from sim.data import sharegpt_lengths
 
 COLUMNS = (
     *("row_id", "engine", "engine_version", "model", "precision", "quantization"),
@@ -232,3 +233,11 @@ def test_published_gpu_names_map_to_the_catalog(name: str, gpu: str | None) -> N
     assert _gpu(name) == gpu
     if gpu is None:
         assert case_of(row(gpu_type=name)).reason == f"GPU {name} not in the catalog"
+
+
+def test_a_sharegpt_run_without_token_totals_replays_the_shipped_table() -> None:
+    case = case_of(row(dataset="ShareGPT V3 (vllm bench sharegpt sampler)"))
+    assert case.spec is not None and case.spec.input_lens is not None
+    assert len(case.spec.input_lens) == len(sharegpt_lengths()[0])
+    assert "token totals are not published" in case.approx
+    assert case_of(row(dataset="sonnet")).reason.startswith("lengths unknown")
