@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 import numpy as np
 from click.testing import CliRunner
 
-from sim.calibration.bench import BenchSpec, run_bench
+from sim.calibration.bench import BenchSpec, engine_setup, run_bench
 from sim.cli import main
 from sim.data import sharegpt_lengths
 from sim.workload.client import send_times
@@ -112,7 +113,8 @@ def test_hugging_face_id_names_its_catalog_model() -> None:
     by_id = CliRunner().invoke(main, ["bench", "--model", "Qwen/Qwen3.5-9B", *tail])
     by_name = CliRunner().invoke(main, ["bench", "--model", "qwen3.5-9b", *tail])
     assert by_id.exit_code == 0, by_id.output
-    assert by_id.output == by_name.output and "hybrid: 24 of 32 layers" in by_id.output
+    assert by_id.stdout == by_name.stdout and "hybrid: 24 of 32 layers" in by_id.output
+    assert "note: model Qwen/Qwen3.5-9B: the catalog's qwen3.5-9b" in by_id.stderr
     bad = CliRunner().invoke(main, ["bench", "--model", "Qwen/Qwen9-1B", *tail])
     assert bad.exit_code == 2 and "model" in bad.stderr and bad.stderr.count("\n") == 1
 
@@ -229,3 +231,42 @@ def test_async_scheduling_flag_on_the_cli() -> None:
     off = CliRunner().invoke(main, [*base, *more])
     assert on.exit_code == 0 and off.exit_code == 0, (on.output, off.output)
     assert "async scheduling" in on.output and "synchronous engine" in off.output
+
+
+def test_usual_gpu_and_checkpoint_names_name_their_catalog_rows() -> None:
+    """`--gpu H100-SXM-80GB` is the catalog's h100-80gb; a quantised checkpoint id names its
+    model and, unless `--dtype` says otherwise, its weights' precision; each is said on stderr."""
+    tail = ["--num-prompts", "20", "--output-len", "16", "--request-rate", "4"]
+    usual = CliRunner().invoke(
+        main, ["bench", "--model", "llama-3.1-8b", "--gpu", "H100-SXM-80GB", *tail]
+    )
+    catalog = CliRunner().invoke(
+        main, ["bench", "--model", "llama-3.1-8b", "--gpu", "h100-80gb", *tail]
+    )
+    assert usual.exit_code == 0 and usual.stdout == catalog.stdout
+    assert "note: GPU H100-SXM-80GB: the catalog's h100-80gb" in usual.stderr
+    fp8 = ["--gpu", "h100-80gb", "--tp", "4", *tail]
+    by_id = CliRunner().invoke(
+        main, ["bench", "--model", "RedHatAI/Llama-3.3-70B-Instruct-FP8-dynamic", *fp8]
+    )
+    by_name = CliRunner().invoke(
+        main, ["bench", "--model", "llama-3.3-70b", "--dtype", "fp8", *fp8]
+    )
+    assert by_id.exit_code == 0 and by_id.stdout == by_name.stdout
+    assert "note: weights fp8, as the checkpoint's name says" in by_id.stderr
+    bad = CliRunner().invoke(
+        main, ["bench", "--model", "llama-3.1-8b", "--gpu", "H100 PCIe", *tail]
+    )
+    assert bad.exit_code == 2 and "not in the GPU catalog, got 'H100 PCIe'" in bad.stderr
+
+
+def test_kv_cache_auto_is_the_models_16_bit_dtype_whatever_the_weights() -> None:
+    """vLLM's `--kv-cache-dtype auto` stores KV in the model's dtype (bf16/fp16), an FP8 or AWQ
+    checkpoint included; only `--kv-cache-dtype fp8` halves it."""
+    base = BenchSpec(model="llama-3.1-8b", gpu="h100-80gb", dtype="fp8")
+    auto = engine_setup(base)[0]
+    fp8 = engine_setup(dataclasses.replace(base, kv_cache_dtype="fp8"))[0]
+    awq = engine_setup(dataclasses.replace(base, dtype="int4"))[0]
+    assert auto.dtype == awq.dtype == "fp16" and fp8.dtype == "fp8"
+    assert auto.weight_dtype == "fp8" and awq.weight_dtype == "int4"
+    assert fp8.resolved_kv_blocks() > 1.9 * auto.resolved_kv_blocks()

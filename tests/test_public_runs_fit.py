@@ -24,7 +24,7 @@ from sim.engine import versions
 REPO = Path(__file__).resolve().parent.parent
 RUNS = REPO / "sim/data/validation/public_runs.csv"  # the copy of shared/data/vllm-public-runs
 MARGIN = 0.05
-SHIPPED = {"ttft": 0.289, "tpot": 0.126, "e2e": 0.447, "throughput": 0.034}
+SHIPPED = {"ttft": 0.289, "tpot": 0.128, "e2e": 0.447, "throughput": 0.034}
 """Median |error| per family at <= 85 % load (28 rows) with the shipped constants and replay
 (docs/validation.md), on the rows whose models have no linear-attention layers (140: the 131
 that replayed before the hybrid models joined the catalog, and 9 that replay at the KV
@@ -33,10 +33,10 @@ on the 27 earlier rows with mean, p50 and p99 only; 32 / 12 / 41 / 3 % while Sha
 replayed their mean lengths: the spread of ShareGPT's prompts puts the median prompt at half
 the mean, and the simulated TTFT with it, where the measured one is mostly client time). Only
 the V1 CPU term per sequence was fitted on some of these rows (`scripts/fit_v1_cpu.py`)."""
-SHIPPED_ALL = {"ttft": 0.607, "tpot": 0.150, "e2e": 0.535, "throughput": 0.039}
+SHIPPED_ALL = {"ttft": 0.607, "tpot": 0.135, "e2e": 0.535, "throughput": 0.039}
 """The same medians on every replayed row (56 at <= 85 % load: bursts count as saturation,
-guidellm's capped at 512 in flight too), the Qwen3.5 / Qwen3-Next rows (hybrid linear
-attention, roofline only) included."""
+guidellm's capped at 512 in flight too; a quantised checkpoint's KV cache in 16 bits, as vLLM's
+"auto"), the Qwen3.5 / Qwen3-Next rows (hybrid linear attention, roofline only) included."""
 BEFORE_VERSIONS = {"ttft": 0.338, "tpot": 0.247, "e2e": 0.602, "throughput": 0.042}
 """The same medians before the CPU time of a step depended on the vLLM version (one 1.84 ms
 overhead per step for every version)."""

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from sim.calibration.public_runs import METRIC_COLUMNS, _gpu, _model, case_of
+from sim.calibration.public_runs import METRIC_COLUMNS, _model, case_of
 from sim.data import sharegpt_lengths
+from sim.data.names import gpu_by_name
 
 COLUMNS = (
     *("row_id", "engine", "engine_version", "model", "precision", "quantization"),
@@ -216,7 +217,11 @@ def test_the_version_a_row_states_or_the_release_its_main_build_follows(
         ("H200", "h200"),
         ("A100-SXM-80GB", "a100-80gb"),
         ("A100-SXM4-40GB", "a100-40gb"),
-        ("A100-PCIE-40GB", "a100-40gb"),
+        ("A100-PCIE-40GB", None),  # PCIe parts are not the catalog's SXM ones
+        ('H100-SXM-80GB (page: "NVIDIA H100 80GB HBM3")', "h100-80gb"),
+        ('A100-80GB (file names "A10080GB"; pod with 1 GPU)', "a100-80gb"),
+        ("my-l40s-like", None),
+        ("NVIDIA GeForce RTX 4090", "rtx-4090"),
         ("NVIDIA L40S", "l40s"),
         ("L40", None),
         ("NVIDIA L4", "l4"),
@@ -230,7 +235,7 @@ def test_the_version_a_row_states_or_the_release_its_main_build_follows(
     ],
 )
 def test_published_gpu_names_map_to_the_catalog(name: str, gpu: str | None) -> None:
-    assert _gpu(name) == gpu
+    assert gpu_by_name(name) == gpu
     if gpu is None:
         assert case_of(row(gpu_type=name)).reason == f"GPU {name} not in the catalog"
 

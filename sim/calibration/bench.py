@@ -111,8 +111,11 @@ def vllm_default_limits(gpu: str, calibration: str | None = None) -> tuple[int, 
 class BenchSpec:
     """One `vllm bench serve` run against one vLLM replica (the CLI's options, same names).
 
-    dtype: the weights' precision (`vllm serve --dtype`; "bf16" and "fp16" are the same to the
-        step-time catalog); kv_cache_dtype: None = the weights' ("auto").
+    dtype: the weights' precision (fp16/bf16, or the checkpoint's quantisation: fp8, int8,
+        int4; "bf16" and "fp16" are the same to the step-time catalog); kv_cache_dtype: None =
+        vLLM's "auto", the model's 16-bit dtype whatever the weights' quantisation (vLLM engine
+        arguments: "If 'auto', will use model data type"; its cache dtypes are auto and fp8),
+        "fp8" halves it.
     input_lens/output_lens: explicit per-request lengths (a dataset FILE); None = `random`.
     max_num_seqs, max_num_batched_tokens: None = vLLM's defaults for the GPU
         (`vllm_default_limits`); max_model_len: None = the model's context length.
@@ -228,7 +231,7 @@ def engine_setup(spec: BenchSpec) -> tuple[EngineSetup, list[str]]:
             f"engine limits: max_num_seqs {spec.max_num_seqs or seqs}, max_num_batched_tokens "
             f"{spec.max_num_batched_tokens or budget} ({why} where not given)"
         )
-    kv = _catalog_dtype(spec.kv_cache_dtype or spec.dtype)
+    kv = _catalog_dtype(spec.kv_cache_dtype or "fp16")  # "auto": the model's 16-bit dtype
     weights = _catalog_dtype(spec.dtype)
     setup = EngineSetup(
         model=spec.model,
@@ -458,7 +461,8 @@ def run_bench(spec: BenchSpec) -> BenchResult:
     )
     if not step.calibrated:
         notes.append(
-            f"uncalibrated: {setup.model}/{setup.gpu}/tp{setup.tp}/{setup.dtype} step times "
+            f"uncalibrated: {setup.model}/{setup.gpu}/tp{setup.tp}/"
+            f"{setup.weight_dtype or setup.dtype} step times "
             "come from the roofline of the specs"
         )
     rng = np.random.default_rng(spec.seed)

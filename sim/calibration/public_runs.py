@@ -41,7 +41,7 @@ import polars as pl
 
 from sim.calibration.bench import BenchSpec, engine_setup, run_bench
 from sim.data import models, packaged, sharegpt_lengths
-from sim.data.tables import canonical_model_name
+from sim.data.names import checkpoint_model, gpu_by_name
 
 METRIC_COLUMNS = {
     "ttft_mean": ("ttft_mean_ms", "mean_ttft_ms"),
@@ -77,69 +77,11 @@ def _num(v: Any) -> float | None:
     return x if math.isfinite(x) or x == math.inf else None
 
 
-_QUANT_SUFFIXES = (
-    (r"[-_.]fp8([-_](dynamic|static|kv))*$", "fp8"),  # -FP8, -FP8-dynamic (Red Hat), -FP8-KV
-    (r"[-_.]gptq[-_]int8$", "int8"),
-    (r"[-_.](awq|gptq)([-_]int4)?$", "int4"),  # -AWQ, -AWQ-INT4, -GPTQ-Int4
-    (r"[-_.]quantized[-_.]w4a16$", "int4"),  # Neural Magic / Red Hat
-    (r"[-_.]quantized[-_.]w8a8$", "int8"),
-    (r"[-_.](w4a16|int4|4bit)$", "int4"),
-)
-"""Checkpoint-name suffixes of quantised weights and the weight dtype each stores (FP8; int4:
-AWQ/GPTQ/W4A16, 4-bit weights with fp16 activations; int8: W8A8 or GPTQ 8-bit), matched on the
-lower-cased name, the first that fits."""
-
-
 def _model(name: str) -> tuple[str | None, str]:
-    """(catalog model, weight dtype) of a checkpoint name: its Hugging Face id when the model
-    table knows it (`canonical_model_name`), else the name with its precision suffix
-    (`_QUANT_SUFFIXES`) and instruct/chat/version tags stripped."""
-    base = name.split()[0].split("/")[-1].lower()
-    dtype = "fp16"
-    for pattern, d in _QUANT_SUFFIXES:
-        if re.search(pattern, base):
-            base, dtype = re.sub(pattern, "", base), d
-            break
-    known = canonical_model_name(name.split()[0])
-    if known is not None:
-        return known, dtype
-    base = re.sub(r"-(instruct|chat-hf|chat|hf|it)(-\d+)?$", "", base)
-    base = re.sub(r"-v\d+(\.\d+)*$", "", base)  # Mixtral-8x7B-v0.1
-    base = base.replace("meta-llama-", "llama-")
-    if base.startswith("meta-"):
-        base = base[5:]
-    known = canonical_model_name(base)
-    return known, dtype
-
-
-_GPU_NAMES = (
-    (r"rtx ?pro ?6000", "rtx-pro-6000"),
-    (r"(rtx ?)?4090", "rtx-4090"),
-    (r"b200", "b200"),
-    (r"h200", "h200"),
-    (r"h100 ?(pcie|nvl)", None),  # 2.0 / 3.9 TB/s, 80 / 94 GB: not the catalog's SXM part
-    (r"h100", "h100-80gb"),
-    (r"a100\w* ?(sxm\d? ?|pcie ?)?40 ?gb?", "a100-40gb"),
-    (r"a100", "a100-80gb"),
-    (r"l40s", "l40s"),
-    (r"l40", None),  # the L40 (no S) is not in the catalog
-    (r"l4", "l4"),
-    (r"a10g", "a10g"),
-    (r"a40", "a40"),
-    (r"mi300x", "mi300x"),
-    (r"mi325x", "mi325x"),
-)
-"""How published GPU names ("H100-SXM-80GB", "NVIDIA L40S", "A100-SXM4-40GB", "RTX PRO 6000")
-map to `sim/data/gpus.toml`, most specific first; None: a part the catalog does not have."""
-
-
-def _gpu(name: str) -> str | None:
-    """The catalog GPU a published GPU name is, or None (not in the catalog)."""
-    n = re.sub(r"[^a-z0-9]+", " ", name.lower()).strip()
-    for pattern, gpu in _GPU_NAMES:
-        if re.search(rf"\b{pattern}\b", n):
-            return gpu
-    return None
+    """(catalog model, weight dtype) of a checkpoint name (`checkpoint_model`; unquantised
+    weights are "fp16")."""
+    model, dtype = checkpoint_model(name)
+    return model, dtype or "fp16"
 
 
 def _reported_kv_blocks(text: str) -> int | None:
@@ -221,7 +163,7 @@ def case_of(
         return PublicCase(rid, None, reason, measured=measured, version=version)
 
     model, wdtype = _model(r["model"])
-    gpu = _gpu(r["gpu_type"])
+    gpu = gpu_by_name(r["gpu_type"])
     kind = r["workload_type"]
     if model is None:
         return skip(f"model {r['model']} not in the catalog")

@@ -17,7 +17,8 @@ from sim.calibration.bench import (
 )
 from sim.cli.common import SafePath, user_errors
 from sim.data import DTYPE_BYTES, sharegpt_lengths
-from sim.data.tables import canonical_model_name
+from sim.data.names import checkpoint_model, gpu_by_name
+from sim.engine.catalog import gpu_spec
 from sim.errors import TraceError
 from sim.traces import RequestTrace, read_trace
 
@@ -34,17 +35,24 @@ def _dataset_lengths(path: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
 
 @click.command()
 @click.option(
-    "--model", required=True, help="Catalog model or its Hugging Face id, e.g. llama-3.1-8b."
+    "--model",
+    required=True,
+    help="Catalog model or a checkpoint id, e.g. llama-3.1-8b, meta-llama/Llama-3.1-8B-Instruct,"
+    " RedHatAI/Llama-3.3-70B-Instruct-FP8-dynamic.",
 )
-@click.option("--gpu", required=True, help="Catalog GPU, e.g. h100-80gb.")
+@click.option("--gpu", required=True, help="Catalog GPU or its usual name, e.g. h100-80gb, H100.")
 @click.option("--tp", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--dtype", type=click.Choice(tuple(DTYPE_BYTES)), default="fp16", show_default=True)
+@click.option(
+    "--dtype",
+    type=click.Choice(tuple(DTYPE_BYTES)),
+    help="The weights' precision [default: the checkpoint name's quantisation, else fp16].",
+)
 @click.option(
     "--kv-cache-dtype",
-    type=click.Choice(("auto", *DTYPE_BYTES)),
+    type=click.Choice(("auto", "fp16", "bf16", "fp8")),
     default="auto",
     show_default=True,
-    help="auto = the weights' dtype.",
+    help="auto = the model's 16-bit dtype, as vLLM's.",
 )
 @click.option(
     "--dataset",
@@ -113,7 +121,7 @@ def bench(
     model: str,
     gpu: str,
     tp: int,
-    dtype: str,
+    dtype: str | None,
     kv_cache_dtype: str,
     dataset: str,
     input_len: int,
@@ -160,11 +168,23 @@ def bench(
         lens = sharegpt_lengths()
     elif dataset != "random":
         lens = _dataset_lengths(dataset)
+    named, named_dtype = checkpoint_model(model)
+    if named is not None and named != model:
+        click.echo(f"note: model {model}: the catalog's {named}", err=True)
+    if dtype is None and named_dtype is not None:
+        click.echo(f"note: weights {named_dtype}, as the checkpoint's name says", err=True)
+    try:  # a catalog name, or a GPU type of the calibration file, as given
+        gpu_spec(gpu, None if calibration is None else str(calibration))
+        catalog_gpu: str | None = gpu
+    except KeyError:  # else the part its usual name means ("H100-SXM-80GB")
+        catalog_gpu = gpu_by_name(gpu)
+    if catalog_gpu is not None and catalog_gpu != gpu:
+        click.echo(f"note: GPU {gpu}: the catalog's {catalog_gpu}", err=True)
     spec = BenchSpec(
-        model=canonical_model_name(model) or model,  # a Hugging Face id names its catalog model
-        gpu=gpu,
+        model=named or model,
+        gpu=catalog_gpu or gpu,
         tp=tp,
-        dtype=dtype,
+        dtype=dtype or named_dtype or "fp16",
         kv_cache_dtype=None if kv_cache_dtype == "auto" else kv_cache_dtype,
         input_len=input_len,
         output_len=output_len,
