@@ -246,3 +246,27 @@ def test_a_sharegpt_run_without_token_totals_replays_the_shipped_table() -> None
     assert len(case.spec.input_lens) == len(sharegpt_lengths()[0])
     assert "token totals are not published" in case.approx
     assert case_of(row(dataset="sonnet")).reason.startswith("lengths unknown")
+
+
+def test_a_poisson_runs_burstiness_is_its_gamma_shape() -> None:
+    spec = case_of(
+        row(
+            workload_type="online_poisson",
+            request_rate_qps="4",
+            burstiness="0.5",
+            dataset="random",
+            input_len_tokens="100",
+            output_len_tokens="10",
+        )
+    ).spec
+    assert spec is not None and spec.request_rate == 4.0 and spec.burstiness == 0.5
+    plain = case_of(
+        row(
+            workload_type="online_poisson",
+            request_rate_qps="4",
+            dataset="random",
+            input_len_tokens="100",
+            output_len_tokens="10",
+        )
+    ).spec
+    assert plain is not None and plain.burstiness == 1.0
