@@ -236,7 +236,8 @@ def case_of(
         rate, burst = _num(r["request_rate_qps"]) or math.inf, math.inf
     elif kind == "online_poisson":
         # `vllm bench serve --burstiness`: Gamma inter-arrivals of that shape (1 = Poisson)
-        rate, burst = _num(r["request_rate_qps"]) or math.inf, _num(r["burstiness"]) or 1.0
+        rate = _num(r["request_rate_qps"]) or math.inf
+        burst = _num(r.get("burstiness", "")) or 1.0
     elif kind != "offline_burst":
         return skip(f"workload {kind}")
     if "guidellm" in r["client_tool"] and math.isinf(rate) is False and rate >= 1000:
