@@ -249,24 +249,14 @@ def test_a_sharegpt_run_without_token_totals_replays_the_shipped_table() -> None
 
 
 def test_a_poisson_runs_burstiness_is_its_gamma_shape() -> None:
-    spec = case_of(
-        row(
-            workload_type="online_poisson",
-            request_rate_qps="4",
-            burstiness="0.5",
-            dataset="random",
-            input_len_tokens="100",
-            output_len_tokens="10",
-        )
-    ).spec
+    poisson = {
+        "workload_type": "online_poisson",
+        "request_rate_qps": "4",
+        "dataset": "random",
+        "input_len_tokens": "100",
+        "output_len_tokens": "10",
+    }
+    spec = case_of(row(**poisson, burstiness="0.5")).spec
     assert spec is not None and spec.request_rate == 4.0 and spec.burstiness == 0.5
-    plain = case_of(
-        row(
-            workload_type="online_poisson",
-            request_rate_qps="4",
-            dataset="random",
-            input_len_tokens="100",
-            output_len_tokens="10",
-        )
-    ).spec
+    plain = case_of(row(**poisson)).spec
     assert plain is not None and plain.burstiness == 1.0

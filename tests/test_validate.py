@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from sim.calibration.measured import latency_metrics
 from sim.calibration.profiles import render_entries
-from sim.calibration.public_runs import read_runs, replay_all
+from sim.calibration.public_runs import REPLAY_SCHEMA, read_runs, replay_all
 from sim.calibration.validate import (
     GATE_MIN_SHARE,
     CaseResult,
@@ -160,16 +160,7 @@ def _replayed(rows: list[tuple[str, str, float, str, float]]) -> pl.DataFrame:
             (run, ver, load, metric, 1.0, 1.0 + err, err, "" if metric else "why not")
             for run, ver, load, metric, err in rows
         ],
-        schema={
-            "row": pl.String,
-            "version": pl.String,
-            "load": pl.Float64,
-            "metric": pl.String,
-            "measured": pl.Float64,
-            "simulated": pl.Float64,
-            "error": pl.Float64,
-            "note": pl.String,
-        },
+        schema=REPLAY_SCHEMA,
         orient="row",
     )
 

@@ -66,6 +66,19 @@ PERCENTILES = (50.0, 90.0, 95.0, 99.0)
 """The percentiles runs.csv publishes (p50 as the median; p90 and p95 on 36 and 81 rows)."""
 PUBLIC_RUNS_FILE = ("validation", "public_runs.csv")
 """The packaged copy of the published runs (under `sim/data/`)."""
+REPLAY_SCHEMA = {
+    "row": pl.String,
+    "version": pl.String,
+    "load": pl.Float64,
+    "metric": pl.String,
+    "measured": pl.Float64,
+    "simulated": pl.Float64,
+    "error": pl.Float64,
+    "note": pl.String,
+}
+"""`replay_all`'s columns: run id, vLLM version ("0.11"), load, metric ("" for a run not
+replayed), measured and simulated value (ms, or tok/s for throughput), error = simulated /
+measured − 1, note (approximations made, or why the run was not replayed)."""
 MAX_PROMPTS = 1000  # replay at most this many requests of a row (speed); noted when cut
 
 
@@ -371,20 +384,7 @@ def replay_all(
                 m = c.measured[k]
                 s = float(res[key]) * (c.counted if k == "throughput" else 1.0)
                 out.append((c.row, c.version, c.load, k, m, s, s / m - 1.0, c.approx))
-    return pl.DataFrame(
-        out,
-        schema={
-            "row": pl.String,
-            "version": pl.String,
-            "load": pl.Float64,
-            "metric": pl.String,
-            "measured": pl.Float64,
-            "simulated": pl.Float64,
-            "error": pl.Float64,
-            "note": pl.String,
-        },
-        orient="row",
-    )
+    return pl.DataFrame(out, schema=REPLAY_SCHEMA, orient="row")
 
 
 def family_medians(rows: pl.DataFrame, max_load: float = 0.85) -> dict[str, float]:
