@@ -50,6 +50,7 @@ import numpy.typing as npt
 
 from sim.calibration.measured import EngineSetup, MeasuredRun
 from sim.data import GpuSpec, models
+from sim.data.names import checkpoint_model, gpu_by_name
 from sim.engine import RequestLog
 from sim.engine.catalog import (
     ResolvedStepTime,
@@ -193,6 +194,30 @@ class BenchSpec:
 def _catalog_dtype(dtype: str) -> str:
     # The catalog's 16-bit entries are keyed "fp16"; bf16 runs at the same speed and size.
     return "fp16" if dtype == "bf16" else dtype
+
+
+def read_names(
+    model: str, gpu: str, dtype: str | None = None, calibration: str | None = None
+) -> tuple[str, str, str, list[str]]:
+    """The catalog model, GPU and weight dtype a benchmark's names mean, and a note for each
+    name read: a checkpoint id names its model and, unless `dtype` is given, its weights'
+    quantisation (`sim.data.names.checkpoint_model`); a GPU that is neither a catalog name nor
+    a GPU type of the `calibration` file is read by its usual name (`gpu_by_name`). A name
+    that means nothing is passed on as given, for `engine_setup` to refuse."""
+    notes = []
+    named, named_dtype = checkpoint_model(model)
+    if named is not None and named != model:
+        notes.append(f"model {model}: the catalog's {named}")
+    if dtype is None and named_dtype is not None:
+        notes.append(f"weights {named_dtype}, as the checkpoint's name says")
+    try:  # a catalog name, or a GPU type of the calibration file, as given
+        gpu_spec(gpu, calibration)
+        catalog_gpu: str | None = gpu
+    except KeyError:  # else the part its usual name means ("H100-SXM-80GB")
+        catalog_gpu = gpu_by_name(gpu)
+    if catalog_gpu is not None and catalog_gpu != gpu:
+        notes.append(f"GPU {gpu}: the catalog's {catalog_gpu}")
+    return named or model, catalog_gpu or gpu, dtype or named_dtype or "fp16", notes
 
 
 def engine_setup(spec: BenchSpec) -> tuple[EngineSetup, list[str]]:

@@ -13,12 +13,11 @@ from sim.calibration.bench import (
     DEFAULT_PERCENTILE_METRICS,
     PERCENTILE_METRICS,
     BenchSpec,
+    read_names,
     run_bench,
 )
 from sim.cli.common import SafePath, user_errors
 from sim.data import DTYPE_BYTES, sharegpt_lengths
-from sim.data.names import checkpoint_model, gpu_by_name
-from sim.engine.catalog import gpu_spec
 from sim.errors import TraceError
 from sim.traces import RequestTrace, read_trace
 
@@ -168,23 +167,16 @@ def bench(
         lens = sharegpt_lengths()
     elif dataset != "random":
         lens = _dataset_lengths(dataset)
-    named, named_dtype = checkpoint_model(model)
-    if named is not None and named != model:
-        click.echo(f"note: model {model}: the catalog's {named}", err=True)
-    if dtype is None and named_dtype is not None:
-        click.echo(f"note: weights {named_dtype}, as the checkpoint's name says", err=True)
-    try:  # a catalog name, or a GPU type of the calibration file, as given
-        gpu_spec(gpu, None if calibration is None else str(calibration))
-        catalog_gpu: str | None = gpu
-    except KeyError:  # else the part its usual name means ("H100-SXM-80GB")
-        catalog_gpu = gpu_by_name(gpu)
-    if catalog_gpu is not None and catalog_gpu != gpu:
-        click.echo(f"note: GPU {gpu}: the catalog's {catalog_gpu}", err=True)
+    model, gpu, weights, name_notes = read_names(
+        model, gpu, dtype, None if calibration is None else str(calibration)
+    )
+    for note in name_notes:
+        click.echo(f"note: {note}", err=True)
     spec = BenchSpec(
-        model=named or model,
-        gpu=catalog_gpu or gpu,
+        model=model,
+        gpu=gpu,
         tp=tp,
-        dtype=dtype or named_dtype or "fp16",
+        dtype=weights,
         kv_cache_dtype=None if kv_cache_dtype == "auto" else kv_cache_dtype,
         input_len=input_len,
         output_len=output_len,
