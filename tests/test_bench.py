@@ -9,11 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from sim.calibration.bench import BenchSpec, engine_setup, run_bench
 from sim.cli import main
 from sim.data import sharegpt_lengths
+from sim.errors import ConfigError
 from sim.workload.client import send_times
 
 # The keys `vllm bench serve --save-result --save-detailed` writes for a generation run with
@@ -270,3 +272,23 @@ def test_kv_cache_auto_is_the_models_16_bit_dtype_whatever_the_weights() -> None
     assert auto.dtype == awq.dtype == "fp16" and fp8.dtype == "fp8"
     assert auto.weight_dtype == "fp8" and awq.weight_dtype == "int4"
     assert fp8.resolved_kv_blocks() > 1.9 * auto.resolved_kv_blocks()
+
+
+def test_data_parallel_engines_share_a_burst() -> None:
+    """`--data-parallel-size 2`: two engines behind one front end finish a burst in about half
+    the time of one (routing to the least outstanding tokens); MoE and closed loop refused."""
+    spec = BenchSpec(
+        model="llama-3.1-8b", gpu="h100-80gb", num_prompts=400, input_len=512, output_len=128
+    )
+    one = run_bench(spec)
+    two = run_bench(dataclasses.replace(spec, data_parallel_size=2))
+    assert one.duration_s is not None and two.duration_s is not None
+    assert 1.6 < one.duration_s / two.duration_s < 2.2
+    assert any("data parallel: 2 engines" in n for n in two.notes)
+    assert two.result_json()["sim_data_parallel_size"] == 2
+    for bad in (
+        dataclasses.replace(spec, model="mixtral-8x7b", tp=2, data_parallel_size=2),
+        dataclasses.replace(spec, max_concurrency=4, data_parallel_size=2),
+    ):
+        with pytest.raises(ConfigError, match="data_parallel_size"):
+            run_bench(bad)

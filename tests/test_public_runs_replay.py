@@ -260,3 +260,31 @@ def test_a_poisson_runs_burstiness_is_its_gamma_shape() -> None:
     assert spec is not None and spec.request_rate == 4.0 and spec.burstiness == 0.5
     plain = case_of(row(**poisson)).spec
     assert plain is not None and plain.burstiness == 1.0
+
+
+def test_data_parallel_engines_replay_for_dense_models_in_open_loop() -> None:
+    dense = case_of(
+        row(
+            replicas="2",
+            workload_type="online_poisson",
+            request_rate_qps="4",
+            dataset="random",
+            input_len_tokens="100",
+            output_len_tokens="10",
+        )
+    )
+    assert dense.spec is not None and dense.spec.data_parallel_size == 2
+    moe = case_of(row(replicas="2", model="mistralai/Mixtral-8x7B-v0.1", tensor_parallel="2"))
+    assert moe.reason.startswith("data-parallel MoE")
+    closed = case_of(
+        row(
+            replicas="2",
+            workload_type="closed_loop_concurrency",
+            concurrency="8",
+            dataset="random",
+            input_len_tokens="100",
+            output_len_tokens="10",
+        )
+    )
+    assert closed.reason.startswith("closed-loop clients over data-parallel engines")
+    assert case_of(row(pipeline_parallel="2")).reason == "pipeline parallel: not modelled"

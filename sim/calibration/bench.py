@@ -130,6 +130,8 @@ class BenchSpec:
     cpu_per_seq_s: CPU seconds per sequence per step; None = the CPU family's fitted
         value (`sim.engine.versions.CPU_PER_SEQ_S`), 0 without a version.
     timing: "engine" or "client" (adds the family's client time to TTFT and E2E).
+    data_parallel_size: `vllm serve --data-parallel-size`: that many engines of `tp` GPUs each
+        behind one front end, open loop, dense models (`engine_setup` says why not otherwise).
     """
 
     model: str
@@ -159,6 +161,7 @@ class BenchSpec:
     cpu_per_seq_s: float | None = None
     timing: str = "engine"
     async_scheduling: bool | None = None
+    data_parallel_size: int = 1
 
     @property
     def family(self) -> str:
@@ -235,6 +238,21 @@ def engine_setup(spec: BenchSpec) -> tuple[EngineSetup, list[str]]:
     notes = []
     if spec.timing not in ("engine", "client"):
         raise ConfigError([Problem("bench", "timing", "must be engine or client", spec.timing)])
+    dp = spec.data_parallel_size
+    if dp < 1:
+        raise ConfigError([Problem("bench", "data_parallel_size", "must be >= 1", dp)])
+    if dp > 1 and models()[spec.model].is_moe:
+        why = "MoE ranks step in lockstep under vLLM's DP coordinator: not modelled"
+        raise ConfigError([Problem("bench", "data_parallel_size", why, dp)])
+    if dp > 1 and spec.max_concurrency is not None:
+        why = "closed-loop clients over several engines are not modelled"
+        raise ConfigError([Problem("bench", "data_parallel_size", why, dp)])
+    if dp > 1:
+        notes.append(
+            f"data parallel: {dp} engines, each request to the one with the least outstanding"
+            " tokens (vLLM's front end balances on the engines' waiting and running counts,"
+            " vllm/v1/engine/coordinator.py: an approximation)"
+        )
     if spec.vllm_version is not None:
         try:
             parse_version(spec.vllm_version)
@@ -407,6 +425,7 @@ class BenchResult:
         extra = {
             "sim_gpu": s.gpu,
             "sim_tp": s.tp,
+            "sim_data_parallel_size": s.data_parallel_size,
             "sim_engine": {
                 "max_num_seqs": e.max_num_seqs,
                 "max_num_batched_tokens": e.max_num_batched_tokens,
@@ -506,7 +525,9 @@ def run_bench(spec: BenchSpec) -> BenchResult:
             setup, model, spec.max_concurrency, start, input_lens, output_lens
         )
     else:
-        ttft, e2e, queue = simulate_requests(setup, model, start, input_lens, output_lens)
+        ttft, e2e, queue = simulate_requests(
+            setup, model, start, input_lens, output_lens, spec.data_parallel_size
+        )
     client = spec.client_s()
     if client:
         ttft = ttft + client
@@ -550,14 +571,16 @@ def simulate_requests(
     arrival_s: FloatArray,
     input_lens: IntArray,
     output_lens: IntArray,
+    replicas: int = 1,
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """(TTFT, E2E, queue time) per request of one replica (NaN: rejected), in the given order."""
+    """(TTFT, E2E, queue time) per request (NaN: rejected), in the given order, on `replicas`
+    identical engines with join-shortest-queue routing (`sim.model.simulate`)."""
     order = np.argsort(arrival_s, kind="stable")
     log = RequestLog(
         arrival_s[order].tolist(), input_lens[order].tolist(), output_lens[order].tolist()
     )
     spec = ReplicaSpec("bench", setup.gpu, setup.limits(), step)
-    simulate(log, [spec], [FleetPhase(0.0, (0,))], engine="fast")
+    simulate(log, [spec] * replicas, [FleetPhase(0.0, tuple(range(replicas)))], engine="fast")
     arrival = np.asarray(log.arrival_s)
     ttft = np.empty(order.size)
     e2e = np.empty(order.size)

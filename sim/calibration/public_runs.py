@@ -4,7 +4,8 @@
 gates and reports them (`sim.calibration.validate`).
 
 A row is replayed when its model (by Hugging Face id or alias, `canonical_model_name`) and GPU
-are in the catalogs, it runs on one engine (no data or pipeline parallelism), its lengths are
+are in the catalogs, it runs without pipeline parallelism (and data-parallel engines only for a
+dense model, open loop: `sim bench --data-parallel-size`), its lengths are
 known and its workload is a burst, a constant or Poisson rate, or closed-loop concurrency.
 Lengths, each an approximation named in the case's note where it is one:
 
@@ -20,11 +21,11 @@ Lengths, each an approximation named in the case's note where it is one:
 
 A published TPOT finer than the row's own E2E, TTFT and output length allow is not compared
 (`TPOT_CONSISTENCY`); a KV size quoted from the server log replaces the estimate. MLPerf
-rows (input lengths not published), speculative-decoding/MTP rows and multi-engine rows are
-listed with their reason. Load (for the <= 85 % gate): closed loop, concurrency over the
-engine's concurrency capacity; open loop, Little's law on the measured mean E2E
-(rate × E2E) over the same capacity; a burst (every request at t = 0, guidellm's capped at 512
-in flight included) is saturation (load 1+).
+rows (input lengths not published), speculative-decoding/MTP rows, pipeline-parallel rows and
+data-parallel MoE or closed-loop rows are listed with their reason. Load (for the <= 85 %
+gate): closed loop, concurrency over the engines' concurrency capacity; open loop, Little's
+law on the measured mean E2E (rate × E2E) over the same capacity; a burst (every request at
+t = 0, guidellm's capped at 512 in flight included) is saturation (load 1+).
 """
 
 from __future__ import annotations
@@ -189,8 +190,11 @@ def case_of(
     flags = (r["server_flags"] + r["notes"] + r["sweep_id"]).lower()
     if "speculative" in flags or "mtp" in flags or "-optimized" in flags:
         return skip("speculative decoding / MTP: no acceptance-rate model")
-    if (_num(r["replicas"]) or 1) > 1 or (_num(r["pipeline_parallel"]) or 1) > 1:
-        return skip("several engines (data or pipeline parallel)")
+    if (_num(r["pipeline_parallel"]) or 1) > 1:
+        return skip("pipeline parallel: not modelled")
+    dp = int(_num(r["replicas"]) or 1)  # data-parallel engines behind one front end
+    if dp > 1 and models()[model].is_moe:
+        return skip("data-parallel MoE: vLLM steps its ranks in lockstep, not modelled")
     n = int(_num(r["num_requests"]) or _num(r["completed_requests"]) or 0)
     done = _num(r["completed_requests"]) or n
     approx = ""
@@ -257,6 +261,8 @@ def case_of(
         rate, conc = math.inf, 512  # guidellm rate 1000: a burst capped at 512 in flight
     if "guidellm" in r["client_tool"] and kind == "offline_burst":
         conc = 512
+    if dp > 1 and conc is not None:
+        return skip("closed-loop clients over data-parallel engines: not modelled")
     tp = int(_num(r["tensor_parallel"]) or 1)
     kv = "fp8" if "fp8" in r["kv_cache_dtype"].lower() else None
     if "mxfp4" in r["precision"].lower() or "awq" in r["quantization"].lower():
@@ -293,6 +299,7 @@ def case_of(
         chunked_prefill=chunked or None,
         num_scheduler_steps=steps if versioned else 1,
         timing=timing if versioned else "engine",
+        data_parallel_size=dp,
         calibration=calibration,
     )
     try:
@@ -321,7 +328,7 @@ def case_of(
             )
     except Exception as exc:  # a located config problem of the row: listed, not fatal
         return skip(f"engine does not fit: {exc}")
-    cap = setup.concurrency_capacity(lin + lout)
+    cap = setup.concurrency_capacity(lin + lout) * dp
     if kind == "offline_burst" or (conc is None and math.isinf(rate)):
         # every request queued at t = 0: saturation, whatever the client's cap in flight
         # (guidellm's 512), as a `vllm bench serve` burst

@@ -42,6 +42,13 @@ def _dataset_lengths(path: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
 @click.option("--gpu", required=True, help="Catalog GPU or its usual name, e.g. h100-80gb, H100.")
 @click.option("--tp", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option(
+    "--data-parallel-size",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Engines of --tp GPUs each behind one front end (dense models, open loop).",
+)
+@click.option(
     "--dtype",
     type=click.Choice(tuple(DTYPE_BYTES)),
     help="The weights' precision [default: the checkpoint name's quantisation, else fp16].",
@@ -120,6 +127,7 @@ def bench(
     model: str,
     gpu: str,
     tp: int,
+    data_parallel_size: int,
     dtype: str | None,
     kv_cache_dtype: str,
     dataset: str,
@@ -176,6 +184,7 @@ def bench(
         model=model,
         gpu=gpu,
         tp=tp,
+        data_parallel_size=data_parallel_size,
         dtype=weights,
         kv_cache_dtype=None if kv_cache_dtype == "auto" else kv_cache_dtype,
         input_len=input_len,
