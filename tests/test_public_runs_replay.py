@@ -246,6 +246,9 @@ def test_a_sharegpt_run_without_token_totals_replays_the_shipped_table() -> None
     assert len(case.spec.input_lens) == len(sharegpt_lengths()[0])
     assert "token totals are not published" in case.approx
     assert case_of(row(dataset="sonnet")).reason.startswith("lengths unknown")
+    sonnet = case_of(row(dataset="sonnet", input_len_tokens="550", output_len_tokens="150"))
+    assert sonnet.spec is not None and (sonnet.spec.input_len, sonnet.spec.output_len) == (550, 150)
+    assert sonnet.approx == "lengths: the nominal 550/150 of dataset 'sonnet'"
 
 
 def test_a_poisson_runs_burstiness_is_its_gamma_shape() -> None:

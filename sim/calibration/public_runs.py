@@ -238,8 +238,11 @@ def case_of(
             "lengths: the shipped ShareGPT table as vLLM's sampler draws it (the run's token"
             " totals are not published)"
         )
+    elif _num(r["input_len_tokens"]) and nominal_out:
+        lin, lout = int(_num(r["input_len_tokens"]) or 1), nominal_out
+        approx = f"lengths: the nominal {lin}/{lout} of dataset {r['dataset'].split(' (')[0]!r}"
     else:
-        return skip("lengths unknown (no random lengths, no token totals)")
+        return skip("lengths unknown (no nominal lengths, no token totals)")
     if not _tpot_consistent(measured, lout):
         measured = {k: v for k, v in measured.items() if not k.startswith("tpot")}
         approx += (
