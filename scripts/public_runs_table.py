@@ -24,13 +24,12 @@ from pathlib import Path
 
 import polars as pl
 
-from sim.calibration.public_runs import family_medians, replay_all
+from sim.calibration.public_runs import FAMILIES, _num, family_medians, replay_all
 from sim.calibration.validate import PUBLIC_TARGETS, judge_public, summarise_public
 from sim.data import models
 from sim.data.tables import canonical_model_name
 
 RUNS = Path(__file__).resolve().parent.parent / "sim/data/validation/public_runs.csv"
-FAMILIES = ("ttft", "tpot", "e2e", "throughput")
 
 
 def signed_table(replayed: pl.DataFrame, runs: pl.DataFrame) -> pl.DataFrame:
@@ -92,13 +91,6 @@ def cause(r: dict[str, str], missed: dict[str, float]) -> str:
     if not out:
         out = [f"{m} {e:+.0%}: not analysed" for m, e in (latency or missed).items()]
     return "; ".join(out)
-
-
-def _num(text: str) -> float | None:
-    try:
-        return float(text)
-    except ValueError:
-        return None
 
 
 def markdown(judged: pl.DataFrame, runs: pl.DataFrame) -> str:

@@ -24,6 +24,12 @@ COLUMNS = (
 )
 
 
+SHORT_RANDOM = {"dataset": "random", "input_len_tokens": "100", "output_len_tokens": "10"}
+"""A `random` workload of 100-token prompts and 10-token outputs."""
+POISSON = {"workload_type": "online_poisson", "request_rate_qps": "4", **SHORT_RANDOM}
+"""That workload at a Poisson 4 req/s."""
+
+
 def row(**fields: Any) -> dict[str, str]:
     """A runs.csv row: every column empty unless given (metric columns by their CSV names)."""
     base = {c: "" for c in COLUMNS}
@@ -159,36 +165,15 @@ def test_a_context_the_kv_estimate_cannot_hold_replays_at_the_estimate_when_requ
     """vLLM served Qwen3-32B on one H100 at its 40,960-token context; the KV estimate holds
     fewer tokens. The row replays at the estimate's context when every request fits in it, and
     says so; a row with a request longer than the estimate is not replayed."""
-    fits = case_of(
-        row(
-            model="Qwen/Qwen3-32B",
-            dataset="random",
-            input_len_tokens="1000",
-            output_len_tokens="100",
-        )
-    )
+    qwen = {"model": "Qwen/Qwen3-32B", "dataset": "random", "output_len_tokens": "100"}
+    fits = case_of(row(**qwen, input_len_tokens="1000"))
     assert fits.spec is not None and fits.reason == ""
     assert fits.spec.max_model_len is not None and 1100 <= fits.spec.max_model_len < 40960
     assert "short of the model's 40,960 that vLLM served" in fits.approx
     assert not fits.approx.startswith(";")
-    long = case_of(
-        row(
-            model="Qwen/Qwen3-32B",
-            dataset="random",
-            input_len_tokens="32000",
-            output_len_tokens="100",
-        )
-    )
+    long = case_of(row(**qwen, input_len_tokens="32000"))
     assert long.spec is None and long.reason.startswith("engine does not fit")
-    given = case_of(
-        row(
-            model="Qwen/Qwen3-32B",
-            max_model_len="40960",
-            dataset="random",
-            input_len_tokens="1000",
-            output_len_tokens="100",
-        )
-    )
+    given = case_of(row(**qwen, input_len_tokens="1000", max_model_len="40960"))
     assert given.spec is None  # a context the row sets itself is not second-guessed
 
 
@@ -252,42 +237,19 @@ def test_a_sharegpt_run_without_token_totals_replays_the_shipped_table() -> None
 
 
 def test_a_poisson_runs_burstiness_is_its_gamma_shape() -> None:
-    poisson = {
-        "workload_type": "online_poisson",
-        "request_rate_qps": "4",
-        "dataset": "random",
-        "input_len_tokens": "100",
-        "output_len_tokens": "10",
-    }
-    spec = case_of(row(**poisson, burstiness="0.5")).spec
+    spec = case_of(row(**POISSON, burstiness="0.5")).spec
     assert spec is not None and spec.request_rate == 4.0 and spec.burstiness == 0.5
-    plain = case_of(row(**poisson)).spec
+    plain = case_of(row(**POISSON)).spec
     assert plain is not None and plain.burstiness == 1.0
 
 
 def test_data_parallel_engines_replay_for_dense_models_in_open_loop() -> None:
-    dense = case_of(
-        row(
-            replicas="2",
-            workload_type="online_poisson",
-            request_rate_qps="4",
-            dataset="random",
-            input_len_tokens="100",
-            output_len_tokens="10",
-        )
-    )
+    dense = case_of(row(replicas="2", **POISSON))
     assert dense.spec is not None and dense.spec.data_parallel_size == 2
     moe = case_of(row(replicas="2", model="mistralai/Mixtral-8x7B-v0.1", tensor_parallel="2"))
     assert moe.reason.startswith("data-parallel MoE")
     closed = case_of(
-        row(
-            replicas="2",
-            workload_type="closed_loop_concurrency",
-            concurrency="8",
-            dataset="random",
-            input_len_tokens="100",
-            output_len_tokens="10",
-        )
+        row(replicas="2", workload_type="closed_loop_concurrency", concurrency="8", **SHORT_RANDOM)
     )
     assert closed.reason.startswith("closed-loop clients over data-parallel engines")
     assert case_of(row(pipeline_parallel="2")).reason == "pipeline parallel: not modelled"

@@ -137,6 +137,18 @@ def _catalog_dtype(dtype: str) -> str:
     return "fp16" if dtype == "bf16" else dtype
 
 
+def data_parallel_refusal(model: str, dp: int, closed_loop: bool) -> str | None:
+    """Why `dp` data-parallel engines of `model` are not modelled, or None when they are:
+    an MoE model's ranks step in lockstep under vLLM's DP coordinator (dummy forward passes on
+    idle ranks: vLLM's data_parallel_deployment.md), and closed-loop clients would have to be
+    shared across engines."""
+    if dp > 1 and models()[model].is_moe:
+        return "data-parallel MoE: vLLM steps its ranks in lockstep, not modelled"
+    if dp > 1 and closed_loop:
+        return "closed-loop clients over data-parallel engines: not modelled"
+    return None
+
+
 def read_names(
     model: str, gpu: str, dtype: str | None = None, calibration: str | None = None
 ) -> tuple[str, str, str, list[str]]:
@@ -179,11 +191,8 @@ def engine_setup(spec: BenchSpec) -> tuple[EngineSetup, list[str]]:
     dp = spec.data_parallel_size
     if dp < 1:
         raise ConfigError([Problem("bench", "data_parallel_size", "must be >= 1", dp)])
-    if dp > 1 and models()[spec.model].is_moe:
-        why = "MoE ranks step in lockstep under vLLM's DP coordinator: not modelled"
-        raise ConfigError([Problem("bench", "data_parallel_size", why, dp)])
-    if dp > 1 and spec.max_concurrency is not None:
-        why = "closed-loop clients over several engines are not modelled"
+    why = data_parallel_refusal(spec.model, dp, spec.max_concurrency is not None)
+    if why is not None:
         raise ConfigError([Problem("bench", "data_parallel_size", why, dp)])
     if dp > 1:
         notes.append(

@@ -30,6 +30,7 @@ t = 0, guidellm's capped at 512 in flight included) is saturation (load 1+).
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass, field, replace
@@ -41,6 +42,7 @@ import numpy as np
 import polars as pl
 
 from sim.calibration.bench import BenchSpec, engine_setup, run_bench
+from sim.calibration.bench_setup import data_parallel_refusal
 from sim.data import models, packaged, sharegpt_lengths
 from sim.data.names import checkpoint_model, gpu_by_name
 
@@ -63,6 +65,8 @@ METRIC_COLUMNS = {
     "throughput": ("output_throughput_tok_per_s", "output_throughput"),
 }
 """Our metric name -> (runs.csv column, `sim bench`'s result key)."""
+FAMILIES = ("ttft", "tpot", "e2e", "throughput")
+"""The metric families medians are taken over (`family_medians`)."""
 PERCENTILES = (50.0, 90.0, 95.0, 99.0)
 """The percentiles runs.csv publishes (p50 as the median; p90 and p95 on 36 and 81 rows)."""
 PUBLIC_RUNS_FILE = ("validation", "public_runs.csv")
@@ -193,8 +197,8 @@ def case_of(
     if (_num(r["pipeline_parallel"]) or 1) > 1:
         return skip("pipeline parallel: not modelled")
     dp = int(_num(r["replicas"]) or 1)  # data-parallel engines behind one front end
-    if dp > 1 and models()[model].is_moe:
-        return skip("data-parallel MoE: vLLM steps its ranks in lockstep, not modelled")
+    if (refusal := data_parallel_refusal(model, dp, closed_loop=False)) is not None:
+        return skip(refusal)  # before the lengths: the model alone rules it out
     n = int(_num(r["num_requests"]) or _num(r["completed_requests"]) or 0)
     done = _num(r["completed_requests"]) or n
     approx = ""
@@ -264,8 +268,8 @@ def case_of(
         rate, conc = math.inf, 512  # guidellm rate 1000: a burst capped at 512 in flight
     if "guidellm" in r["client_tool"] and kind == "offline_burst":
         conc = 512
-    if dp > 1 and conc is not None:
-        return skip("closed-loop clients over data-parallel engines: not modelled")
+    if (refusal := data_parallel_refusal(model, dp, conc is not None)) is not None:
+        return skip(refusal)
     tp = int(_num(r["tensor_parallel"]) or 1)
     kv = "fp8" if "fp8" in r["kv_cache_dtype"].lower() else None
     if "mxfp4" in r["precision"].lower() or "awq" in r["quantization"].lower():
@@ -358,11 +362,17 @@ def sharegpt_scaled(mean_in: float, mean_out: float) -> tuple[tuple[int, ...], t
 
 
 def read_runs(path: str | Path | None = None) -> pl.DataFrame:
-    """The published runs as strings ('' = not published): the packaged copy, or `path`."""
+    """The published runs as strings ('' = not published): the packaged copy (read once), or
+    `path`."""
     if path is None:
-        with resources.as_file(packaged(*PUBLIC_RUNS_FILE)) as p:
-            return pl.read_csv(p, infer_schema_length=0).fill_null("")
+        return _packaged_runs()
     return pl.read_csv(path, infer_schema_length=0).fill_null("")
+
+
+@functools.cache
+def _packaged_runs() -> pl.DataFrame:
+    with resources.as_file(packaged(*PUBLIC_RUNS_FILE)) as p:
+        return pl.read_csv(p, infer_schema_length=0).fill_null("")
 
 
 def replay_all(
@@ -401,7 +411,7 @@ def family_medians(rows: pl.DataFrame, max_load: float = 0.85) -> dict[str, floa
     """Median |error| per metric family (ttft, tpot, e2e, throughput) at load <= max_load."""
     ok = rows.filter((pl.col("load") <= max_load) & pl.col("error").is_not_nan())
     out = {}
-    for fam in ("ttft", "tpot", "e2e", "throughput"):
+    for fam in FAMILIES:
         v = ok.filter(pl.col("metric").str.starts_with(fam))["error"].abs().to_numpy()
         out[fam] = float(np.median(v)) if v.size else math.nan
     return out

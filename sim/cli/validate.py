@@ -13,7 +13,7 @@ import polars as pl
 from rich.console import Console
 from rich.table import Table
 
-from sim.calibration.public_runs import read_runs, replay_all
+from sim.calibration.public_runs import FAMILIES, read_runs, replay_all
 from sim.calibration.validate import (
     GATE_MAX_LOAD,
     GATE_MIN_SHARE,
@@ -28,8 +28,6 @@ from sim.calibration.validate import (
     validate_all,
 )
 from sim.cli.common import user_errors
-
-FAMILIES = ("ttft", "tpot", "e2e", "throughput")
 
 
 def _cases_table(results: list[CaseResult]) -> Table:

@@ -55,13 +55,14 @@ def checkpoint_model(name: str) -> tuple[str | None, str | None]:
     its Hugging Face id or alias when the model table knows it (`canonical_model_name`), else
     the name with its precision suffix (`QUANT_SUFFIXES`) and instruct/chat/version tags
     stripped, looked up again."""
-    base = name.split()[0].split("/")[-1].lower() if name.split() else ""
+    checkpoint = name.split()[0] if name.split() else ""  # less any note after the id
+    base = checkpoint.split("/")[-1].lower()
     dtype = None
     for pattern, d in QUANT_SUFFIXES:
         if re.search(pattern, base):
             base, dtype = re.sub(pattern, "", base), d
             break
-    known = canonical_model_name(name.split()[0]) if name.split() else None
+    known = canonical_model_name(checkpoint)
     if known is not None:
         return known, dtype
     base = re.sub(r"-(instruct|chat-hf|chat|hf|it)(-\d+)?$", "", base)
