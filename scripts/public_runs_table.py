@@ -82,7 +82,10 @@ def cause(r: dict[str, str], missed: dict[str, float]) -> str:
         nccl = ", NCCL all-reduce" if tp not in ("", "1") else ""
         out.append(f"decode too slow: Vidur-era step times (eager kernels{nccl}) on vLLM 0.15")
     elif missed.get("tpot_p50", 0.0) > 0:
-        out.append("TPOT: the V1 CPU term per sequence grows with concurrency faster than measured")
+        out.append(
+            "TPOT: the uncalibrated roofline's step is ~5 % slow at 1-8 sequences (flat: no"
+            " fitted entry for the model)"
+        )
     ttft = missed.get("ttft_p95")
     if ttft is not None and ttft < 0 and source.startswith("gpustack"):
         out.append("TTFT: client path not modelled (CLIENT_S = 0; ~45 ms on GPUStack's setup)")

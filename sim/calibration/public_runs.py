@@ -139,6 +139,10 @@ def _tpot_consistent(measured: dict[str, float], output_len: int) -> bool:
     return (e2e - ttft) / (tpot * (output_len - 1)) <= TPOT_CONSISTENCY
 
 
+EOS_MEAN_NOTE = "output length: the realised mean (stopped at EOS before the cap)"
+"""The note of a `random` run whose outputs stopped at EOS: its realised mean output replays."""
+
+
 @dataclass(frozen=True)
 class PublicCase:
     row: str
@@ -214,7 +218,7 @@ def case_of(
             # without --ignore-eos `vllm bench serve` does not send ignore_eos
             # (vllm/benchmarks/lib/endpoint_request_func.py), so outputs stop at EOS
             lout = max(1, round(realised_out))
-            approx = "output length: the realised mean (stopped at EOS before the cap)"
+            approx = EOS_MEAN_NOTE
     elif _num(r["total_input_tokens"]) and realised_out:
         lin = max(1, round((_num(r["total_input_tokens"]) or 0) / done))
         lout = max(1, round(realised_out))
