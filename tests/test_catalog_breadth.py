@@ -59,6 +59,9 @@ CARD_PARAMS = {
     "qwen3.5-9b": 9e9 + 456_010_480,
     "qwen3.5-35b-a3b": 35e9,
     "qwen3-next-80b-a3b": 80e9,
+    "mistral-nemo-12b": 12.2e9,
+    "mistral-small-24b": 23.6e9,
+    "phi-4": 14.7e9,
 }
 # Activated parameters on the model cards (they count the lm_head but not the input embedding).
 CARD_ACTIVE = {
@@ -225,6 +228,14 @@ def test_hugging_face_ids_resolve_to_catalog_names() -> None:
     assert canonical_model_name("deepseek-ai/DeepSeek-R1-Distill-Qwen-32B") == "qwen2.5-32b"
     assert canonical_model_name("Qwen/Qwen3.5-35B-A3B-FP8") == "qwen3.5-35b-a3b"
     assert canonical_model_name("llama-3-8b") == "llama-3-8b"
+    # fine-tunes and re-releases with their base's config
+    assert canonical_model_name("nvidia/Llama-3.1-Nemotron-70B-Instruct-HF") == "llama-3.1-70b"
+    assert canonical_model_name("Qwen/QwQ-32B") == "qwen2.5-32b"
+    assert canonical_model_name("Qwen/Qwen2.5-Coder-32B-Instruct") == "qwen2.5-32b"
+    assert canonical_model_name("Qwen/Qwen2-72B-Instruct") == "qwen2.5-72b"
+    assert canonical_model_name("mistralai/Mistral-Small-24B-Instruct-2501") == "mistral-small-24b"
+    assert canonical_model_name("mistralai/Mistral-Nemo-Instruct-2407") == "mistral-nemo-12b"
+    assert canonical_model_name("microsoft/phi-4") == "phi-4"
     assert canonical_model_name("no/such-model") is None
 
 

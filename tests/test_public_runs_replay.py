@@ -68,6 +68,10 @@ def row(**fields: Any) -> dict[str, str]:
         ("Qwen/Qwen2.5-7B-Instruct-GPTQ-Int4", ("qwen2.5-7b", "int4")),
         ("Qwen/Qwen2.5-72B-Instruct-GPTQ-Int8", ("qwen2.5-72b", "int8")),
         ("google/gemma-3-27b-it", ("gemma-3-27b", "fp16")),
+        ("meta-llama/CodeLlama-34b-Instruct-hf", ("codellama-34b", "fp16")),
+        ("mistralai/Mistral-Nemo-Instruct-2407-FP8", ("mistral-nemo-12b", "fp8")),
+        ("RedHatAI/Mistral-Small-24B-Instruct-2501-FP8-dynamic", ("mistral-small-24b", "fp8")),
+        ("microsoft/phi-4", ("phi-4", "fp16")),
         ("tiiuae/falcon-7b", (None, "fp16")),
     ],
 )

@@ -53,8 +53,9 @@ H100 NVL (94 GB) from the SXM part."""
 def checkpoint_model(name: str) -> tuple[str | None, str | None]:
     """(catalog model or None, the weight dtype the name states or None) of a checkpoint id:
     its Hugging Face id or alias when the model table knows it (`canonical_model_name`), else
-    the name with its precision suffix (`QUANT_SUFFIXES`) and instruct/chat/version tags
-    stripped, looked up again."""
+    that of the id less its precision suffix (`QUANT_SUFFIXES`: "…-Instruct-2407-FP8" is
+    "…-Instruct-2407"), else the bare name less that suffix and its instruct/chat/version
+    tags, looked up again."""
     checkpoint = name.split()[0] if name.split() else ""  # less any note after the id
     base = checkpoint.split("/")[-1].lower()
     dtype = None
@@ -62,10 +63,12 @@ def checkpoint_model(name: str) -> tuple[str | None, str | None]:
         if re.search(pattern, base):
             base, dtype = re.sub(pattern, "", base), d
             break
-    known = canonical_model_name(checkpoint)
-    if known is not None:
-        return known, dtype
-    base = re.sub(r"-(instruct|chat-hf|chat|hf|it)(-\d+)?$", "", base)
+    org = checkpoint.rsplit("/", 1)[0] + "/" if "/" in checkpoint else ""
+    for whole in (checkpoint, org + base):  # as written, then its unquantised checkpoint's id
+        known = canonical_model_name(whole)
+        if known is not None:
+            return known, dtype
+    base = re.sub(r"(-(instruct|chat|hf|it))+(-\d+)?$", "", base)  # CodeLlama-34b-Instruct-hf
     base = re.sub(r"-v\d+(\.\d+)*$", "", base)  # Mixtral-8x7B-v0.1
     base = base.replace("meta-llama-", "llama-")
     if base.startswith("meta-"):
