@@ -91,6 +91,18 @@ def cause(r: dict[str, str], missed: dict[str, float]) -> str:
         out.append("TTFT: client path not modelled (CLIENT_S = 0; ~45 ms on GPUStack's setup)")
     elif ttft is not None and 0 < ttft <= 2.0 and source.startswith("blis"):
         out.append("TTFT: Vidur-era prefill; vLLM's prefix cache skips the shared system prompt")
+    if "throughput" in missed and not out and "guidellm" in r["client_tool"].lower():
+        # guidellm's published token rate is not total tokens / duration on these rows
+        published = _num(r["output_throughput_tok_per_s"]) or math.nan
+        tokens, duration = _num(r["total_output_tokens"]), _num(r["benchmark_duration_s"])
+        if tokens and duration:
+            simulated = published * (1.0 + missed["throughput"])
+            quotient = tokens / duration
+            if abs(simulated / quotient - 1.0) < 0.02:
+                out.append(
+                    f"throughput: guidellm's published rate is {published / quotient - 1:+.0%}"
+                    " over total tokens / duration, which the simulated one is within 2 % of"
+                )
     if not out:
         out = [f"{m} {e:+.0%}: not analysed" for m, e in (latency or missed).items()]
     return "; ".join(out)
