@@ -140,6 +140,31 @@ def test_sharegpt_dataset_samples_the_shipped_table() -> None:
     assert again.output == res.output  # the same seed draws the same requests
 
 
+@pytest.mark.parametrize(
+    ("args", "key"),
+    [
+        # 47 GB of bf16 weights on a 48 GB L40S leave no KV cache
+        (
+            ["--model", "mistralai/Mistral-Small-24B-Instruct-2501", "--gpu", "L40S"],
+            "max_model_len",
+        ),
+        (["--model", "llama-3-8b", "--gpu", "l4", "--max-model-len", "200000"], "max_model_len"),
+        (["--model", "llama-3-8b", "--gpu", "h100", "--kv-blocks", "10"], "kv_blocks"),
+    ],
+)
+def test_an_engine_vllm_would_not_start_is_one_line(args: list[str], key: str) -> None:
+    """A KV cache that cannot hold one request of max_model_len (vLLM refuses to start) is a
+    located line and exit 2, not a traceback; the tp-2 engine of the same model runs."""
+    res = CliRunner().invoke(main, ["bench", *args, "--num-prompts", "5"])
+    assert res.exit_code == 2, res.output
+    errors = [line for line in res.stderr.splitlines() if not line.startswith("note: ")]
+    assert len(errors) == 1 and errors[0].startswith(f"error: bench: {key}: "), res.stderr
+    assert "Traceback" not in res.output and "less than max_model_len" in res.stderr
+    if key == "max_model_len" and "L40S" in args:
+        ok = CliRunner().invoke(main, ["bench", *args, "--tp", "2", "--num-prompts", "5"])
+        assert ok.exit_code == 0, ok.output
+
+
 def test_unknown_gpu_is_one_line() -> None:
     res = CliRunner().invoke(main, ["bench", "--model", "llama-3-8b", "--gpu", "tpu-v9"])
     assert res.exit_code == 2

@@ -49,7 +49,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from sim.calibration.bench_setup import BenchSpec, engine_setup, read_names, vllm_default_limits
+from sim.calibration.bench_setup import (
+    BenchSpec,
+    does_not_fit,
+    engine_setup,
+    read_names,
+    vllm_default_limits,
+)
 from sim.calibration.measured import EngineSetup, MeasuredRun
 from sim.engine import RequestLog
 from sim.engine.catalog import (
@@ -59,6 +65,7 @@ from sim.engine.catalog import (
 )
 from sim.engine.closed_loop import run_closed_loop
 from sim.engine.steptime import StepTimeModel
+from sim.errors import ConfigError
 from sim.model import FleetPhase, ReplicaSpec, simulate
 from sim.workload.client import random_lengths, send_times
 
@@ -284,6 +291,8 @@ def run_bench(spec: BenchSpec) -> BenchResult:
     if spec.calibration is not None:
         load_user_calibration(spec.calibration)  # a bad file fails before anything runs
     setup, notes = engine_setup(spec)
+    if (problem := does_not_fit(setup)) is not None:
+        raise ConfigError([problem])
     step = resolve_step_time(
         setup.model,
         setup.gpu,

@@ -13,6 +13,7 @@ from sim.calibration.measured import EngineSetup
 from sim.data import GpuSpec, models
 from sim.data.names import checkpoint_model, gpu_by_name
 from sim.engine.catalog import gpu_spec
+from sim.engine.kv import kv_cache, kv_shortfall
 from sim.engine.steptime import StepTimeModel
 from sim.engine.versions import (
     CLIENT_S,
@@ -244,3 +245,24 @@ def engine_setup(spec: BenchSpec) -> tuple[EngineSetup, list[str]]:
             f"{describe(parse_version(spec.vllm_version), fam)}; {spec.scheduler.upper()} scheduler"
         )
     return setup, notes
+
+
+def does_not_fit(setup: EngineSetup) -> Problem | None:
+    """Why vLLM would refuse to start this engine (its KV cache cannot hold one request of
+    `max_model_len`), named as `sim bench`'s options, or None when it fits."""
+    if setup.kv_blocks is not None:
+        tokens = setup.kv_blocks * setup.block_size
+        if tokens >= setup.max_model_len:
+            return None
+        held = f"{setup.kv_blocks:,} blocks hold {tokens:,} tokens, less than max_model_len"
+        return Problem("bench", "kv_blocks", f"{held} {setup.max_model_len:,}", setup.kv_blocks)
+    short = kv_shortfall(setup.settings, setup.gpu, kv_cache(setup.settings, setup.gpu))
+    if short is None:
+        return None
+    return Problem(
+        "bench",
+        "max_model_len",
+        f"{short}: vLLM would not start; give more GPUs (--tp), a shorter --max-model-len,"
+        " smaller weights (--dtype fp8/int4), a larger --gpu-memory-utilization or --gpu",
+        setup.max_model_len,
+    )
