@@ -150,16 +150,38 @@ def test_sharegpt_dataset_samples_the_shipped_table() -> None:
         ),
         (["--model", "llama-3-8b", "--gpu", "l4", "--max-model-len", "200000"], "max_model_len"),
         (["--model", "llama-3-8b", "--gpu", "h100", "--kv-blocks", "10"], "kv_blocks"),
+        (["--model", "llama-3-8b", "--gpu", "h100", "--tp", "3"], "tp"),
+        (
+            ["--model", "llama-3-8b", "--gpu", "h100", "--max-num-batched-tokens", "16"],
+            "engine limits",
+        ),
+        (
+            [
+                "--model",
+                "llama-3-8b",
+                "--gpu",
+                "h100",
+                "--vllm-version",
+                "0.10.1",
+                "--num-scheduler-steps",
+                "8",
+            ],
+            "engine limits",
+        ),
+        (["--model", "Qwen/Qwen2.5-7B-Instruct", "--gpu", "h100", "--tp", "8"], "tp"),
     ],
 )
 def test_an_engine_vllm_would_not_start_is_one_line(args: list[str], key: str) -> None:
-    """A KV cache that cannot hold one request of max_model_len (vLLM refuses to start) is a
-    located line and exit 2, not a traceback; the tp-2 engine of the same model runs."""
+    """An engine vLLM refuses to start (a KV cache that cannot hold one request of
+    max_model_len; a tensor-parallel size the heads do not split over; a step budget below
+    max_num_seqs; multi-step on V1) is a located line and exit 2, not a traceback; the tp-2
+    engine of the non-fitting model runs."""
     res = CliRunner().invoke(main, ["bench", *args, "--num-prompts", "5"])
     assert res.exit_code == 2, res.output
     errors = [line for line in res.stderr.splitlines() if not line.startswith("note: ")]
     assert len(errors) == 1 and errors[0].startswith(f"error: bench: {key}: "), res.stderr
-    assert "Traceback" not in res.output and "less than max_model_len" in res.stderr
+    assert "Traceback" not in res.output
+    assert ("less than max_model_len" in res.stderr) == (key in ("max_model_len", "kv_blocks"))
     if key == "max_model_len" and "L40S" in args:
         ok = CliRunner().invoke(main, ["bench", *args, "--tp", "2", "--num-prompts", "5"])
         assert ok.exit_code == 0, ok.output

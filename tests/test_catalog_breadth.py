@@ -97,6 +97,30 @@ def test_deepseek_mla_kv_bytes_per_token() -> None:
     assert 2 * 128 * 192 * 61 * 2 / 70_272 > 40
 
 
+def test_kv_heads_fewer_than_gpus_are_replicated_not_split() -> None:
+    """vLLM keeps max(1, kv_heads // tp) KV heads on each GPU (`ModelConfig.get_num_kv_heads`):
+    Qwen3-235B-A22B's 4 KV heads over 8 GPUs are one head per GPU, as over 4, not half of one
+    (which had doubled its KV capacity at tp 8)."""
+    m = models()["qwen3-235b-a22b"]
+    assert m.kv_heads == 4
+    one_head = 2 * m.layers * 1 * m.head_dim * 2  # K and V, one head, bf16, per layer
+    assert m.kv_bytes_per_token("bf16", 8) == m.kv_bytes_per_token("bf16", 4) == one_head
+    assert m.kv_bytes_per_token("bf16", 2) == 2 * one_head
+    dense = models()["llama-3-70b"]  # 8 KV heads: split evenly up to tp 8
+    assert dense.kv_bytes_per_token("bf16", 8) * 8 == dense.kv_bytes_per_token("bf16", 1)
+
+
+def test_tensor_parallel_sizes_vllm_refuses() -> None:
+    """vLLM needs the attention heads divisible by tp, and the KV heads split evenly or
+    replicated evenly; everything else about a degree is allowed."""
+    assert "28 attention heads" in (models()["qwen2.5-7b"].tensor_parallel_refusal(8) or "")
+    assert "10 KV heads" in (models()["phi-4"].tensor_parallel_refusal(4) or "")
+    assert models()["phi-4"].tensor_parallel_refusal(2) is None  # 10 heads split 5 + 5
+    assert models()["qwen3-235b-a22b"].tensor_parallel_refusal(8) is None  # replicated x2
+    assert models()["deepseek-v3"].tensor_parallel_refusal(8) is None  # MLA: nothing to split
+    assert models()["llama-3-8b"].tensor_parallel_refusal(3) is not None
+
+
 def test_touched_experts_formula() -> None:
     e, k = 128, 8
     assert expected_experts_touched(e, k, 1) == pytest.approx(k)

@@ -177,6 +177,15 @@ BAD_FILES = [
         id="kv-blocks-override-too-small",
     ),
     pytest.param(
+        # vLLM refuses to split 28 attention heads over 8 GPUs
+        lambda text: sub("\ntp = 1", "\ntp = 8")(sub('"llama-3-8b"', '"qwen2.5-7b"')(text)),
+        [
+            "{f}: engine: qwen2.5-7b at tp 8 on a100-80gb: vLLM needs the 28 attention heads "
+            "divisible by tp 8, got 'qwen2.5-7b/a100-80gb'"
+        ],
+        id="tp-the-heads-do-not-split-over",
+    ),
+    pytest.param(
         lambda text: "months = = 6\n" + text,
         ["{f}: not valid TOML: Invalid value (at line 1, column 10)"],
         id="invalid-toml",

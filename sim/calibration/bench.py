@@ -51,7 +51,7 @@ import numpy.typing as npt
 
 from sim.calibration.bench_setup import (
     BenchSpec,
-    does_not_fit,
+    engine_refusal,
     engine_setup,
     read_names,
     vllm_default_limits,
@@ -291,7 +291,7 @@ def run_bench(spec: BenchSpec) -> BenchResult:
     if spec.calibration is not None:
         load_user_calibration(spec.calibration)  # a bad file fails before anything runs
     setup, notes = engine_setup(spec)
-    if (problem := does_not_fit(setup)) is not None:
+    if (problem := engine_refusal(setup)) is not None:
         raise ConfigError([problem])
     step = resolve_step_time(
         setup.model,

@@ -186,6 +186,9 @@ def engine_setup(spec: BenchSpec) -> tuple[EngineSetup, list[str]]:
         problems.append(Problem("bench", "gpu", f"not in the GPU catalog{where}", spec.gpu))
     if problems:
         raise ConfigError(problems)
+    refusal = models()[spec.model].tensor_parallel_refusal(spec.tp)
+    if refusal is not None:
+        raise ConfigError([Problem("bench", "tp", refusal, spec.tp)])
     notes = []
     if spec.timing not in ("engine", "client"):
         raise ConfigError([Problem("bench", "timing", "must be engine or client", spec.timing)])
@@ -245,6 +248,24 @@ def engine_setup(spec: BenchSpec) -> tuple[EngineSetup, list[str]]:
             f"{describe(parse_version(spec.vllm_version), fam)}; {spec.scheduler.upper()} scheduler"
         )
     return setup, notes
+
+
+def engine_refusal(setup: EngineSetup) -> Problem | None:
+    """Why vLLM would refuse to start this engine, named as `sim bench`'s options, or None:
+    its KV cache cannot hold one request of `max_model_len` (`does_not_fit`), or its limits
+    break a rule vLLM enforces too (`EngineLimits`: a step budget below max_num_seqs; V0
+    without chunked prefill and a budget below max_model_len; multi-step on V1)."""
+    if (problem := does_not_fit(setup)) is not None:
+        return problem
+    try:
+        setup.limits()
+    except ValueError as exc:
+        given = (
+            f"seqs {setup.max_num_seqs}, batched tokens {setup.max_num_batched_tokens},"
+            f" model len {setup.max_model_len}, scheduler steps {setup.num_scheduler_steps}"
+        )
+        return Problem("bench", "engine limits", f"{exc}: vLLM would not start", given)
+    return None
 
 
 def does_not_fit(setup: EngineSetup) -> Problem | None:

@@ -185,15 +185,33 @@ class ModelShape:
         """KV-cache bytes one token occupies on one GPU of a `tp`-way replica.
 
         Standard attention caches a key and a value per KV head: 2 × kv_heads × head_dim per
-        attention layer, split over the `tp` GPUs. MLA caches one latent and one RoPE key per
-        layer, kv_lora_rank + qk_rope_head_dim, shared by all heads, so vLLM keeps the whole
-        latent on every GPU: it does not shrink with `tp`. Linear-attention layers cache nothing
-        per token (`state_bytes_per_seq`).
+        attention layer, split over the `tp` GPUs; with fewer KV heads than GPUs vLLM keeps one
+        on each (replicated: `ModelConfig.get_num_kv_heads` = max(1, kv_heads // tp)). MLA
+        caches one latent and one RoPE key per layer, kv_lora_rank + qk_rope_head_dim, shared by
+        all heads, so vLLM keeps the whole latent on every GPU: it does not shrink with `tp`.
+        Linear-attention layers cache nothing per token (`state_bytes_per_seq`).
         """
         if self.is_mla:
             return self.layers * (self.kv_lora_rank + self.qk_rope_head_dim) * DTYPE_BYTES[dtype]
-        layers = self.attention_layers
-        return 2.0 * layers * self.kv_heads * self.head_dim * DTYPE_BYTES[dtype] / tp
+        heads_per_gpu = max(1, self.kv_heads // tp)
+        return 2.0 * self.attention_layers * heads_per_gpu * self.head_dim * DTYPE_BYTES[dtype]
+
+    def tensor_parallel_refusal(self, tp: int) -> str | None:
+        """Why vLLM refuses to split this model over `tp` GPUs, or None when it splits it.
+
+        vLLM needs the attention heads divisible by the tensor-parallel size
+        (`ModelConfig.verify_with_parallel_config`), and it splits the KV heads evenly over the
+        GPUs or, when there are fewer KV heads than GPUs, replicates each on tp / kv_heads of
+        them (`QKVParallelLinear`): one count must divide the other. MLA has no KV heads to
+        split."""
+        if tp < 1 or self.heads % tp:
+            return f"vLLM needs the {self.heads} attention heads divisible by tp {tp}"
+        if not self.is_mla and self.kv_heads % tp and tp % self.kv_heads:
+            return (
+                f"vLLM splits the {self.kv_heads} KV heads evenly over tp {tp} GPUs or"
+                " replicates them, and neither count divides the other"
+            )
+        return None
 
     @property
     def _linear_conv_dim(self) -> int:

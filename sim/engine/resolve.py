@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from sim.config import EngineSpec
+from sim.data import models
 from sim.engine.catalog import ResolvedStepTime, resolve_step_time
 from sim.engine.kv import kv_cache, kv_shortfall
 from sim.engine.steptime import EngineLimits
@@ -88,7 +89,12 @@ def resolve_engine(settings: EngineSpec, gpu_names: Iterable[str]) -> ResolvedEn
     per_gpu: dict[str, GpuEngine] = {}
     bad: list[str] = []
     messages: list[str] = []
+    refusal = models()[settings.model].tensor_parallel_refusal(settings.tp)
     for gpu in sorted(set(gpu_names)):
+        if refusal is not None:
+            bad.append(gpu)
+            messages.append(f"{settings.model} at tp {settings.tp} on {gpu}: {refusal}")
+            continue
         step = resolve_step_time(
             settings.model,
             gpu,
