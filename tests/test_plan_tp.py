@@ -183,6 +183,15 @@ def test_a_model_that_fits_only_at_tp_2_is_offered_there(
     assert "By tensor parallelism" in (out / "plan.html").read_text()
 
 
+def test_a_degree_vllm_refuses_is_skipped_with_its_reason(tmp_path: Path) -> None:
+    """Phi-4's 10 KV heads split over 2 GPUs but neither split nor replicate evenly over 4:
+    vLLM refuses tp 4, so the search skips it with vLLM's reason and plans at tp 2."""
+    phi = load_experiment(_file(tmp_path, "", model="phi-4"))
+    result = plan_experiment(phi, _settings(phi, gpus=("a100-80gb",), tp=(2, 4)), verify=False)
+    assert "10 KV heads" in result.skipped_gpus["a100-80gb (tp 4)"]
+    assert result.tp == 2 and result.choices
+
+
 def test_a_degree_where_no_gpu_fits_is_skipped_with_a_line(codellama: Experiment) -> None:
     said: list[str] = []
     s = _settings(codellama, gpus=("l40s",), tp=(1, 2))
