@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from sim.cli import main
-from sim.cli.plan import _tp_option
+from sim.cli.plan import _gpus_option, _tp_option
 from sim.config import load_experiment_spec
 from sim.config.plan import PlanSearchSpec
 from sim.experiment import Experiment, load_experiment
@@ -93,6 +93,16 @@ def test_tp_option_parses_and_rejects() -> None:
 def test_cli_rejects_a_bad_tp_before_searching(tmp_path: Path) -> None:
     r = CliRunner().invoke(main, ["plan", str(_file(tmp_path, "")), "--tp", "1,3", "--quiet"])
     assert r.exit_code == 2 and "--tp" in r.output and "'3' is not one of" in r.output
+
+
+def test_gpus_option_reads_usual_names_and_rejects_unknown_ones(tmp_path: Path) -> None:
+    """`--gpus` takes catalog names and the usual names of catalog GPUs; an unknown one is a
+    usage error before any search (it was searched as no GPU at all, exit 0)."""
+    assert _gpus_option("H100, l4,, h100-80gb", None) == ("h100-80gb", "l4")
+    with pytest.raises(click.BadParameter, match="'tpu-v9' is not a GPU type"):
+        _gpus_option("l4,tpu-v9", None)
+    r = CliRunner().invoke(main, ["plan", str(_file(tmp_path, "")), "--gpus", "foo", "--quiet"])
+    assert r.exit_code == 2 and "--gpus" in r.output and "'foo' is not a GPU type" in r.output
 
 
 # ------------------------------------------------------------------ candidates and the cache

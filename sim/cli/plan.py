@@ -13,6 +13,10 @@ from rich.table import Table
 from sim.cli.common import user_errors
 from sim.cli.options import CALIBRATION_OPTION, say_calibration
 from sim.config.plan import TP_VALUES
+from sim.config.reader import hint
+from sim.data import gpus
+from sim.data.names import gpu_by_name
+from sim.engine.catalog import load_user_calibration
 from sim.experiment import load_experiment
 from sim.planning import plan_experiment
 from sim.planning.sensitivity import sensitivity, sensitivity_table
@@ -37,6 +41,24 @@ def _tp_option(text: str) -> tuple[int, ...]:
             raise click.BadParameter(f"{part!r} is not one of {allowed}", param_hint="--tp")
         out.add(int(part))
     return tuple(sorted(out))
+
+
+def _gpus_option(text: str, calibration: str | None) -> tuple[str, ...]:
+    """ "l4, H100" → ("l4", "h100-80gb"): catalog names, the usual names of catalog GPUs
+    (`sim.data.names.gpu_by_name`) or the experiment's calibration file's GPU types; a usage
+    error naming any other."""
+    known = set(gpus())
+    if calibration is not None:
+        known |= set(load_user_calibration(calibration).gpus)
+    out: list[str] = []
+    for name in (g.strip() for g in text.split(",") if g.strip()):
+        gpu = name if name in known else gpu_by_name(name)
+        if gpu is None:
+            why = f"{name!r} is not a GPU type{hint(name, tuple(sorted(known)))}"
+            raise click.BadParameter(why, param_hint="--gpus")
+        if gpu not in out:
+            out.append(gpu)
+    return tuple(out)
 
 
 @click.command()
@@ -101,7 +123,7 @@ def plan(
     s = exp.spec.search
     changes: dict[str, object] = {}
     if gpus:
-        changes["gpus"] = tuple(g.strip() for g in gpus.split(",") if g.strip())
+        changes["gpus"] = _gpus_option(gpus, exp.spec.engine.calibration)
     if tp_values:
         changes["tp"] = _tp_option(tp_values)
     for key, value in (
