@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 
 from sim.calibration.measured import EngineSetup
 from sim.data import GpuSpec, models
-from sim.data.names import checkpoint_model, gpu_by_name
-from sim.engine.catalog import gpu_spec
+from sim.data.names import checkpoint_model
+from sim.engine.catalog import gpu_named, gpu_spec
 from sim.engine.kv import kv_cache, kv_shortfall
 from sim.engine.steptime import StepTimeModel
 from sim.engine.versions import (
@@ -156,7 +156,7 @@ def read_names(
     """The catalog model, GPU and weight dtype a benchmark's names mean, and a note for each
     name read: a checkpoint id names its model and, unless `dtype` is given, its weights'
     quantisation (`sim.data.names.checkpoint_model`); a GPU that is neither a catalog name nor
-    a GPU type of the `calibration` file is read by its usual name (`gpu_by_name`). A name
+    a GPU type of the `calibration` file is read by its usual name (`gpu_named`). A name
     that means nothing is passed on as given, for `engine_setup` to refuse."""
     notes = []
     named, named_dtype = checkpoint_model(model)
@@ -164,11 +164,7 @@ def read_names(
         notes.append(f"model {model}: the catalog's {named}")
     if dtype is None and named_dtype is not None:
         notes.append(f"weights {named_dtype}, as the checkpoint's name says")
-    try:  # a catalog name, or a GPU type of the calibration file, as given
-        gpu_spec(gpu, calibration)
-        catalog_gpu: str | None = gpu
-    except KeyError:  # else the part its usual name means ("H100-SXM-80GB")
-        catalog_gpu = gpu_by_name(gpu)
+    catalog_gpu = gpu_named(gpu, calibration)
     if catalog_gpu is not None and catalog_gpu != gpu:
         notes.append(f"GPU {gpu}: the catalog's {catalog_gpu}")
     return named or model, catalog_gpu or gpu, dtype or named_dtype or "fp16", notes

@@ -15,8 +15,7 @@ from sim.cli.options import CALIBRATION_OPTION, say_calibration
 from sim.config.plan import TP_VALUES
 from sim.config.reader import hint
 from sim.data import gpus
-from sim.data.names import gpu_by_name
-from sim.engine.catalog import load_user_calibration
+from sim.engine.catalog import gpu_named, load_user_calibration
 from sim.experiment import load_experiment
 from sim.planning import plan_experiment
 from sim.planning.sensitivity import sensitivity, sensitivity_table
@@ -47,13 +46,13 @@ def _gpus_option(text: str, calibration: str | None) -> tuple[str, ...]:
     """ "l4, H100" → ("l4", "h100-80gb"): catalog names, the usual names of catalog GPUs
     (`sim.data.names.gpu_by_name`) or the experiment's calibration file's GPU types; a usage
     error naming any other."""
-    known = set(gpus())
-    if calibration is not None:
-        known |= set(load_user_calibration(calibration).gpus)
     out: list[str] = []
     for name in (g.strip() for g in text.split(",") if g.strip()):
-        gpu = name if name in known else gpu_by_name(name)
+        gpu = gpu_named(name, calibration)
         if gpu is None:
+            known = set(gpus())
+            if calibration is not None:
+                known |= set(load_user_calibration(calibration).gpus)
             why = f"{name!r} is not a GPU type{hint(name, tuple(sorted(known)))}"
             raise click.BadParameter(why, param_hint="--gpus")
         if gpu not in out:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from sim.data import GpuSpec, gpus, models, read_toml, read_toml_file
+from sim.data.names import gpu_by_name
 from sim.data.user_gpus import parse_user_gpus
 from sim.engine.roofline import load_roofline_factors, roofline_step_time
 from sim.engine.steptime import COEFFICIENTS, StepTimeModel
@@ -237,6 +238,17 @@ def gpu_spec(gpu: str, calibration: str | None) -> GpuSpec:
     if gpu not in own:
         raise KeyError(gpu)
     return own[gpu]
+
+
+def gpu_named(name: str, calibration: str | None = None) -> str | None:
+    """The GPU type `name` means: itself when the packaged table or the `calibration` file's
+    `[[gpu]]` tables have it, else the catalog GPU its usual name is ("H100-SXM-80GB" is
+    h100-80gb: `sim.data.names.gpu_by_name`), else None."""
+    try:
+        gpu_spec(name, calibration)
+    except KeyError:
+        return gpu_by_name(name)
+    return name
 
 
 def catalog_with_calibration(calibration: str | None) -> dict[CatalogKey, StepTimeEntry]:
