@@ -42,7 +42,7 @@ import numpy as np
 import polars as pl
 
 from sim.calibration.bench import BenchSpec, engine_setup, run_bench
-from sim.calibration.bench_setup import data_parallel_refusal
+from sim.calibration.bench_setup import data_parallel_refusal, does_not_fit
 from sim.data import models, packaged, sharegpt_lengths
 from sim.data.names import checkpoint_model, gpu_by_name
 
@@ -315,28 +315,25 @@ def case_of(
     )
     try:
         setup, _ = engine_setup(spec)
-        try:
-            setup.limits()  # the row's limits must make a valid engine
-        except ValueError:
+        if not mml and does_not_fit(setup) is not None:
             # vLLM served this row, so its KV cache held one request of max_model_len: where
-            # the estimate (sim.engine.kv) falls short of it, replay at the longest context
-            # the estimate holds, when every request of the row fits in it
+            # the estimate (sim.engine.kv) falls short of the model's context, replay at the
+            # longest context the estimate holds, when every request of the row fits in it
             kv_tokens = setup.resolved_kv_blocks() * setup.block_size
             longest = max(lens[0] or (lin,)) + max(lens[1] or (lout,))
-            if mml or kv_tokens < longest:
-                raise
-            spec = replace(spec, max_model_len=kv_tokens)
-            setup, _ = engine_setup(spec)
-            setup.limits()
-            approx = "; ".join(
-                x
-                for x in (
-                    approx,
-                    f"max_model_len {kv_tokens:,}: the KV estimate's (sim.engine.kv), short of"
-                    f" the model's {models()[model].max_position:,} that vLLM served",
+            if kv_tokens >= longest:
+                spec = replace(spec, max_model_len=kv_tokens)
+                setup, _ = engine_setup(spec)
+                approx = "; ".join(
+                    x
+                    for x in (
+                        approx,
+                        f"max_model_len {kv_tokens:,}: the KV estimate's (sim.engine.kv), short"
+                        f" of the model's {models()[model].max_position:,} that vLLM served",
+                    )
+                    if x
                 )
-                if x
-            )
+        setup.limits()  # the row's limits must make a valid engine
     except Exception as exc:  # a located config problem of the row: listed, not fatal
         return skip(f"engine does not fit: {exc}")
     cap = setup.concurrency_capacity(lin + lout) * dp
