@@ -38,6 +38,7 @@ from sim.engine.roofline import (
     RooflineFactors,
     load_roofline_factors,
     roofline_step_time,
+    uses_custom_allreduce,
     weight_read_bytes,
 )
 from sim.engine.steptime import COEFFICIENTS, StepTimeModel
@@ -53,6 +54,18 @@ LLMSERVINGSIM_COMMIT = "5daddb21a545658d5150b535712d0494584b5278"
 MS = 1e-3  # seconds per millisecond
 NS = 1e-9  # seconds per nanosecond
 FP16_BYTES = 2
+CUSTOM_ALLREDUCE_LATENCY_S = 9.2e-6
+"""Latency of one all-reduce of a small message by vLLM's custom kernel on H100 SXM: the median of
+the nine times sglang PR #2904 (github.com/sgl-project/sglang/pull/2904, 2025-01-15) measured
+for vLLM's kernel at 512 B, 4 KiB and 32 KiB on 2, 4 and 8 GPUs (8.5-11.8 us; 8.5-10.1 us at
+512 B and 4 KiB), where the bytes add nothing. Measured without CUDA graphs, so it carries a
+kernel launch that vLLM's graph-captured decode steps do not: an upper bound (vLLM's own
+graph-mode benchmark, PR #24111 on H100, gives 7 us for a whole 0.5 MiB message on 2 GPUs).
+Vidur profiled NCCL instead (its Sarathi-Serve harness), ~40 us per small all-reduce on 4 H100s.
+Taken for A100 SXM too, for want of a measurement there."""
+CUSTOM_ALLREDUCE_MAX_BYTES = 8 * 2**20
+"""Largest message vLLM's custom all-reduce takes (`CustomAllreduce(max_size=8192 * 1024)`);
+larger ones (prefill chunks of hundreds of tokens) go to NCCL."""
 H100_HBM_BYTES_PER_S = 3.35e12  # H100 SXM5 80GB spec, used only to flag implausible rows
 
 # Non-attention ops Vidur times per transformer layer (mlp.csv). `add` is the residual add after
@@ -163,8 +176,13 @@ def load_ops(data: Path, gpu: str, vidur_name: str, tp: int) -> OpTable:
     )
 
 
-def load_allreduce_ms(data: Path, topo: str, workers: int) -> Callable[[FloatArray], FloatArray]:
-    """Median single-node all-reduce time (ms) as a function of message bytes."""
+def load_allreduce_ms(
+    data: Path, topo: str, gpu: GpuSpec, workers: int
+) -> Callable[[FloatArray], FloatArray]:
+    """All-reduce time (ms) of a message of `nbytes` over `workers` GPUs of type `gpu`, as vLLM
+    runs it: where it uses its custom kernel (`uses_custom_allreduce`) and the message fits it,
+    that kernel's latency plus the bytes at NCCL's measured algorithm bandwidth; otherwise the
+    median single-node NCCL time Vidur measured."""
     df = (
         pl.read_csv(data / "vidur-profiling/network" / topo / "all_reduce.csv")
         .filter((pl.col("num_workers") == workers) & (pl.col("devices_per_node") == workers))
@@ -177,7 +195,20 @@ def load_allreduce_ms(data: Path, topo: str, workers: int) -> Callable[[FloatArr
     # Small messages are latency-bound and noisy (0.02-0.06 ms row to row); a running median of
     # 5 neighbours keeps single outliers out of the fit.
     smooth = np.array([np.median(t[max(0, i - 2) : i + 3]) for i in range(t.size)])
-    return lambda nbytes: np.interp(nbytes, size, smooth)
+
+    def nccl_ms(nbytes: FloatArray) -> FloatArray:
+        return np.asarray(np.interp(nbytes, size, smooth), dtype=np.float64)
+
+    if not uses_custom_allreduce(gpu, workers):
+        return nccl_ms
+    fit = fit_allreduce(data, topo, gpu, workers)
+    algbw = fit.bus_bytes_per_s * workers / (2 * (workers - 1))
+
+    def vllm_ms(nbytes: FloatArray) -> FloatArray:
+        custom_ms = (CUSTOM_ALLREDUCE_LATENCY_S + nbytes / algbw) / MS
+        return np.where(nbytes <= CUSTOM_ALLREDUCE_MAX_BYTES, custom_ms, nccl_ms(nbytes))
+
+    return vllm_ms
 
 
 @dataclass(frozen=True)
@@ -608,12 +639,17 @@ def fit_entry(data: Path, tgt: Target, sh: Shared) -> Entry:
     ops = ops.up_to(FIT_MAX_TOKENS)
     attn = sh.attn[gpu]
     topo = f"{gpu}_dgx"
-    allreduce = load_allreduce_ms(data, topo, tp) if tp > 1 else None
+    allreduce = load_allreduce_ms(data, topo, gpus()[tgt.gpu], tp) if tp > 1 else None
     lin = fit_linear(ops.tokens, linear_target_s(shape, ops, tp, attn.floor_s, allreduce))
     dec, pre, dec_scale, pre_scale = scale_attention(attn, sh.attn_rows, shape, tp)
     ov = sh.overhead
 
-    comm = f" + 2 all-reduces/layer (network/{topo}/all_reduce.csv)" if tp > 1 else ""
+    comm = (
+        f" + 2 all-reduces/layer (vLLM's custom kernel to {CUSTOM_ALLREDUCE_MAX_BYTES >> 20} MiB,"
+        f" network/{topo}/all_reduce.csv beyond)"
+        if tp > 1
+        else ""
+    )
     h100_attn = " / measured H100 speed-ups" if gpu == "h100" else ""
     source = (
         f"Vidur profiling @ {VIDUR_COMMIT[:7]} (MIT). Linear: {linear_src}{comm}, TP{tp},"
@@ -757,12 +793,16 @@ class RooflineResult:
     coef_ratios: list[str]
 
 
-def _comm_terms(shape: HfShape, tp: int, ar: AllReduceFit | None) -> tuple[float, float]:
-    """(fixed s, s per token) of 2 all-reduces per layer with a measured all-reduce fit."""
+def _comm_terms(
+    shape: HfShape, gpu: GpuSpec, tp: int, ar: AllReduceFit | None
+) -> tuple[float, float]:
+    """(fixed s, s per token) of 2 all-reduces per layer: the latency of the kernel vLLM runs
+    (its custom one, or NCCL's as measured), the bytes at NCCL's measured bandwidth."""
     if tp == 1 or ar is None:
         return 0.0, 0.0
     algbw = ar.bus_bytes_per_s * tp / (2 * (tp - 1))
-    return 2 * shape.layers * ar.latency_s, 2 * shape.layers * shape.hidden * 2.0 / algbw
+    latency_s = CUSTOM_ALLREDUCE_LATENCY_S if uses_custom_allreduce(gpu, tp) else ar.latency_s
+    return 2 * shape.layers * latency_s, 2 * shape.layers * shape.hidden * 2.0 / algbw
 
 
 def _measure_factors(
@@ -780,7 +820,7 @@ def _measure_factors(
     design, target, flop_e, dec_e, pre_e, ridge = [], [], [], [], [], []
     for e, shape, gpu, ar in rows:
         bw = gpu.memory_bandwidth_gb_per_s * 1e9
-        fixed, per_tok = _comm_terms(shape, e.tp, ar)
+        fixed, per_tok = _comm_terms(shape, gpu, e.tp, ar)
         flat_mem = e.flat_s - fixed
         read = weight_read_bytes(shape, "fp16")
         design.append([read / e.tp / bw / flat_mem, shape.layers / flat_mem])
@@ -843,7 +883,8 @@ def calibrate_roofline(data: Path, entries: Sequence[Entry], overhead_s: float) 
             attn_flop_efficiency=pre,
             knee_fraction=knee,
             layer_floor_s=floor,
-            allreduce_latency_s=latency,
+            nccl_latency_s=latency,
+            custom_allreduce_latency_s=CUSTOM_ALLREDUCE_LATENCY_S,
             link_efficiency=link_eff,
             overhead_s=overhead_s,
             serving_overhead_s=serving_overhead_s,
@@ -897,7 +938,8 @@ def calibrate_roofline(data: Path, entries: Sequence[Entry], overhead_s: float) 
     source = (
         f"Measured by scripts/fit_vidur_step_time.py against the {len(rows)} fitted entries"
         f" (A100/H100 datasheet peaks in sim/data/gpus.toml, shapes in sim/data/models.toml) and"
-        f" Vidur network/{{a100,h100}}_dgx/all_reduce.csv (TP 2/4/8); error = leave-one-entry-out"
+        f" Vidur network/{{a100,h100}}_dgx/all_reduce.csv (TP 2/4/8: NCCL); vLLM's custom"
+        f" all-reduce latency from sglang PR #2904's H100 table; error = leave-one-entry-out"
         f" over {len(GRID_DECODE_BATCHES)} decode and {len(GRID_PREFILL_CHUNKS)} prefill steps"
         f" per entry. See docs/catalog.md."
     )
@@ -1061,7 +1103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f" {f.layer_floor_s * 1e6:.1f} us, flop_eff {f.flop_efficiency:.3f}, attn mem_eff"
         f" {f.attn_mem_efficiency:.3f}, attn flop_eff {f.attn_flop_efficiency:.3f}, knee fraction"
         f" {f.knee_fraction:.3f}, all-reduce"
-        f" latency {f.allreduce_latency_s * 1e6:.1f} us, link_eff {f.link_efficiency:.3f}"
+        f" latency NCCL {f.nccl_latency_s * 1e6:.1f} us, vLLM's custom kernel"
+        f" {f.custom_allreduce_latency_s * 1e6:.1f} us, link_eff {f.link_efficiency:.3f}"
     )
     for line in roof.per_entry + roof.coef_ratios:
         print("  " + line)

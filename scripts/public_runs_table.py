@@ -66,7 +66,7 @@ def cause(r: dict[str, str], missed: dict[str, float]) -> str:
     analyses them ("Why the gated runs miss"), by model family, source and sign."""
     name = canonical_model_name(r["model"].split(" ")[0])
     shape = models()[name] if name is not None else None
-    source, tp = r["source_id"], r["tensor_parallel"]
+    source = r["source_id"]
     latency = {m: e for m, e in missed.items() if m != "throughput"}
     out = []
     if missed.get("ttft_p95", 0.0) > 2.0:
@@ -79,8 +79,7 @@ def cause(r: dict[str, str], missed: dict[str, float]) -> str:
         elif "e2e_p95" in missed:
             out.append("E2E tail: guidellm's ShareGPT lengths are not shipped (scaled table)")
     elif source.startswith("blis") and missed.get("e2e_p95", 0.0) > 0:
-        nccl = ", NCCL all-reduce" if tp not in ("", "1") else ""
-        out.append(f"decode too slow: Vidur-era step times (eager kernels{nccl}) on vLLM 0.15")
+        out.append("decode too slow: Vidur-era step times (eager kernels, one by one) on vLLM 0.15")
     elif missed.get("tpot_p50", 0.0) > 0:
         out.append(
             "TPOT: the uncalibrated roofline's step is ~5 % slow at 1-8 sequences (flat: no"

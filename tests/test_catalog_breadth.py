@@ -149,9 +149,10 @@ def test_moe_step_reads_only_the_experts_a_batch_touches() -> None:
     mean_err, max_err, over_small = moe_linear_fit_error(m, g, tp=1, weight_dtype="bf16", factors=f)
     # ... the two-piece line is fitted on 1-8192 tokens (lone decodes to prefill chunks), so it
     # departs from the concave touched-experts curve by a bounded amount everywhere: on average
-    # under 50 % on 16-8192 tokens, and single-digit batches are over-stated by at most 2.5x
-    # (the old 16-8192 fit over-stated them up to 7x; public-runs replay, docs/validation.md)
-    assert mean_err < 0.5 and max_err < 0.8 and 0 < over_small < 1.5
+    # under 50 % on 16-8192 tokens, and single-digit batches are over-stated by at most 2.6x
+    # (2.52x since the layer floor lost the NCCL time it had absorbed, 16.6 -> 11.6 us; the
+    # old 16-8192 fit over-stated them up to 7x; public-runs replay, docs/validation.md)
+    assert mean_err < 0.5 and max_err < 0.8 and 0 < over_small < 1.6
     assert MOE_CHECK_TOKENS[0] == 1
     dense = models()["llama-3-8b"]
     assert moe_linear_fit_error(dense, g, tp=1, weight_dtype="bf16", factors=f) == (0, 0, 0)

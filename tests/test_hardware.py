@@ -16,9 +16,12 @@ from sim.engine.catalog import ResolvedStepTime, load_step_time_catalog
 from sim.engine.kv import kv_capacity_tokens
 from sim.engine.resolve import ModelDoesNotFit, ResolvedEngine, resolve_engine
 from sim.engine.roofline import (
+    RooflineFactors,
+    allreduce_latency_s,
     load_roofline_factors,
     parse_roofline_factors,
     roofline_step_time,
+    uses_custom_allreduce,
 )
 from sim.engine.steptime import StepTimeModel
 from sim.errors import ConfigError
@@ -368,6 +371,33 @@ def test_roofline_scales_with_the_hardware() -> None:
         m, gpus()["l40s"], tp=2, weight_dtype="fp16", kv_dtype="fp16", factors=f
     )
     assert tp2.flat_s > coef("l40s") / 2  # the all-reduce latency is not free
+
+
+def test_all_reduce_is_the_kernel_vllm_runs_on_that_interconnect() -> None:
+    """vLLM's custom all-reduce on 2/4/6/8 GPUs NVLink connects all to all (or two on a bridge);
+    NCCL for more than two PCIe GPUs and other degrees. A TP step's fixed time has 2 per layer."""
+    f, g = load_roofline_factors(), gpus()
+    assert f.custom_allreduce_latency_s < f.nccl_latency_s
+    for gpu in ("a100-80gb", "h100-80gb", "h200", "b200"):
+        assert all(uses_custom_allreduce(g[gpu], tp) for tp in (2, 4, 8))
+        assert not uses_custom_allreduce(g[gpu], 3) and not uses_custom_allreduce(g[gpu], 1)
+    assert uses_custom_allreduce(g["a40"], 2) and not uses_custom_allreduce(g["a40"], 4)
+    for gpu in ("l40s", "l4", "a10g", "rtx-4090", "mi300x"):
+        assert not any(uses_custom_allreduce(g[gpu], tp) for tp in (2, 4, 8)), gpu
+    assert allreduce_latency_s(g["h100-80gb"], 4, f) == f.custom_allreduce_latency_s
+    assert allreduce_latency_s(g["l40s"], 4, f) == f.nccl_latency_s
+    m = models()["llama-3-70b"]
+
+    def flat(gpu: str, factors: RooflineFactors) -> float:
+        return roofline_coefficients(
+            m, g[gpu], tp=4, weight_dtype="fp16", kv_dtype="fp16", factors=factors
+        ).flat_s
+
+    # Equal latencies: no difference; the step of an NVLink replica moves by 2 x layers x the gap.
+    same = dataclasses.replace(f, custom_allreduce_latency_s=f.nccl_latency_s)
+    gap_s = 2 * m.layers * (f.nccl_latency_s - f.custom_allreduce_latency_s)
+    assert flat("h100-80gb", same) - flat("h100-80gb", f) == pytest.approx(gap_s)
+    assert flat("l40s", same) == flat("l40s", f)
 
 
 def test_roofline_factors_are_validated() -> None:

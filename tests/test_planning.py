@@ -636,9 +636,11 @@ def test_statistical_cost_cut_keeps_the_choice_on_fewer_replications(
     day_night: Experiment, api_spec: Callable[..., ApiSpec]
 ) -> None:
     """With API spill at 5x the test API's prices, the statistical cut (the default) drops
-    the API candidates and the autoscaler spilling to the API after 4–5 replications, each
-    clearly dearer than the month's best, where the exact cut accepts one at $1,893 after 10:
-    the same choice at the same cost, on fewer replications."""
+    the API candidates and the autoscaler spilling to the API, each clearly dearer than the
+    month's best, at least as early as the exact cut and some earlier (today 5 and 4
+    replications against 6 and 5; with the step times before vLLM's custom all-reduce the exact
+    cut accepted the autoscaler at $1,893 after 10): the same choice at the same cost, on fewer
+    replications."""
     exp, s = _spilling_l4s(day_night, api_spec, 5.0)
     assert s.cost_cut == "statistical"
     said: list[str] = []
@@ -651,7 +653,10 @@ def test_statistical_cost_cut_keeps_the_choice_on_fewer_replications(
     assert cut.replications < exact.replications
     reasons = [line for line in said if "lower bound" in line]  # the statistical cut's lines
     assert reasons and len(reasons) == len(cut.dropped)
-    assert {t.candidate for t in cut.dropped} > {t.candidate for t in exact.dropped}
+    assert {t.candidate for t in cut.dropped} >= {t.candidate for t in exact.dropped}
+    after = {t.candidate: t.misses.n for t in exact.dropped}
+    seen = [(t.misses.n, after[t.candidate]) for t in cut.dropped if t.candidate in after]
+    assert all(n <= m for n, m in seen) and any(n < m for n, m in seen)
     assert not {t.candidate for t in cut.dropped} & {t.candidate for t in cut.tried}
     best = cut.choices[0].cost_usd
     assert all(t.cost_usd > best for t in cut.dropped)  # each looked dearer than the best

@@ -4,7 +4,7 @@ DESIGN §4's fallback. It returns coefficients of the same step-time model the f
 uses (`sim.engine.catalog`), per GPU of a `tp`-way replica, all in seconds:
 
     flat_s       = layers × layer_floor_s + weight_bytes ÷ (bandwidth × mem_efficiency)
-                   + 2 × layers × allreduce_latency_s                         (tp > 1)
+                   + 2 × layers × all-reduce latency                          (tp > 1)
     per_token_s  = 2 × active_params ÷ tp ÷ (peak FLOP/s × flop_efficiency)
                    + 2 × layers × hidden × 2 bytes ÷ all-reduce bandwidth     (tp > 1)
     knee_tokens  = knee_fraction × weight-read time ÷ per_token_s   (the ridge, where compute
@@ -18,7 +18,12 @@ uses (`sim.engine.catalog`), per GPU of a `tp`-way replica, all in seconds:
                                ÷ (bandwidth × attn_mem_efficiency)          (hybrid models)
     overhead_s   = the CPU per-step overhead measured for the fitted entries
 
-The efficiencies, the per-layer floor, the all-reduce latency and the interconnect efficiency
+The all-reduce latency is that of the kernel vLLM runs (`allreduce_latency_s`): its own
+custom all-reduce where the GPUs are fully connected by NVLink, NCCL's elsewhere. The latency
+matters at small batches, where the custom kernel serves (messages up to 8 MiB); at prefill
+sizes NCCL takes over and the bytes, charged at NCCL's bandwidth either way, dominate.
+
+The efficiencies, the per-layer floor, NCCL's all-reduce latency and the interconnect efficiency
 are MEASURED by `scripts/fit_vidur_step_time.py` against the fitted A100/H100 entries and Vidur's
 all-reduce profiles, and stored in the `[roofline]` table of `sim/data/step_time.toml` with the
 leave-one-out error of the whole method; `residual_sd_log` there is the spread every roofline
@@ -90,7 +95,11 @@ class RooflineFactors:
     attn_mem_efficiency, attn_flop_efficiency: the same for decode and prefill attention.
     knee_fraction: fitted knee / ideal ridge point (tokens), median over the fitted entries.
     layer_floor_s: fixed GPU time per layer per step (small kernels, attention launch).
-    allreduce_latency_s: latency of one single-node all-reduce of a small message.
+    nccl_latency_s: latency of one single-node NCCL all-reduce of a small message (Vidur's
+        profiles: eager launches, as vLLM runs NCCL where its custom kernel does not run).
+    custom_allreduce_latency_s: latency of one all-reduce of a small message by vLLM's custom
+        kernel, which it runs between GPUs fully connected by NVLink (published, not fitted:
+        `scripts/fit_vidur_step_time.py`'s `CUSTOM_ALLREDUCE_LATENCY_S`).
     link_efficiency: NCCL bus bandwidth / the datasheet's interconnect bandwidth.
     overhead_s: CPU time per step (scheduling, sampling, input preparation) as Vidur profiled
         it (vLLM of early 2024, eager kernels): the fitted entries' value, kept for the
@@ -110,7 +119,8 @@ class RooflineFactors:
     attn_flop_efficiency: float
     knee_fraction: float
     layer_floor_s: float
-    allreduce_latency_s: float
+    nccl_latency_s: float
+    custom_allreduce_latency_s: float
     link_efficiency: float
     overhead_s: float
     serving_overhead_s: float
@@ -137,6 +147,33 @@ def allreduce_bandwidth_bytes_per_s(gpu: GpuSpec, tp: int, link_efficiency: floa
     """
     bus = gpu.interconnect_gb_per_s * 1e9 * link_efficiency
     return bus * tp / (2.0 * (tp - 1))
+
+
+CUSTOM_ALLREDUCE_WORLD_SIZES = (2, 4, 6, 8)
+"""TP degrees vLLM's custom all-reduce serves (`vllm/distributed/device_communicators/
+custom_all_reduce.py`, `_SUPPORTED_WORLD_SIZES`; 16 joined later and no GPU here has 16 per
+node)."""
+
+
+def uses_custom_allreduce(gpu: GpuSpec, tp: int) -> bool:
+    """Whether vLLM all-reduces a `tp`-way replica on `gpu` with its custom kernel rather than
+    NCCL's: for a supported degree, on GPUs that NVLink connects all to all (SXM boards with
+    NVSwitch), or two GPUs joined by an NVLink bridge. vLLM turns the kernel off for more than
+    two GPUs without full NVLink ("not supported on more than two PCIe-only GPUs") and for two
+    PCIe GPUs whose peer-to-peer test fails (every GeForce card); two PCIe data-centre GPUs may
+    pass it, which is not modelled (NCCL's time is kept: the slower one)."""
+    if tp not in CUSTOM_ALLREDUCE_WORLD_SIZES:
+        return False
+    if gpu.interconnect == "nvlink-bridge":
+        return tp == 2
+    return gpu.interconnect.startswith("nvlink")
+
+
+def allreduce_latency_s(gpu: GpuSpec, tp: int, factors: RooflineFactors) -> float:
+    """Latency (s) of one small all-reduce over `tp` GPUs of type `gpu` as vLLM runs it."""
+    if uses_custom_allreduce(gpu, tp):
+        return factors.custom_allreduce_latency_s
+    return factors.nccl_latency_s
 
 
 def roofline_step_time(
@@ -213,7 +250,7 @@ def _fixed_and_per_token_s(
     comm_s_per_token = 0.0
     if tp > 1:
         algbw = allreduce_bandwidth_bytes_per_s(gpu, tp, f.link_efficiency)
-        fixed_s += 2 * model.layers * f.allreduce_latency_s
+        fixed_s += 2 * model.layers * allreduce_latency_s(gpu, tp, f)
         comm_s_per_token = 2 * model.layers * model.hidden * ALLREDUCE_ELEMENT_BYTES / algbw
     return fixed_s, compute_s_per_token + comm_s_per_token
 

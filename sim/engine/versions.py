@@ -62,14 +62,16 @@ __all__ = [
 V0_DEFAULT_MAX_NUM_SEQS = 256  # vllm/config.py SchedulerConfig (V0), OpenAI server
 V0_DEFAULT_BATCHED_TOKENS = 2048  # vllm/config.py _DEFAULT_MAX_NUM_BATCHED_TOKENS (V0)
 
-V1_CPU_PER_SEQ_S = 40e-6
+V1_CPU_PER_SEQ_S = 50e-6
 """CPU seconds per sequence per step of the synchronous V1 engine core: fitted by
 `scripts/fit_v1_cpu.py` on the published runs of vLLM 0.10-0.11 without async scheduling
 (shared/data/vllm-public-runs; docs/calibration.md gives the fit and its held-out error). It was
 120 us until the replay gave ShareGPT runs ShareGPT's lengths instead of their mean lengths, then
 150 us while the fit left out the A100 Qwen2-7B bursts whose outputs stopped at EOS (their
 realised mean, 1,000-1,024 of 1,024 tokens, replays): 16 of those 20 rows, at batch 20 to 1,000,
-measured TPOT growing 0.13 ms per sequence where 150 us made it 0.26 ms."""
+measured TPOT growing 0.13 ms per sequence where 150 us made it 0.26 ms; then 40 us while the
+step times of the roofline (every row of the fit) carried a layer floor inflated by NCCL's
+all-reduce time (16.6 rather than 11.6 us per layer: docs/catalog.md, "Which all-reduce")."""
 
 CPU_PER_SEQ_S: dict[str, float] = {"v0": 0.0, "v1": V1_CPU_PER_SEQ_S, "v1-async": 0.0}
 """Seconds of CPU per sequence per step, by CPU family (see module docstring)."""
