@@ -386,6 +386,15 @@ def test_all_reduce_is_the_kernel_vllm_runs_on_that_interconnect() -> None:
         assert not any(uses_custom_allreduce(g[gpu], tp) for tp in (2, 4, 8)), gpu
     assert allreduce_latency_s(g["h100-80gb"], 4, f) == f.custom_allreduce_latency_s
     assert allreduce_latency_s(g["l40s"], 4, f) == f.nccl_latency_s
+    said = roofline_step_time(
+        models()["qwen2.5-72b"],
+        g["h100-80gb"],
+        tp=4,
+        weight_dtype="bf16",
+        kv_dtype="bf16",
+        factors=f,
+    )[1]
+    assert "all-reduce: vLLM's custom kernel, 9.2 us" in said
     m = models()["llama-3-70b"]
 
     def flat(gpu: str, factors: RooflineFactors) -> float:

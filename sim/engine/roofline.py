@@ -232,6 +232,9 @@ def roofline_step_time(
             f" (hybrid: {model.linear_attention_layers} of {model.layers} layers linear"
             " attention, a recurrent state per sequence)"
         )
+    if tp > 1:
+        kernel = "vLLM's custom kernel" if uses_custom_allreduce(gpu, tp) else "NCCL"
+        shape += f" (all-reduce: {kernel}, {allreduce_latency_s(gpu, tp, f) * 1e6:.1f} us)"
     return step, (
         f"UNCALIBRATED roofline from specs ({gpu.spec_source}; {model.hf_id} config.json),"
         f" weights {weight_dtype}, KV {kv_dtype}, TP{tp}{shape}; efficiencies measured against the"
