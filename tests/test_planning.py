@@ -638,9 +638,9 @@ def test_statistical_cost_cut_keeps_the_choice_on_fewer_replications(
     """With API spill at 5x the test API's prices, the statistical cut (the default) drops
     the API candidates and the autoscaler spilling to the API, each clearly dearer than the
     month's best, at least as early as the exact cut and some earlier (today 5 and 4
-    replications against 6 and 5; with the step times before vLLM's custom all-reduce the exact
-    cut accepted the autoscaler at $1,893 after 10): the same choice at the same cost, on fewer
-    replications."""
+    replications against 6 and 5; with the L4's roofline steps before the layer floor was
+    refitted, 16.6 -> 11.6 us, the exact cut accepted the autoscaler at $1,893 after 10): the
+    same choice at the same cost, on fewer replications."""
     exp, s = _spilling_l4s(day_night, api_spec, 5.0)
     assert s.cost_cut == "statistical"
     said: list[str] = []
