@@ -176,13 +176,9 @@ def load_ops(data: Path, gpu: str, vidur_name: str, tp: int) -> OpTable:
     )
 
 
-def load_allreduce_ms(
-    data: Path, topo: str, gpu: GpuSpec, workers: int
-) -> Callable[[FloatArray], FloatArray]:
-    """All-reduce time (ms) of a message of `nbytes` over `workers` GPUs of type `gpu`, as vLLM
-    runs it: where it uses its custom kernel (`uses_custom_allreduce`) and the message fits it,
-    that kernel's latency plus the bytes at NCCL's measured algorithm bandwidth; otherwise the
-    median single-node NCCL time Vidur measured."""
+def allreduce_medians_ms(data: Path, topo: str, workers: int) -> tuple[FloatArray, FloatArray]:
+    """(message bytes, median time in ms) of Vidur's single-node NCCL all-reduce profile of
+    `workers` GPUs on `topo`, by size."""
     df = (
         pl.read_csv(data / "vidur-profiling/network" / topo / "all_reduce.csv")
         .filter((pl.col("num_workers") == workers) & (pl.col("devices_per_node") == workers))
@@ -191,7 +187,17 @@ def load_allreduce_ms(
         .sort("size")
     )
     size = df["size"].to_numpy().astype(np.float64)
-    t = df["time_stats.all_reduce.median"].to_numpy().astype(np.float64)
+    return size, df["time_stats.all_reduce.median"].to_numpy().astype(np.float64)
+
+
+def load_allreduce_ms(
+    data: Path, topo: str, gpu: GpuSpec, workers: int
+) -> Callable[[FloatArray], FloatArray]:
+    """All-reduce time (ms) of a message of `nbytes` over `workers` GPUs of type `gpu`, as vLLM
+    runs it: where it uses its custom kernel (`uses_custom_allreduce`) and the message fits it,
+    that kernel's latency plus the bytes at NCCL's measured algorithm bandwidth; otherwise the
+    median single-node NCCL time Vidur measured."""
+    size, t = allreduce_medians_ms(data, topo, workers)
     # Small messages are latency-bound and noisy (0.02-0.06 ms row to row); a running median of
     # 5 neighbours keeps single outliers out of the fit.
     smooth = np.array([np.median(t[max(0, i - 2) : i + 3]) for i in range(t.size)])
@@ -201,7 +207,7 @@ def load_allreduce_ms(
 
     if not uses_custom_allreduce(gpu, workers):
         return nccl_ms
-    fit = fit_allreduce(data, topo, gpu, workers)
+    fit = affine_allreduce(size, t, topo, gpu, workers)
     algbw = fit.bus_bytes_per_s * workers / (2 * (workers - 1))
 
     def vllm_ms(nbytes: FloatArray) -> FloatArray:
@@ -770,15 +776,14 @@ class AllReduceFit:
 
 def fit_allreduce(data: Path, topo: str, gpu: GpuSpec, workers: int) -> AllReduceFit:
     """`time = latency + bytes / algbw` on Vidur's single-node all-reduce medians, 2 KB-64 MB."""
-    df = (
-        pl.read_csv(data / "vidur-profiling/network" / topo / "all_reduce.csv")
-        .filter((pl.col("num_workers") == workers) & (pl.col("devices_per_node") == workers))
-        .group_by("size")
-        .agg(pl.col("time_stats.all_reduce.median").median())
-        .sort("size")
-    )
-    size = df["size"].to_numpy().astype(np.float64)
-    t = df["time_stats.all_reduce.median"].to_numpy().astype(np.float64) * MS
+    return affine_allreduce(*allreduce_medians_ms(data, topo, workers), topo, gpu, workers)
+
+
+def affine_allreduce(
+    size: FloatArray, t_ms: FloatArray, topo: str, gpu: GpuSpec, workers: int
+) -> AllReduceFit:
+    """`time = latency + bytes / algbw` fitted on all-reduce medians (`allreduce_medians_ms`)."""
+    t = t_ms * MS
     aff = fit_affine(size, t)
     bus = (1.0 / aff.slope) * 2 * (workers - 1) / workers
     return AllReduceFit(topo, workers, aff.intercept, bus, bus / (gpu.interconnect_gb_per_s * 1e9))
