@@ -130,6 +130,19 @@ class CompiledFleet:
         # JSQ scans pools up to this size, else uses its tree (`fleet.JSQ_SCAN_MAX`; read
         # here, so that a test can set the module's value to run the tree on small pools)
         self.jsq_scan_max = JSQ_SCAN_MAX
+        # JSQ's scratch for `route` (keys, next changes, heap entries and positions, tree),
+        # sized for a pool of every replica: allocated once, so that `route` allocates
+        # nothing and is compiled without reference counting (`_jit.kernel`)
+        width = 1 << max(nr - 1, 0).bit_length()
+        self._scratch = (
+            np.zeros(nr, dtype=np.int64),
+            np.zeros(nr),
+            np.zeros(nr, dtype=np.int64),
+            np.zeros(nr, dtype=np.int64),
+            np.zeros(2 * width, dtype=np.int64),
+            np.zeros(nr),
+            np.zeros(nr, dtype=np.int64),
+        )
 
     @property
     def routed(self) -> int:
@@ -204,6 +217,7 @@ class CompiledFleet:
             rules.max_wait_s,
             rules.rate,
             spilled,
+            *self._scratch,
         )
         if spill is None:
             return _NONE
