@@ -130,9 +130,10 @@ class CompiledFleet:
         # JSQ scans pools up to this size, else uses its tree (`fleet.JSQ_SCAN_MAX`; read
         # here, so that a test can set the module's value to run the tree on small pools)
         self.jsq_scan_max = JSQ_SCAN_MAX
-        # JSQ's scratch for `route` (keys, next changes, heap entries and positions, tree),
-        # sized for a pool of every replica: allocated once, so that `route` allocates
-        # nothing and is compiled without reference counting (`_jit.kernel`)
+        # JSQ's scratch for `route` (keys, next changes, heap entries and positions, tree,
+        # each member's decode-run start and steps), sized for a pool of every replica:
+        # allocated once, so that `route` allocates nothing and is compiled without
+        # reference counting (`_jit.kernel`)
         width = 1 << max(nr - 1, 0).bit_length()
         self._scratch = (
             np.zeros(nr, dtype=np.int64),
@@ -196,6 +197,8 @@ class CompiledFleet:
         spill: Spill | None,
     ) -> np.ndarray:
         pool_arr = np.asarray(pool, dtype=np.int64)
+        if len(pool_arr) > len(self._scratch[0]):  # the kernel does not check its bounds
+            raise ValueError(f"a pool of {len(pool_arr)} in a fleet of {len(self._scratch[0])}")
         spilled = np.empty(i1 - i0, dtype=np.int64) if spill is not None else _NONE
         rules = spill or _NO_SPILL
         self.counters[1] = 0
