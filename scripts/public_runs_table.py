@@ -90,7 +90,7 @@ def cause(r: dict[str, str], missed: dict[str, float]) -> str:
     if ttft is not None and ttft < 0 and source.startswith("gpustack"):
         out.append("TTFT: client path not modelled (CLIENT_S = 0; ~45 ms on GPUStack's setup)")
     elif ttft is not None and ttft < 0 and source.startswith("blis") and dense:
-        # the Llama-2-7B codegen rows: simulated TTFT 3.1-3.4 ms short at the mean and the
+        # the Llama-2-7B codegen rows: simulated TTFT 2.4-3.4 ms short at the mean and the
         # median alike, the ~3 ms docs/validation.md finds on BLIS's inference-perf setup
         # (Mixtral's rows are 10+ ms short: its MoE step, above)
         out.append("TTFT: client path not modelled (CLIENT_S = 0; ~3 ms on BLIS's setup)")
