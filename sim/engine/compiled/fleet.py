@@ -270,6 +270,7 @@ def route(
     if not linear:
         tree[: 2 * width] = np.iinfo(np.int64).max
     explicit = len(rids) > 0
+    read = policy != ROUND_ROBIN and size > 1  # the pick's load is read (below) at t
     for k in range(i0, i1):
         if explicit:
             i = rids[k]
@@ -284,7 +285,6 @@ def route(
                 q[i, Q_REJ] = 1
                 continue
         jsq = False
-        read = policy != ROUND_ROBIN and size > 1
         best_load = -1
         if size == 1:
             j = 0
