@@ -35,7 +35,7 @@ FIELDS = ("first_scheduled_s", "first_token_s", "finish_s")
 
 
 def _run(w: dict, engine: str, routing: str = "least_outstanding_tokens", phases=None):
-    log = RequestLog(w["arrivals"], w["inputs"], w["outputs"])
+    log = RequestLog(w["arrivals"], w["inputs"], w["outputs"], w.get("cached"))
     n = w["replicas"]
     specs = [ReplicaSpec("p", "g", w["limits"], w["step"])] * n
     phases = phases or [FleetPhase(0.0, tuple(range(n)))]
@@ -78,6 +78,16 @@ def workloads(draw: st.DrawFn, max_replicas: int = 3, max_n: int = 40) -> dict:
     inputs = draw(st.lists(st.integers(1, 150), min_size=n, max_size=n))
     # a few requests longer than max_model_len: rejected
     outputs = [draw(st.integers(1, max_len - p + (p % 7 == 0) * 20)) for p in inputs]
+    # prefix-cache hits (vLLM: whole KV blocks, below the prompt's last token), or none
+    hit_mode = draw(st.sampled_from(["none", "blocks", "any"]))
+    cached = [
+        0
+        if hit_mode == "none" or p == 1
+        else draw(st.integers(0, (p - 1) // block)) * block
+        if hit_mode == "blocks"
+        else draw(st.integers(0, p - 1))
+        for p in inputs
+    ]
     seqs = draw(st.integers(1, 12))
     budget = draw(st.integers(seqs, seqs + 300))
     kv_blocks = draw(st.integers(-(-max_len // block), -(-max_len // block) * 4))
@@ -102,6 +112,7 @@ def workloads(draw: st.DrawFn, max_replicas: int = 3, max_n: int = 40) -> dict:
         "arrivals": arrivals,
         "inputs": inputs,
         "outputs": outputs,
+        "cached": cached,
         "step": step,
         "limits": EngineLimits(seqs, budget, kv_blocks, max_len, block),
         "replicas": draw(st.integers(1, max_replicas)),

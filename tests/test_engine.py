@@ -24,8 +24,8 @@ STEP = StepTimeModel(
 )
 
 
-def _run(arrivals, inputs, outputs, limits, step, replicas=1, engine="lazy"):
-    log = RequestLog(arrivals, inputs, outputs)
+def _run(arrivals, inputs, outputs, limits, step, replicas=1, engine="lazy", cached=None):
+    log = RequestLog(arrivals, inputs, outputs, cached)
     specs = [ReplicaSpec("p", "g", limits, step)] * replicas
     result = simulate(log, specs, [FleetPhase(0.0, tuple(range(replicas)))], engine)
     return log, result
@@ -55,6 +55,24 @@ def test_chunked_prefill_ttft_at_end_of_last_chunk() -> None:
     t = sum(STEP.step_s(c, 0, prefill_pairs(c, cached)) for c, cached in chunks)
     assert log.first_token_s[0] == pytest.approx(t, abs=1e-12)
     assert log.finish_s[0] == pytest.approx(t + STEP.step_s(1, 151, 0), abs=1e-12)
+
+
+@pytest.mark.parametrize("engine", ["lazy", "reference", "compiled"])
+def test_prefix_cache_hit_by_hand(engine: str) -> None:
+    """A prompt of 150 tokens whose first 144 (nine 16-token blocks) are in the prefix cache:
+    one step computes the last 6, attending to all 150; the second request, 10 tokens with no
+    hit, arrives while the KV holds the first one's 10 blocks (cached ones included) and
+    waits for the one block left when the cache has 10."""
+    limits = EngineLimits(
+        max_num_seqs=4, max_num_batched_tokens=64, kv_blocks=10, max_model_len=160
+    )
+    log, _ = _run([0.0, 0.001], [150, 10], [2, 2], limits, STEP, 1, engine, [144, 0])
+    first = STEP.step_s(6, 0, prefill_pairs(6, 144))
+    assert log.first_token_s[0] == pytest.approx(first, abs=1e-12)
+    decode = STEP.step_s(1, 151, 0)  # the 151st token needs no new block (10 x 16 = 160)
+    assert log.finish_s[0] == pytest.approx(first + decode, abs=1e-12)
+    assert log.first_scheduled_s[1] == pytest.approx(first + decode, abs=1e-12)
+    assert log.preemptions == [0, 0]
 
 
 def test_arrival_during_decode_run_is_admitted_at_next_step_boundary() -> None:
@@ -107,6 +125,16 @@ def workloads(draw: st.DrawFn) -> dict:
     max_len = 200
     inputs = draw(st.lists(st.integers(1, 150), min_size=n, max_size=n))
     outputs = [draw(st.integers(1, max_len - p)) for p in inputs]
+    # prefix-cache hits (vLLM: whole KV blocks, below the prompt's last token), or none
+    hit_mode = draw(st.sampled_from(["none", "blocks", "any"]))
+    cached = [
+        0
+        if hit_mode == "none" or p == 1
+        else draw(st.integers(0, (p - 1) // block)) * block
+        if hit_mode == "blocks"
+        else draw(st.integers(0, p - 1))
+        for p in inputs
+    ]
     seqs = draw(st.integers(1, 12))
     budget = draw(st.integers(seqs, seqs + 300))
     kv_blocks = draw(st.integers(-(-max_len // block), -(-max_len // block) * 4))
@@ -131,6 +159,7 @@ def workloads(draw: st.DrawFn) -> dict:
         "arrivals": arrivals,
         "inputs": inputs,
         "outputs": outputs,
+        "cached": cached,
         "step": step,
         "limits": EngineLimits(seqs, budget, kv_blocks, max_len, block),
         "replicas": draw(st.integers(1, 3)),
@@ -150,12 +179,9 @@ def _assert_same(a: RequestLog, b: RequestLog) -> None:
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(workloads())
 def test_fast_engine_equals_reference(w: dict) -> None:
-    fast, _ = _run(
-        w["arrivals"], w["inputs"], w["outputs"], w["limits"], w["step"], w["replicas"], "lazy"
-    )
-    ref, _ = _run(
-        w["arrivals"], w["inputs"], w["outputs"], w["limits"], w["step"], w["replicas"], "reference"
-    )
+    args = (w["arrivals"], w["inputs"], w["outputs"], w["limits"], w["step"], w["replicas"])
+    fast, _ = _run(*args, "lazy", w["cached"])
+    ref, _ = _run(*args, "reference", w["cached"])
     _assert_same(fast, ref)
 
 

@@ -53,8 +53,18 @@ def _workload(seed: int, n: int, rate: float) -> tuple[list[float], list[int], l
     return arrivals, rng.integers(1, 400, n).tolist(), rng.integers(1, 300, n).tolist()
 
 
-def _run(w, replicas, hybrid, engine="fast", limits=LIMITS, step=STEP, routing=None, phases=None):
-    log = RequestLog(*w)
+def _run(
+    w,
+    replicas,
+    hybrid,
+    engine="fast",
+    limits=LIMITS,
+    step=STEP,
+    routing=None,
+    phases=None,
+    cached=None,
+):
+    log = RequestLog(*w, cached)
     specs = [ReplicaSpec("p", "g", limits, step)] * replicas
     phases = phases or [FleetPhase(0.0, tuple(range(replicas)))]
     rng = np.random.default_rng(7)
@@ -94,6 +104,9 @@ def reclaimed_workloads(draw: st.DrawFn) -> dict:
     arrivals = np.cumsum(gaps).tolist()
     inputs = draw(st.lists(st.integers(1, 300), min_size=n, max_size=n))
     outputs = [draw(st.integers(1, 400 - p)) for p in inputs]
+    # prefix-cache hits in whole 16-token blocks below the prompt's last token, or none
+    hits = draw(st.booleans())
+    cached = [draw(st.integers(0, (p - 1) // 16)) * 16 if hits else 0 for p in inputs]
     replicas = draw(st.integers(1, 3))
     horizon = max(arrivals[-1], 1.0)
     outages: dict[int, tuple[tuple[float, float, float], ...]] = {}
@@ -107,6 +120,7 @@ def reclaimed_workloads(draw: st.DrawFn) -> dict:
     spill = draw(st.sampled_from(["none", "no_replica", "wait", "queue", "wait_rpm"]))
     return {
         "w": (arrivals, inputs, outputs),
+        "cached": cached,
         "replicas": replicas,
         "outages": outages,
         "spill": spill,
@@ -158,6 +172,7 @@ def test_compiled_equals_lazy_and_reference_with_reclaims_and_spill(
             step=step,
             routing=case["routing"],
             phases=case["phases"],
+            cached=case["cached"],
         )
         for engine in ("compiled", "lazy", "reference")
     }

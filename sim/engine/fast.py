@@ -107,7 +107,7 @@ class FastReplica:
         it decodes the rest. Either way the replica computes input + output − 1 tokens for it.
         """
         log = self.log
-        p = log.input_tokens[rid]
+        p = log.input_tokens[rid] - log.cached_tokens[rid]
         log.replica[rid] = self.index
         self.outstanding_tokens += p + log.output_tokens[rid] - 1
         self._gen[rid] = generated
@@ -124,8 +124,9 @@ class FastReplica:
     def queued_prompt_tokens(self) -> int:
         """Tokens the waiting queue must prefill before its requests decode (call after advance)."""
         inputs = self.log.input_tokens
+        cached = self.log.cached_tokens
         gen = self._gen
-        return sum(inputs[r] + gen[r] for r in self.waiting)
+        return sum(inputs[r] + gen[r] - cached[r] for r in self.waiting)
 
     def load_at(self, t: float) -> int:
         """`advance_to(t)`, then `remaining_tokens_at(t)`: the router's one call per replica."""
@@ -237,8 +238,9 @@ class FastReplica:
         left = self._budget - n_running
         if left <= 0:
             return False
-        new = min(self.log.input_tokens[rid] + self._gen[rid], left)
-        return -(-new // self._bs) <= free_after_decodes
+        h = self.log.cached_tokens[rid]
+        new = min(self.log.input_tokens[rid] + self._gen[rid] - h, left)
+        return -(-(h + new) // self._bs) <= free_after_decodes
 
     def _decide(self, s: float) -> None:
         """Choose what runs from time `s`: a decode run, one mixed step, or nothing."""
@@ -396,7 +398,7 @@ class FastReplica:
             computed = off + g
             self._gen[rid] = goff + g
         self._used -= -(-computed // bs)
-        self.outstanding_tokens += computed
+        self.outstanding_tokens += computed - self.log.cached_tokens[rid]
         self.log.preemptions[rid] += 1
         self.waiting.appendleft(rid)
         return rid
@@ -442,13 +444,15 @@ class FastReplica:
             running = self.running
             first_scheduled = log.first_scheduled_s
             inputs = log.input_tokens
+            cached = log.cached_tokens
             gen = self._gen
             free = self._kv_blocks - self._used
             max_seqs = self._max_seqs
             while waiting and budget > 0 and len(running) < max_seqs:
                 rid = waiting[0]
-                new = min(inputs[rid] + gen[rid], budget)
-                blocks = -(-new // bs)
+                h = cached[rid]
+                new = min(inputs[rid] + gen[rid] - h, budget)
+                blocks = -(-(h + new) // bs)
                 if blocks > free:
                     break
                 waiting.popleft()
@@ -456,7 +460,7 @@ class FastReplica:
                 running[rid] = None
                 if first_scheduled[rid] != first_scheduled[rid]:
                     first_scheduled[rid] = s
-                entries.append((rid, new, 0))
+                entries.append((rid, new, h))
                 budget -= new
             self._used = self._kv_blocks - free
         tokens = n_dec

@@ -14,11 +14,22 @@ import numpy as np
 
 
 class RequestLog:
-    """Inputs (arrival, lengths) and outcomes (timestamps, preemptions, replica, API) by request."""
+    """Inputs (arrival, lengths, prefix-cache hits) and outcomes (timestamps, preemptions,
+    replica, API) by request.
+
+    `cached_tokens[rid]` (default 0): the prompt tokens the replica's prefix cache holds when
+    it schedules the request, below `input_tokens` (in vLLM a multiple of the KV block size:
+    it computes at least the prompt's last token). The engines start the request with that many
+    tokens computed: its prefill costs the rest, its attention still spans the whole context,
+    and its KV blocks include the cached ones (a block two running requests share is counted
+    for each, which overstates KV use when requests with a common prefix run together). A
+    request preempted or evicted finds the same prefix again when it is readmitted.
+    """
 
     __slots__ = (
         "api",
         "arrival_s",
+        "cached_tokens",
         "dropped",
         "evictions",
         "finish_s",
@@ -36,6 +47,7 @@ class RequestLog:
         arrival_s: Sequence[float],
         input_tokens: Sequence[int],
         output_tokens: Sequence[int],
+        cached_tokens: Sequence[int] | None = None,
     ) -> None:
         n = len(arrival_s)
         if len(input_tokens) != n or len(output_tokens) != n:
@@ -44,6 +56,15 @@ class RequestLog:
         self.arrival_s: list[float] = list(map(float, arrival_s))
         self.input_tokens: list[int] = list(map(int, input_tokens))
         self.output_tokens: list[int] = list(map(int, output_tokens))
+        # Prompt tokens found in the replica's prefix cache (class docstring)
+        self.cached_tokens: list[int] = [0] * n
+        if cached_tokens is not None:
+            self.cached_tokens = list(map(int, cached_tokens))
+            if len(self.cached_tokens) != n:
+                raise ValueError("cached_tokens must have one value per request")
+            pairs = zip(self.cached_tokens, self.input_tokens, strict=True)
+            if any(not 0 <= h < p for h, p in pairs):
+                raise ValueError("cached_tokens must be >= 0 and below each input_tokens")
         self.first_scheduled_s: list[float] = [math.nan] * n
         self.first_token_s: list[float] = [math.nan] * n
         self.finish_s: list[float] = [math.nan] * n

@@ -49,6 +49,7 @@ class _Seq:
     generated: int = 0
     computed: int = 0
     blocks: int = 0
+    cached: int = 0  # prompt tokens found in the prefix cache (`RequestLog.cached_tokens`)
 
     @property
     def known_tokens(self) -> int:
@@ -90,9 +91,10 @@ class ReferenceReplica:
         """
         p = self.log.input_tokens[rid]
         o = self.log.output_tokens[rid]
+        h = self.log.cached_tokens[rid]
         self.log.replica[rid] = self.index
-        self.waiting.append(_Seq(rid, p, o, generated))
-        self.outstanding_tokens += p + o - 1
+        self.waiting.append(_Seq(rid, p, o, generated, h, 0, h))
+        self.outstanding_tokens += p - h + o - 1
         if self.on_submit is not None:
             self.on_submit(self.index)
 
@@ -144,9 +146,9 @@ class ReferenceReplica:
     def _preempt_last(self) -> _Seq:
         victim = self.running.pop()
         self.free_blocks += victim.blocks
-        self.outstanding_tokens += victim.computed
+        self.outstanding_tokens += victim.computed - victim.cached
         victim.blocks = 0
-        victim.computed = 0
+        victim.computed = victim.cached
         self.log.preemptions[victim.rid] += 1
         self.waiting.appendleft(victim)
         return victim
@@ -246,7 +248,7 @@ class ReferenceReplica:
         scheduled: list[tuple[_Seq, int]] = []
         while self.waiting and len(self.running) < self.limits.max_num_seqs:
             seq = self.waiting[0]
-            new = seq.known_tokens
+            new = seq.known_tokens - seq.computed
             need = self._blocks_needed(seq, new)
             watermark = self._watermark if self.running else 0
             if new > budget or self.free_blocks - need < watermark:
@@ -263,8 +265,8 @@ class ReferenceReplica:
             self._scheduled = scheduled
             self.steps += 1
             tokens = sum(new for _, new in scheduled)
-            pairs = sum(prefill_pairs(new, 0) for _, new in scheduled if new > 1)
-            ctx = sum(1 for _, new in scheduled if new == 1)  # a 1-token prompt is a decode
+            pairs = sum(prefill_pairs(new, s.computed) for s, new in scheduled if new > 1)
+            ctx = sum(s.computed + 1 for s, new in scheduled if new == 1)  # as a decode
             return self.step_time.step_s(tokens, ctx, pairs, len(scheduled))
         steps = self.limits.num_scheduler_steps
         i = 0
@@ -301,7 +303,7 @@ class ReferenceReplica:
         for seq in self._group:
             before = seq.generated
             seq.generated = min(seq.output_tokens, before + k)
-            seq.computed = seq.known_tokens - 1 if seq.generated < seq.output_tokens else 0
+            seq.computed = seq.known_tokens - 1 if seq.generated < seq.output_tokens else seq.cached
             if before == 0:
                 log.first_token_s[seq.rid] = end
             if seq.generated == seq.output_tokens:

@@ -296,7 +296,7 @@ def _run(
         s.limits.max_num_batched_tokens / s.step_time.step_s(s.limits.max_num_batched_tokens, 0, 0)
         for s in specs
     ]
-    inputs, outputs = log.input_tokens, log.output_tokens
+    inputs, outputs, cached = log.input_tokens, log.output_tokens, log.cached_tokens
 
     def phase_at(t: float) -> int:
         return max(bisect.bisect_right(starts, t) - 1, 0)
@@ -351,7 +351,7 @@ def _run(
             for rep in pool:  # a lazy replica's queue counts only once brought up to t
                 rep.advance_to(t)
         if api is not None and must_spill(
-            spill, pool, best, best_load, inputs[rid] + generated, rate[best.index]
+            spill, pool, best, best_load, inputs[rid] + generated - cached[rid], rate[best.index]
         ):
             to_api(rid, t)
             return
@@ -444,7 +444,7 @@ def _run(
                         rate[i],
                     )
                 )
-            queued = sum(inputs[rid] + gen for rid, gen in backlog)
+            queued = sum(inputs[rid] + gen - cached[rid] for rid, gen in backlog)
             return pool_signal(sc.spec.signal, loads, len(backlog), queued, rate[sc.replicas[0]])
 
         return signal_at

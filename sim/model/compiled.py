@@ -140,6 +140,7 @@ class Marks:
         "api",
         "arrays",
         "arrival_s",
+        "cached_tokens",
         "dropped",
         "evictions",
         "input_tokens",
@@ -153,6 +154,8 @@ class Marks:
         self.arrival_s: list[float] = arrival.tolist()
         self.input_tokens: list[int] = inputs.tolist()
         self.output_tokens: list[int] = outputs.tolist()
+        cached = getattr(requests, "cached_tokens", None)
+        self.cached_tokens: list[int] = [0] * n if cached is None else list(map(int, cached))
         self.evictions = np.zeros(n, dtype=np.int64)
         self.api = np.zeros(n, dtype=bool)
         self.dropped = np.zeros(n, dtype=bool)
@@ -319,8 +322,8 @@ class _Hybrid:
         def signal_at(t: float, serving: Sequence[int]) -> float:
             # (one kernel call for the pool: `pool_signal`'s sum over `ReplicaLoad`s)
             total = fleet.pool_total(np.asarray(serving, dtype=np.int64), t, code, kv_tokens, rates)
-            inputs = log.input_tokens
-            backlog = sum(inputs[rid] + gen for rid, gen in self.backlog)
+            inputs, cached = log.input_tokens, log.cached_tokens
+            backlog = sum(inputs[rid] + gen - cached[rid] for rid, gen in self.backlog)
             n = len(self.backlog)
             return per_serving(
                 sc.spec.signal, total, len(serving), n, backlog, rate[sc.replicas[0]]

@@ -92,6 +92,9 @@ class CompiledFleet:
         q = np.zeros((n, _r.N_Q), dtype=np.int64)
         q[:, _r.Q_IN] = log.input_tokens
         q[:, _r.Q_OUT] = log.output_tokens
+        cached = getattr(log, "cached_tokens", None)
+        if cached is not None:
+            q[:, _r.Q_HIT] = cached
         q[:, _r.Q_REP] = -1
         qf = np.full((n, _r.N_QF), math.nan)
         qf[:, _r.X_ARR] = log.arrival_s

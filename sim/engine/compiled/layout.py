@@ -81,7 +81,8 @@ Q_RUNNING = 9  # 1 while in a running set
 Q_PRE = 10  # preemptions
 Q_REP = 11  # replica, -1 before routing
 Q_REJ = 12  # 1 if rejected (longer than max_model_len)
-N_Q = 13
+Q_HIT = 13  # prompt tokens found in the prefix cache (`RequestLog.cached_tokens`)
+N_Q = 14
 
 # State.qf columns: per-request times, s (NaN: has not happened).
 X_ARR = 0
@@ -205,7 +206,7 @@ def wait_append(ri: Arr, q: Arr, r: int, rid: int) -> None:
         ri[r, I_WHEAD] = rid
     ri[r, I_WTAIL] = rid
     ri[r, I_NWAIT] += 1
-    ri[r, I_QPT] += q[rid, Q_IN] + q[rid, Q_GEN]
+    ri[r, I_QPT] += q[rid, Q_IN] + q[rid, Q_GEN] - q[rid, Q_HIT]
 
 
 @kernel(inline=True)
@@ -215,7 +216,7 @@ def wait_appendleft(ri: Arr, q: Arr, r: int, rid: int) -> None:
     if ri[r, I_WTAIL] < 0:
         ri[r, I_WTAIL] = rid
     ri[r, I_NWAIT] += 1
-    ri[r, I_QPT] += q[rid, Q_IN] + q[rid, Q_GEN]
+    ri[r, I_QPT] += q[rid, Q_IN] + q[rid, Q_GEN] - q[rid, Q_HIT]
 
 
 @kernel(inline=True)
@@ -226,5 +227,5 @@ def wait_popleft(ri: Arr, q: Arr, r: int) -> int:
     if nxt < 0:
         ri[r, I_WTAIL] = -1
     ri[r, I_NWAIT] -= 1
-    ri[r, I_QPT] -= q[rid, Q_IN] + q[rid, Q_GEN]
+    ri[r, I_QPT] -= q[rid, Q_IN] + q[rid, Q_GEN] - q[rid, Q_HIT]
     return int(rid)

@@ -52,6 +52,7 @@ from sim.engine.compiled.layout import (
     PENDING,
     Q_GEN,
     Q_GOFF,
+    Q_HIT,
     Q_HPOS,
     Q_IN,
     Q_OFF,
@@ -98,7 +99,7 @@ def submit(ri: Arr, rf: Arr, q: Arr, needs: Arr, r: int, rid: int, t: float, gen
     """`FastReplica.submit`: queue `rid` on replica `r` at `t` (after `advance_to(t)`), with
     `gen` output tokens already generated."""
     q[rid, Q_REP] = r
-    ri[r, I_OUT] += q[rid, Q_IN] + q[rid, Q_OUT] - 1
+    ri[r, I_OUT] += q[rid, Q_IN] - q[rid, Q_HIT] + q[rid, Q_OUT] - 1
     q[rid, Q_GEN] = gen
     was_empty = ri[r, I_NWAIT] == 0
     wait_append(ri, q, r, rid)
@@ -166,8 +167,9 @@ def _head_fits(ri: Arr, q: Arr, r: int, rid: int, free_after: int, n_running: in
     left = ri[r, I_BUDGET] - n_running
     if left <= 0:
         return False
-    new = min(q[rid, Q_IN] + q[rid, Q_GEN], left)
-    return cdiv(new, ri[r, I_BS]) <= free_after
+    h = q[rid, Q_HIT]
+    new = min(q[rid, Q_IN] + q[rid, Q_GEN] - h, left)
+    return cdiv(h + new, ri[r, I_BS]) <= free_after
 
 
 @kernel(inline=True)
@@ -339,7 +341,7 @@ def _preempt_newest(ri: Arr, q: Arr, needs: Arr, heap: Arr, r: int) -> int:
         computed = off + g
         q[rid, Q_GEN] = q[rid, Q_GOFF] + g
     ri[r, I_USED] -= cdiv(computed, bs)
-    ri[r, I_OUT] += computed
+    ri[r, I_OUT] += computed - q[rid, Q_HIT]
     q[rid, Q_PRE] += 1
     wait_appendleft(ri, q, r, rid)
     return int(rid)
@@ -392,8 +394,9 @@ def _mixed_step(
         max_seqs = ri[r, I_MAXSEQS]
         while ri[r, I_NWAIT] > 0 and budget > 0 and ri[r, I_NRUN] < max_seqs:
             rid = ri[r, I_WHEAD]
-            new = min(q[rid, Q_IN] + q[rid, Q_GEN], budget)
-            blocks = cdiv(new, bs)
+            h = q[rid, Q_HIT]
+            new = min(q[rid, Q_IN] + q[rid, Q_GEN] - h, budget)
+            blocks = cdiv(h + new, bs)
             if blocks > free:
                 break
             wait_popleft(ri, q, r)
@@ -403,7 +406,7 @@ def _mixed_step(
                 qf[rid, X_SCHED] = s
             ent[r, ne, 0] = rid
             ent[r, ne, 1] = new
-            ent[r, ne, 2] = 0
+            ent[r, ne, 2] = h
             ne += 1
             budget -= new
         ri[r, I_USED] = kv - free
