@@ -303,7 +303,7 @@ def replay(
         r = chosen[i]
         t = qf[i, X_ARR]
         advance_to(ri, rf, q, qf, needs, heap, ent, busy, nbusy, r, t)
-        submit(ri, rf, q, needs, r, i, t, 0)
+        submit(ri, rf, q, qf, needs, r, i, t, 0)
 
 
 def core_split(

@@ -256,11 +256,13 @@ def test_version_sets_the_cpu_time_of_a_step(tmp_path: Path) -> None:
     overhead; synchronous V1: no overhead, CPU per sequence; a user's entry keeps its own."""
     from sim.engine.versions import V1_CPU_PER_SEQ_S
 
-    gpu_only = _bench_with(tmp_path, 0.0)  # user entry, overhead 0, no version
     for version in ("0.14.0", "0.15.1"):
+        # a user entry keeps its overhead (0 here); async scheduling follows the version
+        gpu_only = _bench_with(tmp_path, 0.0, vllm_version=version)
         run = _bench_with(tmp_path, None, vllm_version=version)
         assert run.e2els_s.tolist() == gpu_only.e2els_s.tolist()
         assert any("async scheduling" in n for n in run.notes)
+    gpu_only = _bench_with(tmp_path, 0.0)  # no version: synchronous V1
     old = _bench_with(tmp_path, None)  # no version: the catalog's 1.84 ms overhead
     assert float(old.e2els_s.mean()) > float(gpu_only.e2els_s.mean())
     sync = _bench_with(tmp_path, None, vllm_version="0.10.1")
@@ -269,8 +271,11 @@ def test_version_sets_the_cpu_time_of_a_step(tmp_path: Path) -> None:
     off = _bench_with(tmp_path, None, vllm_version="0.15.1", async_scheduling=False)
     assert off.e2els_s.tolist() == sync.e2els_s.tolist()
     # The user's entry was fitted on their server, CPU included: its overhead stays.
-    mine = _bench_with(tmp_path, 1.0, vllm_version="0.15.1")
+    mine = _bench_with(tmp_path, 1.0, vllm_version="0.15.1", async_scheduling=False)
     assert mine.e2els_s.tolist() == old.e2els_s.tolist()
+    # async scheduling chooses a step's batch when the step before starts: arrivals wait longer
+    mine_async = _bench_with(tmp_path, 1.0, vllm_version="0.15.1")
+    assert float(mine_async.ttfts_s.mean()) > float(mine.ttfts_s.mean())
 
 
 def test_async_scheduling_flag_on_the_cli() -> None:

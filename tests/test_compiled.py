@@ -114,7 +114,9 @@ def workloads(draw: st.DrawFn, max_replicas: int = 3, max_n: int = 40) -> dict:
         "outputs": outputs,
         "cached": cached,
         "step": step,
-        "limits": EngineLimits(seqs, budget, kv_blocks, max_len, block),
+        "limits": EngineLimits(
+            seqs, budget, kv_blocks, max_len, block, async_scheduling=draw(st.booleans())
+        ),
         "replicas": draw(st.integers(1, max_replicas)),
         "seed": draw(st.integers(0, 2**32 - 1)),
     }

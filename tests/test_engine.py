@@ -87,6 +87,30 @@ def test_arrival_during_decode_run_is_admitted_at_next_step_boundary() -> None:
     assert log.finish_s[0] == 10.0
 
 
+@pytest.mark.parametrize("engine", ["lazy", "reference", "compiled"])
+def test_async_scheduling_admits_an_arrival_one_step_later(engine: str) -> None:
+    """With async scheduling the batch of the step from 4 s was chosen when the step from 3 s
+    began: the request that arrived at 3.5 s joins the step from 5 s. An idle replica
+    schedules an arrival at once (the request at 20 s), and with nothing running an arrival
+    is not held back either (the one at 30.5 s, after the one at 30 s has finished)."""
+    limits = EngineLimits(
+        max_num_seqs=8,
+        max_num_batched_tokens=512,
+        kv_blocks=100,
+        max_model_len=1000,
+        async_scheduling=True,
+    )
+    step = StepTimeModel(1.0, 0.0, 0.0, 0.0, 0.0, 0.0)  # every step takes exactly 1 s
+    arrivals, inputs, outputs = [0.0, 3.5, 20.0, 30.0, 30.5], [10] * 5, [10, 3, 2, 1, 2]
+    log, _ = _run(arrivals, inputs, outputs, limits, step, 1, engine)
+    assert log.first_scheduled_s[1] == 5.0  # synchronous V1: 4.0 (the test above)
+    assert (log.first_token_s[1], log.finish_s[1]) == (6.0, 8.0)
+    assert log.finish_s[0] == 10.0
+    assert (log.first_scheduled_s[2], log.finish_s[2]) == (20.0, 22.0)
+    assert log.finish_s[3] == 31.0
+    assert log.first_scheduled_s[4] == 31.0  # the step that ended at 31 s left nothing running
+
+
 def test_kv_exhaustion_preempts_newest_and_recomputes() -> None:
     # 4 blocks of 4 tokens: two sequences of 6 prompt tokens need 2 blocks each, then a third
     # block each at 8 tokens: the newest is preempted and recomputed after the first finishes.
@@ -161,7 +185,9 @@ def workloads(draw: st.DrawFn) -> dict:
         "outputs": outputs,
         "cached": cached,
         "step": step,
-        "limits": EngineLimits(seqs, budget, kv_blocks, max_len, block),
+        "limits": EngineLimits(
+            seqs, budget, kv_blocks, max_len, block, async_scheduling=draw(st.booleans())
+        ),
         "replicas": draw(st.integers(1, 3)),
     }
 

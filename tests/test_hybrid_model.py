@@ -11,6 +11,7 @@ plain one; spill rules do what they say.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 
@@ -121,6 +122,7 @@ def reclaimed_workloads(draw: st.DrawFn) -> dict:
     return {
         "w": (arrivals, inputs, outputs),
         "cached": cached,
+        "async": draw(st.booleans()),  # async scheduling
         "replicas": replicas,
         "outages": outages,
         "spill": spill,
@@ -173,6 +175,7 @@ def test_compiled_equals_lazy_and_reference_with_reclaims_and_spill(
             routing=case["routing"],
             phases=case["phases"],
             cached=case["cached"],
+            limits=dataclasses.replace(LIMITS, async_scheduling=case["async"]),
         )
         for engine in ("compiled", "lazy", "reference")
     }

@@ -236,6 +236,7 @@ def engine_setup(spec: BenchSpec) -> tuple[EngineSetup, list[str]]:
         weight_dtype=weights if weights != kv else None,
         scheduler=spec.scheduler,
         num_scheduler_steps=spec.num_scheduler_steps,
+        async_scheduling=spec.cpu_family == "v1-async",
         calibration=spec.calibration,
     )
     fam = spec.cpu_family

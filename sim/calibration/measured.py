@@ -227,6 +227,7 @@ class EngineSetup:
     weight_dtype: str | None = None
     scheduler: str = "v1"
     num_scheduler_steps: int = 1
+    async_scheduling: bool = False  # V1's async scheduling (EngineLimits.async_scheduling)
     calibration: str | None = None  # a user calibration file: its [[gpu]] types are known
     vllm_version: str | None = None  # the server's vLLM version, when the run states it
 
@@ -277,6 +278,7 @@ class EngineSetup:
             block_size=self.block_size,
             scheduler=self.scheduler,
             num_scheduler_steps=self.num_scheduler_steps,
+            async_scheduling=self.async_scheduling,
         )
 
     def concurrency_capacity(self, mean_request_tokens: float) -> float:

@@ -48,6 +48,7 @@ class FastReplica:
         self._max_seqs = limits.max_num_seqs
         self._budget = limits.max_num_batched_tokens
         self._kv_blocks = limits.kv_blocks
+        self._async = limits.async_scheduling
         self._ov = step_time.overhead_s
         self._cpu = step_time.per_seq_s
         self._d = step_time.decode_attn_s_per_token
@@ -73,6 +74,10 @@ class FastReplica:
         self.waiting: deque[int] = deque()
         self.running: dict[int, None] = {}  # admission order; popitem() yields the newest
         self._gen: dict[int, int] = {}  # tokens generated, for waiting and tail sequences
+        self._sub: dict[int, float] = {}  # when each request was queued here
+        # async scheduling: the start of the step that ends next (what the scheduler has seen
+        # when it decides the step after it); inf while idle (EngineLimits.async_scheduling)
+        self._vis = math.inf
         # Decode group (every running sequence but the tail).
         self._off: dict[int, int] = {}
         self._goff: dict[int, int] = {}
@@ -111,12 +116,14 @@ class FastReplica:
         log.replica[rid] = self.index
         self.outstanding_tokens += p + log.output_tokens[rid] - 1
         self._gen[rid] = generated
+        self._sub[rid] = t
         was_empty = not self.waiting
         self.waiting.append(rid)
         state = self._state
         if state == _IDLE:
             self._state = _PENDING
             self._t = t
+            self._vis = math.inf
             self.busy_since = t
         elif state == _RUN and was_empty and self._t > t:
             self._maybe_cut_run(rid, t)
@@ -248,20 +255,26 @@ class FastReplica:
         n = self._n_dec
         free = self._kv_blocks - self._used
         need = self._need[g % self._bs] if n else 0
+        # async scheduling: only what was queued by the start of the step that just ended
+        vis = self._vis if self._async and (n or self._tail >= 0) else math.inf
+        waiting = self.waiting
+        seen = bool(waiting) and self._sub[waiting[0]] <= vis
         if (
             self._tail < 0
             and need <= free
-            and not (self.waiting and self._head_fits(self.waiting[0], free - need, n))
+            and not (seen and self._head_fits(waiting[0], free - need, n))
         ):
             if n == 0:
-                if self.waiting:
+                if waiting:
                     raise RuntimeError("replica idle with an unadmittable queue head")
                 self._state = _IDLE
                 self.busy_periods.append((self.busy_since, s))
                 return
             self._plan_run(s, free)
+            if waiting and not seen:  # the head is seen when the run's first step ends
+                self._cut_run(waiting[0], 1)
             return
-        self._mixed_step(s)
+        self._mixed_step(s, vis)
 
     def _plan_run(self, s: float, free: int) -> None:
         heap = self._heap
@@ -298,7 +311,8 @@ class FastReplica:
         self.segments += 1
 
     def _maybe_cut_run(self, rid: int, t: float) -> None:
-        """End the run at the first boundary at or after `t` if `rid` could be admitted there."""
+        """End the run at the first boundary at or after `t` (async scheduling: the one after,
+        when the scheduler has seen `rid`) if `rid` could be admitted there."""
         a, b = self._a, self._b
         delta = t - self._s0
         if b == 0.0:
@@ -311,6 +325,10 @@ class FastReplica:
             k -= 1
         while k * (a + b * (k - 1) * 0.5) < delta:
             k += 1
+        self._cut_run(rid, k + 1 if self._async else k)
+
+    def _cut_run(self, rid: int, k: int) -> None:
+        """End the run at its `k`-th step boundary if `rid` could be admitted there."""
         if k >= self._k:
             return
         free = self._kv_blocks - self._used
@@ -335,6 +353,7 @@ class FastReplica:
             self._used += full * n
         self.outstanding_tokens -= n * k
         self.steps = g0 + k
+        self._vis = self._s0 + self._span(k - 1)  # the start of the run's last step
         self._finish_decodes(g0 + k - 1, self._t)
 
     def _finish_decodes(self, last_step: int, end: float) -> None:
@@ -358,7 +377,7 @@ class FastReplica:
             self._n_dec -= 1
             self._used -= -(-(off + g) // bs)
             log.finish_s[rid] = end
-            del self._gen[rid]
+            del self._gen[rid], self._sub[rid]
 
     def _join_decodes(self, rid: int, computed: int, generated: int) -> None:
         g = self.steps
@@ -403,8 +422,9 @@ class FastReplica:
         self.waiting.appendleft(rid)
         return rid
 
-    def _mixed_step(self, s: float) -> None:
-        """Schedule one step exactly as the reference does, on aggregates."""
+    def _mixed_step(self, s: float, vis: float) -> None:
+        """Schedule one step exactly as the reference does, on aggregates; requests queued
+        after `vis` are not admitted (async scheduling)."""
         bs = self._bs
         g = self.steps
         preempted = False
@@ -448,8 +468,11 @@ class FastReplica:
             gen = self._gen
             free = self._kv_blocks - self._used
             max_seqs = self._max_seqs
+            sub = self._sub
             while waiting and budget > 0 and len(running) < max_seqs:
                 rid = waiting[0]
+                if sub[rid] > vis:
+                    break
                 h = cached[rid]
                 new = min(inputs[rid] + gen[rid] - h, budget)
                 blocks = -(-(h + new) // bs)
@@ -479,6 +502,7 @@ class FastReplica:
         linear = self._flat + self._per_token * over if over > 0.0 else self._flat
         seqs = n_dec + len(entries)
         self._t = s + (self._ov + self._cpu * seqs + linear + self._d * ctx + self._p * pairs)
+        self._vis = s
         self._state = _STEP
         self.segments += 1
 
@@ -502,7 +526,7 @@ class FastReplica:
                 if gen == log.output_tokens[rid]:
                     log.finish_s[rid] = end
                     self._used -= -(-c // self._bs)
-                    del self.running[rid], self._gen[rid]
+                    del self.running[rid], self._gen[rid], self._sub[rid]
                 else:
                     self._gen[rid] = gen
                     self._join_decodes(rid, c, gen)

@@ -33,6 +33,7 @@ off; only this engine runs it, `sim.model` routes V0 replicas here):
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,6 +51,7 @@ class _Seq:
     computed: int = 0
     blocks: int = 0
     cached: int = 0  # prompt tokens found in the prefix cache (`RequestLog.cached_tokens`)
+    submitted: float = 0.0  # when it was queued here (async scheduling's visibility)
 
     @property
     def known_tokens(self) -> int:
@@ -80,6 +82,9 @@ class ReferenceReplica:
         self._group_left = 0  # V0: steps of the decode group still to run
         self._group_steps = 0  # V0: steps of the decode group done
         self._watermark = int(0.01 * limits.kv_blocks)  # V0 block manager's watermark (1 %)
+        # async scheduling: the start of the step under way (the step that has ended when the
+        # next decision is taken); inf while idle (EngineLimits.async_scheduling)
+        self._visible_until = math.inf
         self.on_submit: Callable[[int], None] | None = None
 
     def submit(self, rid: int, t: float, generated: int = 0) -> None:
@@ -93,7 +98,7 @@ class ReferenceReplica:
         o = self.log.output_tokens[rid]
         h = self.log.cached_tokens[rid]
         self.log.replica[rid] = self.index
-        self.waiting.append(_Seq(rid, p, o, generated, h, 0, h))
+        self.waiting.append(_Seq(rid, p, o, generated, h, 0, h, t))
         self.outstanding_tokens += p - h + o - 1
         if self.on_submit is not None:
             self.on_submit(self.index)
@@ -113,6 +118,7 @@ class ReferenceReplica:
         self._scheduled = []
         self._group = []
         self._group_left = 0
+        self._visible_until = math.inf
         return out
 
     def queued_prompt_tokens(self) -> int:
@@ -160,6 +166,8 @@ class ReferenceReplica:
         budget = self.limits.max_num_batched_tokens
         scheduled: list[tuple[_Seq, int]] = []
         preempted = False
+        # what the scheduler has seen when it chooses this step (EngineLimits.async_scheduling)
+        visible = self._visible_until if self.limits.async_scheduling and self.running else math.inf
         i = 0
         while i < len(self.running) and budget > 0:
             seq = self.running[i]
@@ -184,6 +192,8 @@ class ReferenceReplica:
         if not preempted:
             while self.waiting and budget > 0 and len(self.running) < self.limits.max_num_seqs:
                 seq = self.waiting[0]
+                if seq.submitted > visible:
+                    break
                 new = min(seq.known_tokens - seq.computed, budget)
                 need = self._blocks_needed(seq, new)
                 if need > self.free_blocks:
@@ -198,7 +208,9 @@ class ReferenceReplica:
                 budget -= new
         self._scheduled = scheduled
         if not scheduled:
+            self._visible_until = math.inf
             return None
+        self._visible_until = now
         tokens = 0
         decode_ctx = 0
         pairs = 0

@@ -52,12 +52,16 @@ class ResolvedEngine:
     def limits(self, gpu: str) -> EngineLimits:
         """vLLM's scheduler limits of one replica on `gpu`."""
         s = self.settings
+        family = None
+        if s.vllm_version is not None:
+            family = cpu_family(parse_version(s.vllm_version), s.async_scheduling)
         return EngineLimits(
             max_num_seqs=s.max_num_seqs,
             max_num_batched_tokens=s.max_num_batched_tokens,
             kv_blocks=self.per_gpu[gpu].kv_blocks,
             max_model_len=s.max_model_len,
             block_size=s.block_size,
+            async_scheduling=family == "v1-async",
         )
 
     def as_dict(self) -> dict[str, object]:

@@ -154,6 +154,14 @@ class EngineLimits:
         prefill-only step, decodes otherwise; `sim.engine.reference`). See `sim.engine.versions`.
     num_scheduler_steps: V0 multi-step scheduling: a decode batch runs this many steps before
         the scheduler runs again, and its tokens reach the client at the end (1 = off).
+    async_scheduling: V1 async scheduling (the default from vLLM 0.14, `--async-scheduling`
+        before): the engine core schedules step N+1 as soon as step N is launched, so the
+        batch of a step is chosen when the step before it starts, and a request that arrives
+        while a step runs joins the step after next, not the next one
+        (vllm/v1/engine/core.py `step_with_batch_queue`: the next batch is scheduled before
+        blocking on the running one's output; new requests are read between engine steps).
+        The engines admit a waiting request only if it was queued by the start of the step
+        that just ended, unless nothing was running (an idle engine schedules it at once).
     """
 
     max_num_seqs: int
@@ -163,6 +171,7 @@ class EngineLimits:
     block_size: int = 16
     scheduler: str = "v1"
     num_scheduler_steps: int = 1
+    async_scheduling: bool = False
 
     def __post_init__(self) -> None:
         if self.max_num_seqs < 1:
@@ -176,6 +185,8 @@ class EngineLimits:
             raise ValueError(f"scheduler must be 'v0' or 'v1', got {self.scheduler!r}")
         if self.num_scheduler_steps < 1 or (self.num_scheduler_steps > 1 and self.v1):
             raise ValueError("num_scheduler_steps must be >= 1, and 1 with the V1 scheduler")
+        if self.async_scheduling and not self.v1:
+            raise ValueError("async_scheduling needs the V1 scheduler")
         if not self.v1 and self.max_num_batched_tokens < self.max_model_len:
             # vLLM V0 refuses this too without chunked prefill: a prompt is never split.
             raise ValueError(

@@ -361,7 +361,7 @@ def route(
                 spilled[counters[1]] = i
                 counters[1] += 1
                 continue
-        submit(ri, rf, q, needs, r, i, t, gen)
+        submit(ri, rf, q, qf, needs, r, i, t, gen)
         counters[0] += 1
         if jsq and linear:
             now, hk[j] = load_and_next_change(ri, rf, r, t, run_s0, run_k, j)

@@ -50,7 +50,8 @@ I_MAXSEQS = 21
 I_BUDGET = 22
 I_KV = 23
 I_QPT = 24  # prompt tokens the waiting queue must prefill (Σ input + generated), for spill
-N_RI = 25
+I_ASYNC = 25  # 1: async scheduling (EngineLimits.async_scheduling)
+N_RI = 26
 
 # State.rf columns: per-replica floats (times in s; step-time coefficients as StepTimeModel).
 F_S0 = 0  # start of the decode run under way
@@ -65,7 +66,8 @@ F_KNEE = 8
 F_PT = 9
 F_P = 10
 F_CPU = 11  # per_seq_s: cpu_per_seq_s + state_s_per_seq
-N_RF = 12
+F_VIS = 12  # async scheduling: start of the step that ends next (inf while idle)
+N_RF = 13
 
 # State.q columns: per-request integers.
 Q_IN = 0
@@ -89,7 +91,8 @@ X_ARR = 0
 X_SCHED = 1
 X_FIRST = 2
 X_FIN = 3
-N_QF = 4
+X_SUB = 4  # when the request was queued on its replica (async scheduling's visibility)
+N_QF = 5
 
 
 class State(NamedTuple):

@@ -25,6 +25,8 @@ from sim.engine.compiled.layout import (
     F_PT,
     F_S0,
     F_T,
+    F_VIS,
+    I_ASYNC,
     I_BS,
     I_BUDGET,
     I_G,
@@ -66,6 +68,7 @@ from sim.engine.compiled.layout import (
     X_FIN,
     X_FIRST,
     X_SCHED,
+    X_SUB,
     Arr,
     cdiv,
     heap_push,
@@ -95,18 +98,22 @@ def decode_steps_within(a: float, b: float, delta_s: float) -> int:
 
 # ---------------------------------------------------------------------- public kernels
 @kernel()
-def submit(ri: Arr, rf: Arr, q: Arr, needs: Arr, r: int, rid: int, t: float, gen: int) -> None:
+def submit(
+    ri: Arr, rf: Arr, q: Arr, qf: Arr, needs: Arr, r: int, rid: int, t: float, gen: int
+) -> None:
     """`FastReplica.submit`: queue `rid` on replica `r` at `t` (after `advance_to(t)`), with
     `gen` output tokens already generated."""
     q[rid, Q_REP] = r
     ri[r, I_OUT] += q[rid, Q_IN] - q[rid, Q_HIT] + q[rid, Q_OUT] - 1
     q[rid, Q_GEN] = gen
+    qf[rid, X_SUB] = t
     was_empty = ri[r, I_NWAIT] == 0
     wait_append(ri, q, r, rid)
     state = ri[r, I_STATE]
     if state == IDLE:
         ri[r, I_STATE] = PENDING
         rf[r, F_T] = t
+        rf[r, F_VIS] = math.inf
         rf[r, F_BUSY] = t
     elif state == RUN and was_empty and rf[r, F_T] > t:
         _maybe_cut_run(ri, rf, q, needs, r, rid, t)
@@ -182,10 +189,16 @@ def _decide(
     bs = ri[r, I_BS]
     free = ri[r, I_KV] - ri[r, I_USED]
     need = needs[r, g % bs] if n else 0
+    # async scheduling: only what was queued by the start of the step that just ended
+    vis = math.inf
+    if ri[r, I_ASYNC] and (n > 0 or ri[r, I_TAIL] >= 0):
+        vis = rf[r, F_VIS]
+    head = ri[r, I_WHEAD]
+    seen = ri[r, I_NWAIT] > 0 and qf[head, X_SUB] <= vis
     if (
         ri[r, I_TAIL] < 0
         and need <= free
-        and not (ri[r, I_NWAIT] > 0 and _head_fits(ri, q, r, ri[r, I_WHEAD], free - need, n))
+        and not (seen and _head_fits(ri, q, r, head, free - need, n))
     ):
         if n == 0:
             if ri[r, I_NWAIT] > 0:
@@ -193,8 +206,10 @@ def _decide(
             ri[r, I_STATE] = IDLE
             return False
         _plan_run(ri, rf, needs, heap, r, s, free)
+        if ri[r, I_NWAIT] > 0 and not seen:  # the head is seen when the run's first step ends
+            _cut_run(ri, rf, q, needs, r, head, 1)
         return True
-    _mixed_step(ri, rf, q, qf, needs, heap, ent, r, s)
+    _mixed_step(ri, rf, q, qf, needs, heap, ent, r, s, vis)
     return True
 
 
@@ -246,7 +261,8 @@ def _cum_need(ri: Arr, needs: Arr, r: int, g0: int, k: int) -> int:
 
 @kernel(inline=True)
 def _maybe_cut_run(ri: Arr, rf: Arr, q: Arr, needs: Arr, r: int, rid: int, t: float) -> None:
-    """End the run at the first boundary at or after `t` if `rid` could be admitted there."""
+    """End the run at the first boundary at or after `t` (async scheduling: the one after,
+    when the scheduler has seen `rid`) if `rid` could be admitted there."""
     a, b = rf[r, F_A], rf[r, F_B]
     delta = t - rf[r, F_S0]
     if b == 0.0:
@@ -259,8 +275,15 @@ def _maybe_cut_run(ri: Arr, rf: Arr, q: Arr, needs: Arr, r: int, rid: int, t: fl
         k -= 1
     while k * (a + b * (k - 1) * 0.5) < delta:
         k += 1
+    _cut_run(ri, rf, q, needs, r, rid, k + 1 if ri[r, I_ASYNC] else k)
+
+
+@kernel(inline=True)
+def _cut_run(ri: Arr, rf: Arr, q: Arr, needs: Arr, r: int, rid: int, k: int) -> None:
+    """End the run at its `k`-th step boundary if `rid` could be admitted there."""
     if k >= ri[r, I_K]:
         return
+    a, b = rf[r, F_A], rf[r, F_B]
     free = ri[r, I_KV] - ri[r, I_USED]
     n = ri[r, I_N]
     if _head_fits(ri, q, r, rid, free - n * cdiv(k + 1, ri[r, I_BS]), n) or _head_fits(
@@ -278,6 +301,8 @@ def _end_run(ri: Arr, rf: Arr, q: Arr, qf: Arr, needs: Arr, heap: Arr, r: int) -
     ri[r, I_USED] += _cum_need(ri, needs, r, g0, k)
     ri[r, I_OUT] -= n * k
     ri[r, I_G] = g0 + k
+    a, b = rf[r, F_A], rf[r, F_B]
+    rf[r, F_VIS] = rf[r, F_S0] + (k - 1) * (a + b * (k - 2) * 0.5)  # its last step's start
     _finish_decodes(ri, q, qf, needs, heap, r, g0 + k - 1, rf[r, F_T])
 
 
@@ -349,9 +374,19 @@ def _preempt_newest(ri: Arr, q: Arr, needs: Arr, heap: Arr, r: int) -> int:
 
 @kernel(inline=True)
 def _mixed_step(
-    ri: Arr, rf: Arr, q: Arr, qf: Arr, needs: Arr, heap: Arr, ent: Arr, r: int, s: float
+    ri: Arr,
+    rf: Arr,
+    q: Arr,
+    qf: Arr,
+    needs: Arr,
+    heap: Arr,
+    ent: Arr,
+    r: int,
+    s: float,
+    vis: float,
 ) -> None:
-    """Schedule one step exactly as the reference does, on aggregates."""
+    """Schedule one step exactly as the reference does, on aggregates; requests queued
+    after `vis` are not admitted (async scheduling)."""
     bs = ri[r, I_BS]
     kv = ri[r, I_KV]
     g = ri[r, I_G]
@@ -394,6 +429,8 @@ def _mixed_step(
         max_seqs = ri[r, I_MAXSEQS]
         while ri[r, I_NWAIT] > 0 and budget > 0 and ri[r, I_NRUN] < max_seqs:
             rid = ri[r, I_WHEAD]
+            if qf[rid, X_SUB] > vis:
+                break
             h = q[rid, Q_HIT]
             new = min(q[rid, Q_IN] + q[rid, Q_GEN] - h, budget)
             blocks = cdiv(h + new, bs)
@@ -427,6 +464,7 @@ def _mixed_step(
     linear = rf[r, F_FLAT] + rf[r, F_PT] * over if over > 0.0 else rf[r, F_FLAT]
     cpu = rf[r, F_CPU] * (n_dec + ne)
     rf[r, F_T] = s + (rf[r, F_OV] + cpu + linear + rf[r, F_D] * ctx + rf[r, F_P] * pairs)
+    rf[r, F_VIS] = s
     ri[r, I_STATE] = STEP
     ri[r, I_SEGS] += 1
 
