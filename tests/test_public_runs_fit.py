@@ -24,7 +24,7 @@ from sim.engine import versions
 REPO = Path(__file__).resolve().parent.parent
 RUNS = REPO / "sim/data/validation/public_runs.csv"  # the copy of shared/data/vllm-public-runs
 MARGIN = 0.05
-SHIPPED = {"ttft": 0.324, "tpot": 0.224, "e2e": 0.291, "throughput": 0.028}
+SHIPPED = {"ttft": 0.200, "tpot": 0.224, "e2e": 0.081, "throughput": 0.002}
 """Median |error| per family at <= 85 % load (28 rows) with the shipped constants and replay
 (docs/validation.md), on the rows whose models have no linear-attention layers (140: the 131
 that replayed before the hybrid models joined the catalog, and 9 that replay at the KV
@@ -39,14 +39,18 @@ With NCCL's all-reduce latency where vLLM runs its custom kernel (before this ro
 +54..+100 % -> +24..+64 %), while the layer floor, which had absorbed the difference between
 NCCL's measured small-message time and its fitted latency, fell 16.6 -> 11.6 us, taking 0.2 ms
 from every step of the MoE runs whose step time was already short (gpt-oss-120b, Qwen3-30B-A3B:
-TPOT -3 to -4 points; gpt-oss-120b TP2 +13 -> -32 %, its NCCL time had hidden the same error)."""
-SHIPPED_ALL = {"ttft": 0.608, "tpot": 0.330, "e2e": 0.330, "throughput": 0.037}
+TPOT -3 to -4 points; gpt-oss-120b TP2 +13 -> -32 %, its NCCL time had hidden the same error).
+Before the prefix cache and async scheduling's later admission (BLIS's inference-perf rows send
+100 fixed prompts again and again; vLLM 0.15 schedules a step when the one before starts):
+32.4 / 22.4 / 29.1 / 2.8 %."""
+SHIPPED_ALL = {"ttft": 0.372, "tpot": 0.330, "e2e": 0.138, "throughput": 0.015}
 """The same medians on every replayed row (56 at <= 85 % load: bursts count as saturation,
 guidellm's capped at 512 in flight too; a quantised checkpoint's KV cache in 16 bits, as vLLM's
 "auto"), the Qwen3.5 / Qwen3-Next rows (hybrid linear attention, roofline only) included. TPOT
 was 13.5 % with the 150 us V1 CPU term, which hid part of the MoE / hybrid step-time error of
 the four such runs at vLLM 0.10-0.11 (docs/calibration.md); the dense runs' TPOT median went
-from 9.7 to 5.6 %. Before vLLM's custom all-reduce: 60.9 / 20.5 / 53.5 / 3.8 % (see SHIPPED)."""
+from 9.7 to 5.6 %. Before vLLM's custom all-reduce: 60.9 / 20.5 / 53.5 / 3.8 % (see SHIPPED);
+before the prefix cache and async scheduling's later admission: 60.8 / 33.0 / 33.0 / 3.7 %."""
 BEFORE_VERSIONS = {"ttft": 0.338, "tpot": 0.247, "e2e": 0.602, "throughput": 0.042}
 """The same medians before the CPU time of a step depended on the vLLM version (one 1.84 ms
 overhead per step for every version)."""

@@ -20,7 +20,7 @@ COLUMNS = (
     *("num_scheduler_steps", "gpu_memory_utilization", "server_flags", "workload_type"),
     *("dataset", "input_len_tokens", "output_len_tokens", "num_requests", "request_rate_qps"),
     *("concurrency", "client_tool", "client_command", "completed_requests"),
-    *("total_input_tokens", "total_output_tokens", "sweep_id", "notes"),
+    *("total_input_tokens", "total_output_tokens", "sweep_id", "notes", "prefix_caching"),
 )
 
 
@@ -257,3 +257,40 @@ def test_data_parallel_engines_replay_for_dense_models_in_open_loop() -> None:
     )
     assert closed.reason.startswith("closed-loop clients over data-parallel engines")
     assert case_of(row(pipeline_parallel="2")).reason == "pipeline parallel: not modelled"
+
+
+def _blis_row(stage: int) -> dict[str, object]:
+    notes = (
+        'workload profile "general": inference-perf shared_prefix generator, 10 groups x 10'
+        " prompts/group, system prompt 100 tok + question 447 tok, output_len 248 (ignore_eos"
+        f" true); stage {stage} of 2 (8.0 req/s x 600 s, 20.0 req/s x 600 s); measured"
+        " prompt_len mean 574.91 / p50 575.0; output_len mean 246.08 / p50 249.0"
+    )
+    return row(
+        workload_type="online_constant_rate",
+        dataset="inference-perf synthetic shared_prefix (general)",
+        input_len_tokens=547,
+        output_len_tokens=248,
+        request_rate_qps=8.0,
+        num_requests=4800,
+        completed_requests=4800,
+        max_num_seqs=128,
+        max_num_batched_tokens=2048,
+        prefix_caching="on (per design doc)",
+        client_tool="inference-perf (kubernetes-sigs), streaming /v1/completions",
+        notes=notes,
+        ttft_mean_ms=57.0,
+        e2e_mean_ms=4678.0,
+    )
+
+
+@pytest.mark.parametrize("stage", [0, 1])
+def test_inference_perf_shared_prefix_rows_replay_their_prompt_set(stage: int) -> None:
+    c = case_of(_blis_row(stage))
+    s = c.spec
+    assert s is not None
+    # 575 tokens as served; the system prompt grown in the same proportion: 100 x 575 / 547
+    assert (s.prefix_len, s.input_len, s.num_prefixes, s.prompts_per_prefix) == (105, 470, 10, 10)
+    assert s.prefix_cache_warm is bool(stage) and s.enable_prefix_caching is True
+    assert s.num_prompts == 4800  # the whole run: its cold first round keeps its share
+    assert "shared prefix: 10 x 10 prompts" in c.approx

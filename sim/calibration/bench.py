@@ -68,6 +68,7 @@ from sim.engine.steptime import StepTimeModel
 from sim.errors import ConfigError
 from sim.model import FleetPhase, ReplicaSpec, simulate
 from sim.workload.client import random_lengths, send_times
+from sim.workload.prefix import SharedPrefix, prefix_cache_hits, prefix_footprint_tokens
 
 __all__ = [
     "BenchResult",
@@ -273,6 +274,31 @@ class BenchResult:
         return "\n".join(line.rstrip() for line in lines)
 
 
+def _prefix_note(
+    setup: EngineSetup,
+    shared: SharedPrefix,
+    group: IntArray,
+    prompt: IntArray,
+    input_lens: IntArray,
+    cached: IntArray,
+) -> str:
+    """The run's prefix-cache hits in words, and whether the cache can keep what they need."""
+    share = float(cached.sum()) / max(float(input_lens.sum()), 1.0)
+    need = prefix_footprint_tokens(shared, group, prompt, input_lens)
+    held = setup.resolved_kv_blocks() * setup.block_size
+    fits = (
+        f"they need {need:,} tokens kept, of {held:,} in the KV cache"
+        if need <= held
+        else f"OVERSTATED: they need {need:,} tokens kept, more than the KV cache's {held:,}"
+        " (vLLM would evict some)"
+    )
+    return (
+        f"prefix cache: {share:.0%} of prompt tokens found cached (shared prefixes of"
+        f" {shared.prefix_tokens} tokens in {shared.groups} group(s); a prefix counts as cached"
+        f" once an earlier request sent it, nothing evicted: {fits})"
+    )
+
+
 def _peak(start: FloatArray, end: FloatArray) -> int:
     if start.size == 0:
         return 0
@@ -309,22 +335,41 @@ def run_bench(spec: BenchSpec) -> BenchResult:
         )
     rng = np.random.default_rng(spec.seed)
     n = spec.num_prompts
+    shared = spec.shared_prefix
+    if shared.groups > 1 and shared.prompts_per_group == 0 and n % shared.groups:
+        n -= n % shared.groups
+        notes.append(
+            f"{n} requests: {shared.groups} prefixes x {n // shared.groups} prompts each, as"
+            " vLLM's prefix_repetition dataset makes them (num_prompts // num_prefixes each)"
+        )
     if spec.input_lens is not None and spec.output_lens is not None:
         pick = rng.choice(len(spec.input_lens), size=n, replace=n > len(spec.input_lens))
         input_lens = np.asarray(spec.input_lens, dtype=np.int64)[pick]
         output_lens = np.asarray(spec.output_lens, dtype=np.int64)[pick]
+        group, prompt = np.zeros(n, dtype=np.int64), np.arange(n, dtype=np.int64)
     else:
-        input_lens = random_lengths(n, spec.input_len, spec.range_ratio, rng)
-        output_lens = random_lengths(n, spec.output_len, spec.range_ratio, rng)
+        fixed = shared.prompts_per_group > 0  # a fixed prompt set: one length pair per prompt
+        distinct = shared.groups * shared.prompts_per_group if fixed else n
+        ins = random_lengths(distinct, spec.input_len, spec.range_ratio, rng)
+        outs = random_lengths(distinct, spec.output_len, spec.range_ratio, rng)
+        group, prompt = np.zeros(n, dtype=np.int64), np.arange(n, dtype=np.int64)
+        if shared.prefix_tokens > 0 or fixed:  # (no draw otherwise: plain runs as before)
+            group, prompt = shared.assign(n, rng)
+        input_lens = shared.prefix_tokens + ins[prompt]
+        output_lens = outs[prompt]
+    cached = None
+    if spec.prefix_caching and (shared.prefix_tokens > 0 or shared.prompts_per_group > 0):
+        cached = prefix_cache_hits(shared, group, prompt, input_lens, setup.block_size)
+        notes.append(_prefix_note(setup, shared, group, prompt, input_lens, cached))
     start = send_times(n, spec.request_rate, spec.burstiness, rng)
     model = spec.step_model(step.step, step.user_entry)
     if spec.max_concurrency is not None:
         start, ttft, e2e, queue = closed_loop_requests(
-            setup, model, spec.max_concurrency, start, input_lens, output_lens
+            setup, model, spec.max_concurrency, start, input_lens, output_lens, cached
         )
     else:
         ttft, e2e, queue = simulate_requests(
-            setup, model, start, input_lens, output_lens, spec.data_parallel_size
+            setup, model, start, input_lens, output_lens, spec.data_parallel_size, cached
         )
     client = spec.client_s()
     if client:
@@ -351,10 +396,13 @@ def closed_loop_requests(
     ready_s: FloatArray,
     input_lens: IntArray,
     output_lens: IntArray,
+    cached: IntArray | None = None,
 ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
     """(send time, TTFT, E2E, queue time) per request from `concurrency` closed-loop clients
-    sending in order, each request not before its `ready_s` (NaN latencies: rejected)."""
-    log = RequestLog(ready_s.tolist(), input_lens.tolist(), output_lens.tolist())
+    sending in order, each request not before its `ready_s` (NaN latencies: rejected);
+    `cached`: each request's prefix-cache hit in tokens (`RequestLog.cached_tokens`)."""
+    hits = None if cached is None else cached.tolist()
+    log = RequestLog(ready_s.tolist(), input_lens.tolist(), output_lens.tolist(), hits)
     run_closed_loop(log, setup.limits(), step, concurrency, ready_s=ready_s.tolist())
     sent = np.asarray(log.arrival_s)
     ttft = np.asarray(log.first_token_s, dtype=np.float64) - sent
@@ -370,12 +418,17 @@ def simulate_requests(
     input_lens: IntArray,
     output_lens: IntArray,
     replicas: int = 1,
+    cached: IntArray | None = None,
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
     """(TTFT, E2E, queue time) per request (NaN: rejected), in the given order, on `replicas`
-    identical engines with join-shortest-queue routing (`sim.model.simulate`)."""
+    identical engines with join-shortest-queue routing (`sim.model.simulate`); `cached`:
+    each request's prefix-cache hit in tokens (`RequestLog.cached_tokens`)."""
     order = np.argsort(arrival_s, kind="stable")
     log = RequestLog(
-        arrival_s[order].tolist(), input_lens[order].tolist(), output_lens[order].tolist()
+        arrival_s[order].tolist(),
+        input_lens[order].tolist(),
+        output_lens[order].tolist(),
+        None if cached is None else cached[order].tolist(),
     )
     spec = ReplicaSpec("bench", setup.gpu, setup.limits(), step)
     simulate(log, [spec] * replicas, [FleetPhase(0.0, tuple(range(replicas)))], engine="fast")

@@ -25,6 +25,7 @@ from sim.engine.versions import (
     with_version_cpu,
 )
 from sim.errors import ConfigError, Problem
+from sim.workload.prefix import SharedPrefix
 
 BIG_GPU_BYTES = 70 * 2**30
 """vLLM V1's OpenAI-server defaults by GPU (`EngineArgs.get_batch_defaults` in
@@ -71,6 +72,13 @@ class BenchSpec:
     timing: "engine" or "client" (adds the family's client time to TTFT and E2E).
     data_parallel_size: `vllm serve --data-parallel-size`: that many engines of `tp` GPUs each
         behind one front end, open loop, dense models (`engine_setup` says why not otherwise).
+    prefix_len, num_prefixes, prompts_per_prefix, prefix_cache_warm: the prompts' shared
+        prefixes (`sim.workload.prefix.SharedPrefix`: `prefix_len` tokens before each random
+        prompt of `input_len`, as `--random-prefix-len` and `--dataset-name
+        prefix_repetition` make them; `prompts_per_prefix` > 0 a fixed prompt set sent in
+        turn, as inference-perf's shared_prefix generator).
+    enable_prefix_caching: `vllm serve --enable-prefix-caching` (True) or
+        `--no-enable-prefix-caching` (False); None = the engine's default (V1: on, V0: off).
     """
 
     model: str
@@ -101,6 +109,11 @@ class BenchSpec:
     timing: str = "engine"
     async_scheduling: bool | None = None
     data_parallel_size: int = 1
+    prefix_len: int = 0
+    num_prefixes: int = 1
+    prompts_per_prefix: int = 0
+    prefix_cache_warm: bool = False
+    enable_prefix_caching: bool | None = None
 
     @property
     def family(self) -> str:
@@ -119,6 +132,22 @@ class BenchSpec:
         if self.vllm_version is None:
             return None
         return cpu_family(parse_version(self.vllm_version), self.async_scheduling)
+
+    @property
+    def prefix_caching(self) -> bool:
+        """Whether the server caches prefixes: as given, else the engine's default: on in the
+        V1 engine (vLLM's V1 announcement, 2025-01-27: "zero-overhead prefix caching ...
+        enabled by default"; `EngineArgs` turns `enable_prefix_caching` on for V1), off in
+        V0."""
+        if self.enable_prefix_caching is not None:
+            return self.enable_prefix_caching
+        return self.family == "v1"
+
+    @property
+    def shared_prefix(self) -> SharedPrefix:
+        return SharedPrefix(
+            self.prefix_len, self.num_prefixes, self.prompts_per_prefix, self.prefix_cache_warm
+        )
 
     def step_model(self, step: StepTimeModel, user_entry: bool) -> StepTimeModel:
         """The step times a run uses: the version's CPU time on packaged step times (a user's
@@ -148,6 +177,29 @@ def data_parallel_refusal(model: str, dp: int, closed_loop: bool) -> str | None:
     if dp > 1 and closed_loop:
         return "closed-loop clients over data-parallel engines: not modelled"
     return None
+
+
+def _prefix_problems(spec: BenchSpec) -> list[Problem]:
+    """What is wrong with the spec's shared prefixes (`SharedPrefix`), one problem each."""
+    out = []
+    for key, value, low in (
+        ("prefix_len", spec.prefix_len, 0),
+        ("num_prefixes", spec.num_prefixes, 1),
+        ("prompts_per_prefix", spec.prompts_per_prefix, 0),
+    ):
+        if value < low:
+            out.append(Problem("bench", key, f"must be >= {low}", value))
+    shared = spec.prefix_len > 0 or spec.prompts_per_prefix > 0
+    if shared and spec.input_lens is not None:
+        why = "shared prefixes are generated for the random dataset only, not a dataset's lengths"
+        out.append(Problem("bench", "prefix_len", why, spec.prefix_len))
+    if shared and spec.prefix_caching and spec.data_parallel_size > 1:
+        why = (
+            "prefix caching over data-parallel engines: each engine has its own cache, which"
+            " the routing here does not follow"
+        )
+        out.append(Problem("bench", "data_parallel_size", why, spec.data_parallel_size))
+    return out
 
 
 def read_names(
@@ -206,6 +258,8 @@ def engine_setup(spec: BenchSpec) -> tuple[EngineSetup, list[str]]:
         except ValueError as exc:
             problem = Problem("bench", "vllm_version", str(exc), spec.vllm_version)
             raise ConfigError([problem]) from None
+    if problems := _prefix_problems(spec):
+        raise ConfigError(problems)
     max_len = spec.max_model_len or models()[spec.model].max_position
     if spec.family == "v1":
         seqs, budget, why = vllm_default_limits(spec.gpu, spec.calibration)

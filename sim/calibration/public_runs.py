@@ -165,6 +165,41 @@ def _async_flag(server_flags: str) -> bool | None:
     return None
 
 
+SHARED_PREFIX = re.compile(
+    r"(\d+) groups x (\d+) prompts/group, system prompt (\d+) tok \+ question (\d+) tok"
+)
+"""inference-perf's shared_prefix generator as the BLIS rows' notes state it."""
+
+
+def _shared_prefix(r: dict[str, Any], lin: int) -> dict[str, int]:
+    """The row's inference-perf shared-prefix prompts (`BenchSpec`'s prefix fields and `warm`),
+    or {} for any other dataset. The prompt's tokens as served (`lin`, the measured mean) exceed
+    the generator's nominal system + question tokens (random token ids decoded to text and
+    tokenised again); the system prompt is taken to grow in the same proportion. A row of a
+    later stage (its notes: "stage 1 of 2") ran after the same prompts had been served."""
+    m = SHARED_PREFIX.search(r["notes"])
+    if "shared_prefix" not in r["dataset"] or m is None:
+        return {}
+    groups, per_group, system, question = (int(x) for x in m.groups())
+    stage = re.search(r"stage (\d+) of", r["notes"])
+    return {
+        "prefix_len": min(lin - 1, round(system * lin / (system + question))),
+        "num_prefixes": groups,
+        "prompts_per_prefix": per_group,
+        "warm": int(stage is not None and int(stage.group(1)) > 0),
+    }
+
+
+def _prefix_caching_flag(text: str) -> bool | None:
+    """The row's prefix caching: on or off as stated, None for the engine's default."""
+    t = text.lower()
+    if t.startswith(("off", "false", "no")) or "--no-enable-prefix-caching" in t:
+        return False
+    if t.startswith(("on", "yes", "true")):
+        return True
+    return None
+
+
 def case_of(
     r: dict[str, Any],
     versioned: bool = True,
@@ -251,6 +286,13 @@ def case_of(
         approx = f"lengths: the nominal {lin}/{lout} of dataset {r['dataset'].split(' (')[0]!r}"
     else:
         return skip("lengths unknown (no nominal lengths, no token totals)")
+    prefix = _shared_prefix(r, lin)
+    if prefix:
+        approx += (
+            f"; inference-perf's shared prefix: {prefix['num_prefixes']} x"
+            f" {prefix['prompts_per_prefix']} prompts sent in turn, {prefix['prefix_len']}"
+            " shared tokens each" + (", cached from the stage before" if prefix["warm"] else "")
+        )
     if not _tpot_consistent(measured, lout):
         measured = {k: v for k, v in measured.items() if not k.startswith("tpot")}
         approx += (
@@ -297,7 +339,9 @@ def case_of(
         output_len=lout,
         request_rate=rate,
         burstiness=burst,
-        num_prompts=min(n, MAX_PROMPTS),
+        # a fixed prompt set is replayed whole: its first round (prompts not yet cached) must
+        # stay the share of the run it was
+        num_prompts=n if prefix.get("prompts_per_prefix") else min(n, MAX_PROMPTS),
         max_num_seqs=int(seqs) if seqs else None,
         max_num_batched_tokens=int(budget) if budget else None,
         max_model_len=int(mml) if mml else None,
@@ -312,7 +356,14 @@ def case_of(
         timing=timing if versioned else "engine",
         data_parallel_size=dp,
         calibration=calibration,
+        enable_prefix_caching=_prefix_caching_flag(r["prefix_caching"]),
+        prefix_len=prefix.get("prefix_len", 0),
+        num_prefixes=prefix.get("num_prefixes", 1),
+        prompts_per_prefix=prefix.get("prompts_per_prefix", 0),
+        prefix_cache_warm=bool(prefix.get("warm", False)),
     )
+    if prefix:
+        spec = replace(spec, input_len=lin - spec.prefix_len)
     try:
         setup, _ = engine_setup(spec)
         if not mml and does_not_fit(setup) is not None:

@@ -65,8 +65,20 @@ def _dataset_lengths(path: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
     default="random",
     show_default=True,
     help="random; sharegpt (ShareGPT V3's lengths as vLLM samples them, Llama-3 tokens:"
-    " sim/data/SOURCE.md); or a request trace FILE whose (input, output) lengths are sampled.",
+    " sim/data/SOURCE.md); prefix_repetition (vLLM's: prompts sharing one of a few prefixes);"
+    " or a request trace FILE whose (input, output) lengths are sampled.",
 )
+@click.option(
+    "--random-prefix-len",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="random: tokens of one prefix every prompt starts with, before its --input-len.",
+)
+@click.option("--prefix-repetition-prefix-len", type=click.IntRange(min=0), default=256)
+@click.option("--prefix-repetition-suffix-len", type=click.IntRange(min=1), default=256)
+@click.option("--prefix-repetition-num-prefixes", type=click.IntRange(min=1), default=10)
+@click.option("--prefix-repetition-output-len", type=click.IntRange(min=1), default=128)
 @click.option("--input-len", type=click.IntRange(min=1), default=1024, show_default=True)
 @click.option("--output-len", type=click.IntRange(min=1), default=128, show_default=True)
 @click.option("--range-ratio", type=click.FloatRange(0, 1, max_open=True), default=0.0)
@@ -96,6 +108,12 @@ def _dataset_lengths(path: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
 )
 @click.option("--num-scheduler-steps", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--enable-chunked-prefill", is_flag=True, help="V0 only (V1 always chunks).")
+@click.option(
+    "--enable-prefix-caching/--no-enable-prefix-caching",
+    default=None,
+    help="The server's automatic prefix caching: shared prompt prefixes are computed once"
+    "  [default: on for V1, off for V0].",
+)
 @click.option(
     "--async-scheduling/--no-async-scheduling",
     default=None,
@@ -131,6 +149,11 @@ def bench(
     dtype: str | None,
     kv_cache_dtype: str,
     dataset: str,
+    random_prefix_len: int,
+    prefix_repetition_prefix_len: int,
+    prefix_repetition_suffix_len: int,
+    prefix_repetition_num_prefixes: int,
+    prefix_repetition_output_len: int,
     input_len: int,
     output_len: int,
     range_ratio: float,
@@ -147,6 +170,7 @@ def bench(
     vllm_version: str | None,
     num_scheduler_steps: int,
     enable_chunked_prefill: bool,
+    enable_prefix_caching: bool | None,
     async_scheduling: bool | None,
     timing: str,
     percentile_metrics: str,
@@ -171,8 +195,15 @@ def bench(
     if not all(0 <= p <= 100 for p in percentiles):
         raise click.BadParameter("numbers in [0, 100]", param_hint="--metric-percentiles")
     lens: tuple[tuple[int, ...], tuple[int, ...]] | tuple[None, None] = (None, None)
+    if random_prefix_len and dataset != "random":
+        raise click.BadParameter("applies to --dataset random", param_hint="--random-prefix-len")
+    prefix_len, num_prefixes = random_prefix_len, 1
     if dataset == "sharegpt":  # the shipped table: vLLM's filters, Llama-3 token counts
         lens = sharegpt_lengths()
+    elif dataset == "prefix_repetition":  # vLLM's PrefixRepetitionRandomDataset
+        prefix_len, num_prefixes = prefix_repetition_prefix_len, prefix_repetition_num_prefixes
+        input_len, output_len = prefix_repetition_suffix_len, prefix_repetition_output_len
+        range_ratio = 0.0
     elif dataset != "random":
         lens = _dataset_lengths(dataset)
     model, gpu, weights, name_notes = read_names(
@@ -208,6 +239,9 @@ def bench(
         async_scheduling=async_scheduling,
         num_scheduler_steps=num_scheduler_steps,
         timing=timing,
+        enable_prefix_caching=enable_prefix_caching,
+        prefix_len=prefix_len,
+        num_prefixes=num_prefixes,
     )
     result = run_bench(spec)
     for note in result.notes:
