@@ -62,6 +62,12 @@ CARD_PARAMS = {
     "mistral-nemo-12b": 12.2e9,
     "mistral-small-24b": 23.6e9,
     "phi-4": 14.7e9,
+    "yi-34b": 34e9,
+    "phi-3-medium": 14e9,
+    "phi-3-mini": 3.8e9,
+    "qwen2.5-0.5b": 0.49e9,
+    "qwen2.5-1.5b": 1.54e9,
+    "qwen2.5-3b": 3.09e9,
 }
 # Activated parameters on the model cards (they count the lm_head but not the input embedding).
 CARD_ACTIVE = {
