@@ -240,6 +240,13 @@ def bench_args(spec: BenchSpec, calibration: Path | None, out: Path) -> list[str
         *("--request-rate", rate, "--burstiness", f"{spec.burstiness:g}"),
         *("--num-prompts", str(spec.num_prompts)),
     ]
+    if spec.prompts_per_prefix:  # inference-perf's shared prefix (`case_of`)
+        args += [
+            *("--dataset", "shared_prefix", "--shared-prefix-num-groups", str(spec.num_prefixes)),
+            *("--shared-prefix-prompts-per-group", str(spec.prompts_per_prefix)),
+            *("--shared-prefix-system-len", str(spec.prefix_len)),
+            *(["--prefix-cache-warm"] if spec.prefix_cache_warm else []),
+        ]
     args += _engine_flags(spec) + _given("--max-concurrency", spec.max_concurrency)
     args += ["--percentile-metrics", "ttft,tpot,itl,e2el", "--metric-percentiles", "95,99"]
     if calibration is not None:

@@ -80,7 +80,9 @@ def cause(r: dict[str, str], missed: dict[str, float]) -> str:
         elif "e2e_p95" in missed:
             out.append("E2E tail: guidellm's ShareGPT lengths are not shipped (scaled table)")
     elif source.startswith("blis") and missed.get("e2e_p95", 0.0) > 0:
-        out.append("decode too slow: Vidur-era step times (eager kernels, one by one) on vLLM 0.15")
+        out.append(
+            "decode ~10 % slow: Vidur-era step times (eager kernels, one by one) on vLLM 0.15"
+        )
     elif missed.get("tpot_p50", 0.0) > 0:
         out.append(
             "TPOT: the uncalibrated roofline's step is ~5 % slow at 1-8 sequences (flat: no"
@@ -90,12 +92,14 @@ def cause(r: dict[str, str], missed: dict[str, float]) -> str:
     if ttft is not None and ttft < 0 and source.startswith("gpustack"):
         out.append("TTFT: client path not modelled (CLIENT_S = 0; ~45 ms on GPUStack's setup)")
     elif ttft is not None and ttft < 0 and source.startswith("blis") and dense:
-        # the Llama-2-7B codegen rows: simulated TTFT 2.4-3.4 ms short at the mean and the
-        # median alike, the ~3 ms docs/validation.md finds on BLIS's inference-perf setup
-        # (Mixtral's rows are 10+ ms short: its MoE step, above)
-        out.append("TTFT: client path not modelled (CLIENT_S = 0; ~3 ms on BLIS's setup)")
+        # the dense rows' simulated TTFT is 3-10 ms short at the mean (docs/validation.md):
+        # the client path (~3 ms on BLIS's inference-perf setup) and the output's way from
+        # the engine core to the stream (Mixtral's rows: its MoE step, above)
+        out.append(
+            "TTFT 3-10 ms short: client path and output processing not modelled (CLIENT_S = 0)"
+        )
     elif ttft is not None and 0 < ttft <= 2.0 and source.startswith("blis"):
-        out.append("TTFT: Vidur-era prefill; vLLM's prefix cache skips the shared system prompt")
+        out.append("TTFT: Vidur-era prefill")
     if "throughput" in missed and not out and "guidellm" in r["client_tool"].lower():
         # guidellm's published token rate is not total tokens / duration on these rows
         published = _num(r["output_throughput_tok_per_s"]) or math.nan

@@ -438,6 +438,12 @@ def test_vllm_version_sets_the_cpu_time_of_an_experiments_steps() -> None:
     both = 'vllm_version = "0.10.1"\nasync_scheduling = true'
     _, forced = _only_step_time(_experiment("llama-3-8b", "a100-80gb", extra=both))
     assert forced.step == new.step
+    # async scheduling also chooses a step's batch when the step before starts (EngineLimits)
+    for extra, on in (("", False), ('vllm_version = "0.10.1"', False), (both, True)):
+        engine = _engine(_experiment("llama-3-8b", "a100-80gb", extra=extra))
+        assert engine.limits("a100-80gb").async_scheduling is on
+    new_engine = _engine(_experiment("llama-3-8b", "a100-80gb", extra='vllm_version = "0.15.1"'))
+    assert new_engine.limits("a100-80gb").async_scheduling
 
 
 @pytest.mark.parametrize(

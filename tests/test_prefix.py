@@ -95,6 +95,19 @@ def test_prefix_datasets_on_the_cli() -> None:
     assert "Successful requests:                     90" in res.output  # 10 x (95 // 10)
     assert "Total input tokens:                      46080" in res.output  # 90 x (256 + 256)
     assert "prefix cache:" in res.output
+    # inference-perf's fixed prompt set: 2 x 3 prompts of 32 + 64 tokens, sent in turn
+    shared = [*args, "--dataset", "shared_prefix", "--shared-prefix-num-groups", "2",
+              "--shared-prefix-prompts-per-group", "3", "--shared-prefix-system-len", "32",
+              "--input-len", "64", "--output-len", "4", "--num-prompts", "12"]  # fmt: skip
+    cold = CliRunner().invoke(main, shared)
+    assert cold.exit_code == 0, cold.output
+    assert "Total input tokens:                      1152" in cold.output  # 12 x 96
+    # the first round: 4 of 6 prompts find their group's 32 tokens; the second: 80 of 96 each
+    assert f"prefix cache: {(4 * 32 + 6 * 80) / 1152:.0%} of prompt tokens" in cold.output
+    warm = CliRunner().invoke(main, [*shared, "--prefix-cache-warm"])
+    assert f"prefix cache: {80 / 96:.0%} of prompt tokens" in warm.output
+    missing = CliRunner().invoke(main, [*args, "--dataset", "shared_prefix"])
+    assert missing.exit_code == 2 and "--shared-prefix-num-groups" in missing.output
     bad = CliRunner().invoke(main, [*args, "--dataset", "sharegpt", "--random-prefix-len", "5"])
     assert bad.exit_code == 2 and "Traceback" not in bad.output
     assert "--random-prefix-len" in bad.output

@@ -339,9 +339,10 @@ def case_of(
         output_len=lout,
         request_rate=rate,
         burstiness=burst,
-        # a fixed prompt set is replayed whole: its first round (prompts not yet cached) must
-        # stay the share of the run it was
-        num_prompts=n if prefix.get("prompts_per_prefix") else min(n, MAX_PROMPTS),
+        # a fixed prompt set is replayed whole, its first round (prompts not yet cached) the
+        # share of the run it was; not a run whose clients gave up (its statistics are those
+        # of the requests that completed)
+        num_prompts=n if prefix.get("prompts_per_prefix") and done >= n else min(n, MAX_PROMPTS),
         max_num_seqs=int(seqs) if seqs else None,
         max_num_batched_tokens=int(budget) if budget else None,
         max_model_len=int(mml) if mml else None,

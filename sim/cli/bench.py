@@ -66,7 +66,8 @@ def _dataset_lengths(path: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
     show_default=True,
     help="random; sharegpt (ShareGPT V3's lengths as vLLM samples them, Llama-3 tokens:"
     " sim/data/SOURCE.md); prefix_repetition (vLLM's: prompts sharing one of a few prefixes);"
-    " or a request trace FILE whose (input, output) lengths are sampled.",
+    " shared_prefix (inference-perf's: a fixed prompt set sent in turn); or a request trace"
+    " FILE whose (input, output) lengths are sampled.",
 )
 @click.option(
     "--random-prefix-len",
@@ -79,6 +80,28 @@ def _dataset_lengths(path: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
 @click.option("--prefix-repetition-suffix-len", type=click.IntRange(min=1), default=256)
 @click.option("--prefix-repetition-num-prefixes", type=click.IntRange(min=1), default=10)
 @click.option("--prefix-repetition-output-len", type=click.IntRange(min=1), default=128)
+@click.option(
+    "--shared-prefix-num-groups",
+    type=click.IntRange(min=1),
+    help="shared_prefix: system prompts (inference-perf's num_groups).",
+)
+@click.option(
+    "--shared-prefix-prompts-per-group",
+    type=click.IntRange(min=1),
+    help="shared_prefix: questions per system prompt (num_prompts_per_group); the prompt set"
+    " is sent in turn, so a prompt comes back every groups x prompts requests.",
+)
+@click.option(
+    "--shared-prefix-system-len",
+    type=click.IntRange(min=1),
+    help="shared_prefix: tokens of each system prompt, before the --input-len of a question.",
+)
+@click.option(
+    "--prefix-cache-warm",
+    is_flag=True,
+    help="The server has served these prompts before (an earlier stage of the same"
+    " benchmark): every shared prefix and fixed prompt is cached from the start.",
+)
 @click.option("--input-len", type=click.IntRange(min=1), default=1024, show_default=True)
 @click.option("--output-len", type=click.IntRange(min=1), default=128, show_default=True)
 @click.option("--range-ratio", type=click.FloatRange(0, 1, max_open=True), default=0.0)
@@ -154,6 +177,10 @@ def bench(
     prefix_repetition_suffix_len: int,
     prefix_repetition_num_prefixes: int,
     prefix_repetition_output_len: int,
+    shared_prefix_num_groups: int | None,
+    shared_prefix_prompts_per_group: int | None,
+    shared_prefix_system_len: int | None,
+    prefix_cache_warm: bool,
     input_len: int,
     output_len: int,
     range_ratio: float,
@@ -197,12 +224,26 @@ def bench(
     lens: tuple[tuple[int, ...], tuple[int, ...]] | tuple[None, None] = (None, None)
     if random_prefix_len and dataset != "random":
         raise click.BadParameter("applies to --dataset random", param_hint="--random-prefix-len")
-    prefix_len, num_prefixes = random_prefix_len, 1
+    prefix_len, num_prefixes, per_prefix = random_prefix_len, 1, 0
     if dataset == "sharegpt":  # the shipped table: vLLM's filters, Llama-3 token counts
         lens = sharegpt_lengths()
     elif dataset == "prefix_repetition":  # vLLM's PrefixRepetitionRandomDataset
         prefix_len, num_prefixes = prefix_repetition_prefix_len, prefix_repetition_num_prefixes
         input_len, output_len = prefix_repetition_suffix_len, prefix_repetition_output_len
+        range_ratio = 0.0
+    elif dataset == "shared_prefix":  # inference-perf's SharedPrefixDataGenerator
+        given = (
+            shared_prefix_num_groups,
+            shared_prefix_prompts_per_group,
+            shared_prefix_system_len,
+        )
+        if None in given:
+            raise click.BadParameter(
+                "needs --shared-prefix-num-groups, --shared-prefix-prompts-per-group and"
+                " --shared-prefix-system-len",
+                param_hint="--dataset shared_prefix",
+            )
+        num_prefixes, per_prefix, prefix_len = (int(x or 0) for x in given)
         range_ratio = 0.0
     elif dataset != "random":
         lens = _dataset_lengths(dataset)
@@ -242,6 +283,8 @@ def bench(
         enable_prefix_caching=enable_prefix_caching,
         prefix_len=prefix_len,
         num_prefixes=num_prefixes,
+        prompts_per_prefix=per_prefix,
+        prefix_cache_warm=prefix_cache_warm,
     )
     result = run_bench(spec)
     for note in result.notes:

@@ -16,6 +16,10 @@ the replica schedules no event. In closed form, between two *batch-changing* mom
 Invariant behind the aggregates (from V1's rules, see tests): at a step's start every running
 sequence has one uncomputed token (decoding) except maybe the newest (*tail*, mid-prefill).
 
+With async scheduling (`EngineLimits.async_scheduling`) a decision admits only requests queued
+by the start of the step that just ended (`_vis`), so an arrival ends a decode run one
+boundary later than without it.
+
 Decode groups are kept by `off = computed − G` (`G`: steps executed): a member needs a new KV
 block at step `G` iff `(off + G) % block_size == 0`. Tie rule, as the reference: at one instant
 step ends apply first, then arrivals are routed, then the next step is decided. NOTE: ~2

@@ -15,6 +15,10 @@ Scheduler semantics (vLLM V1 `Scheduler.schedule`, recompute preemption):
    `max_num_seqs` and free blocks allow; the first that does not fit stops admission.
 3. At the end of the step, a sequence whose known tokens are all computed samples one token.
    Its first sampled token stops TTFT; the last one (output_tokens) finishes it and frees KV.
+4. With async scheduling (`EngineLimits.async_scheduling`, vLLM >= 0.14) step 2 only admits
+   requests queued by the start of the step that just ended (vLLM chose the batch then),
+   unless nothing is running. A request starts with its prefix-cache hit computed
+   (`RequestLog.cached_tokens`), and a preempted one finds it again.
 
 With `limits.scheduler == "v0"` (vLLM 0.5-0.7 `Scheduler._schedule_default`, chunked prefill
 off; only this engine runs it, `sim.model` routes V0 replicas here):
