@@ -326,6 +326,7 @@ def fit_summary(row_id: str, doc: dict[str, Any], case: PublicCase, variant: str
         input_tokens=sent.input_lens,
         output_tokens=sent.output_lens,
         published=published_stats(doc, any(k.startswith("tpot") for k in case.measured)),
+        cached_tokens=sent.cached_tokens,  # the row's prompt set, as `sim bench` replays it
     )
     setup = sent.engine
     catalog = load_step_time_catalog()

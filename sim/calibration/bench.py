@@ -113,6 +113,7 @@ class BenchResult:
     e2els_s: FloatArray = field(repr=False)
     queues_s: FloatArray = field(repr=False)
     notes: tuple[str, ...] = ()
+    cached_tokens: IntArray | None = field(default=None, repr=False)  # prefix-cache hits
 
     @property
     def ok(self) -> npt.NDArray[np.bool_]:
@@ -144,6 +145,7 @@ class BenchResult:
             output_tokens=self.output_lens[ok],
             ttft_s=self.ttfts_s[ok],
             e2e_s=self.e2els_s[ok],
+            cached_tokens=None if self.cached_tokens is None else self.cached_tokens[ok],
         )
 
     def metrics(
@@ -385,6 +387,7 @@ def run_bench(spec: BenchSpec) -> BenchResult:
         ttfts_s=ttft,
         e2els_s=e2e,
         queues_s=queue,
+        cached_tokens=cached,
         notes=tuple(notes),
     )
 

@@ -111,6 +111,8 @@ class MeasuredRun:
         statistics exist.
     published: summary statistics as published (metric name from `METRICS` -> seconds); they
         take precedence over statistics computed from the per-request columns.
+    cached_tokens: each request's prefix-cache hit in tokens (`RequestLog.cached_tokens`), or
+        None: every prompt prefilled in full (what a measured file can say).
     """
 
     name: str
@@ -121,6 +123,7 @@ class MeasuredRun:
     ttft_s: FloatArray | None = field(default=None, repr=False)
     e2e_s: FloatArray | None = field(default=None, repr=False)
     published: Mapping[str, float] = field(default_factory=dict)
+    cached_tokens: IntArray | None = field(default=None, repr=False)
 
     @property
     def size(self) -> int:
@@ -319,7 +322,10 @@ def replay(
 ) -> Replay:
     """Simulate `run`'s requests at their real arrival times on `replicas` identical replicas
     (join-shortest-queue routing, as `sim.model`), fast engine."""
-    log = RequestLog(run.arrival_s.tolist(), run.input_tokens.tolist(), run.output_tokens.tolist())
+    hits = None if run.cached_tokens is None else run.cached_tokens.tolist()
+    log = RequestLog(
+        run.arrival_s.tolist(), run.input_tokens.tolist(), run.output_tokens.tolist(), hits
+    )
     spec = ReplicaSpec("validation", "gpu", limits, step_time)
     simulate(log, [spec] * replicas, [FleetPhase(0.0, tuple(range(replicas)))], engine="fast")
     arrival = np.asarray(log.arrival_s)

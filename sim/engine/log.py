@@ -35,6 +35,7 @@ class RequestLog:
         "finish_s",
         "first_scheduled_s",
         "first_token_s",
+        "has_cached_tokens",
         "input_tokens",
         "output_tokens",
         "preemptions",
@@ -58,6 +59,9 @@ class RequestLog:
         self.output_tokens: list[int] = list(map(int, output_tokens))
         # Prompt tokens found in the replica's prefix cache (class docstring)
         self.cached_tokens: list[int] = [0] * n
+        # whether any were given: the compiled core copies them only then (a list of n ints
+        # into an array costs ~0.03 µs per request, 7 % of a one-replica run)
+        self.has_cached_tokens = cached_tokens is not None
         if cached_tokens is not None:
             self.cached_tokens = list(map(int, cached_tokens))
             if len(self.cached_tokens) != n:

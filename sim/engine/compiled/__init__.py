@@ -92,9 +92,8 @@ class CompiledFleet:
         q = np.zeros((n, _r.N_Q), dtype=np.int64)
         q[:, _r.Q_IN] = log.input_tokens
         q[:, _r.Q_OUT] = log.output_tokens
-        cached = getattr(log, "cached_tokens", None)
-        if cached is not None:
-            q[:, _r.Q_HIT] = cached
+        if isinstance(log, RequestLog) and log.has_cached_tokens:  # prefix-cache hits given
+            q[:, _r.Q_HIT] = log.cached_tokens
         q[:, _r.Q_REP] = -1
         qf = np.full((n, _r.N_QF), math.nan)
         qf[:, _r.X_ARR] = log.arrival_s
