@@ -25,7 +25,8 @@ Errors are simulated / measured − 1. A TPOT the row's own means show to time s
 neither fitted nor compared, and the throughput of ignore_eos rows counts the client's
 re-tokenised output (`sim.calibration.public_runs.case_of`, the rules of docs/validation.md).
 Groups that cannot be replayed are listed with the reason. Deterministic (seed 0, fixed
-Nelder–Mead simplex); about 9 minutes on one core (the BLIS rows replay their whole runs, 3,000-12,000 requests). Run from the repository root:
+Nelder–Mead simplex); about 9 minutes on one core (the BLIS rows replay their whole runs,
+3,000-12,000 requests). Run from the repository root:
 
     python scripts/heldout_rates.py [--rows] [--keep DIR] [--csv OUT.csv]
 """
