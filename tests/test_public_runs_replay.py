@@ -72,6 +72,8 @@ def row(**fields: Any) -> dict[str, str]:
         ("mistralai/Mistral-Nemo-Instruct-2407-FP8", ("mistral-nemo-12b", "fp8")),
         ("RedHatAI/Mistral-Small-24B-Instruct-2501-FP8-dynamic", ("mistral-small-24b", "fp8")),
         ("microsoft/phi-4", ("phi-4", "fp16")),
+        ("RedHatAI/Llama-4-Scout-17B-16E-Instruct-FP8-dynamic", ("llama-4-scout", "fp8")),
+        ("someone/Qwen2.5-7B-Instruct-AWQ", ("qwen2.5-7b", "int4")),
         ("tiiuae/falcon-7b", (None, "fp16")),
     ],
 )

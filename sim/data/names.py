@@ -8,9 +8,10 @@ name states. `gpu_by_name` reads a GPU as benchmarks name it ("H100-SXM-80GB", "
 
 from __future__ import annotations
 
+import functools
 import re
 
-from sim.data.tables import canonical_model_name, gpus
+from sim.data.tables import canonical_model_name, gpus, models
 
 QUANT_SUFFIXES = (
     (r"[-_.]fp8([-_](dynamic|static|kv))*$", "fp8"),  # -FP8, -FP8-dynamic (Red Hat), -FP8-KV
@@ -68,12 +69,28 @@ def checkpoint_model(name: str) -> tuple[str | None, str | None]:
         known = canonical_model_name(whole)
         if known is not None:
             return known, dtype
+    # republished under another organisation with the original repository's name
+    # (RedHatAI/Llama-4-Scout-17B-16E-Instruct-FP8-dynamic: meta-llama's repository, FP8)
+    known = _repository_names().get(base)
+    if known is not None:
+        return known, dtype
     base = re.sub(r"(-(instruct|chat|hf|it))+(-\d+)?$", "", base)  # CodeLlama-34b-Instruct-hf
     base = re.sub(r"-v\d+(\.\d+)*$", "", base)  # Mixtral-8x7B-v0.1
     base = base.replace("meta-llama-", "llama-")
     if base.startswith("meta-"):
         base = base[5:]
     return canonical_model_name(base), dtype
+
+
+@functools.cache
+def _repository_names() -> dict[str, str]:
+    """Every catalog model's Hugging Face repository name (its id less the organisation,
+    lower-cased) to the model, for the names one model alone has."""
+    owners: dict[str, set[str]] = {}
+    for name, m in models().items():
+        for hf_id in (m.hf_id, *m.aliases):
+            owners.setdefault(hf_id.split("/")[-1].lower(), set()).add(name)
+    return {repo: next(iter(names)) for repo, names in owners.items() if len(names) == 1}
 
 
 def gpu_by_name(name: str) -> str | None:
