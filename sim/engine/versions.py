@@ -99,7 +99,9 @@ def describe(version: VllmVersion, family: str) -> str:
     step = "the catalog's per-step overhead"
     if overhead is not None:
         step = f"per-step overhead {overhead * 1e3:g} ms"
+    later = "; a request arriving during a step joins the step after next" * (family == "v1-async")
     return (
         f"vLLM {version.text}: {version.family.upper()} family, {how}: {step}, "
-        f"CPU {CPU_PER_SEQ_S[family] * 1e6:.1f} us per sequence per step (sim.engine.versions)"
+        f"CPU {CPU_PER_SEQ_S[family] * 1e6:.1f} us per sequence per step{later}"
+        " (sim.engine.versions)"
     )
