@@ -13,6 +13,10 @@ commit 009e6d4a1cd6ba3fb2a9fc00f4ec06f5297232a1, read through the search tool):
   `random_lengths`); every request generates exactly its output length, as with
   `--ignore-eos` (vLLM sends `ignore_eos` only with that flag: without it a real model may stop
   early at EOS, which this prediction does not model — give the realised lengths as a dataset).
+* prompts that share a prefix (`--random-prefix-len`, the `prefix_repetition` dataset, and
+  inference-perf's fixed `shared_prefix` prompt set) and vLLM's prefix cache, on by default in
+  V1 (`sim.workload.prefix`: a request prefills only what follows the longest prefix an
+  earlier one sent, in whole KV blocks; the engines start it with the rest computed);
 * statistics (`calculate_metrics`): TTFT, TPOT = (E2E − TTFT)/(output − 1) for outputs > 1,
   ITL = every gap between consecutive tokens, E2EL; mean, median, std and `np.percentile` at
   `--metric-percentiles` (default 99), reported in ms for `--percentile-metrics` (default
@@ -34,7 +38,8 @@ What differs (documented, not hidden):
   V0's default limits; run on the reference engine) and the CPU time of a step
   (`sim.engine.versions.cpu_family`): V0 keeps the catalog's per-step overhead; synchronous V1
   (0.8-0.13) replaces it by a CPU time per sequence; async scheduling (the default from 0.14,
-  or `--async-scheduling`) overlaps the CPU with the GPU, so a step is its GPU time. An entry
+  or `--async-scheduling`) overlaps the CPU with the GPU, so a step is its GPU time, and
+  chooses a step's batch when the step before starts (`EngineLimits.async_scheduling`). An entry
   from the user's calibration file keeps its own overhead (it was fitted on their server).
   Without a version: V1 with the catalog's overhead and no CPU term (as before this option).
 """
