@@ -5,6 +5,9 @@ cache changes in a prediction."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -83,6 +86,18 @@ def test_prefix_options_are_checked() -> None:
         )
     with pytest.raises(ConfigError, match="num_prefixes: must be >= 1"):
         run_bench(BenchSpec("llama-3-8b", "h100-80gb", num_prefixes=0))
+
+
+def test_saved_result_says_which_prompt_tokens_were_cached(tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    args = ["bench", "--model", "llama-3-8b", "--gpu", "h100-80gb", "--num-prompts", "4"]
+    more = ["--random-prefix-len", "40", "--input-len", "8", "--vllm-version", "0.15.1"]
+    res = CliRunner().invoke(main, [*args, *more, "--save-result", str(out)])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(out.read_text())
+    assert doc["input_lens"] == [48] * 4
+    assert doc["sim_cached_tokens"] == [0, 32, 32, 32]  # two whole blocks of the 40-token prefix
+    assert doc["sim_engine"]["prefix_caching"] and doc["sim_engine"]["async_scheduling"]
 
 
 def test_prefix_datasets_on_the_cli() -> None:

@@ -236,11 +236,15 @@ class BenchResult:
                 "max_model_len": e.max_model_len,
                 "kv_blocks": e.resolved_kv_blocks(),
                 "block_size": e.block_size,
+                "async_scheduling": e.async_scheduling,
+                "prefix_caching": s.prefix_caching,
             },
             "sim_step_time": self.step_time.provenance,
             "sim_step_time_source": self.step_time.source,
             "sim_notes": list(self.notes),
         }
+        if self.cached_tokens is not None:  # per request, as input_lens: the prefix-cache hit
+            extra["sim_cached_tokens"] = self.cached_tokens.tolist()
         return {**head, **body, **extra}
 
     def block(
