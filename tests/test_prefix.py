@@ -37,6 +37,15 @@ def test_hits_by_hand() -> None:
     assert prefix_cache_hits(shared, GROUP, PROMPT, INPUTS + 10, 16).tolist() == [0, 96, 144, 0]
 
 
+def test_each_data_parallel_engine_misses_a_prefix_once() -> None:
+    shared = SharedPrefix(prefix_tokens=100, groups=2, prompts_per_group=2)
+    group, prompt = np.array([0, 0, 0, 0, 0]), np.array([0, 0, 1, 0, 1])
+    hits = prefix_cache_hits(shared, group, prompt, np.full(5, 150), 16, caches=2)
+    # prompt 0: missed twice (once per engine), then whole; prompt 1: its group's prefix is
+    # known to both engines by then (two earlier requests of group 0), then missed once more
+    assert hits.tolist() == [0, 0, 96, 144, 96]
+
+
 def test_no_prompt_is_cached_past_its_last_token() -> None:
     shared = SharedPrefix(prefix_tokens=64)
     hits = prefix_cache_hits(shared, np.zeros(3, int), np.arange(3), np.array([64, 65, 10]), 16)
@@ -77,9 +86,16 @@ def test_the_prefix_cache_shortens_prefills_and_says_so() -> None:
     assert not any("prefix cache" in n for n in v0.notes)  # off by default in V0
 
 
+def test_data_parallel_engines_each_miss_the_prefix_once() -> None:
+    base = dict(model="llama-3-8b", gpu="h100-80gb", num_prompts=20, input_len=64,
+                output_len=8, request_rate=4.0, prefix_len=512, vllm_version="0.15.1")  # fmt: skip
+    two = run_bench(BenchSpec(**base, data_parallel_size=2))  # type: ignore[arg-type]
+    assert two.cached_tokens is not None
+    assert two.cached_tokens.tolist() == [0, 0] + [512] * 18
+    assert any("one miss on each of 2 engines" in n for n in two.notes)
+
+
 def test_prefix_options_are_checked() -> None:
-    with pytest.raises(ConfigError, match="data_parallel_size"):
-        run_bench(BenchSpec("llama-3-8b", "h100-80gb", prefix_len=100, data_parallel_size=2))
     with pytest.raises(ConfigError, match="random dataset only"):
         run_bench(
             BenchSpec("llama-3-8b", "h100-80gb", prefix_len=8, input_lens=(1,), output_lens=(1,))

@@ -292,6 +292,7 @@ def _prefix_note(
     prompt: IntArray,
     input_lens: IntArray,
     cached: IntArray,
+    engines: int,
 ) -> str:
     """The run's prefix-cache hits in words, and whether the cache can keep what they need."""
     share = float(cached.sum()) / max(float(input_lens.sum()), 1.0)
@@ -303,10 +304,13 @@ def _prefix_note(
         else f"OVERSTATED: they need {need:,} tokens kept, more than the KV cache's {held:,}"
         " (vLLM would evict some)"
     )
+    when = "once an earlier request sent it"
+    if engines > 1:
+        when = f"from its {engines + 1}th request on (one miss on each of {engines} engines)"
     return (
         f"prefix cache: {share:.0%} of prompt tokens found cached (shared prefixes of"
         f" {shared.prefix_tokens} tokens in {shared.groups} group(s); a prefix counts as cached"
-        f" once an earlier request sent it, nothing evicted: {fits})"
+        f" {when}, nothing evicted: {fits})"
     )
 
 
@@ -370,8 +374,9 @@ def run_bench(spec: BenchSpec) -> BenchResult:
         output_lens = outs[prompt]
     cached = None
     if spec.prefix_caching and (shared.prefix_tokens > 0 or shared.prompts_per_group > 0):
-        cached = prefix_cache_hits(shared, group, prompt, input_lens, setup.block_size)
-        notes.append(_prefix_note(setup, shared, group, prompt, input_lens, cached))
+        dp = spec.data_parallel_size
+        cached = prefix_cache_hits(shared, group, prompt, input_lens, setup.block_size, dp)
+        notes.append(_prefix_note(setup, shared, group, prompt, input_lens, cached, dp))
     start = send_times(n, spec.request_rate, spec.burstiness, rng)
     model = spec.step_model(step.step, step.user_entry)
     if spec.max_concurrency is not None:

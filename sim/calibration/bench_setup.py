@@ -193,12 +193,6 @@ def _prefix_problems(spec: BenchSpec) -> list[Problem]:
     if shared and spec.input_lens is not None:
         why = "shared prefixes are generated for the random dataset only, not a dataset's lengths"
         out.append(Problem("bench", "prefix_len", why, spec.prefix_len))
-    if shared and spec.prefix_caching and spec.data_parallel_size > 1:
-        why = (
-            "prefix caching over data-parallel engines: each engine has its own cache, which"
-            " the routing here does not follow"
-        )
-        out.append(Problem("bench", "data_parallel_size", why, spec.data_parallel_size))
     return out
 
 

@@ -72,10 +72,16 @@ class SharedPrefix:
         return prompt // self.prompts_per_group, prompt
 
 
-def _seen_before(ids: IntArray) -> npt.NDArray[np.bool_]:
-    """Whether an earlier element has the same id."""
-    _, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
-    return np.asarray(first[inverse] != np.arange(ids.size))
+def _occurrence(ids: IntArray) -> IntArray:
+    """How many earlier elements have the same id (0 for the first of each)."""
+    ids = np.asarray(ids, dtype=np.int64)
+    order = np.argsort(ids, kind="stable")
+    ordered = ids[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    counts = np.diff(np.r_[starts, ids.size])
+    out = np.empty(ids.size, dtype=np.int64)
+    out[order] = np.arange(ids.size) - np.repeat(starts, counts)
+    return out
 
 
 def prefix_cache_hits(
@@ -84,12 +90,19 @@ def prefix_cache_hits(
     prompt: IntArray,
     input_tokens: IntArray,
     block_size: int,
+    caches: int = 1,
 ) -> IntArray:
     """Prompt tokens each request finds in the prefix cache, in sending order (module
     docstring): the whole prompt less its last token, in whole blocks, when an earlier request
     sent the same prompt; else its group's shared prefix, in whole blocks, when an earlier
     request had that group; else none. With `shared.warm` every group and prompt was sent
-    before the run."""
+    before the run.
+
+    `caches` > 1: that many engines behind one front end (`--data-parallel-size`), each with
+    its own cache, which learns a prefix when a request with it lands there. The routing is
+    not known here, so a prefix counts as cached from its `caches`+1-th request on: one miss
+    per engine, taken as the first ones (routing by load spreads a prefix's first requests
+    over the engines, the misses a little later than that)."""
     inputs = np.asarray(input_tokens, dtype=np.int64)
     last = inputs - 1  # vLLM computes at least the prompt's last token
     whole = last // block_size * block_size
@@ -98,7 +111,7 @@ def prefix_cache_hits(
         seen_group = np.ones(inputs.size, dtype=bool)
         seen_prompt = np.full(inputs.size, shared.prompts_per_group > 0)
     else:
-        seen_group, seen_prompt = _seen_before(group), _seen_before(prompt)
+        seen_group, seen_prompt = _occurrence(group) >= caches, _occurrence(prompt) >= caches
     return np.where(seen_prompt, whole, np.where(seen_group, prefix, 0)).astype(np.int64)
 
 
