@@ -357,17 +357,16 @@ def run_bench(spec: BenchSpec) -> BenchResult:
             f"{n} requests: {shared.groups} prefixes x {n // shared.groups} prompts each, as"
             " vLLM's prefix_repetition dataset makes them (num_prompts // num_prefixes each)"
         )
+    group, prompt = np.zeros(n, dtype=np.int64), np.arange(n, dtype=np.int64)  # all distinct
     if spec.input_lens is not None and spec.output_lens is not None:
         pick = rng.choice(len(spec.input_lens), size=n, replace=n > len(spec.input_lens))
         input_lens = np.asarray(spec.input_lens, dtype=np.int64)[pick]
         output_lens = np.asarray(spec.output_lens, dtype=np.int64)[pick]
-        group, prompt = np.zeros(n, dtype=np.int64), np.arange(n, dtype=np.int64)
     else:
         fixed = shared.prompts_per_group > 0  # a fixed prompt set: one length pair per prompt
         distinct = shared.groups * shared.prompts_per_group if fixed else n
         ins = random_lengths(distinct, spec.input_len, spec.range_ratio, rng)
         outs = random_lengths(distinct, spec.output_len, spec.range_ratio, rng)
-        group, prompt = np.zeros(n, dtype=np.int64), np.arange(n, dtype=np.int64)
         if shared.prefix_tokens > 0 or fixed:  # (no draw otherwise: plain runs as before)
             group, prompt = shared.assign(n, rng)
         input_lens = shared.prefix_tokens + ins[prompt]

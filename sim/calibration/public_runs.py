@@ -45,6 +45,7 @@ from sim.calibration.bench import BenchSpec, engine_setup, run_bench
 from sim.calibration.bench_setup import data_parallel_refusal, does_not_fit
 from sim.data import models, packaged, sharegpt_lengths
 from sim.data.names import checkpoint_model, gpu_by_name
+from sim.workload.prefix import SharedPrefix
 
 METRIC_COLUMNS = {
     "ttft_mean": ("ttft_mean_ms", "mean_ttft_ms"),
@@ -171,23 +172,23 @@ SHARED_PREFIX = re.compile(
 """inference-perf's shared_prefix generator as the BLIS rows' notes state it."""
 
 
-def _shared_prefix(r: dict[str, Any], lin: int) -> dict[str, int]:
-    """The row's inference-perf shared-prefix prompts (`BenchSpec`'s prefix fields and `warm`),
-    or {} for any other dataset. The prompt's tokens as served (`lin`, the measured mean) exceed
+def _shared_prefix(r: dict[str, Any], lin: int) -> SharedPrefix:
+    """The row's inference-perf shared-prefix prompts, or no shared prefix (`SharedPrefix()`)
+    for any other dataset. The prompt's tokens as served (`lin`, the measured mean) exceed
     the generator's nominal system + question tokens (random token ids decoded to text and
     tokenised again); the system prompt is taken to grow in the same proportion. A row of a
     later stage (its notes: "stage 1 of 2") ran after the same prompts had been served."""
     m = SHARED_PREFIX.search(r["notes"])
     if "shared_prefix" not in r["dataset"] or m is None:
-        return {}
+        return SharedPrefix()
     groups, per_group, system, question = (int(x) for x in m.groups())
     stage = re.search(r"stage (\d+) of", r["notes"])
-    return {
-        "prefix_len": min(lin - 1, round(system * lin / (system + question))),
-        "num_prefixes": groups,
-        "prompts_per_prefix": per_group,
-        "warm": int(stage is not None and int(stage.group(1)) > 0),
-    }
+    return SharedPrefix(
+        prefix_tokens=min(lin - 1, round(system * lin / (system + question))),
+        groups=groups,
+        prompts_per_group=per_group,
+        warm=stage is not None and int(stage.group(1)) > 0,
+    )
 
 
 def _prefix_caching_flag(text: str) -> bool | None:
@@ -287,11 +288,11 @@ def case_of(
     else:
         return skip("lengths unknown (no nominal lengths, no token totals)")
     prefix = _shared_prefix(r, lin)
-    if prefix:
+    if prefix.prompts_per_group:
         approx += (
-            f"; inference-perf's shared prefix: {prefix['num_prefixes']} x"
-            f" {prefix['prompts_per_prefix']} prompts sent in turn, {prefix['prefix_len']}"
-            " shared tokens each" + (", cached from the stage before" if prefix["warm"] else "")
+            f"; inference-perf's shared prefix: {prefix.groups} x {prefix.prompts_per_group}"
+            f" prompts sent in turn, {prefix.prefix_tokens} shared tokens each"
+            + (", cached from the stage before" if prefix.warm else "")
         )
     if not _tpot_consistent(measured, lout):
         measured = {k: v for k, v in measured.items() if not k.startswith("tpot")}
@@ -335,14 +336,14 @@ def case_of(
         tp=tp,
         dtype=wdtype,
         kv_cache_dtype=kv,
-        input_len=lin,
+        input_len=lin - prefix.prefix_tokens,  # the prompt after its shared prefix
         output_len=lout,
         request_rate=rate,
         burstiness=burst,
         # a fixed prompt set is replayed whole, its first round (prompts not yet cached) the
         # share of the run it was; not a run whose clients gave up (its statistics are those
         # of the requests that completed)
-        num_prompts=n if prefix.get("prompts_per_prefix") and done >= n else min(n, MAX_PROMPTS),
+        num_prompts=n if prefix.prompts_per_group and done >= n else min(n, MAX_PROMPTS),
         max_num_seqs=int(seqs) if seqs else None,
         max_num_batched_tokens=int(budget) if budget else None,
         max_model_len=int(mml) if mml else None,
@@ -358,13 +359,11 @@ def case_of(
         data_parallel_size=dp,
         calibration=calibration,
         enable_prefix_caching=_prefix_caching_flag(r["prefix_caching"]),
-        prefix_len=prefix.get("prefix_len", 0),
-        num_prefixes=prefix.get("num_prefixes", 1),
-        prompts_per_prefix=prefix.get("prompts_per_prefix", 0),
-        prefix_cache_warm=bool(prefix.get("warm", False)),
+        prefix_len=prefix.prefix_tokens,
+        num_prefixes=prefix.groups,
+        prompts_per_prefix=prefix.prompts_per_group,
+        prefix_cache_warm=prefix.warm,
     )
-    if prefix:
-        spec = replace(spec, input_len=lin - spec.prefix_len)
     try:
         setup, _ = engine_setup(spec)
         if not mml and does_not_fit(setup) is not None:

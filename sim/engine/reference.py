@@ -102,7 +102,7 @@ class ReferenceReplica:
         o = self.log.output_tokens[rid]
         h = self.log.cached_tokens[rid]
         self.log.replica[rid] = self.index
-        self.waiting.append(_Seq(rid, p, o, generated, h, 0, h, t))
+        self.waiting.append(_Seq(rid, p, o, generated, computed=h, cached=h, submitted=t))
         self.outstanding_tokens += p - h + o - 1
         if self.on_submit is not None:
             self.on_submit(self.index)

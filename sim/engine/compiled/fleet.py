@@ -262,8 +262,7 @@ def route(
     # `scan_max` members they sit in `keys` and `hk` holds each one's next change, both
     # scanned per arrival; above it, a tournament tree (leaf `width + m`) and a change heap
     linear = size <= scan_max
-    for m in range(size):
-        keys[m] = 0
+    for m in range(size):  # (`keys[m]` is set when member m is first looked at)
         hk[m] = -math.inf  # JSQ: every member is looked at on the first arrival
         hv[m] = m
         hpos[m] = m
