@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -85,6 +86,23 @@ def test_fit_profile_takes_unidentified_terms_from_base_and_renders_valid_toml()
     assert back.step.per_token_s == pytest.approx(e.step.per_token_s, rel=1e-5)
     with pytest.raises(ValueError, match="base entry"):
         fit_profile(samples, None)
+
+
+def test_an_moe_entry_keeps_its_expert_read_through_scaling_and_the_file() -> None:
+    """An MoE entry's expert terms (the roofline's, then scaled by a calibration) are written
+    and read back; the linear factor scales the expert read with the rest of the linear part; a
+    dense entry's file has no expert keys."""
+    import tomllib
+
+    step = dataclasses.replace(_base().step, expert_read_s=0.02, expert_share=0.0625)
+    moe = dataclasses.replace(_base(), model="m3", step=step)
+    scaled = scaled_entry(moe, (1.0, 1.5, 1.0))
+    assert scaled.step.expert_read_s == pytest.approx(0.03) and scaled.step.expert_share == 0.0625
+    back = parse_step_time_catalog(tomllib.loads(render_entries([scaled], "t")), "x.toml")
+    step = back[("m3", "g", 1, "fp16")].step
+    assert (step.expert_read_s, step.expert_share) == (pytest.approx(0.03), 0.0625)
+    assert step.linear_s(4) == pytest.approx(scaled.step.linear_s(4), rel=1e-5)
+    assert "expert_read_s" not in render_entries([_base()], "t")
 
 
 def _synthetic_run(entry: StepTimeEntry, engine: EngineSetup) -> MeasuredRun:

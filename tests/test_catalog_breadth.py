@@ -14,9 +14,7 @@ from sim.data.hardware import expected_experts_touched
 from sim.data.tables import canonical_model_name
 from sim.engine.kv import kv_capacity_tokens
 from sim.engine.roofline import (
-    MOE_CHECK_TOKENS,
     load_roofline_factors,
-    moe_linear_fit_error,
     roofline_step_time,
 )
 from sim.engine.steptime import StepTimeModel
@@ -144,24 +142,32 @@ def test_touched_experts_formula() -> None:
 
 
 def test_moe_step_reads_only_the_experts_a_batch_touches() -> None:
+    """Qwen3-30B-A3B (48 layers of 128 experts, 8 per token) on an H100: the step carries the
+    touched-experts read exactly, E·(1 − (1 − k/E)^T) experts of each layer, at the roofline's
+    memory efficiency, on top of the weights every step reads."""
     f = load_roofline_factors()
     m, g = models()["qwen3-30b-a3b"], gpus()["h100-80gb"]
     st, source = roofline_step_time(m, g, tp=1, weight_dtype="bf16", kv_dtype="bf16", factors=f)
-    all_experts_read_s = m.weight_bytes("bf16") / (g.memory_bandwidth_gb_per_s * 1e9)
-    all_experts_read_s /= f.mem_efficiency
-    # at one token the line is below the all-experts read ...
-    assert st.flat_s < all_experts_read_s + m.layers * f.layer_floor_s
+    bw = g.memory_bandwidth_gb_per_s * 1e9 * f.mem_efficiency
+    one_expert_s = 48 * m.expert_params() * 2.0 / bw  # one expert in every layer
+    assert st.expert_read_s == pytest.approx(128 * one_expert_s, rel=1e-12)
+    assert st.expert_share == 8 / 128
     assert "experts a batch touches" in source
-    mean_err, max_err, over_small = moe_linear_fit_error(m, g, tp=1, weight_dtype="bf16", factors=f)
-    # ... the two-piece line is fitted on 1-8192 tokens (lone decodes to prefill chunks), so it
-    # departs from the concave touched-experts curve by a bounded amount everywhere: on average
-    # under 50 % on 16-8192 tokens, and single-digit batches are over-stated by at most 2.6x
-    # (2.52x since the layer floor lost the NCCL time it had absorbed, 16.6 -> 11.6 us; the
-    # old 16-8192 fit over-stated them up to 7x; public-runs replay, docs/validation.md)
-    assert mean_err < 0.5 and max_err < 0.8 and 0 < over_small < 1.6
-    assert MOE_CHECK_TOKENS[0] == 1
+    everything_s = (
+        m.layers * f.layer_floor_s + (m.weight_bytes("bf16") - m.vocab * m.hidden * 2) / bw
+    )
+    assert st.flat_s + st.expert_read_s == pytest.approx(everything_s, rel=1e-12)
+    for tokens in (1, 4, 16, 64):
+        touched = expected_experts_touched(128, 8, tokens)
+        assert st.linear_s(tokens) == pytest.approx(st.flat_s + touched * one_expert_s, rel=1e-12)
+    # a lone decode reads 8 experts a layer, 16 tokens 52 of them, a prefill chunk all 128
+    assert st.linear_s(1) - st.flat_s == pytest.approx(8 * one_expert_s, rel=1e-12)
+    assert st.linear_s(2048) > st.flat_s + 0.999 * st.expert_read_s
     dense = models()["llama-3-8b"]
-    assert moe_linear_fit_error(dense, g, tp=1, weight_dtype="bf16", factors=f) == (0, 0, 0)
+    dense_st, _ = roofline_step_time(
+        dense, g, tp=1, weight_dtype="bf16", kv_dtype="bf16", factors=f
+    )
+    assert (dense_st.expert_read_s, dense_st.expert_share) == (0.0, 0.0)
 
 
 def test_hybrid_linear_attention_kv_state_and_step_time() -> None:

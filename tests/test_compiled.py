@@ -107,6 +107,9 @@ def workloads(draw: st.DrawFn, max_replicas: int = 3, max_n: int = 40) -> dict:
             cpu_per_seq_s=draw(st.sampled_from([0.0, 1e-4, 7.3e-4]) | st.floats(0.0, 2e-3)),
             # a hybrid model's recurrent-state traffic per sequence (Qwen3.5-9B on an H100: 21 us)
             state_s_per_seq=draw(st.sampled_from([0.0, 2.05e-5]) | st.floats(0.0, 1e-4)),
+            # an MoE model's expert read (Qwen3.5-35B-A3B on an H200: 20.5 ms, 8 of 256 experts)
+            expert_read_s=draw(st.sampled_from([0.0, 0.0205]) | st.floats(0.0, 0.05)),
+            expert_share=draw(st.sampled_from([0.03125, 0.25, 1.0]) | st.floats(0.0, 1.0)),
         )
     return {
         "arrivals": arrivals,

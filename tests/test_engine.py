@@ -178,6 +178,9 @@ def workloads(draw: st.DrawFn) -> dict:
             cpu_per_seq_s=draw(st.sampled_from([0.0, 1e-4, 7.3e-4]) | st.floats(0.0, 2e-3)),
             # a hybrid model's recurrent-state traffic per sequence (Qwen3.5-9B on an H100: 21 us)
             state_s_per_seq=draw(st.sampled_from([0.0, 2.05e-5]) | st.floats(0.0, 1e-4)),
+            # an MoE model's expert read (Qwen3.5-35B-A3B on an H200: 20.5 ms, 8 of 256 experts)
+            expert_read_s=draw(st.sampled_from([0.0, 0.0205]) | st.floats(0.0, 0.05)),
+            expert_share=draw(st.sampled_from([0.03125, 0.25, 1.0]) | st.floats(0.0, 1.0)),
         )
     return {
         "arrivals": arrivals,
@@ -271,6 +274,26 @@ def test_recurrent_state_term_is_charged_per_sequence_like_cpu_time() -> None:
     doubled = step.scaled(2.0)
     assert (doubled.state_s_per_seq, doubled.cpu_per_seq_s) == (0.5, 0.25)
     assert step.with_cpu(0.0).state_s_per_seq == 0.25
+
+
+def test_moe_expert_read_follows_the_experts_a_step_touches() -> None:
+    """An MoE step reads the share 1 − (1 − k/E)^T of its routed experts: with k/E = 1/2 and a
+    4 s read of every expert, a lone prefill token reads 2 s, two decodes 3 s, by hand. Two
+    requests of 1 prompt token and 3 output tokens arriving together (budget 64): step 1
+    prefills both (T = 2: 1 + 3 = 4 s, first tokens at 4 s), steps 2 and 3 decode both (T = 2,
+    4 s each): finished at 12 s on every engine. One request alone: 1 + 2 = 3 s a step."""
+    step = StepTimeModel(1.0, 0.0, 0.0, 0.0, 0.0, 0.0, expert_read_s=4.0, expert_share=0.5)
+    assert step.linear_s(1) == 2.0 and step.linear_s(2) == 3.0 and step.linear_s(3) == 3.5
+    limits = EngineLimits(8, 64, 64, 32, 4)
+    for engine in ("reference", "lazy", "compiled"):
+        log, _ = _run([0.0, 0.0], [1, 1], [3, 3], limits, step, engine=engine)
+        assert log.first_token_s == [4.0, 4.0], engine
+        assert log.finish_s == [12.0, 12.0], engine
+        log, _ = _run([0.0], [1], [3], limits, step, engine=engine)
+        assert log.finish_s == [9.0], engine
+    assert step.scaled(2.0).expert_read_s == 8.0 and step.scaled(2.0).expert_share == 0.5
+    with pytest.raises(ValueError, match="expert_share"):
+        StepTimeModel(1.0, 0.0, 0.0, 0.0, 0.0, 0.0, expert_read_s=1.0, expert_share=1.5)
 
 
 def _v0(seqs: int, budget: int, kv: int, max_len: int, bs: int, steps: int = 1) -> EngineLimits:

@@ -7,7 +7,7 @@ chooses three scale factors of a starting catalog entry that minimise the error 
 latency percentiles:
 
     overhead_s                                  × s_overhead
-    flat_s, per_token_s                         × s_linear       (knee_tokens unchanged)
+    flat_s, per_token_s, expert_read_s          × s_linear       (knee_tokens unchanged)
     decode_attn_s_per_token, prefill_attn_s_per_pair × s_attention
 
 The objective is the mean squared log ratio simulated/measured over TTFT, TPOT and E2E mean, p50
@@ -107,6 +107,7 @@ def scaled_entry(base: StepTimeEntry, factors: Sequence[float], **changes: Any) 
         overhead_s=b.overhead_s * s_over,
         flat_s=b.flat_s * s_lin,
         per_token_s=b.per_token_s * s_lin,
+        expert_read_s=b.expert_read_s * s_lin,
         decode_attn_s_per_token=b.decode_attn_s_per_token * s_att,
         prefill_attn_s_per_pair=b.prefill_attn_s_per_pair * s_att,
     )

@@ -23,7 +23,7 @@ from sim.data import GpuSpec, gpus, models, read_toml, read_toml_file
 from sim.data.names import gpu_by_name
 from sim.data.user_gpus import parse_user_gpus
 from sim.engine.roofline import load_roofline_factors, roofline_step_time
-from sim.engine.steptime import COEFFICIENTS, StepTimeModel
+from sim.engine.steptime import COEFFICIENTS, EXPERT_TERMS, StepTimeModel
 from sim.errors import ConfigError, Problem
 
 CATALOG_FILE = "step_time.toml"
@@ -71,6 +71,7 @@ class StepTimeEntry:
             "tp": self.tp,
             "dtype": self.dtype,
             **{name: getattr(self.step, name) for name in COEFFICIENTS},
+            **{name: getattr(self.step, name) for name in EXPERT_TERMS if self.step.expert_read_s},
             "heldout_mape": self.heldout_mape,
             "residual_sd_log": self.residual_sd_log,
             "source": self.source,
@@ -78,9 +79,9 @@ class StepTimeEntry:
 
 
 _STR_FIELDS = ("model", "gpu", "dtype", "source")
-_FLOAT_FIELDS = (*COEFFICIENTS, "heldout_mape", "residual_sd_log")
+_FLOAT_FIELDS = (*COEFFICIENTS, *EXPERT_TERMS, "heldout_mape", "residual_sd_log")
 _FIELD_NAMES = ("model", "gpu", "tp", "dtype", *_FLOAT_FIELDS, "source")
-_OPTIONAL = ("residual_sd_log",)
+_OPTIONAL = ("residual_sd_log", *EXPERT_TERMS)  # the expert terms: an MoE entry's (0: dense)
 SD_PER_MAPE = math.sqrt(math.pi / 2)
 """For log-residuals ~ N(0, sd²) with small sd, E|residual| = sd·sqrt(2/π): an entry written
 without `residual_sd_log` (e.g. by an older `sim calibrate`) gets heldout_mape × sqrt(π/2)."""
@@ -136,7 +137,10 @@ def parse_step_time_catalog(
         if len(problems) > n_before:
             continue
         try:
-            step = StepTimeModel(*(float(raw[k]) for k in COEFFICIENTS))
+            step = StepTimeModel(
+                *(float(raw[k]) for k in COEFFICIENTS),
+                **{k: float(raw[k]) for k in EXPERT_TERMS if k in raw},
+            )
         except ValueError as err:
             problems.append(Problem(file, path, str(err), has_value=False))
             continue

@@ -59,6 +59,8 @@ class FastReplica:
         self._flat = step_time.flat_s
         self._knee = step_time.knee_tokens
         self._per_token = step_time.per_token_s
+        self._experts = step_time.expert_read_s
+        self._miss = 1.0 - step_time.expert_share
         self._p = step_time.prefill_attn_s_per_pair
         self._key = 0
         self.steps = 0  # G: steps executed
@@ -304,6 +306,8 @@ class FastReplica:
         # twice per request; the inlining and the fused helpers below bought ~15% end to end.
         extra = n - self._knee
         linear = self._flat + self._per_token * extra if extra > 0.0 else self._flat
+        if self._experts > 0.0:
+            linear += self._experts * (1.0 - self._miss**n)
         d = self._d
         self._a = a = self._ov + self._cpu * n + linear + d * (self._sum_off + n * (g + 1))
         self._b = b = d * n
@@ -504,6 +508,8 @@ class FastReplica:
         # StepTimeModel.step_s, inlined (same expression order)
         over = tokens - self._knee
         linear = self._flat + self._per_token * over if over > 0.0 else self._flat
+        if self._experts > 0.0:
+            linear += self._experts * (1.0 - self._miss**tokens)
         seqs = n_dec + len(entries)
         self._t = s + (self._ov + self._cpu * seqs + linear + self._d * ctx + self._p * pairs)
         self._vis = s

@@ -47,12 +47,14 @@ key and value head widths FLOPs per token per layer, 0.3 % of Qwen3.5-9B's GEMM 
 MoE: a step of T tokens multiplies every token by the `experts_per_token` experts it routes to,
 so compute follows the active parameters, but the weights it READS are the shared ones plus the
 experts the batch touches, E·(1 − (1 − k/E)^T) per MoE layer in expectation under uniform routing
-(`expected_experts_touched`). The read time therefore rises from k experts at T = 1 to all E
-within a few dozen tokens for fine-grained MoEs. That curve is concave, and the step-time model
-is a two-piece line, so the roofline's flat/knee/per-token for an MoE model are a least-squares
-fit (relative error, every token octave weighted equally from 1 to 8192 tokens: lone decodes
-to full prefill chunks) of the two-piece line to the touched-experts roofline;
-`moe_linear_fit_error` reports how far the line departs, on 16-8192 tokens and on 1-15.
+(`sim.data.hardware.expected_experts_touched`). The read therefore rises from k experts at
+T = 1 to all E within a few dozen tokens for fine-grained MoEs. The step-time model carries that
+curve exactly (`StepTimeModel.expert_read_s`, the read of every routed expert, and
+`expert_share` = k/E): `flat_s` is the fixed time and the read of the weights every step
+streams, and the knee is the dense one's, taken at the full read (by then a batch of a few
+hundred tokens touches every expert). (Until 2026-12 a two-piece line was fitted to the curve
+instead; it departed from it by up to 80 % at 16-64 tokens, and MoE runs came out 15-65 % fast
+in the public-runs replay: docs/validation.md.)
 Dense models keep the closed form above.
 """
 
@@ -64,26 +66,14 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
 
-import numpy as np
-
 from sim.data import GpuSpec, ModelShape, read_toml
-from sim.data.hardware import DTYPE_BYTES, expected_experts_touched, weight_bytes_per_param
+from sim.data.hardware import DTYPE_BYTES, weight_bytes_per_param
 from sim.engine.steptime import StepTimeModel
 from sim.errors import ConfigError, Problem
 
 CATALOG_FILE = "step_time.toml"
 ALLREDUCE_ELEMENT_BYTES = 2.0
 """All-reduced activations are fp16/bf16."""
-MOE_FIT_TOKENS = np.unique(np.round(np.geomspace(1.0, 8192.0, 53)))
-"""Token counts (1 to 8192, four per octave) the MoE two-piece line is fitted on: every step a
-replica runs, from a lone decode to a full prefill chunk. (Fitting on 16-8192 only left the line
-flat at the 16-64-token read, up to 6x a 1-4-token decode step: gpt-oss-120b TPOT at
-concurrency 4 came out 2.5x too high in the public-runs replay, docs/validation.md.)"""
-MOE_LOADED_TOKENS = 16
-"""Steps of at least this many tokens are a loaded replica's; `moe_linear_fit_error` reports
-the line's error on them and, apart, on the smaller steps."""
-MOE_CHECK_TOKENS = np.unique(np.round(np.geomspace(1.0, 8192.0, 53)))
-"""Token counts (1 to 8192) the fitted line is checked against the touched-experts curve on."""
 
 
 @dataclass(frozen=True)
@@ -197,20 +187,14 @@ def roofline_step_time(
         raise ValueError(f"{gpu.name}: needs memory bandwidth and FLOPs for a roofline")
     weight_read_s = weight_read_bytes(model, weight_dtype) / tp / (bw * f.mem_efficiency)
     fixed_s, per_token_s = _fixed_and_per_token_s(model, gpu, tp, flops, f)
+    expert_read_s = expert_share = 0.0
     if model.is_moe:
-        curve = moe_linear_roofline_s(
-            model,
-            weight_dtype,
-            tp=tp,
-            bytes_per_s=bw * f.mem_efficiency,
-            fixed_s=fixed_s,
-            per_token_s=per_token_s,
-            knee_fraction=f.knee_fraction,
-        )
-        flat_s, knee_tokens, per_token_s = fit_two_piece_line(MOE_FIT_TOKENS, curve)
-    else:
-        flat_s = fixed_s + weight_read_s
-        knee_tokens = f.knee_fraction * weight_read_s / per_token_s
+        sixteen_bit = DTYPE_BYTES[weight_dtype] == 2.0
+        per_param = 2.0 if sixteen_bit else weight_bytes_per_param(weight_dtype)
+        expert_read_s = model.expert_weight_params() * per_param / tp / (bw * f.mem_efficiency)
+        expert_share = model.experts_per_token / model.experts
+    flat_s = fixed_s + weight_read_s - expert_read_s
+    knee_tokens = f.knee_fraction * weight_read_s / per_token_s
     decode = model.kv_bytes_per_token(kv_dtype, tp) / (bw * f.attn_mem_efficiency)
     q_width = model.heads * model.head_dim / tp
     prefill = 4.0 * model.attention_layers * q_width / (fp16_flops * f.attn_flop_efficiency)
@@ -223,10 +207,12 @@ def roofline_step_time(
         decode_attn_s_per_token=decode,
         prefill_attn_s_per_pair=prefill,
         state_s_per_seq=state,
+        expert_read_s=expert_read_s,
+        expert_share=expert_share,
     )
     shape = ""
     if model.is_moe:
-        shape = " (MoE: weights of the experts a batch touches, fitted as a two-piece line)"
+        shape = " (MoE: weights of the experts a batch touches)"
     if model.linear_attention_layers:
         shape += (
             f" (hybrid: {model.linear_attention_layers} of {model.layers} layers linear"
@@ -256,89 +242,6 @@ def _fixed_and_per_token_s(
         fixed_s += 2 * model.layers * allreduce_latency_s(gpu, tp, f)
         comm_s_per_token = 2 * model.layers * model.hidden * ALLREDUCE_ELEMENT_BYTES / algbw
     return fixed_s, compute_s_per_token + comm_s_per_token
-
-
-def moe_linear_roofline_s(
-    model: ModelShape,
-    weight_dtype: str,
-    *,
-    tp: int,
-    bytes_per_s: float,
-    fixed_s: float,
-    per_token_s: float,
-    knee_fraction: float,
-    tokens: np.ndarray = MOE_FIT_TOKENS,
-) -> np.ndarray:
-    """The linear part (s) of an MoE step of each of `tokens` tokens, from the experts it touches.
-
-    read(T) = (shared weights + routed-expert weights × touched(T) / E) ÷ tp ÷ bytes_per_s, and
-    the step is `fixed_s + read(T) + per_token_s × max(0, T − knee_fraction × read(T) ÷
-    per_token_s)`: the dense roofline's shape with the weight read that T tokens cause.
-    """
-    per_param = 2.0 if DTYPE_BYTES[weight_dtype] == 2.0 else weight_bytes_per_param(weight_dtype)
-    routed_bytes = model.expert_weight_params() * per_param
-    shared_bytes = weight_read_bytes(model, weight_dtype) - routed_bytes
-    touched = np.array(
-        [expected_experts_touched(model.experts, model.experts_per_token, t) for t in tokens]
-    )
-    read_s = (shared_bytes + routed_bytes * touched / model.experts) / tp / bytes_per_s
-    knee = knee_fraction * read_s / per_token_s
-    return np.asarray(fixed_s + read_s + per_token_s * np.maximum(0.0, tokens - knee))
-
-
-def fit_two_piece_line(tokens: np.ndarray, step_s: np.ndarray) -> tuple[float, float, float]:
-    """(flat_s, knee_tokens, per_token_s) of `flat + slope·max(0, T − knee)` fitted to `step_s`
-    by least squares on relative error, the knee searched over the token grid; both coefficients
-    are kept ≥ 0 (a negative one is refitted at zero)."""
-    best: tuple[float, float, float, float] | None = None
-    w = 1.0 / step_s
-    for knee in tokens:
-        x = np.maximum(0.0, tokens - knee)
-        a_mat = np.column_stack([w, x * w])
-        coef, *_ = np.linalg.lstsq(a_mat, np.ones_like(w), rcond=None)
-        flat, slope = float(coef[0]), float(coef[1])
-        if flat < 0 or slope < 0:
-            slope = max(slope, 0.0)
-            flat = float(np.sum(w * (1.0 - slope * x * w)) / np.sum(w * w))
-            flat = max(flat, 0.0)
-        sse = float(np.sum(((flat + slope * x) * w - 1.0) ** 2))
-        if best is None or sse < best[0]:
-            best = (sse, flat, float(knee), slope)
-    if best is None:
-        raise ValueError("need at least one token count")
-    return best[1], best[2], best[3]
-
-
-def moe_linear_fit_error(
-    model: ModelShape, gpu: GpuSpec, *, tp: int, weight_dtype: str, factors: RooflineFactors
-) -> tuple[float, float, float]:
-    """(mean, max) |relative error| of the fitted two-piece line against the touched-experts
-    roofline of `model` on `gpu` over 16-8192 tokens, and the largest over-statement below
-    (1-15 tokens): the price of the step-time model's shape for an MoE model. Zeros for a
-    dense model."""
-    if not model.is_moe:
-        return 0.0, 0.0, 0.0
-    step, _ = roofline_step_time(
-        model, gpu, tp=tp, weight_dtype=weight_dtype, kv_dtype="fp16", factors=factors
-    )
-    f = factors
-    flops = gpu.tflops(weight_dtype) * 1e12
-    fixed_s, per_token_s = _fixed_and_per_token_s(model, gpu, tp, flops, f)
-    curve = moe_linear_roofline_s(
-        model,
-        weight_dtype,
-        tp=tp,
-        bytes_per_s=gpu.memory_bandwidth_gb_per_s * 1e9 * f.mem_efficiency,
-        fixed_s=fixed_s,
-        per_token_s=per_token_s,
-        knee_fraction=f.knee_fraction,
-        tokens=MOE_CHECK_TOKENS,
-    )
-    t = MOE_CHECK_TOKENS
-    line = step.flat_s + step.per_token_s * np.maximum(0.0, t - step.knee_tokens)
-    err = line / curve - 1.0
-    fit = t >= MOE_LOADED_TOKENS
-    return float(np.abs(err[fit]).mean()), float(np.abs(err[fit]).max()), float(err[~fit].max())
 
 
 _FLOAT_FIELDS = tuple(f.name for f in fields(RooflineFactors) if f.name != "source")

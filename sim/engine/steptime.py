@@ -2,6 +2,7 @@
 
     step_time_s = overhead_s + per_seq_s · n_seqs                 (CPU, and recurrent state reads)
                 + flat_s + per_token_s · max(0, T − knee_tokens)     (GEMMs etc.: roofline in T)
+                + expert_read_s · (1 − (1 − expert_share)^T)          (MoE: the experts T touch)
                 + decode_attn_s_per_token · Σ_decode context_tokens   (decode attention, KV reads)
                 + prefill_attn_s_per_pair · Σ_chunks (c·p + c(c+1)/2) (causal query-key pairs)
 
@@ -12,6 +13,14 @@ attention spans `context_tokens` = tokens already in its KV + 1; a prefill chunk
 after `p` cached tokens attends over `c·p + c(c+1)/2` query-key pairs. An entry computing exactly
 one token is charged as a decode (this is what makes a decode-only batch's step time an exact
 linear function of the step index, which the event-skipping engine sums in closed form).
+
+An MoE model's step reads the routed experts its T tokens are sent to, not all of them: with
+each token routed to k of E experts (`expert_share` = k/E) uniformly, an expert escapes all T
+tokens with probability (1 − k/E)^T, so the expected share of the routed-expert weights read
+is 1 − (1 − k/E)^T: k/E for a lone decode, all of them within a few dozen tokens for a
+fine-grained MoE. `expert_read_s` is the time to read all of them; `flat_s` then holds the
+weights every step reads (attention, embeddings, shared experts). The term depends on T only,
+so a decode run of a fixed batch still has a constant linear part. Dense models: 0.
 Coefficients are fitted from real profiles (docs/calibration.md).
 """
 
@@ -30,6 +39,8 @@ COEFFICIENTS = (
 )
 """The six step-time coefficients, in the order of `StepTimeModel`'s fields (and of the flat
 `[[entry]]` tables of `sim/data/step_time.toml`)."""
+EXPERT_TERMS = ("expert_read_s", "expert_share")
+"""The MoE expert-read coefficients: optional in a catalog entry (absent = 0, a dense model)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +65,10 @@ class StepTimeModel:
         streams it in and out (`ModelShape.state_bytes_per_seq`; the roofline sets it, 0 for
         every model without such layers). Charged like `cpu_per_seq_s` (`per_seq_s`), but it is
         GPU time: `scaled` scales it and `with_cpu` keeps it.
+    expert_read_s: GPU seconds to read every routed expert's weights (MoE; see the module
+        docstring), 0 for a dense model. Set by the roofline; a fitted entry may carry it.
+    expert_share: share of the routed experts one token is sent to (experts_per_token /
+        experts, in [0, 1]); 0 for a dense model.
     """
 
     overhead_s: float
@@ -64,14 +79,18 @@ class StepTimeModel:
     prefill_attn_s_per_pair: float
     cpu_per_seq_s: float = 0.0
     state_s_per_seq: float = 0.0
+    expert_read_s: float = 0.0
+    expert_share: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in (*COEFFICIENTS, "cpu_per_seq_s", "state_s_per_seq"):
+        for name in (*COEFFICIENTS, *EXPERT_TERMS, "cpu_per_seq_s", "state_s_per_seq"):
             value = getattr(self, name)
             if not value >= 0.0:
                 raise ValueError(f"{name} must be >= 0, got {value!r}")
         if self.overhead_s + self.flat_s <= 0.0:
             raise ValueError("overhead_s + flat_s must be > 0: a step cannot take zero time")
+        if self.expert_share > 1.0:
+            raise ValueError(f"expert_share must be <= 1, got {self.expert_share!r}")
 
     @property
     def per_seq_s(self) -> float:
@@ -80,9 +99,13 @@ class StepTimeModel:
         return self.cpu_per_seq_s + self.state_s_per_seq
 
     def linear_s(self, tokens: int) -> float:
-        """Time of the token-linear operators for a step of `tokens` tokens, in seconds."""
+        """Time of the token-linear operators (and the MoE expert read) for a step of `tokens`
+        tokens, in seconds. The engines inline this same expression, in this order."""
         extra = tokens - self.knee_tokens
-        return self.flat_s + (self.per_token_s * extra if extra > 0.0 else 0.0)
+        linear = self.flat_s + self.per_token_s * extra if extra > 0.0 else self.flat_s
+        if self.expert_read_s > 0.0:
+            linear += self.expert_read_s * (1.0 - (1.0 - self.expert_share) ** tokens)
+        return linear
 
     def step_s(
         self, tokens: int, decode_context_tokens: int, prefill_pairs: int, seqs: int = 0
@@ -111,6 +134,8 @@ class StepTimeModel:
             prefill_attn_s_per_pair=self.prefill_attn_s_per_pair * factor,
             cpu_per_seq_s=self.cpu_per_seq_s,  # CPU time: not the GPU fit's uncertainty
             state_s_per_seq=self.state_s_per_seq * factor,
+            expert_read_s=self.expert_read_s * factor,
+            expert_share=self.expert_share,
         )
 
     def with_cpu(self, cpu_per_seq_s: float) -> StepTimeModel:

@@ -112,6 +112,8 @@ class CompiledFleet:
             rf[i, _r.F_PT] = step.per_token_s
             rf[i, _r.F_P] = step.prefill_attn_s_per_pair
             rf[i, _r.F_CPU] = step.per_seq_s
+            rf[i, _r.F_EXP] = step.expert_read_s
+            rf[i, _r.F_MISS] = 1.0 - step.expert_share
         for col in (_r.I_TAIL, _r.I_WHEAD, _r.I_WTAIL, _r.I_RHEAD, _r.I_RTAIL):
             ri[:, col] = -1
         max_bs = max((lim.block_size for lim, _ in replicas), default=1)

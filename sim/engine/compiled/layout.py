@@ -67,7 +67,9 @@ F_PT = 9
 F_P = 10
 F_CPU = 11  # per_seq_s: cpu_per_seq_s + state_s_per_seq
 F_VIS = 12  # async scheduling: start of the step that ends next (inf while idle)
-N_RF = 13
+F_EXP = 13  # expert_read_s (MoE; 0 for a dense model)
+F_MISS = 14  # 1 - expert_share: the chance one token leaves a given routed expert unread
+N_RF = 15
 
 # State.q columns: per-request integers.
 Q_IN = 0

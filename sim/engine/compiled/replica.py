@@ -18,8 +18,10 @@ from sim.engine.compiled.layout import (
     F_BUSY,
     F_CPU,
     F_D,
+    F_EXP,
     F_FLAT,
     F_KNEE,
+    F_MISS,
     F_OV,
     F_P,
     F_PT,
@@ -232,6 +234,9 @@ def _plan_run(ri: Arr, rf: Arr, needs: Arr, heap: Arr, r: int, s: float, free: i
         k = min(k, j)
     extra = n - rf[r, F_KNEE]
     linear = rf[r, F_FLAT] + rf[r, F_PT] * extra if extra > 0.0 else rf[r, F_FLAT]
+    if rf[r, F_EXP] > 0.0:  # MoE: the experts n tokens touch (StepTimeModel.linear_s)
+        # float exponent: libm's pow, as Python's float ** int (numba's int power differs)
+        linear += rf[r, F_EXP] * (1.0 - rf[r, F_MISS] ** float(n))
     d = rf[r, F_D]
     a = rf[r, F_OV] + rf[r, F_CPU] * n + linear + d * (ri[r, I_SUMOFF] + n * (g + 1))
     b = d * n
@@ -462,6 +467,8 @@ def _mixed_step(
     ri[r, I_STEPDEC] = n_dec
     over = tokens - rf[r, F_KNEE]
     linear = rf[r, F_FLAT] + rf[r, F_PT] * over if over > 0.0 else rf[r, F_FLAT]
+    if rf[r, F_EXP] > 0.0:
+        linear += rf[r, F_EXP] * (1.0 - rf[r, F_MISS] ** float(tokens))
     cpu = rf[r, F_CPU] * (n_dec + ne)
     rf[r, F_T] = s + (rf[r, F_OV] + cpu + linear + rf[r, F_D] * ctx + rf[r, F_P] * pairs)
     rf[r, F_VIS] = s
