@@ -24,7 +24,7 @@ from sim.engine import versions
 REPO = Path(__file__).resolve().parent.parent
 RUNS = REPO / "sim/data/validation/public_runs.csv"  # the copy of shared/data/vllm-public-runs
 MARGIN = 0.05
-SHIPPED = {"ttft": 0.200, "tpot": 0.224, "e2e": 0.081, "throughput": 0.002}
+SHIPPED = {"ttft": 0.073, "tpot": 0.206, "e2e": 0.091, "throughput": 0.003}
 """Median |error| per family at <= 85 % load (28 rows) with the shipped constants and replay
 (docs/validation.md), on the rows whose models have no linear-attention layers (140: the 131
 that replayed before the hybrid models joined the catalog, and 9 that replay at the KV
@@ -42,15 +42,19 @@ from every step of the MoE runs whose step time was already short (gpt-oss-120b,
 TPOT -3 to -4 points; gpt-oss-120b TP2 +13 -> -32 %, its NCCL time had hidden the same error).
 Before the prefix cache and async scheduling's later admission (BLIS's inference-perf rows send
 100 fixed prompts again and again; vLLM 0.15 schedules a step when the one before starts):
-32.4 / 22.4 / 29.1 / 2.8 %."""
-SHIPPED_ALL = {"ttft": 0.372, "tpot": 0.330, "e2e": 0.138, "throughput": 0.015}
+32.4 / 22.4 / 29.1 / 2.8 %; before the MoE step read exactly the experts a batch touches and
+the client path (5.2 ms, `scripts/fit_v1_cpu.py`) was added to client-side TTFT:
+20.0 / 22.4 / 8.1 / 0.2 %."""
+SHIPPED_ALL = {"ttft": 0.234, "tpot": 0.207, "e2e": 0.187, "throughput": 0.015}
 """The same medians on every replayed row (56 at <= 85 % load: bursts count as saturation,
 guidellm's capped at 512 in flight too; a quantised checkpoint's KV cache in 16 bits, as vLLM's
 "auto"), the Qwen3.5 / Qwen3-Next rows (hybrid linear attention, roofline only) included. TPOT
 was 13.5 % with the 150 us V1 CPU term, which hid part of the MoE / hybrid step-time error of
 the four such runs at vLLM 0.10-0.11 (docs/calibration.md); the dense runs' TPOT median went
 from 9.7 to 5.6 %. Before vLLM's custom all-reduce: 60.9 / 20.5 / 53.5 / 3.8 % (see SHIPPED);
-before the prefix cache and async scheduling's later admission: 60.8 / 33.0 / 33.0 / 3.7 %."""
+before the prefix cache and async scheduling's later admission: 60.8 / 33.0 / 33.0 / 3.7 %;
+before the MoE expert read and the 5.2 ms client path: 37.2 / 33.0 / 13.8 / 1.5 % (the exact
+expert read moved E2E up: Mixtral-8x7B TP2 from -15 % to +20 %, docs/validation.md)."""
 BEFORE_VERSIONS = {"ttft": 0.338, "tpot": 0.247, "e2e": 0.602, "throughput": 0.042}
 """The same medians before the CPU time of a step depended on the vLLM version (one 1.84 ms
 overhead per step for every version)."""
@@ -107,6 +111,10 @@ def test_v1_cpu_term_is_its_fit_and_predicts_held_out_sources_together() -> None
     # Async scheduling (a step is GPU time) is not fitted; it must beat the old overhead.
     assert fit.async_after
     assert all(fit.async_after[s] < fit.async_before[s] for s in fit.async_after)
+    # The client path is the smallest source's median TTFT gap (5.2 ms: BLIS's inference-perf).
+    gaps = mod.client_gaps()
+    assert len(gaps) >= 2
+    assert min(gaps.values()) == pytest.approx(versions.CLIENT_PATH_S, abs=0.05e-3)
 
 
 def test_the_per_run_list_in_the_docs_is_todays_replay() -> None:

@@ -26,8 +26,7 @@ CPU time of a step, by *CPU family* (`cpu_family`), applied only when a run name
   assumes the CPU work of a step fits inside its GPU time.
 
 `CLIENT_S` is the time a client-side benchmark adds to TTFT and E2E (HTTP, tokenisation, the
-first chunk's trip), 0: no fit on the public runs separated it from prefill time
-(docs/validation.md).
+first chunk's trip): `CLIENT_PATH_S`, fitted on the published runs (docs/validation.md).
 """
 
 from __future__ import annotations
@@ -79,8 +78,18 @@ CPU_PER_SEQ_S: dict[str, float] = {"v0": 0.0, "v1": V1_CPU_PER_SEQ_S, "v1-async"
 STEP_OVERHEAD_S: dict[str, float | None] = {"v0": None, "v1": 0.0, "v1-async": 0.0}
 """Fixed seconds per step by CPU family; None = the step-time entry's own `overhead_s`."""
 
-CLIENT_S: dict[str, float] = {"v0": 0.0, "v1": 0.0, "v1-async": 0.0}
-"""Seconds a client-side benchmark adds to each request's TTFT and E2E, by CPU family."""
+CLIENT_PATH_S = 5.2e-3
+"""Seconds a client-side benchmark adds to each request's TTFT and E2E (HTTP, the API server's
+chat template and tokenisation, the first SSE chunk's trip): fitted by `scripts/fit_v1_cpu.py`
+as the smallest per-source median of measured − simulated mean TTFT on the dense published runs
+at <= 85 % load replayed without it: BLIS's inference-perf runs of vLLM 0.15.1 (5.17 ms over 14
+runs; GPUStack's rows leave 52.5 ms, their deployment's front end). vLLM's own client/server
+comparison on a laptop GPU under WSL2 found 8-12 ms between `vllm bench serve`'s TTFT and the
+server's `vllm:time_to_first_token_seconds` (vllm-project/vllm#54628)."""
+
+CLIENT_S: dict[str, float] = {"v0": CLIENT_PATH_S, "v1": CLIENT_PATH_S, "v1-async": CLIENT_PATH_S}
+"""Seconds a client-side benchmark adds to each request's TTFT and E2E, by CPU family (one
+client path for all: it is the HTTP side's, not the engine's)."""
 
 
 def with_version_cpu(step: StepTimeModel, family: str) -> StepTimeModel:
