@@ -67,12 +67,20 @@ def workloads(draw: st.DrawFn) -> dict:
         step = StepTimeModel(1.0, 0.0, 0.0, 0.0, 0.0, 0.0, float(draw(st.integers(0, 1))))
         think = float(draw(st.integers(0, 2)))
     else:
+        # Decode attention strictly positive: a step's duration then grows with its sequences'
+        # contexts. With it 0, every step of one sequence lasts the same, and a send (a finish
+        # plus the think time) lands exactly, in real arithmetic, on a step boundary of another
+        # sequence whose run started one think time after a finish on the same grid; which side
+        # of it the send falls is then decided by rounding, which the closed forms
+        # (k·a + b·k(k−1)/2) and the reference's step-by-step sums do not share (both within
+        # 1e-9 s, one admission apart). Constant steps and their exact ties are drawn above, in
+        # integer arithmetic.
         step = StepTimeModel(
             overhead_s=draw(st.floats(1e-3, 0.05)),
             flat_s=draw(st.floats(0.0, 0.05)),
             knee_tokens=draw(st.floats(0.0, 128.0)),
             per_token_s=draw(st.floats(0.0, 1e-3)),
-            decode_attn_s_per_token=draw(st.floats(0.0, 1e-4)),
+            decode_attn_s_per_token=draw(st.floats(1e-7, 1e-4)),
             prefill_attn_s_per_pair=draw(st.floats(0.0, 1e-6)),
             cpu_per_seq_s=draw(st.floats(0.0, 2e-3)),
         )
