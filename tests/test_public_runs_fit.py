@@ -45,8 +45,8 @@ Before the prefix cache and async scheduling's later admission (BLIS's inference
 32.4 / 22.4 / 29.1 / 2.8 %; before the MoE step read exactly the experts a batch touches and
 the client path (5.2 ms, `scripts/fit_v1_cpu.py`) was added to client-side TTFT:
 20.0 / 22.4 / 8.1 / 0.2 %."""
-SHIPPED_ALL = {"ttft": 0.234, "tpot": 0.207, "e2e": 0.187, "throughput": 0.015}
-"""The same medians on every replayed row (56 at <= 85 % load: bursts count as saturation,
+SHIPPED_ALL = {"ttft": 0.207, "tpot": 0.153, "e2e": 0.164, "throughput": 0.008}
+"""The same medians on every replayed row (53 at <= 85 % load: bursts count as saturation,
 guidellm's capped at 512 in flight too; a quantised checkpoint's KV cache in 16 bits, as vLLM's
 "auto"), the Qwen3.5 / Qwen3-Next rows (hybrid linear attention, roofline only) included. TPOT
 was 13.5 % with the 150 us V1 CPU term, which hid part of the MoE / hybrid step-time error of
@@ -54,7 +54,9 @@ the four such runs at vLLM 0.10-0.11 (docs/calibration.md); the dense runs' TPOT
 from 9.7 to 5.6 %. Before vLLM's custom all-reduce: 60.9 / 20.5 / 53.5 / 3.8 % (see SHIPPED);
 before the prefix cache and async scheduling's later admission: 60.8 / 33.0 / 33.0 / 3.7 %;
 before the MoE expert read and the 5.2 ms client path: 37.2 / 33.0 / 13.8 / 1.5 % (the exact
-expert read moved E2E up: Mixtral-8x7B TP2 from -15 % to +20 %, docs/validation.md)."""
+expert read moved E2E up: Mixtral-8x7B TP2 from -15 % to +20 %, docs/validation.md); 23.4 /
+20.7 / 18.6 / 1.5 % (56 rows) before GPUStack's four runs shorter than their stated rate
+allows were replayed as the bursts they were."""
 BEFORE_VERSIONS = {"ttft": 0.338, "tpot": 0.247, "e2e": 0.602, "throughput": 0.042}
 """The same medians before the CPU time of a step depended on the vLLM version (one 1.84 ms
 overhead per step for every version)."""

@@ -5,6 +5,7 @@ data files needed."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
@@ -21,6 +22,7 @@ COLUMNS = (
     *("dataset", "input_len_tokens", "output_len_tokens", "num_requests", "request_rate_qps"),
     *("concurrency", "client_tool", "client_command", "completed_requests"),
     *("total_input_tokens", "total_output_tokens", "sweep_id", "notes", "prefix_caching"),
+    "benchmark_duration_s",
 )
 
 
@@ -247,6 +249,21 @@ def test_a_poisson_runs_burstiness_is_its_gamma_shape() -> None:
     assert spec is not None and spec.request_rate == 4.0 and spec.burstiness == 0.5
     plain = case_of(row(**POISSON)).spec
     assert plain is not None and plain.burstiness == 1.0
+
+
+def test_a_run_shorter_than_its_stated_rate_allows_replays_as_a_burst() -> None:
+    """200 requests at a constant 1 req/s take 199 s to send; GPUStack's generation-heavy
+    profile (P156) finished them in 57.74 s with all 200 in flight at its peak: sent at once.
+    A run as long as its rate needs keeps the rate; a Poisson run's sends may run 5 SDs short
+    (100 at 4 req/s: 24.75 s, SD 2.49 s) before it counts as sent at once."""
+    constant = {"workload_type": "online_constant_rate", "request_rate_qps": "1", **SHORT_RANDOM}
+    fast = case_of(row(**constant, num_requests="200", benchmark_duration_s="57.74"))
+    assert fast.spec is not None and math.isinf(fast.spec.request_rate)
+    assert "sent at once: 200 requests in 57.74 s" in fast.approx and fast.load >= 1.0
+    slow = case_of(row(**constant, num_requests="200", benchmark_duration_s="205"))
+    assert slow.spec is not None and slow.spec.request_rate == 1.0 and "at once" not in slow.approx
+    assert case_of(row(**POISSON, benchmark_duration_s="13")).spec.request_rate == 4.0
+    assert math.isinf(case_of(row(**POISSON, benchmark_duration_s="12")).spec.request_rate)
 
 
 def test_data_parallel_engines_replay_for_dense_models_in_open_loop() -> None:
