@@ -884,6 +884,8 @@ def calibrate_roofline(data: Path, entries: Sequence[Entry], overhead_s: float) 
         return RooflineFactors(
             mem_efficiency=mem,
             flop_efficiency=flop,
+            # fitted on vLLM runs (scripts/fit_weight_only.py), not on Vidur's fp16 profiles
+            weight_only_flop_efficiency=load_roofline_factors().weight_only_flop_efficiency,
             attn_mem_efficiency=dec,
             attn_flop_efficiency=pre,
             knee_fraction=knee,

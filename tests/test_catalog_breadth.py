@@ -242,12 +242,21 @@ def test_precision_in_the_roofline() -> None:
     for gpu in ("l40s", "h100-80gb", "rtx-4090", "rtx-pro-6000"):
         half = step(gpu, "fp16").per_token_s / 2
         assert step(gpu, "fp8").per_token_s == pytest.approx(half, rel=0.02)
-    # Ampere: FP8 weight-only, computed at fp16; weight bytes still halve the flat part
-    assert step("a100-80gb", "fp8").per_token_s == step("a100-80gb", "fp16").per_token_s
+    # Ampere: FP8 weight-only (Marlin), computed at the fp16 peak at the weight-only kernels'
+    # efficiency (0.42 of it against cuBLAS's 0.70: scripts/fit_weight_only.py); weight bytes
+    # still halve the flat part
+    weight_only_slowdown = f.flop_efficiency / f.weight_only_flop_efficiency
+    assert 1.5 < weight_only_slowdown < 1.8
+    for wd in ("fp8", "int4"):  # int4 (AWQ/GPTQ): weight-only on every GPU
+        assert step("a100-80gb", wd).per_token_s == pytest.approx(
+            step("a100-80gb", "fp16").per_token_s * weight_only_slowdown, rel=1e-12
+        )
+    assert step("h100-80gb", "int4").per_token_s == pytest.approx(
+        step("h100-80gb", "fp16").per_token_s * weight_only_slowdown, rel=1e-12
+    )
     assert step("a100-80gb", "fp8").flat_s < 0.6 * step("a100-80gb", "fp16").flat_s
-    # int4 (AWQ/GPTQ): a quarter of the weight bytes plus scales, fp16 compute
+    # int4: a quarter of the weight bytes plus scales
     assert step("a100-80gb", "int4").flat_s < step("a100-80gb", "fp8").flat_s
-    assert step("a100-80gb", "int4").per_token_s == step("a100-80gb", "fp16").per_token_s
     # FP8 KV cache: half the bytes a decode reads per token of context
     assert step("h100-80gb", "fp16", "fp8").decode_attn_s_per_token == pytest.approx(
         step("h100-80gb", "fp16").decode_attn_s_per_token / 2

@@ -82,6 +82,11 @@ class RooflineFactors:
 
     mem_efficiency: achieved / peak memory bandwidth when streaming weights.
     flop_efficiency: achieved / peak dense FLOP/s of the linear layers at large batch.
+    weight_only_flop_efficiency: the same for weight-only quantised GEMMs (`weight_only`:
+        Marlin-style kernels that dequantise int4 AWQ/GPTQ, or FP8 weights on a GPU without FP8
+        tensor cores, to fp16 in the loop), against the fp16 peak: fitted on the published vLLM
+        runs by `scripts/fit_weight_only.py` (Marlin's own README: close to ideal speedups up to
+        batches of 16-32 tokens, less beyond).
     attn_mem_efficiency, attn_flop_efficiency: the same for decode and prefill attention.
     knee_fraction: fitted knee / ideal ridge point (tokens), median over the fitted entries.
     layer_floor_s: fixed GPU time per layer per step (small kernels, attention launch).
@@ -105,6 +110,7 @@ class RooflineFactors:
 
     mem_efficiency: float
     flop_efficiency: float
+    weight_only_flop_efficiency: float
     attn_mem_efficiency: float
     attn_flop_efficiency: float
     knee_fraction: float
@@ -186,7 +192,7 @@ def roofline_step_time(
     if bw <= 0 or flops <= 0:
         raise ValueError(f"{gpu.name}: needs memory bandwidth and FLOPs for a roofline")
     weight_read_s = weight_read_bytes(model, weight_dtype) / tp / (bw * f.mem_efficiency)
-    fixed_s, per_token_s = _fixed_and_per_token_s(model, gpu, tp, flops, f)
+    fixed_s, per_token_s = _fixed_and_per_token_s(model, gpu, tp, flops, f, weight_dtype)
     expert_read_s = expert_share = 0.0
     if model.is_moe:
         sixteen_bit = DTYPE_BYTES[weight_dtype] == 2.0
@@ -229,13 +235,22 @@ def roofline_step_time(
     )
 
 
+def weight_only(gpu: GpuSpec, weight_dtype: str) -> bool:
+    """Whether weights of `weight_dtype` run weight-only kernels on `gpu` (dequantised to fp16
+    inside the GEMM: vLLM's Marlin kernels for AWQ/GPTQ int4, and for FP8 weights on a GPU
+    without FP8 tensor cores), rather than a 16-bit GEMM or FP8 W8A8."""
+    return weight_dtype == "int4" or (weight_dtype == "fp8" and gpu.fp8_dense_tflops is None)
+
+
 def _fixed_and_per_token_s(
-    model: ModelShape, gpu: GpuSpec, tp: int, flops: float, f: RooflineFactors
+    model: ModelShape, gpu: GpuSpec, tp: int, flops: float, f: RooflineFactors, weight_dtype: str
 ) -> tuple[float, float]:
     """(per-step fixed s, s per token) of the linear part: layer floors and all-reduce latency;
-    GEMM compute on the active parameters and all-reduce bytes."""
+    GEMM compute on the active parameters (at the weight-only kernels' efficiency where they
+    run) and all-reduce bytes."""
     fixed_s = model.layers * f.layer_floor_s
-    compute_s_per_token = 2.0 * model.active_params() / tp / (flops * f.flop_efficiency)
+    eff = f.weight_only_flop_efficiency if weight_only(gpu, weight_dtype) else f.flop_efficiency
+    compute_s_per_token = 2.0 * model.active_params() / tp / (flops * eff)
     comm_s_per_token = 0.0
     if tp > 1:
         algbw = allreduce_bandwidth_bytes_per_s(gpu, tp, f.link_efficiency)
