@@ -315,15 +315,20 @@ def test_v0_prefill_first_pauses_decodes_by_hand() -> None:
 
 
 def test_v0_multi_step_tokens_reach_the_client_in_bursts() -> None:
-    """num_scheduler_steps 4, 1 s steps: A (1 prompt token, 3 output) prefills in [0,1) (first
-    token at 1), then its decode group runs 4 steps [1,5) although A needs 2: the client gets
-    them at 5. B arriving at 1.5 waits for the group: prefill [5,6), group [6,10), finishes at
-    10 (3 output tokens: 1 + 2 of the group)."""
-    step = StepTimeModel(1.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    """num_scheduler_steps 4, steps of 0.5 s CPU + 0.5 s GPU; a decode group pays the CPU
+    time once, at its first step (multi-step scheduling's point: vllm-project/vllm#6854). A
+    (1 prompt token, 3 output) prefills in [0,1) (first token at 1), then its decode group runs
+    4 steps [1,2) [2,2.5) [2.5,3) [3,3.5) although A needs 2: the client gets them at 3.5. B
+    arriving at 1.5 waits for the group: prefill [3.5,4.5), group [4.5,7), finishes at 7
+    (3 output tokens: 1 + 2 of the group). With one step per group every step pays 1 s: A
+    decodes [1,2), B's prefill goes first [2,3) (V0), both decode [3,4), B alone [4,5)."""
+    step = StepTimeModel(0.5, 0.5, 1e9, 0.0, 0.0, 0.0)
     limits = _v0(8, 64, 64, 32, 4, steps=4)
     log, _ = _run([0.0, 1.5], [1, 1], [3, 3], limits, step, engine="reference")
-    assert log.first_token_s == [1.0, 6.0]
-    assert log.finish_s == [5.0, 10.0]
+    assert log.first_token_s == [1.0, 4.5]
+    assert log.finish_s == [3.5, 7.0]
+    single, _ = _run([0.0, 1.5], [1, 1], [3, 3], _v0(8, 64, 64, 32, 4), step, engine="reference")
+    assert single.finish_s == [4.0, 5.0]
 
 
 def test_v0_limits_are_checked() -> None:

@@ -109,6 +109,8 @@ _ENGINE_KEYS = {
     "gpu_memory_utilization": float,
     "weight_dtype": str,
     "vllm_version": str,
+    "scheduler": str,
+    "num_scheduler_steps": int,
 }
 _CASE_KEYS = {"name", "data", "source", "replicas", "gate", "skip", "note", "published", "engine"}
 

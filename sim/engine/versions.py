@@ -13,7 +13,8 @@ family (DESIGN §13).
 CPU time of a step, by *CPU family* (`cpu_family`), applied only when a run names a version:
 
 * "v0": the catalog's `overhead_s` (1.84 ms per step, measured on the V0-era Sarathi stack that
-  Vidur profiled) and no per-sequence term.
+  Vidur profiled) and no per-sequence term; with `num_scheduler_steps` > 1 a decode group pays
+  it once, at its first step (`sim.engine.reference`: multi-step scheduling amortises it).
 * "v1" (0.8-0.13, synchronous engine core): V1 keeps a persistent batch and prepares only what
   changed, so no fixed per-step overhead (`STEP_OVERHEAD_S`); what remains grows with the
   sequences in the step (sampling, output processing, serialising outputs to the API server):
