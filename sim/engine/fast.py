@@ -33,7 +33,7 @@ import math
 from collections import deque
 
 from sim.engine.log import RequestLog
-from sim.engine.steptime import EngineLimits, StepTimeModel, decode_steps_within
+from sim.engine.steptime import EngineLimits, StepTimeModel, decode_steps_within, power
 
 _IDLE, _RUN, _STEP, _PENDING = 0, 1, 2, 3
 
@@ -307,7 +307,7 @@ class FastReplica:
         extra = n - self._knee
         linear = self._flat + self._per_token * extra if extra > 0.0 else self._flat
         if self._experts > 0.0:
-            linear += self._experts * (1.0 - self._miss**n)
+            linear += self._experts * (1.0 - power(self._miss, n))
         d = self._d
         self._a = a = self._ov + self._cpu * n + linear + d * (self._sum_off + n * (g + 1))
         self._b = b = d * n
@@ -509,7 +509,7 @@ class FastReplica:
         over = tokens - self._knee
         linear = self._flat + self._per_token * over if over > 0.0 else self._flat
         if self._experts > 0.0:
-            linear += self._experts * (1.0 - self._miss**tokens)
+            linear += self._experts * (1.0 - power(self._miss, tokens))
         seqs = n_dec + len(entries)
         self._t = s + (self._ov + self._cpu * seqs + linear + self._d * ctx + self._p * pairs)
         self._vis = s

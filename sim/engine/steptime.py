@@ -104,7 +104,7 @@ class StepTimeModel:
         extra = tokens - self.knee_tokens
         linear = self.flat_s + self.per_token_s * extra if extra > 0.0 else self.flat_s
         if self.expert_read_s > 0.0:
-            linear += self.expert_read_s * (1.0 - (1.0 - self.expert_share) ** tokens)
+            linear += self.expert_read_s * (1.0 - power(1.0 - self.expert_share, tokens))
         return linear
 
     def step_s(
@@ -141,6 +141,20 @@ class StepTimeModel:
     def with_cpu(self, cpu_per_seq_s: float) -> StepTimeModel:
         """The same GPU coefficients with `cpu_per_seq_s` set."""
         return replace(self, cpu_per_seq_s=cpu_per_seq_s)
+
+
+def power(x: float, n: int) -> float:
+    """x**n for an integer n >= 0 by binary exponentiation: the same multiplications, in the
+    same order, as the compiled engines' (`sim.engine.compiled.replica.expert_read_s`), so all
+    three engines get the same bits (libm's `pow`, rounded otherwise, cost the compiled
+    routing loop time even on a branch it never took)."""
+    p = 1.0
+    while n > 0:
+        if n & 1:
+            p *= x
+        x *= x
+        n >>= 1
+    return p
 
 
 def decode_steps_within(a: float, b: float, delta_s: float) -> int:
