@@ -255,6 +255,10 @@ def test_precision_in_the_roofline() -> None:
         step("h100-80gb", "fp16").per_token_s * weight_only_slowdown, rel=1e-12
     )
     assert step("a100-80gb", "fp8").flat_s < 0.6 * step("a100-80gb", "fp16").flat_s
+    _, said = roofline_step_time(
+        m, gpus()["a100-80gb"], tp=1, weight_dtype="int4", kv_dtype="fp16", factors=f
+    )
+    assert "weight-only GEMMs at 0.42 of the fp16 peak" in said
     # int4: a quarter of the weight bytes plus scales
     assert step("a100-80gb", "int4").flat_s < step("a100-80gb", "fp8").flat_s
     # FP8 KV cache: half the bytes a decode reads per token of context

@@ -218,7 +218,15 @@ def roofline_step_time(
     )
     shape = ""
     if model.is_moe:
-        shape = " (MoE: weights of the experts a batch touches)"
+        shape = (
+            " (MoE: weights of the experts a batch touches; the MoE kernels' cost beyond that read"
+            " is not modelled: small batches run fast, docs/validation.md)"
+        )
+    if weight_only(gpu, weight_dtype):
+        shape += (
+            f" (weight-only GEMMs at {f.weight_only_flop_efficiency:.2f} of the fp16 peak, fitted"
+            " on published vLLM runs)"
+        )
     if model.linear_attention_layers:
         shape += (
             f" (hybrid: {model.linear_attention_layers} of {model.layers} layers linear"
