@@ -129,7 +129,14 @@ def _dataset_lengths(path: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
     "--vllm-version",
     help="The server's vLLM (e.g. 0.10.1): V1 (>= 0.8) or V0 scheduler, defaults, CPU time.",
 )
-@click.option("--num-scheduler-steps", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option(
+    "--num-scheduler-steps",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="V0 (vLLM 0.6-0.7) multi-step scheduling: decode groups of this many steps, whose "
+    "tokens reach the client at the group's end and whose CPU time is paid once.",
+)
 @click.option("--enable-chunked-prefill", is_flag=True, help="V0 only (V1 always chunks).")
 @click.option(
     "--enable-prefix-caching/--no-enable-prefix-caching",
