@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sim.engine import EngineLimits, RequestLog, StepTimeModel
-from sim.engine.closed_loop import run_closed_loop
+from sim.engine.closed_loop import SEND_CLOCK_S, run_closed_loop
 
 ONE_SECOND = StepTimeModel(1.0, 0.0, 0.0, 0.0, 0.0, 0.0)
 LIMITS = EngineLimits(8, 64, 64, 32, 4)
@@ -67,20 +67,12 @@ def workloads(draw: st.DrawFn) -> dict:
         step = StepTimeModel(1.0, 0.0, 0.0, 0.0, 0.0, 0.0, float(draw(st.integers(0, 1))))
         think = float(draw(st.integers(0, 2)))
     else:
-        # Decode attention strictly positive: a step's duration then grows with its sequences'
-        # contexts. With it 0, every step of one sequence lasts the same, and a send (a finish
-        # plus the think time) lands exactly, in real arithmetic, on a step boundary of another
-        # sequence whose run started one think time after a finish on the same grid; which side
-        # of it the send falls is then decided by rounding, which the closed forms
-        # (k·a + b·k(k−1)/2) and the reference's step-by-step sums do not share (both within
-        # 1e-9 s, one admission apart). Constant steps and their exact ties are drawn above, in
-        # integer arithmetic.
         step = StepTimeModel(
             overhead_s=draw(st.floats(1e-3, 0.05)),
             flat_s=draw(st.floats(0.0, 0.05)),
             knee_tokens=draw(st.floats(0.0, 128.0)),
             per_token_s=draw(st.floats(0.0, 1e-3)),
-            decode_attn_s_per_token=draw(st.floats(1e-7, 1e-4)),
+            decode_attn_s_per_token=draw(st.floats(0.0, 1e-4)),
             prefill_attn_s_per_pair=draw(st.floats(0.0, 1e-6)),
             cpu_per_seq_s=draw(st.floats(0.0, 2e-3)),
         )
@@ -108,3 +100,19 @@ def test_fast_driver_equals_reference_driver(w: dict) -> None:
         ok = ~np.isnan(x)
         assert np.max(np.abs(x[ok] - y[ok]), initial=0.0) <= 1e-9, name
     assert a.preemptions == b.preemptions
+
+
+def test_a_send_on_another_sequences_step_boundary_is_decided_alike() -> None:
+    """Found by hypothesis: 1 ms steps (+1e-10 s per sequence), think 0.0625 s. r4 is sent at
+    r1's finish + 0.0625, which in real arithmetic is exactly a step boundary of r3's run; the
+    closed forms and the running sums had rounded it to opposite sides (one admission apart).
+    On the clients' 2^-30 s clock both engines decide it alike; a think-time send is on it."""
+    step = StepTimeModel(0.001, 0.0, 0.0, 0.0, 0.0, 0.0, cpu_per_seq_s=1e-10)
+    limits = EngineLimits(2, 2, 200, 200, 1)
+    outputs = [1, 116, 1, 52] + [1] * 28
+    logs = [_run([1] * 32, outputs, 2, 0.0625, e, limits, step) for e in ("lazy", "reference")]
+    for name in ("arrival_s", "first_token_s", "finish_s"):
+        x, y = (np.asarray(getattr(log, name)) for log in logs)
+        assert np.max(np.abs(x - y)) <= 1e-9, name
+    sent = np.asarray(logs[0].arrival_s[2:]) / SEND_CLOCK_S
+    assert np.array_equal(sent, np.ceil(sent))

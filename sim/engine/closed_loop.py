@@ -27,6 +27,15 @@ from sim.engine.log import RequestLog
 from sim.engine.reference import ReferenceReplica
 from sim.engine.steptime import EngineLimits, StepTimeModel
 
+SEND_CLOCK_S = 2.0**-30
+"""A client's next send after a think time is stamped on a clock of 2^-30 s (0.93 ns), rounded
+up. A send at a finish plus the think time can otherwise fall exactly, in real arithmetic, on
+another sequence's step boundary (identical requests make every step alike), and which side
+of it the send lands on is then decided by rounding, which the event-skipping closed forms and
+the reference's running sums do not share: one admission apart. On the clock the send is
+either exactly a boundary (dyadic step times, exact in both) or generically far from one in
+ulps. A send with no think time is the finish instant itself, joining the next step in both."""
+
 
 class _Clients:
     """Free clients (a heap of (free at, client)) and the next request to send."""
@@ -65,8 +74,9 @@ class _Clients:
         """Free the clients whose request finished (at `t`)."""
         finish = self.log.finish_s
         done = [rid for rid in self.inflight if finish[rid] == finish[rid]]
+        send = t if think_s == 0.0 else math.ceil((t + think_s) / SEND_CLOCK_S) * SEND_CLOCK_S
         for rid in done:
-            heapq.heappush(self.free, (t + think_s, self.inflight.pop(rid)))
+            heapq.heappush(self.free, (send, self.inflight.pop(rid)))
 
 
 def run_closed_loop(
