@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -42,7 +42,7 @@ from sim.engine.catalog import (
     parse_step_time_catalog,
     resolve_step_time,
 )
-from sim.engine.versions import with_version_cpu
+from sim.engine.versions import CLIENT_PATH_S, with_version_cpu
 from sim.errors import ConfigError, Problem
 
 CASES_FILE = "validation/cases.toml"
@@ -69,6 +69,9 @@ class ValidationCase:
     gate: whether the issue-#3 targets apply (also needs load <= GATE_MAX_LOAD).
     skip: why the case cannot be replayed (listed by `sim validate --all`), or "".
     note: what the measurement includes and why a target may be missed.
+    timing: "engine" (engine timestamps) or "client" (a client-side benchmark: the replayed
+        TTFT and E2E carry the client path, `sim.engine.versions.CLIENT_PATH_S`, as `sim bench
+        --timing client` does).
     """
 
     name: str
@@ -80,6 +83,7 @@ class ValidationCase:
     skip: str = ""
     note: str = ""
     published: Mapping[str, float] = field(default_factory=dict)
+    timing: str = "engine"
 
     def run(self) -> MeasuredRun:
         path = packaged("validation", self.data)
@@ -112,7 +116,11 @@ _ENGINE_KEYS = {
     "scheduler": str,
     "num_scheduler_steps": int,
 }
-_CASE_KEYS = {"name", "data", "source", "replicas", "gate", "skip", "note", "published", "engine"}
+_CASE_KEYS = {
+    *("name", "data", "source", "replicas", "gate", "skip", "note", "published", "engine"),
+    "timing",
+}
+TIMINGS = ("engine", "client")
 
 
 def parse_cases(
@@ -142,6 +150,10 @@ def parse_cases(
         for k in (*required, "max_model_len"):
             if k not in eng:
                 problems.append(Problem(file, f"{path}.engine.{k}", "missing", has_value=False))
+        if raw.get("timing", "engine") not in TIMINGS:
+            problems.append(
+                Problem(file, f"{path}.timing", "must be engine or client", raw["timing"])
+            )
         published = raw.get("published", {})
         for k, v in published.items():
             if k not in METRICS or isinstance(v, bool) or not isinstance(v, (int, float)):
@@ -161,6 +173,7 @@ def parse_cases(
                 note=str(raw.get("note", "")),
                 published={k: float(v) for k, v in published.items()},
                 engine=EngineSetup(**eng),
+                timing=str(raw.get("timing", "engine")),
             )
         )
     if problems:
@@ -281,6 +294,8 @@ def validate_case(
     capacity = case.engine.concurrency_capacity(mean_tokens) * case.replicas
     load = run.peak_in_system() / capacity
     sim = replay(run, limits, step, case.replicas)
+    if case.timing == "client":  # the client's clock: HTTP, tokenisation, the first chunk
+        sim = replace(sim, ttft_s=sim.ttft_s + CLIENT_PATH_S, e2e_s=sim.e2e_s + CLIENT_PATH_S)
     gated = case.gate and load <= GATE_MAX_LOAD
     rows = compare(case.name, run.measured_metrics(), sim.metrics(run.output_tokens), load, gated)
     return CaseResult(case, load, rows, source)
