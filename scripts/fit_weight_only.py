@@ -74,14 +74,15 @@ class Fit:
 
 def fit() -> Fit:
     dense, other = weight_only_rows()
-    grid = {e: sum(abs(v) for v in throughput_log_errors(dense, e).values()) for e in GRID}
+    errors = {e: throughput_log_errors(dense, e) for e in GRID}
+    grid = {e: sum(abs(v) for v in errs.values()) for e, errs in errors.items()}
     fitted = min(grid, key=lambda e: grid[e])
     fp16 = load_roofline_factors().flop_efficiency
     return Fit(
         grid,
         fitted,
         throughput_log_errors(dense, fp16),
-        throughput_log_errors(dense, fitted),
+        errors[fitted],
         throughput_log_errors(other, fp16),
         throughput_log_errors(other, fitted),
     )

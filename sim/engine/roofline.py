@@ -67,7 +67,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, fields
 
 from sim.data import GpuSpec, ModelShape, read_toml
-from sim.data.hardware import DTYPE_BYTES, weight_bytes_per_param
+from sim.data.hardware import weight_bytes_per_param
 from sim.engine.steptime import StepTimeModel
 from sim.errors import ConfigError, Problem
 
@@ -195,8 +195,7 @@ def roofline_step_time(
     fixed_s, per_token_s = _fixed_and_per_token_s(model, gpu, tp, flops, f, weight_dtype)
     expert_read_s = expert_share = 0.0
     if model.is_moe:
-        sixteen_bit = DTYPE_BYTES[weight_dtype] == 2.0
-        per_param = 2.0 if sixteen_bit else weight_bytes_per_param(weight_dtype)
+        per_param = weight_bytes_per_param(weight_dtype)  # 2.0 for fp16 and bf16
         expert_read_s = model.expert_weight_params() * per_param / tp / (bw * f.mem_efficiency)
         expert_share = model.experts_per_token / model.experts
     flat_s = fixed_s + weight_read_s - expert_read_s
