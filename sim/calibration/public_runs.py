@@ -12,8 +12,10 @@ Lengths, each an approximation named in the case's note where it is one:
 * `random` dataset: the fixed lengths, except that without `--ignore-eos` outputs stop at EOS
   (`vllm bench serve` sends `ignore_eos` only with the flag), so the realised mean output
   `total_output_tokens / completed` is replayed when it is below the cap;
-* a ShareGPT dataset: the shipped ShareGPT lengths (vLLM's sampler, Llama-3 tokens;
-  `sim.data.sharegpt_lengths`) scaled to the realised means `total_*_tokens / completed`;
+* a ShareGPT dataset: the shipped ShareGPT lengths (Llama-3 tokens, `sim.data.sharegpt_lengths`)
+  of the run's sampler, scaled to the realised means `total_*_tokens / completed`: vLLM's
+  (its length filters), or for GPUStack's guidellm wrapper the first N first turns in file
+  order, unfiltered (N the run's requests: the very prompts it sent);
 * otherwise the realised means `total_*_tokens / completed`;
 * else the measured means a row's notes quote (inference-perf); with `ignore_eos` the engine
   generates the cap while the client counts its re-tokenised text, so the simulated output
@@ -260,9 +262,15 @@ def case_of(
         lout = max(1, round(realised_out))
         approx = "lengths: the realised means (dataset lengths not shipped)"
         if "sharegpt" in r["dataset"].lower():
-            lens = sharegpt_scaled(lin, lout)
+            first_n = int(done) if "benchmark-runner" in r["client_tool"] else None
+            lens = sharegpt_scaled(lin, lout, first_n)
             approx = (
-                f"lengths: ShareGPT's (the shipped table) scaled to the realised means {lin}/{lout}"
+                f"lengths: ShareGPT's (the shipped table of vLLM's sampler) scaled to the"
+                f" realised means {lin}/{lout}"
+                if first_n is None
+                else f"lengths: the first {first_n} of ShareGPT's first turns in file order, as"
+                f" GPUStack's guidellm wrapper sends them (the shipped table), scaled to the"
+                f" realised means {lin}/{lout}"
             )
     elif (measured_lens := _measured_means(r["notes"])) is not None:
         lin, lout = measured_lens
@@ -415,13 +423,23 @@ def case_of(
     return PublicCase(rid, spec, "", approx, load, measured, version, counted)
 
 
-def sharegpt_scaled(mean_in: float, mean_out: float) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """The shipped ShareGPT lengths (`sim.data.sharegpt_lengths`) with each column scaled to the
-    given mean (rounded, at least 1): ShareGPT's shape at a row's realised means. A `vllm bench
-    serve` row's means are within a few percent of the table's (another tokenizer; outputs that
-    stop at EOS); guidellm samples ShareGPT differently (no 1,024 / 2,048-token filters, means
-    342 / 281 on GPUStack's rows), so there the shape is an assumption."""
-    ins, outs = sharegpt_lengths()
+def sharegpt_scaled(
+    mean_in: float, mean_out: float, first_n: int | None = None
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Shipped ShareGPT lengths (`sim.data.sharegpt_lengths`) with each column scaled to the
+    given mean (rounded, at least 1): ShareGPT's shape at a row's realised means (another
+    tokenizer, a chat template, outputs that stop at EOS move the means a few percent).
+
+    `first_n` None: vLLM's sampler, the whole table (a `vllm bench serve` run draws from it).
+    Otherwise the first `first_n` first turns in file order, GPUStack's benchmark-runner's
+    (guidellm) prompts for a run of that many requests: unfiltered, so a longer tail of prompts
+    (p99 ~2,900 tokens against vLLM's 1,024 cap) and outputs closer to their mean (median
+    238 of mean 270, against 130 of 199). NOTE: their 1,000 sum to 270,010 output tokens in
+    Llama-3's tokenizer; GPUStack's runs report 281,412 in Qwen's (+4.2 %), the same prompts
+    counted by another tokenizer."""
+    ins, outs = sharegpt_lengths("vllm" if first_n is None else "first-turns")
+    if first_n is not None:
+        ins, outs = ins[:first_n], outs[:first_n]
     a, b = np.asarray(ins, dtype=np.float64), np.asarray(outs, dtype=np.float64)
     a = np.maximum(1, np.rint(a * (mean_in / a.mean()))).astype(np.int64)
     b = np.maximum(1, np.rint(b * (mean_out / b.mean()))).astype(np.int64)

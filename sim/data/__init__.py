@@ -5,8 +5,9 @@ one loader that reads them. A leaf: imports nothing from `sim` but `sim.errors`.
   `sim.data.tables`), and `canonical_model_name` (a Hugging Face id or alias to its entry).
 - `api_providers()`: dated API list prices and limits (`api.toml`).
 - `spot_market_rows()`: spot markets (`spot_markets.toml`; `sim.fleet.spot` types them).
-- `sharegpt_lengths()`: ShareGPT V3's (input, output) token lengths as vLLM's benchmark samples
-  them (`sharegpt_v3_llama3.csv`, SOURCE.md).
+- `sharegpt_lengths(sampler)`: ShareGPT V3's (input, output) token lengths as vLLM's benchmark
+  samples them (`sharegpt_v3_llama3.csv`), or as GPUStack's guidellm wrapper sends them
+  (`sharegpt_v3_first_turns_llama3.csv`; SOURCE.md).
 - `read_toml(name)`: any packaged table (`step_time.toml` is typed by `sim.engine.catalog`).
 """
 

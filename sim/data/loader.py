@@ -55,17 +55,24 @@ def spot_market_rows() -> dict[str, dict[str, Any]]:
     return rows
 
 
-SHAREGPT_FILE = "sharegpt_v3_llama3.csv"
-"""(input, output) token lengths of ShareGPT V3 as `vllm bench serve --dataset-name sharegpt`
-samples them: vLLM's filters, the Llama-3 tokenizer (scripts/derive_sharegpt_lengths.py;
-sim/data/SOURCE.md)."""
+SHAREGPT_FILES = {
+    "vllm": "sharegpt_v3_llama3.csv",
+    "first-turns": "sharegpt_v3_first_turns_llama3.csv",
+}
+"""(input, output) token lengths of ShareGPT V3 in Llama-3 tokens, per sampler
+(scripts/derive_sharegpt_lengths.py, sim/data/SOURCE.md): "vllm", as `vllm bench serve
+--dataset-name sharegpt` samples them (vLLM's length filters); "first-turns", every
+conversation's first human/gpt turn in file order, unfiltered, as GPUStack's benchmark-runner
+(a guidellm wrapper) converts the file and guidellm sends it (N requests: the first N)."""
 
 
 @cache
-def sharegpt_lengths() -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """The packaged ShareGPT table as (input tokens, output tokens), row by row in file order."""
-    lines = packaged(SHAREGPT_FILE).read_text(encoding="utf-8").split()
+def sharegpt_lengths(sampler: str = "vllm") -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The packaged ShareGPT table of `sampler` (`SHAREGPT_FILES`) as (input tokens, output
+    tokens), row by row in file order."""
+    name = SHAREGPT_FILES[sampler]
+    lines = packaged(name).read_text(encoding="utf-8").split()
     if lines[0] != "input_tokens,output_tokens":
-        raise ValueError(f"sim/data/{SHAREGPT_FILE}: unexpected header {lines[0]!r}")
+        raise ValueError(f"sim/data/{name}: unexpected header {lines[0]!r}")
     pairs = [line.split(",") for line in lines[1:]]
     return tuple(int(a) for a, _ in pairs), tuple(int(b) for _, b in pairs)
