@@ -62,7 +62,8 @@ def workloads(draw: st.DrawFn) -> dict:
     outputs = [draw(st.integers(1, max_len - p)) for p in inputs]
     seqs = draw(st.integers(1, 12))
     budget = draw(st.integers(seqs, seqs + 300))
-    kv_blocks = draw(st.integers(-(-max_len // block), -(-max_len // block) * 4))
+    state_blocks = draw(st.sampled_from([0, 0, 1, 5]))  # a hybrid model's recurrent states
+    kv_blocks = draw(st.integers(-(-max_len // block), -(-max_len // block) * 4)) + state_blocks
     if draw(st.booleans()):
         step = StepTimeModel(1.0, 0.0, 0.0, 0.0, 0.0, 0.0, float(draw(st.integers(0, 1))))
         think = float(draw(st.integers(0, 2)))
@@ -83,7 +84,7 @@ def workloads(draw: st.DrawFn) -> dict:
         "step": step,
         "think": think,
         "concurrency": draw(st.integers(1, 16)),
-        "limits": EngineLimits(seqs, budget, kv_blocks, max_len, block),
+        "limits": EngineLimits(seqs, budget, kv_blocks, max_len, block, state_blocks=state_blocks),
     }
 
 

@@ -90,7 +90,9 @@ def workloads(draw: st.DrawFn, max_replicas: int = 3, max_n: int = 40) -> dict:
     ]
     seqs = draw(st.integers(1, 12))
     budget = draw(st.integers(seqs, seqs + 300))
-    kv_blocks = draw(st.integers(-(-max_len // block), -(-max_len // block) * 4))
+    # a hybrid model's recurrent states: blocks each running sequence holds beside its tokens'
+    state_blocks = draw(st.sampled_from([0, 0, 1, 5]))
+    kv_blocks = draw(st.integers(-(-max_len // block), -(-max_len // block) * 4)) + state_blocks
     if nice:
         cpu = float(draw(st.integers(0, 1)))  # the per-sequence CPU term (0 = off)
         step = StepTimeModel(float(draw(st.integers(1, 3))), 0.0, 0.0, 0.0, 0.0, 0.0, cpu)
@@ -118,7 +120,13 @@ def workloads(draw: st.DrawFn, max_replicas: int = 3, max_n: int = 40) -> dict:
         "cached": cached,
         "step": step,
         "limits": EngineLimits(
-            seqs, budget, kv_blocks, max_len, block, async_scheduling=draw(st.booleans())
+            seqs,
+            budget,
+            kv_blocks,
+            max_len,
+            block,
+            async_scheduling=draw(st.booleans()),
+            state_blocks=state_blocks,
         ),
         "replicas": draw(st.integers(1, max_replicas)),
         "seed": draw(st.integers(0, 2**32 - 1)),

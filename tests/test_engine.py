@@ -46,6 +46,27 @@ def test_single_request_event_log_by_hand() -> None:
     assert result.busy_periods == [[(1.0, log.finish_s[0])]]
 
 
+@pytest.mark.parametrize("engine", ["lazy", "reference", "compiled"])
+def test_a_sequences_state_blocks_count_against_admission(engine: str) -> None:
+    """Three 4-token prompts at once, 8 blocks of 4 tokens: each needs one block for its tokens,
+    so all three fit one step; with 3 state blocks each (a hybrid model's recurrent state) a
+    sequence holds 4 blocks, two fit and the third waits for their blocks, freed as they
+    finish (one output token: the prefill step samples it)."""
+
+    def limits(state: int) -> EngineLimits:
+        return EngineLimits(8, 64, 8, 5, block_size=4, state_blocks=state)
+
+    log, _ = _run([0.0] * 3, [4] * 3, [1] * 3, limits(0), STEP, engine=engine)
+    one = STEP.step_s(12, 0, 3 * prefill_pairs(4, 0))
+    assert log.finish_s == pytest.approx([one] * 3, abs=1e-12)
+    log, _ = _run([0.0] * 3, [4] * 3, [1] * 3, limits(3), STEP, engine=engine)
+    two = STEP.step_s(8, 0, 2 * prefill_pairs(4, 0))
+    third = two + STEP.step_s(4, 0, prefill_pairs(4, 0))
+    assert log.finish_s == pytest.approx([two, two, third], abs=1e-12)
+    with pytest.raises(ValueError, match="beside its state"):
+        limits(7)  # one block left for tokens: a 5-token request does not fit
+
+
 def test_chunked_prefill_ttft_at_end_of_last_chunk() -> None:
     limits = EngineLimits(
         max_num_seqs=4, max_num_batched_tokens=64, kv_blocks=100, max_model_len=1000
@@ -161,7 +182,9 @@ def workloads(draw: st.DrawFn) -> dict:
     ]
     seqs = draw(st.integers(1, 12))
     budget = draw(st.integers(seqs, seqs + 300))
-    kv_blocks = draw(st.integers(-(-max_len // block), -(-max_len // block) * 4))
+    # a hybrid model's recurrent states: blocks each running sequence holds beside its tokens'
+    state_blocks = draw(st.sampled_from([0, 0, 1, 5]))
+    kv_blocks = draw(st.integers(-(-max_len // block), -(-max_len // block) * 4)) + state_blocks
     if nice:
         cpu = float(draw(st.integers(0, 1)))  # the per-sequence CPU term (0 = off)
         step = StepTimeModel(float(draw(st.integers(1, 3))), 0.0, 0.0, 0.0, 0.0, 0.0, cpu)
@@ -189,7 +212,13 @@ def workloads(draw: st.DrawFn) -> dict:
         "cached": cached,
         "step": step,
         "limits": EngineLimits(
-            seqs, budget, kv_blocks, max_len, block, async_scheduling=draw(st.booleans())
+            seqs,
+            budget,
+            kv_blocks,
+            max_len,
+            block,
+            async_scheduling=draw(st.booleans()),
+            state_blocks=state_blocks,
         ),
         "replicas": draw(st.integers(1, 3)),
     }

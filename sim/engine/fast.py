@@ -21,7 +21,9 @@ by the start of the step that just ended (`_vis`), so an arrival ends a decode r
 boundary later than without it.
 
 Decode groups are kept by `off = computed − G` (`G`: steps executed): a member needs a new KV
-block at step `G` iff `(off + G) % block_size == 0`. Tie rule, as the reference: at one instant
+block at step `G` iff `(off + G) % block_size == 0`; a hybrid model's state blocks
+(`EngineLimits.state_blocks`) are taken at admission and freed at the finish or a preemption,
+so a decode run's block boundaries are the tokens' alone. Tie rule, as the reference: at one instant
 step ends apply first, then arrivals are routed, then the next step is decided. NOTE: ~2
 closed-form segments per request instead of ~200 steps (`bench/engine.py` measures it).
 """
@@ -52,6 +54,7 @@ class FastReplica:
         self._max_seqs = limits.max_num_seqs
         self._budget = limits.max_num_batched_tokens
         self._kv_blocks = limits.kv_blocks
+        self._state_blocks = limits.state_blocks  # a running sequence's state (EngineLimits)
         self._async = limits.async_scheduling
         self._ov = step_time.overhead_s
         self._cpu = step_time.per_seq_s
@@ -253,7 +256,7 @@ class FastReplica:
             return False
         h = self.log.cached_tokens[rid]
         new = min(self.log.input_tokens[rid] + self._gen[rid] - h, left)
-        return -(-(h + new) // self._bs) <= free_after_decodes
+        return -(-(h + new) // self._bs) + self._state_blocks <= free_after_decodes
 
     def _decide(self, s: float) -> None:
         """Choose what runs from time `s`: a decode run, one mixed step, or nothing."""
@@ -383,7 +386,7 @@ class FastReplica:
             need[j + bs] -= 1
             self._sum_off -= off
             self._n_dec -= 1
-            self._used -= -(-(off + g) // bs)
+            self._used -= -(-(off + g) // bs) + self._state_blocks
             log.finish_s[rid] = end
             del self._gen[rid], self._sub[rid]
 
@@ -424,7 +427,7 @@ class FastReplica:
             self._n_dec -= 1
             computed = off + g
             self._gen[rid] = goff + g
-        self._used -= -(-computed // bs)
+        self._used -= -(-computed // bs) + self._state_blocks
         self.outstanding_tokens += computed - self.log.cached_tokens[rid]
         self.log.preemptions[rid] += 1
         self.waiting.appendleft(rid)
@@ -477,13 +480,14 @@ class FastReplica:
             free = self._kv_blocks - self._used
             max_seqs = self._max_seqs
             sub = self._sub
+            state = self._state_blocks
             while waiting and budget > 0 and len(running) < max_seqs:
                 rid = waiting[0]
                 if sub[rid] > vis:
                     break
                 h = cached[rid]
                 new = min(inputs[rid] + gen[rid] - h, budget)
-                blocks = -(-(h + new) // bs)
+                blocks = -(-(h + new) // bs) + state
                 if blocks > free:
                     break
                 waiting.popleft()
@@ -535,7 +539,7 @@ class FastReplica:
                     log.first_token_s[rid] = end
                 if gen == log.output_tokens[rid]:
                     log.finish_s[rid] = end
-                    self._used -= -(-c // self._bs)
+                    self._used -= -(-c // self._bs) + self._state_blocks
                     del self.running[rid], self._gen[rid], self._sub[rid]
                 else:
                     self._gen[rid] = gen

@@ -15,6 +15,9 @@ Scheduler semantics (vLLM V1 `Scheduler.schedule`, recompute preemption):
    `max_num_seqs` and free blocks allow; the first that does not fit stops admission.
 3. At the end of the step, a sequence whose known tokens are all computed samples one token.
    Its first sampled token stops TTFT; the last one (output_tokens) finishes it and frees KV.
+   A sequence's KV is the blocks of its computed tokens plus, for a hybrid model, its
+   recurrent state's `EngineLimits.state_blocks`, taken with its first blocks and freed with
+   them (at the finish or a preemption).
 4. With async scheduling (`EngineLimits.async_scheduling`, vLLM >= 0.14) step 2 only admits
    requests queued by the start of the step that just ended (vLLM chose the batch then),
    unless nothing is running. A request starts with its prefix-cache hit computed
@@ -154,8 +157,10 @@ class ReferenceReplica:
         return bool(self.running or self.waiting)
 
     def _blocks_needed(self, seq: _Seq, new_tokens: int) -> int:
+        """Blocks `seq` must be given to compute `new_tokens` more: those of its tokens, plus
+        its state's (`EngineLimits.state_blocks`) when it holds none yet."""
         bs = self.limits.block_size
-        return -(-(seq.computed + new_tokens) // bs) - seq.blocks
+        return -(-(seq.computed + new_tokens) // bs) + self.limits.state_blocks - seq.blocks
 
     def _preempt_last(self) -> _Seq:
         victim = self.running.pop()
@@ -295,7 +300,7 @@ class ReferenceReplica:
         i = 0
         while i < len(self.running):
             seq = self.running[i]
-            need = -(-(seq.computed + steps) // self.limits.block_size) - seq.blocks
+            need = self._blocks_needed(seq, steps)
             if need <= self.free_blocks:
                 self.free_blocks -= need
                 seq.blocks += need

@@ -187,6 +187,11 @@ class EngineLimits:
     max_num_seqs: sequences in the running batch (vLLM `--max-num-seqs`).
     max_num_batched_tokens: token budget per step (chunked prefill, `--max-num-batched-tokens`).
     kv_blocks: KV-cache blocks of `block_size` tokens on the replica (vLLM `num_gpu_blocks`).
+    state_blocks: blocks each running sequence holds besides those of its tokens: a hybrid
+        model's recurrent states (the linear-attention layers' state per sequence, in blocks of
+        the same pool: vLLM's hybrid KV-cache manager gives a request its state pages from the
+        pool its KV blocks come from; `sim.engine.kv`). Taken when the sequence is first
+        scheduled, freed when it finishes or is preempted; 0 for every other model.
     max_model_len: longest request (prompt + output tokens) the replica accepts.
     scheduler: "v1" (vLLM >= 0.8, and V0 with chunked prefill: running sequences first, then
         prefill chunks) or "v0" (vLLM 0.5-0.7 without chunked prefill: whole prompts first in a
@@ -211,6 +216,7 @@ class EngineLimits:
     scheduler: str = "v1"
     num_scheduler_steps: int = 1
     async_scheduling: bool = False
+    state_blocks: int = 0
 
     def __post_init__(self) -> None:
         if self.max_num_seqs < 1:
@@ -231,10 +237,13 @@ class EngineLimits:
             raise ValueError(
                 "V0 without chunked prefill needs max_num_batched_tokens >= max_model_len"
             )
-        if self.kv_blocks * self.block_size < self.max_model_len:
+        if self.state_blocks < 0:
+            raise ValueError(f"state_blocks must be >= 0, got {self.state_blocks}")
+        if (self.kv_blocks - self.state_blocks) * self.block_size < self.max_model_len:
             raise ValueError(
                 f"KV cache of {self.kv_blocks * self.block_size} tokens cannot hold one "
                 f"request of max_model_len {self.max_model_len}"
+                + (f" beside its state ({self.state_blocks} blocks)" if self.state_blocks else "")
             )
 
     @property

@@ -105,6 +105,7 @@ class CompiledFleet:
             ri[i, _r.I_BUDGET] = limits.max_num_batched_tokens
             ri[i, _r.I_KV] = limits.kv_blocks
             ri[i, _r.I_ASYNC] = limits.async_scheduling
+            ri[i, _r.I_STATEBLK] = limits.state_blocks
             rf[i, _r.F_OV] = step.overhead_s
             rf[i, _r.F_D] = step.decode_attn_s_per_token
             rf[i, _r.F_FLAT] = step.flat_s

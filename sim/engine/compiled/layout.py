@@ -51,7 +51,8 @@ I_BUDGET = 22
 I_KV = 23
 I_QPT = 24  # prompt tokens the waiting queue must prefill (Σ input + generated), for spill
 I_ASYNC = 25  # 1: async scheduling (EngineLimits.async_scheduling)
-N_RI = 26
+I_STATEBLK = 26  # blocks of a running sequence's state (EngineLimits.state_blocks)
+N_RI = 27
 
 # State.rf columns: per-replica floats (times in s; step-time coefficients as StepTimeModel).
 F_S0 = 0  # start of the decode run under way

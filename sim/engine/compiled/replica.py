@@ -46,6 +46,7 @@ from sim.engine.compiled.layout import (
     I_RTAIL,
     I_SEGS,
     I_STATE,
+    I_STATEBLK,
     I_STEPDEC,
     I_SUMOFF,
     I_TAIL,
@@ -197,7 +198,8 @@ def _head_fits(ri: Arr, q: Arr, r: int, rid: int, free_after: int, n_running: in
         return False
     h = q[rid, Q_HIT]
     new = min(q[rid, Q_IN] + q[rid, Q_GEN] - h, left)
-    return cdiv(h + new, ri[r, I_BS]) <= free_after
+    need: int = cdiv(h + new, ri[r, I_BS]) + ri[r, I_STATEBLK]
+    return need <= free_after
 
 
 @kernel(inline=True)
@@ -346,7 +348,7 @@ def _finish_decodes(
         needs[r, j + bs] -= 1
         ri[r, I_SUMOFF] -= off
         ri[r, I_NDEC] -= 1
-        ri[r, I_USED] -= cdiv(off + g, bs)
+        ri[r, I_USED] -= cdiv(off + g, bs) + ri[r, I_STATEBLK]
         qf[rid, X_FIN] = end
 
 
@@ -388,7 +390,7 @@ def _preempt_newest(ri: Arr, q: Arr, needs: Arr, heap: Arr, r: int) -> int:
         ri[r, I_NDEC] -= 1
         computed = off + g
         q[rid, Q_GEN] = q[rid, Q_GOFF] + g
-    ri[r, I_USED] -= cdiv(computed, bs)
+    ri[r, I_USED] -= cdiv(computed, bs) + ri[r, I_STATEBLK]
     ri[r, I_OUT] += computed - q[rid, Q_HIT]
     q[rid, Q_PRE] += 1
     wait_appendleft(ri, q, r, rid)
@@ -456,7 +458,7 @@ def _mixed_step(
                 break
             h = q[rid, Q_HIT]
             new = min(q[rid, Q_IN] + q[rid, Q_GEN] - h, budget)
-            blocks = cdiv(h + new, bs)
+            blocks = cdiv(h + new, bs) + ri[r, I_STATEBLK]
             if blocks > free:
                 break
             wait_popleft(ri, q, r)
@@ -515,7 +517,7 @@ def _end_step(ri: Arr, rf: Arr, q: Arr, qf: Arr, needs: Arr, heap: Arr, ent: Arr
                 qf[rid, X_FIRST] = end
             if gen == q[rid, Q_OUT]:
                 qf[rid, X_FIN] = end
-                ri[r, I_USED] -= cdiv(c, ri[r, I_BS])
+                ri[r, I_USED] -= cdiv(c, ri[r, I_BS]) + ri[r, I_STATEBLK]
                 run_remove(ri, q, r, rid)
             else:
                 q[rid, Q_GEN] = gen
