@@ -82,8 +82,8 @@ def cause(r: dict[str, str], missed: dict[str, float]) -> str:
             out.append("32k-token prompts: the roofline's prefill attention saturates the replica")
         elif "e2e_p95" in missed:
             out.append(
-                "decode slows with load more than modelled (16 req/s: +6 ms a token over 8 req/s"
-                " measured, +1.5 ms simulated): a per-sequence cost not in the roofline"
+                "decode slows with load more than modelled (16 req/s: +6.2 ms a token over 8"
+                " req/s measured, +2.3 ms simulated): a per-sequence cost not in the roofline"
             )
     elif source.startswith("blis") and missed.get("e2e_p95", 0.0) > 0:
         out.append(

@@ -4,15 +4,18 @@ that every model fits some catalog GPU configuration."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
 import pytest
 
+from sim.config import EngineSpec
 from sim.data import gpus, models, parse_models
 from sim.data.hardware import expected_experts_touched
 from sim.data.tables import canonical_model_name
-from sim.engine.kv import kv_capacity_tokens
+from sim.engine.kv import kv_cache, kv_capacity_tokens, kv_shortfall, state_blocks
+from sim.engine.resolve import resolve_engine
 from sim.engine.roofline import (
     load_roofline_factors,
     roofline_step_time,
@@ -174,15 +177,19 @@ def test_hybrid_linear_attention_kv_state_and_step_time() -> None:
     """Qwen3.5-9B: 8 of 32 layers are gated attention (16 Q / 4 KV heads of 256), 24 are Gated
     DeltaNet (16 QK / 32 V heads of 128, convolution kernel 4). By hand: KV bytes per token in
     bf16 = 8 layers x 2 (K, V) x 4 heads x 256 x 2 bytes; the recurrent state per sequence =
-    24 layers x (conv (2 x 16 x 128 + 32 x 128) x 3 + temporal 32 x 128 x 128) x 2 bytes; TP2
-    halves both. The roofline counts query-key pairs on the 8 attention layers only, and charges
-    the state's read and write per sequence."""
+    24 layers x (conv (2 x 16 x 128 + 32 x 128) x 3 x 2 bytes + temporal 32 x 128 x 128 x 4
+    bytes: float32, the config's `mamba_ssm_dtype`, which vLLM follows); TP2 halves both. The
+    roofline counts query-key pairs on the 8 attention layers only, and charges the state's read
+    and write per sequence. A model naming no state dtype keeps it in the KV cache's."""
     m = models()["qwen3.5-9b"]
     assert m.attention_layers == 8
     assert m.kv_bytes_per_token("bf16", 1) == 8 * 2 * 4 * 256 * 2 == 32_768
-    state = 24 * ((2 * 16 * 128 + 32 * 128) * 3 + 32 * 128 * 128) * 2
-    assert m.state_bytes_per_seq("bf16", 1) == state == 26_345_472
+    state = 24 * ((2 * 16 * 128 + 32 * 128) * 3 * 2 + 32 * 128 * 128 * 4)
+    assert m.ssm_state_dtype == "fp32"
+    assert m.state_bytes_per_seq("bf16", 1) == state == 51_511_296
     assert m.state_bytes_per_seq("bf16", 2) == state / 2
+    auto = dataclasses.replace(m, ssm_state_dtype="")  # vLLM's "auto": the KV cache's dtype
+    assert auto.state_bytes_per_seq("bf16", 1) == 26_345_472
     assert m.kv_bytes_per_token("fp8", 2) == 32_768 / 4
     f, g = load_roofline_factors(), gpus()["h100-80gb"]
     st, source = roofline_step_time(m, g, tp=1, weight_dtype="bf16", kv_dtype="bf16", factors=f)
@@ -199,15 +206,15 @@ def test_hybrid_linear_attention_kv_state_and_step_time() -> None:
     assert dense.state_s_per_seq == 0.0 and models()["qwen3-8b"].state_bytes_per_seq("bf16", 1) == 0
 
 
-def test_hybrid_kv_capacity_sets_aside_every_running_sequence_state() -> None:
-    """The KV estimate keeps `max_num_seqs` recurrent states out of the token pool: one more
-    sequence allowed costs its state's worth of tokens (plus its fp32 logits row, the
-    activation term's share of `max_num_seqs`). Where the pool cannot hold them all beside
-    one `max_model_len` request (GPUStack's Qwen3.5-9B server with --max-num-seqs 2048, which
-    vLLM ran), it keeps room for that request instead of refusing the server."""
+def test_hybrid_kv_capacity_counts_each_running_sequences_state_in_blocks() -> None:
+    """The KV estimate counts the pool whole; each running sequence of a hybrid model holds its
+    recurrent state's blocks besides its tokens' (vLLM's hybrid KV-cache manager takes state
+    pages from the same pool): Qwen3.5-9B's 51.5 MB state (its DeltaNet state in float32) in
+    blocks of 16 tokens of 32 KB is 99 blocks. One more `max_num_seqs` costs only its fp32
+    logits row; a server with --max-num-seqs 2048 (GPUStack's, which vLLM ran) fits."""
     m, g = models()["qwen3.5-9b"], gpus()["h100-80gb"]
 
-    def cap(seqs: int, max_len: int = 32768) -> float:
+    def cap(seqs: int) -> float:
         return kv_capacity_tokens(
             m,
             g,
@@ -216,19 +223,29 @@ def test_hybrid_kv_capacity_sets_aside_every_running_sequence_state() -> None:
             gpu_memory_utilization=0.9,
             max_num_batched_tokens=8192,
             max_num_seqs=seqs,
-            max_model_len=max_len,
         )
 
-    per_seq = (m.state_bytes_per_seq("bf16", 1) + m.vocab * 4.0) / m.kv_bytes_per_token("bf16", 1)
-    assert cap(256) - cap(257) == pytest.approx(per_seq, rel=1e-9)
-    assert cap(1024) > 500_000  # 32 KB a token: the hybrid's cache holds far more tokens
-    assert 32768 <= cap(2048) < 32768 + m.state_bytes_per_seq("bf16", 1) / 32768
-    # a dense model reserves nothing, whatever max_model_len says
-    dense = models()["qwen3-8b"]
-    kw = dict(dtype="bf16", tp=1, gpu_memory_utilization=0.9, max_num_batched_tokens=8192)
-    assert kv_capacity_tokens(dense, g, max_num_seqs=256, **kw) == kv_capacity_tokens(
-        dense, g, max_num_seqs=256, max_model_len=40960, **kw
+    assert m.kv_bytes_per_token("bf16", 1) == 32_768
+    assert cap(256) - cap(257) == pytest.approx(m.vocab * 4.0 / 32_768, rel=1e-9)
+    assert cap(1024) > 1_000_000  # 32 KB a token: the hybrid's cache holds far more tokens
+    assert state_blocks(m, dtype="bf16", tp=1, block_size=16) == 99  # ceil(51,511,296 / 524,288)
+    assert state_blocks(m, dtype="bf16", tp=2, block_size=16) == 99  # both halve over TP
+    assert state_blocks(models()["qwen3-8b"], dtype="bf16", tp=1, block_size=16) == 0
+    spec = EngineSpec(
+        model="qwen3.5-9b",
+        dtype="bf16",
+        tp=1,
+        max_num_seqs=2048,
+        max_num_batched_tokens=8192,
+        max_model_len=32768,
+        gpu_memory_utilization=0.9,
+        block_size=16,
+        kv_blocks=None,
     )
+    kv = kv_cache(spec, "h100-80gb")
+    assert kv.state_blocks == 99 and kv_shortfall(spec, "h100-80gb", kv) is None
+    limits = resolve_engine(spec, ["h100-80gb"]).limits("h100-80gb")
+    assert limits.state_blocks == 99 and limits.kv_blocks == kv.blocks
 
 
 def test_precision_in_the_roofline() -> None:

@@ -47,7 +47,7 @@ Before the prefix cache and async scheduling's later admission (BLIS's inference
 32.4 / 22.4 / 29.1 / 2.8 %; before the MoE step read exactly the experts a batch touches and
 the client path (5.2 ms, `scripts/fit_v1_cpu.py`) was added to client-side TTFT:
 20.0 / 22.4 / 8.1 / 0.2 %."""
-SHIPPED_ALL = {"ttft": 0.154, "tpot": 0.153, "e2e": 0.097, "throughput": 0.010}
+SHIPPED_ALL = {"ttft": 0.148, "tpot": 0.153, "e2e": 0.097, "throughput": 0.009}
 """The same medians on every replayed row (53 at <= 85 % load: bursts count as saturation,
 guidellm's capped at 512 in flight too; a quantised checkpoint's KV cache in 16 bits, as vLLM's
 "auto"), the Qwen3.5 / Qwen3-Next rows (hybrid linear attention, roofline only) included. TPOT
@@ -60,7 +60,8 @@ expert read moved E2E up: Mixtral-8x7B TP2 from -15 % to +20 %, docs/validation.
 20.7 / 18.6 / 1.5 % (56 rows) before GPUStack's four runs shorter than their stated rate
 allows were replayed as the bursts they were; 19.2 / 15.3 / 16.4 / 0.8 % while GPUStack's guidellm
 runs replayed vLLM's ShareGPT sample scaled to their means instead of the first turns they sent
-(`sharegpt_scaled`)."""
+(`sharegpt_scaled`); 15.4 / 15.3 / 9.7 / 1.0 % while Qwen3.5's DeltaNet state was counted in
+16 bits and the KV estimate set `max_num_seqs` states aside up front."""
 BEFORE_VERSIONS = {"ttft": 0.338, "tpot": 0.247, "e2e": 0.602, "throughput": 0.042}
 """The same medians before the CPU time of a step depended on the vLLM version (one 1.84 ms
 overhead per step for every version)."""

@@ -317,10 +317,12 @@ def does_not_fit(setup: EngineSetup) -> Problem | None:
     """Why vLLM would refuse to start this engine (its KV cache cannot hold one request of
     `max_model_len`), named as `sim bench`'s options, or None when it fits."""
     if setup.kv_blocks is not None:
-        tokens = setup.kv_blocks * setup.block_size
+        state = setup.resolved_state_blocks()
+        tokens = (setup.kv_blocks - state) * setup.block_size
         if tokens >= setup.max_model_len:
             return None
-        held = f"{setup.kv_blocks:,} blocks hold {tokens:,} tokens, less than max_model_len"
+        beside = f" beside one sequence's state ({state} blocks)" if state else ""
+        held = f"{setup.kv_blocks:,} blocks hold {tokens:,} tokens{beside}, less than max_model_len"
         return Problem("bench", "kv_blocks", f"{held} {setup.max_model_len:,}", setup.kv_blocks)
     short = kv_shortfall(setup.settings, setup.gpu, kv_cache(setup.settings, setup.gpu))
     if short is None:

@@ -38,7 +38,7 @@ from sim.config import EngineSpec
 from sim.data import models
 from sim.engine import EngineLimits, RequestLog, StepTimeModel
 from sim.engine.catalog import StepTimeEntry, gpu_spec
-from sim.engine.kv import kv_cache
+from sim.engine.kv import kv_cache, state_blocks
 from sim.errors import ConfigError, Problem, TraceError
 from sim.model import FleetPhase, ReplicaSpec, simulate
 
@@ -272,6 +272,14 @@ class EngineSetup:
             )
         return kv_cache(self.settings, self.gpu).blocks
 
+    def resolved_state_blocks(self) -> int:
+        """Blocks a running sequence's recurrent state takes (`sim.engine.kv.state_blocks`;
+        0 for a model without linear-attention layers, or one not in the catalog)."""
+        if self.model not in models():
+            return 0
+        shape = models()[self.model]
+        return state_blocks(shape, dtype=self.dtype, tp=self.tp, block_size=self.block_size)
+
     def limits(self) -> EngineLimits:
         return EngineLimits(
             max_num_seqs=self.max_num_seqs,
@@ -282,6 +290,7 @@ class EngineSetup:
             scheduler=self.scheduler,
             num_scheduler_steps=self.num_scheduler_steps,
             async_scheduling=self.async_scheduling,
+            state_blocks=self.resolved_state_blocks(),
         )
 
     def concurrency_capacity(self, mean_request_tokens: float) -> float:
@@ -289,9 +298,11 @@ class EngineSetup:
 
         `mean_request_tokens` is the mean of input + output tokens; a request holds on average
         about its input plus half its output in KV, so this is a conservative (low) capacity.
+        A hybrid model's request holds its recurrent state's blocks too.
         """
         kv_tokens = self.resolved_kv_blocks() * self.block_size
-        return min(float(self.max_num_seqs), kv_tokens / max(mean_request_tokens, 1.0))
+        per_request = max(mean_request_tokens, 1.0) + self.resolved_state_blocks() * self.block_size
+        return min(float(self.max_num_seqs), kv_tokens / per_request)
 
 
 def step_time_model(entry: StepTimeEntry) -> StepTimeModel:

@@ -13,6 +13,10 @@ GIB = 1024**3
 DTYPE_BYTES = {"fp16": 2.0, "bf16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5}
 """Bytes per element of each dtype (weights or KV cache)."""
 
+SSM_STATE_BYTES = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0}
+"""Bytes per element of a linear-attention layer's temporal (SSM) state, by the dtype a model's
+config names for it (`ModelShape.ssm_state_dtype`)."""
+
 QUANT_GROUP_SIZE = 128
 """Weights per quantisation group of int4 (AWQ/GPTQ) checkpoints: the default `group_size` of
 AutoAWQ and of GPTQ checkpoints in vLLM's docs. Each group stores one fp16 scale and one packed
@@ -119,6 +123,8 @@ class ModelShape:
         `linear_num_value_heads`, `linear_key_head_dim`, `linear_value_head_dim`,
         `linear_conv_kernel_dim`). Such a layer has no KV cache: it keeps a fixed recurrent state
         per sequence (`state_bytes_per_seq`); the other `attention_layers` are standard attention.
+    ssm_state_dtype: the dtype of those layers' temporal state when the model's config names one
+        (`mamba_ssm_dtype`: "fp32" for Qwen3.5); "" = the KV cache's dtype, vLLM's "auto".
     attn_output_gate: the attention layers' q_proj also produces a sigmoid output gate, as wide as
         the queries (Qwen3-Next and Qwen3.5 gated attention; `attn_output_gate`).
     extra_params: parameters vLLM loads outside the decoder the shape describes (a vision
@@ -158,6 +164,7 @@ class ModelShape:
     linear_key_head_dim: int = 0
     linear_value_head_dim: int = 0
     linear_conv_kernel: int = 0
+    ssm_state_dtype: str = ""
     attn_output_gate: bool = False
     extra_params: int = 0
     aliases: tuple[str, ...] = ()
@@ -225,15 +232,18 @@ class ModelShape:
         """Recurrent-state bytes one sequence holds on one GPU of a `tp`-way replica, whatever
         its length (0 without linear-attention layers).
 
-        Per Gated DeltaNet layer vLLM keeps a convolution state of conv_dim × (kernel − 1) and a
-        temporal state of value_heads × value_head_dim × key_head_dim, both split over `tp` and
-        stored in the KV cache's dtype (`MambaStateShapeCalculator.gated_delta_net_state_shape`
-        and `MambaStateDtypeCalculator`, vllm/model_executor/layers/mamba/mamba_utils.py).
+        Per Gated DeltaNet layer vLLM keeps a convolution state of conv_dim × (kernel − 1) in
+        the KV cache's dtype and a temporal state of value_heads × value_head_dim × key_head_dim
+        in `mamba_ssm_cache_dtype`, both split over `tp` (`MambaStateShapeCalculator.
+        gated_delta_net_state_shape`, `MambaStateDtypeCalculator`, vllm/model_executor/layers/
+        mamba/mamba_utils.py). That dtype is "auto" (the KV cache's) unless set; for Qwen3.5
+        vLLM sets it from the config's `mamba_ssm_dtype`, float32 (vllm-project/vllm#34489,
+        in 0.17: `ssm_state_dtype`).
         """
-        per_layer = self._linear_conv_dim * (self.linear_conv_kernel - 1) + (
-            self.linear_value_heads * self.linear_value_head_dim * self.linear_key_head_dim
-        )
-        return self.linear_attention_layers * per_layer * DTYPE_BYTES[dtype] / tp
+        conv = self._linear_conv_dim * (self.linear_conv_kernel - 1) * DTYPE_BYTES[dtype]
+        ssm = SSM_STATE_BYTES[self.ssm_state_dtype] if self.ssm_state_dtype else DTYPE_BYTES[dtype]
+        temporal = self.linear_value_heads * self.linear_value_head_dim * self.linear_key_head_dim
+        return self.linear_attention_layers * (conv + temporal * ssm) / tp
 
     @property
     def embedding_params(self) -> int:

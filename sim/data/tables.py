@@ -8,7 +8,7 @@ import math
 from functools import cache
 from typing import Any
 
-from sim.data.hardware import GpuSpec, ModelShape
+from sim.data.hardware import SSM_STATE_BYTES, GpuSpec, ModelShape
 from sim.data.loader import read_toml
 from sim.errors import ConfigError, Problem
 
@@ -143,6 +143,10 @@ def parse_models(doc: dict[str, Any], file: str = "sim/data/models.toml") -> dic
         dense, layers = row.get("dense_layers"), row.get("layers")
         if isinstance(dense, int) and isinstance(layers, int) and dense >= layers:
             problems.append(Problem(file, f"{name}.dense_layers", "must be < layers", dense))
+        ssm = row.get("ssm_state_dtype")
+        if ssm is not None and (ssm not in SSM_STATE_BYTES or "linear_attention_layers" not in row):
+            why = f"must be one of {', '.join(SSM_STATE_BYTES)}, with linear_attention_layers"
+            problems.append(Problem(file, f"{name}.ssm_state_dtype", why, ssm))
         linear = row.get("linear_attention_layers")
         if isinstance(linear, int) and isinstance(layers, int) and linear >= layers:
             problems.append(

@@ -4,17 +4,24 @@ Per GPU of a `tp`-way replica:
 
     kv_bytes  = device_memory × gpu_memory_utilization − weights ÷ tp − activation_reserve
                 − NON_TORCH_RESERVE_BYTES
-    kv_tokens = (kv_bytes − states × state_bytes_per_seq)
-                ÷ (2 × attention layers × kv_heads × head_dim × kv_dtype_bytes ÷ tp)
+    kv_tokens = kv_bytes ÷ (2 × attention layers × kv_heads × head_dim × kv_dtype_bytes ÷ tp)
 
 `state_bytes_per_seq` is 0 except for hybrid models (Qwen3-Next, Qwen3.5), whose linear-attention
 layers keep a fixed recurrent state per running sequence in the same memory pool as the KV
-blocks (vLLM's hybrid KV-cache manager gives each request one state slot per such layer). The
-engines count tokens only, so the estimate sets aside `states` of them: `max_num_seqs`, the most
-the engine runs at once, or, where the pool cannot hold that many beside one `max_model_len`
-request (vLLM's own start-up requirement, which a server with `--max-num-seqs 2048` passes), as
-many as leave room for that request. With fewer sequences running vLLM lends their slots to
-tokens (and it rounds attention blocks up to the state's page size, which this leaves out).
+blocks: vLLM's hybrid KV-cache manager gives each running request its state pages from the pool
+its KV blocks come from, and takes them back when it finishes or is preempted. So the pool is
+counted whole, in blocks, and each running sequence holds `state_blocks` of them besides its
+tokens' (`EngineLimits.state_blocks`, in every engine):
+
+    state_blocks = ⌈state_bytes_per_seq ÷ (block_size × kv bytes per token)⌉
+
+An idle engine holds tokens only; one running 1,000 sequences holds 1,000 states. vLLM sizes
+its pages differently (it raises the attention block size until one attention page is as large
+as one layer's state page, and gives a request one state page per group of linear layers), so
+a request's attention tokens round up to a coarser page there; this estimate rounds them to
+`block_size` and the state to whole blocks. Before the engines held states, the estimate set
+aside `max_num_seqs` of them from the token pool up front (or as many as left room for one
+`max_model_len` request): every slot reserved whether a sequence used it or not.
 
 `device_memory` is what the device reports to CUDA (`GpuSpec.device_memory_bytes`: measured
 where a source gives it, else the datasheet capacity scaled by the measured share of a GPU with
@@ -42,6 +49,7 @@ it kept a 65.5 GB Qwen3-32B off one 80 GB GPU at its 40,960-token context, which
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from sim.config import EngineSpec
@@ -85,12 +93,11 @@ def kv_capacity_tokens(
     max_num_batched_tokens: int,
     max_num_seqs: int,
     weight_dtype: str | None = None,
-    max_model_len: int = 0,
 ) -> float:
-    """KV-cache capacity of one replica in tokens (negative when the model does not fit).
+    """KV-cache capacity of one replica in tokens (negative when the model does not fit): the
+    whole pool, recurrent states included (`state_blocks` says what a running sequence's takes).
 
     dtype: the KV-cache dtype (and the weights' unless `weight_dtype` is given).
-    max_model_len: the longest request; a hybrid model keeps room for one (module docstring).
     """
     per_gpu_budget = gpu.device_memory_bytes * gpu_memory_utilization - NON_TORCH_RESERVE_BYTES
     weights = weight_bytes_per_gpu(model, weight_dtype or dtype, tp)
@@ -98,28 +105,42 @@ def kv_capacity_tokens(
         model, tp=tp, max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs
     )
     pool = per_gpu_budget - weights - activations
-    per_token = model.kv_bytes_per_token(dtype, tp)
+    return pool / model.kv_bytes_per_token(dtype, tp)
+
+
+def state_blocks(model: ModelShape, *, dtype: str, tp: int, block_size: int) -> int:
+    """KV blocks one running sequence's recurrent state takes (module docstring); 0 for a
+    model without linear-attention layers."""
     state = model.state_bytes_per_seq(dtype, tp)
-    if state > 0:
-        room = (pool - max_model_len * per_token) // state  # states beside one longest request
-        pool -= min(max_num_seqs, max(room, 1)) * state
-    return pool / per_token
+    if state <= 0:
+        return 0
+    return math.ceil(state / (block_size * model.kv_bytes_per_token(dtype, tp)))
 
 
 @dataclass(frozen=True)
 class KvCache:
-    """KV-cache capacity of one replica: `blocks` of the engine's block size, and the estimate
-    in tokens it came from (negative when weights and activations alone exceed the memory)."""
+    """KV-cache capacity of one replica: `blocks` of the engine's block size, the estimate in
+    tokens it came from (negative when the weights and activations alone exceed the memory),
+    and the blocks each running sequence's recurrent state takes (`state_blocks`)."""
 
     blocks: int
     tokens: float
+    state_blocks: int = 0
 
 
 def kv_cache(settings: EngineSpec, gpu: str) -> KvCache:
     """The ONE KV-capacity function: `settings.kv_blocks` when measured, else the estimate of
-    `sim.engine.kv.kv_capacity_tokens` for the model on `gpu`, in whole blocks."""
+    `sim.engine.kv.kv_capacity_tokens` for the model on `gpu`, in whole blocks; with the blocks
+    a running sequence's state takes (`state_blocks`, from the model's shape either way)."""
+    model = models().get(settings.model)  # a measured `kv_blocks` may name any model
+    bs = settings.block_size
+    state = (
+        0
+        if model is None
+        else state_blocks(model, dtype=settings.dtype, tp=settings.tp, block_size=bs)
+    )
     if settings.kv_blocks is not None:
-        return KvCache(settings.kv_blocks, float(settings.kv_blocks * settings.block_size))
+        return KvCache(settings.kv_blocks, float(settings.kv_blocks * bs), state)
     tokens = kv_capacity_tokens(
         models()[settings.model],
         gpu_spec(gpu, settings.calibration),  # packaged, or the calibration file's [[gpu]]
@@ -129,14 +150,13 @@ def kv_cache(settings: EngineSpec, gpu: str) -> KvCache:
         gpu_memory_utilization=settings.gpu_memory_utilization,
         max_num_batched_tokens=settings.max_num_batched_tokens,
         max_num_seqs=settings.max_num_seqs,
-        max_model_len=settings.max_model_len,
     )
-    return KvCache(max(0, int(tokens // settings.block_size)), tokens)
+    return KvCache(max(0, int(tokens // bs)), tokens, state)
 
 
 def kv_shortfall(settings: EngineSpec, gpu: str, kv: KvCache) -> str | None:
     """Why the model cannot serve one `max_model_len` request on `gpu`, or None when it can."""
-    capacity = kv.blocks * settings.block_size
+    capacity = (kv.blocks - kv.state_blocks) * settings.block_size  # beside one state
     if capacity >= settings.max_model_len:
         return None
     precision = settings.dtype
@@ -144,9 +164,11 @@ def kv_shortfall(settings: EngineSpec, gpu: str, kv: KvCache) -> str | None:
         precision = f"weights {settings.weight_dtype}, KV {settings.dtype}"
     per_token = models()[settings.model].kv_bytes_per_token(settings.dtype, settings.tp)
     # Negative `tokens` (weights and activations alone exceed the budget) count too.
-    short_gb = (settings.max_model_len - min(capacity, kv.tokens)) * per_token / 1e9
+    held = min(capacity, kv.tokens - kv.state_blocks * settings.block_size)
+    short_gb = (settings.max_model_len - held) * per_token / 1e9
+    state = f" beside one sequence's state ({kv.state_blocks} blocks)" if kv.state_blocks else ""
     return (
         f"{settings.model} ({precision}, tp {settings.tp}) on {gpu}: "
-        f"KV cache holds {capacity} tokens, less than max_model_len "
+        f"KV cache holds {capacity} tokens{state}, less than max_model_len "
         f"{settings.max_model_len}; short by {short_gb:.2f} GB per GPU"
     )

@@ -28,6 +28,7 @@ class GpuEngine:
     gpu: str
     step_time: ResolvedStepTime
     kv_blocks: int
+    state_blocks: int = 0  # blocks a running sequence's recurrent state takes (sim.engine.kv)
 
 
 class ModelDoesNotFit(ValueError):
@@ -59,6 +60,7 @@ class ResolvedEngine:
             max_num_seqs=s.max_num_seqs,
             max_num_batched_tokens=s.max_num_batched_tokens,
             kv_blocks=self.per_gpu[gpu].kv_blocks,
+            state_blocks=self.per_gpu[gpu].state_blocks,
             max_model_len=s.max_model_len,
             block_size=s.block_size,
             async_scheduling=family == "v1-async",
@@ -113,7 +115,7 @@ def resolve_engine(settings: EngineSpec, gpu_names: Iterable[str]) -> ResolvedEn
         if why is not None:
             bad.append(gpu)
             messages.append(why)
-        per_gpu[gpu] = GpuEngine(gpu, step, kv.blocks)
+        per_gpu[gpu] = GpuEngine(gpu, step, kv.blocks, kv.state_blocks)
     if messages:
         raise ModelDoesNotFit(bad, messages)
     return ResolvedEngine(settings, per_gpu)

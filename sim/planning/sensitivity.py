@@ -27,7 +27,6 @@ import numpy as np
 import polars as pl
 
 from sim.config import PlanSpec
-from sim.engine import GpuEngine
 from sim.experiment import Experiment
 from sim.runner import Backend, replicate, shared_workers
 from sim.stats import months_frame
@@ -101,7 +100,7 @@ def _step_times(sign: float) -> Variant:
         for gpu, e in exp.engine.per_gpu.items():
             factor = math.exp(sign * 2.0 * e.step_time.residual_sd_log)
             step = dataclasses.replace(e.step_time, step=e.step_time.step.scaled(factor))
-            per_gpu[gpu] = GpuEngine(gpu, step, e.kv_blocks)
+            per_gpu[gpu] = dataclasses.replace(e, step_time=step)
         engine = dataclasses.replace(exp.engine, per_gpu=per_gpu)
         return dataclasses.replace(exp, engine=engine)
 
