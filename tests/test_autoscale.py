@@ -11,6 +11,7 @@ and the same scale events on random workloads with reclaims and spill.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from unittest import mock
@@ -392,6 +393,8 @@ def scaled_workloads(draw: st.DrawFn) -> dict:
         "spill": draw(st.sampled_from(["none", "no_replica", "wait", "queue"])),
         "rpm": draw(st.sampled_from([None, None, 20])),
         "routing": draw(st.sampled_from(ROUTING_POLICIES)),
+        # a hybrid model's running sequences hold state blocks, which kv_usage counts
+        "limits": draw(st.sampled_from([LIMITS, dataclasses.replace(LIMITS, state_blocks=4)])),
     }
 
 
@@ -451,7 +454,9 @@ def test_engines_agree_with_an_autoscaler(api_spec: Api, case: dict) -> None:
             mock.patch.object(Autoscaler, "tick", spy),
             mock.patch("sim.model.pool_signal", spy_loads),
         ):
-            runs[e] = _sim(case["w"], case["replicas"], hybrid(), e, LIMITS, STEP, case["routing"])
+            runs[e] = _sim(
+                case["w"], case["replicas"], hybrid(), e, case["limits"], STEP, case["routing"]
+            )
     (comp, rc), (lazy, rl), (ref, rr) = runs["compiled"], runs["lazy"], runs["reference"]
     _identical(comp, lazy)
     _close(comp, ref)
@@ -487,7 +492,7 @@ def _same_on_arrays(case: dict, hybrid: Hybrid, log: RequestLog, res: Simulation
         np.asarray(inputs, dtype=np.int64),
         np.asarray(outputs, dtype=np.int64),
     )
-    specs = [ReplicaSpec("p", "g", LIMITS, STEP)] * case["replicas"]
+    specs = [ReplicaSpec("p", "g", case["limits"], STEP)] * case["replicas"]
     phases = [FleetPhase(0.0, tuple(range(case["replicas"])))]
     run = simulate_arrays(requests, specs, phases, "compiled", hybrid)
     assert run is not None

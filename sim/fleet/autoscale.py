@@ -126,8 +126,10 @@ class ReplicaLoad:
     decisions of that instant): what the signals are computed from.
 
     waiting: requests queued for prefill; running: sequences admitted (decoding or mid-prefill);
-    kv_tokens / kv_capacity_tokens: tokens held in the KV cache by running sequences, and the
-    cache's size in tokens (blocks × block size); queued_prompt_tokens: tokens the waiting
+    kv_tokens / kv_capacity_tokens: tokens held in the KV cache by running sequences (with a
+    hybrid model's recurrent states, `EngineLimits.state_blocks` × block size a sequence, as
+    vLLM's KV usage counts their pages), and the cache's size in tokens (blocks × block size);
+    queued_prompt_tokens: tokens the waiting
     queue must prefill; prefill_tokens_per_s: the full-budget prefill rate (the spill rule's).
     """
 

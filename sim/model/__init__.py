@@ -427,6 +427,7 @@ def _run(
             yield env.timeout(every)
 
     kv_tokens = [s.limits.kv_blocks * s.limits.block_size for s in specs]
+    state_tokens = [s.limits.state_blocks * s.limits.block_size for s in specs]
 
     def signal_of(sc: Scaler) -> Callable[[float, Sequence[int]], float]:
         def signal_at(t: float, serving: Sequence[int]) -> float:
@@ -438,7 +439,7 @@ def _run(
                     ReplicaLoad(
                         len(rep.waiting),
                         len(rep.running),
-                        rep.cached_tokens_at(t),
+                        rep.cached_tokens_at(t) + len(rep.running) * state_tokens[i],
                         kv_tokens[i],
                         rep.queued_prompt_tokens(),
                         rate[i],

@@ -19,6 +19,7 @@ from sim.engine.compiled.layout import (
     F_BUSY,
     F_S0,
     F_T,
+    I_BS,
     I_G,
     I_HSIZE,
     I_K,
@@ -31,6 +32,7 @@ from sim.engine.compiled.layout import (
     I_RHEAD,
     I_RTAIL,
     I_STATE,
+    I_STATEBLK,
     I_STEPDEC,
     I_SUMOFF,
     I_TAIL,
@@ -73,7 +75,8 @@ def pool_total(
 ) -> float:
     """Σ over the replicas `serving` (in order), each brought up to `t`, of one replica's
     `signal` (`sim.fleet.autoscale.replica_signal`, the same expressions): requests waiting,
-    sequences running, KV tokens held (`FastReplica.cached_tokens_at`) ÷
+    sequences running, KV tokens held (`FastReplica.cached_tokens_at`, plus each running
+    sequence's state blocks in tokens) ÷
     `kv_capacity_tokens[r]`, or queued prompt tokens ÷ `prefill_tokens_per_s[r]`. Summed left to
     right from 0.0, as `pool_signal` adds them."""
     total = 0.0
@@ -89,7 +92,8 @@ def pool_total(
             if ri[r, I_STATE] == RUN and t > rf[r, F_S0]:
                 g += decode_steps_within(rf[r, F_A], rf[r, F_B], t - rf[r, F_S0])
             tail = ri[r, I_TAILC] if ri[r, I_TAIL] >= 0 else 0
-            total += (ri[r, I_SUMOFF] + ri[r, I_NDEC] * g + tail) / kv_capacity_tokens[r]
+            states = ri[r, I_NRUN] * ri[r, I_STATEBLK] * ri[r, I_BS]  # hybrid: state pages
+            total += (ri[r, I_SUMOFF] + ri[r, I_NDEC] * g + tail + states) / kv_capacity_tokens[r]
         else:
             total += ri[r, I_QPT] / prefill_tokens_per_s[r]
     return total
