@@ -325,6 +325,15 @@ def test_model_table_rejects_ambiguous_aliases_and_half_mla() -> None:
         parse_models({"a": {**row, "kv_lora_rank": 512}})
     with pytest.raises(ConfigError, match=r"a\.shared_experts: needs experts"):
         parse_models({"a": {**row, "shared_experts": 1}})
+    # a state dtype only where there are linear-attention layers, and only a known one
+    with pytest.raises(ConfigError, match=r"a\.ssm_state_dtype: must be one of fp32"):
+        parse_models({"a": {**row, "ssm_state_dtype": "fp32"}})
+    hybrid = {**row, "layers": 2, "linear_attention_layers": 1, "linear_key_heads": 1}
+    hybrid |= {"linear_value_heads": 1, "linear_key_head_dim": 1, "linear_value_head_dim": 1}
+    hybrid["linear_conv_kernel"] = 2
+    with pytest.raises(ConfigError, match=r"a\.ssm_state_dtype: .* 'fp64'"):
+        parse_models({"a": {**hybrid, "ssm_state_dtype": "fp64"}})
+    assert parse_models({"a": {**hybrid, "ssm_state_dtype": "fp32"}})["a"].ssm_state_dtype == "fp32"
 
 
 # Models that fit no catalog configuration (TP ≤ 8 on one node), and why.
