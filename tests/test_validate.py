@@ -257,6 +257,23 @@ def test_a_case_without_a_fitted_entry_replays_on_the_roofline_and_says_so() -> 
     assert result.step_time_source.startswith("uncalibrated")
 
 
+def test_a_case_whose_kv_estimate_falls_short_of_what_vllm_served_replays_at_its_context() -> None:
+    """LLMServingSim's Qwen3-30B-A3B server ran at the model's 262,144-token context; the KV
+    estimate holds 252,048 tokens (expert parallelism, which halves the experts a GPU holds, is
+    not modelled). Its 300 requests fit that, so it replays there and says so; a case whose
+    requests would not fit is still not replayed."""
+    case = next(c for c in load_cases() if c.name == "llmservingsim-rtxpro6000-qwen3-30b-a3b")
+    with pytest.raises(ValueError, match="cannot hold one request"):
+        case.engine.limits()
+    result = validate_case(case)
+    assert not result.skipped and result.rows.height > 0
+    assert result.note.startswith("max_model_len 252,048: the KV estimate's")
+    tiny = dataclasses.replace(case, engine=dataclasses.replace(case.engine, kv_blocks=100))
+    assert validate_case(tiny).skipped.startswith("engine does not fit")
+    out = CliRunner().invoke(main, ["validate", "--case", case.name]).output
+    assert "replayed with: llmservingsim-rtxpro6000-qwen3-30b-a3b: max_model_len" in out
+
+
 @pytest.mark.slow
 def test_cli_validate_exits_by_the_share_of_gated_published_values() -> None:
     result = CliRunner().invoke(main, ["validate"])

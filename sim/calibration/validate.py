@@ -213,6 +213,7 @@ class CaseResult:
     rows: pl.DataFrame
     step_time_source: str
     skipped: str = ""
+    note: str = ""  # how the replay departs from the case's stated engine, when it must
 
     @property
     def gated(self) -> bool:
@@ -284,19 +285,32 @@ def validate_case(
     if e.vllm_version is not None and not user_entry:  # the version's CPU time, as `sim bench`
         step = with_version_cpu(step, cpu_family(parse_version(e.vllm_version)))
     run = case.run()
+    engine, note = case.engine, ""
     try:
-        limits = case.engine.limits()
+        limits = engine.limits()
     except ValueError as exc:  # the case's settings make no valid engine: listed, not fatal
-        return CaseResult(case, math.nan, empty, source, skipped=f"engine does not fit: {exc}")
+        # vLLM served this case, so its KV cache held one request of max_model_len: where the
+        # estimate (sim.engine.kv) falls short, replay at the longest context it holds beside
+        # one state, when every request of the case fits in it (as the published runs do)
+        held = (engine.resolved_kv_blocks() - engine.resolved_state_blocks()) * engine.block_size
+        longest = int(np.max(run.input_tokens + run.output_tokens))
+        if not longest <= held < engine.max_model_len:
+            return CaseResult(case, math.nan, empty, source, skipped=f"engine does not fit: {exc}")
+        engine = replace(engine, max_model_len=held)
+        limits = engine.limits()
+        note = (
+            f"max_model_len {held:,}: the KV estimate's (sim.engine.kv), short of the"
+            f" {case.engine.max_model_len:,} that vLLM served; the longest request is {longest:,}"
+        )
     mean_tokens = float(np.mean(run.input_tokens + run.output_tokens))
-    capacity = case.engine.concurrency_capacity(mean_tokens) * case.replicas
+    capacity = engine.concurrency_capacity(mean_tokens) * case.replicas
     load = run.peak_in_system() / capacity
     sim = replay(run, limits, step, case.replicas)
     if case.timing == "client":  # the client's clock: HTTP, tokenisation, the first chunk
         sim = replace(sim, ttft_s=sim.ttft_s + CLIENT_PATH_S, e2e_s=sim.e2e_s + CLIENT_PATH_S)
     gated = case.gate and load <= GATE_MAX_LOAD
     rows = compare(case.name, run.measured_metrics(), sim.metrics(run.output_tokens), load, gated)
-    return CaseResult(case, load, rows, source)
+    return CaseResult(case, load, rows, source, note=note)
 
 
 def validate_all(

@@ -178,6 +178,8 @@ def _validate_cases(console: Console, results: list[CaseResult]) -> list[str]:
         if r.skipped:
             console.print(f"not replayed: {r.case.name}: {r.skipped}", highlight=False)
             continue
+        if r.note:
+            console.print(f"replayed with: {r.case.name}: {r.note}", highlight=False)
         if r.step_time_source.startswith("uncalibrated"):
             e = r.case.engine
             console.print(
