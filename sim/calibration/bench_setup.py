@@ -318,7 +318,7 @@ def does_not_fit(setup: EngineSetup) -> Problem | None:
     `max_model_len`), named as `sim bench`'s options, or None when it fits."""
     if setup.kv_blocks is not None:
         state = setup.resolved_state_blocks()
-        tokens = (setup.kv_blocks - state) * setup.block_size
+        tokens = setup.longest_context()
         if tokens >= setup.max_model_len:
             return None
         beside = f" beside one sequence's state ({state} blocks)" if state else ""

@@ -280,6 +280,10 @@ class EngineSetup:
         shape = models()[self.model]
         return state_blocks(shape, dtype=self.dtype, tp=self.tp, block_size=self.block_size)
 
+    def longest_context(self) -> int:
+        """Tokens one request can hold: the KV blocks left beside one sequence's state."""
+        return (self.resolved_kv_blocks() - self.resolved_state_blocks()) * self.block_size
+
     def limits(self) -> EngineLimits:
         return EngineLimits(
             max_num_seqs=self.max_num_seqs,

@@ -393,8 +393,7 @@ def case_of(
             # vLLM served this row, so its KV cache held one request of max_model_len: where
             # the estimate (sim.engine.kv) falls short of the model's context, replay at the
             # longest context the estimate holds, when every request of the row fits in it
-            kv_blocks = setup.resolved_kv_blocks() - setup.resolved_state_blocks()
-            kv_tokens = kv_blocks * setup.block_size  # beside one sequence's state
+            kv_tokens = setup.longest_context()
             longest = max(lens[0] or (lin,)) + max(lens[1] or (lout,))
             if kv_tokens >= longest:
                 spec = replace(spec, max_model_len=kv_tokens)

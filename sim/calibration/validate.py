@@ -292,7 +292,7 @@ def validate_case(
         # vLLM served this case, so its KV cache held one request of max_model_len: where the
         # estimate (sim.engine.kv) falls short, replay at the longest context it holds beside
         # one state, when every request of the case fits in it (as the published runs do)
-        held = (engine.resolved_kv_blocks() - engine.resolved_state_blocks()) * engine.block_size
+        held = engine.longest_context()
         longest = int(np.max(run.input_tokens + run.output_tokens))
         if not longest <= held < engine.max_model_len:
             return CaseResult(case, math.nan, empty, source, skipped=f"engine does not fit: {exc}")
