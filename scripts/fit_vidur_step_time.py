@@ -888,6 +888,9 @@ def calibrate_roofline(data: Path, entries: Sequence[Entry], overhead_s: float) 
             weight_only_flop_efficiency=load_roofline_factors().weight_only_flop_efficiency,
             attn_mem_efficiency=dec,
             attn_flop_efficiency=pre,
+            # fitted on published fused-MoE kernel timings (scripts/fit_moe_kernels.py)
+            moe_mem_efficiency=load_roofline_factors().moe_mem_efficiency,
+            moe_layer_floor_s=load_roofline_factors().moe_layer_floor_s,
             knee_fraction=knee,
             layer_floor_s=floor,
             nccl_latency_s=latency,

@@ -5,13 +5,16 @@ that every model fits some catalog GPU configuration."""
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
+import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
 from sim.config import EngineSpec
-from sim.data import gpus, models, parse_models
+from sim.data import gpus, models, parse_models, weight_bytes_per_param
 from sim.data.hardware import expected_experts_touched
 from sim.data.tables import canonical_model_name
 from sim.engine.kv import kv_cache, kv_capacity_tokens, kv_shortfall, state_blocks
@@ -81,6 +84,8 @@ CARD_ACTIVE = {
     "qwen3.5-35b-a3b": 3e9,
 }
 
+REPO = Path(__file__).resolve().parent.parent
+
 
 @pytest.mark.parametrize("name", sorted(CARD_PARAMS))
 def test_new_model_parses_and_matches_its_card(name: str) -> None:
@@ -146,31 +151,53 @@ def test_touched_experts_formula() -> None:
 
 def test_moe_step_reads_only_the_experts_a_batch_touches() -> None:
     """Qwen3-30B-A3B (48 layers of 128 experts, 8 per token) on an H100: the step carries the
-    touched-experts read exactly, E·(1 − (1 − k/E)^T) experts of each layer, at the roofline's
-    memory efficiency, on top of the weights every step reads."""
+    touched-experts read exactly, E·(1 − (1 − k/E)^T) experts of each layer, at the fused-MoE
+    kernels' memory efficiency, and each MoE layer's fixed kernel time, on top of the weights
+    every step reads (at the dense kernels' efficiency). A weight-only MoE (int4) reads its
+    experts at the dense efficiency: no timings of those kernels."""
     f = load_roofline_factors()
     m, g = models()["qwen3-30b-a3b"], gpus()["h100-80gb"]
     st, source = roofline_step_time(m, g, tp=1, weight_dtype="bf16", kv_dtype="bf16", factors=f)
-    bw = g.memory_bandwidth_gb_per_s * 1e9 * f.mem_efficiency
-    one_expert_s = 48 * m.expert_params() * 2.0 / bw  # one expert in every layer
+    peak = g.memory_bandwidth_gb_per_s * 1e9
+    bw = peak * f.mem_efficiency
+    expert_bytes = 48 * m.expert_params() * 2.0  # one expert in every layer
+    one_expert_s = expert_bytes / (peak * f.moe_mem_efficiency)
     assert st.expert_read_s == pytest.approx(128 * one_expert_s, rel=1e-12)
     assert st.expert_share == 8 / 128
-    assert "experts a batch touches" in source
-    everything_s = (
-        m.layers * f.layer_floor_s + (m.weight_bytes("bf16") - m.vocab * m.hidden * 2) / bw
-    )
-    assert st.flat_s + st.expert_read_s == pytest.approx(everything_s, rel=1e-12)
+    assert "experts a batch touches" in source and "fused-MoE kernels per layer" in source
+    others = m.weight_bytes("bf16") - m.vocab * m.hidden * 2 - 128 * expert_bytes
+    everything_s = m.layers * f.layer_floor_s + 48 * f.moe_layer_floor_s + others / bw
+    assert st.flat_s == pytest.approx(everything_s, rel=1e-9)
     for tokens in (1, 4, 16, 64):
         touched = expected_experts_touched(128, 8, tokens)
         assert st.linear_s(tokens) == pytest.approx(st.flat_s + touched * one_expert_s, rel=1e-12)
     # a lone decode reads 8 experts a layer, 16 tokens 52 of them, a prefill chunk all 128
     assert st.linear_s(1) - st.flat_s == pytest.approx(8 * one_expert_s, rel=1e-12)
     assert st.linear_s(2048) > st.flat_s + 0.999 * st.expert_read_s
+    int4, _ = roofline_step_time(m, g, tp=1, weight_dtype="int4", kv_dtype="bf16", factors=f)
+    assert int4.expert_read_s == pytest.approx(
+        48 * 128 * m.expert_params() * weight_bytes_per_param("int4") / bw, rel=1e-12
+    )
     dense = models()["llama-3-8b"]
     dense_st, _ = roofline_step_time(
         dense, g, tp=1, weight_dtype="bf16", kv_dtype="bf16", factors=f
     )
     assert (dense_st.expert_read_s, dense_st.expert_share) == (0.0, 0.0)
+
+
+def test_moe_kernel_constants_are_the_fit_of_the_published_kernel_timings() -> None:
+    """`moe_mem_efficiency` and `moe_layer_floor_s` are the medians of
+    `scripts/fit_moe_kernels.py`'s fits, each of which describes its table within 4 % RMS."""
+    spec = importlib.util.spec_from_file_location("fit_moe", REPO / "scripts/fit_moe_kernels.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["fit_moe"] = mod  # dataclasses resolve their module
+    spec.loader.exec_module(mod)
+    fits = [mod.fit(d) for d in mod.DATASETS]
+    assert all(rms < 0.04 for _, _, rms in fits)
+    f = load_roofline_factors()
+    assert f.moe_mem_efficiency == pytest.approx(np.median([e for _, e, _ in fits]), abs=5e-4)
+    assert f.moe_layer_floor_s == pytest.approx(np.median([a for a, _, _ in fits]), rel=1e-3)
 
 
 def test_hybrid_linear_attention_kv_state_and_step_time() -> None:

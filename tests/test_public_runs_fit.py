@@ -26,7 +26,7 @@ from sim.engine.roofline import load_roofline_factors
 REPO = Path(__file__).resolve().parent.parent
 RUNS = REPO / "sim/data/validation/public_runs.csv"  # the copy of shared/data/vllm-public-runs
 MARGIN = 0.05
-SHIPPED = {"ttft": 0.070, "tpot": 0.206, "e2e": 0.091, "throughput": 0.003}
+SHIPPED = {"ttft": 0.050, "tpot": 0.163, "e2e": 0.071, "throughput": 0.002}
 """Median |error| per family at <= 85 % load (28 rows) with the shipped constants and replay
 (docs/validation.md), on the rows whose models have no linear-attention layers (140: the 131
 that replayed before the hybrid models joined the catalog, and 9 that replay at the KV
@@ -46,8 +46,9 @@ Before the prefix cache and async scheduling's later admission (BLIS's inference
 100 fixed prompts again and again; vLLM 0.15 schedules a step when the one before starts):
 32.4 / 22.4 / 29.1 / 2.8 %; before the MoE step read exactly the experts a batch touches and
 the client path (5.2 ms, `scripts/fit_v1_cpu.py`) was added to client-side TTFT:
-20.0 / 22.4 / 8.1 / 0.2 %."""
-SHIPPED_ALL = {"ttft": 0.148, "tpot": 0.153, "e2e": 0.097, "throughput": 0.009}
+20.0 / 22.4 / 8.1 / 0.2 %; before the fused-MoE kernels' constants (`scripts/fit_moe_kernels.py`:
+a fixed time per MoE layer, the experts read at 0.76 of the bandwidth): 7.0 / 20.6 / 9.1 / 0.3 %."""
+SHIPPED_ALL = {"ttft": 0.141, "tpot": 0.147, "e2e": 0.086, "throughput": 0.008}
 """The same medians on every replayed row (53 at <= 85 % load: bursts count as saturation,
 guidellm's capped at 512 in flight too; a quantised checkpoint's KV cache in 16 bits, as vLLM's
 "auto"), the Qwen3.5 / Qwen3-Next rows (hybrid linear attention, roofline only) included. TPOT
@@ -61,7 +62,8 @@ expert read moved E2E up: Mixtral-8x7B TP2 from -15 % to +20 %, docs/validation.
 allows were replayed as the bursts they were; 19.2 / 15.3 / 16.4 / 0.8 % while GPUStack's guidellm
 runs replayed vLLM's ShareGPT sample scaled to their means instead of the first turns they sent
 (`sharegpt_scaled`); 15.4 / 15.3 / 9.7 / 1.0 % while Qwen3.5's DeltaNet state was counted in
-16 bits and the KV estimate set `max_num_seqs` states aside up front."""
+16 bits and the KV estimate set `max_num_seqs` states aside up front; 14.8 / 15.3 / 9.7 / 0.9 %
+before the fused-MoE kernels' constants."""
 BEFORE_VERSIONS = {"ttft": 0.338, "tpot": 0.247, "e2e": 0.602, "throughput": 0.042}
 """The same medians before the CPU time of a step depended on the vLLM version (one 1.84 ms
 overhead per step for every version)."""

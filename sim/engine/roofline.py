@@ -52,7 +52,11 @@ T = 1 to all E within a few dozen tokens for fine-grained MoEs. The step-time mo
 curve exactly (`StepTimeModel.expert_read_s`, the read of every routed expert, and
 `expert_share` = k/E): `flat_s` is the fixed time and the read of the weights every step
 streams, and the knee is the dense one's, taken at the full read (by then a batch of a few
-hundred tokens touches every expert). (Until 2026-12 a two-piece line was fitted to the curve
+hundred tokens touches every expert). The experts are read at the fused-MoE kernels' own memory
+efficiency and each MoE layer adds those kernels' fixed time (`moe_mem_efficiency`,
+`moe_layer_floor_s`: fitted on published kernel timings by `scripts/fit_moe_kernels.py`; the
+weights every step streams stay at the dense `mem_efficiency`). (Until 2026-12 a two-piece line
+was fitted to the curve
 instead; it departed from it by up to 80 % at 16-64 tokens, and MoE runs came out 15-65 % fast
 in the public-runs replay: docs/validation.md.)
 Dense models keep the closed form above.
@@ -88,6 +92,13 @@ class RooflineFactors:
         runs by `scripts/fit_weight_only.py` (Marlin's own README: close to ideal speedups up to
         batches of 16-32 tokens, less beyond).
     attn_mem_efficiency, attn_flop_efficiency: the same for decode and prefill attention.
+    moe_mem_efficiency: achieved / peak memory bandwidth of vLLM's fused-MoE kernels reading the
+        experts a batch touches (bf16 and FP8 W8A8; `scripts/fit_moe_kernels.py`: the median
+        over five published kernel benchmarks, 0.54-0.93). Weight-only MoE kernels (Marlin:
+        int4, MXFP4, FP8 without FP8 tensor cores) keep `mem_efficiency`: no timings of them.
+    moe_layer_floor_s: fixed time of one MoE layer's fused-experts kernels per step (routing
+        alignment, two grouped GEMMs' launches), beyond the experts' read: the same fit's
+        median intercept (23-56 us), charged to every MoE layer of every step.
     knee_fraction: fitted knee / ideal ridge point (tokens), median over the fitted entries.
     layer_floor_s: fixed GPU time per layer per step (small kernels, attention launch).
     nccl_latency_s: latency of one single-node NCCL all-reduce of a small message (Vidur's
@@ -113,6 +124,8 @@ class RooflineFactors:
     weight_only_flop_efficiency: float
     attn_mem_efficiency: float
     attn_flop_efficiency: float
+    moe_mem_efficiency: float
+    moe_layer_floor_s: float
     knee_fraction: float
     layer_floor_s: float
     nccl_latency_s: float
@@ -194,11 +207,16 @@ def roofline_step_time(
     weight_read_s = weight_read_bytes(model, weight_dtype) / tp / (bw * f.mem_efficiency)
     fixed_s, per_token_s = _fixed_and_per_token_s(model, gpu, tp, flops, f, weight_dtype)
     expert_read_s = expert_share = 0.0
+    flat_s = fixed_s + weight_read_s
     if model.is_moe:
-        per_param = weight_bytes_per_param(weight_dtype)  # 2.0 for fp16 and bf16
-        expert_read_s = model.expert_weight_params() * per_param / tp / (bw * f.mem_efficiency)
+        # the experts leave the flat weight read (charged at the dense kernels' efficiency)
+        # for the touched-experts term, read at the fused-MoE kernels' efficiency; each MoE
+        # layer adds its kernels' fixed time (`scripts/fit_moe_kernels.py`)
+        expert_bytes = model.expert_weight_params() * weight_bytes_per_param(weight_dtype) / tp
+        moe_eff = f.mem_efficiency if weight_only(gpu, weight_dtype) else f.moe_mem_efficiency
+        flat_s += model.moe_layers * f.moe_layer_floor_s - expert_bytes / (bw * f.mem_efficiency)
+        expert_read_s = expert_bytes / (bw * moe_eff)
         expert_share = model.experts_per_token / model.experts
-    flat_s = fixed_s + weight_read_s - expert_read_s
     knee_tokens = f.knee_fraction * weight_read_s / per_token_s
     decode = model.kv_bytes_per_token(kv_dtype, tp) / (bw * f.attn_mem_efficiency)
     q_width = model.heads * model.head_dim / tp
@@ -218,8 +236,9 @@ def roofline_step_time(
     shape = ""
     if model.is_moe:
         shape = (
-            " (MoE: weights of the experts a batch touches; the MoE kernels' cost beyond that read"
-            " is not modelled: small batches run fast, docs/validation.md)"
+            f" (MoE: the experts a batch touches, read at {f.moe_mem_efficiency:.2f} of the"
+            f" bandwidth, and {f.moe_layer_floor_s * 1e6:.0f} us of fused-MoE kernels per layer,"
+            " from published kernel timings)"
         )
     if weight_only(gpu, weight_dtype):
         shape += (
