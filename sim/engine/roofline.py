@@ -56,9 +56,8 @@ hundred tokens touches every expert). The experts are read at the fused-MoE kern
 efficiency and each MoE layer adds those kernels' fixed time (`moe_mem_efficiency`,
 `moe_layer_floor_s`: fitted on published kernel timings by `scripts/fit_moe_kernels.py`; the
 weights every step streams stay at the dense `mem_efficiency`). (Until 2026-12 a two-piece line
-was fitted to the curve
-instead; it departed from it by up to 80 % at 16-64 tokens, and MoE runs came out 15-65 % fast
-in the public-runs replay: docs/validation.md.)
+was fitted to the curve instead; it departed from it by up to 80 % at 16-64 tokens, and MoE runs
+came out 15-65 % fast in the public-runs replay: docs/validation.md.)
 Dense models keep the closed form above.
 """
 
@@ -208,12 +207,12 @@ def roofline_step_time(
     fixed_s, per_token_s = _fixed_and_per_token_s(model, gpu, tp, flops, f, weight_dtype)
     expert_read_s = expert_share = 0.0
     flat_s = fixed_s + weight_read_s
+    moe_eff = f.mem_efficiency if weight_only(gpu, weight_dtype) else f.moe_mem_efficiency
     if model.is_moe:
         # the experts leave the flat weight read (charged at the dense kernels' efficiency)
         # for the touched-experts term, read at the fused-MoE kernels' efficiency; each MoE
         # layer adds its kernels' fixed time (`scripts/fit_moe_kernels.py`)
         expert_bytes = model.expert_weight_params() * weight_bytes_per_param(weight_dtype) / tp
-        moe_eff = f.mem_efficiency if weight_only(gpu, weight_dtype) else f.moe_mem_efficiency
         flat_s += model.moe_layers * f.moe_layer_floor_s - expert_bytes / (bw * f.mem_efficiency)
         expert_read_s = expert_bytes / (bw * moe_eff)
         expert_share = model.experts_per_token / model.experts
@@ -236,7 +235,7 @@ def roofline_step_time(
     shape = ""
     if model.is_moe:
         shape = (
-            f" (MoE: the experts a batch touches, read at {f.moe_mem_efficiency:.2f} of the"
+            f" (MoE: the experts a batch touches, read at {moe_eff:.2f} of the"
             f" bandwidth, and {f.moe_layer_floor_s * 1e6:.0f} us of fused-MoE kernels per layer,"
             " from published kernel timings)"
         )
