@@ -38,7 +38,7 @@ from sim.config import EngineSpec
 from sim.data import models
 from sim.engine import EngineLimits, RequestLog, StepTimeModel
 from sim.engine.catalog import StepTimeEntry, gpu_spec
-from sim.engine.kv import kv_cache, state_blocks
+from sim.engine.kv import engine_state_blocks, kv_cache
 from sim.errors import ConfigError, Problem, TraceError
 from sim.model import FleetPhase, ReplicaSpec, simulate
 
@@ -275,10 +275,7 @@ class EngineSetup:
     def resolved_state_blocks(self) -> int:
         """Blocks a running sequence's recurrent state takes (`sim.engine.kv.state_blocks`;
         0 for a model without linear-attention layers, or one not in the catalog)."""
-        if self.model not in models():
-            return 0
-        shape = models()[self.model]
-        return state_blocks(shape, dtype=self.dtype, tp=self.tp, block_size=self.block_size)
+        return engine_state_blocks(self.settings)
 
     def longest_context(self) -> int:
         """Tokens one request can hold: the KV blocks left beside one sequence's state."""

@@ -117,6 +117,15 @@ def state_blocks(model: ModelShape, *, dtype: str, tp: int, block_size: int) -> 
     return math.ceil(state / (block_size * model.kv_bytes_per_token(dtype, tp)))
 
 
+def engine_state_blocks(settings: EngineSpec) -> int:
+    """`state_blocks` of the engine `settings` describe: 0 for a model not in the catalog (a
+    measured `kv_blocks` may name any model) or one without linear-attention layers."""
+    model = models().get(settings.model)
+    if model is None:
+        return 0
+    return state_blocks(model, dtype=settings.dtype, tp=settings.tp, block_size=settings.block_size)
+
+
 @dataclass(frozen=True)
 class KvCache:
     """KV-cache capacity of one replica: `blocks` of the engine's block size, the estimate in
@@ -132,13 +141,8 @@ def kv_cache(settings: EngineSpec, gpu: str) -> KvCache:
     """The ONE KV-capacity function: `settings.kv_blocks` when measured, else the estimate of
     `sim.engine.kv.kv_capacity_tokens` for the model on `gpu`, in whole blocks; with the blocks
     a running sequence's state takes (`state_blocks`, from the model's shape either way)."""
-    model = models().get(settings.model)  # a measured `kv_blocks` may name any model
     bs = settings.block_size
-    state = (
-        0
-        if model is None
-        else state_blocks(model, dtype=settings.dtype, tp=settings.tp, block_size=bs)
-    )
+    state = engine_state_blocks(settings)
     if settings.kv_blocks is not None:
         return KvCache(settings.kv_blocks, float(settings.kv_blocks * bs), state)
     tokens = kv_capacity_tokens(
